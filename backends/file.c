@@ -1,0 +1,15 @@
+/* file.c - PLACEHOLDER: being written; answers -ENOSYS. */
+#include "backend.h"
+#include <errno.h>
+
+static int ph_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+{
+	(void)cfg; (void)out;
+	backend_err_set(err, "file backend not built yet");
+	return -ENOSYS;
+}
+
+const struct backend_ops file_backend_ops = {
+	.name = "file",
+	.open = ph_open,
+};

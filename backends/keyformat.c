@@ -1,0 +1,103 @@
+/* keyformat.c - key content validation.  The secp256k1 range check uses
+ * OpenSSL BIGNUMs (the order is compared as a number, not as text). */
+#include "keyformat.h"
+
+#include <errno.h>
+#include <openssl/bn.h>
+
+/* n, the order of the secp256k1 group (SEC 2, section 2.4.1). */
+static const char SECP256K1_ORDER_HEX[] =
+	"FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141";
+
+static int is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static int is_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int evm_in_range(const unsigned char *hex, const char **why)
+{
+	char digits[65];
+	for (int i = 0; i < 64; i++)
+		digits[i] = (char)hex[i];
+	digits[64] = 0;
+
+	BIGNUM *k = NULL, *n = NULL;
+	int rc = -EINVAL;
+	if (!BN_hex2bn(&k, digits) || !BN_hex2bn(&n, SECP256K1_ORDER_HEX)) {
+		*why = "out of memory";
+		rc = -ENOMEM;
+	} else if (BN_is_zero(k)) {
+		*why = "key is zero";
+	} else if (BN_cmp(k, n) >= 0) {
+		*why = "key is not below the secp256k1 group order";
+	} else {
+		rc = 0;
+	}
+	BN_clear_free(k);
+	BN_free(n);
+	OPENSSL_cleanse(digits, sizeof(digits));
+	return rc;
+}
+
+int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
+                       size_t *start, size_t *keylen, const char **why)
+{
+	const char *reason = NULL;
+	if (!why)
+		why = &reason;
+	*why = NULL;
+	if (len > KEY_MAX_BYTES) {
+		*why = "key larger than 4096 bytes";
+		return -EFBIG;
+	}
+	size_t b = 0, e = len;
+	while (b < e && is_space(p[b]))
+		b++;
+	while (e > b && is_space(p[e - 1]))
+		e--;
+	if (b == e) {
+		*why = "empty key";
+		return -EINVAL;
+	}
+	const unsigned char *k = p + b;
+	size_t n = e - b;
+
+	if (fmt == KEY_FORMAT_ANY) {
+		for (size_t i = 0; i < n; i++) {
+			if (k[i] < 0x20 || k[i] > 0x7e) {
+				*why = "key contains non-printable bytes";
+				return -EINVAL;
+			}
+		}
+	} else {
+		const unsigned char *hex = k;
+		size_t nhex = n;
+		if (nhex >= 2 && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X')) {
+			hex += 2;
+			nhex -= 2;
+		}
+		if (nhex != 64) {
+			*why = "an evm key is 64 hex digits with an optional 0x";
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < 64; i++) {
+			if (!is_hex(hex[i])) {
+				*why = "key contains a character that is not a hex digit";
+				return -EINVAL;
+			}
+		}
+		int rc = evm_in_range(hex, why);
+		if (rc)
+			return rc;
+	}
+	if (start)
+		*start = b;
+	if (keylen)
+		*keylen = n;
+	return 0;
+}

@@ -1,0 +1,21 @@
+/* keyformat.h - validation of key content (contract section 5). */
+#ifndef OMIKUJI_KEYFORMAT_H
+#define OMIKUJI_KEYFORMAT_H
+
+#include <stddef.h>
+#include "config.h"
+
+#define KEY_MAX_BYTES 4096
+
+/* Validate the len bytes at p as a key of format fmt.  Surrounding ASCII
+ * whitespace (the newline of `echo`) is ignored; on success *start and
+ * *keylen give the key without it.
+ *   evm: 64 hex digits (any case) with an optional 0x/0X prefix, non-zero
+ *        and below the secp256k1 group order n.
+ *   any: 1..4096 printable ASCII bytes (0x20..0x7e).
+ * Returns 0, -EINVAL (with a reason in why, never the key), or -EFBIG when
+ * the content is larger than KEY_MAX_BYTES. */
+int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
+                       size_t *start, size_t *keylen, const char **why);
+
+#endif

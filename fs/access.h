@@ -1,0 +1,59 @@
+/* access.h - who may do what to which key (contract sections 4 and 5), and
+ * the anomaly signals of the monitoring guide.
+ *
+ * Names (user:, group:) are resolved to ids when the rules are built and on
+ * access_reload() (SIGHUP): no name-service lookup on the hot path.
+ */
+#ifndef OMIKUJI_ACCESS_H
+#define OMIKUJI_ACCESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include "config.h"
+#include "clock.h"
+
+#define CALLER_MAX_GROUPS 64
+
+struct caller {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int ngroups;                      /* supplementary groups, -1 if unknown */
+	gid_t groups[CALLER_MAX_GROUPS];
+	char process[32];                 /* comm of pid, "" if unknown */
+};
+
+enum access_op { ACCESS_READ, ACCESS_WRITE, ACCESS_REMOVE, ACCESS_LIST };
+
+struct access;
+
+/* Build rules from cfg.  Without `access:` rules only mount_uid and root are
+ * allowed, for everything.  0 or -errno with a reason (unknown user/group,
+ * bad principal) in err. */
+int access_new(const struct config_keyfs *cfg, uid_t mount_uid, struct access **out,
+               char *err, size_t errlen);
+/* Re-resolve names (SIGHUP).  On failure the old rules stay.  0 or -errno. */
+int access_reload(struct access *a, char *err, size_t errlen);
+/* Is caller allowed op on network ("" for list)? */
+bool access_allowed(struct access *a, const struct caller *c, const char *network,
+                    enum access_op op);
+void access_free(struct access *a);
+
+/* Anomaly detection and the per-caller rate limit. */
+struct anomaly;
+
+struct anomaly_verdict {
+	const char *kind;    /* NULL, or "burst" "off_hours" "auth_failures" "rate_limited" */
+	bool deny;           /* rate limit exceeded: deny with EACCES */
+};
+
+int anomaly_new(const struct config_keyfs *cfg, clock_fn wall_now, struct anomaly **out,
+                char *err, size_t errlen);
+/* Called for every key read (get) by a caller before it is served. */
+struct anomaly_verdict anomaly_check_read(struct anomaly *an, const struct caller *c);
+/* Called for every backend auth failure; returns "auth_failures" when the
+ * per-minute threshold is crossed, else NULL. */
+const char *anomaly_auth_failure(struct anomaly *an);
+void anomaly_free(struct anomaly *an);
+
+#endif

@@ -1,0 +1,57 @@
+/* cache.h - the TTL cache in front of remote backends.
+ *
+ * - TTL per entry; a fresh entry is served without a backend call.
+ * - Single-flight: concurrent misses for one network make one fetch; the
+ *   other callers wait for its result.
+ * - Stale-if-error: when the fetch fails (not -ENOENT), an entry up to
+ *   max_stale seconds past its TTL is served and reported as CACHE_STALE.
+ * - Bounded: at most max_entries, least recently used evicted.
+ * - Key bytes are secrets (mlocked, wiped on eviction, replacement and free).
+ * Thread-safe.  Time comes from cfg->now, so tests inject a clock.
+ */
+#ifndef OMIKUJI_CACHE_H
+#define OMIKUJI_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "backend.h"
+#include "clock.h"
+
+struct cache;
+
+struct cache_config {
+	double ttl_seconds;
+	double max_stale_seconds;
+	size_t max_entries;
+	clock_fn now;          /* NULL = clock_monotonic */
+};
+
+enum cache_result {
+	CACHE_HIT,     /* fresh entry */
+	CACHE_STALE,   /* fetch failed, expired entry served */
+	CACHE_MISS,    /* fetched from the backend now */
+};
+
+/* Fetch callback: the backend get.  Called without cache locks held. */
+typedef int (*cache_fetch_fn)(void *ctx, const char *network, struct secret **out,
+                              struct backend_err *err);
+
+struct cache *cache_new(const struct cache_config *cfg);
+void cache_free(struct cache *c);   /* wipes everything */
+
+/* Get the key of network.  On success *out is a new secret (caller frees),
+ * *how says where it came from, and *changed is set when a fetch returned a
+ * value different from the one cached before (rotation).  On failure returns
+ * the fetch's error (err filled) and nothing is cached; an -ENOENT from the
+ * backend also drops a cached entry. */
+int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
+              struct secret **out, enum cache_result *how, bool *changed,
+              struct backend_err *err);
+
+/* After a successful store through the mount: cache this value (copied). */
+void cache_put(struct cache *c, const char *network, const struct secret *key);
+/* Drop one entry (remove, touch-refresh). */
+void cache_invalidate(struct cache *c, const char *network);
+size_t cache_size(struct cache *c);
+
+#endif

@@ -1,0 +1,161 @@
+/* config.h - the effective configuration (contract section 4).
+ *
+ * config_load() reads Omikuji's omikuji.yaml with libyaml: the `key_storage`
+ * section (shared with Omikuji), `logging`, and this program's `keyfs`
+ * section.  `${VAR}` is expanded from the environment in every scalar, `~`
+ * at the start of paths.  Unknown keys are errors that name file, line and
+ * column; top-level sections that Omikuji uses and this program does not are
+ * skipped.  Every char * below is owned by the struct config and freed by
+ * config_free(); a NULL string means "not set".
+ */
+#ifndef OMIKUJI_CONFIG_H
+#define OMIKUJI_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "strlist.h"
+
+enum storage_type {
+	STORAGE_FILE,      /* "file" (embedded default) */
+	STORAGE_ENV,       /* "env" */
+	STORAGE_KEYRING,   /* "keyring" */
+	STORAGE_VAULT,     /* "vault" */
+	STORAGE_AWS,       /* "aws-secrets" */
+};
+
+enum key_format { KEY_FORMAT_EVM, KEY_FORMAT_ANY };
+enum audit_failure { AUDIT_FAILURE_DENY, AUDIT_FAILURE_ALLOW };
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+
+struct config_file {
+	char *path;             /* default $XDG_DATA_HOME/omikuji-keyfs/keys.enc */
+	char *passphrase_file;  /* else $OMIKUJI_KEYFS_PASSPHRASE, else a master-key file */
+};
+
+struct config_keyring {
+	char *service;          /* default "omikuji" */
+	int cache_ttl_seconds;  /* default 300 */
+};
+
+struct config_vault {
+	struct strlist urls;    /* `url:` or `urls: [..]`; tried in order */
+	char *mount_path;       /* default "secret" */
+	char *path_prefix;      /* default "omikuji/keys" */
+	char *auth_method;      /* "token" (default) | "approle" */
+	char *token;            /* secret */
+	char *token_file;
+	char *role_id;
+	char *secret_id;        /* secret */
+	char *secret_id_file;
+	char *approle_mount;    /* default "approle" */
+	char *namespace;
+	char *ca_cert;
+	char *client_cert;
+	char *client_key;
+	int timeout_seconds;    /* default 5 */
+	int max_retries;        /* default 3 */
+	int cache_ttl_seconds;  /* default 300 */
+};
+
+struct config_aws {
+	char *region;           /* default us-east-1 */
+	char *prefix;           /* default "omikuji" */
+	char *endpoint_url;
+	char *profile;
+	int timeout_seconds;    /* default 5 */
+	int cache_ttl_seconds;  /* default 300 */
+};
+
+struct config_log_target {
+	char *type;             /* "file" | "stdout" | "stderr" | "syslog" */
+	char *path;             /* file only */
+};
+
+struct config_logging {
+	enum log_format format; /* default json */
+	char *level;            /* "debug" | "info" (default) | "warn" | "error" */
+	struct config_log_target *targets;  /* default: one stderr target */
+	size_t n_targets;
+};
+
+struct config_access_rule {
+	struct strlist networks;  /* shell globs; empty = all */
+	struct strlist read;      /* principals: "user:NAME" "group:NAME" "uid:N" "gid:N" */
+	struct strlist write;
+	struct strlist remove;
+	struct strlist list;
+	int line;                 /* where the rule starts, for messages */
+};
+
+struct config_business_hours {
+	bool set;
+	char *timezone;           /* TZ name, e.g. "Europe/Berlin"; default UTC */
+	int start_minute;         /* minutes after local midnight, from "HH:MM" */
+	int end_minute;
+	unsigned days_mask;       /* bit 0 = Sunday ... bit 6 = Saturday; default Mon-Fri */
+};
+
+struct config_anomaly {
+	int burst_reads;          /* reads by one caller ... (default 20) */
+	int burst_window_seconds; /* ... within this window are flagged (default 10) */
+	int auth_failures_per_minute; /* backend auth failures per minute flagged (default 3) */
+};
+
+struct config_rate_limit {
+	bool set;
+	int reads_per_minute;     /* per caller uid; beyond: EACCES */
+};
+
+struct config_keyfs {
+	char *audit_log;          /* default $XDG_STATE_HOME/omikuji-keyfs/audit.log */
+	enum audit_failure audit_failure;   /* default deny */
+	enum key_format key_format;         /* default evm */
+	struct config_access_rule *access;  /* NULL with n_access 0 and !access_set: default rule */
+	size_t n_access;
+	bool access_set;
+	int health_interval_seconds;  /* default 15 */
+	int max_stale_seconds;        /* default 3600 */
+	int cache_max_entries;        /* default 10000 */
+	int list_cache_seconds;       /* default 5 */
+	char *run_as;                 /* user to drop to after mounting as root */
+	struct config_business_hours business_hours;
+	struct config_anomaly anomaly;
+	struct config_rate_limit rate_limit;
+};
+
+struct config {
+	char *source;                 /* file loaded, NULL for built-in defaults */
+	enum storage_type storage_type;   /* default file */
+	struct config_file file;
+	struct config_keyring keyring;
+	struct config_vault vault;
+	struct config_aws aws;
+	struct config_logging logging;
+	struct config_keyfs keyfs;
+};
+
+/* Which file would be loaded: -c PATH, $OMIKUJI_CONFIG, ./omikuji.yaml,
+ * $XDG_CONFIG_HOME/omikuji/omikuji.yaml, /etc/omikuji/omikuji.yaml.  Returns
+ * a malloc'd path, or NULL when none exists (built-in defaults apply).  An
+ * explicit path (-c or $OMIKUJI_CONFIG) is returned even if missing, so the
+ * load reports it. */
+char *config_find(const char *explicit_path);
+
+/* Flags for config_load. */
+#define CONFIG_ALLOW_INSECURE_PERMS 0x1  /* accept a group/world-readable file holding a secret */
+
+/* Load path (NULL = built-in defaults) into *out, defaults filled in.
+ * Returns 0, or -errno with one line in err such as
+ * "omikuji.yaml:12:5: unknown key 'tokn' in key_storage.vault". */
+int config_load(const char *path, unsigned flags, struct config *out, char *err, size_t errlen);
+
+/* Print the effective config as YAML with secrets (token, secret_id,
+ * passphrase) shown as "********". */
+void config_print(const struct config *cfg, FILE *out);
+
+void config_free(struct config *cfg);
+
+const char *config_storage_name(enum storage_type t);  /* "file", ..., "aws-secrets" */
+
+#endif

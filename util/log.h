@@ -1,0 +1,34 @@
+/* log.h - the application log (never the audit log, never key material).
+ *
+ * Messages are structured: a message plus key/value fields.  The sink is
+ * chosen by log_configure() from the config's `logging:` section (json or
+ * text; file, stdout, stderr, syslog); before that, text on stderr at info.
+ * All functions are thread-safe.
+ */
+#ifndef OMIKUJI_LOG_H
+#define OMIKUJI_LOG_H
+
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+
+struct config_logging;
+
+/* Apply a logging config (reopens files).  0 or -errno with a reason in err. */
+int log_configure(const struct config_logging *cfg, char *err, unsigned long errlen);
+/* Reopen file targets (SIGHUP, logrotate). */
+void log_reopen(void);
+/* Close every target. */
+void log_shutdown(void);
+/* Is this level enabled (skip building expensive fields otherwise). */
+int log_enabled(enum log_level level);
+
+/* log_kv(LOG_LEVEL_WARN, "backend call failed", "backend", "vault",
+ *        "error", "connection refused", (char *)NULL);
+ * Values are strings; pairs end with a NULL key. */
+void log_kv(enum log_level level, const char *message, ...)
+	__attribute__((sentinel));
+
+/* printf-style message with no fields. */
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif

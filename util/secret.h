@@ -1,0 +1,42 @@
+/* secret.h - buffers for key material.
+ *
+ * Every byte of a private key that this program holds lives in a struct
+ * secret: the pages are mlock()ed (best effort: a failed mlock is not an
+ * error, RLIMIT_MEMLOCK may be small) and the bytes are wiped with
+ * OPENSSL_cleanse() before the memory is released.  data[len] is always 0,
+ * so a secret can be handed to APIs that want a C string.
+ */
+#ifndef OMIKUJI_SECRET_H
+#define OMIKUJI_SECRET_H
+
+#include <stddef.h>
+
+struct secret {
+	size_t len;           /* bytes of key material in data */
+	size_t cap;           /* usable bytes in data (excluding the final NUL) */
+	unsigned char *data;  /* locked, zero-filled beyond len */
+};
+
+/* A zero-filled secret with room for cap bytes.  NULL on ENOMEM.
+ * Caller frees with secret_free(). */
+struct secret *secret_new(size_t cap);
+
+/* A secret holding a copy of len bytes at p.  NULL on ENOMEM. */
+struct secret *secret_from(const void *p, size_t len);
+
+/* A copy of s (NULL in, NULL out). */
+struct secret *secret_dup(const struct secret *s);
+
+/* Append len bytes; grows the buffer (the old one is wiped).  0 or -ENOMEM. */
+int secret_append(struct secret *s, const void *p, size_t len);
+
+/* 1 when a and b hold the same bytes (constant time in the shorter length). */
+int secret_equal(const struct secret *a, const struct secret *b);
+
+/* Wipe, unlock and free.  NULL is allowed. */
+void secret_free(struct secret *s);
+
+/* Wipe len bytes at p (for stack buffers and library-owned copies). */
+void secret_wipe(void *p, size_t len);
+
+#endif

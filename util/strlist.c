@@ -1,0 +1,66 @@
+/* strlist.c - growable list of owned strings. */
+#include "strlist.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int strlist_take(struct strlist *l, char *s)
+{
+	if (!s)
+		return -ENOMEM;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		char **items = realloc(l->items, cap * sizeof(*items));
+		if (!items) {
+			free(s);
+			return -ENOMEM;
+		}
+		l->items = items;
+		l->cap = cap;
+	}
+	l->items[l->n++] = s;
+	return 0;
+}
+
+int strlist_add(struct strlist *l, const char *s)
+{
+	return strlist_take(l, strdup(s));
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void strlist_sort_unique(struct strlist *l)
+{
+	if (l->n < 2)
+		return;
+	qsort(l->items, l->n, sizeof(*l->items), compare_strings);
+	size_t out = 1;
+	for (size_t i = 1; i < l->n; i++) {
+		if (strcmp(l->items[i], l->items[out - 1]) == 0)
+			free(l->items[i]);
+		else
+			l->items[out++] = l->items[i];
+	}
+	l->n = out;
+}
+
+int strlist_contains(const struct strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->items[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+void strlist_clear(struct strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->n = l->cap = 0;
+}
