@@ -51,10 +51,6 @@ int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
 	if (!why)
 		why = &reason;
 	*why = NULL;
-	if (len > KEY_MAX_BYTES) {
-		*why = "key larger than 4096 bytes";
-		return -EFBIG;
-	}
 	size_t b = 0, e = len;
 	while (b < e && is_space(p[b]))
 		b++;
@@ -66,6 +62,10 @@ int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
 	}
 	const unsigned char *k = p + b;
 	size_t n = e - b;
+	if (n > KEY_MAX_BYTES) {
+		*why = "key larger than 4096 bytes";
+		return -EFBIG;
+	}
 
 	if (fmt == KEY_FORMAT_ANY) {
 		for (size_t i = 0; i < n; i++) {

@@ -14,7 +14,7 @@
  *        and below the secp256k1 group order n.
  *   any: 1..4096 printable ASCII bytes (0x20..0x7e).
  * Returns 0, -EINVAL (with a reason in why, never the key), or -EFBIG when
- * the content is larger than KEY_MAX_BYTES. */
+ * the key without surrounding whitespace is larger than KEY_MAX_BYTES. */
 int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
                        size_t *start, size_t *keylen, const char **why);
 

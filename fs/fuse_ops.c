@@ -1,0 +1,408 @@
+/* fuse_ops.c - the FUSE operation table and the one table of names it
+ * dispatches through.  getattr, readdir and statfs of the root, metrics and
+ * health/ never call a backend: node_exporter stats every FUSE mount, and a
+ * hung stat is how FUSE mounts take monitoring down with them. */
+#include "tree.h"
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define DIR_MODE  0755
+#define KEY_MODE  0600
+#define VIRT_MODE 0444
+
+static const struct tree_entry tree[] = {
+	{ "/",                             NODE_DIR,      DIR_MODE,  NULL, 0, false },
+	{ "/keys",                         NODE_DIR,      DIR_MODE,  NULL, NODE_KEY, true },
+	{ "/metrics",                      NODE_SNAPSHOT, VIRT_MODE, snapshot_render_metrics, 0, false },
+	{ "/health",                       NODE_DIR,      DIR_MODE,  NULL, NODE_SNAPSHOT, true },
+	{ "/textfile",                     NODE_DIR,      DIR_MODE,  NULL, 0, false },
+	{ "/textfile/omikuji_keyfs.prom",  NODE_SNAPSHOT, VIRT_MODE, snapshot_render_metrics, 0, false },
+};
+#define TREE_SIZE (sizeof(tree) / sizeof(tree[0]))
+
+/* health/<backend> files: the family's render function. */
+static const struct tree_entry health_file = {
+	"/health/*", NODE_SNAPSHOT, VIRT_MODE, snapshot_render_health, 0, false
+};
+
+static struct keyfs *current_keyfs(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* Length of the parent part of an absolute path: "/keys/x" -> 5, "/metrics" -> 1. */
+static size_t parent_len(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash == path ? 1 : (size_t)(slash - path);
+}
+
+int tree_resolve(struct keyfs *k, const char *path, struct node *n)
+{
+	for (size_t i = 0; i < TREE_SIZE; i++) {
+		if (strcmp(tree[i].path, path) == 0) {
+			*n = (struct node){ &tree[i], tree[i].kind, NULL };
+			return 0;
+		}
+	}
+	size_t plen = parent_len(path);
+	const char *name = path + plen + (plen > 1 ? 1 : 0);
+	if (plen == 1 && path[0] == '/')
+		name = path + 1;
+	for (size_t i = 0; i < TREE_SIZE; i++) {
+		const struct tree_entry *e = &tree[i];
+		if (!e->has_children || strlen(e->path) != plen || strncmp(e->path, path, plen) != 0)
+			continue;
+		if (e->child_kind == NODE_KEY) {
+			if (!network_name_valid(name))
+				return -ENOENT;
+			*n = (struct node){ e, NODE_KEY, name };
+			return 0;
+		}
+		if (strcmp(name, k->backend_name) != 0)
+			return -ENOENT;
+		*n = (struct node){ &health_file, NODE_SNAPSHOT, name };
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode, double mtime)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = type | mode;
+	st->st_nlink = type == S_IFDIR ? 2 : 1;
+	st->st_uid = k->mount_uid;
+	st->st_gid = k->mount_gid;
+	st->st_size = 0;   /* direct I/O: readers read to EOF; a size would mean fetching */
+	st->st_blksize = 4096;
+	st->st_mtim.tv_sec = (time_t)mtime;
+	st->st_mtim.tv_nsec = (long)((mtime - (double)(time_t)mtime) * 1e9);
+	st->st_ctim = st->st_mtim;
+	st->st_atim = st->st_mtim;
+}
+
+static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct keyfs *k = current_keyfs();
+	struct node n;
+	int rc = tree_resolve(k, path, &n);
+	if (rc < 0)
+		return rc;
+	switch (n.kind) {
+	case NODE_DIR:
+		fill_stat(k, st, S_IFDIR, n.entry->mode, k->start_wall);
+		return 0;
+	case NODE_SNAPSHOT:
+		fill_stat(k, st, S_IFREG, n.entry->mode, clock_wall());
+		return 0;
+	case NODE_KEY:
+		rc = keystore_exists(k, n.name);
+		if (rc < 0)
+			return rc;
+		fill_stat(k, st, S_IFREG, KEY_MODE, keystore_mtime(k, n.name));
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
+                      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	(void)off;
+	(void)fi;
+	(void)flags;
+	struct keyfs *k = current_keyfs();
+	struct node n;
+	int rc = tree_resolve(k, path, &n);
+	if (rc < 0)
+		return rc;
+	if (n.kind != NODE_DIR)
+		return -ENOTDIR;
+	fill(buf, ".", NULL, 0, 0);
+	fill(buf, "..", NULL, 0, 0);
+
+	size_t plen = strlen(n.entry->path);
+	for (size_t i = 0; i < TREE_SIZE; i++) {
+		const char *p = tree[i].path;
+		if (p[1] == 0 || parent_len(p) != plen || strncmp(p, n.entry->path, plen) != 0)
+			continue;
+		fill(buf, strrchr(p, '/') + 1, NULL, 0, 0);
+	}
+	if (!n.entry->has_children)
+		return 0;
+	if (n.entry->child_kind == NODE_SNAPSHOT) {
+		fill(buf, k->backend_name, NULL, 0, 0);
+		return 0;
+	}
+	struct caller c;
+	struct strlist names = STRLIST_INIT;
+	keyfs_caller_current(k, &c);
+	rc = keystore_list(k, &c, &names);
+	for (size_t i = 0; rc == 0 && i < names.n; i++)
+		fill(buf, names.items[i], NULL, 0, 0);
+	strlist_clear(&names);
+	return rc;
+}
+
+static int op_open(const char *path, struct fuse_file_info *fi)
+{
+	struct keyfs *k = current_keyfs();
+	struct node n;
+	int rc = tree_resolve(k, path, &n);
+	if (rc < 0)
+		return rc;
+	switch (n.kind) {
+	case NODE_KEY:
+		return keyfile_open(k, &n, fi);
+	case NODE_SNAPSHOT:
+		return snapshot_open(k, &n, fi);
+	case NODE_DIR:
+		return -EISDIR;
+	}
+	return -ENOENT;
+}
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	(void)mode;
+	struct keyfs *k = current_keyfs();
+	size_t plen = parent_len(path);
+	if (plen != 5 || strncmp(path, "/keys", 5) != 0)
+		return -EACCES;   /* only keys/ holds files one can create */
+	return keyfile_create(k, path + 6, fi);
+}
+
+static enum handle_kind handle_kind(struct fuse_file_info *fi)
+{
+	return *(enum handle_kind *)(uintptr_t)fi->fh;
+}
+
+static int op_read(const char *path, char *buf, size_t size, off_t off,
+                   struct fuse_file_info *fi)
+{
+	(void)path;
+	if (handle_kind(fi) == HANDLE_KEY)
+		return keyfile_read(buf, size, off, fi);
+	return snapshot_read(buf, size, off, fi);
+}
+
+static int op_write(const char *path, const char *buf, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	(void)path;
+	if (handle_kind(fi) != HANDLE_KEY)
+		return -EBADF;
+	return keyfile_write(current_keyfs(), buf, size, off, fi);
+}
+
+static int op_flush(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	if (handle_kind(fi) != HANDLE_KEY)
+		return 0;
+	return keyfile_flush(current_keyfs(), fi);
+}
+
+static int op_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	if (handle_kind(fi) == HANDLE_KEY)
+		keyfile_release(current_keyfs(), fi);
+	else
+		snapshot_release(fi);
+	return 0;
+}
+
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct keyfs *k = current_keyfs();
+	struct node n;
+	int rc = tree_resolve(k, path, &n);
+	if (rc < 0)
+		return rc;
+	if (n.kind != NODE_KEY)
+		return -EACCES;
+	if (!fi) {
+		struct caller c;
+		keyfs_caller_current(k, &c);
+		rc = keystore_check(k, &c, n.name, KEY_OP_STORE);
+		if (rc < 0)
+			return rc;
+	} else if (handle_kind(fi) != HANDLE_KEY) {
+		return -EBADF;
+	}
+	return keyfile_truncate(fi, size);
+}
+
+static int op_unlink(const char *path)
+{
+	struct keyfs *k = current_keyfs();
+	struct node n;
+	int rc = tree_resolve(k, path, &n);
+	if (rc < 0)
+		return rc;
+	if (n.kind != NODE_KEY)
+		return -EPERM;
+	struct caller c;
+	keyfs_caller_current(k, &c);
+	return keystore_remove(k, &c, n.name);
+}
+
+/* `touch keys/<net>` forces a refetch of that key (audited as a refresh). */
+static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+	(void)tv;
+	(void)fi;
+	struct keyfs *k = current_keyfs();
+	struct node n;
+	int rc = tree_resolve(k, path, &n);
+	if (rc < 0)
+		return rc;
+	if (n.kind != NODE_KEY)
+		return -EPERM;
+	struct caller c;
+	struct secret *key = NULL;
+	keyfs_caller_current(k, &c);
+	rc = keystore_get(k, &c, n.name, true, &key);
+	secret_free(key);
+	/* A key being created (touch of a new name) has nothing to refetch. */
+	return rc == -ENOENT && keystore_exists(k, n.name) == 0 ? 0 : rc;
+}
+
+static int op_access(const char *path, int mask)
+{
+	struct keyfs *k = current_keyfs();
+	struct node n;
+	int rc = tree_resolve(k, path, &n);
+	if (rc < 0)
+		return rc;
+	struct caller c;
+	keyfs_caller_current(k, &c);
+	switch (n.kind) {
+	case NODE_DIR:
+		if (mask & W_OK)
+			return -EACCES;
+		if (n.entry->has_children && n.entry->child_kind == NODE_KEY && (mask & R_OK) &&
+		    !keystore_allowed(k, &c, "", ACCESS_LIST))
+			return -EACCES;
+		return 0;
+	case NODE_SNAPSHOT:
+		return (mask & (W_OK | X_OK)) ? -EACCES : 0;
+	case NODE_KEY:
+		if (mask & X_OK)
+			return -EACCES;
+		if ((mask & R_OK) && !keystore_allowed(k, &c, n.name, ACCESS_READ))
+			return -EACCES;
+		if ((mask & W_OK) && !keystore_allowed(k, &c, n.name, ACCESS_WRITE))
+			return -EACCES;
+		if (mask == F_OK)
+			return keystore_exists(k, n.name);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int op_statfs(const char *path, struct statvfs *st)
+{
+	(void)path;
+	memset(st, 0, sizeof(*st));
+	st->f_bsize = 4096;
+	st->f_frsize = 4096;
+	st->f_namemax = 64;
+	return 0;
+}
+
+static int op_eperm_path(const char *path, mode_t mode)
+{
+	(void)path;
+	(void)mode;
+	return -EPERM;
+}
+
+static int op_eperm_two(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+	return -EPERM;
+}
+
+static int op_rmdir(const char *path)
+{
+	(void)path;
+	return -EPERM;
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+	(void)flags;
+	return op_eperm_two(from, to);
+}
+
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	(void)fi;
+	return op_eperm_path(path, mode);
+}
+
+static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	(void)path;
+	(void)uid;
+	(void)gid;
+	(void)fi;
+	return -EPERM;
+}
+
+static int op_mknod(const char *path, mode_t mode, dev_t dev)
+{
+	(void)dev;
+	return op_eperm_path(path, mode);
+}
+
+static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	/* Key files change behind our back (rotation, other writers): keep the
+	 * kernel's attribute and entry caches short, and never cache data. */
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
+	cfg->negative_timeout = 0;
+	cfg->kernel_cache = 0;
+	cfg->direct_io = 1;
+	cfg->use_ino = 0;
+	cfg->hard_remove = 1;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	return fuse_get_context()->private_data;
+}
+
+const struct fuse_operations keyfs_operations = {
+	.init = op_init,
+	.getattr = op_getattr,
+	.readdir = op_readdir,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.truncate = op_truncate,
+	.unlink = op_unlink,
+	.utimens = op_utimens,
+	.access = op_access,
+	.statfs = op_statfs,
+	.mkdir = op_eperm_path,
+	.mknod = op_mknod,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.link = op_eperm_two,
+	.symlink = op_eperm_two,
+	.chmod = op_chmod,
+	.chown = op_chown,
+};

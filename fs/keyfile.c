@@ -1,0 +1,209 @@
+/* keyfile.c - keys/<network>: the key files.
+ *
+ * Open for reading fetches the key once (checked and audited) into a
+ * per-open secret; reads are served from it with direct I/O, so key bytes
+ * never sit in the page cache.  Writes accumulate in a per-open secret and
+ * are stored as soon as they form a complete line, inside that write(2),
+ * so `echo KEY > keys/x` sees the outcome (bash ignores close errors);
+ * content without a final newline is stored at flush (close).
+ */
+#include "tree.h"
+#include "keyformat.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Room for a maximal key plus whitespace around it (`echo` adds "\n"). */
+#define KEYFILE_MAX_WRITE (KEY_MAX_BYTES + 64)
+
+struct keyfile {
+	enum handle_kind kind;       /* HANDLE_KEY */
+	pthread_mutex_t lock;        /* the kernel may send writes from several threads */
+	char network[65];
+	struct caller opener;        /* audited as the caller of writes and flushes */
+	struct secret *content;      /* readable content: key + "\n" */
+	struct secret *written;      /* bytes written so far (writable opens) */
+	bool pending;                /* written bytes not stored yet */
+	bool creating;               /* registered with keystore_creating() */
+};
+
+static struct keyfile *keyfile_new(struct keyfs *k, const char *network, bool writable)
+{
+	struct keyfile *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->kind = HANDLE_KEY;
+	pthread_mutex_init(&f->lock, NULL);
+	snprintf(f->network, sizeof(f->network), "%s", network);
+	keyfs_caller_current(k, &f->opener);
+	if (writable) {
+		f->written = secret_new(256);
+		if (!f->written) {
+			free(f);
+			return NULL;
+		}
+	}
+	return f;
+}
+
+static void keyfile_free(struct keyfile *f)
+{
+	secret_free(f->content);
+	secret_free(f->written);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+static void set_handle(struct fuse_file_info *fi, struct keyfile *f)
+{
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+}
+
+int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi)
+{
+	int acc = fi->flags & O_ACCMODE;
+	bool readable = acc == O_RDONLY || acc == O_RDWR;
+	bool writable = acc == O_WRONLY || acc == O_RDWR;
+	struct keyfile *f = keyfile_new(k, n->name, writable);
+	int rc = 0;
+	if (!f)
+		return -ENOMEM;
+
+	if (writable)
+		rc = keystore_check(k, &f->opener, n->name, KEY_OP_STORE);
+	if (rc == 0 && readable) {
+		struct secret *key = NULL;
+		rc = keystore_get(k, &f->opener, n->name, false, &key);
+		if (rc == 0) {
+			f->content = secret_new(key->len + 1);
+			if (!f->content || secret_append(f->content, key->data, key->len) < 0 ||
+			    secret_append(f->content, "\n", 1) < 0)
+				rc = -ENOMEM;
+		}
+		secret_free(key);
+	}
+	if (rc < 0) {
+		keyfile_free(f);
+		return rc;
+	}
+	set_handle(fi, f);
+	return 0;
+}
+
+int keyfile_create(struct keyfs *k, const char *network, struct fuse_file_info *fi)
+{
+	if (!network_name_valid(network))
+		return -EINVAL;
+	struct keyfile *f = keyfile_new(k, network, true);
+	if (!f)
+		return -ENOMEM;
+	int rc = keystore_check(k, &f->opener, network, KEY_OP_STORE);
+	if (rc < 0) {
+		keyfile_free(f);
+		return rc;
+	}
+	f->creating = true;
+	keystore_creating(k, network, true);
+	set_handle(fi, f);
+	return 0;
+}
+
+int keyfile_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
+	if (!f->content)
+		return -EBADF;
+	if (off < 0)
+		return -EINVAL;
+	if ((size_t)off >= f->content->len)
+		return 0;
+	size_t n = f->content->len - (size_t)off;
+	if (n > size)
+		n = size;
+	memcpy(buf, f->content->data + off, n);
+	return (int)n;
+}
+
+/* Forget what was written (after a store attempt fails, or a truncate). */
+static void discard_written(struct keyfile *f)
+{
+	secret_wipe(f->written->data, f->written->len);
+	f->written->len = 0;
+	f->pending = false;
+}
+
+int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
+                  struct fuse_file_info *fi)
+{
+	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
+	int rc = 0;
+	if (!f->written)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	if (off < 0 || (size_t)off > f->written->len) {
+		rc = -EINVAL;   /* holes make no sense in a key */
+		goto out;
+	}
+	if ((size_t)off + size > KEYFILE_MAX_WRITE) {
+		discard_written(f);
+		rc = -EFBIG;
+		goto out;
+	}
+	secret_wipe(f->written->data + off, f->written->len - (size_t)off);
+	f->written->len = (size_t)off;
+	rc = secret_append(f->written, buf, size);
+	if (rc < 0)
+		goto out;
+	f->pending = true;
+	if (f->written->len > 0 && f->written->data[f->written->len - 1] == '\n') {
+		f->pending = false;
+		rc = keystore_store(k, &f->opener, f->network, f->written);
+		if (rc < 0)
+			discard_written(f);
+	}
+out:
+	pthread_mutex_unlock(&f->lock);
+	return rc < 0 ? rc : (int)size;
+}
+
+int keyfile_flush(struct keyfs *k, struct fuse_file_info *fi)
+{
+	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
+	int rc = 0;
+	pthread_mutex_lock(&f->lock);
+	if (f->pending) {
+		f->pending = false;
+		rc = keystore_store(k, &f->opener, f->network, f->written);
+		if (rc < 0)
+			discard_written(f);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int keyfile_truncate(struct fuse_file_info *fi, off_t size)
+{
+	if (size != 0)
+		return -EINVAL;   /* only `> file` truncation; a key is replaced, not resized */
+	struct keyfile *f = fi ? (struct keyfile *)(uintptr_t)fi->fh : NULL;
+	if (f && f->written) {
+		pthread_mutex_lock(&f->lock);
+		discard_written(f);
+		pthread_mutex_unlock(&f->lock);
+	}
+	return 0;
+}
+
+void keyfile_release(struct keyfs *k, struct fuse_file_info *fi)
+{
+	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
+	if (!f)
+		return;
+	if (f->creating)
+		keystore_creating(k, f->network, false);
+	keyfile_free(f);
+	fi->fh = 0;
+}

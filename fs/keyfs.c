@@ -1,0 +1,212 @@
+/* keyfs.c - life cycle of a mount's state: open the backend, cache, audit
+ * log and access rules; the maintenance thread (health checks, SIGHUP
+ * reloads); the caller of the current FUSE request. */
+#include "keyfs.h"
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
+              struct keyfs **out, char *err, size_t errlen)
+{
+	struct backend_err berr = { { 0 }, false };
+	struct keyfs *k = calloc(1, sizeof(*k));
+	int rc;
+	if (!k)
+		return -ENOMEM;
+	k->cfg = cfg;
+	k->mount_uid = mount_uid;
+	k->mount_gid = mount_gid;
+	k->start_wall = clock_wall();
+	k->wake_pipe[0] = k->wake_pipe[1] = -1;
+	pthread_mutex_init(&k->list_lock, NULL);
+	pthread_mutex_init(&k->mtime_lock, NULL);
+	pthread_mutex_init(&k->health.lock, NULL);
+
+	rc = backend_open(cfg, &k->backend, &berr);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s backend: %s", config_storage_name(cfg->storage_type),
+		         berr.msg[0] ? berr.msg : strerror(-rc));
+		goto fail;
+	}
+	k->backend_name = k->backend->ops->name;
+	k->metrics_index = (enum metrics_backend)metrics_backend_index(k->backend_name);
+	metrics_set_configured(k->metrics_index, k->backend->ops->remote);
+
+	if (k->backend->ops->remote) {
+		int ttl = cfg->storage_type == STORAGE_VAULT ? cfg->vault.cache_ttl_seconds
+		        : cfg->storage_type == STORAGE_AWS ? cfg->aws.cache_ttl_seconds
+		        : cfg->keyring.cache_ttl_seconds;
+		struct cache_config cc = {
+			.ttl_seconds = ttl,
+			.max_stale_seconds = cfg->keyfs.max_stale_seconds,
+			.max_entries = (size_t)cfg->keyfs.cache_max_entries,
+			.now = NULL,
+		};
+		k->cache = cache_new(&cc);
+		if (!k->cache) {
+			rc = -ENOMEM;
+			snprintf(err, errlen, "cannot create the cache: out of memory");
+			goto fail;
+		}
+		metrics_cache_size(k->metrics_index, 0);
+	}
+
+	if (audit_enabled) {
+		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
+		if (rc < 0)
+			goto fail;
+	}
+	rc = access_new(&cfg->keyfs, mount_uid, &k->access, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = anomaly_new(&cfg->keyfs, NULL, &k->anomaly, err, errlen);
+	if (rc < 0)
+		goto fail;
+	if (pipe2(k->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	*out = k;
+	return 0;
+fail:
+	keyfs_free(k);
+	return rc;
+}
+
+static void wake(struct keyfs *k)
+{
+	if (k->wake_pipe[1] >= 0) {
+		char c = 1;
+		ssize_t n = write(k->wake_pipe[1], &c, 1);   /* async-signal-safe */
+		(void)n;
+	}
+}
+
+void keyfs_request_reload(struct keyfs *k)
+{
+	k->reload_requested = 1;
+	wake(k);
+}
+
+static void reload(struct keyfs *k)
+{
+	char err[256] = "";
+	log_reopen();
+	if (k->audit && audit_reopen(k->audit) < 0)
+		log_kv(LOG_LEVEL_ERROR, "cannot reopen the audit log", "path", k->cfg->keyfs.audit_log,
+		       (char *)NULL);
+	if (access_reload(k->access, err, sizeof(err)) < 0)
+		log_kv(LOG_LEVEL_ERROR, "access rules not reloaded; the old ones stay", "error", err,
+		       (char *)NULL);
+	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
+}
+
+static void *maintenance_main(void *arg)
+{
+	struct keyfs *k = arg;
+	double interval = k->cfg->keyfs.health_interval_seconds;
+	double next_check = 0;
+	while (!k->stopping) {
+		double now = clock_monotonic();
+		if (now >= next_check) {
+			health_check_now(k);
+			next_check = clock_monotonic() + interval;
+		}
+		int timeout_ms = (int)((next_check - clock_monotonic()) * 1000) + 1;
+		struct pollfd p = { .fd = k->wake_pipe[0], .events = POLLIN };
+		if (poll(&p, 1, timeout_ms < 1 ? 1 : timeout_ms) > 0) {
+			char buf[64];
+			while (read(k->wake_pipe[0], buf, sizeof(buf)) > 0)
+				;
+		}
+		if (k->reload_requested) {
+			k->reload_requested = 0;
+			reload(k);
+		}
+	}
+	return NULL;
+}
+
+int keyfs_start(struct keyfs *k)
+{
+	int rc = pthread_create(&k->health_thread, NULL, maintenance_main, k);
+	if (rc)
+		return -rc;
+	k->health_thread_started = true;
+	return 0;
+}
+
+void keyfs_free(struct keyfs *k)
+{
+	if (!k)
+		return;
+	if (k->health_thread_started) {
+		k->stopping = 1;
+		wake(k);
+		pthread_join(k->health_thread, NULL);
+	}
+	if (k->wake_pipe[0] >= 0)
+		close(k->wake_pipe[0]);
+	if (k->wake_pipe[1] >= 0)
+		close(k->wake_pipe[1]);
+	anomaly_free(k->anomaly);
+	access_free(k->access);
+	audit_close(k->audit);
+	cache_free(k->cache);
+	if (k->backend)
+		k->backend->ops->close(k->backend);
+	strlist_clear(&k->list);
+	strlist_clear(&k->creating);
+	strlist_clear(&k->mtime_names);
+	free(k->mtimes);
+	pthread_mutex_destroy(&k->list_lock);
+	pthread_mutex_destroy(&k->mtime_lock);
+	pthread_mutex_destroy(&k->health.lock);
+	free(k);
+}
+
+static void read_comm(pid_t pid, char *buf, size_t size)
+{
+	char path[64];
+	buf[0] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0) {
+		buf[0] = 0;
+		return;
+	}
+	buf[n] = 0;
+	char *nl = strchr(buf, '\n');
+	if (nl)
+		*nl = 0;
+}
+
+void keyfs_caller_current(struct keyfs *k, struct caller *c)
+{
+	struct fuse_context *ctx = fuse_get_context();
+	memset(c, 0, sizeof(*c));
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+	c->pid = ctx->pid;
+	c->ngroups = -1;
+	/* Supplementary groups cost a /proc read: only rules can use them. */
+	if (k->cfg->keyfs.access_set) {
+		int n = fuse_getgroups(CALLER_MAX_GROUPS, c->groups);
+		c->ngroups = n < 0 ? -1 : (n > CALLER_MAX_GROUPS ? CALLER_MAX_GROUPS : n);
+	}
+	read_comm(c->pid, c->process, sizeof(c->process));
+}

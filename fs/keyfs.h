@@ -1,0 +1,121 @@
+/* keyfs.h - the state of one mount and the one place where backend calls are
+ * wrapped with access control, caching, metrics, health and audit.
+ *
+ * Every key operation of the FUSE layer goes through keystore_*(): they
+ * check the caller against the access rules, consult the cache (remote
+ * backends), call the backend, time the call into the metrics, feed the
+ * health state, and write the audit line before returning.  Nothing else
+ * calls a backend's get/store/remove/list on behalf of a caller.
+ */
+#ifndef OMIKUJI_KEYFS_H
+#define OMIKUJI_KEYFS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include "access.h"
+#include "audit.h"
+#include "backend.h"
+#include "cache.h"
+#include "config.h"
+#include "metrics.h"
+#include "strbuf.h"
+#include "strlist.h"
+
+/* What health/<backend> shows; updated by the checker thread and by the
+ * outcomes of real operations; read without ever waiting on a backend. */
+struct health_state {
+	pthread_mutex_t lock;
+	bool checked;                 /* at least one check or outcome recorded */
+	bool up;
+	double checked_at;            /* wall seconds */
+	double latency_seconds;
+	long consecutive_failures;
+	char last_error[BACKEND_ERR_MAX];
+	char detail[BACKEND_HEALTH_DETAIL_MAX];
+};
+
+struct keyfs {
+	const struct config *cfg;     /* borrowed; outlives the keyfs */
+	struct backend *backend;      /* owned */
+	const char *backend_name;     /* metrics label */
+	enum metrics_backend metrics_index;
+	struct cache *cache;          /* NULL for local backends (file, env) */
+	struct audit *audit;          /* owned; NULL = audit disabled (tests, bench) */
+	struct access *access;        /* owned */
+	struct anomaly *anomaly;      /* owned */
+	uid_t mount_uid;
+	gid_t mount_gid;
+	double start_wall;
+
+	/* The keys/ listing, cached for cfg->keyfs.list_cache_seconds. */
+	pthread_mutex_t list_lock;
+	struct strlist list;
+	double list_fetched_at;       /* monotonic; 0 = never */
+	bool list_valid;
+	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
+
+	/* Per-network mtimes (wall seconds of the last change seen). */
+	pthread_mutex_t mtime_lock;
+	struct strlist mtime_names;
+	double *mtimes;
+
+	struct health_state health;
+	pthread_t health_thread;
+	bool health_thread_started;
+	int wake_pipe[2];             /* wakes the maintenance thread (SIGHUP, stop) */
+	volatile int stopping;
+	volatile int reload_requested;
+};
+
+/* Build a keyfs for cfg: opens the backend, audit log, access rules.
+ * audit_enabled false skips the audit log (benchmarks of its cost).
+ * 0 or -errno with one line in err. */
+int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
+              struct keyfs **out, char *err, size_t errlen);
+/* Start the health/maintenance thread (after daemonizing: fork drops threads). */
+int keyfs_start(struct keyfs *k);
+/* Ask the maintenance thread to reopen logs and reload access rules. */
+void keyfs_request_reload(struct keyfs *k);
+void keyfs_free(struct keyfs *k);
+
+/* Fill a caller from the current FUSE request (fuse_get_context). */
+void keyfs_caller_current(struct keyfs *k, struct caller *c);
+
+/* The wrapped operations.  Results are 0 or -errno as the FUSE layer returns
+ * them (-EACCES denied or refused, -ENOENT, -EIO, -EROFS, ...). */
+int keystore_get(struct keyfs *k, const struct caller *c, const char *network, bool refresh,
+                 struct secret **out);
+/* content is what the caller wrote (the key, maybe with surrounding
+ * whitespace); it is validated against keyfs.key_format here, so a refusal
+ * is audited too: -EINVAL invalid, -EFBIG larger than 4096 bytes. */
+int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
+                   const struct secret *content);
+int keystore_remove(struct keyfs *k, const struct caller *c, const char *network);
+/* The keys/ listing (sorted, valid names only) for a caller: checked and
+ * audited.  *out must be empty; caller clears it. */
+int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out);
+/* Does network have a key?  From the cached listing (refreshed when older
+ * than list_cache_seconds); never fetches a key.  Not audited. */
+int keystore_exists(struct keyfs *k, const char *network);
+/* Check op for caller before the operation itself (open of a key for
+ * writing): a denial is counted and audited here and gives -EACCES. */
+int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
+                   enum key_op op);
+/* Mark keys/<network> as being created (an open file not yet stored), so it
+ * exists for getattr; end with keystore_creating(k, net, false). */
+void keystore_creating(struct keyfs *k, const char *network, bool on);
+/* Access decision without performing the operation (access(2)). */
+bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
+                      enum access_op op);
+/* mtime to show for keys/<network> (wall seconds). */
+double keystore_mtime(struct keyfs *k, const char *network);
+
+/* health/<backend> text: "up" or "down" then name: value lines. */
+int health_render(struct keyfs *k, struct strbuf *out);
+/* Record the outcome of a real backend call (feeds health/ and backend_up). */
+void health_record(struct keyfs *k, int rc, const struct backend_err *err);
+/* Run one health check now (the checker thread calls this). */
+void health_check_now(struct keyfs *k);
+
+#endif

@@ -1,0 +1,388 @@
+/* keystore.c - the one place where a caller's key operation meets the
+ * backend: access rules, anomaly signals, cache, metrics, health and audit
+ * wrap every call here, in that order, so the FUSE layer and the backends
+ * stay free of cross-cutting code. */
+#include "keyfs.h"
+#include "clock.h"
+#include "keyformat.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum access_op access_op_for(enum key_op op)
+{
+	switch (op) {
+	case KEY_OP_GET:    return ACCESS_READ;
+	case KEY_OP_STORE:  return ACCESS_WRITE;
+	case KEY_OP_REMOVE: return ACCESS_REMOVE;
+	default:            return ACCESS_LIST;
+	}
+}
+
+static const char *errno_reason(int rc)
+{
+	switch (rc) {
+	case -ENOENT:    return "not found";
+	case -EACCES:    return "refused by backend";
+	case -ETIMEDOUT: return "backend timeout";
+	case -EROFS:     return "backend is read-only";
+	case -EINVAL:    return "invalid key";
+	case -EFBIG:     return "key too large";
+	case -ENOMEM:    return "out of memory";
+	default:         return "backend unavailable";
+	}
+}
+
+/* Write the audit line; in deny mode a failed write fails the operation. */
+static int audit_finish(struct keyfs *k, const struct caller *c, enum key_op op,
+                        const char *network, int rc, bool cached, bool refresh,
+                        const char *error, const char *anomaly)
+{
+	if (!k->audit)
+		return rc;
+	struct audit_record r = {
+		.op = op,
+		.network = network,
+		.storage_type = k->backend_name,
+		.status = rc == 0,
+		.cached = cached,
+		.refresh = refresh,
+		.uid = c->uid,
+		.gid = c->gid,
+		.pid = c->pid,
+		.process = c->process,
+		.error = rc == 0 ? NULL : error,
+		.anomaly = anomaly,
+	};
+	int arc = audit_write(k->audit, &r);
+	if (arc < 0 && rc == 0)
+		return arc;
+	return rc;
+}
+
+/* Shared end of every denied attempt: counted, audited, EACCES. */
+static int deny(struct keyfs *k, const struct caller *c, enum key_op op, const char *network,
+                const char *why, const char *anomaly, double t0)
+{
+	metrics_access_denied(op);
+	metrics_observe_op(k->metrics_index, op, false, clock_monotonic() - t0);
+	log_kv(LOG_LEVEL_WARN, "key access denied", "operation", key_op_name(op),
+	       "network", network, "reason", why, (char *)NULL);
+	return audit_finish(k, c, op, network, -EACCES, false, false, why, anomaly);
+}
+
+/* Count a backend auth failure and the anomaly it may signal. */
+static const char *note_auth_failure(struct keyfs *k, const struct backend_err *err)
+{
+	if (!err->auth_failure)
+		return NULL;
+	metrics_auth_failure(k->metrics_index);
+	const char *kind = anomaly_auth_failure(k->anomaly);
+	if (kind)
+		metrics_anomaly(kind);
+	return kind;
+}
+
+static void mtime_set(struct keyfs *k, const char *network, double wall)
+{
+	pthread_mutex_lock(&k->mtime_lock);
+	size_t i;
+	for (i = 0; i < k->mtime_names.n; i++)
+		if (strcmp(k->mtime_names.items[i], network) == 0)
+			break;
+	if (i == k->mtime_names.n) {
+		double *m = realloc(k->mtimes, (k->mtime_names.n + 1) * sizeof(*m));
+		if (!m || strlist_add(&k->mtime_names, network) < 0) {
+			if (m)
+				k->mtimes = m;
+			pthread_mutex_unlock(&k->mtime_lock);
+			return;
+		}
+		k->mtimes = m;
+	}
+	k->mtimes[i] = wall;
+	pthread_mutex_unlock(&k->mtime_lock);
+}
+
+double keystore_mtime(struct keyfs *k, const char *network)
+{
+	double t = k->start_wall;
+	pthread_mutex_lock(&k->mtime_lock);
+	for (size_t i = 0; i < k->mtime_names.n; i++) {
+		if (strcmp(k->mtime_names.items[i], network) == 0) {
+			t = k->mtimes[i];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&k->mtime_lock);
+	return t;
+}
+
+/* The listing cache follows our own stores and removes at once. */
+static void list_note(struct keyfs *k, const char *network, bool present)
+{
+	pthread_mutex_lock(&k->list_lock);
+	if (k->list_valid) {
+		bool has = strlist_contains(&k->list, network);
+		if (present && !has) {
+			strlist_add(&k->list, network);
+			strlist_sort_unique(&k->list);
+		} else if (!present && has) {
+			size_t out = 0;
+			for (size_t i = 0; i < k->list.n; i++) {
+				if (strcmp(k->list.items[i], network) == 0)
+					free(k->list.items[i]);
+				else
+					k->list.items[out++] = k->list.items[i];
+			}
+			k->list.n = out;
+		}
+	}
+	pthread_mutex_unlock(&k->list_lock);
+}
+
+static int backend_fetch(void *ctx, const char *network, struct secret **out,
+                         struct backend_err *err)
+{
+	struct keyfs *k = ctx;
+	int rc = k->backend->ops->get(k->backend, network, out, err);
+	health_record(k, rc, err);
+	return rc;
+}
+
+bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
+                      enum access_op op)
+{
+	return access_allowed(k->access, c, network, op);
+}
+
+int keystore_get(struct keyfs *k, const struct caller *c, const char *network, bool refresh,
+                 struct secret **out)
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+	bool cached = false;
+	int rc;
+
+	*out = NULL;
+	if (!access_allowed(k->access, c, network, ACCESS_READ))
+		return deny(k, c, KEY_OP_GET, network, "access denied", NULL, t0);
+
+	struct anomaly_verdict verdict = anomaly_check_read(k->anomaly, c);
+	if (verdict.kind)
+		metrics_anomaly(verdict.kind);
+	if (verdict.deny)
+		return deny(k, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
+
+	if (k->cache) {
+		enum cache_result how = CACHE_MISS;
+		bool changed = false;
+		if (refresh)
+			cache_invalidate(k->cache, network);
+		rc = cache_get(k->cache, network, backend_fetch, k, out, &how, &changed, &err);
+		if (rc == 0 && how == CACHE_HIT) {
+			metrics_cache_hit(k->metrics_index);
+			cached = true;
+		} else if (rc == 0 && how == CACHE_STALE) {
+			metrics_cache_stale_hit(k->metrics_index);
+			cached = true;
+		} else {
+			metrics_cache_miss(k->metrics_index);
+		}
+		if (rc == 0 && how == CACHE_MISS) {
+			double now = clock_wall();
+			metrics_last_refresh(network, now);
+			if (changed)
+				mtime_set(k, network, now);
+		}
+		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
+	} else {
+		rc = backend_fetch(k, network, out, &err);
+		if (rc == 0)
+			metrics_last_refresh(network, clock_wall());
+	}
+
+	const char *anomaly = verdict.kind;
+	const char *auth_anomaly = note_auth_failure(k, &err);
+	if (auth_anomaly)
+		anomaly = auth_anomaly;
+	metrics_observe_op(k->metrics_index, KEY_OP_GET, rc == 0, clock_monotonic() - t0);
+	if (rc < 0 && rc != -ENOENT)
+		log_kv(LOG_LEVEL_WARN, "key read failed", "network", network,
+		       "backend", k->backend_name, "error", err.msg[0] ? err.msg : errno_reason(rc),
+		       (char *)NULL);
+
+	rc = audit_finish(k, c, KEY_OP_GET, network, rc, cached, refresh,
+	                  err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+	if (rc < 0) {
+		secret_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
+                   const struct secret *content)
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+	const char *why = NULL;
+	size_t start = 0, len = 0;
+
+	if (!access_allowed(k->access, c, network, ACCESS_WRITE))
+		return deny(k, c, KEY_OP_STORE, network, "access denied", NULL, t0);
+
+	int rc = keyformat_validate(k->cfg->keyfs.key_format, content->data, content->len,
+	                            &start, &len, &why);
+	if (rc == 0) {
+		struct secret *key = secret_from(content->data + start, len);
+		if (!key) {
+			rc = -ENOMEM;
+		} else {
+			rc = k->backend->ops->store(k->backend, network, key, &err);
+			health_record(k, rc, &err);
+			if (rc == 0) {
+				if (k->cache)
+					cache_put(k->cache, network, key);
+				list_note(k, network, true);
+				mtime_set(k, network, clock_wall());
+			}
+			secret_free(key);
+		}
+	}
+	const char *anomaly = note_auth_failure(k, &err);
+	metrics_observe_op(k->metrics_index, KEY_OP_STORE, rc == 0, clock_monotonic() - t0);
+	if (rc == 0)
+		log_kv(LOG_LEVEL_INFO, "key stored", "network", network, "backend", k->backend_name,
+		       (char *)NULL);
+	else
+		log_kv(LOG_LEVEL_WARN, "key store failed", "network", network,
+		       "backend", k->backend_name,
+		       "error", why ? why : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
+	return audit_finish(k, c, KEY_OP_STORE, network, rc, false, false,
+	                    why ? why : err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+int keystore_remove(struct keyfs *k, const struct caller *c, const char *network)
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+
+	if (!access_allowed(k->access, c, network, ACCESS_REMOVE))
+		return deny(k, c, KEY_OP_REMOVE, network, "access denied", NULL, t0);
+
+	int rc = k->backend->ops->remove(k->backend, network, &err);
+	health_record(k, rc, &err);
+	if (rc == 0 || rc == -ENOENT) {
+		if (k->cache)
+			cache_invalidate(k->cache, network);
+		list_note(k, network, false);
+		mtime_set(k, network, clock_wall());
+	}
+	const char *anomaly = note_auth_failure(k, &err);
+	metrics_observe_op(k->metrics_index, KEY_OP_REMOVE, rc == 0, clock_monotonic() - t0);
+	log_kv(rc == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, rc == 0 ? "key removed" : "key remove failed",
+	       "network", network, "backend", k->backend_name,
+	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
+	return audit_finish(k, c, KEY_OP_REMOVE, network, rc, false, false,
+	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+/* Refresh the cached listing when stale.  Called with list_lock held.  On a
+ * backend failure the previous listing (if any) is kept and served. */
+static int list_refresh_locked(struct keyfs *k, struct backend_err *err, bool *called)
+{
+	double now = clock_monotonic();
+	if (k->list_valid && now - k->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
+		return 0;
+	struct strlist fresh = STRLIST_INIT;
+	double t0 = now;
+	int rc = k->backend->ops->list(k->backend, &fresh, err);
+	*called = true;
+	health_record(k, rc, err);
+	metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
+	if (rc < 0) {
+		strlist_clear(&fresh);
+		return k->list_valid ? 0 : rc;
+	}
+	/* Keep only names the tree can show. */
+	struct strlist valid = STRLIST_INIT;
+	for (size_t i = 0; i < fresh.n; i++)
+		if (network_name_valid(fresh.items[i]))
+			strlist_add(&valid, fresh.items[i]);
+	strlist_clear(&fresh);
+	strlist_sort_unique(&valid);
+	strlist_clear(&k->list);
+	k->list = valid;
+	k->list_valid = true;
+	k->list_fetched_at = clock_monotonic();
+	return 0;
+}
+
+int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+	bool called = false;
+
+	if (!access_allowed(k->access, c, "", ACCESS_LIST))
+		return deny(k, c, KEY_OP_LIST, "", "access denied", NULL, t0);
+
+	pthread_mutex_lock(&k->list_lock);
+	int rc = list_refresh_locked(k, &err, &called);
+	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
+		if (strlist_add(out, k->list.items[i]) < 0)
+			rc = -ENOMEM;
+	pthread_mutex_unlock(&k->list_lock);
+
+	const char *anomaly = note_auth_failure(k, &err);
+	if (!called)   /* served from the listing cache: still an operation */
+		metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
+	return audit_finish(k, c, KEY_OP_LIST, "", rc, false, false,
+	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
+                   enum key_op op)
+{
+	if (access_allowed(k->access, c, network, access_op_for(op)))
+		return 0;
+	return deny(k, c, op, network, "access denied", NULL, clock_monotonic());
+}
+
+void keystore_creating(struct keyfs *k, const char *network, bool on)
+{
+	pthread_mutex_lock(&k->list_lock);
+	if (on) {
+		strlist_add(&k->creating, network);
+	} else {
+		for (size_t i = 0; i < k->creating.n; i++) {
+			if (strcmp(k->creating.items[i], network) == 0) {
+				free(k->creating.items[i]);
+				k->creating.items[i] = k->creating.items[--k->creating.n];
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&k->list_lock);
+}
+
+int keystore_exists(struct keyfs *k, const char *network)
+{
+	struct backend_err err = { { 0 }, false };
+	bool called = false;
+	pthread_mutex_lock(&k->list_lock);
+	if (strlist_contains(&k->creating, network)) {
+		pthread_mutex_unlock(&k->list_lock);
+		return 0;
+	}
+	int rc = list_refresh_locked(k, &err, &called);
+	if (rc == 0)
+		rc = strlist_contains(&k->list, network) ? 0 : -ENOENT;
+	pthread_mutex_unlock(&k->list_lock);
+	if (called)
+		note_auth_failure(k, &err);
+	return rc;
+}

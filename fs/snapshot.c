@@ -1,0 +1,77 @@
+/* snapshot.c - virtual files generated when opened (metrics, health).
+ * Content is rendered into a per-open buffer kept in fi->fh, so one open
+ * reads one consistent snapshot whatever the offsets, and rendering never
+ * happens on the key-read path (lxcfs does the same for /proc files). */
+#include "tree.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct snapshot {
+	enum handle_kind kind;   /* HANDLE_SNAPSHOT */
+	char *text;
+	size_t len;
+};
+
+int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out)
+{
+	(void)k;
+	(void)n;
+	return metrics_render(out);
+}
+
+int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out)
+{
+	(void)n;
+	return health_render(k, out);
+}
+
+int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return -EACCES;
+	struct strbuf b = STRBUF_INIT;
+	b.limit = 64u << 20;
+	int rc = n->entry->render(k, n, &b);
+	if (rc == 0)
+		rc = b.error;
+	if (rc < 0) {
+		strbuf_reset(&b);
+		return rc;
+	}
+	struct snapshot *s = calloc(1, sizeof(*s));
+	if (!s) {
+		strbuf_reset(&b);
+		return -ENOMEM;
+	}
+	s->kind = HANDLE_SNAPSHOT;
+	s->text = strbuf_detach(&b, &s->len);
+	fi->fh = (uint64_t)(uintptr_t)s;
+	fi->direct_io = 1;
+	return 0;
+}
+
+int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct snapshot *s = (struct snapshot *)(uintptr_t)fi->fh;
+	if (off < 0)
+		return -EINVAL;
+	if ((size_t)off >= s->len)
+		return 0;
+	size_t n = s->len - (size_t)off;
+	if (n > size)
+		n = size;
+	memcpy(buf, s->text + off, n);
+	return (int)n;
+}
+
+void snapshot_release(struct fuse_file_info *fi)
+{
+	struct snapshot *s = (struct snapshot *)(uintptr_t)fi->fh;
+	if (!s)
+		return;
+	free(s->text);
+	free(s);
+	fi->fh = 0;
+}

@@ -1,0 +1,71 @@
+/* tree.h - the mounted tree (contract section 5), described once.
+ *
+ *   /                               dir
+ *   /keys                           dir, one file per network
+ *   /keys/<network>                 key file
+ *   /metrics                        snapshot file (Prometheus text)
+ *   /health                         dir, one file per configured backend
+ *   /health/<backend>               snapshot file
+ *   /textfile                       dir
+ *   /textfile/omikuji_keyfs.prom    snapshot file (same as /metrics)
+ *
+ * getattr, readdir, open, read, write, release all resolve a path to a node
+ * through tree_resolve() and dispatch on the node's family.  Whole path
+ * components are matched ("/keysfoo" is not "/keys").
+ */
+#ifndef OMIKUJI_TREE_H
+#define OMIKUJI_TREE_H
+
+#include <fuse.h>
+#include "keyfs.h"
+
+enum node_kind {
+	NODE_DIR,        /* root, keys/, health/, textfile/ */
+	NODE_KEY,        /* keys/<network> */
+	NODE_SNAPSHOT,   /* metrics, health/<backend>, textfile/omikuji_keyfs.prom */
+};
+
+struct node;
+typedef int (*node_render_fn)(struct keyfs *k, const struct node *n, struct strbuf *out);
+
+struct tree_entry {
+	const char *path;          /* absolute path of a fixed entry */
+	enum node_kind kind;
+	mode_t mode;               /* permission bits shown */
+	node_render_fn render;     /* NODE_SNAPSHOT: content generated at open */
+	enum node_kind child_kind; /* NODE_DIR with a family of children */
+	bool has_children;         /* keys/ (networks) and health/ (backends) */
+};
+
+struct node {
+	const struct tree_entry *entry;   /* the fixed entry, or the family's directory */
+	enum node_kind kind;
+	const char *name;                 /* the child's name (network, backend), else NULL */
+};
+
+/* 0 and *n filled, or -ENOENT.  n->name points into path. */
+int tree_resolve(struct keyfs *k, const char *path, struct node *n);
+
+/* The FUSE operations of the whole tree. */
+extern const struct fuse_operations keyfs_operations;
+
+/* Families, implemented in keyfile.c and snapshot.c. */
+int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi);
+int keyfile_create(struct keyfs *k, const char *network, struct fuse_file_info *fi);
+int keyfile_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
+                  struct fuse_file_info *fi);
+int keyfile_flush(struct keyfs *k, struct fuse_file_info *fi);
+void keyfile_release(struct keyfs *k, struct fuse_file_info *fi);
+int keyfile_truncate(struct fuse_file_info *fi, off_t size);
+
+int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi);
+int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+void snapshot_release(struct fuse_file_info *fi);
+int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out);
+int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out);
+
+/* Every open file's fi->fh points to one of these; `kind` says which. */
+enum handle_kind { HANDLE_SNAPSHOT, HANDLE_KEY };
+
+#endif
