@@ -1,51 +1,1399 @@
-/* config.c - PLACEHOLDER: defaults only, the YAML parser is being written. */
+/* config.c - loads omikuji.yaml (contract section 4) into a struct config.
+ *
+ * The file is read with libyaml's document API and walked with one table
+ * per section (struct field), so every key this program knows is listed
+ * once, with its type, range and where it lands in the struct.  Keys not in
+ * a table are errors that name file, line and column; Omikuji's own
+ * top-level sections are in the top table as "skip".
+ *
+ * Scalars: `${VAR}` is replaced by the environment variable (unset is an
+ * error), `$$` is a literal `$`, any other `$` is kept as it is.  A path
+ * field that starts with `~` or `~/` is relative to $HOME.  A null or empty
+ * value leaves the default in place.
+ */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
 
-const char *config_storage_name(enum storage_type t)
+#include "secret.h"
+#include "strbuf.h"
+
+/* A config file is small; anything bigger is a mistake (or /dev/zero). */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+#define MASK "********"
+
+struct loader {
+	const char *file;
+	char *err;
+	size_t errlen;
+	yaml_document_t *doc;
+	struct config *cfg;
+	char inline_secret[256];     /* first secret field given literally, "" if none */
+	bool vault_url_seen;         /* `url` or `urls` already given */
+	bool start_seen, end_seen;   /* business_hours.start / .end given */
+	const yaml_mark_t *key_mark; /* of the key being loaded */
+};
+
+enum field_kind {
+	FIELD_STRING,      /* char * */
+	FIELD_PATH,        /* char *, `~` expanded */
+	FIELD_SECRET,      /* char *, remembered when literal in the file */
+	FIELD_CHOICE,      /* char *, one of choices */
+	FIELD_ENUM,        /* enum (int-sized), index into choices */
+	FIELD_INT,         /* int in [min, max] */
+	FIELD_STRLIST,     /* struct strlist */
+	FIELD_PRINCIPALS,  /* struct strlist of user:/group:/uid:/gid: */
+	FIELD_SECTION,     /* nested mapping described by fields */
+	FIELD_CUSTOM,      /* parse() does it */
+	FIELD_SKIP,        /* Omikuji's, not ours: ignored whole */
+};
+
+struct field;
+typedef int field_parser(struct loader *L, const struct field *f, yaml_node_t *value,
+                         void *base, const char *name);
+
+struct field {
+	const char *key;
+	enum field_kind kind;
+	size_t offset;                 /* of the member within base */
+	long min, max;                 /* FIELD_INT */
+	const char *const *choices;    /* FIELD_CHOICE, FIELD_ENUM; NULL-terminated */
+	const struct field *fields;    /* FIELD_SECTION */
+	field_parser *parse;           /* FIELD_CUSTOM, or a check after FIELD_SECTION */
+	const char *hint;              /* appended to "unknown key" of a near miss */
+};
+
+_Static_assert(sizeof(enum storage_type) == sizeof(int), "FIELD_ENUM writes an int");
+_Static_assert(sizeof(enum log_format) == sizeof(int), "FIELD_ENUM writes an int");
+_Static_assert(sizeof(enum audit_failure) == sizeof(int), "FIELD_ENUM writes an int");
+_Static_assert(sizeof(enum key_format) == sizeof(int), "FIELD_ENUM writes an int");
+
+/* ------------------------------------------------------------------ */
+/* messages */
+
+static int fail_at(struct loader *L, const yaml_mark_t *mark, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail_at(struct loader *L, const yaml_mark_t *mark, int rc, const char *fmt, ...)
 {
-	static const char *names[] = { "file", "env", "keyring", "vault", "aws-secrets" };
-	return names[t];
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(L->err, L->errlen, "%s:%zu:%zu: %s", L->file,
+	         mark->line + 1, mark->column + 1, msg);
+	return rc;
 }
 
-char *config_find(const char *explicit_path)
+static void join_name(char *dst, size_t len, const char *path, const char *key)
 {
-	return explicit_path ? strdup(explicit_path) : NULL;
+	if (path && *path)
+		snprintf(dst, len, "%s.%s", path, key);
+	else
+		snprintf(dst, len, "%s", key);
+}
+
+/* ------------------------------------------------------------------ */
+/* scalars */
+
+static bool is_null(const yaml_node_t *node)
+{
+	if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	const char *v = (const char *)node->data.scalar.value;
+	return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static bool is_env_name_start(int c)
+{
+	return isalpha(c) || c == '_';
+}
+
+/* Expand ${VAR} and $$ in a scalar.  *literal (optional) tells whether the
+ * scalar holds text of its own besides ${VAR} references and blanks, i.e.
+ * whether a secret in it would sit in the file. */
+static int expand(struct loader *L, yaml_node_t *node, const char *name, char **out, bool *literal)
+{
+	const char *v = (const char *)node->data.scalar.value;
+	size_t n = node->data.scalar.length;
+	struct strbuf b = STRBUF_INIT;
+	bool own_text = false;
+	int rc = 0;
+
+	*out = NULL;
+	if (strlen(v) != n)
+		return fail_at(L, &node->start_mark, -EINVAL, "NUL byte in the value of %s", name);
+	for (size_t i = 0; i < n; ) {
+		if (v[i] == '$' && i + 1 < n && v[i + 1] == '$') {
+			strbuf_append(&b, "$", 1);
+			own_text = true;
+			i += 2;
+		} else if (v[i] == '$' && i + 1 < n && v[i + 1] == '{') {
+			const char *close = memchr(v + i + 2, '}', n - i - 2);
+			size_t len = close ? (size_t)(close - (v + i + 2)) : 0;
+			char var[256];
+			if (!close) {
+				rc = fail_at(L, &node->start_mark, -EINVAL,
+				             "unterminated ${ in the value of %s (write $$ for a literal $)", name);
+				goto out;
+			}
+			bool ok = len > 0 && len < sizeof(var) && is_env_name_start((unsigned char)v[i + 2]);
+			for (size_t k = 0; ok && k < len; k++)
+				ok = isalnum((unsigned char)v[i + 2 + k]) || v[i + 2 + k] == '_';
+			if (!ok) {
+				rc = fail_at(L, &node->start_mark, -EINVAL,
+				             "bad variable name in ${%.*s} in the value of %s",
+				             (int)(len > 64 ? 64 : len), v + i + 2, name);
+				goto out;
+			}
+			memcpy(var, v + i + 2, len);
+			var[len] = 0;
+			const char *val = getenv(var);
+			if (!val) {
+				rc = fail_at(L, &node->start_mark, -EINVAL,
+				             "environment variable '%s' is not set (used by %s)", var, name);
+				goto out;
+			}
+			strbuf_puts(&b, val);
+			i += len + 3;
+		} else {
+			if (!isspace((unsigned char)v[i]))
+				own_text = true;
+			strbuf_append(&b, v + i, 1);
+			i++;
+		}
+	}
+	if (b.error) {
+		rc = fail_at(L, &node->start_mark, b.error, "out of memory");
+		goto out;
+	}
+	*out = strbuf_detach(&b, NULL);
+	if (literal)
+		*literal = own_text;
+out:
+	/* The buffer may have held a token from the environment. */
+	if (b.buf)
+		secret_wipe(b.buf, b.cap);
+	strbuf_reset(&b);
+	return rc;
+}
+
+static int home_dir(const char **home)
+{
+	const char *h = getenv("HOME");
+	if (!h || !*h) {
+		struct passwd *pw = getpwuid(getuid());
+		h = pw ? pw->pw_dir : NULL;
+	}
+	if (!h || !*h)
+		return -ENOENT;
+	*home = h;
+	return 0;
+}
+
+static int expand_tilde(struct loader *L, yaml_node_t *node, const char *name, char **s)
+{
+	const char *home;
+	char *p = *s;
+	if (p[0] != '~' || (p[1] && p[1] != '/'))
+		return 0;
+	if (home_dir(&home) < 0)
+		return fail_at(L, &node->start_mark, -ENOENT, "cannot expand ~ in %s: HOME is not set", name);
+	char *joined;
+	if (asprintf(&joined, "%s%s", home, p + 1) < 0)
+		return fail_at(L, &node->start_mark, -ENOMEM, "out of memory");
+	free(p);
+	*s = joined;
+	return 0;
+}
+
+/* The expanded scalar, or NULL for null or empty. */
+static int get_string(struct loader *L, yaml_node_t *node, const char *name, char **out, bool *literal)
+{
+	*out = NULL;
+	if (literal)
+		*literal = false;
+	if (is_null(node))
+		return 0;
+	if (node->type != YAML_SCALAR_NODE)
+		return fail_at(L, &node->start_mark, -EINVAL, "expected a string for %s", name);
+	int rc = expand(L, node, name, out, literal);
+	if (rc == 0 && !**out) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static void replace_string(char **slot, char *value, bool wipe)
+{
+	if (*slot && wipe)
+		secret_wipe(*slot, strlen(*slot));
+	free(*slot);
+	*slot = value;
+}
+
+static int choice_index(const char *const *choices, const char *s)
+{
+	for (int i = 0; choices[i]; i++)
+		if (strcmp(choices[i], s) == 0)
+			return i;
+	return -1;
+}
+
+static int fail_choice(struct loader *L, yaml_node_t *node, const char *name,
+                       const char *const *choices, const char *got)
+{
+	char list[256] = "";
+	for (int i = 0; choices[i]; i++) {
+		size_t len = strlen(list);
+		snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", choices[i]);
+	}
+	return fail_at(L, &node->start_mark, -EINVAL, "%s must be one of %s (got '%.64s')",
+	               name, list, got);
+}
+
+static int get_int(struct loader *L, yaml_node_t *node, const char *name, long min, long max, int *out)
+{
+	char *s = NULL, *end;
+	int rc;
+	if (node->type != YAML_SCALAR_NODE || is_null(node))
+		return fail_at(L, &node->start_mark, -EINVAL, "expected an integer for %s", name);
+	rc = expand(L, node, name, &s, NULL);
+	if (rc)
+		return rc;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	bool digits = isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]));
+	if (!digits || *end) {
+		rc = fail_at(L, &node->start_mark, -EINVAL, "expected an integer for %s", name);
+	} else if (errno == ERANGE || v < min || v > max) {
+		rc = fail_at(L, &node->start_mark, -ERANGE, "%s must be between %ld and %ld (got %.32s)",
+		             name, min, max, s);
+	} else {
+		*out = (int)v;
+	}
+	free(s);
+	return rc;
+}
+
+static int get_strlist(struct loader *L, yaml_node_t *node, const char *name,
+                       struct strlist *out, int (*check)(struct loader *, yaml_node_t *, const char *, const char *))
+{
+	strlist_clear(out);
+	if (is_null(node))
+		return 0;
+	if (node->type != YAML_SEQUENCE_NODE)
+		return fail_at(L, &node->start_mark, -EINVAL, "expected a list for %s", name);
+	for (yaml_node_item_t *it = node->data.sequence.items.start;
+	     it < node->data.sequence.items.top; it++) {
+		yaml_node_t *item = yaml_document_get_node(L->doc, *it);
+		char *s = NULL;
+		int rc;
+		if (!item || item->type != YAML_SCALAR_NODE || is_null(item))
+			return fail_at(L, item ? &item->start_mark : &node->start_mark, -EINVAL,
+			               "expected a string in the list %s", name);
+		rc = expand(L, item, name, &s, NULL);
+		if (rc == 0 && check)
+			rc = check(L, item, name, s);
+		if (rc) {
+			free(s);
+			return rc;
+		}
+		if (strlist_take(out, s) < 0)
+			return fail_at(L, &item->start_mark, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static bool valid_account_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64 || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]) && !(s[i] == '$' && i == n - 1))
+			return false;
+	return true;
+}
+
+static bool valid_id(const char *s)
+{
+	if (!*s || strlen(s) > 10)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return false;
+	/* (uid_t)-1 means "no change" to the kernel, never a real caller. */
+	return strtoull(s, NULL, 10) < UINT32_MAX;
+}
+
+static int check_principal(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+{
+	bool ok = false;
+	if (strncmp(s, "user:", 5) == 0 || strncmp(s, "group:", 6) == 0)
+		ok = valid_account_name(strchr(s, ':') + 1);
+	else if (strncmp(s, "uid:", 4) == 0 || strncmp(s, "gid:", 4) == 0)
+		ok = valid_id(s + 4);
+	if (!ok)
+		return fail_at(L, &node->start_mark, -EINVAL,
+		               "bad principal '%.64s' in %s (expected user:NAME, group:NAME, uid:N or gid:N)",
+		               s, name);
+	return 0;
+}
+
+static int check_nonempty(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+{
+	if (!*s)
+		return fail_at(L, &node->start_mark, -EINVAL, "empty string in the list %s", name);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the walk */
+
+static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
+                        void *base, const char *path);
+
+static int load_field(struct loader *L, const struct field *f, yaml_node_t *value,
+                      void *base, const char *name)
+{
+	void *slot = (char *)base + f->offset;
+	char *s = NULL;
+	bool literal = false;
+	int rc = 0;
+
+	switch (f->kind) {
+	case FIELD_SKIP:
+		return 0;
+	case FIELD_CUSTOM:
+		return f->parse(L, f, value, base, name);
+	case FIELD_SECTION:
+		rc = load_mapping(L, value, f->fields, slot, name);
+		if (rc == 0 && f->parse)
+			rc = f->parse(L, f, value, slot, name);
+		return rc;
+	case FIELD_INT:
+		return get_int(L, value, name, f->min, f->max, slot);
+	case FIELD_STRLIST:
+		return get_strlist(L, value, name, slot, check_nonempty);
+	case FIELD_PRINCIPALS:
+		return get_strlist(L, value, name, slot, check_principal);
+	case FIELD_STRING:
+	case FIELD_PATH:
+	case FIELD_SECRET:
+	case FIELD_CHOICE:
+	case FIELD_ENUM:
+		break;
+	}
+
+	rc = get_string(L, value, name, &s, &literal);
+	if (rc)
+		return rc;
+	if (f->kind == FIELD_PATH && s)
+		rc = expand_tilde(L, value, name, &s);
+	if (f->kind == FIELD_SECRET && literal && !L->inline_secret[0])
+		snprintf(L->inline_secret, sizeof(L->inline_secret), "%s", name);
+	if (rc == 0 && (f->kind == FIELD_CHOICE || f->kind == FIELD_ENUM)) {
+		int idx = s ? choice_index(f->choices, s) : -1;
+		if (s && idx < 0)
+			rc = fail_choice(L, value, name, f->choices, s);
+		else if (f->kind == FIELD_ENUM) {
+			if (s)
+				memcpy(slot, &idx, sizeof(idx));
+			free(s);
+			return 0;
+		}
+	}
+	if (rc) {
+		if (s)
+			secret_wipe(s, strlen(s));
+		free(s);
+		return rc;
+	}
+	/* null or empty: the default stays */
+	if (s)
+		replace_string(slot, s, f->kind == FIELD_SECRET);
+	return 0;
+}
+
+static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
+                        void *base, const char *path)
+{
+	if (is_null(node))
+		return 0;
+	if (node->type != YAML_MAPPING_NODE) {
+		if (path && *path)
+			return fail_at(L, &node->start_mark, -EINVAL, "expected a mapping for %s", path);
+		return fail_at(L, &node->start_mark, -EINVAL, "expected a mapping at the top level");
+	}
+	for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+	     p < node->data.mapping.pairs.top; p++) {
+		yaml_node_t *key = yaml_document_get_node(L->doc, p->key);
+		yaml_node_t *value = yaml_document_get_node(L->doc, p->value);
+		const struct field *f;
+		char name[256];
+		int rc;
+
+		if (!key || !value)
+			return fail_at(L, &node->start_mark, -EINVAL, "malformed mapping");
+		if (key->type != YAML_SCALAR_NODE)
+			return fail_at(L, &key->start_mark, -EINVAL, "keys must be plain strings");
+		const char *k = (const char *)key->data.scalar.value;
+		for (yaml_node_pair_t *q = node->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *other = yaml_document_get_node(L->doc, q->key);
+			if (other && other->type == YAML_SCALAR_NODE &&
+			    strcmp((const char *)other->data.scalar.value, k) == 0)
+				return fail_at(L, &key->start_mark, -EINVAL, "duplicate key '%.64s'%s%s",
+				               k, path && *path ? " in " : " at the top level",
+				               path && *path ? path : "");
+		}
+		for (f = fields; f->key; f++)
+			if (strcmp(f->key, k) == 0)
+				break;
+		if (!f->key) {
+			const char *hint = "";
+			for (const struct field *h = fields; h->key; h++)
+				if (h->hint && strcmp(h->hint, k) == 0)
+					hint = h->key;
+			return fail_at(L, &key->start_mark, -EINVAL, "unknown key '%.64s' %s%s%s%s%s",
+			               k, path && *path ? "in " : "at the top level", path ? path : "",
+			               *hint ? " (did you mean '" : "", hint, *hint ? "'?)" : "");
+		}
+		join_name(name, sizeof(name), path, k);
+		L->key_mark = &key->start_mark;
+		rc = load_field(L, f, value, base, name);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* custom fields */
+
+static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t *value,
+                           void *base, const char *name)
+{
+	struct config_vault *v = base;
+	char *s = NULL;
+	int rc;
+
+	if (L->vault_url_seen)
+		return fail_at(L, L->key_mark, -EINVAL,
+		               "both url and urls are given in key_storage.vault; use one of them");
+	L->vault_url_seen = true;
+	if (strcmp(f->key, "urls") == 0)
+		return get_strlist(L, value, name, &v->urls, check_nonempty);
+	rc = get_string(L, value, name, &s, NULL);
+	if (rc)
+		return rc;
+	strlist_clear(&v->urls);
+	if (s && strlist_take(&v->urls, s) < 0)
+		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static const char *const log_target_types[] = { "file", "stdout", "stderr", "syslog", NULL };
+
+static const struct field log_target_fields[] = {
+	{ "type", FIELD_CHOICE, offsetof(struct config_log_target, type), .choices = log_target_types },
+	{ "path", FIELD_PATH, offsetof(struct config_log_target, path) },
+	{ NULL },
+};
+
+static void free_targets(struct config_logging *lg)
+{
+	for (size_t i = 0; i < lg->n_targets; i++) {
+		free(lg->targets[i].type);
+		free(lg->targets[i].path);
+	}
+	free(lg->targets);
+	lg->targets = NULL;
+	lg->n_targets = 0;
+}
+
+static int parse_log_targets(struct loader *L, const struct field *f, yaml_node_t *value,
+                             void *base, const char *name)
+{
+	struct config_logging *lg = base;
+	size_t n;
+
+	free_targets(lg);
+	if (is_null(value))
+		return 0;
+	if (value->type != YAML_SEQUENCE_NODE)
+		return fail_at(L, &value->start_mark, -EINVAL, "expected a list for %s", name);
+	n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
+	if (n == 0)
+		return 0;
+	lg->targets = calloc(n, sizeof(*lg->targets));
+	if (!lg->targets)
+		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
+		struct config_log_target *t = &lg->targets[i];
+		char item_name[256];
+		int rc;
+
+		lg->n_targets = i + 1;
+		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
+		if (!item || item->type != YAML_MAPPING_NODE)
+			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
+			               "expected a mapping (type:, path:) for %s", item_name);
+		rc = load_mapping(L, item, log_target_fields, t, item_name);
+		if (rc)
+			return rc;
+		if (!t->type)
+			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a type", item_name);
+		if (strcmp(t->type, "file") == 0 && !t->path)
+			return fail_at(L, &item->start_mark, -EINVAL, "%s: type file needs a path", item_name);
+		if (strcmp(t->type, "file") != 0 && t->path)
+			return fail_at(L, &item->start_mark, -EINVAL,
+			               "%s: path is only valid with type file", item_name);
+	}
+	return 0;
+}
+
+static const struct field access_rule_fields[] = {
+	{ "networks", FIELD_STRLIST, offsetof(struct config_access_rule, networks) },
+	{ "read", FIELD_PRINCIPALS, offsetof(struct config_access_rule, read) },
+	{ "write", FIELD_PRINCIPALS, offsetof(struct config_access_rule, write) },
+	{ "remove", FIELD_PRINCIPALS, offsetof(struct config_access_rule, remove) },
+	{ "list", FIELD_PRINCIPALS, offsetof(struct config_access_rule, list) },
+	{ NULL },
+};
+
+static void free_rule(struct config_access_rule *r)
+{
+	strlist_clear(&r->networks);
+	strlist_clear(&r->read);
+	strlist_clear(&r->write);
+	strlist_clear(&r->remove);
+	strlist_clear(&r->list);
+}
+
+static void free_access(struct config_keyfs *k)
+{
+	for (size_t i = 0; i < k->n_access; i++)
+		free_rule(&k->access[i]);
+	free(k->access);
+	k->access = NULL;
+	k->n_access = 0;
+	k->access_set = false;
+}
+
+static int parse_access(struct loader *L, const struct field *f, yaml_node_t *value,
+                        void *base, const char *name)
+{
+	struct config_keyfs *k = base;
+	size_t n;
+
+	free_access(k);
+	if (is_null(value))
+		return 0;
+	if (value->type != YAML_SEQUENCE_NODE)
+		return fail_at(L, &value->start_mark, -EINVAL, "expected a list of rules for %s", name);
+	k->access_set = true;
+	n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
+	if (n == 0)
+		return 0;
+	k->access = calloc(n, sizeof(*k->access));
+	if (!k->access)
+		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
+		char item_name[256];
+
+		k->n_access = i + 1;
+		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
+		if (!item || item->type != YAML_MAPPING_NODE)
+			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
+			               "expected a mapping (networks:, read:, write:, remove:, list:) for %s",
+			               item_name);
+		k->access[i].line = (int)item->start_mark.line + 1;
+		int rc = load_mapping(L, item, access_rule_fields, &k->access[i], item_name);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* "HH:MM" (or "24:00" for an end) -> minutes after midnight. */
+static int parse_hhmm(const char *s, int *minutes)
+{
+	int h = 0, m;
+	size_t i = 0;
+	if (!isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	while (isdigit((unsigned char)s[i]) && i < 2)
+		h = h * 10 + (s[i++] - '0');
+	if (s[i] != ':' || !isdigit((unsigned char)s[i + 1]) || !isdigit((unsigned char)s[i + 2]) || s[i + 3])
+		return -EINVAL;
+	m = (s[i + 1] - '0') * 10 + (s[i + 2] - '0');
+	if (m > 59 || h > 24 || (h == 24 && m != 0))
+		return -EINVAL;
+	*minutes = h * 60 + m;
+	return 0;
+}
+
+static int parse_time_of_day(struct loader *L, const struct field *f, yaml_node_t *value,
+                             void *base, const char *name)
+{
+	struct config_business_hours *bh = base;
+	bool start = strcmp(f->key, "start") == 0;
+	int *slot = start ? &bh->start_minute : &bh->end_minute;
+	char *s = NULL;
+	int rc = get_string(L, value, name, &s, NULL);
+	if (rc)
+		return rc;
+	if (!s || parse_hhmm(s, slot) < 0 || (start && *slot == 24 * 60))
+		rc = fail_at(L, &value->start_mark, -EINVAL,
+		             "%s must be a time of day \"HH:MM\" (got '%.32s')", name, s ? s : "");
+	else if (start)
+		L->start_seen = true;
+	else
+		L->end_seen = true;
+	free(s);
+	return rc;
+}
+
+static const char *const day_names[] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL };
+static const char *const day_long_names[] = {
+	"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", NULL };
+
+static int parse_days(struct loader *L, const struct field *f, yaml_node_t *value,
+                      void *base, const char *name)
+{
+	struct config_business_hours *bh = base;
+	struct strlist days = STRLIST_INIT;
+	unsigned mask = 0;
+	int rc = get_strlist(L, value, name, &days, NULL);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < days.n; i++) {
+		int d = -1;
+		for (int j = 0; j < 7 && d < 0; j++)
+			if (strcasecmp(days.items[i], day_names[j]) == 0 ||
+			    strcasecmp(days.items[i], day_long_names[j]) == 0)
+				d = j;
+		if (d < 0) {
+			yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
+			rc = fail_at(L, &item->start_mark, -EINVAL,
+			             "%s: '%.32s' is not a day (mon, tue, wed, thu, fri, sat, sun)",
+			             name, days.items[i]);
+			goto out;
+		}
+		mask |= 1u << d;
+	}
+	if (!mask) {
+		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must name at least one day", name);
+		goto out;
+	}
+	bh->days_mask = mask;
+out:
+	strlist_clear(&days);
+	return rc;
+}
+
+static int check_business_hours(struct loader *L, const struct field *f, yaml_node_t *value,
+                                void *base, const char *name)
+{
+	struct config_business_hours *bh = base;
+	if (is_null(value))
+		return 0;
+	bh->set = true;
+	if (!L->start_seen || !L->end_seen)
+		return fail_at(L, &value->start_mark, -EINVAL, "%s needs both start and end (\"HH:MM\")", name);
+	if (bh->start_minute == bh->end_minute)
+		return fail_at(L, &value->start_mark, -EINVAL, "%s: start and end are the same time", name);
+	if (!bh->timezone && !(bh->timezone = strdup("UTC")))
+		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static int check_rate_limit(struct loader *L, const struct field *f, yaml_node_t *value,
+                            void *base, const char *name)
+{
+	struct config_rate_limit *r = base;
+	if (is_null(value))
+		return 0;
+	if (r->reads_per_minute <= 0)
+		return fail_at(L, &value->start_mark, -EINVAL, "%s needs reads_per_minute", name);
+	r->set = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the schema */
+
+#define DAY (24 * 3600)
+
+static const char *const storage_names[] = { "file", "env", "keyring", "vault", "aws-secrets", NULL };
+static const char *const auth_methods[] = { "token", "approle", NULL };
+static const char *const log_formats[] = { "json", "text", NULL };
+static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const audit_failures[] = { "deny", "allow", NULL };
+static const char *const key_formats[] = { "evm", "any", NULL };
+
+static const struct field file_fields[] = {
+	{ "path", FIELD_PATH, offsetof(struct config_file, path) },
+	{ "passphrase_file", FIELD_PATH, offsetof(struct config_file, passphrase_file) },
+	{ NULL },
+};
+
+static const struct field keyring_fields[] = {
+	{ "service", FIELD_STRING, offsetof(struct config_keyring, service) },
+	{ "cache_ttl_seconds", FIELD_INT, offsetof(struct config_keyring, cache_ttl_seconds), 0, DAY },
+	{ NULL },
+};
+
+#define V(m) offsetof(struct config_vault, m)
+static const struct field vault_fields[] = {
+	{ "url", FIELD_CUSTOM, .parse = parse_vault_url },
+	{ "urls", FIELD_CUSTOM, .parse = parse_vault_url },
+	{ "mount_path", FIELD_STRING, V(mount_path) },
+	{ "path_prefix", FIELD_STRING, V(path_prefix) },
+	{ "auth_method", FIELD_CHOICE, V(auth_method), .choices = auth_methods },
+	{ "token", FIELD_SECRET, V(token) },
+	{ "token_file", FIELD_PATH, V(token_file) },
+	{ "role_id", FIELD_STRING, V(role_id) },
+	{ "secret_id", FIELD_SECRET, V(secret_id) },
+	{ "secret_id_file", FIELD_PATH, V(secret_id_file) },
+	{ "approle_mount", FIELD_STRING, V(approle_mount) },
+	{ "namespace", FIELD_STRING, V(namespace) },
+	{ "ca_cert", FIELD_PATH, V(ca_cert) },
+	{ "client_cert", FIELD_PATH, V(client_cert) },
+	{ "client_key", FIELD_PATH, V(client_key) },
+	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600 },
+	{ "max_retries", FIELD_INT, V(max_retries), 0, 20 },
+	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY },
+	{ NULL },
+};
+#undef V
+
+#define A(m) offsetof(struct config_aws, m)
+static const struct field aws_fields[] = {
+	{ "region", FIELD_STRING, A(region) },
+	{ "prefix", FIELD_STRING, A(prefix) },
+	{ "endpoint_url", FIELD_STRING, A(endpoint_url) },
+	{ "profile", FIELD_STRING, A(profile) },
+	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600 },
+	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY },
+	{ NULL },
+};
+#undef A
+
+#define C(m) offsetof(struct config, m)
+static const struct field key_storage_fields[] = {
+	{ "storage_type", FIELD_ENUM, C(storage_type), .choices = storage_names, .hint = "backend" },
+	{ "keyring", FIELD_SECTION, C(keyring), .fields = keyring_fields },
+	{ "vault", FIELD_SECTION, C(vault), .fields = vault_fields },
+	{ "aws_secrets", FIELD_SECTION, C(aws), .fields = aws_fields },
+	{ "file", FIELD_SECTION, C(file), .fields = file_fields },
+	{ NULL },
+};
+
+static const struct field logging_fields[] = {
+	{ "format", FIELD_ENUM, offsetof(struct config_logging, format), .choices = log_formats },
+	{ "level", FIELD_CHOICE, offsetof(struct config_logging, level), .choices = log_levels },
+	{ "targets", FIELD_CUSTOM, .parse = parse_log_targets },
+	{ NULL },
+};
+
+static const struct field business_hours_fields[] = {
+	{ "timezone", FIELD_STRING, offsetof(struct config_business_hours, timezone) },
+	{ "start", FIELD_CUSTOM, .parse = parse_time_of_day },
+	{ "end", FIELD_CUSTOM, .parse = parse_time_of_day },
+	{ "days", FIELD_CUSTOM, .parse = parse_days },
+	{ NULL },
+};
+
+#define AN(m) offsetof(struct config_anomaly, m)
+static const struct field anomaly_fields[] = {
+	{ "burst_reads", FIELD_INT, AN(burst_reads), 1, 1000000 },
+	{ "burst_window_seconds", FIELD_INT, AN(burst_window_seconds), 1, DAY },
+	{ "auth_failures_per_minute", FIELD_INT, AN(auth_failures_per_minute), 1, 1000000 },
+	{ NULL },
+};
+#undef AN
+
+static const struct field rate_limit_fields[] = {
+	{ "reads_per_minute", FIELD_INT, offsetof(struct config_rate_limit, reads_per_minute), 1, 1000000 },
+	{ NULL },
+};
+
+#define K(m) offsetof(struct config_keyfs, m)
+static const struct field keyfs_fields[] = {
+	{ "audit_log", FIELD_PATH, K(audit_log) },
+	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures },
+	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
+	{ "access", FIELD_CUSTOM, .parse = parse_access },
+	{ "health_interval_seconds", FIELD_INT, K(health_interval_seconds), 1, DAY },
+	{ "max_stale_seconds", FIELD_INT, K(max_stale_seconds), 0, 7 * DAY },
+	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
+	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
+	{ "run_as", FIELD_STRING, K(run_as) },
+	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
+	  .parse = check_business_hours },
+	{ "anomaly", FIELD_SECTION, K(anomaly), .fields = anomaly_fields },
+	{ "rate_limit", FIELD_SECTION, K(rate_limit), .fields = rate_limit_fields,
+	  .parse = check_rate_limit },
+	{ NULL },
+};
+#undef K
+
+/* Omikuji's own sections (its OmikujiConfig: networks, datafeeds,
+ * database_cleanup, metrics, gas_price_feeds, scheduled_tasks,
+ * event_monitors) are skipped whole: the same file serves both programs. */
+static const struct field top_fields[] = {
+	{ "key_storage", FIELD_SECTION, 0, .fields = key_storage_fields },
+	{ "logging", FIELD_SECTION, C(logging), .fields = logging_fields },
+	{ "keyfs", FIELD_SECTION, C(keyfs), .fields = keyfs_fields },
+	{ "networks", FIELD_SKIP },
+	{ "datafeeds", FIELD_SKIP },
+	{ "database_cleanup", FIELD_SKIP },
+	{ "metrics", FIELD_SKIP },
+	{ "gas_price_feeds", FIELD_SKIP },
+	{ "scheduled_tasks", FIELD_SKIP },
+	{ "event_monitors", FIELD_SKIP },
+	{ NULL },
+};
+#undef C
+
+/* ------------------------------------------------------------------ */
+/* defaults */
+
+/* $VAR/suffix when $VAR is an absolute path (XDG base directory rules),
+ * else $HOME/fallback/suffix. */
+static char *xdg_path(const char *var, const char *fallback, const char *suffix)
+{
+	const char *dir = getenv(var);
+	const char *home;
+	char *out = NULL;
+	if (dir && dir[0] == '/') {
+		if (asprintf(&out, "%s/%s", dir, suffix) < 0)
+			return NULL;
+		return out;
+	}
+	if (home_dir(&home) < 0)
+		home = "/";
+	if (asprintf(&out, "%s/%s/%s", strcmp(home, "/") == 0 ? "" : home, fallback, suffix) < 0)
+		return NULL;
+	return out;
+}
+
+static int config_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->storage_type = STORAGE_FILE;
+	cfg->file.path = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc");
+	cfg->keyring.service = strdup("omikuji");
+	cfg->keyring.cache_ttl_seconds = 300;
+	cfg->vault.mount_path = strdup("secret");
+	cfg->vault.path_prefix = strdup("omikuji/keys");
+	cfg->vault.auth_method = strdup("token");
+	cfg->vault.approle_mount = strdup("approle");
+	cfg->vault.timeout_seconds = 5;
+	cfg->vault.max_retries = 3;
+	cfg->vault.cache_ttl_seconds = 300;
+	cfg->aws.region = strdup("us-east-1");
+	cfg->aws.prefix = strdup("omikuji");
+	cfg->aws.timeout_seconds = 5;
+	cfg->aws.cache_ttl_seconds = 300;
+	cfg->logging.format = LOG_FORMAT_JSON;
+	cfg->logging.level = strdup("info");
+	cfg->logging.targets = calloc(1, sizeof(*cfg->logging.targets));
+	if (cfg->logging.targets) {
+		cfg->logging.n_targets = 1;
+		cfg->logging.targets[0].type = strdup("stderr");
+	}
+	cfg->keyfs.audit_log = xdg_path("XDG_STATE_HOME", ".local/state", "omikuji-keyfs/audit.log");
+	cfg->keyfs.audit_failure = AUDIT_FAILURE_DENY;
+	cfg->keyfs.key_format = KEY_FORMAT_EVM;
+	cfg->keyfs.health_interval_seconds = 15;
+	cfg->keyfs.max_stale_seconds = 3600;
+	cfg->keyfs.cache_max_entries = 10000;
+	cfg->keyfs.list_cache_seconds = 5;
+	cfg->keyfs.business_hours.days_mask = 0x3e;   /* Mon-Fri */
+	cfg->keyfs.anomaly.burst_reads = 20;
+	cfg->keyfs.anomaly.burst_window_seconds = 10;
+	cfg->keyfs.anomaly.auth_failures_per_minute = 3;
+
+	if (!cfg->file.path || !cfg->keyring.service || !cfg->vault.mount_path ||
+	    !cfg->vault.path_prefix || !cfg->vault.auth_method || !cfg->vault.approle_mount ||
+	    !cfg->aws.region || !cfg->aws.prefix || !cfg->logging.level ||
+	    !cfg->logging.targets || !cfg->logging.targets[0].type || !cfg->keyfs.audit_log)
+		return -ENOMEM;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* loading */
+
+static int read_file(const char *path, char **data, size_t *len, mode_t *mode, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int rc = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto out;
+	}
+	if (st.st_size > CONFIG_MAX_BYTES) {
+		rc = -EFBIG;
+		snprintf(err, errlen, "%s: larger than %d bytes, not a config file", path, CONFIG_MAX_BYTES);
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = 0;
+	*data = buf;
+	*len = got;
+	*mode = st.st_mode;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* libyaml keeps copies of the input in its buffers and in the document's
+ * scalars; the file may hold a token, so they are wiped before release. */
+static void wipe_parser(yaml_parser_t *p)
+{
+	if (p->raw_buffer.start)
+		secret_wipe(p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
+	if (p->buffer.start)
+		secret_wipe(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
+}
+
+static void wipe_document(yaml_document_t *d)
+{
+	for (yaml_node_t *n = d->nodes.start; n && n < d->nodes.top; n++)
+		if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
+			secret_wipe(n->data.scalar.value, n->data.scalar.length);
+}
+
+static int parse_document(struct loader *L, const char *data, size_t len)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc, extra;
+	bool have_doc = false, have_extra = false;
+	int rc = 0;
+
+	if (!yaml_parser_initialize(&parser)) {
+		snprintf(L->err, L->errlen, "%s: out of memory", L->file);
+		return -ENOMEM;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
+	if (!yaml_parser_load(&parser, &doc))
+		goto syntax;
+	have_doc = true;
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	if (root) {
+		/* One document per file: a second one would be silently ignored. */
+		if (!yaml_parser_load(&parser, &extra))
+			goto syntax;
+		have_extra = true;
+		yaml_node_t *second = yaml_document_get_root_node(&extra);
+		if (second) {
+			rc = fail_at(L, &second->start_mark, -EINVAL,
+			             "more than one YAML document; the config is one document");
+			goto out;
+		}
+		L->doc = &doc;
+		rc = load_mapping(L, root, top_fields, L->cfg, "");
+	}
+	goto out;
+
+syntax:
+	rc = -EINVAL;
+	if (parser.error == YAML_MEMORY_ERROR) {
+		snprintf(L->err, L->errlen, "%s: out of memory", L->file);
+		rc = -ENOMEM;
+	} else if (parser.context) {
+		snprintf(L->err, L->errlen, "%s:%zu:%zu: YAML syntax error: %s (%s at line %zu, column %zu)",
+		         L->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+		         parser.problem ? parser.problem : "invalid YAML", parser.context,
+		         parser.context_mark.line + 1, parser.context_mark.column + 1);
+	} else {
+		snprintf(L->err, L->errlen, "%s:%zu:%zu: YAML syntax error: %s",
+		         L->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+		         parser.problem ? parser.problem : "invalid YAML");
+	}
+out:
+	if (have_extra) {
+		wipe_document(&extra);
+		yaml_document_delete(&extra);
+	}
+	if (have_doc) {
+		wipe_document(&doc);
+		yaml_document_delete(&doc);
+	}
+	wipe_parser(&parser);
+	yaml_parser_delete(&parser);
+	return rc;
 }
 
 int config_load(const char *path, unsigned flags, struct config *out, char *err, size_t errlen)
 {
-	(void)flags;
-	memset(out, 0, sizeof(*out));
-	if (path) {
-		snprintf(err, errlen, "%s: config files are not parsed yet", path);
-		return -ENOSYS;
+	struct loader L = { .file = path, .err = err, .errlen = errlen, .cfg = out };
+	char *data = NULL;
+	size_t len = 0;
+	mode_t mode = 0;
+	int rc;
+
+	if (errlen)
+		err[0] = 0;
+	rc = config_defaults(out);
+	if (rc) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
-	const char *home = getenv("HOME");
-	char buf[4096];
-	snprintf(buf, sizeof(buf), "%s/.local/share/omikuji-keyfs/keys.enc", home ? home : "/root");
-	out->file.path = strdup(buf);
-	snprintf(buf, sizeof(buf), "%s/.local/state/omikuji-keyfs/audit.log", home ? home : "/root");
-	out->keyfs.audit_log = strdup(buf);
-	out->keyfs.health_interval_seconds = 15;
-	out->keyfs.max_stale_seconds = 3600;
-	out->keyfs.cache_max_entries = 10000;
-	out->keyfs.list_cache_seconds = 5;
-	return 0;
+	if (!path)
+		return 0;
+	rc = read_file(path, &data, &len, &mode, err, errlen);
+	if (rc)
+		goto out;
+	rc = parse_document(&L, data, len);
+	if (rc)
+		goto out;
+	if (L.inline_secret[0] && (mode & 077) && !(flags & CONFIG_ALLOW_INSECURE_PERMS)) {
+		snprintf(err, errlen, "%s: holds a secret (%s) but is readable by group/others "
+		         "(mode %04o); chmod 600 it or pass --insecure-config-permissions",
+		         path, L.inline_secret, (unsigned)(mode & 07777));
+		rc = -EACCES;
+		goto out;
+	}
+	out->source = strdup(path);
+	if (!out->source) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+	}
+out:
+	if (data) {
+		secret_wipe(data, len);
+		free(data);
+	}
+	if (rc)
+		config_free(out);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* finding */
+
+static bool exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0;
+}
+
+char *config_find(const char *explicit_path)
+{
+	const char *env = getenv("OMIKUJI_CONFIG");
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+	const char *home;
+	char cwd[PATH_MAX];
+	char *p = NULL;
+
+	if (explicit_path)
+		return strdup(explicit_path);
+	if (env && *env)
+		return strdup(env);
+	if (exists("omikuji.yaml")) {
+		/* Absolute, so it still names the file after a daemon's chdir("/"). */
+		if (getcwd(cwd, sizeof(cwd)) && asprintf(&p, "%s/omikuji.yaml", cwd) >= 0)
+			return p;
+		return strdup("omikuji.yaml");
+	}
+	if (xdg && xdg[0] == '/') {
+		if (asprintf(&p, "%s/omikuji/omikuji.yaml", xdg) < 0)
+			return NULL;
+	} else if (home_dir(&home) == 0) {
+		if (asprintf(&p, "%s/.config/omikuji/omikuji.yaml", home) < 0)
+			return NULL;
+	}
+	if (p && exists(p))
+		return p;
+	free(p);
+	if (exists("/etc/omikuji/omikuji.yaml"))
+		return strdup("/etc/omikuji/omikuji.yaml");
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* printing */
+
+/* A double-quoted YAML scalar that config_load reads back unchanged: `$`
+ * is doubled because every scalar goes through ${VAR} expansion. */
+static void print_quoted(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p == '$')
+			fputs("$$", out);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(out, "\\x%02x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void print_str(FILE *out, int indent, const char *key, const char *value)
+{
+	if (!value) {
+		fprintf(out, "%*s# %s: (not set)\n", indent, "", key);
+		return;
+	}
+	fprintf(out, "%*s%s: ", indent, "", key);
+	print_quoted(out, value);
+	fputc('\n', out);
+}
+
+static void print_secret(FILE *out, int indent, const char *key, const char *value)
+{
+	print_str(out, indent, key, value ? MASK : NULL);
+}
+
+static void print_int(FILE *out, int indent, const char *key, int value)
+{
+	fprintf(out, "%*s%s: %d\n", indent, "", key, value);
+}
+
+static void print_list(FILE *out, int indent, const char *key, const struct strlist *l)
+{
+	fprintf(out, "%*s%s: [", indent, "", key);
+	for (size_t i = 0; i < l->n; i++) {
+		if (i)
+			fputs(", ", out);
+		print_quoted(out, l->items[i]);
+	}
+	fputs("]\n", out);
+}
+
+static void print_hhmm(FILE *out, int indent, const char *key, int minutes)
+{
+	fprintf(out, "%*s%s: \"%02d:%02d\"\n", indent, "", key, minutes / 60, minutes % 60);
 }
 
 void config_print(const struct config *cfg, FILE *out)
 {
-	fprintf(out, "key_storage:\n  storage_type: %s\n", config_storage_name(cfg->storage_type));
+	const struct config_vault *v = &cfg->vault;
+	const struct config_aws *a = &cfg->aws;
+	const struct config_keyfs *k = &cfg->keyfs;
+
+	if (cfg->source) {
+		fputs("# loaded from: ", out);
+		/* A comment ends at a newline; keep a strange file name on one line. */
+		for (const char *p = cfg->source; *p; p++)
+			fputc(*p == '\n' || *p == '\r' ? '?' : *p, out);
+		fputc('\n', out);
+	} else {
+		fputs("# built-in defaults\n", out);
+	}
+
+	fputs("key_storage:\n", out);
+	fprintf(out, "  storage_type: %s\n", config_storage_name(cfg->storage_type));
+	fputs("  keyring:\n", out);
+	print_str(out, 4, "service", cfg->keyring.service);
+	print_int(out, 4, "cache_ttl_seconds", cfg->keyring.cache_ttl_seconds);
+	fputs("  vault:\n", out);
+	print_list(out, 4, "urls", &v->urls);
+	print_str(out, 4, "mount_path", v->mount_path);
+	print_str(out, 4, "path_prefix", v->path_prefix);
+	print_str(out, 4, "auth_method", v->auth_method);
+	print_secret(out, 4, "token", v->token);
+	print_str(out, 4, "token_file", v->token_file);
+	print_str(out, 4, "role_id", v->role_id);
+	print_secret(out, 4, "secret_id", v->secret_id);
+	print_str(out, 4, "secret_id_file", v->secret_id_file);
+	print_str(out, 4, "approle_mount", v->approle_mount);
+	print_str(out, 4, "namespace", v->namespace);
+	print_str(out, 4, "ca_cert", v->ca_cert);
+	print_str(out, 4, "client_cert", v->client_cert);
+	print_str(out, 4, "client_key", v->client_key);
+	print_int(out, 4, "timeout_seconds", v->timeout_seconds);
+	print_int(out, 4, "max_retries", v->max_retries);
+	print_int(out, 4, "cache_ttl_seconds", v->cache_ttl_seconds);
+	fputs("  aws_secrets:\n", out);
+	print_str(out, 4, "region", a->region);
+	print_str(out, 4, "prefix", a->prefix);
+	print_str(out, 4, "endpoint_url", a->endpoint_url);
+	print_str(out, 4, "profile", a->profile);
+	print_int(out, 4, "timeout_seconds", a->timeout_seconds);
+	print_int(out, 4, "cache_ttl_seconds", a->cache_ttl_seconds);
+	fputs("  file:\n", out);
+	print_str(out, 4, "path", cfg->file.path);
+	print_str(out, 4, "passphrase_file", cfg->file.passphrase_file);
+
+	fputs("logging:\n", out);
+	fprintf(out, "  format: %s\n", log_formats[cfg->logging.format]);
+	print_str(out, 2, "level", cfg->logging.level);
+	fprintf(out, "  targets:%s\n", cfg->logging.n_targets ? "" : " []");
+	for (size_t i = 0; i < cfg->logging.n_targets; i++) {
+		const struct config_log_target *t = &cfg->logging.targets[i];
+		fputs("    - ", out);
+		print_str(out, 0, "type", t->type);
+		if (t->path)
+			print_str(out, 6, "path", t->path);
+	}
+
+	fputs("keyfs:\n", out);
+	print_str(out, 2, "audit_log", k->audit_log);
+	fprintf(out, "  audit_failure: %s\n", audit_failures[k->audit_failure]);
+	fprintf(out, "  key_format: %s\n", key_formats[k->key_format]);
+	if (!k->access_set) {
+		fputs("  # access: (not set: only the mounting user and root)\n", out);
+	} else {
+		fprintf(out, "  access:%s\n", k->n_access ? "" : " []");
+		for (size_t i = 0; i < k->n_access; i++) {
+			const struct config_access_rule *r = &k->access[i];
+			fprintf(out, "    # rule %zu, from line %d\n", i + 1, r->line);
+			print_list(out, 4, "- networks", &r->networks);
+			print_list(out, 6, "read", &r->read);
+			print_list(out, 6, "write", &r->write);
+			print_list(out, 6, "remove", &r->remove);
+			print_list(out, 6, "list", &r->list);
+		}
+	}
+	print_int(out, 2, "health_interval_seconds", k->health_interval_seconds);
+	print_int(out, 2, "max_stale_seconds", k->max_stale_seconds);
+	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
+	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
+	print_str(out, 2, "run_as", k->run_as);
+	if (k->business_hours.set) {
+		const struct config_business_hours *bh = &k->business_hours;
+		bool first = true;
+		fputs("  business_hours:\n", out);
+		print_str(out, 4, "timezone", bh->timezone);
+		print_hhmm(out, 4, "start", bh->start_minute);
+		print_hhmm(out, 4, "end", bh->end_minute);
+		fputs("    days: [", out);
+		for (int d = 0; d < 7; d++) {
+			if (!(bh->days_mask & (1u << d)))
+				continue;
+			fprintf(out, "%s%s", first ? "" : ", ", day_names[d]);
+			first = false;
+		}
+		fputs("]\n", out);
+	} else {
+		fputs("  # business_hours: (not set)\n", out);
+	}
+	fputs("  anomaly:\n", out);
+	print_int(out, 4, "burst_reads", k->anomaly.burst_reads);
+	print_int(out, 4, "burst_window_seconds", k->anomaly.burst_window_seconds);
+	print_int(out, 4, "auth_failures_per_minute", k->anomaly.auth_failures_per_minute);
+	if (k->rate_limit.set) {
+		fputs("  rate_limit:\n", out);
+		print_int(out, 4, "reads_per_minute", k->rate_limit.reads_per_minute);
+	} else {
+		fputs("  # rate_limit: (not set)\n", out);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+static void free_secret_string(char **s)
+{
+	if (*s)
+		secret_wipe(*s, strlen(*s));
+	free(*s);
+	*s = NULL;
 }
 
 void config_free(struct config *cfg)
 {
+	free(cfg->source);
 	free(cfg->file.path);
+	free(cfg->file.passphrase_file);
+	free(cfg->keyring.service);
+
+	struct config_vault *v = &cfg->vault;
+	strlist_clear(&v->urls);
+	free(v->mount_path);
+	free(v->path_prefix);
+	free(v->auth_method);
+	free_secret_string(&v->token);
+	free(v->token_file);
+	free(v->role_id);
+	free_secret_string(&v->secret_id);
+	free(v->secret_id_file);
+	free(v->approle_mount);
+	free(v->namespace);
+	free(v->ca_cert);
+	free(v->client_cert);
+	free(v->client_key);
+
+	free(cfg->aws.region);
+	free(cfg->aws.prefix);
+	free(cfg->aws.endpoint_url);
+	free(cfg->aws.profile);
+
+	free(cfg->logging.level);
+	free_targets(&cfg->logging);
+
 	free(cfg->keyfs.audit_log);
+	free_access(&cfg->keyfs);
+	free(cfg->keyfs.run_as);
+	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+const char *config_storage_name(enum storage_type t)
+{
+	if ((unsigned)t >= sizeof(storage_names) / sizeof(storage_names[0]) - 1)
+		return "unknown";
+	return storage_names[t];
 }
