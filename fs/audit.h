@@ -47,7 +47,8 @@ int audit_reopen(struct audit *a);
 void audit_close(struct audit *a);
 
 /* Verify the chain in path.  Returns 0 when intact; else 1 and *bad_line
- * (1-based) names the first bad line, with a reason printed to report. */
+ * (1-based) names the first bad line, with a reason printed to report;
+ * -errno (and *bad_line 0) when the file cannot be opened or read. */
 int audit_verify(const char *path, FILE *report, long *bad_line);
 
 #endif

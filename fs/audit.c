@@ -1,0 +1,686 @@
+/* audit.c - the audit trail: one hash-chained JSON line per key access.
+ *
+ * Exact bytes.  Every line is
+ *
+ *     PREFIX ,"hash":"<64 lower-hex>"} \n        (no spaces; shown spaced)
+ *
+ * where PREFIX is everything from the opening '{' up to and including the
+ * digits of the seq field, i.e. it ends with `,"seq":<N>`.  The fields come
+ * in this order: timestamp, level, target, message, operation, network,
+ * storage_type, status, cached (get only), refresh (only when true), uid,
+ * gid, pid, process, error (only when set), anomaly (only when set), seq,
+ * hash.  The hash is
+ *
+ *     hex(SHA-256(PREV || PREFIX))
+ *
+ * with PREV the 64 ASCII hex characters of the previous line's hash (64 '0'
+ * characters for seq 1).  So the hash covers raw bytes, not a re-serialised
+ * JSON object, and audit_verify() checks it on the bytes as read.
+ *
+ * Chain state (seq, previous hash) and the write(2) of the line are taken
+ * under one mutex, so file order, seq order and the chain always agree.
+ * Each line is a single write(2) on an O_APPEND descriptor, with no stdio
+ * buffering and no fsync: once write(2) returned the line is in the kernel's
+ * page cache, so a crash of the daemon loses nothing, while a crash of the
+ * machine may lose the last lines (the chain then ends early; it does not
+ * break).  A failed or short write does not advance the chain; a short write
+ * is terminated with a newline so the next line starts clean, and verify
+ * flags the torn line.
+ *
+ * Restart: audit_open() reads the file backwards from its end to the last
+ * line that parses and continues its seq and hash.  A torn last line (no
+ * final newline) is skipped and terminated with a newline, so it stays in
+ * the file as evidence and verify reports it.
+ *
+ * Rotation: audit_reopen() opens the path again and the chain carries on, so
+ * the first line of a rotated-in file has seq > 1.  audit_verify() on such a
+ * file alone cannot check that line's link to its predecessor (nothing extra
+ * is stored): it reports "chain starts at seq N (continues a rotated file)"
+ * as information and checks every later link.  Verifying the concatenation
+ * of the rotated files, oldest first, checks the links across files too.
+ */
+#include "audit.h"
+#include "clock.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AUDIT_HASH_HEX 64
+/* `,"hash":"` + 64 hex + `"}`: the bytes after PREFIX, before the newline. */
+#define AUDIT_SUFFIX_LEN (9 + AUDIT_HASH_HEX + 2)
+/* No record comes near this (network names are <= 64 bytes, comm <= 16);
+ * the cap bounds what a caller's mistake can write and what open() scans. */
+#define AUDIT_LINE_MAX (64 * 1024)
+/* Recovery on open reads at most this much of the file's tail. */
+#define AUDIT_TAIL_MAX (16 * 1024 * 1024)
+
+#define LIT(s) s, sizeof(s) - 1
+
+struct audit {
+	pthread_mutex_t lock;           /* guards everything below */
+	char *path;
+	int fd;
+	enum audit_failure mode;
+	unsigned long long seq;         /* seq of the last line written, 0 = none */
+	char prev_hash[AUDIT_HASH_HEX + 1];
+	struct strbuf line;             /* reused for every line (no malloc per write) */
+	EVP_MD *sha256;                 /* fetched once: no implicit fetch per line */
+	EVP_MD_CTX *md;
+	time_t ts_second;               /* second that ts_prefix formats */
+	char ts_prefix[32];             /* "YYYY-MM-DDTHH:MM:SS" */
+};
+
+static const char audit_zero_hash[AUDIT_HASH_HEX + 1] =
+	"0000000000000000000000000000000000000000000000000000000000000000";
+
+static int audit_sha256_hex(EVP_MD_CTX *md, const EVP_MD *sha256, const char *prev,
+                            const char *data, size_t len, char out[AUDIT_HASH_HEX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (EVP_DigestInit_ex(md, sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(md, prev, AUDIT_HASH_HEX) != 1 ||
+	    EVP_DigestUpdate(md, data, len) != 1 ||
+	    EVP_DigestFinal_ex(md, digest, &n) != 1 || n != AUDIT_HASH_HEX / 2)
+		return -EIO;
+	for (unsigned int i = 0; i < n; i++) {
+		out[2 * i] = hex[digest[i] >> 4];
+		out[2 * i + 1] = hex[digest[i] & 0xf];
+	}
+	out[AUDIT_HASH_HEX] = 0;
+	return 0;
+}
+
+static bool audit_is_hash(const char *s, size_t len)
+{
+	if (len != AUDIT_HASH_HEX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* The PREFIX length of a line (without its newline) that has the hash
+ * suffix, with the stored hash copied out; -1 when the suffix is missing. */
+static long audit_split(const char *line, size_t len, char hash[AUDIT_HASH_HEX + 1])
+{
+	if (len < AUDIT_SUFFIX_LEN + 2)
+		return -1;
+	const char *s = line + len - AUDIT_SUFFIX_LEN;
+	if (memcmp(s, LIT(",\"hash\":\"")) != 0 || s[9 + AUDIT_HASH_HEX] != '"' ||
+	    s[10 + AUDIT_HASH_HEX] != '}' || !audit_is_hash(s + 9, AUDIT_HASH_HEX))
+		return -1;
+	memcpy(hash, s + 9, AUDIT_HASH_HEX);
+	hash[AUDIT_HASH_HEX] = 0;
+	return (long)(len - AUDIT_SUFFIX_LEN);
+}
+
+/* snprintf is slow enough to show on the read path; numbers are simple. */
+static void audit_append_u64(struct strbuf *b, unsigned long long v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	strbuf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+static void audit_append_i64(struct strbuf *b, long long v)
+{
+	if (v < 0) {
+		strbuf_append(b, LIT("-"));
+		audit_append_u64(b, 0ULL - (unsigned long long)v);
+	} else {
+		audit_append_u64(b, (unsigned long long)v);
+	}
+}
+
+static void audit_append_string(struct strbuf *b, const char *name, size_t name_len,
+                                const char *value)
+{
+	strbuf_append(b, name, name_len);
+	strbuf_json_escape(b, value ? value : "");
+	strbuf_append(b, LIT("\""));
+}
+
+/* Called with the lock held: the timestamp is taken in file order too. */
+static void audit_append_timestamp(struct audit *a, struct strbuf *b)
+{
+	double wall = clock_wall();
+	time_t secs = (time_t)wall;
+	if (secs != a->ts_second || !a->ts_prefix[0]) {
+		char full[40];
+		clock_rfc3339((double)secs, full, sizeof(full));
+		memcpy(a->ts_prefix, full, 19);
+		a->ts_prefix[19] = 0;
+		a->ts_second = secs;
+	}
+	/* Same rounding as clock_rfc3339(). */
+	long usec = (long)((wall - (double)secs) * 1e6);
+	if (usec < 0)
+		usec = 0;
+	if (usec > 999999)
+		usec = 999999;
+	char frac[9] = ".000000Z";
+	for (int i = 6; i >= 1; i--) {
+		frac[i] = (char)('0' + usec % 10);
+		usec /= 10;
+	}
+	strbuf_append(b, LIT("{\"timestamp\":\""));
+	strbuf_append(b, a->ts_prefix, 19);
+	strbuf_append(b, frac, 8);
+	strbuf_append(b, LIT("\""));
+}
+
+static void audit_format_prefix(struct audit *a, const struct audit_record *r,
+                                unsigned long long seq)
+{
+	struct strbuf *b = &a->line;
+
+	audit_append_timestamp(a, b);
+	if (r->status)
+		strbuf_append(b, LIT(",\"level\":\"info\""));
+	else
+		strbuf_append(b, LIT(",\"level\":\"warn\""));
+	strbuf_append(b, LIT(",\"target\":\"omikuji::audit\""
+	                     ",\"message\":\"Key storage operation\""));
+	audit_append_string(b, LIT(",\"operation\":\""), key_op_name(r->op));
+	audit_append_string(b, LIT(",\"network\":\""),
+	                    r->op == KEY_OP_LIST ? "" : r->network);
+	audit_append_string(b, LIT(",\"storage_type\":\""), r->storage_type);
+	if (r->status)
+		strbuf_append(b, LIT(",\"status\":true"));
+	else
+		strbuf_append(b, LIT(",\"status\":false"));
+	if (r->op == KEY_OP_GET) {
+		if (r->cached)
+			strbuf_append(b, LIT(",\"cached\":true"));
+		else
+			strbuf_append(b, LIT(",\"cached\":false"));
+		if (r->refresh)
+			strbuf_append(b, LIT(",\"refresh\":true"));
+	}
+	strbuf_append(b, LIT(",\"uid\":"));
+	audit_append_u64(b, (unsigned long long)r->uid);
+	strbuf_append(b, LIT(",\"gid\":"));
+	audit_append_u64(b, (unsigned long long)r->gid);
+	strbuf_append(b, LIT(",\"pid\":"));
+	audit_append_i64(b, (long long)r->pid);
+	audit_append_string(b, LIT(",\"process\":\""), r->process);
+	if (r->error)
+		audit_append_string(b, LIT(",\"error\":\""), r->error);
+	if (r->anomaly)
+		audit_append_string(b, LIT(",\"anomaly\":\""), r->anomaly);
+	strbuf_append(b, LIT(",\"seq\":"));
+	audit_append_u64(b, seq);
+}
+
+/* One write(2); anything but the whole line is a failure. */
+static int audit_write_line(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+	do {
+		n = write(fd, buf, len);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n != len) {
+		/* End the torn line so the next one parses; verify flags it. */
+		if (write(fd, "\n", 1) < 0) {
+			/* nothing more to do: the failure is reported anyway */
+		}
+		return -EIO;
+	}
+	return 0;
+}
+
+int audit_write(struct audit *a, const struct audit_record *r)
+{
+	char hash[AUDIT_HASH_HEX + 1];
+	struct strbuf *b = &a->line;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	b->len = 0;
+	b->error = 0;
+	audit_format_prefix(a, r, a->seq + 1);
+	rc = b->error;
+	if (rc == 0)
+		rc = audit_sha256_hex(a->md, a->sha256, a->prev_hash, b->buf, b->len, hash);
+	if (rc == 0) {
+		strbuf_append(b, LIT(",\"hash\":\""));
+		strbuf_append(b, hash, AUDIT_HASH_HEX);
+		strbuf_append(b, LIT("\"}\n"));
+		rc = b->error;
+	}
+	if (rc == 0)
+		rc = audit_write_line(a->fd, b->buf, b->len);
+	if (rc == 0) {
+		a->seq++;
+		memcpy(a->prev_hash, hash, sizeof(hash));
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (rc == 0)
+		return 0;
+
+	/* Name only the operation and network: the rest of the record is for
+	 * the audit log, which just failed. */
+	char ebuf[128];
+	const char *reason = rc == -E2BIG ? "record too long" : strerror_r(-rc, ebuf, sizeof(ebuf));
+	metrics_audit_write_error();
+	log_kv(LOG_LEVEL_ERROR, "audit write failed", "error", reason,
+	       "operation", key_op_name(r->op),
+	       "network", r->network ? r->network : "", (char *)NULL);
+	return a->mode == AUDIT_FAILURE_DENY ? -EIO : 0;
+}
+
+/* mkdir -p of path's directory, new directories 0700. */
+static int audit_make_parent(const char *path)
+{
+	char *dir = strdup(path);
+	int rc = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		goto out;
+	*slash = 0;
+	for (char *p = dir + 1; ; p++) {
+		if (*p != '/' && *p != 0)
+			continue;
+		char saved = *p;
+		*p = 0;
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+			rc = -errno;
+			goto out;
+		}
+		*p = saved;
+		if (saved == 0)
+			break;
+	}
+out:
+	free(dir);
+	return rc;
+}
+
+/* Does this line (without newline) look like one of ours?  Sets seq and
+ * hash; the hash itself is verify's business. */
+static bool audit_parse_state(const char *line, size_t len, unsigned long long *seq,
+                              char hash[AUDIT_HASH_HEX + 1])
+{
+	if (audit_split(line, len, hash) < 0)
+		return false;
+	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!root)
+		return false;
+	json_t *s = json_object_get(root, "seq");
+	bool ok = json_is_integer(s) && json_integer_value(s) > 0;
+	if (ok)
+		*seq = (unsigned long long)json_integer_value(s);
+	json_decref(root);
+	return ok;
+}
+
+static int audit_pread_all(int fd, char *buf, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pread(fd, buf, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;   /* the file shrank under us */
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+/* Find the last complete line that parses, reading a growing window from
+ * the end.  *torn is set when the file does not end with a newline. */
+static int audit_recover(int fd, off_t size, unsigned long long *seq,
+                         char hash[AUDIT_HASH_HEX + 1], bool *torn)
+{
+	size_t window = 64 * 1024;
+	char *buf = NULL;
+	int rc = 0;
+
+	*seq = 0;
+	memcpy(hash, audit_zero_hash, sizeof(audit_zero_hash));
+	*torn = false;
+	if (size == 0)
+		return 0;
+	for (;;) {
+		if ((off_t)window > size)
+			window = (size_t)size;
+		off_t start = size - (off_t)window;
+		char *p = realloc(buf, window);
+		if (!p) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		buf = p;
+		rc = audit_pread_all(fd, buf, window, start);
+		if (rc < 0)
+			goto out;
+		*torn = buf[window - 1] != '\n';
+		/* Complete lines end at a newline; the first one in the window
+		 * is complete only when the window starts the file. */
+		size_t end = window;
+		while (end > 0 && buf[end - 1] != '\n')
+			end--;
+		while (end > 0) {
+			size_t line_end = end - 1;   /* index of its newline */
+			size_t line_start = line_end;
+			while (line_start > 0 && buf[line_start - 1] != '\n')
+				line_start--;
+			if (line_start == 0 && start > 0)
+				break;               /* may be cut: widen the window */
+			if (audit_parse_state(buf + line_start, line_end - line_start, seq, hash))
+				goto out;
+			end = line_start;
+		}
+		if (start == 0 || window >= AUDIT_TAIL_MAX) {
+			/* Nothing usable: start a new chain; verify will say why. */
+			*seq = 0;
+			memcpy(hash, audit_zero_hash, sizeof(audit_zero_hash));
+			goto out;
+		}
+		window *= 4;
+	}
+out:
+	free(buf);
+	return rc;
+}
+
+static int audit_open_fd(const char *path)
+{
+	int rc = audit_make_parent(path);
+	if (rc < 0)
+		return rc;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Continue the chain of an existing file. */
+static int audit_load_state(struct audit *a)
+{
+	struct stat st;
+	bool torn = false;
+	int rc = 0;
+
+	int rfd = open(a->path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	if (fstat(rfd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode))
+		goto out;   /* a device (/dev/null, /dev/full): no history */
+	rc = audit_recover(rfd, st.st_size, &a->seq, a->prev_hash, &torn);
+	if (rc == 0 && torn)
+		rc = audit_write_line(a->fd, "\n", 1);
+out:
+	close(rfd);
+	return rc;
+}
+
+int audit_open(const char *path, enum audit_failure mode, struct audit **out,
+               char *err, size_t errlen)
+{
+	struct audit *a;
+	int rc;
+
+	*out = NULL;
+	if (!path || !*path) {
+		snprintf(err, errlen, "audit log: no path configured");
+		return -EINVAL;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "audit log: out of memory");
+		return -ENOMEM;
+	}
+	a->fd = -1;
+	a->mode = mode;
+	a->line.limit = AUDIT_LINE_MAX;
+	memcpy(a->prev_hash, audit_zero_hash, sizeof(audit_zero_hash));
+	pthread_mutex_init(&a->lock, NULL);
+	a->path = strdup(path);
+	a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	a->md = EVP_MD_CTX_new();
+	if (!a->path || !a->sha256 || !a->md) {
+		snprintf(err, errlen, "audit log: cannot set up SHA-256");
+		rc = -ENOMEM;
+		goto fail;
+	}
+	a->fd = audit_open_fd(path);
+	if (a->fd < 0) {
+		rc = a->fd;
+		snprintf(err, errlen, "audit log %s: %s", path, strerror(-rc));
+		goto fail;
+	}
+	rc = audit_load_state(a);
+	if (rc < 0) {
+		snprintf(err, errlen, "audit log %s: cannot read the chain state: %s",
+		         path, strerror(-rc));
+		goto fail;
+	}
+	*out = a;
+	return 0;
+fail:
+	audit_close(a);
+	return rc;
+}
+
+int audit_reopen(struct audit *a)
+{
+	int fd = audit_open_fd(a->path);
+	if (fd < 0)
+		return fd;   /* keep writing to the old file rather than lose lines */
+	pthread_mutex_lock(&a->lock);
+	int old = a->fd;
+	a->fd = fd;
+	pthread_mutex_unlock(&a->lock);
+	close(old);
+	return 0;
+}
+
+void audit_close(struct audit *a)
+{
+	if (!a)
+		return;
+	if (a->fd >= 0)
+		close(a->fd);
+	strbuf_reset(&a->line);
+	EVP_MD_CTX_free(a->md);
+	EVP_MD_free(a->sha256);
+	pthread_mutex_destroy(&a->lock);
+	free(a->path);
+	free(a);
+}
+
+/* --- verify: jansson checks the fields, the chain works on raw bytes. -- */
+
+static bool audit_json_string_is(json_t *root, const char *key, const char *value)
+{
+	json_t *v = json_object_get(root, key);
+	return json_is_string(v) && strcmp(json_string_value(v), value) == 0;
+}
+
+/* NULL when the object has every field with its type, else what is wrong. */
+static const char *audit_check_fields(json_t *root)
+{
+	static const char *strings[] = { "timestamp", "level", "target", "message", "operation",
+	                                 "network", "storage_type", "process" };
+	static const char *integers[] = { "uid", "gid", "pid", "seq" };
+	static const char *optional_strings[] = { "error", "anomaly" };
+
+	if (!json_is_object(root))
+		return "not a JSON object";
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		if (!json_is_string(json_object_get(root, strings[i])))
+			return "a string field is missing or not a string";
+	for (size_t i = 0; i < sizeof(integers) / sizeof(integers[0]); i++)
+		if (!json_is_integer(json_object_get(root, integers[i])))
+			return "a number field (uid, gid, pid, seq) is missing or not an integer";
+	for (size_t i = 0; i < sizeof(optional_strings) / sizeof(optional_strings[0]); i++) {
+		json_t *v = json_object_get(root, optional_strings[i]);
+		if (v && !json_is_string(v))
+			return "error/anomaly is not a string";
+	}
+	json_t *status = json_object_get(root, "status");
+	if (!json_is_boolean(status))
+		return "status is missing or not a boolean";
+	if (!audit_json_string_is(root, "level", json_is_true(status) ? "info" : "warn"))
+		return "level does not match status";
+	if (!audit_json_string_is(root, "target", "omikuji::audit") ||
+	    !audit_json_string_is(root, "message", "Key storage operation"))
+		return "wrong target or message";
+	bool is_get = audit_json_string_is(root, "operation", "get");
+	if (!is_get && !audit_json_string_is(root, "operation", "store") &&
+	    !audit_json_string_is(root, "operation", "remove") &&
+	    !audit_json_string_is(root, "operation", "list"))
+		return "unknown operation";
+	json_t *cached = json_object_get(root, "cached");
+	if (is_get ? !json_is_boolean(cached) : cached != NULL)
+		return "cached must be a boolean on get and absent otherwise";
+	json_t *refresh = json_object_get(root, "refresh");
+	if (refresh && (!is_get || !json_is_true(refresh)))
+		return "refresh is only present, as true, on get";
+	if (json_integer_value(json_object_get(root, "seq")) < 1)
+		return "seq is not positive";
+	return NULL;
+}
+
+/* Beyond audit.h: a file that cannot be opened or read returns -errno
+ * (nothing printed, *bad_line 0); 1 is kept for "read, and not intact". */
+int audit_verify(const char *path, FILE *report, long *bad_line)
+{
+	char prev[AUDIT_HASH_HEX + 1], stored[AUDIT_HASH_HEX + 1], computed[AUDIT_HASH_HEX + 1];
+	unsigned long long first_seq = 0, last_seq = 0;
+	EVP_MD *sha256 = NULL;
+	EVP_MD_CTX *md = NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	long lineno = 0;
+	int result = 1;
+	FILE *f;
+
+	*bad_line = 0;
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	md = EVP_MD_CTX_new();
+	if (!sha256 || !md) {
+		result = -ENOMEM;
+		goto out;
+	}
+
+	for (;;) {
+		errno = 0;
+		ssize_t n = getline(&line, &cap, f);
+		if (n < 0) {
+			if (ferror(f)) {
+				result = errno ? -errno : -EIO;
+				goto out;
+			}
+			break;
+		}
+		lineno++;
+		size_t len = (size_t)n;
+		if (line[len - 1] != '\n') {
+			fprintf(report, "line %ld: truncated (no newline at the end of the file)\n", lineno);
+			*bad_line = lineno;
+			goto out;
+		}
+		len--;
+		json_error_t jerr;
+		json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!root) {
+			fprintf(report, "line %ld: not valid JSON (column %d: %s)\n", lineno,
+			        jerr.column, jerr.text);
+			*bad_line = lineno;
+			goto out;
+		}
+		const char *why = audit_check_fields(root);
+		unsigned long long seq = why ? 0 : (unsigned long long)json_integer_value(
+			json_object_get(root, "seq"));
+		json_decref(root);
+		if (why) {
+			fprintf(report, "line %ld: %s\n", lineno, why);
+			*bad_line = lineno;
+			goto out;
+		}
+		long prefix_len = audit_split(line, len, stored);
+		if (prefix_len < 0) {
+			fprintf(report, "line %ld: does not end with the hash field\n", lineno);
+			*bad_line = lineno;
+			goto out;
+		}
+		if (lineno == 1) {
+			first_seq = seq;
+			if (seq == 1) {
+				memcpy(prev, audit_zero_hash, sizeof(prev));
+			} else {
+				/* Its predecessor is in the rotated file: trust the
+				 * stored hash as the start of this file's chain. */
+				fprintf(report, "line 1: chain starts at seq %llu (continues a rotated file)\n",
+				        seq);
+				memcpy(prev, stored, sizeof(prev));
+				last_seq = seq;
+				continue;
+			}
+		} else if (seq != last_seq + 1) {
+			fprintf(report, "line %ld: seq %llu, expected %llu (a line was removed, "
+			        "inserted or reordered)\n", lineno, seq, last_seq + 1);
+			*bad_line = lineno;
+			goto out;
+		}
+		if (audit_sha256_hex(md, sha256, prev, line, (size_t)prefix_len, computed) < 0) {
+			fprintf(report, "line %ld: cannot compute SHA-256\n", lineno);
+			*bad_line = lineno;
+			goto out;
+		}
+		if (strcmp(computed, stored) != 0) {
+			fprintf(report, "line %ld: hash mismatch (the line was edited, or the "
+			        "line before it was replaced)\n", lineno);
+			*bad_line = lineno;
+			goto out;
+		}
+		memcpy(prev, stored, sizeof(prev));
+		last_seq = seq;
+	}
+	if (lineno == 0)
+		fprintf(report, "audit log OK: 0 lines\n");
+	else
+		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", lineno, first_seq,
+		        last_seq);
+	result = 0;
+out:
+	free(line);
+	EVP_MD_CTX_free(md);
+	EVP_MD_free(sha256);
+	fclose(f);
+	return result;
+}
