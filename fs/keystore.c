@@ -381,6 +381,8 @@ int keystore_exists(struct keyfs *k, const char *network)
 	int rc = list_refresh_locked(k, &err, &called);
 	if (rc == 0)
 		rc = strlist_contains(&k->list, network) ? 0 : -ENOENT;
+	else
+		rc = 0;   /* cannot list: let the open's own fetch decide (and be audited) */
 	pthread_mutex_unlock(&k->list_lock);
 	if (called)
 		note_auth_failure(k, &err);

@@ -1,0 +1,382 @@
+"""The vault backend through a real mount, against the Vault test server
+(itself proven faithful by test_vault_server_hvac.py), with keys written and
+read by the real hvac client on the other side; and the TTL cache's
+behaviour (issue: caching and observability) counted in server requests."""
+import errno
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(SRC, "servers"))
+from keyfslib import Mount, metric, new_key, run  # noqa: E402
+import vaultlib  # noqa: E402
+
+try:
+    import hvac
+    import hvac.exceptions
+except ImportError:   # run with Debian's /usr/bin/python3
+    hvac = None
+
+PREFIX = "omikuji/keys"
+
+
+def vault_config(m, vs, urls=None, auth="token", ttl=300, timeout=2, retries=2, extra="",
+                 keyfs_extra=""):
+    urls = urls or [vs.url]
+    url_lines = "\n".join(f"      - {u}" for u in urls)
+    auth_lines = ("    token: ${VAULT_TOKEN}\n" if auth == "token" else
+                  "    role_id: ${ROLE_ID}\n    secret_id: ${SECRET_ID}\n")
+    return f"""
+key_storage:
+  storage_type: vault
+  vault:
+    urls:
+{url_lines}
+    mount_path: secret
+    path_prefix: {PREFIX}
+    auth_method: {auth}
+{auth_lines}    timeout_seconds: {timeout}
+    max_retries: {retries}
+    cache_ttl_seconds: {ttl}
+{extra}
+logging:
+  format: json
+  level: debug
+  targets:
+    - type: file
+      path: {m.app_log}
+keyfs:
+  audit_log: {m.audit_log}
+  health_interval_seconds: 1
+  max_stale_seconds: 3600
+{keyfs_extra}
+"""
+
+
+class VaultMountCase(unittest.TestCase):
+    ttl = 300
+    auth = "token"
+    namespace = None
+    extra = ""
+
+    def setUp(self):
+        if hvac is None:
+            self.skipTest("hvac not importable: run with /usr/bin/python3")
+        self.role = ("role-" + os.urandom(4).hex(), "sid-" + os.urandom(8).hex())
+        self.vs = vaultlib.VaultServer(approles=[self.role], namespace=self.namespace).start()
+        self.hv = hvac.Client(url=self.vs.url, token=self.vs.root_token, namespace=self.namespace)
+        self.m = Mount(env={"VAULT_TOKEN": self.vs.root_token, "ROLE_ID": self.role[0],
+                            "SECRET_ID": self.role[1]})
+        self.write_config()
+        self.m.start()
+
+    def write_config(self, **kw):
+        kw.setdefault("ttl", self.ttl)
+        kw.setdefault("auth", self.auth)
+        extra = self.extra + (f"    namespace: {self.namespace}\n" if self.namespace else "")
+        kw.setdefault("extra", extra)
+        with open(self.m.config, "w") as f:
+            f.write(vault_config(self.m, self.vs, **kw))
+
+    def tearDown(self):
+        if hasattr(self, "m"):
+            self.m.cleanup()
+        if hasattr(self, "vs"):
+            self.vs.cleanup()
+
+    def hv_put(self, network, key):
+        self.hv.secrets.kv.v2.create_or_update_secret(
+            path=f"{PREFIX}/{network}", mount_point="secret",
+            secret={"private_key": key, "network": network, "created_at": "2026-01-01T00:00:00Z",
+                    "created_by": "hvac-test"})
+
+    def hv_get(self, network):
+        r = self.hv.secrets.kv.v2.read_secret_version(path=f"{PREFIX}/{network}",
+                                                       mount_point="secret")
+        return r["data"]["data"]
+
+    def gets(self, network):
+        return self.vs.route_count("GET", f"/v1/secret/data/{PREFIX}/{network}")
+
+
+class VaultKeysTest(VaultMountCase):
+    def test_read_key_written_by_hvac(self):
+        key = new_key()
+        self.hv_put("ethereum-mainnet", key)
+        self.assertEqual(self.m.read_key("ethereum-mainnet"), key + "\n")
+
+    def test_fallback_fields(self):
+        k1, k2 = new_key(), new_key()
+        self.hv.secrets.kv.v2.create_or_update_secret(path=f"{PREFIX}/a", mount_point="secret",
+                                                       secret={"key": k1})
+        self.hv.secrets.kv.v2.create_or_update_secret(path=f"{PREFIX}/b", mount_point="secret",
+                                                       secret={"value": k2})
+        self.assertEqual(self.m.read_key("a"), k1 + "\n")
+        self.assertEqual(self.m.read_key("b"), k2 + "\n")
+
+    def test_write_through_mount_read_by_hvac(self):
+        key = new_key()
+        r = self.m.sh(f"echo {key} > keys/base-mainnet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        data = self.hv_get("base-mainnet")
+        self.assertEqual(data["private_key"], key)
+        self.assertEqual(data["network"], "base-mainnet")
+        self.assertRegex(data["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+        self.assertTrue(data["created_by"])
+        # invalid writes never reach Vault
+        before = self.vs.route_count("POST", f"/v1/secret/data/{PREFIX}/base-mainnet")
+        r = self.m.sh("echo nonsense > keys/base-mainnet")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(before, self.vs.route_count("POST", f"/v1/secret/data/{PREFIX}/base-mainnet"))
+        self.assertEqual(self.hv_get("base-mainnet")["private_key"], key)
+
+    def test_rm_and_ls(self):
+        for n in ("eth", "base", "polygon"):
+            self.hv_put(n, new_key())
+        self.hv.secrets.kv.v2.create_or_update_secret(path=f"{PREFIX}/sub/deeper", mount_point="secret",
+                                                       secret={"private_key": new_key()})
+        self.assertEqual(sorted(os.listdir(self.m.path("keys"))), ["base", "eth", "polygon"])
+        r = self.m.sh("rm keys/eth")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(hvac.exceptions.InvalidPath):
+            self.hv_get("eth")
+        with self.assertRaises(FileNotFoundError):
+            open(self.m.key_path("eth"))
+
+    def test_soft_deleted_is_not_found(self):
+        self.hv_put("eth", new_key())
+        self.m.read_key("eth")
+        self.hv.secrets.kv.v2.delete_latest_version_of_secret(path=f"{PREFIX}/eth", mount_point="secret")
+        r = self.m.sh("touch keys/eth; cat keys/eth")
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_403_is_eacces_and_counted(self):
+        self.hv_put("eth", new_key())
+        self.vs.fault("403", path_prefix="/v1/secret/")
+        with self.assertRaises(PermissionError):
+            self.m.read_key("eth")
+        m = self.m.metrics()
+        self.assertGreaterEqual(metric(m, "omikuji_key_backend_auth_failures_total", backend="vault"), 1)
+        self.assertGreaterEqual(metric(m, "omikuji_key_operations_total", operation="get",
+                                       backend="vault", status="failure"), 1)
+
+    def test_repeated_500_bounded_retries_then_eio(self):
+        self.hv_put("eth", new_key())
+        self.vs.reset_stats()
+        self.vs.fault("500", path_prefix="/v1/secret/")
+        with self.assertRaises(OSError) as cm:
+            self.m.read_key("eth")
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        self.assertEqual(self.gets("eth"), 1 + 2, "1 try + max_retries 2")
+        self.vs.clear_fault()
+        self.assertTrue(self.m.read_key("eth").startswith("0x"))
+
+    def test_hanging_server_times_out_while_monitoring_stays_up(self):
+        self.hv_put("eth", new_key())
+        self.vs.fault("hang", delay=60, path_prefix="/v1/secret/")
+        result = {}
+
+        def reader():
+            t0 = time.monotonic()
+            try:
+                self.m.read_key("eth")
+                result["ok"] = True
+            except OSError as e:
+                result["errno"] = e.errno
+            result["elapsed"] = time.monotonic() - t0
+
+        t = threading.Thread(target=reader)
+        t.start()
+        time.sleep(0.3)
+        # meanwhile, the mount's own files answer
+        for _ in range(5):
+            os.stat(self.m.mnt)
+            os.statvfs(self.m.mnt)
+            os.listdir(self.m.mnt)
+            with open(self.m.path("metrics")) as f:
+                self.assertIn("omikuji_key_backend_up", f.read())
+            with open(self.m.path("health", "vault")) as f:
+                self.assertIn(f.readline().strip(), ("up", "down"))
+            time.sleep(0.1)
+        self.assertTrue(t.is_alive(), "the read should still be waiting on the hung server")
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertNotIn("ok", result)
+        self.assertIn(result["errno"], (errno.ETIMEDOUT, errno.EIO))
+        self.assertLess(result["elapsed"], 2 + 5, "timeout_seconds 2 plus a margin")
+        self.vs.clear_fault()
+
+    def test_cli_against_vault(self):
+        key = new_key()
+        r = self.m.cli("key", "import", "--network", "arbitrum", "--key", key)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.hv_get("arbitrum")["private_key"], key)
+        r = self.m.cli("key", "list")
+        self.assertIn("arbitrum", r.stdout.split())
+        r = self.m.cli("key", "export", "--network", "arbitrum", "--yes")
+        self.assertEqual(r.stdout, key + "\n")
+        r = self.m.cli("key", "remove", "--network", "arbitrum", "--yes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(hvac.exceptions.InvalidPath):
+            self.hv_get("arbitrum")
+        for out in (r.stdout, r.stderr):
+            self.assertNotIn(self.vs.root_token, out)
+
+    def test_health_file(self):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(self.m.path("health", "vault")) as f:
+                text = f.read()
+            if text.startswith("up"):
+                break
+            time.sleep(0.2)
+        lines = text.splitlines()
+        self.assertEqual(lines[0], "up")
+        fields = dict(l.split(": ", 1) for l in lines[1:])
+        self.assertEqual(fields["backend"], "vault")
+        self.assertEqual(fields["address"], self.vs.url)
+        self.assertEqual(fields["vault_status"], "active")
+        self.assertIn("token_expires", fields)
+        self.assertNotIn(self.vs.root_token, text)
+
+
+class VaultAppRoleTest(VaultMountCase):
+    auth = "approle"
+
+    def test_approle_login_and_relogin(self):
+        key = new_key()
+        self.hv_put("eth", key)
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
+        self.assertGreaterEqual(self.vs.stats()["logins"], 1)
+
+
+class VaultNamespaceTest(VaultMountCase):
+    namespace = "team-a"
+
+    def test_namespace_header(self):
+        key = new_key()
+        self.hv_put("eth", key)
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
+        key2 = new_key()
+        self.m.write_key("eth", key2 + "\n")
+        self.assertEqual(self.hv_get("eth")["private_key"], key2)
+
+
+class VaultFailoverTest(VaultMountCase):
+    def setUp(self):
+        super().setUp()
+        self.m.stop()
+        # first URL: a closed port on loopback
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+        self.write_config(urls=[dead, self.vs.url])
+        self.m.start()
+
+    def test_first_url_down_fails_over(self):
+        key = new_key()
+        self.hv_put("eth", key)
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
+        key2 = new_key()
+        self.m.write_key("eth", key2 + "\n")
+        self.assertEqual(self.hv_get("eth")["private_key"], key2)
+
+
+class VaultCacheTest(VaultMountCase):
+    ttl = 2
+
+    def test_ttl_counts_backend_requests(self):
+        key = new_key()
+        self.hv_put("eth", key)
+        self.vs.reset_stats()
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
+        self.assertEqual(self.gets("eth"), 1)
+        for _ in range(10):
+            self.assertEqual(self.m.read_key("eth"), key + "\n")
+        self.assertEqual(self.gets("eth"), 1, "reads within the TTL must not reach Vault")
+        m = self.m.metrics()
+        self.assertEqual(metric(m, "omikuji_key_cache_hits_total", backend="vault"), 10)
+        self.assertEqual(metric(m, "omikuji_key_cache_misses_total", backend="vault"), 1)
+        self.assertEqual(metric(m, "omikuji_key_cache_size", backend="vault"), 1)
+        time.sleep(2.3)
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
+        self.assertEqual(self.gets("eth"), 2, "after the TTL: exactly one more request")
+        # touch forces a refetch at once
+        subprocess.run(["touch", self.m.key_path("eth")], check=True)
+        self.assertEqual(self.gets("eth"), 3)
+
+    def test_rotation_reaches_readers(self):
+        k1, k2 = new_key(), new_key()
+        self.hv_put("eth", k1)
+        self.assertEqual(self.m.read_key("eth"), k1 + "\n")
+        mtime1 = os.stat(self.m.key_path("eth")).st_mtime
+        self.hv_put("eth", k2)      # rotated behind our back
+        time.sleep(2.3)
+        self.assertEqual(self.m.read_key("eth"), k2 + "\n")
+        time.sleep(1.1)             # the kernel's attribute cache
+        self.assertGreater(os.stat(self.m.key_path("eth")).st_mtime, mtime1)
+
+    def test_backend_down_serves_cached_and_recovers(self):
+        k1 = new_key()
+        self.hv_put("cached", k1)
+        self.hv_put("uncached", new_key())
+        self.assertEqual(self.m.read_key("cached"), k1 + "\n")
+        os.listdir(self.m.path("keys"))
+        self.vs.fault("503")
+        time.sleep(2.3)   # past the TTL: the entry is stale now
+        self.assertEqual(self.m.read_key("cached"), k1 + "\n", "stale-if-error")
+        with self.assertRaises(OSError):
+            self.m.read_key("uncached")
+        deadline = time.monotonic() + 3   # health_interval_seconds 1, plus margin
+        while time.monotonic() < deadline:
+            with open(self.m.path("health", "vault")) as f:
+                down = f.readline().strip() == "down"
+            if down and metric(self.m.metrics(), "omikuji_key_backend_up", backend="vault") == 0:
+                break
+            time.sleep(0.2)
+        else:
+            self.fail("health/vault and omikuji_key_backend_up never reported down")
+        m = self.m.metrics()
+        self.assertGreaterEqual(metric(m, "omikuji_key_cache_stale_hits_total", backend="vault"), 1)
+        self.vs.clear_fault()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            with open(self.m.path("health", "vault")) as f:
+                up = f.readline().strip() == "up"
+            if up and metric(self.m.metrics(), "omikuji_key_backend_up", backend="vault") == 1:
+                break
+            time.sleep(0.2)
+        else:
+            self.fail("health/vault never recovered")
+        self.m.read_key("uncached")
+
+    def test_concurrent_cold_reads_make_one_request(self):
+        key = new_key()
+        self.hv_put("eth", key)
+        self.vs.reset_stats()
+        self.vs.fault("slow", delay=0.5, count=1, path_prefix=f"/v1/secret/data/{PREFIX}/eth")
+        results = []
+
+        def reader():
+            try:
+                results.append(self.m.read_key("eth"))
+            except OSError as e:
+                results.append(e)
+
+        threads = [threading.Thread(target=reader) for _ in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [key + "\n"] * 32)
+        self.assertEqual(self.gets("eth"), 1, "single-flight: one backend call")
+
+
+if __name__ == "__main__":
+    run()
