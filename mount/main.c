@@ -5,6 +5,7 @@
  * to stderr naming what is wrong; key material is printed only by
  * `key export`, to stdout.
  */
+#include "access.h"
 #include "audit.h"
 #include "backend.h"
 #include "config.h"
@@ -442,6 +443,20 @@ static int cmd_check_config(struct cli *cli)
 	if (rc)
 		return rc;
 	const struct backend_ops *ops = backend_ops_for(cfg.storage_type);
+	/* Resolve what the daemon resolves at start: user and group names of
+	 * the access rules, the business-hours time zone. */
+	char err[512] = "";
+	struct access *acc = NULL;
+	struct anomaly *an = NULL;
+	if (access_new(&cfg.keyfs, getuid(), &acc, err, sizeof(err)) < 0 ||
+	    anomaly_new(&cfg.keyfs, NULL, &an, err, sizeof(err)) < 0) {
+		rc = fail(EXIT_USAGE, "%s: %s", cfg.source ? cfg.source : "built-in defaults", err);
+		access_free(acc);
+		config_free(&cfg);
+		return rc;
+	}
+	access_free(acc);
+	anomaly_free(an);
 	config_print(&cfg, stdout);
 	if (!ops)
 		rc = fail(EXIT_USAGE, "%s: storage_type '%s' is not supported by this build",
