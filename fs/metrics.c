@@ -1,31 +1,765 @@
-/* metrics.c - PLACEHOLDER: no-op registry until the real one lands. */
+/* metrics.c - the Prometheus registry and its text rendering (contract
+ * section 6, exposition format 0.0.4).
+ *
+ * Every counter, gauge and histogram bucket is a C11 atomic in a fixed
+ * array, so the key-read path only does relaxed atomic adds.  The one
+ * dynamic family (last refresh per network) lives in a small hash table
+ * under its own mutex, touched only on backend fetches and, briefly, by
+ * metrics_render() to snapshot it.
+ *
+ * Rendering decisions:
+ * - operations / duration series exist for every configured backend (and
+ *   any backend that recorded an operation anyway), all 4 ops x 2 statuses,
+ *   zeros included, so rate() works from the first scrape.
+ * - cache series exist only for backends configured as remote: the cache
+ *   sits in front of those only (contract), and a backend without a cache
+ *   must not look like one with a 0% hit rate.  The guide's LowCacheHitRate
+ *   rule divides 0 by 0 on an idle cache, which is NaN and never fires.
+ * - backend_up is rendered only once a health check has set it: no series
+ *   is better than a guessed 1 or 0.
+ * - a histogram's _count is the sum of its bucket snapshot, so +Inf bucket
+ *   and _count always agree within one rendering, even under updates.
+ */
 #include "metrics.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include "clock.h"
+
+#define METRICS_BUCKETS 17                       /* finite bounds; +Inf is extra */
+#define METRICS_ANOMALY_COUNT 4
+#define METRICS_NETWORKS_MAX 100000              /* bound on the freshness table */
+#define VALUE_TEXT_MAX 32                        /* "-1.2345678901234567e+308" fits */
+
+static const double bucket_bounds[METRICS_BUCKETS] = {
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+/* Written out once, so le labels read as the bounds were meant, not 5e-05. */
+static const char *const bucket_labels[METRICS_BUCKETS] = {
+	"0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+	"0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+};
+
+static const char *const backend_names[METRICS_BACKEND_COUNT] = {
+	"file", "env", "keyring", "vault", "aws",
+};
+static const char *const op_names[KEY_OP_COUNT] = { "get", "store", "remove", "list" };
+static const char *const anomaly_names[METRICS_ANOMALY_COUNT] = {
+	"burst", "off_hours", "auth_failures", "rate_limited",
+};
+
+struct histogram {
+	atomic_uint_fast64_t buckets[METRICS_BUCKETS + 1];   /* not cumulative; last = +Inf */
+	atomic_uint_fast64_t sum_ns;   /* integer nanoseconds: one fetch_add, no CAS loop */
+};
+
+/* One freshness entry; never freed before metrics_init(), so render can use
+ * the escaped label outside the lock. */
+struct refresh_entry {
+	char *network;
+	char *label;         /* network escaped for a label value */
+	char value[VALUE_TEXT_MAX];   /* formatted when set, so rendering only copies */
+	struct refresh_entry *next;   /* hash chain */
+};
+
+static struct {
+	atomic_bool configured[METRICS_BACKEND_COUNT];
+	atomic_bool remote[METRICS_BACKEND_COUNT];
+	atomic_bool used[METRICS_BACKEND_COUNT];
+	atomic_uint_fast64_t ops[METRICS_BACKEND_COUNT][KEY_OP_COUNT][2];   /* [..][0]=success */
+	struct histogram durations[METRICS_BACKEND_COUNT][KEY_OP_COUNT];
+	atomic_uint_fast64_t cache_hits[METRICS_BACKEND_COUNT];
+	atomic_uint_fast64_t cache_misses[METRICS_BACKEND_COUNT];
+	atomic_uint_fast64_t cache_stale_hits[METRICS_BACKEND_COUNT];
+	atomic_long cache_size[METRICS_BACKEND_COUNT];
+	atomic_int backend_up[METRICS_BACKEND_COUNT];            /* -1 = never set */
+	atomic_uint_fast64_t auth_failures[METRICS_BACKEND_COUNT];
+	atomic_uint_fast64_t access_denied[KEY_OP_COUNT];
+	atomic_uint_fast64_t anomalies[METRICS_ANOMALY_COUNT];
+	atomic_uint_fast64_t audit_write_errors;
+	_Atomic double start_time;
+} reg;
+
+static struct {
+	pthread_mutex_t lock;
+	struct refresh_entry **table;   /* hash buckets */
+	size_t nbuckets;
+	struct refresh_entry **order;   /* insertion order, for a stable rendering */
+	size_t count, cap;
+} refresh = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 const char *key_op_name(enum key_op op)
 {
-	static const char *names[] = { "get", "store", "remove", "list" };
-	return op < KEY_OP_COUNT ? names[op] : "unknown";
+	return (unsigned)op < KEY_OP_COUNT ? op_names[op] : "unknown";
 }
+
 int metrics_backend_index(const char *name)
 {
-	static const char *names[] = { "file", "env", "keyring", "vault", "aws" };
+	if (!name)
+		return -1;
 	for (int i = 0; i < METRICS_BACKEND_COUNT; i++)
-		if (strcmp(names[i], name) == 0)
+		if (strcmp(backend_names[i], name) == 0)
 			return i;
 	return -1;
 }
-void metrics_init(void) {}
-void metrics_set_configured(enum metrics_backend b, bool remote) { (void)b; (void)remote; }
-void metrics_observe_op(enum metrics_backend b, enum key_op op, bool success, double seconds) { (void)b; (void)op; (void)success; (void)seconds; }
-void metrics_cache_hit(enum metrics_backend b) { (void)b; }
-void metrics_cache_stale_hit(enum metrics_backend b) { (void)b; }
-void metrics_cache_miss(enum metrics_backend b) { (void)b; }
-void metrics_cache_size(enum metrics_backend b, long entries) { (void)b; (void)entries; }
-void metrics_backend_up(enum metrics_backend b, bool up) { (void)b; (void)up; }
-void metrics_auth_failure(enum metrics_backend b) { (void)b; }
-void metrics_access_denied(enum key_op op) { (void)op; }
-void metrics_anomaly(const char *kind) { (void)kind; }
-void metrics_audit_write_error(void) {}
-void metrics_last_refresh(const char *network, double wall_seconds) { (void)network; (void)wall_seconds; }
-int metrics_render(struct strbuf *out) { return strbuf_puts(out, "# placeholder\n"); }
+
+static bool backend_ok(enum metrics_backend b)
+{
+	return (unsigned)b < METRICS_BACKEND_COUNT;
+}
+
+static void counter_inc(atomic_uint_fast64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static uint64_t counter_get(atomic_uint_fast64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void refresh_clear_locked(void)
+{
+	for (size_t i = 0; i < refresh.count; i++) {
+		free(refresh.order[i]->network);
+		free(refresh.order[i]->label);
+		free(refresh.order[i]);
+	}
+	free(refresh.order);
+	free(refresh.table);
+	refresh.order = NULL;
+	refresh.table = NULL;
+	refresh.count = refresh.cap = refresh.nbuckets = 0;
+}
+
+void metrics_init(void)
+{
+	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
+		atomic_store(&reg.configured[b], false);
+		atomic_store(&reg.remote[b], false);
+		atomic_store(&reg.used[b], false);
+		for (int op = 0; op < KEY_OP_COUNT; op++) {
+			atomic_store(&reg.ops[b][op][0], 0);
+			atomic_store(&reg.ops[b][op][1], 0);
+			struct histogram *h = &reg.durations[b][op];
+			for (int i = 0; i <= METRICS_BUCKETS; i++)
+				atomic_store(&h->buckets[i], 0);
+			atomic_store(&h->sum_ns, 0);
+		}
+		atomic_store(&reg.cache_hits[b], 0);
+		atomic_store(&reg.cache_misses[b], 0);
+		atomic_store(&reg.cache_stale_hits[b], 0);
+		atomic_store(&reg.cache_size[b], 0);
+		atomic_store(&reg.backend_up[b], -1);
+		atomic_store(&reg.auth_failures[b], 0);
+	}
+	for (int op = 0; op < KEY_OP_COUNT; op++)
+		atomic_store(&reg.access_denied[op], 0);
+	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++)
+		atomic_store(&reg.anomalies[k], 0);
+	atomic_store(&reg.audit_write_errors, 0);
+	/* The process started before its first init; a re-init (tests) keeps it. */
+	if (atomic_load(&reg.start_time) == 0.0)
+		atomic_store(&reg.start_time, clock_wall());
+
+	pthread_mutex_lock(&refresh.lock);
+	refresh_clear_locked();
+	pthread_mutex_unlock(&refresh.lock);
+}
+
+void metrics_set_configured(enum metrics_backend b, bool remote)
+{
+	if (!backend_ok(b))
+		return;
+	atomic_store(&reg.remote[b], remote);
+	atomic_store(&reg.configured[b], true);
+}
+
+void metrics_observe_op(enum metrics_backend b, enum key_op op, bool success, double seconds)
+{
+	if (!backend_ok(b) || (unsigned)op >= KEY_OP_COUNT)
+		return;
+	/* A load first: the flag is set once, so the hot path stays read-only on it. */
+	if (!atomic_load_explicit(&reg.used[b], memory_order_relaxed))
+		atomic_store_explicit(&reg.used[b], true, memory_order_relaxed);
+	counter_inc(&reg.ops[b][op][success ? 0 : 1]);
+
+	if (!(seconds > 0))   /* negative, zero or NaN: a clock step, count as 0 */
+		seconds = 0;
+	int i = 0;
+	while (i < METRICS_BUCKETS && seconds > bucket_bounds[i])
+		i++;
+	struct histogram *h = &reg.durations[b][op];
+	counter_inc(&h->buckets[i]);
+	/* 2^64 ns is 584 years; clamp one absurd observation rather than wrap. */
+	double ns = seconds * 1e9;
+	uint64_t add = ns >= 1.8e19 ? UINT64_C(18000000000000000000) : (uint64_t)(ns + 0.5);
+	atomic_fetch_add_explicit(&h->sum_ns, add, memory_order_relaxed);
+}
+
+void metrics_cache_hit(enum metrics_backend b)
+{
+	if (backend_ok(b))
+		counter_inc(&reg.cache_hits[b]);
+}
+
+void metrics_cache_stale_hit(enum metrics_backend b)
+{
+	if (!backend_ok(b))
+		return;
+	counter_inc(&reg.cache_stale_hits[b]);
+	counter_inc(&reg.cache_hits[b]);
+}
+
+void metrics_cache_miss(enum metrics_backend b)
+{
+	if (backend_ok(b))
+		counter_inc(&reg.cache_misses[b]);
+}
+
+void metrics_cache_size(enum metrics_backend b, long entries)
+{
+	if (backend_ok(b))
+		atomic_store_explicit(&reg.cache_size[b], entries, memory_order_relaxed);
+}
+
+void metrics_backend_up(enum metrics_backend b, bool up)
+{
+	if (backend_ok(b))
+		atomic_store_explicit(&reg.backend_up[b], up ? 1 : 0, memory_order_relaxed);
+}
+
+void metrics_auth_failure(enum metrics_backend b)
+{
+	if (backend_ok(b))
+		counter_inc(&reg.auth_failures[b]);
+}
+
+void metrics_access_denied(enum key_op op)
+{
+	if ((unsigned)op < KEY_OP_COUNT)
+		counter_inc(&reg.access_denied[op]);
+}
+
+void metrics_anomaly(const char *kind)
+{
+	if (!kind)
+		return;
+	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++) {
+		if (strcmp(anomaly_names[k], kind) == 0) {
+			counter_inc(&reg.anomalies[k]);
+			return;
+		}
+	}
+	/* An unknown kind is a programming error; a fixed label set keeps the
+	 * series count bounded, so it is dropped rather than added. */
+}
+
+void metrics_audit_write_error(void)
+{
+	counter_inc(&reg.audit_write_errors);
+}
+
+/* --- the freshness table ------------------------------------------------- */
+
+/* Shortest text that reads back as the same double; Prometheus spellings for
+ * the non-finite values. */
+static void format_double(char *buf, size_t size, double v)
+{
+	if (isnan(v)) {
+		snprintf(buf, size, "NaN");
+		return;
+	}
+	if (isinf(v)) {
+		snprintf(buf, size, v > 0 ? "+Inf" : "-Inf");
+		return;
+	}
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(buf, size, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			return;
+	}
+}
+
+static size_t hash_string(const char *s)
+{
+	uint64_t h = UINT64_C(14695981039346656037);   /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= UINT64_C(1099511628211);
+	}
+	return (size_t)h;
+}
+
+/* Length of the valid UTF-8 sequence at p, 0 when it is not one. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+	size_t n;
+	uint32_t cp;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)   /* also stops at the final NUL */
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* Label value escaping of the text format: backslash, quote, newline.  The
+ * format also wants UTF-8, so a stray byte becomes U+FFFD rather than making
+ * the whole scrape unparsable. */
+static int escape_label(struct strbuf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *run = p;
+	while (*p) {
+		const char *rep = NULL;
+		size_t n = 1;
+		if (*p == '\\')
+			rep = "\\\\";
+		else if (*p == '"')
+			rep = "\\\"";
+		else if (*p == '\n')
+			rep = "\\n";
+		else if ((n = utf8_sequence(p)) == 0)
+			rep = "\xef\xbf\xbd";
+		if (!rep) {
+			p += n;
+			continue;
+		}
+		strbuf_append(b, run, (size_t)(p - run));
+		strbuf_puts(b, rep);
+		p++;
+		run = p;
+	}
+	strbuf_append(b, run, (size_t)(p - run));
+	return b->error;
+}
+
+static int refresh_grow_locked(void)
+{
+	if (refresh.count == refresh.cap) {
+		size_t cap = refresh.cap ? refresh.cap * 2 : 64;
+		struct refresh_entry **o = realloc(refresh.order, cap * sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		refresh.order = o;
+		refresh.cap = cap;
+	}
+	if (refresh.count + 1 > refresh.nbuckets) {
+		size_t n = refresh.nbuckets ? refresh.nbuckets * 2 : 64;
+		struct refresh_entry **t = calloc(n, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		for (size_t i = 0; i < refresh.count; i++) {
+			struct refresh_entry *e = refresh.order[i];
+			size_t h = hash_string(e->network) & (n - 1);
+			e->next = t[h];
+			t[h] = e;
+		}
+		free(refresh.table);
+		refresh.table = t;
+		refresh.nbuckets = n;
+	}
+	return 0;
+}
+
+static struct refresh_entry *refresh_entry_new(const char *network)
+{
+	struct refresh_entry *e = calloc(1, sizeof(*e));
+	struct strbuf label = STRBUF_INIT;
+	if (!e)
+		return NULL;
+	e->network = strdup(network);
+	if (escape_label(&label, network) == 0)
+		e->label = strbuf_detach(&label, NULL);
+	else
+		strbuf_reset(&label);
+	if (!e->network || !e->label) {
+		free(e->network);
+		free(e->label);
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
+void metrics_last_refresh(const char *network, double wall_seconds)
+{
+	char text[VALUE_TEXT_MAX];
+	if (!network)
+		return;
+	format_double(text, sizeof(text), wall_seconds);   /* before the lock */
+	pthread_mutex_lock(&refresh.lock);
+	if (refresh.nbuckets) {
+		size_t h = hash_string(network) & (refresh.nbuckets - 1);
+		for (struct refresh_entry *e = refresh.table[h]; e; e = e->next) {
+			if (strcmp(e->network, network) == 0) {
+				memcpy(e->value, text, sizeof(text));
+				goto out;
+			}
+		}
+	}
+	/* Past the bound the new network goes unrecorded: a metric is not worth
+	 * unbounded memory. */
+	if (refresh.count >= METRICS_NETWORKS_MAX || refresh_grow_locked() != 0)
+		goto out;
+	struct refresh_entry *e = refresh_entry_new(network);
+	if (!e)
+		goto out;
+	memcpy(e->value, text, sizeof(text));
+	size_t h = hash_string(network) & (refresh.nbuckets - 1);
+	e->next = refresh.table[h];
+	refresh.table[h] = e;
+	refresh.order[refresh.count++] = e;
+out:
+	pthread_mutex_unlock(&refresh.lock);
+}
+
+/* --- rendering ----------------------------------------------------------- */
+
+/* Lines are assembled with memcpy in a stack buffer and appended once:
+ * printf per sample made a rendering several times slower. */
+struct line {
+	char buf[512];
+	size_t len;
+	bool overflow;
+};
+
+/* No initialiser: zeroing 512 bytes per sample would cost more than the line. */
+static void line_init(struct line *l)
+{
+	l->len = 0;
+	l->overflow = false;
+}
+
+static void line_put(struct line *l, const char *s)
+{
+	size_t n = strlen(s);
+	if (n > sizeof(l->buf) - l->len) {
+		l->overflow = true;
+		return;
+	}
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+static void line_u64(struct line *l, uint64_t v)
+{
+	char digits[24];
+	size_t n = sizeof(digits);
+	digits[--n] = 0;
+	do {
+		digits[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	line_put(l, digits + n);
+}
+
+/* Append "name{labels} value\n"; labels is "" or the text inside the braces. */
+static void sample_text(struct strbuf *out, const char *name, const char *labels,
+                        const char *value)
+{
+	struct line l;
+	line_init(&l);
+	line_put(&l, name);
+	if (*labels) {
+		line_put(&l, "{");
+		line_put(&l, labels);
+		line_put(&l, "}");
+	}
+	line_put(&l, " ");
+	line_put(&l, value);
+	line_put(&l, "\n");
+	if (!l.overflow)
+		strbuf_append(out, l.buf, l.len);
+	else
+		strbuf_printf(out, "%s%s%s%s %s\n", name, *labels ? "{" : "", labels,
+		              *labels ? "}" : "", value);
+}
+
+static void sample_u64(struct strbuf *out, const char *name, const char *labels, uint64_t v)
+{
+	struct line num;
+	line_init(&num);
+	line_u64(&num, v);
+	num.buf[num.len] = 0;
+	sample_text(out, name, labels, num.buf);
+}
+
+static void sample_double(struct strbuf *out, const char *name, const char *labels, double v)
+{
+	char num[VALUE_TEXT_MAX];
+	format_double(num, sizeof(num), v);
+	sample_text(out, name, labels, num);
+}
+
+static void family(struct strbuf *out, const char *name, const char *type, const char *help)
+{
+	struct line l;
+	line_init(&l);
+	line_put(&l, "# HELP ");
+	line_put(&l, name);
+	line_put(&l, " ");
+	line_put(&l, help);
+	line_put(&l, "\n# TYPE ");
+	line_put(&l, name);
+	line_put(&l, " ");
+	line_put(&l, type);
+	line_put(&l, "\n");
+	if (!l.overflow)
+		strbuf_append(out, l.buf, l.len);
+	else
+		strbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* "a=\"x\",b=\"y\"" from fixed, escape-free values; NULL name ends. */
+static const char *labels_of(struct line *l, const char *n1, const char *v1,
+                             const char *n2, const char *v2, const char *n3, const char *v3)
+{
+	const char *names[3] = { n1, n2, n3 }, *values[3] = { v1, v2, v3 };
+	line_init(l);
+	for (int i = 0; i < 3 && names[i]; i++) {
+		if (i)
+			line_put(l, ",");
+		line_put(l, names[i]);
+		line_put(l, "=\"");
+		line_put(l, values[i]);
+		line_put(l, "\"");
+	}
+	if (l->len >= sizeof(l->buf))
+		l->len = sizeof(l->buf) - 1;
+	l->buf[l->len] = 0;
+	return l->buf;
+}
+
+/* Backends whose operation series are rendered. */
+static bool backend_rendered(int b)
+{
+	return atomic_load(&reg.configured[b]) || atomic_load(&reg.used[b]);
+}
+
+static bool backend_cached(int b)
+{
+	return atomic_load(&reg.configured[b]) && atomic_load(&reg.remote[b]);
+}
+
+static void render_operations(struct strbuf *out)
+{
+	static const char *const status_names[2] = { "success", "failure" };
+	const char *name = "omikuji_key_operations_total";
+	struct line l;
+
+	family(out, name, "counter", "Key operations by operation, backend and outcome.");
+	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
+		if (!backend_rendered(b))
+			continue;
+		for (int op = 0; op < KEY_OP_COUNT; op++)
+			for (int s = 0; s < 2; s++)
+				sample_u64(out, name,
+				           labels_of(&l, "operation", op_names[op], "backend",
+				                     backend_names[b], "status", status_names[s]),
+				           counter_get(&reg.ops[b][op][s]));
+	}
+}
+
+static void render_durations(struct strbuf *out)
+{
+	struct line l;
+
+	family(out, "omikuji_key_operation_duration_seconds", "histogram",
+	       "Duration of key operations in seconds, as the caller saw them.");
+	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
+		if (!backend_rendered(b))
+			continue;
+		for (int op = 0; op < KEY_OP_COUNT; op++) {
+			struct histogram *h = &reg.durations[b][op];
+			uint64_t cumulative = 0;
+			for (int i = 0; i <= METRICS_BUCKETS; i++) {
+				cumulative += counter_get(&h->buckets[i]);
+				labels_of(&l, "operation", op_names[op], "backend", backend_names[b],
+				          "le", i < METRICS_BUCKETS ? bucket_labels[i] : "+Inf");
+				sample_u64(out, "omikuji_key_operation_duration_seconds_bucket",
+				           l.buf, cumulative);
+			}
+			labels_of(&l, "operation", op_names[op], "backend", backend_names[b],
+			          NULL, NULL);
+			sample_double(out, "omikuji_key_operation_duration_seconds_sum", l.buf,
+			              (double)counter_get(&h->sum_ns) / 1e9);
+			sample_u64(out, "omikuji_key_operation_duration_seconds_count", l.buf,
+			           cumulative);
+		}
+	}
+}
+
+static void render_per_backend(struct strbuf *out, const char *name, const char *help,
+                               atomic_uint_fast64_t *values, bool (*include)(int))
+{
+	struct line l;
+	family(out, name, "counter", help);
+	for (int b = 0; b < METRICS_BACKEND_COUNT; b++)
+		if (include(b))
+			sample_u64(out, name,
+			           labels_of(&l, "backend", backend_names[b], NULL, NULL, NULL, NULL),
+			           counter_get(&values[b]));
+}
+
+static void render_cache(struct strbuf *out)
+{
+	struct line l;
+
+	render_per_backend(out, "omikuji_key_cache_hits_total",
+	                   "Key reads served from the cache (stale ones included).",
+	                   reg.cache_hits, backend_cached);
+	render_per_backend(out, "omikuji_key_cache_misses_total",
+	                   "Key reads that had to ask the backend.",
+	                   reg.cache_misses, backend_cached);
+	render_per_backend(out, "omikuji_key_cache_stale_hits_total",
+	                   "Expired cache entries served because the backend failed.",
+	                   reg.cache_stale_hits, backend_cached);
+	family(out, "omikuji_key_cache_size", "gauge", "Keys currently cached.");
+	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
+		if (!backend_cached(b))
+			continue;
+		long size = atomic_load(&reg.cache_size[b]);
+		sample_u64(out, "omikuji_key_cache_size",
+		           labels_of(&l, "backend", backend_names[b], NULL, NULL, NULL, NULL),
+		           size > 0 ? (uint64_t)size : 0);
+	}
+}
+
+static void render_backend_up(struct strbuf *out)
+{
+	struct line l;
+	family(out, "omikuji_key_backend_up", "gauge",
+	       "1 when the last health check of the backend succeeded, else 0.");
+	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
+		int up = atomic_load(&reg.backend_up[b]);
+		if (up >= 0)
+			sample_u64(out, "omikuji_key_backend_up",
+			           labels_of(&l, "backend", backend_names[b], NULL, NULL, NULL, NULL),
+			           (uint64_t)up);
+	}
+}
+
+static void render_security(struct strbuf *out)
+{
+	struct line l;
+
+	family(out, "omikuji_key_access_denied_total", "counter",
+	       "Key operations refused by the access rules.");
+	for (int op = 0; op < KEY_OP_COUNT; op++)
+		sample_u64(out, "omikuji_key_access_denied_total",
+		           labels_of(&l, "operation", op_names[op], NULL, NULL, NULL, NULL),
+		           counter_get(&reg.access_denied[op]));
+	render_per_backend(out, "omikuji_key_backend_auth_failures_total",
+	                   "Backend calls that failed to authenticate.",
+	                   reg.auth_failures, backend_rendered);
+	family(out, "omikuji_key_anomalies_total", "counter",
+	       "Unusual key access patterns detected, by kind.");
+	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++)
+		sample_u64(out, "omikuji_key_anomalies_total",
+		           labels_of(&l, "kind", anomaly_names[k], NULL, NULL, NULL, NULL),
+		           counter_get(&reg.anomalies[k]));
+	family(out, "omikuji_keyfs_audit_write_errors_total", "counter",
+	       "Audit records that could not be written.");
+	sample_u64(out, "omikuji_keyfs_audit_write_errors_total", "",
+	           counter_get(&reg.audit_write_errors));
+}
+
+struct refresh_snapshot {
+	const char *label;
+	char value[VALUE_TEXT_MAX];
+};
+
+static void render_refresh(struct strbuf *out)
+{
+	static const char prefix[] = "omikuji_key_last_refresh_timestamp_seconds{network=\"";
+	struct refresh_snapshot *snap = NULL;
+	size_t n = 0;
+
+	family(out, "omikuji_key_last_refresh_timestamp_seconds", "gauge",
+	       "Unix time of the last successful backend fetch of a network's key.");
+
+	/* Copy under the lock, append outside it: a fetch waits for a memcpy
+	 * at most.  Labels are immutable until metrics_init(). */
+	pthread_mutex_lock(&refresh.lock);
+	if (refresh.count) {
+		snap = malloc(refresh.count * sizeof(*snap));
+		if (snap) {
+			n = refresh.count;
+			for (size_t i = 0; i < n; i++) {
+				snap[i].label = refresh.order[i]->label;
+				memcpy(snap[i].value, refresh.order[i]->value, VALUE_TEXT_MAX);
+			}
+		}
+	}
+	bool lost = refresh.count && !snap;
+	pthread_mutex_unlock(&refresh.lock);
+	if (lost && !out->error)
+		out->error = -ENOMEM;
+
+	for (size_t i = 0; i < n; i++) {
+		struct line l;
+		line_init(&l);
+		line_put(&l, prefix);
+		line_put(&l, snap[i].label);
+		line_put(&l, "\"} ");
+		line_put(&l, snap[i].value);
+		line_put(&l, "\n");
+		if (!l.overflow) {
+			strbuf_append(out, l.buf, l.len);
+			continue;
+		}
+		strbuf_printf(out, "%s%s\"} %s\n", prefix, snap[i].label, snap[i].value);
+	}
+	free(snap);
+}
+
+int metrics_render(struct strbuf *out)
+{
+	render_operations(out);
+	render_durations(out);
+	render_cache(out);
+	render_backend_up(out);
+	render_security(out);
+	render_refresh(out);
+
+	family(out, "omikuji_keyfs_build_info", "gauge", "Build information; the value is always 1.");
+	sample_u64(out, "omikuji_keyfs_build_info", "version=\"" KEYFS_VERSION "\"", 1);
+
+	family(out, "process_start_time_seconds", "gauge",
+	       "Start time of the process since unix epoch in seconds.");
+	double start = atomic_load(&reg.start_time);
+	if (start == 0.0) {   /* rendered before metrics_init() */
+		start = clock_wall();
+		atomic_store(&reg.start_time, start);
+	}
+	sample_double(out, "process_start_time_seconds", "", start);
+
+	/* -ENOMEM, or -E2BIG when the caller capped the buffer. */
+	return out->error;
+}

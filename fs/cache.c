@@ -1,0 +1,449 @@
+/* cache.c - the TTL cache in front of remote backends (see cache.h).
+ *
+ * One mutex guards a chained hash table keyed by network, an LRU list of the
+ * same entries and a short list of fetches in flight.  A hit is a lookup and
+ * a secret_dup under the lock.  A miss registers a "flight" for the network,
+ * drops the lock, calls the backend, retakes the lock and publishes the
+ * result to every caller that arrived meanwhile (single-flight).
+ *
+ * Semantics the header leaves open, decided here:
+ * - *changed is true only when a value was cached before and the fetch
+ *   returned different bytes; a first fetch is not a change.  Only the caller
+ *   that made the fetch sees it, so a rotation is reported once.
+ * - Callers that waited on another caller's fetch get its result with
+ *   *how = CACHE_HIT (they cost the backend nothing; metrics then count one
+ *   miss per backend call) or CACHE_STALE, and the same error otherwise.
+ * - On CACHE_STALE, err still holds the backend's reason, for logging.
+ * - An expired entry that can no longer be served stale is dropped (and
+ *   wiped) when a fetch for it fails.
+ * - A cache_put or cache_invalidate during a fetch wins: the fetch's result
+ *   is handed to its callers but not cached over the newer state.
+ * - max_entries 0 means no bound.
+ * cache_free must not race with other calls (the owner stops FUSE first).
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cache_entry {
+	char *network;
+	struct secret *value;
+	double fetched_at;
+	struct cache_entry *hash_next;
+	struct cache_entry *lru_prev, *lru_next;   /* lru_prev toward most recent */
+};
+
+/* A fetch in progress and, once done, its result until every waiter took it. */
+struct cache_flight {
+	char *network;
+	pthread_cond_t done_cond;
+	bool done;
+	bool superseded;        /* put/invalidate happened during the fetch */
+	unsigned refs;          /* the fetching caller + waiters */
+	int rc;
+	enum cache_result how;  /* what waiters report */
+	struct secret *value;   /* waiters take a copy */
+	struct backend_err err;
+	struct cache_flight *next;
+};
+
+struct cache {
+	struct cache_config cfg;
+	pthread_mutex_t lock;
+	struct cache_entry **table;
+	size_t nbuckets;
+	size_t count;
+	struct cache_entry *lru_head, *lru_tail;   /* head = most recently used */
+	struct cache_flight *flights;
+};
+
+static size_t cache_hash(const char *s)
+{
+	uint64_t h = UINT64_C(14695981039346656037);   /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= UINT64_C(1099511628211);
+	}
+	return (size_t)h;
+}
+
+static double cache_now(const struct cache *c)
+{
+	return c->cfg.now ? c->cfg.now() : clock_monotonic();
+}
+
+struct cache *cache_new(const struct cache_config *cfg)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	if (cfg)
+		c->cfg = *cfg;
+	c->nbuckets = 64;
+	c->table = calloc(c->nbuckets, sizeof(*c->table));
+	if (!c->table || pthread_mutex_init(&c->lock, NULL) != 0) {
+		free(c->table);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void entry_free(struct cache_entry *e)
+{
+	secret_free(e->value);
+	free(e->network);
+	free(e);
+}
+
+void cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	struct cache_entry *e = c->lru_head;
+	while (e) {
+		struct cache_entry *next = e->lru_next;
+		entry_free(e);
+		e = next;
+	}
+	free(c->table);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* --- table and LRU, all with c->lock held ------------------------------- */
+
+static struct cache_entry *entry_find(struct cache *c, const char *network)
+{
+	size_t h = cache_hash(network) & (c->nbuckets - 1);
+	for (struct cache_entry *e = c->table[h]; e; e = e->hash_next)
+		if (strcmp(e->network, network) == 0)
+			return e;
+	return NULL;
+}
+
+static void lru_unlink(struct cache *c, struct cache_entry *e)
+{
+	if (e->lru_prev)
+		e->lru_prev->lru_next = e->lru_next;
+	else
+		c->lru_head = e->lru_next;
+	if (e->lru_next)
+		e->lru_next->lru_prev = e->lru_prev;
+	else
+		c->lru_tail = e->lru_prev;
+	e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(struct cache *c, struct cache_entry *e)
+{
+	e->lru_prev = NULL;
+	e->lru_next = c->lru_head;
+	if (c->lru_head)
+		c->lru_head->lru_prev = e;
+	c->lru_head = e;
+	if (!c->lru_tail)
+		c->lru_tail = e;
+}
+
+static void lru_touch(struct cache *c, struct cache_entry *e)
+{
+	if (c->lru_head != e) {
+		lru_unlink(c, e);
+		lru_push_front(c, e);
+	}
+}
+
+static void entry_remove(struct cache *c, struct cache_entry *e)
+{
+	struct cache_entry **pp = &c->table[cache_hash(e->network) & (c->nbuckets - 1)];
+	while (*pp != e)
+		pp = &(*pp)->hash_next;
+	*pp = e->hash_next;
+	lru_unlink(c, e);
+	c->count--;
+	entry_free(e);
+}
+
+/* Growing is best effort: a failed calloc only makes chains longer. */
+static void table_grow(struct cache *c)
+{
+	size_t n = c->nbuckets * 2;
+	struct cache_entry **t = calloc(n, sizeof(*t));
+	if (!t)
+		return;
+	for (struct cache_entry *e = c->lru_head; e; e = e->lru_next) {
+		size_t h = cache_hash(e->network) & (n - 1);
+		e->hash_next = t[h];
+		t[h] = e;
+	}
+	free(c->table);
+	c->table = t;
+	c->nbuckets = n;
+}
+
+/* Cache value under network (takes ownership of value, also on failure). */
+static int entry_set(struct cache *c, const char *network, struct secret *value, double now)
+{
+	struct cache_entry *e = entry_find(c, network);
+	if (e) {
+		secret_free(e->value);
+		e->value = value;
+		e->fetched_at = now;
+		lru_touch(c, e);
+		return 0;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->network = strdup(network))) {
+		free(e);
+		secret_free(value);
+		return -ENOMEM;
+	}
+	e->value = value;
+	e->fetched_at = now;
+	if (c->count >= c->nbuckets)
+		table_grow(c);
+	size_t h = cache_hash(network) & (c->nbuckets - 1);
+	e->hash_next = c->table[h];
+	c->table[h] = e;
+	lru_push_front(c, e);
+	c->count++;
+	while (c->cfg.max_entries && c->count > c->cfg.max_entries && c->lru_tail != e)
+		entry_remove(c, c->lru_tail);
+	return 0;
+}
+
+static struct cache_flight *flight_find(struct cache *c, const char *network)
+{
+	for (struct cache_flight *f = c->flights; f; f = f->next)
+		if (strcmp(f->network, network) == 0)
+			return f;
+	return NULL;
+}
+
+static void flight_unlink(struct cache *c, struct cache_flight *f)
+{
+	for (struct cache_flight **pp = &c->flights; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			return;
+		}
+	}
+}
+
+static void flight_release(struct cache_flight *f)
+{
+	if (--f->refs)
+		return;
+	secret_free(f->value);
+	pthread_cond_destroy(&f->done_cond);
+	free(f->network);
+	free(f);
+}
+
+static void flight_supersede(struct cache *c, const char *network)
+{
+	struct cache_flight *f = flight_find(c, network);
+	if (f)
+		f->superseded = true;
+}
+
+/* --- the public calls ----------------------------------------------------- */
+
+static void err_copy(struct backend_err *dst, const struct backend_err *src)
+{
+	if (dst)
+		*dst = *src;
+}
+
+/* Copy of a cached value for the caller. */
+static int value_out(const struct secret *v, struct secret **out, struct backend_err *err)
+{
+	*out = secret_dup(v);
+	if (*out)
+		return 0;
+	backend_err_set(err, "out of memory");
+	return -ENOMEM;
+}
+
+/* Wait for another caller's fetch and take its result.  Lock held. */
+static int flight_wait(struct cache *c, struct cache_flight *f, struct secret **out,
+                       enum cache_result *how, struct backend_err *err)
+{
+	int rc;
+	f->refs++;
+	while (!f->done)
+		pthread_cond_wait(&f->done_cond, &c->lock);
+	if (f->rc == 0) {
+		rc = value_out(f->value, out, err);
+		if (rc == 0) {
+			*how = f->how;
+			if (f->how == CACHE_STALE)
+				err_copy(err, &f->err);
+		}
+	} else {
+		rc = f->rc;
+		err_copy(err, &f->err);
+	}
+	flight_release(f);
+	return rc;
+}
+
+/* Make the fetch for a flight we own; returns with the lock held again. */
+static int flight_run(struct cache *c, struct cache_flight *f, const char *network,
+                      cache_fetch_fn fetch, void *ctx, struct secret **out,
+                      enum cache_result *how, bool *changed, double started)
+{
+	struct secret *value = NULL;
+	struct backend_err ferr = { .msg = "" };
+
+	pthread_mutex_unlock(&c->lock);
+	int rc = fetch(ctx, network, &value, &ferr);
+	if (rc == 0 && !value) {
+		rc = -EIO;
+		backend_err_set(&ferr, "backend returned no value");
+	} else if (rc > 0) {
+		rc = -EIO;   /* a fetch that broke the 0/-errno rule */
+	}
+	if (rc != 0) {
+		secret_free(value);
+		value = NULL;
+	}
+	pthread_mutex_lock(&c->lock);
+
+	double now = cache_now(c);
+	struct cache_entry *e = entry_find(c, network);
+	f->err = ferr;
+	if (rc == 0) {
+		*changed = !f->superseded && e && !secret_equal(e->value, value);
+		f->how = CACHE_HIT;
+		*how = CACHE_MISS;
+		f->value = value;
+		if (!f->superseded) {
+			/* Fresh from when the fetch started: the backend may have
+			 * changed since, never earlier. */
+			struct secret *kept = secret_dup(value);
+			if (kept)
+				entry_set(c, network, kept, started);
+			else if (e)
+				entry_remove(c, e);   /* never leave the old value behind */
+		}
+	} else if (rc == -ENOENT) {
+		if (e && !f->superseded)
+			entry_remove(c, e);
+	} else if (e && now <= e->fetched_at + c->cfg.ttl_seconds + c->cfg.max_stale_seconds) {
+		/* Fresh again only if a cache_put landed while we fetched. */
+		f->how = now < e->fetched_at + c->cfg.ttl_seconds ? CACHE_HIT : CACHE_STALE;
+		*how = f->how;
+		lru_touch(c, e);
+		f->value = secret_dup(e->value);
+		if (f->value) {
+			rc = 0;
+		} else {
+			rc = -ENOMEM;
+			backend_err_set(&f->err, "out of memory");
+		}
+	} else if (e) {
+		entry_remove(c, e);   /* too old to ever be served again */
+	}
+	f->rc = rc;
+	f->done = true;
+	flight_unlink(c, f);
+	pthread_cond_broadcast(&f->done_cond);
+
+	if (rc == 0)
+		rc = value_out(f->value, out, &f->err);
+	return rc;
+}
+
+int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
+              struct secret **out, enum cache_result *how, bool *changed,
+              struct backend_err *err)
+{
+	enum cache_result how_local;
+	bool changed_local;
+	int rc;
+
+	if (!how)
+		how = &how_local;
+	if (!changed)
+		changed = &changed_local;
+	*out = NULL;
+	*changed = false;
+	if (err) {
+		err->msg[0] = 0;
+		err->auth_failure = false;
+	}
+
+	pthread_mutex_lock(&c->lock);
+	double now = cache_now(c);
+	struct cache_entry *e = entry_find(c, network);
+	if (e && now < e->fetched_at + c->cfg.ttl_seconds) {
+		lru_touch(c, e);
+		rc = value_out(e->value, out, err);
+		*how = CACHE_HIT;
+		goto out;
+	}
+
+	struct cache_flight *f = flight_find(c, network);
+	if (f) {
+		rc = flight_wait(c, f, out, how, err);
+		goto out;
+	}
+
+	f = calloc(1, sizeof(*f));
+	if (!f || !(f->network = strdup(network)) ||
+	    pthread_cond_init(&f->done_cond, NULL) != 0) {
+		if (f)
+			free(f->network);
+		free(f);
+		backend_err_set(err, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	f->refs = 1;
+	f->next = c->flights;
+	c->flights = f;
+	rc = flight_run(c, f, network, fetch, ctx, out, how, changed, now);
+	err_copy(err, &f->err);
+	flight_release(f);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void cache_put(struct cache *c, const char *network, const struct secret *key)
+{
+	pthread_mutex_lock(&c->lock);
+	flight_supersede(c, network);
+	struct secret *copy = secret_dup(key);
+	if (!copy || entry_set(c, network, copy, cache_now(c)) != 0) {
+		/* Without the new value, the old one must not be served. */
+		struct cache_entry *e = entry_find(c, network);
+		if (e)
+			entry_remove(c, e);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_invalidate(struct cache *c, const char *network)
+{
+	pthread_mutex_lock(&c->lock);
+	flight_supersede(c, network);
+	struct cache_entry *e = entry_find(c, network);
+	if (e)
+		entry_remove(c, e);
+	pthread_mutex_unlock(&c->lock);
+}
+
+size_t cache_size(struct cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t n = c->count;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}

@@ -1,0 +1,70 @@
+"""The shipped examples are valid for the tools that consume them: the
+config passes check-config, the systemd unit passes systemd-analyze verify
+(with this build's binary), and the logrotate file parses."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from keyfslib import KEYFS_BIN, run  # noqa: E402
+
+SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
+EXAMPLES = os.path.abspath(os.path.join(SRC, "..", "examples"))
+
+
+class ExamplesTest(unittest.TestCase):
+    def test_example_config_checks(self):
+        cfg = os.path.join(EXAMPLES, "omikuji.yaml")
+        tmp = tempfile.mkdtemp()
+        try:
+            local = os.path.join(tmp, "omikuji.yaml")
+            shutil.copy(cfg, local)
+            os.chmod(local, 0o600)
+            env = dict(os.environ, VAULT_TOKEN="hvs.example-" + os.urandom(6).hex(), HOME=tmp)
+            r = subprocess.run([KEYFS_BIN, "check-config", "-c", local], capture_output=True,
+                               text=True, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn(env["VAULT_TOKEN"], r.stdout + r.stderr)
+            self.assertIn("storage_type: vault", r.stdout)
+        finally:
+            shutil.rmtree(tmp)
+
+    def test_systemd_unit_verifies(self):
+        if shutil.which("systemd-analyze") is None:
+            self.skipTest("systemd-analyze not installed")
+        with open(os.path.join(EXAMPLES, "systemd", "omikuji-keyfs.service")) as f:
+            unit = f.read()
+        self.assertIn("NoNewPrivileges=yes", unit)
+        self.assertIn("CapabilityBoundingSet=", unit)
+        self.assertIn("LimitCORE=0", unit)
+        tmp = tempfile.mkdtemp()
+        try:
+            path = os.path.join(tmp, "omikuji-keyfs.service")
+            with open(path, "w") as f:
+                f.write(unit.replace("/usr/local/bin/omikuji-keyfs", os.path.abspath(KEYFS_BIN)))
+            r = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(r.stderr.strip(), "")
+        finally:
+            shutil.rmtree(tmp)
+
+    def test_logrotate_config_parses(self):
+        lr = shutil.which("logrotate") or "/usr/sbin/logrotate"
+        if not os.path.exists(lr):
+            self.skipTest("logrotate not installed")
+        tmp = tempfile.mkdtemp()
+        try:
+            state = os.path.join(tmp, "state")
+            r = subprocess.run([lr, "-d", "-s", state, os.path.join(EXAMPLES, "logrotate", "omikuji-keyfs")],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertNotIn("error", (r.stdout + r.stderr).lower())
+        finally:
+            shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    run()

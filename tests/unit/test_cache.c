@@ -1,0 +1,477 @@
+/* test_cache.c - the TTL cache: freshness, stale-if-error, -ENOENT, LRU,
+ * put/invalidate, the rotation flag and single-flight.  Time comes from an
+ * injected clock; keys are random throwaway bytes. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/rand.h>
+#include "cache.h"
+
+static _Atomic double fake_time = 1000.0;
+static atomic_int clock_calls;
+
+static double fake_clock(void)
+{
+	atomic_fetch_add(&clock_calls, 1);
+	return atomic_load(&fake_time);
+}
+
+/* A backend stand-in: counts calls, answers rc or a copy of value. */
+struct fake_backend {
+	atomic_int calls;
+	int rc;
+	const char *msg;
+	struct secret *value;
+	useconds_t delay_us;
+	int wait_for_clock_calls;   /* hold the fetch until this many cache_get calls arrived */
+};
+
+static int fake_fetch(void *ctx, const char *network, struct secret **out,
+                      struct backend_err *err)
+{
+	struct fake_backend *fb = ctx;
+	(void)network;
+	atomic_fetch_add(&fb->calls, 1);
+	if (fb->delay_us)
+		usleep(fb->delay_us);
+	/* Bounded wait (30 s) so a bug shows as a failed count, not a hang. */
+	for (int i = 0; i < 30000 && atomic_load(&clock_calls) < fb->wait_for_clock_calls; i++)
+		usleep(1000);
+	if (fb->rc) {
+		backend_err_set(err, "%s", fb->msg ? fb->msg : "failed");
+		return fb->rc;
+	}
+	*out = secret_dup(fb->value);
+	return *out ? 0 : -ENOMEM;
+}
+
+static struct secret *random_key(void)
+{
+	unsigned char raw[32];
+	char hex[65];
+	cr_assert_eq(RAND_bytes(raw, sizeof(raw)), 1);
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+	struct secret *s = secret_from(hex, 64);
+	secret_wipe(raw, sizeof(raw));
+	secret_wipe(hex, sizeof(hex));
+	cr_assert_not_null(s);
+	return s;
+}
+
+static struct cache *new_cache(double ttl, double max_stale, size_t max_entries)
+{
+	struct cache_config cfg = {
+		.ttl_seconds = ttl, .max_stale_seconds = max_stale,
+		.max_entries = max_entries, .now = fake_clock,
+	};
+	struct cache *c = cache_new(&cfg);
+	cr_assert_not_null(c);
+	return c;
+}
+
+/* cache_get with result checks left to the caller; frees the value unless kept. */
+static int get(struct cache *c, const char *net, struct fake_backend *fb,
+               enum cache_result *how, bool *changed, struct secret **keep,
+               struct backend_err *err)
+{
+	struct secret *out = NULL;
+	struct backend_err local;
+	int rc = cache_get(c, net, fake_fetch, fb, &out, how, changed, err ? err : &local);
+	if (rc == 0)
+		cr_assert_not_null(out, "success without a value");
+	else
+		cr_assert_null(out, "failure with a value");
+	if (keep)
+		*keep = out;
+	else
+		secret_free(out);
+	return rc;
+}
+
+Test(cache, fresh_within_ttl_then_refetch)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	enum cache_result how;
+	struct secret *got = NULL;
+
+	atomic_store(&fake_time, 1000.0);
+	cr_assert_eq(get(c, "mainnet", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_MISS);
+	cr_expect(secret_equal(got, fb.value), "first read returns the backend's value");
+	secret_free(got);
+
+	atomic_store(&fake_time, 1299.0);
+	cr_assert_eq(get(c, "mainnet", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fb.value), "hit returns the cached value");
+	secret_free(got);
+	cr_expect_eq(atomic_load(&fb.calls), 1, "fresh entry: no second fetch");
+
+	atomic_store(&fake_time, 1300.0);   /* now == fetched_at + ttl: expired */
+	cr_assert_eq(get(c, "mainnet", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_MISS);
+	cr_expect_eq(atomic_load(&fb.calls), 2, "expired entry: one more fetch");
+
+	atomic_store(&fake_time, 1301.0);
+	cr_assert_eq(get(c, "mainnet", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT, "refetched entry is fresh again");
+	cr_expect_eq(atomic_load(&fb.calls), 2);
+
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, stale_if_error_window)
+{
+	struct cache *c = new_cache(10, 100, 16);
+	struct fake_backend fb = { .value = random_key() };
+	enum cache_result how;
+	struct backend_err err;
+	struct secret *got = NULL;
+
+	atomic_store(&fake_time, 0.0);
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, NULL, NULL), 0);
+
+	fb.rc = -EIO;
+	fb.msg = "connection refused";
+	atomic_store(&fake_time, 50.0);
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, &got, &err), 0, "served stale");
+	cr_expect_eq(how, CACHE_STALE);
+	cr_expect(secret_equal(got, fb.value));
+	cr_expect_str_eq(err.msg, "connection refused", "the reason stays available");
+	secret_free(got);
+	cr_expect_eq(atomic_load(&fb.calls), 2, "a stale entry still tries the backend");
+
+	atomic_store(&fake_time, 110.0);   /* == fetched_at + ttl + max_stale */
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_STALE);
+	cr_expect_eq(atomic_load(&fb.calls), 3, "stale is not fresh: each call retries");
+
+	atomic_store(&fake_time, 110.5);
+	cr_expect_eq(get(c, "net", &fb, &how, NULL, NULL, &err), -EIO, "past the window: the error");
+	cr_expect_str_eq(err.msg, "connection refused");
+	cr_expect_eq(cache_size(c), 0, "an unservable entry is dropped");
+
+	/* The backend recovers. */
+	fb.rc = 0;
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_MISS);
+
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, error_without_entry_caches_nothing)
+{
+	struct cache *c = new_cache(10, 100, 16);
+	struct fake_backend fb = { .rc = -EACCES, .msg = "permission denied" };
+	struct backend_err err;
+
+	cr_expect_eq(get(c, "net", &fb, NULL, NULL, NULL, &err), -EACCES);
+	cr_expect_str_eq(err.msg, "permission denied");
+	cr_expect_eq(get(c, "net", &fb, NULL, NULL, NULL, &err), -EACCES);
+	cr_expect_eq(atomic_load(&fb.calls), 2, "failures are not cached");
+	cr_expect_eq(cache_size(c), 0);
+	cache_free(c);
+}
+
+Test(cache, enoent_drops_entry)
+{
+	struct cache *c = new_cache(10, 1000, 16);
+	struct fake_backend fb = { .value = random_key() };
+	enum cache_result how;
+
+	atomic_store(&fake_time, 0.0);
+	cr_assert_eq(get(c, "gone", &fb, &how, NULL, NULL, NULL), 0);
+	cr_assert_eq(cache_size(c), 1);
+
+	atomic_store(&fake_time, 20.0);    /* expired, well inside the stale window */
+	fb.rc = -ENOENT;
+	fb.msg = "no such key";
+	cr_expect_eq(get(c, "gone", &fb, &how, NULL, NULL, NULL), -ENOENT,
+	             "a deleted key is not served stale");
+	cr_expect_eq(cache_size(c), 0);
+
+	fb.rc = -EIO;
+	cr_expect_eq(get(c, "gone", &fb, &how, NULL, NULL, NULL), -EIO,
+	             "nothing left to serve stale after -ENOENT");
+
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, lru_eviction)
+{
+	struct cache *c = new_cache(1000, 0, 3);
+	struct fake_backend fb = { .value = random_key() };
+	enum cache_result how;
+	const char *nets[] = { "a", "b", "c" };
+
+	atomic_store(&fake_time, 0.0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(get(c, nets[i], &fb, NULL, NULL, NULL, NULL), 0);
+	cr_assert_eq(cache_size(c), 3);
+
+	/* Read "a": now "b" is the least recently used. */
+	cr_assert_eq(get(c, "a", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+
+	cr_assert_eq(get(c, "d", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(cache_size(c), 3, "bounded by max_entries");
+	int calls = atomic_load(&fb.calls);
+
+	cr_assert_eq(get(c, "a", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT, "recently read entry kept");
+	cr_assert_eq(get(c, "c", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_assert_eq(get(c, "d", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect_eq(atomic_load(&fb.calls), calls);
+
+	cr_assert_eq(get(c, "b", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_MISS, "least recently used entry was evicted");
+	cr_expect_eq(atomic_load(&fb.calls), calls + 1);
+	cr_expect_eq(cache_size(c), 3);
+
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, put_and_invalidate)
+{
+	struct cache *c = new_cache(100, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct secret *stored = random_key();
+	struct secret *got = NULL;
+	enum cache_result how;
+
+	atomic_store(&fake_time, 0.0);
+	cache_put(c, "net", stored);
+	cr_expect_eq(cache_size(c), 1);
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT, "a put value is served without a fetch");
+	cr_expect(secret_equal(got, stored));
+	cr_expect_not(secret_equal(got, fb.value));
+	secret_free(got);
+	cr_expect_eq(atomic_load(&fb.calls), 0);
+
+	/* put replaces and restarts the TTL */
+	atomic_store(&fake_time, 90.0);
+	cache_put(c, "net", fb.value);
+	atomic_store(&fake_time, 150.0);
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fb.value));
+	secret_free(got);
+
+	cache_invalidate(c, "net");
+	cr_expect_eq(cache_size(c), 0);
+	cache_invalidate(c, "never-there");
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_MISS, "invalidated entry is fetched again");
+	cr_expect_eq(atomic_load(&fb.calls), 1);
+
+	secret_free(stored);
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, changed_flag)
+{
+	struct cache *c = new_cache(10, 0, 16);
+	struct secret *first = random_key();
+	struct secret *second = random_key();
+	struct fake_backend fb = { .value = first };
+	bool changed = true;
+
+	atomic_store(&fake_time, 0.0);
+	cr_assert_eq(get(c, "net", &fb, NULL, &changed, NULL, NULL), 0);
+	cr_expect_not(changed, "a first fetch is not a change");
+
+	atomic_store(&fake_time, 20.0);
+	changed = true;
+	cr_assert_eq(get(c, "net", &fb, NULL, &changed, NULL, NULL), 0);
+	cr_expect_not(changed, "same value refetched");
+
+	atomic_store(&fake_time, 40.0);
+	fb.value = second;
+	cr_assert_eq(get(c, "net", &fb, NULL, &changed, NULL, NULL), 0);
+	cr_expect(changed, "rotated value detected");
+
+	changed = true;
+	cr_assert_eq(get(c, "net", &fb, NULL, &changed, NULL, NULL), 0);
+	cr_expect_not(changed, "a hit is not a change");
+
+	secret_free(first);
+	secret_free(second);
+	cache_free(c);
+}
+
+#define FLIGHT_THREADS 32
+
+struct flight_arg {
+	struct cache *c;
+	struct fake_backend *fb;
+	pthread_barrier_t *barrier;
+	int rc;
+	enum cache_result how;
+	struct secret *got;
+	struct backend_err err;
+};
+
+static void *flight_thread(void *p)
+{
+	struct flight_arg *a = p;
+	pthread_barrier_wait(a->barrier);
+	a->rc = cache_get(a->c, "slow", fake_fetch, a->fb, &a->got, &a->how, NULL, &a->err);
+	return NULL;
+}
+
+/* Start FLIGHT_THREADS concurrent reads of one network; the fetch sleeps
+ * 200 ms and is also held until every thread has entered cache_get (the
+ * injected clock counts them), so the outcome does not depend on timing. */
+static void run_flight(struct cache *c, struct fake_backend *fb, struct flight_arg *args)
+{
+	pthread_t th[FLIGHT_THREADS];
+	pthread_barrier_t barrier;
+
+	atomic_store(&clock_calls, 0);
+	fb->delay_us = 200000;
+	fb->wait_for_clock_calls = FLIGHT_THREADS;
+	pthread_barrier_init(&barrier, NULL, FLIGHT_THREADS);
+	for (int i = 0; i < FLIGHT_THREADS; i++) {
+		args[i] = (struct flight_arg){ .c = c, .fb = fb, .barrier = &barrier };
+		cr_assert_eq(pthread_create(&th[i], NULL, flight_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < FLIGHT_THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&barrier);
+}
+
+Test(cache, single_flight_value)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct flight_arg args[FLIGHT_THREADS];
+	int misses = 0;
+
+	run_flight(c, &fb, args);
+	cr_expect_eq(atomic_load(&fb.calls), 1, "exactly one fetch for concurrent misses");
+	for (int i = 0; i < FLIGHT_THREADS; i++) {
+		cr_expect_eq(args[i].rc, 0, "thread %d", i);
+		cr_expect(secret_equal(args[i].got, fb.value), "thread %d got the value", i);
+		if (args[i].how == CACHE_MISS)
+			misses++;
+		else
+			cr_expect_eq(args[i].how, CACHE_HIT, "waiters report a hit");
+		secret_free(args[i].got);
+	}
+	cr_expect_eq(misses, 1, "only the fetching caller reports a miss");
+	cr_expect_eq(cache_size(c), 1);
+
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, single_flight_error)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .rc = -ETIMEDOUT, .msg = "backend timed out" };
+	struct flight_arg args[FLIGHT_THREADS];
+
+	run_flight(c, &fb, args);
+	cr_expect_eq(atomic_load(&fb.calls), 1, "waiters share the failed fetch");
+	for (int i = 0; i < FLIGHT_THREADS; i++) {
+		cr_expect_eq(args[i].rc, -ETIMEDOUT, "thread %d", i);
+		cr_expect_null(args[i].got);
+		cr_expect_str_eq(args[i].err.msg, "backend timed out", "thread %d", i);
+	}
+	cr_expect_eq(cache_size(c), 0);
+	cache_free(c);
+}
+
+Test(cache, single_flight_stale)
+{
+	struct cache *c = new_cache(10, 100, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct flight_arg args[FLIGHT_THREADS];
+
+	atomic_store(&fake_time, 0.0);
+	cr_assert_eq(get(c, "slow", &fb, NULL, NULL, NULL, NULL), 0);
+	atomic_store(&fake_time, 30.0);
+	fb.rc = -EIO;
+	fb.msg = "unreachable";
+	run_flight(c, &fb, args);
+	cr_expect_eq(atomic_load(&fb.calls), 2);
+	for (int i = 0; i < FLIGHT_THREADS; i++) {
+		cr_expect_eq(args[i].rc, 0, "thread %d", i);
+		cr_expect_eq(args[i].how, CACHE_STALE, "thread %d", i);
+		cr_expect(secret_equal(args[i].got, fb.value));
+		secret_free(args[i].got);
+	}
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+/* A cache_put that lands while a fetch is in flight wins over the fetch. */
+static struct cache *race_cache;
+static struct secret *race_value;
+
+static int fetch_with_concurrent_put(void *ctx, const char *network, struct secret **out,
+                                     struct backend_err *err)
+{
+	struct fake_backend *fb = ctx;
+	cache_put(race_cache, network, race_value);   /* the lock is free during fetch */
+	return fake_fetch(fb, network, out, err);
+}
+
+Test(cache, put_during_fetch_wins)
+{
+	struct cache *c = new_cache(100, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct secret *got = NULL;
+	enum cache_result how;
+
+	race_cache = c;
+	race_value = random_key();
+	atomic_store(&fake_time, 0.0);
+	cr_assert_eq(cache_get(c, "net", fetch_with_concurrent_put, &fb, &got, &how, NULL, NULL), 0);
+	cr_expect(secret_equal(got, fb.value), "the caller gets what it fetched");
+	secret_free(got);
+	cr_assert_eq(get(c, "net", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, race_value), "the stored value stays cached");
+	secret_free(got);
+
+	secret_free(race_value);
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, many_networks)
+{
+	struct cache *c = new_cache(100, 0, 0);
+	struct fake_backend fb = { .value = random_key() };
+	char net[32];
+	enum cache_result how;
+
+	atomic_store(&fake_time, 0.0);
+	for (int i = 0; i < 500; i++) {
+		snprintf(net, sizeof(net), "net-%d", i);
+		cr_assert_eq(get(c, net, &fb, NULL, NULL, NULL, NULL), 0);
+	}
+	cr_expect_eq(cache_size(c), 500, "max_entries 0 is unbounded; the table grows");
+	for (int i = 0; i < 500; i++) {
+		snprintf(net, sizeof(net), "net-%d", i);
+		cr_assert_eq(get(c, net, &fb, &how, NULL, NULL, NULL), 0);
+		cr_expect_eq(how, CACHE_HIT, "%s", net);
+	}
+	cr_expect_eq(atomic_load(&fb.calls), 500);
+	secret_free(fb.value);
+	cache_free(c);
+}
