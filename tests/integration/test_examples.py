@@ -21,7 +21,16 @@ class ExamplesTest(unittest.TestCase):
         tmp = tempfile.mkdtemp()
         try:
             local = os.path.join(tmp, "omikuji.yaml")
-            shutil.copy(cfg, local)
+            # the example names accounts of a real deployment; map them to
+            # accounts every Debian machine has, so name resolution is checked too
+            with open(cfg) as f:
+                text = f.read()
+            for old, new in (("user:omikuji", "user:nobody"), ("group:signers", "group:nogroup"),
+                             ("group:developers", "group:daemon")):
+                self.assertIn(old, text)
+                text = text.replace(old, new)
+            with open(local, "w") as f:
+                f.write(text)
             os.chmod(local, 0o600)
             env = dict(os.environ, VAULT_TOKEN="hvs.example-" + os.urandom(6).hex(), HOME=tmp)
             r = subprocess.run([KEYFS_BIN, "check-config", "-c", local], capture_output=True,
