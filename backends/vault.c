@@ -1,15 +1,1427 @@
-/* vault.c - PLACEHOLDER: being written; answers -ENOSYS. */
+/* vault.c - the HashiCorp Vault KV v2 backend: keys at
+ * <mount_path>/data/<path_prefix>/<network> (contract section 4), token or
+ * AppRole auth with lazy renewal, fail-over between configured URLs.
+ *
+ * Choices worth knowing:
+ *   - Every request is treated as idempotent for retries: a KV write that is
+ *     repeated after a lost answer only adds an identical version, a repeated
+ *     login only mints another token.
+ *   - One backend call (get/store/remove/list/health) runs within ONE
+ *     deadline of timeout_seconds: login, renewal, retries, back-off and
+ *     fail-over all share it, so a FUSE request never waits longer.
+ *   - Attempts per call: every URL once plus max_retries more (so exactly
+ *     1 + max_retries with a single URL).  Moving on to a URL not yet tried
+ *     in this call does not wait; a repeated URL waits the jittered back-off.
+ *   - The URL in use is shared by all threads: a failure moves it on (only
+ *     if nobody moved it meanwhile), the health check moves it back to the
+ *     first active node.
+ *   - list is Vault's LIST of metadata: a key whose latest version was
+ *     removed (soft-deleted) still has metadata and so is still listed; get
+ *     answers -ENOENT for it, as does a second remove.
+ *   - health's token_expires is "unknown" while no token works yet.
+ *   - Tokens: a mutex guards the token state (short sections, no I/O); a
+ *     second mutex serialises login/renewal/re-read, and a generation number
+ *     lets the threads that queued behind a re-login use its result instead
+ *     of logging in again.
+ */
 #include "backend.h"
-#include <errno.h>
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "vault_internal.h"
 
-static int ph_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+
+#define VAULT_TOKEN_FILE_MAX 8192
+#define VAULT_WHY 160
+
+enum vault_auth { VAULT_AUTH_TOKEN, VAULT_AUTH_APPROLE };
+
+struct vault_token {
+	struct secret *value;             /* NULL: none yet (login needed) */
+	struct vault_token_timing timing;
+	bool timing_known;                /* from a login, renewal or lookup */
+	double next_renew_at;             /* after a failed renewal: retry then */
+	unsigned generation;              /* bumped whenever value changes */
+};
+
+struct vault_backend {
+	struct backend base;              /* first: the fs layer holds &base */
+	struct http_client *http;
+	char **urls;                      /* without trailing '/' */
+	size_t n_urls;
+	char mount[VAULT_PATH_MAX];       /* normalised, escaped */
+	char prefix[VAULT_PATH_MAX];
+	char approle_mount[VAULT_PATH_MAX];
+	char *namespace;
+	enum vault_auth auth;
+	char *token_file;
+	char *role_id;
+	struct secret *secret_id;
+	char *secret_id_file;
+	char created_by[300];
+	clock_fn now;
+
+	pthread_mutex_t state_lock;       /* token, url_index, last_status */
+	pthread_mutex_t auth_lock;        /* held across login/renew I/O */
+	struct vault_token token;
+	size_t url_index;
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static void vault_why(char *why, size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void vault_why(char *why, size_t whylen, const char *fmt, ...)
 {
-	(void)cfg; (void)out;
-	backend_err_set(err, "vault backend not built yet");
-	return -ENOSYS;
+	if (!why || !whylen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* Wipe every string value of a parsed tree (bodies may hold keys or
+ * tokens), then free it. */
+static void vault_json_wipe(json_t *j)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	switch (json_typeof(j)) {
+	case JSON_STRING:
+		secret_wipe((void *)json_string_value(j), json_string_length(j));
+		break;
+	case JSON_OBJECT:
+		json_object_foreach(j, k, v)
+			vault_json_wipe(v);
+		break;
+	case JSON_ARRAY:
+		json_array_foreach(j, i, v)
+			vault_json_wipe(v);
+		break;
+	default:
+		break;
+	}
+}
+
+static void vault_json_free(json_t *j)
+{
+	if (!j)
+		return;
+	vault_json_wipe(j);
+	json_decref(j);
+}
+
+static json_t *vault_json_load(const void *body, size_t len, char *why, size_t whylen)
+{
+	if (!body || len == 0) {
+		vault_why(why, whylen, "empty response");
+		return NULL;
+	}
+	if (len > HTTP_BODY_MAX) {
+		vault_why(why, whylen, "response too large");
+		return NULL;
+	}
+	json_error_t e;
+	json_t *j = json_loadb(body, len, 0, &e);
+	/* e.text may quote the input: never pass it on. */
+	secret_wipe(&e, sizeof(e));
+	if (!j)
+		vault_why(why, whylen, "malformed JSON in response");
+	return j;
+}
+
+static bool vault_token_chars_ok(const unsigned char *p, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (p[i] < 0x21 || p[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* ---- paths ------------------------------------------------------------------ */
+
+int vault_path_normalize(const char *path, char *out, size_t outlen)
+{
+	size_t o = 0;
+	if (!outlen)
+		return -ENAMETOOLONG;
+	out[0] = 0;
+	const char *p = path ? path : "";
+	while (*p) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		size_t n = strcspn(p, "/");
+		char seg[256], esc[768];
+		if (n >= sizeof(seg))
+			return -ENAMETOOLONG;
+		memcpy(seg, p, n);
+		seg[n] = 0;
+		p += n;
+		if (!strcmp(seg, ".") || !strcmp(seg, ".."))
+			return -EINVAL;
+		if (http_escape_segment(seg, esc, sizeof(esc)))
+			return -ENAMETOOLONG;
+		int w = snprintf(out + o, outlen - o, "%s%s", o ? "/" : "", esc);
+		if (w < 0 || (size_t)w >= outlen - o)
+			return -ENAMETOOLONG;
+		o += (size_t)w;
+	}
+	return 0;
+}
+
+int vault_kv_path(const char *mount, const char *prefix, const char *kind,
+                  const char *network, char *out, size_t outlen)
+{
+	char esc[256];
+	if (!mount || !*mount || !kind)
+		return -EINVAL;
+	if (network && http_escape_segment(network, esc, sizeof(esc)))
+		return -ENAMETOOLONG;
+	bool has_prefix = prefix && *prefix;
+	int w = snprintf(out, outlen, "/v1/%s/%s%s%s%s%s", mount, kind,
+	                 has_prefix ? "/" : "", has_prefix ? prefix : "",
+	                 network ? "/" : "", network ? esc : "");
+	if (w < 0 || (size_t)w >= outlen)
+		return -ENAMETOOLONG;
+	/* An empty list path needs the folder's slash: /v1/secret/metadata/ */
+	if (!has_prefix && !network) {
+		if ((size_t)w + 1 >= outlen)
+			return -ENAMETOOLONG;
+		out[w] = '/';
+		out[w + 1] = 0;
+	}
+	return 0;
+}
+
+/* ---- responses ---------------------------------------------------------------- */
+
+static bool vault_metadata_deleted(json_t *data)
+{
+	json_t *meta = json_object_get(data, "metadata");
+	if (!json_is_object(meta))
+		return false;
+	json_t *dt = json_object_get(meta, "deletion_time");
+	if (json_is_string(dt) && json_string_length(dt) > 0)
+		return true;
+	return json_is_true(json_object_get(meta, "destroyed"));
+}
+
+int vault_parse_kv_read(long status, const void *body, size_t len, struct secret **out,
+                        char *why, size_t whylen)
+{
+	int rc = -EIO;
+	json_t *root = NULL;
+	*out = NULL;
+	if (status == 404) {
+		vault_why(why, whylen, "no such key");
+		return -ENOENT;
+	}
+	if (status != 200) {
+		vault_why(why, whylen, "unexpected HTTP status %ld", status);
+		return vault_status_errno(status) ? vault_status_errno(status) : -EIO;
+	}
+	root = vault_json_load(body, len, why, whylen);
+	if (!root)
+		goto out;
+	json_t *data = json_object_get(root, "data");
+	if (!json_is_object(data)) {
+		vault_why(why, whylen, "response has no data object");
+		goto out;
+	}
+	json_t *inner = json_object_get(data, "data");
+	if (!inner || json_is_null(inner)) {
+		if (vault_metadata_deleted(data)) {
+			vault_why(why, whylen, "latest version is deleted");
+			rc = -ENOENT;
+		} else {
+			vault_why(why, whylen, "response has no data.data object");
+		}
+		goto out;
+	}
+	if (!json_is_object(inner)) {
+		vault_why(why, whylen, "data.data is not an object");
+		goto out;
+	}
+	static const char *const fields[] = { "private_key", "key", "value" };
+	json_t *v = NULL;
+	const char *field = NULL;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]) && !v; i++) {
+		v = json_object_get(inner, fields[i]);
+		if (v && json_is_null(v))
+			v = NULL;
+		field = fields[i];
+	}
+	if (!v) {
+		vault_why(why, whylen, "secret has no private_key, key or value field");
+		goto out;
+	}
+	if (!json_is_string(v)) {
+		vault_why(why, whylen, "field %s is not a string", field);
+		goto out;
+	}
+	if (json_string_length(v) == 0) {
+		vault_why(why, whylen, "field %s is empty", field);
+		goto out;
+	}
+	*out = secret_from(json_string_value(v), json_string_length(v));
+	rc = *out ? 0 : -ENOMEM;
+out:
+	vault_json_free(root);
+	return rc;
+}
+
+int vault_parse_kv_list(long status, const void *body, size_t len, struct strlist *out,
+                        char *why, size_t whylen)
+{
+	int rc = -EIO;
+	if (status == 404)
+		return 0;
+	if (status != 200) {
+		vault_why(why, whylen, "unexpected HTTP status %ld", status);
+		return vault_status_errno(status) ? vault_status_errno(status) : -EIO;
+	}
+	json_t *root = vault_json_load(body, len, why, whylen);
+	if (!root)
+		return -EIO;
+	json_t *keys = json_object_get(json_object_get(root, "data"), "keys");
+	if (!json_is_array(keys)) {
+		vault_why(why, whylen, "response has no data.keys array");
+		goto out;
+	}
+	size_t i;
+	json_t *k;
+	json_array_foreach(keys, i, k) {
+		if (!json_is_string(k)) {
+			vault_why(why, whylen, "data.keys holds a non-string");
+			goto out;
+		}
+	}
+	json_array_foreach(keys, i, k) {
+		const char *s = json_string_value(k);
+		size_t n = json_string_length(k);
+		if (n == 0 || s[n - 1] == '/' || memchr(s, 0, n))
+			continue;
+		if (strlist_add(out, s)) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	vault_json_free(root);
+	return rc;
+}
+
+/* Append s as a JSON string (with quotes) to a secret. */
+static int vault_json_append_string(struct secret *b, const void *p, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = p;
+	int rc = secret_append(b, "\"", 1);
+	for (size_t i = 0; i < len && !rc; i++) {
+		unsigned char c = s[i];
+		if (c == '"' || c == '\\') {
+			char e[2] = { '\\', (char)c };
+			rc = secret_append(b, e, 2);
+		} else if (c < 0x20 || c == 0x7f) {
+			char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			rc = secret_append(b, e, 6);
+		} else {
+			rc = secret_append(b, &c, 1);
+		}
+	}
+	if (!rc)
+		rc = secret_append(b, "\"", 1);
+	return rc;
+}
+
+static int vault_json_append_member(struct secret *b, const char *name, const void *p,
+                                    size_t len, bool last)
+{
+	int rc = vault_json_append_string(b, name, strlen(name));
+	if (!rc)
+		rc = secret_append(b, ":", 1);
+	if (!rc)
+		rc = vault_json_append_string(b, p, len);
+	if (!rc && !last)
+		rc = secret_append(b, ",", 1);
+	return rc;
+}
+
+int vault_build_write_body(const struct secret *key, const char *network,
+                           const char *created_at, const char *created_by,
+                           struct secret **out)
+{
+	struct secret *b = secret_new(256);
+	*out = NULL;
+	if (!b)
+		return -ENOMEM;
+	int rc = secret_append(b, "{\"data\":{", 9);
+	if (!rc)
+		rc = vault_json_append_member(b, "private_key", key->data, key->len, false);
+	if (!rc)
+		rc = vault_json_append_member(b, "network", network, strlen(network), false);
+	if (!rc)
+		rc = vault_json_append_member(b, "created_at", created_at, strlen(created_at), false);
+	if (!rc)
+		rc = vault_json_append_member(b, "created_by", created_by, strlen(created_by), true);
+	if (!rc)
+		rc = secret_append(b, "}}", 2);
+	if (rc) {
+		secret_free(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
+}
+
+static int vault_auth_status(long status, char *why, size_t whylen)
+{
+	if (status == 200)
+		return 0;
+	if (status == 400 || status == 401 || status == 403) {
+		vault_why(why, whylen, status == 400 ? "login rejected (invalid role or secret ID)"
+		                                     : "permission denied");
+		return -EACCES;
+	}
+	vault_why(why, whylen, "unexpected HTTP status %ld", status);
+	return -EIO;
+}
+
+int vault_parse_auth(long status, const void *body, size_t len, double now,
+                     struct secret **token, struct vault_token_timing *timing,
+                     char *why, size_t whylen)
+{
+	int rc = vault_auth_status(status, why, whylen);
+	if (token)
+		*token = NULL;
+	if (rc)
+		return rc;
+	rc = -EIO;
+	json_t *root = vault_json_load(body, len, why, whylen);
+	if (!root)
+		return -EIO;
+	json_t *auth = json_object_get(root, "auth");
+	if (!json_is_object(auth)) {
+		vault_why(why, whylen, "response has no auth object");
+		goto out;
+	}
+	json_t *lease = json_object_get(auth, "lease_duration");
+	if (!json_is_integer(lease) || json_integer_value(lease) < 0) {
+		vault_why(why, whylen, "auth.lease_duration missing or not a number");
+		goto out;
+	}
+	json_t *renewable = json_object_get(auth, "renewable");
+	if (renewable && !json_is_boolean(renewable)) {
+		vault_why(why, whylen, "auth.renewable is not a boolean");
+		goto out;
+	}
+	if (token) {
+		json_t *t = json_object_get(auth, "client_token");
+		if (!json_is_string(t) ||
+		    !vault_token_chars_ok((const unsigned char *)json_string_value(t),
+		                          json_string_length(t))) {
+			vault_why(why, whylen, "auth.client_token missing or malformed");
+			goto out;
+		}
+		*token = secret_from(json_string_value(t), json_string_length(t));
+		if (!*token) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	timing->renewable = json_is_true(renewable);
+	timing->ttl = (double)json_integer_value(lease);
+	timing->obtained_at = now;
+	rc = 0;
+out:
+	vault_json_free(root);
+	return rc;
+}
+
+int vault_parse_lookup(long status, const void *body, size_t len, double now,
+                       struct vault_token_timing *timing, char *why, size_t whylen)
+{
+	int rc = vault_auth_status(status, why, whylen);
+	if (rc)
+		return rc;
+	rc = -EIO;
+	json_t *root = vault_json_load(body, len, why, whylen);
+	if (!root)
+		return -EIO;
+	json_t *data = json_object_get(root, "data");
+	json_t *ttl = json_object_get(data, "ttl");
+	json_t *renewable = json_object_get(data, "renewable");
+	if (!json_is_integer(ttl) || json_integer_value(ttl) < 0) {
+		vault_why(why, whylen, "data.ttl missing or not a number");
+		goto out;
+	}
+	timing->renewable = json_is_true(renewable);
+	timing->ttl = (double)json_integer_value(ttl);
+	timing->obtained_at = now;
+	rc = 0;
+out:
+	vault_json_free(root);
+	return rc;
+}
+
+/* ---- token timing ---------------------------------------------------------------- */
+
+double vault_token_renew_at(const struct vault_token_timing *t)
+{
+	if (!t->renewable || t->ttl <= 0)
+		return -1;
+	return t->obtained_at + t->ttl * 2.0 / 3.0;
+}
+
+bool vault_token_renew_due(const struct vault_token_timing *t, double now)
+{
+	double at = vault_token_renew_at(t);
+	return at >= 0 && now >= at;
+}
+
+bool vault_token_expired(const struct vault_token_timing *t, double now)
+{
+	if (t->ttl <= 0)
+		return false;
+	return now >= t->obtained_at + t->ttl - 1.0;
+}
+
+/* ---- classification ------------------------------------------------------------- */
+
+enum vault_node_status vault_node_status_from_health(long code)
+{
+	switch (code) {
+	case 200: return VAULT_NODE_ACTIVE;
+	case 429: case 472: case 473: return VAULT_NODE_STANDBY;
+	case 503: return VAULT_NODE_SEALED;
+	case 501: return VAULT_NODE_UNINITIALIZED;
+	default:  return VAULT_NODE_UNREACHABLE;
+	}
+}
+
+const char *vault_node_status_name(enum vault_node_status s)
+{
+	switch (s) {
+	case VAULT_NODE_ACTIVE:        return "active";
+	case VAULT_NODE_STANDBY:       return "standby";
+	case VAULT_NODE_SEALED:        return "sealed";
+	case VAULT_NODE_UNINITIALIZED: return "not initialized";
+	case VAULT_NODE_UNREACHABLE:   break;
+	}
+	return "unreachable";
+}
+
+bool vault_should_failover(int rc, long status)
+{
+	if (rc == -ECONNREFUSED || rc == -ECONNRESET)
+		return true;
+	if (rc != 0)
+		return false;
+	return (status >= 500 && status <= 599) || (status >= 300 && status <= 399);
+}
+
+bool vault_should_retry(int rc, long status)
+{
+	return vault_should_failover(rc, status) || (rc == 0 && status == 429);
+}
+
+int vault_status_errno(long status)
+{
+	if (status >= 200 && status <= 299)
+		return 0;
+	if (status == 404)
+		return -ENOENT;
+	if (status == 401 || status == 403)
+		return -EACCES;
+	return -EIO;
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+static struct vault_backend *vault_of(struct backend *b)
+{
+	return (struct vault_backend *)b;
+}
+
+static double vault_deadline(struct vault_backend *v)
+{
+	return clock_monotonic() + http_client_timeout_seconds(v->http);
+}
+
+static const char *vault_http_reason(int rc, long status)
+{
+	if (rc == -ETIMEDOUT)
+		return "timed out";
+	if (rc == -EMSGSIZE)
+		return "response too large";
+	if (rc)
+		return "unreachable";
+	switch (status) {
+	case 503: return "sealed or standby (503)";
+	case 429: return "rate limited (429)";
+	case 500: return "internal error (500)";
+	default:  return NULL;
+	}
+}
+
+/* One logical request with retries and fail-over; token may be NULL (login,
+ * health).  Returns 0 with an answer in resp (any status), or -ETIMEDOUT /
+ * -EIO / -ENOMEM with a reason in why. */
+static int vault_send(struct vault_backend *v, const char *method, const char *path,
+                      const struct secret *token, const struct secret *body,
+                      double deadline, struct http_response *resp,
+                      char *why, size_t whylen)
+{
+	int rc;
+	struct secret *token_hdr = NULL;
+	char *ns_hdr = NULL;
+	char url[VAULT_PATH_MAX + 512];
+	char err[128] = "";
+	const char *headers[5];
+	size_t nh = 0;
+
+	headers[nh++] = "X-Vault-Request: true";
+	if (token) {
+		static const char name[] = "X-Vault-Token: ";
+		token_hdr = secret_new(sizeof(name) + token->len);
+		if (!token_hdr || secret_append(token_hdr, name, sizeof(name) - 1) ||
+		    secret_append(token_hdr, token->data, token->len)) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		headers[nh++] = (const char *)token_hdr->data;
+	}
+	if (v->namespace) {
+		if (asprintf(&ns_hdr, "X-Vault-Namespace: %s", v->namespace) < 0) {
+			ns_hdr = NULL;
+			rc = -ENOMEM;
+			goto out;
+		}
+		headers[nh++] = ns_hdr;
+	}
+	if (body)
+		headers[nh++] = "Content-Type: application/json";
+	headers[nh] = NULL;
+
+	pthread_mutex_lock(&v->state_lock);
+	size_t idx = v->url_index;
+	pthread_mutex_unlock(&v->state_lock);
+
+	unsigned max_attempts = (unsigned)v->n_urls + (unsigned)http_client_max_retries(v->http);
+	unsigned backoffs = 0, distinct = 1;
+	for (unsigned attempt = 1; ; attempt++) {
+		snprintf(url, sizeof(url), "%s%s", v->urls[idx], path);
+		struct http_request req = {
+			.method = method, .url = url, .headers = headers,
+			.body = body ? body->data : NULL, .body_len = body ? body->len : 0,
+			.idempotent = true,
+		};
+		rc = http_perform(v->http, &req, deadline, resp, err, sizeof(err));
+		if (!vault_should_retry(rc, resp->status) || attempt >= max_attempts)
+			break;
+		size_t next = idx;
+		if (v->n_urls > 1 && vault_should_failover(rc, resp->status)) {
+			next = (idx + 1) % v->n_urls;
+			bool moved = false;
+			pthread_mutex_lock(&v->state_lock);
+			if (v->url_index == idx) {
+				v->url_index = next;
+				moved = true;
+			}
+			pthread_mutex_unlock(&v->state_lock);
+			if (moved) {
+				const char *r = vault_http_reason(rc, resp->status);
+				log_kv(LOG_LEVEL_WARN, "vault: failing over to the next URL",
+				       "backend", "vault", "from", v->urls[idx], "to", v->urls[next],
+				       "reason", r ? r : "error", (char *)NULL);
+			}
+		}
+		if (next != idx && distinct < v->n_urls) {
+			distinct++;   /* a fresh URL: no reason to wait */
+		} else if (!http_backoff_sleep(v->http, ++backoffs, deadline)) {
+			break;
+		}
+		idx = next;
+	}
+	if (rc == -EMSGSIZE) {
+		vault_why(why, whylen, "vault response too large");
+		rc = -EIO;
+	} else if (rc == -ETIMEDOUT) {
+		vault_why(why, whylen, "vault did not answer in time");
+	} else if (rc == -ENOMEM) {
+		vault_why(why, whylen, "out of memory");
+	} else if (rc) {
+		vault_why(why, whylen, "vault unreachable: %s", err);
+		rc = -EIO;
+	}
+out:
+	secret_free(token_hdr);
+	free(ns_hdr);
+	return rc;
+}
+
+/* Read a token or secret_id file: trimmed, printable, into a new secret. */
+static int vault_read_secret_file(const char *path, struct secret **out, char *why, size_t whylen)
+{
+	*out = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		vault_why(why, whylen, "cannot open %s: %s", path, strerror(e));
+		return -e;
+	}
+	struct secret *s = secret_new(VAULT_TOKEN_FILE_MAX);
+	int rc = 0;
+	if (!s) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		if (s->len >= s->cap) {
+			vault_why(why, whylen, "%s is too large", path);
+			rc = -EFBIG;
+			goto out;
+		}
+		ssize_t n = read(fd, s->data + s->len, s->cap - s->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			vault_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		s->len += (size_t)n;
+	}
+	size_t a = 0, z = s->len;
+	while (a < z && (s->data[a] == ' ' || s->data[a] == '\t' || s->data[a] == '\n' || s->data[a] == '\r'))
+		a++;
+	while (z > a && (s->data[z - 1] == ' ' || s->data[z - 1] == '\t' || s->data[z - 1] == '\n' || s->data[z - 1] == '\r'))
+		z--;
+	if (!vault_token_chars_ok(s->data + a, z - a)) {
+		vault_why(why, whylen, "%s is empty or holds non-printable characters", path);
+		rc = -EINVAL;
+		goto out;
+	}
+	*out = secret_from(s->data + a, z - a);
+	if (!*out)
+		rc = -ENOMEM;
+out:
+	secret_free(s);
+	close(fd);
+	return rc;
+}
+
+/* Install a new token value (takes ownership). Caller holds auth_lock. */
+static void vault_token_install(struct vault_backend *v, struct secret *value,
+                                const struct vault_token_timing *timing)
+{
+	pthread_mutex_lock(&v->state_lock);
+	if (value) {
+		secret_free(v->token.value);
+		v->token.value = value;
+		v->token.generation++;
+	}
+	if (timing) {
+		v->token.timing = *timing;
+		v->token.timing_known = true;
+	} else if (value) {
+		v->token.timing_known = false;
+		memset(&v->token.timing, 0, sizeof(v->token.timing));
+	}
+	v->token.next_renew_at = 0;
+	pthread_mutex_unlock(&v->state_lock);
+}
+
+/* AppRole login.  Caller holds auth_lock. */
+static int vault_login(struct vault_backend *v, double deadline, char *why, size_t whylen)
+{
+	int rc;
+	struct secret *sid = NULL, *body = NULL, *token = NULL;
+	struct http_response resp = { 0 };
+	char path[VAULT_PATH_MAX + 32];
+
+	if (v->secret_id_file) {
+		rc = vault_read_secret_file(v->secret_id_file, &sid, why, whylen);
+		if (rc)
+			goto out;
+	} else if (v->secret_id) {
+		sid = secret_dup(v->secret_id);
+		if (!sid) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	body = secret_new(256);
+	rc = body ? 0 : -ENOMEM;
+	if (!rc)
+		rc = secret_append(body, "{", 1);
+	if (!rc)
+		rc = vault_json_append_member(body, "role_id", v->role_id, strlen(v->role_id), !sid);
+	if (!rc && sid)
+		rc = vault_json_append_member(body, "secret_id", sid->data, sid->len, true);
+	if (!rc)
+		rc = secret_append(body, "}", 1);
+	if (rc)
+		goto out;
+	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->approle_mount);
+	rc = vault_send(v, "POST", path, NULL, body, deadline, &resp, why, whylen);
+	if (rc)
+		goto out;
+	struct vault_token_timing timing;
+	rc = vault_parse_auth(resp.status, resp.body ? resp.body->data : NULL,
+	                      resp.body ? resp.body->len : 0, v->now(), &token, &timing,
+	                      why, whylen);
+	if (rc)
+		goto out;
+	vault_token_install(v, token, &timing);
+	token = NULL;
+out:
+	if (rc)
+		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "backend", "vault",
+		       "error", why ? why : "", (char *)NULL);
+	http_response_clear(&resp);
+	secret_free(sid);
+	secret_free(body);
+	secret_free(token);
+	return rc;
+}
+
+static struct secret *vault_token_snapshot(struct vault_backend *v, unsigned *generation)
+{
+	pthread_mutex_lock(&v->state_lock);
+	struct secret *t = secret_dup(v->token.value);
+	if (generation)
+		*generation = v->token.generation;
+	pthread_mutex_unlock(&v->state_lock);
+	return t;
+}
+
+/* renew-self (or lookup-self when `lookup`) with the current token.  Caller
+ * holds auth_lock.  Updates the timing on success. */
+static int vault_token_refresh_timing(struct vault_backend *v, bool lookup, double deadline,
+                                      char *why, size_t whylen)
+{
+	struct http_response resp = { 0 };
+	struct secret *tok = vault_token_snapshot(v, NULL);
+	struct secret *body = NULL;
+	int rc;
+	if (!tok)
+		return -EACCES;
+	if (!lookup) {
+		body = secret_from("{}", 2);
+		if (!body) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	rc = vault_send(v, lookup ? "GET" : "POST",
+	                lookup ? "/v1/auth/token/lookup-self" : "/v1/auth/token/renew-self",
+	                tok, body, deadline, &resp, why, whylen);
+	if (rc)
+		goto out;
+	struct vault_token_timing timing;
+	const void *b = resp.body ? resp.body->data : NULL;
+	size_t bl = resp.body ? resp.body->len : 0;
+	rc = lookup ? vault_parse_lookup(resp.status, b, bl, v->now(), &timing, why, whylen)
+	            : vault_parse_auth(resp.status, b, bl, v->now(), NULL, &timing, why, whylen);
+	if (!rc)
+		vault_token_install(v, NULL, &timing);
+out:
+	http_response_clear(&resp);
+	secret_free(tok);
+	secret_free(body);
+	return rc;
+}
+
+/* Make sure there is a token worth sending: log in when there is none or it
+ * expired (approle), renew when due.  Errors of a renewal are not fatal
+ * while the token is still valid. */
+static void vault_token_needs(struct vault_backend *v, bool *need_login, bool *need_renew)
+{
+	pthread_mutex_lock(&v->state_lock);
+	double now = v->now();
+	bool have = v->token.value != NULL;
+	bool expired = have && v->token.timing_known &&
+	               vault_token_expired(&v->token.timing, now);
+	*need_login = v->auth == VAULT_AUTH_APPROLE && (!have || expired);
+	*need_renew = have && !expired && v->token.timing_known &&
+	              vault_token_renew_due(&v->token.timing, now) &&
+	              now >= v->token.next_renew_at;
+	pthread_mutex_unlock(&v->state_lock);
+}
+
+static int vault_ensure_token(struct vault_backend *v, double deadline, char *why, size_t whylen)
+{
+	int rc = 0;
+	bool need_login, need_renew;
+
+	vault_token_needs(v, &need_login, &need_renew);
+	if (!need_login && !need_renew)
+		return 0;
+	/* Someone else may be doing it: queue, then look again. */
+	pthread_mutex_lock(&v->auth_lock);
+	vault_token_needs(v, &need_login, &need_renew);
+	if (!need_login && !need_renew) {
+		pthread_mutex_unlock(&v->auth_lock);
+		return 0;
+	}
+	if (need_login) {
+		rc = vault_login(v, deadline, why, whylen);
+	} else {
+		rc = vault_token_refresh_timing(v, false, deadline, why, whylen);
+		if (rc) {
+			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "backend", "vault",
+			       "error", why ? why : "", (char *)NULL);
+			if (v->auth == VAULT_AUTH_APPROLE) {
+				rc = vault_login(v, deadline, why, whylen);
+			} else {
+				/* Keep using it while it lasts; try again later. */
+				pthread_mutex_lock(&v->state_lock);
+				double now = v->now();
+				double end = v->token.timing.obtained_at + v->token.timing.ttl;
+				double wait = (end - now) / 3.0;
+				v->token.next_renew_at = now + (wait > 1.0 ? wait : 1.0);
+				pthread_mutex_unlock(&v->state_lock);
+				rc = 0;
+			}
+		}
+	}
+	pthread_mutex_unlock(&v->auth_lock);
+	return rc;
+}
+
+/* After a 403 with token generation `used`: get a fresh token unless another
+ * thread already did.  0 when retrying is worth it. */
+static int vault_reauth(struct vault_backend *v, unsigned used, double deadline,
+                        char *why, size_t whylen)
+{
+	int rc = -EACCES;
+	pthread_mutex_lock(&v->auth_lock);
+	pthread_mutex_lock(&v->state_lock);
+	bool changed = v->token.generation != used;
+	pthread_mutex_unlock(&v->state_lock);
+	if (changed) {
+		rc = 0;
+	} else if (v->auth == VAULT_AUTH_APPROLE) {
+		rc = vault_login(v, deadline, why, whylen);
+	} else if (v->token_file) {
+		struct secret *t = NULL;
+		rc = vault_read_secret_file(v->token_file, &t, why, whylen);
+		if (!rc) {
+			struct secret *cur = vault_token_snapshot(v, NULL);
+			bool same = secret_equal(cur, t);
+			secret_free(cur);
+			if (same) {
+				secret_free(t);
+				rc = -EACCES;   /* nothing new to try */
+			} else {
+				vault_token_install(v, t, NULL);
+			}
+		}
+	}
+	pthread_mutex_unlock(&v->auth_lock);
+	return rc;
+}
+
+/* An authenticated request: token, retries, fail-over, one re-login on 403.
+ * Returns 0 with the final answer in resp, or -errno with err filled.  A
+ * final 403 (or failed login) returns -EACCES with err->auth_failure. */
+static int vault_call(struct vault_backend *v, const char *method, const char *path,
+                      const struct secret *body, double deadline,
+                      struct http_response *resp, struct backend_err *err)
+{
+	char why[VAULT_WHY] = "";
+	int rc = 0;
+	for (int round = 0; round < 2; round++) {
+		rc = vault_ensure_token(v, deadline, why, sizeof(why));
+		if (rc)
+			break;
+		unsigned gen;
+		struct secret *tok = vault_token_snapshot(v, &gen);
+		if (!tok) {
+			vault_why(why, sizeof(why), "not logged in");
+			rc = -EACCES;
+			break;
+		}
+		rc = vault_send(v, method, path, tok, body, deadline, resp, why, sizeof(why));
+		secret_free(tok);
+		if (rc || (resp->status != 403 && resp->status != 401))
+			break;
+		vault_why(why, sizeof(why), "permission denied");
+		rc = -EACCES;
+		if (round == 0) {
+			char why2[VAULT_WHY] = "";
+			if (vault_reauth(v, gen, deadline, why2, sizeof(why2)) == 0) {
+				rc = 0;
+				continue;
+			}
+			if (why2[0])
+				snprintf(why, sizeof(why), "permission denied (%s)", why2);
+		}
+		break;
+	}
+	if (rc) {
+		http_response_clear(resp);
+		backend_err_set(err, "vault: %s", why);
+		if (rc == -EACCES && err)
+			err->auth_failure = true;
+		if (rc != -EACCES && rc != -ETIMEDOUT && rc != -ENOMEM)
+			rc = -EIO;
+	}
+	return rc;
+}
+
+/* Map a final non-2xx answer that the caller did not handle. */
+static int vault_fail_status(long status, struct backend_err *err)
+{
+	int rc = vault_status_errno(status);
+	const char *r = vault_http_reason(0, status);
+	if (r)
+		backend_err_set(err, "vault: %s", r);
+	else
+		backend_err_set(err, "vault: unexpected HTTP status %ld", status);
+	return rc ? rc : -EIO;
+}
+
+/* ---- backend ops ------------------------------------------------------------------ */
+
+static int vault_get(struct backend *b, const char *network, struct secret **out,
+                     struct backend_err *err)
+{
+	struct vault_backend *v = vault_of(b);
+	struct http_response resp = { 0 };
+	char path[VAULT_PATH_MAX * 2 + 300], why[VAULT_WHY] = "";
+	*out = NULL;
+	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
+		backend_err_set(err, "vault: path too long");
+		return -EINVAL;
+	}
+	int rc = vault_call(v, "GET", path, NULL, vault_deadline(v), &resp, err);
+	if (rc)
+		return rc;
+	if (resp.status == 200 || resp.status == 404) {
+		rc = vault_parse_kv_read(resp.status, resp.body ? resp.body->data : NULL,
+		                         resp.body ? resp.body->len : 0, out, why, sizeof(why));
+		if (rc)
+			backend_err_set(err, "vault: %s", why);
+	} else {
+		rc = vault_fail_status(resp.status, err);
+	}
+	http_response_clear(&resp);
+	return rc;
+}
+
+static void vault_created_at(char *buf, size_t size)
+{
+	/* RFC 3339 UTC, whole seconds, as Omikuji's chrono writes it. */
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int vault_store(struct backend *b, const char *network, const struct secret *key,
+                       struct backend_err *err)
+{
+	struct vault_backend *v = vault_of(b);
+	struct http_response resp = { 0 };
+	struct secret *body = NULL;
+	char path[VAULT_PATH_MAX * 2 + 300], created_at[40];
+	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
+		backend_err_set(err, "vault: path too long");
+		return -EINVAL;
+	}
+	vault_created_at(created_at, sizeof(created_at));
+	int rc = vault_build_write_body(key, network, created_at, v->created_by, &body);
+	if (rc) {
+		backend_err_set(err, "vault: out of memory");
+		return rc;
+	}
+	rc = vault_call(v, "POST", path, body, vault_deadline(v), &resp, err);
+	if (!rc && (resp.status < 200 || resp.status > 299))
+		rc = vault_fail_status(resp.status, err);
+	http_response_clear(&resp);
+	secret_free(body);
+	return rc;
+}
+
+static int vault_remove(struct backend *b, const char *network, struct backend_err *err)
+{
+	struct vault_backend *v = vault_of(b);
+	struct http_response resp = { 0 };
+	struct secret *old = NULL;
+	char path[VAULT_PATH_MAX * 2 + 300], why[VAULT_WHY] = "";
+	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
+		backend_err_set(err, "vault: path too long");
+		return -EINVAL;
+	}
+	double deadline = vault_deadline(v);
+	/* Vault answers 204 to a DELETE of nothing: look first, so that rm of a
+	 * missing (or already deleted) key is ENOENT.  A read, not metadata,
+	 * because policies that let us use keys grant read on data/. */
+	int rc = vault_call(v, "GET", path, NULL, deadline, &resp, err);
+	if (rc)
+		goto out;
+	if (resp.status == 200 || resp.status == 404) {
+		rc = vault_parse_kv_read(resp.status, resp.body ? resp.body->data : NULL,
+		                         resp.body ? resp.body->len : 0, &old, why, sizeof(why));
+		secret_free(old);
+		/* A latest version that is malformed (no key field) can still be
+		 * removed: only "not there" stops us. */
+		if (rc == -ENOENT) {
+			backend_err_set(err, "vault: %s", why);
+			goto out;
+		}
+	} else {
+		rc = vault_fail_status(resp.status, err);
+		goto out;
+	}
+	rc = vault_call(v, "DELETE", path, NULL, deadline, &resp, err);
+	if (!rc && (resp.status < 200 || resp.status > 299))
+		rc = vault_fail_status(resp.status, err);
+out:
+	http_response_clear(&resp);
+	return rc;
+}
+
+static int vault_list(struct backend *b, struct strlist *out, struct backend_err *err)
+{
+	struct vault_backend *v = vault_of(b);
+	struct http_response resp = { 0 };
+	char path[VAULT_PATH_MAX * 2 + 300], why[VAULT_WHY] = "";
+	if (vault_kv_path(v->mount, v->prefix, "metadata", NULL, path, sizeof(path))) {
+		backend_err_set(err, "vault: path too long");
+		return -EINVAL;
+	}
+	int rc = vault_call(v, "LIST", path, NULL, vault_deadline(v), &resp, err);
+	if (rc)
+		return rc;
+	if (resp.status == 200 || resp.status == 404) {
+		rc = vault_parse_kv_list(resp.status, resp.body ? resp.body->data : NULL,
+		                         resp.body ? resp.body->len : 0, out, why, sizeof(why));
+		if (rc)
+			backend_err_set(err, "vault: %s", why);
+	} else {
+		rc = vault_fail_status(resp.status, err);
+	}
+	http_response_clear(&resp);
+	return rc;
+}
+
+static void vault_health(struct backend *b, struct backend_health *out)
+{
+	struct vault_backend *v = vault_of(b);
+	double t0 = clock_monotonic();
+	double deadline = t0 + http_client_timeout_seconds(v->http);
+	enum vault_node_status *st = calloc(v->n_urls, sizeof(*st));
+	char why[VAULT_WHY] = "";
+	size_t active = v->n_urls;
+
+	if (!st) {
+		snprintf(out->error, sizeof(out->error), "out of memory");
+		return;
+	}
+	/* Probe in configured order and settle on the first active node, which
+	 * also moves a fail-over back to a preferred URL once it recovers. */
+	for (size_t i = 0; i < v->n_urls; i++) {
+		struct http_response resp = { 0 };
+		char url[VAULT_PATH_MAX + 64];
+		static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
+		snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);
+		struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
+		                            .idempotent = true };
+		int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
+		st[i] = vault_node_status_from_health(rc ? 0 : resp.status);
+		http_response_clear(&resp);
+		if (st[i] == VAULT_NODE_ACTIVE) {
+			active = i;
+			break;
+		}
+	}
+	pthread_mutex_lock(&v->state_lock);
+	if (active < v->n_urls)
+		v->url_index = active;
+	size_t cur = v->url_index;
+	pthread_mutex_unlock(&v->state_lock);
+
+	out->up = active < v->n_urls;
+	if (!out->up) {
+		snprintf(out->error, sizeof(out->error), "no active vault node (%s: %s)",
+		         v->urls[cur], vault_node_status_name(st[cur]));
+	} else {
+		/* Due renewals and missing logins happen here too, so that an
+		 * idle mount keeps its token alive; the lookup checks it works. */
+		int rc = vault_ensure_token(v, deadline, why, sizeof(why));
+		if (!rc) {
+			pthread_mutex_lock(&v->auth_lock);
+			rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
+			pthread_mutex_unlock(&v->auth_lock);
+			if (rc == -EACCES) {
+				unsigned gen;
+				secret_free(vault_token_snapshot(v, &gen));
+				if (vault_reauth(v, gen, deadline, why, sizeof(why)) == 0) {
+					pthread_mutex_lock(&v->auth_lock);
+					rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
+					pthread_mutex_unlock(&v->auth_lock);
+				}
+			}
+		}
+		if (rc) {
+			out->up = false;
+			snprintf(out->error, sizeof(out->error), "%s",
+			         rc == -EACCES ? "authentication failed" : why);
+		}
+	}
+
+	char expires[64] = "unknown";
+	pthread_mutex_lock(&v->state_lock);
+	if (v->token.value && v->token.timing_known) {
+		if (v->token.timing.ttl <= 0) {
+			snprintf(expires, sizeof(expires), "never");
+		} else {
+			double left = v->token.timing.obtained_at + v->token.timing.ttl - v->now();
+			char ts[40];
+			clock_rfc3339(clock_wall() + left, ts, sizeof(ts));
+			snprintf(expires, sizeof(expires), "%s", ts);
+		}
+	}
+	pthread_mutex_unlock(&v->state_lock);
+
+	snprintf(out->detail, sizeof(out->detail),
+	         "address: %s\nvault_status: %s\ntoken_expires: %s\nauth_method: %s\n",
+	         v->urls[cur], vault_node_status_name(st[cur]), expires,
+	         v->auth == VAULT_AUTH_APPROLE ? "approle" : "token");
+	out->latency_seconds = clock_monotonic() - t0;
+	free(st);
+}
+
+static void vault_close(struct backend *b)
+{
+	struct vault_backend *v = vault_of(b);
+	if (!v)
+		return;
+	http_client_free(v->http);
+	for (size_t i = 0; i < v->n_urls; i++)
+		free(v->urls[i]);
+	free(v->urls);
+	free(v->namespace);
+	free(v->token_file);
+	free(v->role_id);
+	secret_free(v->secret_id);
+	free(v->secret_id_file);
+	secret_free(v->token.value);
+	pthread_mutex_destroy(&v->state_lock);
+	pthread_mutex_destroy(&v->auth_lock);
+	free(v);
+}
+
+static int vault_dup(const char *s, char **out)
+{
+	*out = NULL;
+	if (!s)
+		return 0;
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int vault_open_config(struct vault_backend *v, const struct config_vault *c,
+                             struct backend_err *err)
+{
+	int rc;
+	if (c->urls.n == 0) {
+		backend_err_set(err, "vault: no url configured");
+		return -EINVAL;
+	}
+	v->urls = calloc(c->urls.n, sizeof(*v->urls));
+	if (!v->urls)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->urls.n; i++) {
+		const char *u = c->urls.items[i];
+		if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) {
+			backend_err_set(err, "vault: url must start with http:// or https://");
+			return -EINVAL;
+		}
+		if (strpbrk(u, " \t\r\n?#")) {
+			backend_err_set(err, "vault: url must not hold spaces, a query or a fragment");
+			return -EINVAL;
+		}
+		if (!(v->urls[v->n_urls] = strdup(u)))
+			return -ENOMEM;
+		size_t n = strlen(v->urls[v->n_urls]);
+		while (n > 8 && v->urls[v->n_urls][n - 1] == '/')
+			v->urls[v->n_urls][--n] = 0;
+		v->n_urls++;
+	}
+	if (vault_path_normalize(c->mount_path ? c->mount_path : "secret", v->mount, sizeof(v->mount)) ||
+	    !v->mount[0]) {
+		backend_err_set(err, "vault: invalid mount_path");
+		return -EINVAL;
+	}
+	if (vault_path_normalize(c->path_prefix ? c->path_prefix : "omikuji/keys", v->prefix,
+	                         sizeof(v->prefix))) {
+		backend_err_set(err, "vault: invalid path_prefix");
+		return -EINVAL;
+	}
+	if (vault_path_normalize(c->approle_mount ? c->approle_mount : "approle", v->approle_mount,
+	                         sizeof(v->approle_mount)) || !v->approle_mount[0]) {
+		backend_err_set(err, "vault: invalid approle_mount");
+		return -EINVAL;
+	}
+	if (c->namespace && *c->namespace) {
+		if (strpbrk(c->namespace, "\r\n")) {
+			backend_err_set(err, "vault: invalid namespace");
+			return -EINVAL;
+		}
+		if ((rc = vault_dup(c->namespace, &v->namespace)))
+			return rc;
+	}
+	if (!c->auth_method || !strcmp(c->auth_method, "token")) {
+		v->auth = VAULT_AUTH_TOKEN;
+		char why[VAULT_WHY] = "";
+		struct secret *t = NULL;
+		if (c->token && *c->token) {
+			if (!vault_token_chars_ok((const unsigned char *)c->token, strlen(c->token))) {
+				backend_err_set(err, "vault: token holds spaces or non-printable characters");
+				return -EINVAL;
+			}
+			t = secret_from(c->token, strlen(c->token));
+			if (!t)
+				return -ENOMEM;
+		} else if (c->token_file) {
+			if ((rc = vault_dup(c->token_file, &v->token_file)))
+				return rc;
+			rc = vault_read_secret_file(c->token_file, &t, why, sizeof(why));
+			if (rc) {
+				backend_err_set(err, "vault: token_file: %s", why);
+				return rc;
+			}
+		} else {
+			backend_err_set(err, "vault: auth_method token needs token or token_file");
+			return -EINVAL;
+		}
+		vault_token_install(v, t, NULL);
+	} else if (!strcmp(c->auth_method, "approle")) {
+		v->auth = VAULT_AUTH_APPROLE;
+		if (!c->role_id || !*c->role_id) {
+			backend_err_set(err, "vault: auth_method approle needs role_id");
+			return -EINVAL;
+		}
+		if ((rc = vault_dup(c->role_id, &v->role_id)) ||
+		    (rc = vault_dup(c->secret_id_file, &v->secret_id_file)))
+			return rc;
+		if (c->secret_id && *c->secret_id) {
+			v->secret_id = secret_from(c->secret_id, strlen(c->secret_id));
+			if (!v->secret_id)
+				return -ENOMEM;
+		}
+	} else {
+		backend_err_set(err, "vault: unknown auth_method (token or approle)");
+		return -EINVAL;
+	}
+
+	char host[256] = "";
+	if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+		snprintf(host, sizeof(host), "localhost");
+	snprintf(v->created_by, sizeof(v->created_by), "omikuji-keyfs@%s", host);
+
+	struct http_client_opts ho = {
+		.ca_cert = c->ca_cert, .client_cert = c->client_cert, .client_key = c->client_key,
+		.timeout_seconds = c->timeout_seconds, .max_retries = c->max_retries,
+	};
+	char herr[BACKEND_ERR_MAX] = "";
+	rc = http_client_new(&ho, &v->http, herr, sizeof(herr));
+	if (rc)
+		backend_err_set(err, "vault: %s", herr);
+	return rc;
+}
+
+static int vault_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+{
+	*out = NULL;
+	struct vault_backend *v = calloc(1, sizeof(*v));
+	if (!v) {
+		backend_err_set(err, "vault: out of memory");
+		return -ENOMEM;
+	}
+	v->base.ops = &vault_backend_ops;
+	v->now = clock_monotonic;
+	pthread_mutex_init(&v->state_lock, NULL);
+	pthread_mutex_init(&v->auth_lock, NULL);
+	int rc = vault_open_config(v, &cfg->vault, err);
+	if (rc) {
+		if (rc == -ENOMEM)
+			backend_err_set(err, "vault: out of memory");
+		vault_close(&v->base);
+		return rc;
+	}
+
+	/* A first contact, bounded by the timeout and never fatal: the mount
+	 * comes up even while Vault is away, and calls retry the login. */
+	char why[VAULT_WHY] = "";
+	double deadline = vault_deadline(v);
+	pthread_mutex_lock(&v->auth_lock);
+	if (v->auth == VAULT_AUTH_APPROLE)
+		rc = vault_login(v, deadline, why, sizeof(why));
+	else
+		rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
+	pthread_mutex_unlock(&v->auth_lock);
+	if (rc)
+		log_kv(LOG_LEVEL_WARN, "vault: no working token yet, will retry on use",
+		       "backend", "vault", "error", why, (char *)NULL);
+	*out = &v->base;
+	return 0;
+}
+
+/* ---- hooks for tests ----------------------------------------------------------------- */
+
+void vault_backend_set_clock(struct backend *b, clock_fn now)
+{
+	vault_of(b)->now = now ? now : clock_monotonic;
+}
+
+size_t vault_backend_url_index(struct backend *b)
+{
+	struct vault_backend *v = vault_of(b);
+	pthread_mutex_lock(&v->state_lock);
+	size_t i = v->url_index;
+	pthread_mutex_unlock(&v->state_lock);
+	return i;
+}
+
+struct secret *vault_backend_token_copy(struct backend *b)
+{
+	return vault_token_snapshot(vault_of(b), NULL);
 }
 
 const struct backend_ops vault_backend_ops = {
 	.name = "vault",
-	.open = ph_open,
+	.storage_type = "vault",
+	.remote = true,
+	.open = vault_open,
+	.get = vault_get,
+	.store = vault_store,
+	.remove = vault_remove,
+	.list = vault_list,
+	.health = vault_health,
+	.close = vault_close,
 };

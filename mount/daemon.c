@@ -79,6 +79,7 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 	fuse_argv[fuse_argc] = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(fuse_argc, fuse_argv);
 
+	metrics_init();
 	int rc = keyfs_new(cfg, getuid(), getgid(), opt->audit, &k, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "omikuji-keyfs: %s\n", err);

@@ -471,6 +471,7 @@ int main(int argc, char **argv)
 	struct cli cli;
 	memset(&cli, 0, sizeof(cli));
 	daemon_harden();
+	secret_json_allocator_install();
 
 	if (argc < 2)
 		return fail(EXIT_USAGE, "missing command\n%s", usage_text);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <malloc.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 
 void secret_wipe(void *p, size_t len)
@@ -90,4 +92,18 @@ void secret_free(struct secret *s)
 		free(s->data);
 	}
 	free(s);
+}
+
+/* jansson's free() gets no size: ask the allocator how big the block is. */
+static void wiping_free(void *p)
+{
+	if (!p)
+		return;
+	OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+
+void secret_json_allocator_install(void)
+{
+	json_set_alloc_funcs(malloc, wiping_free);
 }

@@ -36,6 +36,11 @@ int secret_equal(const struct secret *a, const struct secret *b);
 /* Wipe, unlock and free.  NULL is allowed. */
 void secret_free(struct secret *s);
 
+/* Make jansson wipe every block it frees (its parse buffers and strings may
+ * hold key bytes from backend responses).  Call once at start-up, before
+ * threads. */
+void secret_json_allocator_install(void);
+
 /* Wipe len bytes at p (for stack buffers and library-owned copies). */
 void secret_wipe(void *p, size_t len);
 

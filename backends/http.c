@@ -1,0 +1,550 @@
+/* http.c - the libcurl client of the remote backends: pooled easy handles,
+ * strict TLS, capped secret bodies, retries with jittered back-off.  The
+ * contract is in http.h. */
+#include "http.h"
+#include "clock.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/random.h>
+#include <curl/curl.h>
+
+#ifndef KEYFS_VERSION
+#define KEYFS_VERSION "unknown"
+#endif
+
+#define HTTP_DEFAULT_TIMEOUT 5
+#define HTTP_MAX_RETRIES_CAP 10
+/* Below this much time left there is no point in starting an attempt. */
+#define HTTP_MIN_ATTEMPT_SECONDS 0.01
+
+struct http_client {
+	char *ca_cert;
+	char *client_cert;
+	char *client_key;
+	int timeout_seconds;
+	int max_retries;
+	double backoff_base;
+	double backoff_cap;
+	void (*sleep)(double seconds);
+	double (*random01)(void);
+
+	pthread_mutex_t pool_lock;
+	CURL *idle[HTTP_POOL_MAX];
+	size_t n_idle;
+
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+};
+
+static pthread_once_t http_once = PTHREAD_ONCE_INIT;
+static CURLcode http_global_rc = CURLE_FAILED_INIT;
+
+static void http_global_init(void)
+{
+	http_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void http_share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ctx)
+{
+	(void)h; (void)access;
+	struct http_client *c = ctx;
+	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_lock(&c->share_locks[data]);
+}
+
+static void http_share_unlock(CURL *h, curl_lock_data data, void *ctx)
+{
+	(void)h;
+	struct http_client *c = ctx;
+	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_unlock(&c->share_locks[data]);
+}
+
+static void http_set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void http_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static char *http_strdup_or_null(const char *s, int *rc)
+{
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	if (!d)
+		*rc = -ENOMEM;
+	return d;
+}
+
+int http_client_new(const struct http_client_opts *opts, struct http_client **out,
+                    char *err, size_t errlen)
+{
+	int rc = 0;
+	*out = NULL;
+	pthread_once(&http_once, http_global_init);
+	if (http_global_rc != CURLE_OK) {
+		http_set_err(err, errlen, "curl initialisation failed");
+		return -EIO;
+	}
+	struct http_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->pool_lock, NULL);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&c->share_locks[i], NULL);
+
+	c->ca_cert = http_strdup_or_null(opts->ca_cert, &rc);
+	c->client_cert = http_strdup_or_null(opts->client_cert, &rc);
+	c->client_key = http_strdup_or_null(opts->client_key, &rc);
+	if (rc)
+		goto fail;
+	c->timeout_seconds = opts->timeout_seconds > 0 ? opts->timeout_seconds
+	                                               : HTTP_DEFAULT_TIMEOUT;
+	c->max_retries = opts->max_retries < 0 ? 0 : opts->max_retries;
+	if (c->max_retries > HTTP_MAX_RETRIES_CAP)
+		c->max_retries = HTTP_MAX_RETRIES_CAP;
+	c->backoff_base = opts->backoff_base > 0 ? opts->backoff_base : HTTP_BACKOFF_BASE;
+	c->backoff_cap = opts->backoff_cap > 0 ? opts->backoff_cap : HTTP_BACKOFF_CAP;
+	c->sleep = opts->sleep;
+	c->random01 = opts->random01;
+
+	c->share = curl_share_init();
+	if (!c->share) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, http_share_lock);
+	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, http_share_unlock);
+	curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	*out = c;
+	return 0;
+fail:
+	http_set_err(err, errlen, "out of memory");
+	http_client_free(c);
+	return rc;
+}
+
+void http_client_free(struct http_client *c)
+{
+	if (!c)
+		return;
+	/* Easy handles first: they reference the share. */
+	for (size_t i = 0; i < c->n_idle; i++)
+		curl_easy_cleanup(c->idle[i]);
+	if (c->share)
+		curl_share_cleanup(c->share);
+	pthread_mutex_destroy(&c->pool_lock);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&c->share_locks[i]);
+	free(c->ca_cert);
+	free(c->client_cert);
+	free(c->client_key);
+	free(c);
+}
+
+int http_client_timeout_seconds(const struct http_client *c)
+{
+	return c->timeout_seconds;
+}
+
+int http_client_max_retries(const struct http_client *c)
+{
+	return c->max_retries;
+}
+
+void http_response_clear(struct http_response *r)
+{
+	if (!r)
+		return;
+	secret_free(r->body);
+	r->body = NULL;
+	r->status = 0;
+	r->reused_connection = false;
+}
+
+/* The pool: LIFO, so a thread doing requests in a row gets back the handle
+ * (and the kept-alive connection) it just used. */
+static CURL *http_pool_take(struct http_client *c)
+{
+	CURL *h = NULL;
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->n_idle)
+		h = c->idle[--c->n_idle];
+	pthread_mutex_unlock(&c->pool_lock);
+	if (!h)
+		h = curl_easy_init();
+	return h;
+}
+
+static void http_pool_put(struct http_client *c, CURL *h)
+{
+	/* Drops every option (and with them pointers to our headers and
+	 * bodies) but keeps live connections and caches. */
+	curl_easy_reset(h);
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->n_idle < HTTP_POOL_MAX) {
+		c->idle[c->n_idle++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+struct http_sink {
+	struct secret *body;
+	bool too_big;
+	bool no_memory;
+};
+
+static size_t http_write_cb(char *p, size_t size, size_t n, void *ctx)
+{
+	struct http_sink *s = ctx;
+	size_t len = size * n;
+	if (len > HTTP_BODY_MAX || s->body->len > HTTP_BODY_MAX - len) {
+		s->too_big = true;
+		return 0;   /* CURLE_WRITE_ERROR stops the transfer */
+	}
+	if (secret_append(s->body, p, len)) {
+		s->no_memory = true;
+		return 0;
+	}
+	return len;
+}
+
+static void http_slist_wipe_free(struct curl_slist *l)
+{
+	for (struct curl_slist *i = l; i; i = i->next)
+		if (i->data)
+			secret_wipe(i->data, strlen(i->data));
+	curl_slist_free_all(l);
+}
+
+static int http_setup(struct http_client *c, CURL *h, const struct http_request *req,
+                      struct curl_slist *headers, struct http_sink *sink,
+                      long timeout_ms, long connect_ms)
+{
+	CURLcode cc = CURLE_OK;
+#define SET(opt, val) do { if (cc == CURLE_OK) cc = curl_easy_setopt(h, opt, val); } while (0)
+	SET(CURLOPT_URL, req->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_PROXY, "");       /* "" disables proxies from the environment */
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_cert)
+		SET(CURLOPT_CAINFO, c->ca_cert);
+	if (c->client_cert)
+		SET(CURLOPT_SSLCERT, c->client_cert);
+	if (c->client_key)
+		SET(CURLOPT_SSLKEY, c->client_key);
+	SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	SET(CURLOPT_USERAGENT, "omikuji-keyfs/" KEYFS_VERSION);
+	SET(CURLOPT_HTTPHEADER, headers);
+	SET(CURLOPT_WRITEFUNCTION, http_write_cb);
+	SET(CURLOPT_WRITEDATA, sink);
+	SET(CURLOPT_SHARE, c->share);
+
+	const char *m = req->method;
+	if (!strcmp(m, "GET") && !req->body) {
+		SET(CURLOPT_HTTPGET, 1L);
+	} else if (!strcmp(m, "HEAD")) {
+		SET(CURLOPT_NOBODY, 1L);
+	} else if (req->body || !strcmp(m, "POST") || !strcmp(m, "PUT")) {
+		/* POSTFIELDS does not copy: the caller's (secret) buffer is sent
+		 * as is and never duplicated by curl. */
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
+		SET(CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
+		if (strcmp(m, "POST"))
+			SET(CURLOPT_CUSTOMREQUEST, m);
+	} else {
+		SET(CURLOPT_HTTPGET, 1L);
+		SET(CURLOPT_CUSTOMREQUEST, m);
+	}
+#undef SET
+	return cc == CURLE_OK ? 0 : -EINVAL;
+}
+
+static bool http_method_valid(const char *m)
+{
+	if (!m || !*m || strlen(m) > 16)
+		return false;
+	for (const char *p = m; *p; p++)
+		if (*p < 'A' || *p > 'Z')
+			return false;
+	return true;
+}
+
+int http_perform(struct http_client *c, const struct http_request *req, double deadline,
+                 struct http_response *resp, char *err, size_t errlen)
+{
+	int rc;
+	http_response_clear(resp);
+	if (!c || !req || !req->url || !http_method_valid(req->method)) {
+		http_set_err(err, errlen, "invalid request");
+		return -EINVAL;
+	}
+	double now = clock_monotonic();
+	if (deadline <= 0)
+		deadline = now + c->timeout_seconds;
+	double left = deadline - now;
+	if (left < HTTP_MIN_ATTEMPT_SECONDS) {
+		http_set_err(err, errlen, "timed out");
+		return -ETIMEDOUT;
+	}
+	long timeout_ms = (long)(left * 1000.0);
+	if (timeout_ms < 1)
+		timeout_ms = 1;
+	long connect_ms = (long)c->timeout_seconds * 500L;
+	if (connect_ms > timeout_ms || connect_ms < 1)
+		connect_ms = timeout_ms;
+
+	struct curl_slist *headers = NULL;
+	struct http_sink sink = { 0 };
+	CURL *h = NULL;
+
+	/* "Expect:" stops curl from waiting for a 100-continue on big bodies. */
+	struct curl_slist *t = curl_slist_append(NULL, "Expect:");
+	if (!t) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	headers = t;
+	for (const char *const *hl = req->headers; hl && *hl; hl++) {
+		if (strpbrk(*hl, "\r\n")) {
+			http_set_err(err, errlen, "invalid header line");
+			rc = -EINVAL;
+			goto out;
+		}
+		t = curl_slist_append(headers, *hl);
+		if (!t) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		headers = t;
+	}
+	sink.body = secret_new(4096);
+	h = http_pool_take(c);
+	if (!sink.body || !h) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = http_setup(c, h, req, headers, &sink, timeout_ms, connect_ms);
+	if (rc) {
+		http_set_err(err, errlen, "curl rejected an option");
+		goto out;
+	}
+
+	CURLcode cc = curl_easy_perform(h);
+	switch (cc) {
+	case CURLE_OK: {
+		long status = 0, connects = 0;
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+		resp->status = status;
+		resp->reused_connection = connects == 0;
+		resp->body = sink.body;
+		sink.body = NULL;
+		rc = 0;
+		break;
+	}
+	case CURLE_WRITE_ERROR:
+		if (sink.too_big) {
+			http_set_err(err, errlen, "response body larger than %d bytes", HTTP_BODY_MAX);
+			rc = -EMSGSIZE;
+		} else if (sink.no_memory) {
+			rc = -ENOMEM;
+		} else {
+			http_set_err(err, errlen, "%s", curl_easy_strerror(cc));
+			rc = -EIO;
+		}
+		break;
+	case CURLE_OPERATION_TIMEDOUT: {
+		curl_off_t connect_us = 0;
+		curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &connect_us);
+		if (connect_us == 0 && clock_monotonic() < deadline - HTTP_MIN_ATTEMPT_SECONDS) {
+			http_set_err(err, errlen, "connect timed out");
+			rc = -ECONNREFUSED;
+		} else {
+			http_set_err(err, errlen, "timed out");
+			rc = -ETIMEDOUT;
+		}
+		break;
+	}
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CRL_BADFILE:
+		http_set_err(err, errlen, "%s", curl_easy_strerror(cc));
+		rc = -ECONNREFUSED;
+		break;
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		http_set_err(err, errlen, "%s", curl_easy_strerror(cc));
+		rc = -ECONNRESET;
+		break;
+	case CURLE_OUT_OF_MEMORY:
+		rc = -ENOMEM;
+		break;
+	default:
+		http_set_err(err, errlen, "%s", curl_easy_strerror(cc));
+		rc = -EIO;
+		break;
+	}
+out:
+	if (rc == -ENOMEM)
+		http_set_err(err, errlen, "out of memory");
+	if (h)
+		http_pool_put(c, h);
+	http_slist_wipe_free(headers);
+	secret_free(sink.body);
+	return rc;
+}
+
+bool http_retryable(int rc, long status, bool idempotent)
+{
+	if (rc == -ECONNREFUSED)
+		return true;
+	if (rc == -ECONNRESET)
+		return idempotent;
+	if (rc != 0)
+		return false;
+	if (status == 429 || status == 503)
+		return true;
+	if (status >= 500 && status <= 599)
+		return idempotent;
+	return false;
+}
+
+double http_backoff_delay(unsigned retry, double base, double cap, double u)
+{
+	if (retry == 0 || base <= 0 || cap <= 0)
+		return 0;
+	if (u < 0)
+		u = 0;
+	if (u >= 1)
+		u = 0.9999999999;
+	double ceiling = cap;
+	/* 2^(retry-1) overflows nothing below 2^62; past the cap it is moot. */
+	if (retry <= 62) {
+		double exp = base * (double)(1ULL << (retry - 1));
+		if (exp < ceiling)
+			ceiling = exp;
+	}
+	return u * ceiling;
+}
+
+/* xorshift64*, one state per thread, seeded from the kernel: jitter only
+ * needs to decorrelate clients, not to be unpredictable. */
+static double http_default_random01(void)
+{
+	static __thread uint64_t state;
+	if (state == 0) {
+		if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != sizeof(state))
+			state = (uint64_t)(uintptr_t)&state ^ (uint64_t)time(NULL);
+		if (state == 0)
+			state = 0x9E3779B97F4A7C15ULL;
+	}
+	state ^= state >> 12;
+	state ^= state << 25;
+	state ^= state >> 27;
+	return (double)((state * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+static void http_default_sleep(double seconds)
+{
+	if (seconds <= 0)
+		return;
+	struct timespec ts = { (time_t)seconds,
+	                       (long)((seconds - (double)(time_t)seconds) * 1e9) };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+bool http_backoff_sleep(struct http_client *c, unsigned retry, double deadline)
+{
+	double u = c->random01 ? c->random01() : http_default_random01();
+	double d = http_backoff_delay(retry, c->backoff_base, c->backoff_cap, u);
+	if (deadline > 0) {
+		double left = deadline - clock_monotonic();
+		if (left - d < HTTP_MIN_ATTEMPT_SECONDS)
+			return false;
+	}
+	if (c->sleep)
+		c->sleep(d);
+	else
+		http_default_sleep(d);
+	return true;
+}
+
+int http_request(struct http_client *c, const struct http_request *req, double deadline,
+                 struct http_response *resp, char *err, size_t errlen)
+{
+	if (deadline <= 0)
+		deadline = clock_monotonic() + c->timeout_seconds;
+	int rc = http_perform(c, req, deadline, resp, err, errlen);
+	for (unsigned retry = 1; retry <= (unsigned)c->max_retries; retry++) {
+		if (!http_retryable(rc, resp->status, req->idempotent))
+			break;
+		if (!http_backoff_sleep(c, retry, deadline))
+			break;
+		rc = http_perform(c, req, deadline, resp, err, errlen);
+	}
+	return rc;
+}
+
+int http_escape_segment(const char *s, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		bool keep = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+		            *p == '_' || *p == '~';
+		size_t need = keep ? 1 : 3;
+		if (o >= outlen || outlen - o <= need)
+			return -ENAMETOOLONG;
+		if (keep) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	if (o >= outlen)
+		return -ENAMETOOLONG;
+	out[o] = 0;
+	return 0;
+}

@@ -1,0 +1,148 @@
+/* http.h - the HTTP client shared by the remote backends (vault, aws).
+ * This header is the specification.
+ *
+ * A thin, careful layer over libcurl:
+ *   - TLS verification is always on (peer and host name); `ca_cert` replaces
+ *     the system CA bundle, `client_cert`/`client_key` enable mutual TLS.
+ *   - Redirects are never followed (a 3xx is returned as a status), proxies
+ *     from the environment are NOT honoured (http_proxy & co. would silently
+ *     route tokens and keys through a third party; none is configurable yet).
+ *   - Connections are reused: the client keeps a small pool of curl easy
+ *     handles (each holds its own connection cache).  A handle is taken out
+ *     of the pool for one request and put back after it, so a handle is never
+ *     used by two threads at once; TLS sessions and DNS answers are shared
+ *     between the handles through a locked CURLSH.
+ *   - Response bodies are read into a struct secret (they may hold keys or
+ *     tokens) and capped at HTTP_BODY_MAX bytes: a larger body fails the
+ *     request with -EMSGSIZE.  Request bodies are borrowed, never copied by
+ *     this layer; header lines this layer copies are wiped before release.
+ *     Nothing here logs a URL, header or body.
+ *   - curl_global_init runs once per process (pthread_once).
+ *
+ * Retries: http_request() retries with exponential back-off and full jitter
+ * on connection failures, on 429 and on 5xx, never on other statuses, and at
+ * most max_retries times.  A request marked !idempotent is retried only when
+ * it cannot have reached the server (connection refused, DNS failure) or the
+ * server said it did not process it (429, 503).  The
+ * schedule (http_backoff_delay) and the classification (http_retryable) are
+ * pure functions so that tests check them without sleeping; the sleep itself
+ * is injectable through http_client_opts.sleep.  Backends that need their
+ * own loop (vault's fail-over between URLs) call http_perform() and reuse
+ * those helpers.
+ *
+ * Time: every request has a deadline on the monotonic clock (seconds, see
+ * clock.h).  One attempt gets CURLOPT_TIMEOUT_MS = what is left of it;
+ * connecting gets at most half of the client's timeout, so that a black-holed
+ * address leaves time for a retry or fail-over.  An attempt cut by the
+ * deadline fails with -ETIMEDOUT.
+ *
+ * Thread-safety: every function may be called from any thread concurrently
+ * with the same client, except http_client_free().
+ */
+#ifndef OMIKUJI_HTTP_H
+#define OMIKUJI_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "secret.h"
+
+#define HTTP_BODY_MAX (1024 * 1024)     /* response body cap, bytes */
+#define HTTP_POOL_MAX 16                /* idle easy handles kept */
+#define HTTP_BACKOFF_BASE 0.1           /* seconds: first retry waits up to this */
+#define HTTP_BACKOFF_CAP 2.0            /* seconds: no wait is longer */
+
+struct http_client;
+
+struct http_client_opts {
+	const char *ca_cert;        /* PEM bundle path, NULL = system CAs */
+	const char *client_cert;    /* PEM path, NULL = none */
+	const char *client_key;     /* PEM path, NULL = none (or in client_cert) */
+	int timeout_seconds;        /* <= 0: 5 */
+	int max_retries;            /* < 0: 0; capped at 10 */
+	/* Seconds of back-off; 0 = HTTP_BACKOFF_BASE / HTTP_BACKOFF_CAP. */
+	double backoff_base;
+	double backoff_cap;
+	/* Injectable for tests: how to wait (NULL = nanosleep) and a uniform
+	 * random number in [0,1) (NULL = a per-thread PRNG seeded from
+	 * getrandom).  Called from request threads; must be thread-safe. */
+	void (*sleep)(double seconds);
+	double (*random01)(void);
+};
+
+/* Create a client; opts is borrowed (strings are copied).  0, or -ENOMEM /
+ * -EIO (curl could not be initialised) with a reason in err (may be NULL). */
+int http_client_new(const struct http_client_opts *opts, struct http_client **out,
+                    char *err, size_t errlen);
+
+/* Close pooled connections and free.  NULL is allowed.  No request may be
+ * running on the client. */
+void http_client_free(struct http_client *c);
+
+/* The client's timeout and retry bound (after defaults and clamping). */
+int http_client_timeout_seconds(const struct http_client *c);
+int http_client_max_retries(const struct http_client *c);
+
+struct http_request {
+	const char *method;         /* GET HEAD POST PUT DELETE PATCH LIST ... */
+	const char *url;            /* absolute, already escaped */
+	/* NULL-terminated "Name: value" lines, borrowed.  They may hold tokens:
+	 * the copies made for curl are wiped after the request. */
+	const char *const *headers;
+	const void *body;           /* borrowed, NULL = none */
+	size_t body_len;
+	bool idempotent;            /* see "Retries" above */
+};
+
+struct http_response {
+	long status;                /* HTTP status, 0 when no response */
+	struct secret *body;        /* owned; NULL before any answer.  Free with
+	                             * http_response_clear(). */
+	bool reused_connection;     /* the request went over a kept-alive connection */
+};
+
+/* Free and wipe the body; the response is reusable after. */
+void http_response_clear(struct http_response *r);
+
+/* One attempt, no retry.  deadline is on clock_monotonic(); <= 0 means now +
+ * the client's timeout.  Returns 0 when an HTTP answer arrived (any status,
+ * in resp->status, body in resp->body), else:
+ *   -ETIMEDOUT    the deadline passed (resp->status 0)
+ *   -ECONNREFUSED the request certainly did not reach the server (refused,
+ *                 DNS failure, connect timeout, TLS handshake/certificate)
+ *   -ECONNRESET   the connection broke after the request may have been sent
+ *   -EMSGSIZE     the body was larger than HTTP_BODY_MAX
+ *   -EIO          any other transfer failure
+ *   -ENOMEM, -EINVAL (bad argument)
+ * A short reason (never a URL, header or body) goes to err (may be NULL).
+ * resp is cleared first. */
+int http_perform(struct http_client *c, const struct http_request *req, double deadline,
+                 struct http_response *resp, char *err, size_t errlen);
+
+/* http_perform() with the retry policy above, within one deadline (<= 0:
+ * now + the client's timeout).  Returns like http_perform(); after the last
+ * retry the last answer (e.g. a 503) is returned with 0. */
+int http_request(struct http_client *c, const struct http_request *req, double deadline,
+                 struct http_response *resp, char *err, size_t errlen);
+
+/* Pure: should this outcome be retried?  rc is http_perform()'s result,
+ * status the HTTP status when rc == 0.  Retried: -ECONNREFUSED, 429 and 503
+ * always; -ECONNRESET and the other 5xx only when idempotent; nothing else
+ * (-ETIMEDOUT means the deadline is spent, -EMSGSIZE would repeat). */
+bool http_retryable(int rc, long status, bool idempotent);
+
+/* Pure: the wait before retry number `retry` (1 = the first retry), full
+ * jitter: u * min(cap, base * 2^(retry-1)) with u in [0,1). */
+double http_backoff_delay(unsigned retry, double base, double cap, double u);
+
+/* Wait before retry `retry` using the client's back-off settings, its
+ * random source and sleep function, clipped so that at least a little time
+ * remains before deadline.  Returns false (without sleeping) when the
+ * deadline leaves no room for another attempt. */
+bool http_backoff_sleep(struct http_client *c, unsigned retry, double deadline);
+
+/* Percent-encode one path segment into out (RFC 3986: unreserved characters
+ * A-Z a-z 0-9 - . _ ~ stay, every other byte becomes %XX, '/' included), as
+ * curl_easy_escape() does.  0, or -ENAMETOOLONG when out is too small. */
+int http_escape_segment(const char *s, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,336 @@
+/* test_http.c - the HTTP layer: retry schedule and classification (pure),
+ * path escaping, argument checks, and transfers against tiny in-test
+ * loopback servers (closed port, oversized body, no answer). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include "http.h"
+
+/* ---- retry schedule ------------------------------------------------------- */
+
+Test(http_backoff, zero_for_no_retry)
+{
+	cr_expect_eq(http_backoff_delay(0, 0.1, 2.0, 0.5), 0.0);
+}
+
+Test(http_backoff, exponential_until_cap)
+{
+	const double u = 0.999999;   /* the top of the jitter range */
+	double want[] = { 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0 };
+	for (unsigned r = 1; r <= 8; r++) {
+		double d = http_backoff_delay(r, 0.1, 2.0, u);
+		cr_expect(d <= want[r - 1] && d > want[r - 1] * 0.999,
+		          "retry %u: %f, ceiling %f", r, d, want[r - 1]);
+	}
+	/* Huge retry numbers neither overflow nor pass the cap. */
+	cr_expect(http_backoff_delay(70, 0.1, 2.0, u) <= 2.0);
+	cr_expect(http_backoff_delay(4000000000u, 0.1, 2.0, u) <= 2.0);
+	cr_expect(http_backoff_delay(70, 0.1, 2.0, u) > 1.99);
+}
+
+Test(http_backoff, full_jitter_bounds)
+{
+	cr_expect_eq(http_backoff_delay(3, 0.1, 2.0, 0.0), 0.0, "u=0 gives no wait");
+	cr_expect(http_backoff_delay(3, 0.1, 2.0, 0.5) > 0.19 &&
+	          http_backoff_delay(3, 0.1, 2.0, 0.5) < 0.21, "half of 0.4");
+	/* Out-of-range u is clamped into [0,1). */
+	cr_expect_eq(http_backoff_delay(2, 0.1, 2.0, -3.0), 0.0);
+	cr_expect(http_backoff_delay(2, 0.1, 2.0, 7.0) < 0.2 + 1e-9);
+	for (int i = 0; i < 1000; i++) {
+		double u = (double)i / 1000.0;
+		for (unsigned r = 1; r < 10; r++) {
+			double d = http_backoff_delay(r, 0.05, 1.0, u);
+			double ceiling = 0.05 * (double)(1u << (r - 1));
+			if (ceiling > 1.0)
+				ceiling = 1.0;
+			cr_assert(d >= 0 && d < ceiling + 1e-12, "u=%f r=%u d=%f", u, r, d);
+		}
+	}
+}
+
+Test(http_retry, which_outcomes_retry)
+{
+	/* Never reached the server: always worth another try. */
+	cr_expect(http_retryable(-ECONNREFUSED, 0, true));
+	cr_expect(http_retryable(-ECONNREFUSED, 0, false));
+	/* Broken after sending: only when repeating is harmless. */
+	cr_expect(http_retryable(-ECONNRESET, 0, true));
+	cr_expect_not(http_retryable(-ECONNRESET, 0, false));
+	/* The server said it did not process it. */
+	cr_expect(http_retryable(0, 429, false));
+	cr_expect(http_retryable(0, 503, false));
+	cr_expect(http_retryable(0, 500, true));
+	cr_expect(http_retryable(0, 502, true));
+	cr_expect(http_retryable(0, 599, true));
+	cr_expect_not(http_retryable(0, 500, false));
+	/* Final answers. */
+	long finals[] = { 200, 204, 301, 307, 400, 401, 403, 404, 409, 412, 499, 600 };
+	for (size_t i = 0; i < sizeof(finals) / sizeof(finals[0]); i++)
+		cr_expect_not(http_retryable(0, finals[i], true), "status %ld", finals[i]);
+	cr_expect_not(http_retryable(-ETIMEDOUT, 0, true), "deadline spent");
+	cr_expect_not(http_retryable(-EMSGSIZE, 0, true), "would repeat");
+	cr_expect_not(http_retryable(-EIO, 0, true));
+	cr_expect_not(http_retryable(-ENOMEM, 0, true));
+}
+
+/* ---- escaping ----------------------------------------------------------------- */
+
+Test(http_escape, segments)
+{
+	char out[64];
+	cr_assert_eq(http_escape_segment("eth-mainnet_1.x~Z9", out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "eth-mainnet_1.x~Z9");
+	cr_assert_eq(http_escape_segment("a/b c?#%", out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "a%2Fb%20c%3F%23%25");
+	cr_assert_eq(http_escape_segment("\xc3\xa9", out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "%C3%A9");
+	cr_assert_eq(http_escape_segment("", out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "");
+}
+
+Test(http_escape, bounds)
+{
+	char out[4];
+	cr_expect_eq(http_escape_segment("abc", out, sizeof(out)), 0, "exact fit");
+	cr_expect_eq(http_escape_segment("abcd", out, sizeof(out)), -ENAMETOOLONG);
+	cr_expect_eq(http_escape_segment("a/", out, sizeof(out)), -ENAMETOOLONG, "%2F needs 3");
+	cr_expect_eq(http_escape_segment("/", out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "%2F");
+	cr_expect_eq(http_escape_segment("a", out, 0), -ENAMETOOLONG);
+}
+
+/* ---- client --------------------------------------------------------------------- */
+
+static int sleeps;
+static double slept[32];
+static void record_sleep(double s)
+{
+	if (sleeps < 32)
+		slept[sleeps] = s;
+	sleeps++;
+}
+static double always_top(void) { return 0.999; }
+
+static struct http_client *client(int timeout, int retries)
+{
+	struct http_client_opts o = { .timeout_seconds = timeout, .max_retries = retries,
+	                              .sleep = record_sleep, .random01 = always_top };
+	struct http_client *c = NULL;
+	char err[128] = "";
+	cr_assert_eq(http_client_new(&o, &c, err, sizeof(err)), 0, "%s", err);
+	sleeps = 0;
+	return c;
+}
+
+Test(http_client, defaults_and_clamps)
+{
+	struct http_client *c = client(0, -4);
+	cr_expect_eq(http_client_timeout_seconds(c), 5);
+	cr_expect_eq(http_client_max_retries(c), 0);
+	http_client_free(c);
+	c = client(2, 99);
+	cr_expect_eq(http_client_timeout_seconds(c), 2);
+	cr_expect_eq(http_client_max_retries(c), 10);
+	http_client_free(c);
+}
+
+Test(http_client, rejects_bad_requests)
+{
+	struct http_client *c = client(1, 0);
+	struct http_response r = { 0 };
+	struct http_request q = { .method = "get", .url = "http://127.0.0.1:1/" };
+	cr_expect_eq(http_perform(c, &q, 0, &r, NULL, 0), -EINVAL, "lower-case method");
+	q.method = "GET";
+	const char *bad[] = { "X-Test: a\r\nX-Injected: b", NULL };
+	q.headers = bad;
+	char err[64] = "";
+	cr_expect_eq(http_perform(c, &q, 0, &r, err, sizeof(err)), -EINVAL, "CRLF in header");
+	cr_expect_eq(r.status, 0);
+	q.url = NULL;
+	cr_expect_eq(http_perform(c, &q, 0, &r, NULL, 0), -EINVAL);
+	http_client_free(c);
+}
+
+/* A port on loopback that nobody listens on: bind, read it, close. */
+static int closed_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	cr_assert(fd >= 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+Test(http_client, refused_is_retried_a_bounded_number_of_times)
+{
+	struct http_client *c = client(5, 3);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", closed_port());
+	struct http_request q = { .method = "GET", .url = url, .idempotent = false };
+	struct http_response r = { 0 };
+	char err[128] = "";
+	cr_expect_eq(http_request(c, &q, 0, &r, err, sizeof(err)), -ECONNREFUSED);
+	cr_expect_eq(sleeps, 3, "one back-off per retry");
+	cr_expect(slept[0] <= 0.1 && slept[1] <= 0.2 && slept[2] <= 0.4 && slept[2] > 0.39,
+	          "%f %f %f", slept[0], slept[1], slept[2]);
+	cr_expect(err[0], "a reason is given");
+	cr_expect_null(strstr(err, url), "no URL in the reason");
+	http_response_clear(&r);
+	http_client_free(c);
+}
+
+Test(http_client, backoff_sleep_respects_deadline)
+{
+	struct http_client *c = client(5, 3);
+	cr_expect(http_backoff_sleep(c, 1, 0), "no deadline");
+	cr_expect_eq(sleeps, 1);
+	/* 0.001 s left: no room for a wait of up to 0.1 s plus an attempt. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	cr_expect_not(http_backoff_sleep(c, 1, now + 0.001));
+	cr_expect_eq(sleeps, 1, "did not sleep");
+	cr_expect(http_backoff_sleep(c, 1, now + 100));
+	http_client_free(c);
+}
+
+/* ---- tiny loopback servers --------------------------------------------------------- */
+
+struct mini_server {
+	int listen_fd;
+	int port;
+	int mode;             /* 0: huge body, 1: never answer, 2: small 200 */
+	pthread_t thread;
+};
+
+static void read_request(int fd)
+{
+	char buf[4096];
+	size_t have = 0;
+	while (have < sizeof(buf) - 1) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n <= 0)
+			return;
+		have += (size_t)n;
+		buf[have] = 0;
+		if (strstr(buf, "\r\n\r\n"))
+			return;
+	}
+}
+
+static void *mini_serve(void *arg)
+{
+	struct mini_server *s = arg;
+	int fd = accept(s->listen_fd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	read_request(fd);
+	if (s->mode == 0) {
+		const size_t total = 2 * 1024 * 1024;
+		char head[128];
+		int n = snprintf(head, sizeof(head),
+		                 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", total);
+		if (write(fd, head, (size_t)n) != n)
+			goto out;
+		static char chunk[65536];
+		memset(chunk, 'a', sizeof(chunk));
+		for (size_t sent = 0; sent < total; sent += sizeof(chunk))
+			if (write(fd, chunk, sizeof(chunk)) < 0)
+				break;
+	} else if (s->mode == 1) {
+		char b[16];
+		/* Until the client gives up and closes. */
+		while (read(fd, b, sizeof(b)) > 0)
+			;
+	} else {
+		static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+		if (write(fd, ok, sizeof(ok) - 1) < 0)
+			goto out;
+	}
+out:
+	close(fd);
+	return NULL;
+}
+
+static void mini_start(struct mini_server *s, int mode)
+{
+	s->mode = mode;
+	s->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	cr_assert(s->listen_fd >= 0);
+	cr_assert_eq(bind(s->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(s->listen_fd, 4), 0);
+	cr_assert_eq(getsockname(s->listen_fd, (struct sockaddr *)&a, &l), 0);
+	s->port = ntohs(a.sin_port);
+	cr_assert_eq(pthread_create(&s->thread, NULL, mini_serve, s), 0);
+}
+
+static void mini_stop(struct mini_server *s)
+{
+	shutdown(s->listen_fd, SHUT_RDWR);
+	pthread_join(s->thread, NULL);
+	close(s->listen_fd);
+}
+
+Test(http_transfer, oversized_body_is_refused)
+{
+	struct mini_server s;
+	mini_start(&s, 0);
+	struct http_client *c = client(10, 0);
+	char url[64], err[128] = "";
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/big", s.port);
+	struct http_request q = { .method = "GET", .url = url };
+	struct http_response r = { 0 };
+	cr_expect_eq(http_perform(c, &q, 0, &r, err, sizeof(err)), -EMSGSIZE, "%s", err);
+	cr_expect_null(r.body, "no partial body handed out");
+	cr_expect_not(http_retryable(-EMSGSIZE, 0, true));
+	http_client_free(c);
+	mini_stop(&s);
+}
+
+Test(http_transfer, no_answer_times_out)
+{
+	struct mini_server s;
+	mini_start(&s, 1);
+	struct http_client *c = client(1, 3);
+	char url[64], err[128] = "";
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/hang", s.port);
+	struct http_request q = { .method = "GET", .url = url, .idempotent = true };
+	struct http_response r = { 0 };
+	cr_expect_eq(http_request(c, &q, 0, &r, err, sizeof(err)), -ETIMEDOUT);
+	cr_expect_eq(sleeps, 0, "a spent deadline is not retried");
+	cr_expect_eq(r.status, 0);
+	http_client_free(c);
+	mini_stop(&s);
+}
+
+Test(http_transfer, small_answer_and_custom_method)
+{
+	struct mini_server s;
+	mini_start(&s, 2);
+	struct http_client *c = client(5, 0);
+	char url[64], err[128] = "";
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/secret/metadata/x", s.port);
+	const char *h[] = { "X-Vault-Request: true", NULL };
+	struct http_request q = { .method = "LIST", .url = url, .headers = h };
+	struct http_response r = { 0 };
+	cr_assert_eq(http_perform(c, &q, 0, &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(r.status, 200);
+	cr_assert_not_null(r.body);
+	cr_expect_eq(r.body->len, 2);
+	cr_expect_eq(memcmp(r.body->data, "{}", 2), 0);
+	http_response_clear(&r);
+	cr_expect_null(r.body);
+	http_client_free(c);
+	mini_stop(&s);
+}
