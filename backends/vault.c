@@ -1104,6 +1104,52 @@ out:
 	return rc;
 }
 
+/* Does the metadata answer say the latest version is deleted or destroyed?
+ * Vault keeps a removed key's metadata, so LIST still names it. */
+static bool vault_metadata_latest_deleted(const struct http_response *resp)
+{
+	if (resp->status != 200 || !resp->body)
+		return false;
+	json_error_t jerr;
+	json_t *root = json_loadb((const char *)resp->body->data, resp->body->len, 0, &jerr);
+	bool deleted = false;
+	json_t *data = root ? json_object_get(root, "data") : NULL;
+	json_t *current = data ? json_object_get(data, "current_version") : NULL;
+	json_t *versions = data ? json_object_get(data, "versions") : NULL;
+	if (json_is_integer(current) && json_is_object(versions)) {
+		char key[32];
+		snprintf(key, sizeof(key), "%lld", (long long)json_integer_value(current));
+		json_t *ver = json_object_get(versions, key);
+		const char *dt = json_string_value(json_object_get(ver, "deletion_time"));
+		deleted = (dt && *dt) || json_is_true(json_object_get(ver, "destroyed"));
+	}
+	json_decref(root);
+	return deleted;
+}
+
+/* Drop listed networks whose latest version is deleted, so `ls keys` after
+ * `rm` does not show them.  One metadata read per key, within the same
+ * deadline; a key whose metadata cannot be read is kept (it may exist). */
+static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *names, double deadline)
+{
+	size_t keep = 0;
+	for (size_t i = 0; i < names->n; i++) {
+		char path[VAULT_PATH_MAX * 2 + 300];
+		struct http_response resp = { 0 };
+		struct backend_err ignored = { { 0 }, false };
+		bool deleted = false;
+		if (vault_kv_path(v->mount, v->prefix, "metadata", names->items[i], path, sizeof(path)) == 0 &&
+		    vault_call(v, "GET", path, NULL, deadline, &resp, &ignored) == 0)
+			deleted = vault_metadata_latest_deleted(&resp);
+		http_response_clear(&resp);
+		if (deleted)
+			free(names->items[i]);
+		else
+			names->items[keep++] = names->items[i];
+	}
+	names->n = keep;
+}
+
 static int vault_list(struct backend *b, struct strlist *out, struct backend_err *err)
 {
 	struct vault_backend *v = vault_of(b);
@@ -1113,14 +1159,22 @@ static int vault_list(struct backend *b, struct strlist *out, struct backend_err
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
-	int rc = vault_call(v, "LIST", path, NULL, vault_deadline(v), &resp, err);
+	double deadline = vault_deadline(v);
+	int rc = vault_call(v, "LIST", path, NULL, deadline, &resp, err);
 	if (rc)
 		return rc;
 	if (resp.status == 200 || resp.status == 404) {
+		struct strlist names = STRLIST_INIT;
 		rc = vault_parse_kv_list(resp.status, resp.body ? resp.body->data : NULL,
-		                         resp.body ? resp.body->len : 0, out, why, sizeof(why));
+		                         resp.body ? resp.body->len : 0, &names, why, sizeof(why));
 		if (rc)
 			backend_err_set(err, "vault: %s", why);
+		http_response_clear(&resp);
+		if (rc == 0)
+			vault_list_drop_deleted(v, &names, deadline);
+		for (size_t i = 0; rc == 0 && i < names.n; i++)
+			rc = strlist_add(out, names.items[i]);
+		strlist_clear(&names);
 	} else {
 		rc = vault_fail_status(resp.status, err);
 	}

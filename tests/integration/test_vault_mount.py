@@ -53,6 +53,7 @@ logging:
 keyfs:
   audit_log: {m.audit_log}
   health_interval_seconds: 1
+  list_cache_seconds: 1
   max_stale_seconds: 3600
 {keyfs_extra}
 """
@@ -147,6 +148,13 @@ class VaultKeysTest(VaultMountCase):
             self.hv_get("eth")
         with self.assertRaises(FileNotFoundError):
             open(self.m.key_path("eth"))
+        # Vault keeps the removed key's metadata; a fresh listing (past the
+        # listing cache) must still not show it
+        time.sleep(1.2)
+        self.assertEqual(sorted(os.listdir(self.m.path("keys"))), ["base", "polygon"])
+        self.hv.secrets.kv.v2.delete_latest_version_of_secret(path=f"{PREFIX}/base", mount_point="secret")
+        time.sleep(1.2)
+        self.assertEqual(sorted(os.listdir(self.m.path("keys"))), ["polygon"])
 
     def test_soft_deleted_is_not_found(self):
         self.hv_put("eth", new_key())
