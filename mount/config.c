@@ -207,12 +207,42 @@ static int home_dir(const char **home)
 	return 0;
 }
 
+/* A relative path is taken relative to the config file's directory, so it
+ * means the same whatever the daemon's working directory (it chdirs to /
+ * when it goes into the background). */
+static int absolutize(struct loader *L, yaml_node_t *node, char **s)
+{
+	char *p = *s;
+	if (p[0] == '/' || !L->file)
+		return 0;
+	char *dir = NULL;
+	if (L->file[0] == '/') {
+		dir = strdup(L->file);
+	} else {
+		char cwd[4096];
+		if (!getcwd(cwd, sizeof(cwd)) || asprintf(&dir, "%s/%s", cwd, L->file) < 0)
+			dir = NULL;
+	}
+	if (!dir)
+		return fail_at(L, &node->start_mark, -ENOMEM, "cannot resolve the relative path '%s'", p);
+	char *slash = strrchr(dir, '/');
+	*slash = 0;
+	char *joined;
+	int n = asprintf(&joined, "%s/%s", dir[0] ? dir : "", p[0] == '.' && p[1] == '/' ? p + 2 : p);
+	free(dir);
+	if (n < 0)
+		return fail_at(L, &node->start_mark, -ENOMEM, "out of memory");
+	free(p);
+	*s = joined;
+	return 0;
+}
+
 static int expand_tilde(struct loader *L, yaml_node_t *node, const char *name, char **s)
 {
 	const char *home;
 	char *p = *s;
 	if (p[0] != '~' || (p[1] && p[1] != '/'))
-		return 0;
+		return absolutize(L, node, s);
 	if (home_dir(&home) < 0)
 		return fail_at(L, &node->start_mark, -ENOENT, "cannot expand ~ in %s: HOME is not set", name);
 	char *joined;

@@ -516,7 +516,10 @@ Test(config, tilde_expansion)
 	snprintf(want, sizeof(want), "%s/keys.enc", tmpdir);
 	cr_expect_str_eq(c.file.path, want);
 	cr_expect_str_eq(c.file.passphrase_file, tmpdir);
-	cr_expect_str_eq(c.vault.token_file, "~other/t", "~user is not expanded");
+	/* ~user is not expanded: it is a relative path like any other, taken
+	 * relative to the config file's directory */
+	snprintf(want, sizeof(want), "%s/~other/t", tmpdir);
+	cr_expect_str_eq(c.vault.token_file, want, "~user is not expanded");
 	cr_expect_str_eq(c.vault.ca_cert, "/x/~/y", "only at the start");
 	cr_expect_str_eq(c.vault.role_id, "~/not-a-path", "not a path field");
 	snprintf(want, sizeof(want), "%s/a/audit.log", tmpdir);
@@ -784,4 +787,25 @@ Test(config, find_order)
 	p = config_find("/nonexistent/explicit.yaml");
 	cr_expect_str_eq(p, "/nonexistent/explicit.yaml");
 	free(p);
+}
+
+Test(config, relative_paths_follow_the_config_file)
+{
+	struct config c;
+	char want[PATH_MAX];
+	const char *p = write_file("rel.yaml",
+		"key_storage:\n"
+		"  file: {path: store/keys.enc}\n"
+		"keyfs: {audit_log: ./audit.log}\n", 0600);
+	char saved[PATH_MAX];
+	cr_assert_not_null(getcwd(saved, sizeof(saved)));
+	cr_assert_eq(chdir("/"), 0);
+	int rc = config_load(p, 0, &c, err, sizeof(err));
+	cr_assert_eq(chdir(saved), 0);
+	cr_assert_eq(rc, 0, "%s", err);
+	snprintf(want, sizeof(want), "%s/store/keys.enc", tmpdir);
+	cr_expect_str_eq(c.file.path, want);
+	snprintf(want, sizeof(want), "%s/audit.log", tmpdir);
+	cr_expect_str_eq(c.keyfs.audit_log, want);
+	config_free(&c);
 }
