@@ -35,6 +35,13 @@ static struct keyfs *current_keyfs(void)
 	return fuse_get_context()->private_data;
 }
 
+/* The mount's state and the node of path, for every path-based op. */
+static int resolve(const char *path, struct keyfs **k, struct node *n)
+{
+	*k = current_keyfs();
+	return tree_resolve(*k, path, n);
+}
+
 /* Length of the parent part of an absolute path: "/keys/x" -> 5, "/metrics" -> 1. */
 static size_t parent_len(const char *path)
 {
@@ -90,9 +97,9 @@ static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	(void)fi;
-	struct keyfs *k = current_keyfs();
+	struct keyfs *k;
 	struct node n;
-	int rc = tree_resolve(k, path, &n);
+	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	switch (n.kind) {
@@ -118,9 +125,9 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	(void)off;
 	(void)fi;
 	(void)flags;
-	struct keyfs *k = current_keyfs();
+	struct keyfs *k;
 	struct node n;
-	int rc = tree_resolve(k, path, &n);
+	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	if (n.kind != NODE_DIR)
@@ -153,9 +160,9 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
-	struct keyfs *k = current_keyfs();
+	struct keyfs *k;
 	struct node n;
-	int rc = tree_resolve(k, path, &n);
+	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	switch (n.kind) {
@@ -222,9 +229,9 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	struct keyfs *k = current_keyfs();
+	struct keyfs *k;
 	struct node n;
-	int rc = tree_resolve(k, path, &n);
+	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	if (n.kind != NODE_KEY)
@@ -243,9 +250,9 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 static int op_unlink(const char *path)
 {
-	struct keyfs *k = current_keyfs();
+	struct keyfs *k;
 	struct node n;
-	int rc = tree_resolve(k, path, &n);
+	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	if (n.kind != NODE_KEY)
@@ -260,9 +267,9 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 {
 	(void)tv;
 	(void)fi;
-	struct keyfs *k = current_keyfs();
+	struct keyfs *k;
 	struct node n;
-	int rc = tree_resolve(k, path, &n);
+	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	if (n.kind != NODE_KEY)
@@ -278,9 +285,9 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 
 static int op_access(const char *path, int mask)
 {
-	struct keyfs *k = current_keyfs();
+	struct keyfs *k;
 	struct node n;
-	int rc = tree_resolve(k, path, &n);
+	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	struct caller c;
