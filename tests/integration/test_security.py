@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from keyfslib import KEYFS_BIN, Mount, metric, new_key, run  # noqa: E402
+from keyfslib import KEYFS_BIN, Mount, is_mounted, metric, new_key, run  # noqa: E402
 
 AUDIT_FIELDS = {"timestamp", "level", "target", "message", "operation", "network", "storage_type",
                 "status", "uid", "gid", "pid", "process", "seq", "hash"}
@@ -288,6 +288,52 @@ class HardeningTest(unittest.TestCase):
                     self.assertNotIn(key[2:], f.read(), path)
         finally:
             m.proc = None
+            m.cleanup()
+
+
+class ReopenAndPrivilegeTest(unittest.TestCase):
+    def test_sighup_reopens_audit_log_and_chain_continues(self):
+        m = Mount()
+        try:
+            m.start()
+            m.write_key("eth", new_key() + "\n")
+            rotated = m.audit_log + ".1"
+            os.rename(m.audit_log, rotated)
+            m.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while not os.path.exists(m.audit_log) and time.monotonic() < deadline:
+                m.read_key("eth")
+                time.sleep(0.1)
+            self.assertTrue(os.path.exists(m.audit_log), "SIGHUP did not reopen the audit log")
+            m.read_key("eth")
+            self.assertTrue(is_mounted(m.mnt), "SIGHUP must not stop the daemon")
+            m.stop()
+            old = open(rotated).read().splitlines()
+            new = open(m.audit_log).read().splitlines()
+            self.assertGreaterEqual(len(new), 1)
+            self.assertEqual(json.loads(new[0])["seq"], json.loads(old[-1])["seq"] + 1)
+            joined = os.path.join(m.root, "joined.log")
+            with open(joined, "w") as f:
+                f.write("\n".join(old + new) + "\n")
+            r = subprocess.run([KEYFS_BIN, "audit", "verify", joined], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            m.cleanup()
+
+    def test_run_as_drops_privileges_after_mounting(self):
+        key = new_key()
+        m = Mount(storage="env", extra_args=["-o", "allow_other"],
+                  keyfs_extra="  run_as: nobody\n", env={"OMIKUJI_KEY_ETH": key})
+        try:
+            m.start()
+            status = open(f"/proc/{m.proc.pid}/status").read()
+            uids = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]
+            self.assertEqual(set(uids), {"65534"}, status)
+            self.assertEqual(m.read_key("eth"), key + "\n")
+            lines = m.audit_lines()
+            self.assertEqual(lines[-1]["operation"], "get")
+            self.assertIs(lines[-1]["status"], True)
+        finally:
             m.cleanup()
 
 
