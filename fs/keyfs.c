@@ -98,6 +98,12 @@ void keyfs_request_reload(struct keyfs *k)
 	wake(k);
 }
 
+void keyfs_request_check(struct keyfs *k)
+{
+	k->check_requested = 1;
+	wake(k);
+}
+
 static void reload(struct keyfs *k)
 {
 	char err[256] = "";
@@ -118,6 +124,10 @@ static void *maintenance_main(void *arg)
 	double next_check = 0;
 	while (!k->stopping) {
 		double now = clock_monotonic();
+		if (k->check_requested) {
+			k->check_requested = 0;
+			next_check = now;
+		}
 		if (now >= next_check) {
 			health_check_now(k);
 			next_check = clock_monotonic() + interval;

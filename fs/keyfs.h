@@ -66,6 +66,7 @@ struct keyfs {
 	int wake_pipe[2];             /* wakes the maintenance thread (SIGHUP, stop) */
 	volatile int stopping;
 	volatile int reload_requested;
+	volatile int check_requested; /* a store/remove changed what health/ shows */
 };
 
 /* Build a keyfs for cfg: opens the backend, audit log, access rules.
@@ -77,6 +78,8 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 int keyfs_start(struct keyfs *k);
 /* Ask the maintenance thread to reopen logs and reload access rules. */
 void keyfs_request_reload(struct keyfs *k);
+/* Ask for a health check now (after a change the detail lines show). */
+void keyfs_request_check(struct keyfs *k);
 void keyfs_free(struct keyfs *k);
 
 /* Fill a caller from the current FUSE request (fuse_get_context). */

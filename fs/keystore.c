@@ -248,6 +248,7 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 					cache_put(k->cache, network, key);
 				list_note(k, network, true);
 				mtime_set(k, network, clock_wall());
+				keyfs_request_check(k);
 			}
 			secret_free(key);
 		}
@@ -280,6 +281,7 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 			cache_invalidate(k->cache, network);
 		list_note(k, network, false);
 		mtime_set(k, network, clock_wall());
+		keyfs_request_check(k);
 	}
 	const char *anomaly = note_auth_failure(k, &err);
 	metrics_observe_op(k->metrics_index, KEY_OP_REMOVE, rc == 0, clock_monotonic() - t0);
