@@ -90,6 +90,9 @@ int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *f
 		return rc;
 	}
 	set_handle(fi, f);
+	/* Nothing to store on close of a read-only open: spare the kernel the
+	 * FLUSH round trip (a third of a cached read's cost). */
+	fi->noflush = !writable;
 	return 0;
 }
 
