@@ -1127,11 +1127,26 @@ static bool vault_metadata_latest_deleted(const struct http_response *resp)
 	return deleted;
 }
 
+/* Above this many keys the deleted-version filter is skipped: it costs one
+ * request per key on every listing refresh.  Omikuji keeps one key per
+ * network, so real listings are far below it. */
+#define VAULT_LIST_FILTER_MAX 64
+
 /* Drop listed networks whose latest version is deleted, so `ls keys` after
  * `rm` does not show them.  One metadata read per key, within the same
  * deadline; a key whose metadata cannot be read is kept (it may exist). */
 static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *names, double deadline)
 {
+	static bool warned;
+	if (names->n > VAULT_LIST_FILTER_MAX) {
+		if (!__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED)) {
+			char n[32];
+			snprintf(n, sizeof(n), "%zu", names->n);
+			log_kv(LOG_LEVEL_INFO, "vault listing too long to filter deleted keys",
+			       "keys", n, (char *)NULL);
+		}
+		return;
+	}
 	size_t keep = 0;
 	for (size_t i = 0; i < names->n; i++) {
 		char path[VAULT_PATH_MAX * 2 + 300];

@@ -440,6 +440,14 @@ void cache_invalidate(struct cache *c, const char *network)
 	pthread_mutex_unlock(&c->lock);
 }
 
+bool cache_contains(struct cache *c, const char *network)
+{
+	pthread_mutex_lock(&c->lock);
+	bool found = entry_find(c, network) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return found;
+}
+
 size_t cache_size(struct cache *c)
 {
 	pthread_mutex_lock(&c->lock);

@@ -53,5 +53,7 @@ void cache_put(struct cache *c, const char *network, const struct secret *key);
 /* Drop one entry (remove, touch-refresh). */
 void cache_invalidate(struct cache *c, const char *network);
 size_t cache_size(struct cache *c);
+/* Is there an entry for network (fresh or expired)?  Does not touch the LRU. */
+bool cache_contains(struct cache *c, const char *network);
 
 #endif

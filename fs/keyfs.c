@@ -28,6 +28,7 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	k->start_wall = clock_wall();
 	k->wake_pipe[0] = k->wake_pipe[1] = -1;
 	pthread_mutex_init(&k->list_lock, NULL);
+	pthread_cond_init(&k->list_cond, NULL);
 	pthread_mutex_init(&k->mtime_lock, NULL);
 	pthread_mutex_init(&k->health.lock, NULL);
 
@@ -180,6 +181,7 @@ void keyfs_free(struct keyfs *k)
 	strlist_clear(&k->mtime_names);
 	free(k->mtimes);
 	pthread_mutex_destroy(&k->list_lock);
+	pthread_cond_destroy(&k->list_cond);
 	pthread_mutex_destroy(&k->mtime_lock);
 	pthread_mutex_destroy(&k->health.lock);
 	free(k);

@@ -53,6 +53,9 @@ struct keyfs {
 	struct strlist list;
 	double list_fetched_at;       /* monotonic; 0 = never */
 	bool list_valid;
+	bool list_refreshing;         /* one caller is asking the backend (unlocked) */
+	int list_last_rc;             /* outcome of the last refresh */
+	pthread_cond_t list_cond;     /* signalled when a refresh ends */
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
 	/* Per-network mtimes (wall seconds of the last change seen). */

@@ -292,35 +292,56 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
-/* Refresh the cached listing when stale.  Called with list_lock held.  On a
- * backend failure the previous listing (if any) is kept and served. */
-static int list_refresh_locked(struct keyfs *k, struct backend_err *err, bool *called)
+/* Make the cached listing usable; returns with list_lock held.
+ * - fresh (younger than list_cache_seconds): used as it is;
+ * - stale while another caller refreshes it: the stale one is used, so
+ *   lookups never queue behind a slow backend;
+ * - otherwise this caller asks the backend, without holding the lock.
+ * With no listing at all, callers wait for the one refresh in flight and
+ * share its outcome.  On a failed refresh the previous listing is kept. */
+static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 {
-	double now = clock_monotonic();
-	if (k->list_valid && now - k->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
-		return 0;
+	pthread_mutex_lock(&k->list_lock);
+	for (;;) {
+		double now = clock_monotonic();
+		if (k->list_valid && now - k->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
+			return 0;
+		if (!k->list_refreshing)
+			break;
+		if (k->list_valid)
+			return 0;
+		pthread_cond_wait(&k->list_cond, &k->list_lock);
+		if (!k->list_refreshing)
+			return k->list_valid ? 0 : k->list_last_rc;
+	}
+	k->list_refreshing = true;
+	pthread_mutex_unlock(&k->list_lock);
+
 	struct strlist fresh = STRLIST_INIT;
-	double t0 = now;
+	double t0 = clock_monotonic();
 	int rc = k->backend->ops->list(k->backend, &fresh, err);
 	*called = true;
 	health_record(k, rc, err);
 	metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
-	if (rc < 0) {
-		strlist_clear(&fresh);
-		return k->list_valid ? 0 : rc;
-	}
 	/* Keep only names the tree can show. */
 	struct strlist valid = STRLIST_INIT;
-	for (size_t i = 0; i < fresh.n; i++)
+	for (size_t i = 0; rc == 0 && i < fresh.n; i++)
 		if (network_name_valid(fresh.items[i]))
 			strlist_add(&valid, fresh.items[i]);
 	strlist_clear(&fresh);
 	strlist_sort_unique(&valid);
-	strlist_clear(&k->list);
-	k->list = valid;
-	k->list_valid = true;
-	k->list_fetched_at = clock_monotonic();
-	return 0;
+
+	pthread_mutex_lock(&k->list_lock);
+	k->list_refreshing = false;
+	k->list_last_rc = rc;
+	if (rc == 0) {
+		strlist_clear(&k->list);
+		k->list = valid;
+		k->list_valid = true;
+		k->list_fetched_at = clock_monotonic();
+	}
+	pthread_cond_broadcast(&k->list_cond);
+	return rc < 0 && !k->list_valid ? rc : 0;
 }
 
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
@@ -332,8 +353,7 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	if (!access_allowed(k->access, c, "", ACCESS_LIST))
 		return deny(k, c, KEY_OP_LIST, "", "access denied", NULL, t0);
 
-	pthread_mutex_lock(&k->list_lock);
-	int rc = list_refresh_locked(k, &err, &called);
+	int rc = list_refresh(k, &err, &called);
 	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
 		if (strlist_add(out, k->list.items[i]) < 0)
 			rc = -ENOMEM;
@@ -375,12 +395,15 @@ int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
 	bool called = false;
-	pthread_mutex_lock(&k->list_lock);
-	if (strlist_contains(&k->creating, network)) {
-		pthread_mutex_unlock(&k->list_lock);
+	/* A cached key exists without asking for a listing. */
+	if (k->cache && cache_contains(k->cache, network))
 		return 0;
-	}
-	int rc = list_refresh_locked(k, &err, &called);
+	pthread_mutex_lock(&k->list_lock);
+	bool creating = strlist_contains(&k->creating, network);
+	pthread_mutex_unlock(&k->list_lock);
+	if (creating)
+		return 0;
+	int rc = list_refresh(k, &err, &called);
 	if (rc == 0)
 		rc = strlist_contains(&k->list, network) ? 0 : -ENOENT;
 	else
