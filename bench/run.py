@@ -1,0 +1,585 @@
+#!/usr/bin/python3
+"""bench/run.py - every omikuji-keyfs benchmark in one run, each figure next
+to its baseline measured in the same run, printed as a table with ratios.
+
+    /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
+
+Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
+bench programs (`meson compile -C BUILDDIR`; a release build is what
+BENCHMARKS.md reports).  Tight loops run in the C programs of bench/
+(readloop, curlget, floorfs, metrics_render); this script only sets up,
+orchestrates and reports.  Every figure is the median of --reps repetitions
+and comparisons are interleaved (A, B, A, B, ...) so that drift on the
+machine hits both sides alike.  Everything started here (daemons, floorfs,
+the Vault test server) is stopped by pid and unmounted in a finally block.
+
+Exit status: 0 when every measurement ran (a missed target is reported,
+not an error), 1 when a measurement failed, 77 when the machine cannot mount.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SOURCE, "tests", "servers"))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
+import vaultlib  # noqa: E402
+import keyfslib  # noqa: E402
+
+KV_MOUNT = "secret"
+PREFIX = "omikuji/keys"
+HOT = "bench-hot"          # the network of the cached-read loops
+COLD = "bench-cold"        # the network of the uncached (TTL 0) loops
+CONC = "bench-conc"        # read by 100 threads at once, never read before
+FILL = 10000               # networks cached for the RSS figure
+METRICS_NETS = 1000        # networks of traffic for the metrics figure
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print("# " + msg, file=sys.stderr, flush=True)
+
+
+def parse_kv(line):
+    out = {}
+    for part in line.split():
+        k, _, v = part.partition("=")
+        out[k] = float(v)
+    return out
+
+
+class Bench:
+    def __init__(self, build, reps, quick):
+        self.build = os.path.abspath(build)
+        self.reps = reps
+        self.quick = quick
+        self.bin = {name: os.path.join(self.build, "bench", name)
+                    for name in ("readloop", "curlget", "floorfs", "metrics_render")}
+        self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
+        self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
+        self.mounts = []       # keyfslib.Mount objects to stop
+        self.floor = None      # (Popen, mountpoint)
+        self.vault = None
+        self.shm_file = None
+        self.rows = []         # result rows, see add()
+        self.notes = []
+
+    # --- plumbing ------------------------------------------------------------
+
+    def run_prog(self, argv, env=None, timeout=120):
+        """Run one bench program; its parsed result line."""
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            raise BenchError("%s failed (%d): %s" % (os.path.basename(argv[0]), p.returncode,
+                                                     p.stderr.strip()[:300]))
+        return parse_kv(p.stdout.strip().splitlines()[-1])
+
+    def readloop(self, path, n, extra=()):
+        r = self.run_prog([self.bin["readloop"], "-n", str(n), *extra, path])
+        return r
+
+    def readloop_us(self, path, n, expect_bytes=None):
+        r = self.readloop(path, n)
+        if expect_bytes is not None and not (r["bytes_min"] == r["bytes_max"] == expect_bytes):
+            raise BenchError("%s: read %d..%d bytes, expected %d" % (
+                path, r["bytes_min"], r["bytes_max"], expect_bytes))
+        return r["ns_per_op"] / 1000.0
+
+    def interleaved(self, funcs):
+        """Run each function reps times, interleaved; medians and ranges."""
+        samples = [[] for _ in funcs]
+        for _ in range(self.reps):
+            for i, f in enumerate(funcs):
+                samples[i].append(f())
+        return [(statistics.median(s), min(s), max(s)) for s in samples]
+
+    def add(self, what, value, unit, base_what=None, base_value=None, target=None,
+            lower_is_better=True, spread=None, base_spread=None, ratio=None):
+        if ratio is None and base_value:
+            ratio = value / base_value
+        verdict = ""
+        if target is not None and ratio is not None:
+            ok = ratio <= target if lower_is_better else ratio >= target
+            verdict = "met" if ok else "MISSED"
+        self.rows.append(dict(what=what, value=value, unit=unit, base_what=base_what,
+                              base_value=base_value, ratio=ratio, target=target,
+                              lower=lower_is_better, verdict=verdict, spread=spread,
+                              base_spread=base_spread))
+
+    def keyfs_mount(self, name, config_text, extra_args=(), env=None):
+        root = os.path.join(self.root, name)
+        os.makedirs(root)
+        m = keyfslib.Mount(config_text=config_text.replace("{root}", root), extra_args=extra_args,
+                           env=env, root=root)
+        self.mounts.append(m)
+        m.start(timeout=20)
+        return m
+
+    def stop_mount(self, m):
+        """Unmount now; a daemon that does not exit cleanly fails the run."""
+        proc = m.proc
+        self.mounts.remove(m)
+        m.stop()
+        if proc.returncode != 0:
+            raise BenchError("daemon exited with %s: %s" % (proc.returncode,
+                                                            m.daemon_stderr()[-2000:]))
+
+    def start_floor(self):
+        mnt = os.path.join(self.root, "floor")
+        os.makedirs(mnt)
+        err = open(os.path.join(self.root, "floorfs.stderr"), "w")
+        proc = subprocess.Popen([self.bin["floorfs"], mnt], stdin=subprocess.DEVNULL,
+                                stdout=err, stderr=err)
+        err.close()
+        self.floor = (proc, mnt)
+        deadline = time.monotonic() + 10
+        while not keyfslib.is_mounted(mnt):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError("floorfs did not mount")
+            time.sleep(0.02)
+        return mnt
+
+    def stop_floor(self):
+        if not self.floor:
+            return
+        proc, mnt = self.floor
+        self.floor = None
+        if keyfslib.is_mounted(mnt):
+            subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if keyfslib.is_mounted(mnt):
+            subprocess.run(["fusermount3", "-uz", mnt], capture_output=True)
+
+    def cleanup(self):
+        ok = True
+        for m in self.mounts:
+            proc = m.proc
+            try:
+                m.stop()
+            except Exception as e:   # keep unmounting the others
+                log("stopping a mount: %s" % e)
+                ok = False
+            if proc is not None and proc.returncode != 0:
+                # A daemon that did not exit cleanly (e.g. a sanitizer report).
+                log("daemon %s exited with %s: %s" % (m.root, proc.returncode,
+                                                      m.daemon_stderr()[-2000:]))
+                ok = False
+        self.mounts = []
+        floor = self.floor
+        self.stop_floor()
+        if floor and floor[0].returncode != 0:
+            log("floorfs exited with %s" % floor[0].returncode)
+            ok = False
+        if self.vault:
+            self.vault.cleanup()
+            self.vault = None
+        if self.shm_file and os.path.exists(self.shm_file):
+            os.unlink(self.shm_file)
+        shutil.rmtree(self.root, ignore_errors=True)
+        return ok
+
+    # --- the Vault side ---------------------------------------------------------
+
+    def kv_put_many(self, networks):
+        """Write a fresh random key for each network over one kept-alive connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.vault.port, timeout=30)
+        try:
+            for net in networks:
+                body = json.dumps({"data": {"private_key": vaultlib.random_evm_key()}})
+                conn.request("POST", self.vault.kv_path("data", PREFIX + "/" + net), body=body,
+                             headers={"X-Vault-Token": self.vault.root_token,
+                                      "Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    raise BenchError("kv put failed: %d" % resp.status)
+        finally:
+            conn.close()
+
+    def vault_config(self, ttl):
+        return """
+key_storage:
+  storage_type: vault
+  vault:
+    url: %s
+    mount_path: %s
+    path_prefix: %s
+    token: "${VAULT_TOKEN}"
+    timeout_seconds: 5
+    cache_ttl_seconds: %d
+logging:
+  format: json
+  level: info
+  targets:
+    - type: file
+      path: {root}/app.log
+keyfs:
+  audit_log: {root}/audit.log
+  health_interval_seconds: 3600
+  cache_max_entries: 20000
+""" % (self.vault.url, KV_MOUNT, PREFIX, ttl)
+
+    def data_route(self, net):
+        return "/v1/%s/data/%s/%s" % (KV_MOUNT, PREFIX, net)
+
+    # --- the measurements -------------------------------------------------------
+
+    def foundation(self):
+        n = 2000 if self.quick else 10000
+        log("1. foundation: file backend vs tmpfs, %d x %d reads" % (self.reps, n))
+        m = self.keyfs_mount("file", """
+key_storage:
+  storage_type: file
+  file:
+    path: {root}/store/keys.enc
+logging:
+  format: json
+  level: info
+  targets:
+    - type: file
+      path: {root}/app.log
+keyfs:
+  audit_log: {root}/audit.log
+  health_interval_seconds: 3600
+""")
+        key = keyfslib.new_key()
+        m.write_key("bench-file", key + "\n")
+        self.shm_file = "/dev/shm/keyfs-bench-%d" % os.getpid()
+        fd = os.open(self.shm_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (keyfslib.new_key() + "\n").encode())
+        os.close(fd)
+        kpath = m.key_path("bench-file")
+        self.readloop(kpath, 200)
+        self.readloop(self.shm_file, 200)
+        (fuse, fs, fl), (shm, ss, sl) = self.interleaved([
+            lambda: self.readloop_us(kpath, n, 67),
+            lambda: self.readloop_us(self.shm_file, n, 67)])
+        audited = sum(1 for r in m.audit_lines() if r.get("network") == "bench-file"
+                      and r.get("operation") == "get")
+        expected = 200 + self.reps * n
+        if audited != expected:
+            raise BenchError("file mount audited %d reads, expected %d" % (audited, expected))
+        self.add("read via mount, file backend, audit on", fuse, "us/op",
+                 "same loop on a tmpfs file (/dev/shm)", shm, spread=(fs, fl), base_spread=(ss, sl))
+        self.notes.append("file mount: %d reads, %d audit lines for them (one each)" % (
+            expected, audited))
+        self.stop_mount(m)
+
+    def vault_cold(self, cold, n):
+        log("2. vault: uncached read through the mount vs bare libcurl, %d x %d" % (self.reps, n))
+        path = cold.key_path(COLD)
+        url = self.vault.url + self.data_route(COLD)
+        env = dict(os.environ, VAULT_TOKEN=self.vault.root_token)
+        self.readloop(path, 50)
+        self.run_prog([self.bin["curlget"], "-n", "50", url], env=env)
+        counts = []
+
+        def mount_rep():
+            self.vault.reset_stats()
+            us = self.readloop_us(path, n, 67)
+            counts.append(self.vault.route_count("GET", self.data_route(COLD)))
+            return us
+
+        def curl_rep():
+            r = self.run_prog([self.bin["curlget"], "-n", str(n), url], env=env)
+            return r["ns_per_op"] / 1000.0
+
+        (mv, ms, ml), (cv, cs, cl) = self.interleaved([mount_rep, curl_rep])
+        per_read = [c / n for c in counts]
+        if any(abs(p - 1.0) > 1e-9 for p in per_read):
+            raise BenchError("TTL 0: backend GETs per read %r, expected exactly 1" % per_read)
+        self.add("uncached vault read via mount (TTL 0)", mv, "us/op",
+                 "libcurl GET, same URL, reused handle", cv, target=1.3,
+                 spread=(ms, ml), base_spread=(cs, cl))
+        self.add("backend GETs per uncached read (server count / reads)", per_read[0], "",
+                 None, None, ratio=per_read[0])
+        self.notes.append("TTL 0: %s backend GETs for %d reads per repetition" % (counts, n))
+        return mv
+
+    def cached(self, hot, noaudit, floor_mnt, n, cold_us):
+        log("3+4. cached read: audit on, --no-audit, floorfs, %d x %d" % (self.reps, n))
+        hp, np_, fp = hot.key_path(HOT), noaudit.key_path(HOT), os.path.join(floor_mnt, "keys", HOT)
+        for p in (hp, np_, fp):
+            self.readloop(p, 200)
+        self.vault.reset_stats()
+        (hv, hs, hl), (nv, ns, nl), (fv, fs, fl) = self.interleaved([
+            lambda: self.readloop_us(hp, n, 67),
+            lambda: self.readloop_us(np_, n, 67),
+            lambda: self.readloop_us(fp, n, 67)])
+        backend = self.vault.route_count("GET", self.data_route(HOT))
+        self.add("cached vault read via mount (TTL 3600, audit on)", hv, "us/op",
+                 "floorfs: minimal libfuse3 fs, same options", fv, target=1.25,
+                 spread=(hs, hl), base_spread=(fs, fl))
+        self.add("cold read speed-up: cached (above) vs TTL 0", cold_us / hv, "x",
+                 None, None, ratio=cold_us / hv)
+        self.add("cached read, audit on", hv, "us/op", "same, --no-audit", nv, target=1.10,
+                 spread=(hs, hl), base_spread=(ns, nl))
+        self.notes.append("cached loops: %d backend GETs during %d cached reads" % (
+            backend, 3 * self.reps * n))
+        if backend:
+            raise BenchError("cached reads reached the backend %d times" % backend)
+
+    def concurrent(self, hot):
+        log("3. 100 concurrent cold reads of one network (server slowed 0.3 s)")
+        route = self.data_route(CONC)
+        self.vault.reset_stats()
+        self.vault.fault("slow", count=1, delay=0.3, path_prefix=route)
+        try:
+            r = self.readloop(hot.key_path(CONC), 1, ("-b", "-t", "100"))
+        finally:
+            self.vault.clear_fault()
+        calls = self.vault.route_count("GET", route)
+        if r["errors"] or r["bytes_min"] != 67 or r["bytes_max"] != 67:
+            raise BenchError("concurrent reads: %r" % r)
+        self.add("backend GETs for 100 concurrent cold reads", calls, "calls",
+                 None, None, ratio=calls / 1.0, target=1.0)
+        self.notes.append("100 concurrent cold reads took %.0f ms in all (server held the "
+                          "one fetch 300 ms)" % (r["elapsed_ns"] / 1e6))
+
+    def metrics_and_rss(self, hot):
+        mpath = hot.path("metrics")
+        mn = 50 if self.quick else 200
+        fill = 2000 if self.quick else FILL
+        nets = ["fill-%05d" % i for i in range(fill)]
+        log("3. metrics render: before and after %d networks; RSS after %d" % (METRICS_NETS, fill))
+
+        def metrics_us():
+            return self.readloop(mpath, mn)["ns_per_op"] / 1000.0
+
+        self.readloop(mpath, 10)
+        base, bs, bl = self.interleaved([metrics_us])[0]
+        lst = os.path.join(self.root, "fill.list")
+        with open(lst, "w") as f:
+            f.write("".join(hot.key_path(x) + "\n" for x in nets[:METRICS_NETS]))
+        r = self.run_prog([self.bin["readloop"], "-l", lst], timeout=300)
+        first_cold = r["ns_per_op"] / 1000.0
+        big, gs, gl = self.interleaved([metrics_us])[0]
+        nseries = sum(1 for line in open(mpath) if line.startswith("omikuji_"))
+        self.add("read `metrics` via mount, %d networks fetched" % METRICS_NETS, big, "us/op",
+                 "same, 2 networks fetched", base, spread=(gs, gl), base_spread=(bs, bl))
+        self.notes.append("metrics with %d networks: %d series lines; %d cold reads of distinct "
+                          "networks averaged %.0f us" % (METRICS_NETS, nseries, METRICS_NETS,
+                                                         first_cold))
+
+        def render_us(k):
+            return self.run_prog([self.bin["metrics_render"], "-k", str(k), "-n", str(mn)]
+                                 )["ns_per_op"] / 1000.0
+        (rv, rs, rl), (r1, r1s, r1l) = self.interleaved([lambda: render_us(METRICS_NETS),
+                                                         lambda: render_us(1)])
+        self.add("metrics_render() in process, %d networks" % METRICS_NETS, rv, "us/op",
+                 "same, 1 network", r1, spread=(rs, rl), base_spread=(r1s, r1l))
+
+        # RSS: the daemon itself, before and after caching the rest of the fill.
+        pid = hot.proc.pid
+        rss0 = vmrss_kb(pid)
+        with open(lst, "w") as f:
+            f.write("".join(hot.key_path(x) + "\n" for x in nets))
+        self.run_prog([self.bin["readloop"], "-l", lst], timeout=300)
+        rss1 = vmrss_kb(pid)
+        size = keyfslib.metric(keyfslib.parse_metrics(open(mpath).read()),
+                               "omikuji_key_cache_size", backend="vault")
+        if size < fill:
+            raise BenchError("cache holds %d entries, expected >= %d" % (size, fill))
+        self.add("daemon VmRSS with %d cached keys" % int(size), rss1 / 1024.0, "MiB",
+                 "same daemon with %d keys cached" % (METRICS_NETS + 2), rss0 / 1024.0)
+        self.notes.append("RSS growth %.1f MiB for %d more cached keys = %.0f bytes per key" % (
+            (rss1 - rss0) / 1024.0, int(size) - METRICS_NETS - 2,
+            (rss1 - rss0) * 1024.0 / max(1, int(size) - METRICS_NETS - 2)))
+        big2 = self.readloop(mpath, 20)["ns_per_op"] / 1000.0
+        self.notes.append("read `metrics` with %d networks fetched: %.0f us" % (int(size), big2))
+
+    def stale_lookup(self, m):
+        """Wall time of one stat of keys/<HOT> once the kernel's entry (1 s)
+        and the daemon's keys/ listing (list_cache_seconds, 5 s) expired:
+        the lookup waits for a listing refresh.  (ms, Vault requests made)"""
+        time.sleep(6.5)
+        self.vault.reset_stats()
+        t0 = time.monotonic()
+        os.stat(m.key_path(HOT))
+        ms = (time.monotonic() - t0) * 1000.0
+        return ms, self.vault.stats()["requests"]
+
+    def run(self):
+        self.foundation()
+        # The test server with TCP_NODELAY (see bench/vault_server_nodelay.py).
+        vaultlib.SERVER_SCRIPT = os.path.join(HERE, "vault_server_nodelay.py")
+        self.vault = vaultlib.VaultServer().start()
+        # Only the three bench keys at first: with thousands of keys every
+        # listing refresh of the vault backend costs one request per key
+        # (measured separately below, after the fill).
+        self.kv_put_many([HOT, COLD, CONC])
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        cold = self.keyfs_mount("cold", self.vault_config(0), env=env)
+        hot = self.keyfs_mount("hot", self.vault_config(3600), env=env)
+        noaudit = self.keyfs_mount("noaudit", self.vault_config(3600), extra_args=["--no-audit"],
+                                   env=env)
+        floor_mnt = self.start_floor()
+        cold_us = self.vault_cold(cold, 300 if self.quick else 1000)
+        self.cached(hot, noaudit, floor_mnt, 2000 if self.quick else 10000, cold_us)
+        self.concurrent(hot)
+        small_ms, small_req = self.stale_lookup(noaudit)
+        fill = ["fill-%05d" % i for i in range(2000 if self.quick else FILL)]
+        log("writing %d more keys to the Vault test server" % len(fill))
+        t0 = time.monotonic()
+        self.kv_put_many(fill)
+        self.notes.append("%d keys written to the Vault test server in %.1f s" % (
+            len(fill), time.monotonic() - t0))
+        self.metrics_and_rss(hot)
+        log("stat of a key file once the keys/ listing is stale, before and after the fill")
+        big_ms, big_req = self.stale_lookup(noaudit)
+        self.add("stat keys/NET when the listing is stale, Vault holds %d keys" % (
+            len(fill) + 3), big_ms, "ms", "same, Vault holds 3 keys", small_ms)
+        self.notes.append("that stat made %d Vault requests with %d keys, %d with 3 keys" % (
+            big_req, len(fill) + 3, small_req))
+
+    # --- output -----------------------------------------------------------------
+
+    def table(self):
+        head = ["measurement", "figure", "baseline (same run)", "baseline", "ratio", "target"]
+        out = []
+        for r in self.rows:
+            unit = r["unit"]
+            fig = fmt(r["value"], unit)
+            if r["spread"]:
+                fig += " (%s-%s)" % (fmt_num(r["spread"][0]), fmt_num(r["spread"][1]))
+            base = ""
+            if r["base_value"] is not None:
+                base = fmt(r["base_value"], unit)
+                if r["base_spread"]:
+                    base += " (%s-%s)" % (fmt_num(r["base_spread"][0]), fmt_num(r["base_spread"][1]))
+            ratio = "" if r["ratio"] is None else ("%.2fx" % r["ratio"] if r["base_value"] else "")
+            target = ""
+            if r["target"] is not None:
+                target = "%s %s%s" % ("<=" if r["lower"] else ">=",
+                                      ("%.2fx" % r["target"]) if r["base_value"] else
+                                      ("%g" % r["target"]), " " + r["verdict"])
+            out.append([r["what"], fig, r["base_what"] or "", base, ratio, target])
+        return head, out
+
+
+def fmt_num(v):
+    return "%.1f" % v if v < 1000 else "%.0f" % v
+
+
+def fmt(v, unit):
+    if unit == "us/op":
+        return "%s us" % fmt_num(v)
+    if unit == "x":
+        return "%.1fx" % v
+    if unit == "ms":
+        return "%.1f ms" % v
+    if unit == "MiB":
+        return "%.1f MiB" % v
+    if unit == "calls":
+        return "%d" % v
+    return "%g" % v
+
+
+def vmrss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError("no VmRSS for pid %d" % pid)
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return "%s, nproc %d, kernel %s" % (model, os.cpu_count(), os.uname().release)
+
+
+def print_plain(head, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    for row in [head] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def print_markdown(head, rows):
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", required=True, help="meson build directory")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per figure (median)")
+    ap.add_argument("--nice", type=int, default=10,
+                    help="raise this run's priority by N (children inherit it; 0 = no change)")
+    ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
+    args = ap.parse_args()
+
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
+        print("SKIP: needs root, /dev/fuse and fusermount3")
+        return 77
+    b = Bench(args.build, max(1, args.reps), args.quick)
+    for p in list(b.bin.values()) + [b.keyfs_bin]:
+        if not os.access(p, os.X_OK):
+            print("missing %s: run meson compile -C %s" % (p, args.build), file=sys.stderr)
+            return 1
+    keyfslib.KEYFS_BIN = b.keyfs_bin
+    # Other work on a small machine (builds, test suites) adds scheduling
+    # noise to every FUSE round trip; a higher priority for this run and
+    # everything it starts (inherited) keeps the comparisons steadier.
+    # Both sides of every ratio run at the same priority.
+    try:
+        os.nice(-args.nice)
+    except OSError:
+        pass
+    started = time.monotonic()
+    code = 0
+    try:
+        b.run()
+    except (BenchError, AssertionError, RuntimeError, OSError, subprocess.SubprocessError) as e:
+        print("benchmark failed: %s" % e, file=sys.stderr)
+        code = 1
+    finally:
+        if not b.cleanup():
+            code = 1
+    elapsed = time.monotonic() - started
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head, rows = b.table()
+    if args.markdown:
+        print("Measured %s on %s; build %s; median of %d repetitions (min-max in "
+              "parentheses); run took %.0f s.\n" % (when, machine(), os.path.basename(b.build),
+                                                    b.reps, elapsed))
+        print_markdown(head, rows)
+        if b.notes:
+            print()
+            for n in b.notes:
+                print("- " + n)
+    else:
+        print("omikuji-keyfs benchmarks, %s, %s, %d reps, %.0f s" % (when, machine(), b.reps,
+                                                                   elapsed))
+        print_plain(head, rows)
+        for n in b.notes:
+            print("  - " + n)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
