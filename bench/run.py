@@ -418,8 +418,6 @@ keyfs:
 
     def run(self):
         self.foundation()
-        # The test server with TCP_NODELAY (see bench/vault_server_nodelay.py).
-        vaultlib.SERVER_SCRIPT = os.path.join(HERE, "vault_server_nodelay.py")
         self.vault = vaultlib.VaultServer().start()
         # Only the three bench keys at first: with thousands of keys every
         # listing refresh of the vault backend costs one request per key

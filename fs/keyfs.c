@@ -207,6 +207,38 @@ static void read_comm(pid_t pid, char *buf, size_t size)
 		*nl = 0;
 }
 
+/* The caller's command name for the audit line, remembered per pid for up
+ * to COMM_CACHE_SECONDS: reading /proc/<pid>/comm costs three system calls
+ * on every open, a third of the daemon's own share of a cached read.  The
+ * name is informational (any process sets its own with PR_SET_NAME); uid,
+ * gid and pid, which the rules use, come from the kernel on every request. */
+#define COMM_CACHE_SLOTS 64
+#define COMM_CACHE_SECONDS 1.0
+
+static struct {
+	pthread_mutex_t lock;
+	struct { pid_t pid; double at; char comm[32]; } slot[COMM_CACHE_SLOTS];
+} comm_cache = { PTHREAD_MUTEX_INITIALIZER, { { 0, 0, "" } } };
+
+static void caller_comm(pid_t pid, char *buf, size_t size)
+{
+	unsigned i = (unsigned)pid % COMM_CACHE_SLOTS;
+	double now = clock_monotonic();
+	pthread_mutex_lock(&comm_cache.lock);
+	if (pid > 0 && comm_cache.slot[i].pid == pid && now - comm_cache.slot[i].at < COMM_CACHE_SECONDS) {
+		snprintf(buf, size, "%s", comm_cache.slot[i].comm);
+		pthread_mutex_unlock(&comm_cache.lock);
+		return;
+	}
+	pthread_mutex_unlock(&comm_cache.lock);
+	read_comm(pid, buf, size);
+	pthread_mutex_lock(&comm_cache.lock);
+	comm_cache.slot[i].pid = pid;
+	comm_cache.slot[i].at = now;
+	snprintf(comm_cache.slot[i].comm, sizeof(comm_cache.slot[i].comm), "%s", buf);
+	pthread_mutex_unlock(&comm_cache.lock);
+}
+
 void keyfs_caller_current(struct keyfs *k, struct caller *c)
 {
 	struct fuse_context *ctx = fuse_get_context();
@@ -220,5 +252,5 @@ void keyfs_caller_current(struct keyfs *k, struct caller *c)
 		int n = fuse_getgroups(CALLER_MAX_GROUPS, c->groups);
 		c->ngroups = n < 0 ? -1 : (n > CALLER_MAX_GROUPS ? CALLER_MAX_GROUPS : n);
 	}
-	read_comm(c->pid, c->process, sizeof(c->process));
+	caller_comm(c->pid, c->process, sizeof(c->process));
 }

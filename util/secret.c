@@ -2,6 +2,7 @@
 #include "secret.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,19 +16,99 @@ void secret_wipe(void *p, size_t len)
 		OPENSSL_cleanse(p, len);
 }
 
+/* The pool: slots of SLOT_SIZE bytes carved from CHUNK_SIZE chunks that are
+ * mmap()ed, mlock()ed and marked MADV_DONTDUMP once.  Free slots are wiped
+ * and kept on a list (the link lives in the wiped slot). */
+#define SLOT_SIZE 160            /* a 0x-prefixed evm key plus newline fits */
+#define CHUNK_SIZE (64 * 1024)
+
+struct free_slot {
+	struct free_slot *next;
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct free_slot *pool_free;
+
+/* Add one chunk's slots to the free list.  Called with pool_lock held. */
+static int pool_grow(void)
+{
+	unsigned char *chunk = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE,
+	                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (chunk == MAP_FAILED)
+		return -ENOMEM;
+	(void)mlock(chunk, CHUNK_SIZE);
+	(void)madvise(chunk, CHUNK_SIZE, MADV_DONTDUMP);
+	for (size_t off = 0; off + SLOT_SIZE <= CHUNK_SIZE; off += SLOT_SIZE) {
+		struct free_slot *slot = (struct free_slot *)(chunk + off);
+		slot->next = pool_free;
+		pool_free = slot;
+	}
+	return 0;
+}
+
+static unsigned char *pool_take(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	if (!pool_free && pool_grow() < 0) {
+		pthread_mutex_unlock(&pool_lock);
+		return NULL;
+	}
+	struct free_slot *slot = pool_free;
+	pool_free = slot->next;
+	pthread_mutex_unlock(&pool_lock);
+	memset(slot, 0, SLOT_SIZE);
+	return (unsigned char *)slot;
+}
+
+static void pool_give(unsigned char *p)
+{
+	OPENSSL_cleanse(p, SLOT_SIZE);
+	struct free_slot *slot = (struct free_slot *)p;
+	pthread_mutex_lock(&pool_lock);
+	slot->next = pool_free;
+	pool_free = slot;
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* Locked, zeroed storage for cap + 1 bytes. */
+static unsigned char *data_alloc(size_t cap, int *pooled)
+{
+	if (cap + 1 <= SLOT_SIZE) {
+		*pooled = 1;
+		return pool_take();
+	}
+	*pooled = 0;
+	unsigned char *d = calloc(1, cap + 1);
+	/* Best effort: a small RLIMIT_MEMLOCK must not make keys unreadable. */
+	if (d)
+		(void)mlock(d, cap + 1);
+	return d;
+}
+
+static void data_free(unsigned char *d, size_t cap, int pooled)
+{
+	if (!d)
+		return;
+	if (pooled) {
+		pool_give(d);
+		return;
+	}
+	secret_wipe(d, cap + 1);
+	munlock(d, cap + 1);
+	free(d);
+}
+
 struct secret *secret_new(size_t cap)
 {
 	struct secret *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->data = calloc(1, cap + 1);
+	s->data = data_alloc(cap, &s->pooled);
 	if (!s->data) {
 		free(s);
 		return NULL;
 	}
 	s->cap = cap;
-	/* Best effort: a small RLIMIT_MEMLOCK must not make keys unreadable. */
-	(void)mlock(s->data, cap + 1);
 	return s;
 }
 
@@ -56,16 +137,15 @@ int secret_append(struct secret *s, const void *p, size_t len)
 				return -ENOMEM;
 			cap *= 2;
 		}
-		unsigned char *d = calloc(1, cap + 1);
+		int pooled;
+		unsigned char *d = data_alloc(cap, &pooled);
 		if (!d)
 			return -ENOMEM;
-		(void)mlock(d, cap + 1);
 		memcpy(d, s->data, s->len);
-		secret_wipe(s->data, s->cap + 1);
-		munlock(s->data, s->cap + 1);
-		free(s->data);
+		data_free(s->data, s->cap, s->pooled);
 		s->data = d;
 		s->cap = cap;
+		s->pooled = pooled;
 	}
 	memcpy(s->data + s->len, p, len);
 	s->len += len;
@@ -86,11 +166,7 @@ void secret_free(struct secret *s)
 {
 	if (!s)
 		return;
-	if (s->data) {
-		secret_wipe(s->data, s->cap + 1);
-		munlock(s->data, s->cap + 1);
-		free(s->data);
-	}
+	data_free(s->data, s->cap, s->pooled);
 	free(s);
 }
 

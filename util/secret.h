@@ -5,6 +5,11 @@
  * error, RLIMIT_MEMLOCK may be small) and the bytes are wiped with
  * OPENSSL_cleanse() before the memory is released.  data[len] is always 0,
  * so a secret can be handed to APIs that want a C string.
+ *
+ * Small secrets (a key, a key file's content) come from a pool of slots in
+ * pages locked once and excluded from core dumps (MADV_DONTDUMP), so the
+ * key-read path makes no mlock/munlock system calls; larger ones are
+ * locked one by one.
  */
 #ifndef OMIKUJI_SECRET_H
 #define OMIKUJI_SECRET_H
@@ -15,6 +20,7 @@ struct secret {
 	size_t len;           /* bytes of key material in data */
 	size_t cap;           /* usable bytes in data (excluding the final NUL) */
 	unsigned char *data;  /* locked, zero-filled beyond len */
+	int pooled;           /* internal: data is a pool slot */
 };
 
 /* A zero-filled secret with room for cap bytes.  NULL on ENOMEM.
