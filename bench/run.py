@@ -66,7 +66,7 @@ class Bench:
         self.reps = reps
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
-                    for name in ("readloop", "curlget", "floorfs", "metrics_render")}
+                    for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
@@ -301,13 +301,23 @@ keyfs:
             r = self.run_prog([self.bin["curlget"], "-n", str(n), url], env=env)
             return r["ns_per_op"] / 1000.0
 
-        (mv, ms, ml), (cv, cs, cl) = self.interleaved([mount_rep, curl_rep])
+        def backend_rep():
+            # the same backend code in process, without FUSE: splits the
+            # mount's overhead into backend code and FUSE round trips
+            r = self.run_prog([self.bin["backend_get"], "-u", self.vault.url, "-k", COLD,
+                               "-n", str(n)], env=env)
+            return r["ns_per_op"] / 1000.0
+
+        (mv, ms, ml), (cv, cs, cl), (bv, bs, bl) = self.interleaved(
+            [mount_rep, curl_rep, backend_rep])
         per_read = [c / n for c in counts]
         if any(abs(p - 1.0) > 1e-9 for p in per_read):
             raise BenchError("TTL 0: backend GETs per read %r, expected exactly 1" % per_read)
         self.add("uncached vault read via mount (TTL 0)", mv, "us/op",
                  "libcurl GET, same URL, reused handle", cv, target=1.3,
                  spread=(ms, ml), base_spread=(cs, cl))
+        self.add("vault backend get in process (no FUSE)", bv, "us/op",
+                 "libcurl GET, same URL, reused handle", cv, spread=(bs, bl), base_spread=(cs, cl))
         self.add("backend GETs per uncached read (server count / reads)", per_read[0], "",
                  None, None, ratio=per_read[0])
         self.notes.append("TTL 0: %s backend GETs for %d reads per repetition" % (counts, n))
