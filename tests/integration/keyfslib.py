@@ -4,7 +4,9 @@ The daemon runs with -f in the background; `Mount` waits until the mount is
 live (and fails if the daemon exits first), and always unmounts and reaps it
 in `stop()`.  Keys are throwaway values generated per test.
 """
+import hashlib
 import json
+import re
 import os
 import secrets
 import shutil
@@ -14,6 +16,21 @@ import sys
 import tempfile
 import time
 import unittest
+
+# Keep key material out of test output, even the throwaway keys of a
+# failing assertion: every run of 64 hex digits in a failure message is
+# replaced by a short fingerprint (enough to tell two values apart).
+_HEX64 = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+
+
+def redact(text):
+    return _HEX64.sub(lambda m: "<key %s>" % hashlib.sha256(m.group(0).encode()).hexdigest()[:8],
+                      text)
+
+
+_format_message = unittest.TestCase._formatMessage
+unittest.TestCase._formatMessage = lambda self, msg, standard: redact(
+    _format_message(self, msg, standard))
 
 KEYFS_BIN = os.environ.get("KEYFS_BIN", os.path.join(os.path.dirname(__file__), "../../build/omikuji-keyfs"))
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

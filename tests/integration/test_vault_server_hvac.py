@@ -28,6 +28,8 @@ except ImportError as exc:
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.environ.get("TESTS_SOURCE_DIR", os.path.dirname(HERE)), "servers"))
 import vaultlib  # noqa: E402
+sys.path.insert(0, HERE)
+import keyfslib  # noqa: E402,F401  (redacts key material from failure messages)
 
 PREFIX = "omikuji/keys"
 
