@@ -1005,21 +1005,25 @@ static int vault_fail_status(long status, struct backend_err *err)
 
 /* ---- backend ops ------------------------------------------------------------------ */
 
-static int vault_get(struct backend *b, const char *network, struct secret **out,
-                     struct backend_err *err)
+/* GET the latest version of network's key within deadline.  *answered is
+ * set when Vault gave a KV answer (200 or 404), so a caller can tell a
+ * malformed version from an unreachable server. */
+static int vault_fetch(struct vault_backend *v, const char *network, double deadline,
+                       struct secret **out, bool *answered, struct backend_err *err)
 {
-	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
 	char path[VAULT_PATH_MAX * 2 + 300], why[VAULT_WHY] = "";
 	*out = NULL;
+	*answered = false;
 	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
-	int rc = vault_call(v, "GET", path, NULL, vault_deadline(v), &resp, err);
+	int rc = vault_call(v, "GET", path, NULL, deadline, &resp, err);
 	if (rc)
 		return rc;
 	if (resp.status == 200 || resp.status == 404) {
+		*answered = true;
 		rc = vault_parse_kv_read(resp.status, resp.body ? resp.body->data : NULL,
 		                         resp.body ? resp.body->len : 0, out, why, sizeof(why));
 		if (rc)
@@ -1029,6 +1033,13 @@ static int vault_get(struct backend *b, const char *network, struct secret **out
 	}
 	http_response_clear(&resp);
 	return rc;
+}
+
+static int vault_get(struct backend *b, const char *network, struct secret **out,
+                     struct backend_err *err)
+{
+	bool answered;
+	return vault_fetch(vault_of(b), network, vault_deadline(vault_of(b)), out, &answered, err);
 }
 
 static void vault_created_at(char *buf, size_t size)
@@ -1070,7 +1081,8 @@ static int vault_remove(struct backend *b, const char *network, struct backend_e
 	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
 	struct secret *old = NULL;
-	char path[VAULT_PATH_MAX * 2 + 300], why[VAULT_WHY] = "";
+	char path[VAULT_PATH_MAX * 2 + 300];
+	bool answered;
 	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
@@ -1078,28 +1090,18 @@ static int vault_remove(struct backend *b, const char *network, struct backend_e
 	double deadline = vault_deadline(v);
 	/* Vault answers 204 to a DELETE of nothing: look first, so that rm of a
 	 * missing (or already deleted) key is ENOENT.  A read, not metadata,
-	 * because policies that let us use keys grant read on data/. */
-	int rc = vault_call(v, "GET", path, NULL, deadline, &resp, err);
-	if (rc)
-		goto out;
-	if (resp.status == 200 || resp.status == 404) {
-		rc = vault_parse_kv_read(resp.status, resp.body ? resp.body->data : NULL,
-		                         resp.body ? resp.body->len : 0, &old, why, sizeof(why));
-		secret_free(old);
-		/* A latest version that is malformed (no key field) can still be
-		 * removed: only "not there" stops us. */
-		if (rc == -ENOENT) {
-			backend_err_set(err, "vault: %s", why);
-			goto out;
-		}
-	} else {
-		rc = vault_fail_status(resp.status, err);
-		goto out;
-	}
+	 * because policies that let us use keys grant read on data/.  A latest
+	 * version that is malformed (no key field) can still be removed: only
+	 * "not there" or no answer stops us. */
+	int rc = vault_fetch(v, network, deadline, &old, &answered, err);
+	secret_free(old);
+	if (rc == -ENOENT || !answered)
+		return rc;
+	if (err)
+		err->msg[0] = 0;   /* a malformed old version is not this call's error */
 	rc = vault_call(v, "DELETE", path, NULL, deadline, &resp, err);
 	if (!rc && (resp.status < 200 || resp.status > 299))
 		rc = vault_fail_status(resp.status, err);
-out:
 	http_response_clear(&resp);
 	return rc;
 }

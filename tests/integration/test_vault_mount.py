@@ -101,6 +101,16 @@ class VaultMountCase(unittest.TestCase):
                                                        mount_point="secret")
         return r["data"]["data"]
 
+    def assert_roundtrip(self, network):
+        """A key hvac wrote reads through the mount; a key written through
+        the mount reads back with hvac."""
+        key = new_key()
+        self.hv_put(network, key)
+        self.assertEqual(self.m.read_key(network), key + "\n")
+        key2 = new_key()
+        self.m.write_key(network, key2 + "\n")
+        self.assertEqual(self.hv_get(network)["private_key"], key2)
+
     def gets(self, network):
         return self.vs.route_count("GET", f"/v1/secret/data/{PREFIX}/{network}")
 
@@ -267,12 +277,7 @@ class VaultNamespaceTest(VaultMountCase):
     namespace = "team-a"
 
     def test_namespace_header(self):
-        key = new_key()
-        self.hv_put("eth", key)
-        self.assertEqual(self.m.read_key("eth"), key + "\n")
-        key2 = new_key()
-        self.m.write_key("eth", key2 + "\n")
-        self.assertEqual(self.hv_get("eth")["private_key"], key2)
+        self.assert_roundtrip("eth")
 
 
 class VaultFailoverTest(VaultMountCase):
@@ -288,12 +293,7 @@ class VaultFailoverTest(VaultMountCase):
         self.m.start()
 
     def test_first_url_down_fails_over(self):
-        key = new_key()
-        self.hv_put("eth", key)
-        self.assertEqual(self.m.read_key("eth"), key + "\n")
-        key2 = new_key()
-        self.m.write_key("eth", key2 + "\n")
-        self.assertEqual(self.hv_get("eth")["private_key"], key2)
+        self.assert_roundtrip("eth")
 
 
 class VaultCacheTest(VaultMountCase):
