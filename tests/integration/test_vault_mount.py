@@ -386,5 +386,49 @@ class VaultCacheTest(VaultMountCase):
         self.assertEqual(self.gets("eth"), 1, "single-flight: one backend call")
 
 
+class VaultFlappingTest(VaultMountCase):
+    ttl = 1
+
+    def test_threads_while_the_backend_flaps(self):
+        """8 threads read and list while Vault fails and recovers: every read
+        gives a key that was stored or a clean EIO, the daemon stays up."""
+        keys = {f"net{i}": new_key() for i in range(6)}
+        for n, k in keys.items():
+            self.hv_put(n, k)
+        stop = time.monotonic() + 6
+        bad = []
+
+        def reader(seed):
+            import random
+            rnd = random.Random(seed)
+            while time.monotonic() < stop:
+                n = rnd.choice(list(keys))
+                try:
+                    if rnd.random() < 0.1:
+                        os.listdir(self.m.path("keys"))
+                    elif self.m.read_key(n) != keys[n] + "\n":
+                        bad.append(f"{n}: wrong content")
+                except OSError as e:
+                    if e.errno not in (errno.EIO, errno.ETIMEDOUT, errno.ENOENT):
+                        bad.append(f"{n}: {e.errno}")
+
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        while time.monotonic() < stop:
+            self.vs.fault("503")
+            time.sleep(0.7)
+            self.vs.clear_fault()
+            time.sleep(0.7)
+        for t in threads:
+            t.join(30)
+        self.assertEqual(bad[:5], [])
+        self.vs.clear_fault()
+        time.sleep(1.2)
+        for n, k in keys.items():
+            self.assertEqual(self.m.read_key(n), k + "\n")
+        self.assertIsNone(self.m.proc.poll(), "the daemon must survive a flapping backend")
+
+
 if __name__ == "__main__":
     run()
