@@ -288,6 +288,38 @@ static void format_double(char *buf, size_t size, double v)
 	}
 }
 
+/* A wall-clock time as seconds with microseconds ("1795743953.021178"):
+ * integer arithmetic only, since this runs on every backend fetch (every
+ * read, for the local backends). */
+static void format_timestamp(char *buf, size_t size, double v)
+{
+	if (!(v >= 0 && v < 9e15 / 1e6)) {
+		format_double(buf, size, v);
+		return;
+	}
+	long long usec = (long long)(v * 1e6 + 0.5);   /* v >= 0: rounds to nearest */
+	char digits[32];
+	int n = 0;
+	long long secs = usec / 1000000, frac = usec % 1000000;
+	do {
+		digits[n++] = (char)('0' + secs % 10);
+		secs /= 10;
+	} while (secs && n < 20);
+	size_t len = 0;
+	while (n && len + 1 < size)
+		buf[len++] = digits[--n];
+	if (len + 8 > size) {
+		format_double(buf, size, v);
+		return;
+	}
+	buf[len++] = '.';
+	for (int i = 5; i >= 0; i--) {
+		buf[len + (size_t)i] = (char)('0' + frac % 10);
+		frac /= 10;
+	}
+	buf[len + 6] = 0;
+}
+
 static size_t hash_string(const char *s)
 {
 	uint64_t h = UINT64_C(14695981039346656037);   /* FNV-1a */
@@ -412,7 +444,7 @@ void metrics_last_refresh(const char *network, double wall_seconds)
 	char text[VALUE_TEXT_MAX];
 	if (!network)
 		return;
-	format_double(text, sizeof(text), wall_seconds);   /* before the lock */
+	format_timestamp(text, sizeof(text), wall_seconds);   /* before the lock */
 	pthread_mutex_lock(&refresh.lock);
 	if (refresh.nbuckets) {
 		size_t h = hash_string(network) & (refresh.nbuckets - 1);

@@ -676,3 +676,18 @@ Test(metrics, concurrent_updates_are_exact)
 	cr_expect_eq(value_of(&x, "omikuji_key_cache_hits_total", "backend", "vault", NULL), total);
 	cr_expect_eq(count_samples(&x, "omikuji_key_last_refresh_timestamp_seconds", NULL), THREADS * 10);
 }
+
+Test(metrics, refresh_timestamps_keep_microseconds)
+{
+	metrics_init();
+	metrics_last_refresh("a", 1795746961.354594);
+	metrics_last_refresh("b", 0.5);
+	metrics_last_refresh("c", 12.0000004);     /* rounds to the microsecond */
+	metrics_last_refresh("d", 1700000000.0);
+	char *text = render();
+	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"a\"} 1795746961.354594\n"));
+	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"b\"} 0.500000\n"));
+	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"c\"} 12.000000\n"));
+	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"d\"} 1700000000.000000\n"));
+	free(text);
+}
