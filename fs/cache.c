@@ -21,6 +21,7 @@
  * - max_entries 0 means no bound.
  * cache_free must not race with other calls (the owner stops FUSE first).
  */
+#include "hash.h"
 #include "cache.h"
 
 #include <errno.h>
@@ -60,16 +61,6 @@ struct cache {
 	struct cache_entry *lru_head, *lru_tail;   /* head = most recently used */
 	struct cache_flight *flights;
 };
-
-static size_t cache_hash(const char *s)
-{
-	uint64_t h = UINT64_C(14695981039346656037);   /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= UINT64_C(1099511628211);
-	}
-	return (size_t)h;
-}
 
 static double cache_now(const struct cache *c)
 {
@@ -119,7 +110,7 @@ void cache_free(struct cache *c)
 
 static struct cache_entry *entry_find(struct cache *c, const char *network)
 {
-	size_t h = cache_hash(network) & (c->nbuckets - 1);
+	size_t h = hash_string(network) & (c->nbuckets - 1);
 	for (struct cache_entry *e = c->table[h]; e; e = e->hash_next)
 		if (strcmp(e->network, network) == 0)
 			return e;
@@ -160,7 +151,7 @@ static void lru_touch(struct cache *c, struct cache_entry *e)
 
 static void entry_remove(struct cache *c, struct cache_entry *e)
 {
-	struct cache_entry **pp = &c->table[cache_hash(e->network) & (c->nbuckets - 1)];
+	struct cache_entry **pp = &c->table[hash_string(e->network) & (c->nbuckets - 1)];
 	while (*pp != e)
 		pp = &(*pp)->hash_next;
 	*pp = e->hash_next;
@@ -177,7 +168,7 @@ static void table_grow(struct cache *c)
 	if (!t)
 		return;
 	for (struct cache_entry *e = c->lru_head; e; e = e->lru_next) {
-		size_t h = cache_hash(e->network) & (n - 1);
+		size_t h = hash_string(e->network) & (n - 1);
 		e->hash_next = t[h];
 		t[h] = e;
 	}
@@ -207,7 +198,7 @@ static int entry_set(struct cache *c, const char *network, struct secret *value,
 	e->fetched_at = now;
 	if (c->count >= c->nbuckets)
 		table_grow(c);
-	size_t h = cache_hash(network) & (c->nbuckets - 1);
+	size_t h = hash_string(network) & (c->nbuckets - 1);
 	e->hash_next = c->table[h];
 	c->table[h] = e;
 	lru_push_front(c, e);

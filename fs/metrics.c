@@ -20,6 +20,7 @@
  * - a histogram's _count is the sum of its bucket snapshot, so +Inf bucket
  *   and _count always agree within one rendering, even under updates.
  */
+#include "hash.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -318,16 +319,6 @@ static void format_timestamp(char *buf, size_t size, double v)
 		frac /= 10;
 	}
 	buf[len + 6] = 0;
-}
-
-static size_t hash_string(const char *s)
-{
-	uint64_t h = UINT64_C(14695981039346656037);   /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= UINT64_C(1099511628211);
-	}
-	return (size_t)h;
 }
 
 /* Length of the valid UTF-8 sequence at p, 0 when it is not one. */
