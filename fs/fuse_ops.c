@@ -188,7 +188,31 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 
 static enum handle_kind handle_kind(struct fuse_file_info *fi)
 {
-	return *(enum handle_kind *)(uintptr_t)fi->fh;
+	return ((struct handle *)(uintptr_t)fi->fh)->kind;
+}
+
+void handle_register(struct keyfs *k, struct handle *h, enum handle_kind kind)
+{
+	h->kind = kind;
+	h->prev = NULL;
+	pthread_mutex_lock(&k->handles_lock);
+	h->next = k->handles;
+	if (h->next)
+		h->next->prev = h;
+	k->handles = h;
+	pthread_mutex_unlock(&k->handles_lock);
+}
+
+void handle_unregister(struct keyfs *k, struct handle *h)
+{
+	pthread_mutex_lock(&k->handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		k->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&k->handles_lock);
 }
 
 static int op_read(const char *path, char *buf, size_t size, off_t off,
@@ -223,7 +247,7 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 	if (handle_kind(fi) == HANDLE_KEY)
 		keyfile_release(current_keyfs(), fi);
 	else
-		snapshot_release(fi);
+		snapshot_release(current_keyfs(), fi);
 	return 0;
 }
 
@@ -389,8 +413,28 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	return fuse_get_context()->private_data;
 }
 
+/* After the loop: files closed by their programs whose RELEASE was still
+ * queued when a signal ended the loop.  Their key bytes are wiped here. */
+static void op_destroy(void *private_data)
+{
+	struct keyfs *k = private_data;
+	pthread_mutex_lock(&k->handles_lock);
+	struct handle *h = k->handles;
+	k->handles = NULL;
+	pthread_mutex_unlock(&k->handles_lock);
+	while (h) {
+		struct handle *next = h->next;
+		if (h->kind == HANDLE_KEY)
+			keyfile_discard(k, h);
+		else
+			snapshot_discard(h);
+		h = next;
+	}
+}
+
 const struct fuse_operations keyfs_operations = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.getattr = op_getattr,
 	.readdir = op_readdir,
 	.open = op_open,

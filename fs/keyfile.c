@@ -18,7 +18,7 @@
 #define KEYFILE_MAX_WRITE (KEY_MAX_BYTES + 64)
 
 struct keyfile {
-	enum handle_kind kind;       /* HANDLE_KEY */
+	struct handle h;             /* first: kind HANDLE_KEY, list links */
 	pthread_mutex_t lock;        /* the kernel may send writes from several threads */
 	char network[65];
 	struct caller opener;        /* audited as the caller of writes and flushes */
@@ -33,7 +33,6 @@ static struct keyfile *keyfile_new(struct keyfs *k, const char *network, bool wr
 	struct keyfile *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
-	f->kind = HANDLE_KEY;
 	pthread_mutex_init(&f->lock, NULL);
 	snprintf(f->network, sizeof(f->network), "%s", network);
 	keyfs_caller_current(k, &f->opener);
@@ -55,8 +54,9 @@ static void keyfile_free(struct keyfile *f)
 	free(f);
 }
 
-static void set_handle(struct fuse_file_info *fi, struct keyfile *f)
+static void set_handle(struct keyfs *k, struct fuse_file_info *fi, struct keyfile *f)
 {
+	handle_register(k, &f->h, HANDLE_KEY);
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
@@ -89,7 +89,7 @@ int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *f
 		keyfile_free(f);
 		return rc;
 	}
-	set_handle(fi, f);
+	set_handle(k, fi, f);
 	/* Nothing to store on close of a read-only open: spare the kernel the
 	 * FLUSH round trip (a third of a cached read's cost). */
 	fi->noflush = !writable;
@@ -110,7 +110,7 @@ int keyfile_create(struct keyfs *k, const char *network, struct fuse_file_info *
 	}
 	f->creating = true;
 	keystore_creating(k, network, true);
-	set_handle(fi, f);
+	set_handle(k, fi, f);
 	return 0;
 }
 
@@ -205,8 +205,17 @@ void keyfile_release(struct keyfs *k, struct fuse_file_info *fi)
 	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
 	if (!f)
 		return;
+	handle_unregister(k, &f->h);
 	if (f->creating)
 		keystore_creating(k, f->network, false);
 	keyfile_free(f);
 	fi->fh = 0;
+}
+
+void keyfile_discard(struct keyfs *k, struct handle *h)
+{
+	struct keyfile *f = (struct keyfile *)h;
+	if (f->creating)
+		keystore_creating(k, f->network, false);
+	keyfile_free(f);
 }

@@ -30,6 +30,7 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	pthread_mutex_init(&k->list_lock, NULL);
 	pthread_cond_init(&k->list_cond, NULL);
 	pthread_mutex_init(&k->mtime_lock, NULL);
+	pthread_mutex_init(&k->handles_lock, NULL);
 	pthread_mutex_init(&k->health.lock, NULL);
 
 	rc = backend_open(cfg, &k->backend, &berr);
@@ -183,6 +184,7 @@ void keyfs_free(struct keyfs *k)
 	pthread_mutex_destroy(&k->list_lock);
 	pthread_cond_destroy(&k->list_cond);
 	pthread_mutex_destroy(&k->mtime_lock);
+	pthread_mutex_destroy(&k->handles_lock);
 	pthread_mutex_destroy(&k->health.lock);
 	free(k);
 }

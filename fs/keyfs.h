@@ -22,6 +22,8 @@
 #include "strbuf.h"
 #include "strlist.h"
 
+struct handle;
+
 /* What health/<backend> shows; updated by the checker thread and by the
  * outcomes of real operations; read without ever waiting on a backend. */
 struct health_state {
@@ -62,6 +64,9 @@ struct keyfs {
 	pthread_mutex_t mtime_lock;
 	struct strlist mtime_names;
 	double *mtimes;
+
+	pthread_mutex_t handles_lock;
+	struct handle *handles;       /* open files (see tree.h) */
 
 	struct health_state health;
 	pthread_t health_thread;

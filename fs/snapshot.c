@@ -9,7 +9,7 @@
 #include <string.h>
 
 struct snapshot {
-	enum handle_kind kind;   /* HANDLE_SNAPSHOT */
+	struct handle h;         /* first: kind HANDLE_SNAPSHOT, list links */
 	char *text;
 	size_t len;
 };
@@ -45,7 +45,7 @@ int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *
 		strbuf_reset(&b);
 		return -ENOMEM;
 	}
-	s->kind = HANDLE_SNAPSHOT;
+	handle_register(k, &s->h, HANDLE_SNAPSHOT);
 	s->text = strbuf_detach(&b, &s->len);
 	fi->fh = (uint64_t)(uintptr_t)s;
 	fi->direct_io = 1;
@@ -67,12 +67,19 @@ int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 	return (int)n;
 }
 
-void snapshot_release(struct fuse_file_info *fi)
+void snapshot_discard(struct handle *h)
+{
+	struct snapshot *s = (struct snapshot *)h;
+	free(s->text);
+	free(s);
+}
+
+void snapshot_release(struct keyfs *k, struct fuse_file_info *fi)
 {
 	struct snapshot *s = (struct snapshot *)(uintptr_t)fi->fh;
 	if (!s)
 		return;
-	free(s->text);
-	free(s);
+	handle_unregister(k, &s->h);
+	snapshot_discard(&s->h);
 	fi->fh = 0;
 }

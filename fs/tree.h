@@ -61,11 +61,27 @@ int keyfile_truncate(struct fuse_file_info *fi, off_t size);
 
 int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi);
 int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
-void snapshot_release(struct fuse_file_info *fi);
+void snapshot_release(struct keyfs *k, struct fuse_file_info *fi);
 int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out);
 int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out);
 
-/* Every open file's fi->fh points to one of these; `kind` says which. */
+/* Every open file's fi->fh points to a family struct that begins with a
+ * struct handle; `kind` says which family.  Open handles are on a list in
+ * the keyfs, so that handles whose RELEASE never came (FUSE sends it after
+ * close() returns; a SIGTERM can end the loop first) are still wiped and
+ * freed when the filesystem is destroyed. */
 enum handle_kind { HANDLE_SNAPSHOT, HANDLE_KEY };
+
+struct handle {
+	enum handle_kind kind;
+	struct handle *prev, *next;
+};
+
+void handle_register(struct keyfs *k, struct handle *h, enum handle_kind kind);
+void handle_unregister(struct keyfs *k, struct handle *h);
+
+/* Free a handle whose RELEASE never came (at destroy). */
+void keyfile_discard(struct keyfs *k, struct handle *h);
+void snapshot_discard(struct handle *h);
 
 #endif
