@@ -212,10 +212,9 @@ class MountTestCase(unittest.TestCase):
 
     def setUp(self):
         self.m = Mount(**self.mount_kwargs)
+        # registered before start: cleanups run even when setUp fails later
+        self.addCleanup(self.m.cleanup)
         self.m.start()
-
-    def tearDown(self):
-        self.m.cleanup()
 
 
 def run(module_name="__main__"):

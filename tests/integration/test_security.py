@@ -27,11 +27,9 @@ def as_nobody(cmd, groups=None):
 class AuditTrailTest(unittest.TestCase):
     def setUp(self):
         self.m = Mount(extra_args=["-o", "allow_other"])
+        self.addCleanup(self.m.cleanup)
         os.chmod(self.m.root, 0o755)
         self.m.start()
-
-    def tearDown(self):
-        self.m.cleanup()
 
     def delta(self, action):
         before = len(self.m.audit_lines())
@@ -169,13 +167,11 @@ class AccessRulesTest(unittest.TestCase):
 
     def setUp(self):
         self.m = Mount(extra_args=["-o", "allow_other"], keyfs_extra=self.rules)
+        self.addCleanup(self.m.cleanup)
         os.chmod(self.m.root, 0o755)
         self.m.start()
         for n in ("ethereum-mainnet", "base-mainnet", "polygon"):
             self.m.write_key(n, new_key() + "\n")
-
-    def tearDown(self):
-        self.m.cleanup()
 
     def test_rules_for_a_second_user(self):
         m = self.m
@@ -218,11 +214,9 @@ class AccessRulesTest(unittest.TestCase):
 class AnomalyTest(unittest.TestCase):
     def start(self, extra):
         self.m = Mount(keyfs_extra=extra)
+        self.addCleanup(self.m.cleanup)
         self.m.start()
         self.m.write_key("eth", new_key() + "\n")
-
-    def tearDown(self):
-        self.m.cleanup()
 
     def test_burst_is_flagged(self):
         self.start("  anomaly:\n    burst_reads: 5\n    burst_window_seconds: 60\n")

@@ -69,10 +69,13 @@ class VaultMountCase(unittest.TestCase):
         if hvac is None:
             self.skipTest("hvac not importable: run with /usr/bin/python3")
         self.role = ("role-" + os.urandom(4).hex(), "sid-" + os.urandom(8).hex())
-        self.vs = vaultlib.VaultServer(approles=[self.role], namespace=self.namespace).start()
+        self.vs = vaultlib.VaultServer(approles=[self.role], namespace=self.namespace)
+        self.addCleanup(self.vs.cleanup)
+        self.vs.start()
         self.hv = hvac.Client(url=self.vs.url, token=self.vs.root_token, namespace=self.namespace)
         self.m = Mount(env={"VAULT_TOKEN": self.vs.root_token, "ROLE_ID": self.role[0],
                             "SECRET_ID": self.role[1]})
+        self.addCleanup(self.m.cleanup)   # runs first (last registered)
         self.write_config()
         self.m.start()
 
@@ -84,11 +87,6 @@ class VaultMountCase(unittest.TestCase):
         with open(self.m.config, "w") as f:
             f.write(vault_config(self.m, self.vs, **kw))
 
-    def tearDown(self):
-        if hasattr(self, "m"):
-            self.m.cleanup()
-        if hasattr(self, "vs"):
-            self.vs.cleanup()
 
     def hv_put(self, network, key):
         self.hv.secrets.kv.v2.create_or_update_secret(
