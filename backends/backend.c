@@ -22,8 +22,8 @@ const struct backend_ops *backend_ops_for(int storage_type)
 	case STORAGE_FILE:  return &file_backend_ops;
 	case STORAGE_ENV:   return &env_backend_ops;
 	case STORAGE_VAULT: return &vault_backend_ops;
+	case STORAGE_AWS:   return &aws_backend_ops;
 	case STORAGE_KEYRING:
-	case STORAGE_AWS:
 		return NULL;
 	}
 	return NULL;

@@ -58,6 +58,12 @@ struct backend_health {
 
 struct backend;
 
+/* One action of a paid API and how often it was called (see api_calls). */
+struct backend_api_calls {
+	const char *action;          /* static string, e.g. "GetSecretValue" */
+	unsigned long long count;
+};
+
 struct backend_ops {
 	const char *name;          /* metrics label: file env keyring vault aws */
 	const char *storage_type;  /* config name: file env keyring vault aws-secrets */
@@ -92,6 +98,13 @@ struct backend_ops {
 
 	/* REQUIRED.  Free everything, wiping secrets (tokens, master keys). */
 	void (*close)(struct backend *b);
+
+	/* OPTIONAL (NULL: the backend calls no billed API).  Requests sent to
+	 * the service since open, by action, for cost estimates (rendered as
+	 * omikuji_keyfs_aws_api_calls_total{backend,action}).  Fills at most
+	 * max entries, always the same actions in the same order, and returns
+	 * how many.  Thread-safe, never blocks (atomic reads). */
+	size_t (*api_calls)(struct backend *b, struct backend_api_calls *out, size_t max);
 };
 
 struct backend {
@@ -111,5 +124,6 @@ bool network_name_valid(const char *name);
 extern const struct backend_ops file_backend_ops;
 extern const struct backend_ops env_backend_ops;
 extern const struct backend_ops vault_backend_ops;
+extern const struct backend_ops aws_backend_ops;
 
 #endif

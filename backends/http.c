@@ -266,6 +266,11 @@ static int http_setup(struct http_client *c, CURL *h, const struct http_request 
 	SET(CURLOPT_WRITEFUNCTION, http_write_cb);
 	SET(CURLOPT_WRITEDATA, sink);
 	SET(CURLOPT_SHARE, c->share);
+	if (req->aws_sigv4) {
+		SET(CURLOPT_AWS_SIGV4, req->aws_sigv4);
+		SET(CURLOPT_USERNAME, req->aws_access_key ? req->aws_access_key : "");
+		SET(CURLOPT_PASSWORD, req->aws_secret_key ? req->aws_secret_key : "");
+	}
 
 	const char *m = req->method;
 	if (!strcmp(m, "GET") && !req->body) {
@@ -325,13 +330,17 @@ int http_perform(struct http_client *c, const struct http_request *req, double d
 	struct http_sink sink = { 0 };
 	CURL *h = NULL;
 
-	/* "Expect:" stops curl from waiting for a 100-continue on big bodies. */
-	struct curl_slist *t = curl_slist_append(NULL, "Expect:");
-	if (!t) {
-		rc = -ENOMEM;
-		goto out;
+	/* "Expect:" stops curl from waiting for a 100-continue on big bodies.
+	 * Not with SigV4: libcurl 7.88 would sign it (see http.h). */
+	struct curl_slist *t;
+	if (!req->aws_sigv4) {
+		t = curl_slist_append(NULL, "Expect:");
+		if (!t) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		headers = t;
 	}
-	headers = t;
 	for (const char *const *hl = req->headers; hl && *hl; hl++) {
 		if (strpbrk(*hl, "\r\n")) {
 			http_set_err(err, errlen, "invalid header line");

@@ -91,6 +91,19 @@ struct http_request {
 	const void *body;           /* borrowed, NULL = none */
 	size_t body_len;
 	bool idempotent;            /* see "Retries" above */
+	/* AWS Signature Version 4 by libcurl (CURLOPT_AWS_SIGV4), NULL = none:
+	 * "aws:amz:REGION:SERVICE".  libcurl signs every header of `headers`
+	 * (so X-Amz-Security-Token and Content-Type are signed) and adds
+	 * Authorization and X-Amz-Date.  With signing on, this layer does NOT
+	 * add its "Expect:" line: libcurl 7.88 signs that header-removal line
+	 * as a header "expect" it then does not send, and every such request
+	 * is refused (tests/integration/test_aws_mount.py shows it).
+	 * aws_access_key/aws_secret_key are borrowed; libcurl keeps its own
+	 * copies until the handle returns to the pool (curl_easy_reset frees
+	 * them; libcurl does not wipe them). */
+	const char *aws_sigv4;
+	const char *aws_access_key;
+	const char *aws_secret_key;
 };
 
 struct http_response {

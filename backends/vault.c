@@ -92,38 +92,6 @@ static void vault_why(char *why, size_t whylen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Wipe every string value of a parsed tree (bodies may hold keys or
- * tokens), then free it. */
-static void vault_json_wipe(json_t *j)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-	switch (json_typeof(j)) {
-	case JSON_STRING:
-		secret_wipe((void *)json_string_value(j), json_string_length(j));
-		break;
-	case JSON_OBJECT:
-		json_object_foreach(j, k, v)
-			vault_json_wipe(v);
-		break;
-	case JSON_ARRAY:
-		json_array_foreach(j, i, v)
-			vault_json_wipe(v);
-		break;
-	default:
-		break;
-	}
-}
-
-static void vault_json_free(json_t *j)
-{
-	if (!j)
-		return;
-	vault_json_wipe(j);
-	json_decref(j);
-}
-
 static json_t *vault_json_load(const void *body, size_t len, char *why, size_t whylen)
 {
 	if (!body || len == 0) {
@@ -283,7 +251,7 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 	*out = secret_from(json_string_value(v), json_string_length(v));
 	rc = *out ? 0 : -ENOMEM;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
 }
 
@@ -325,7 +293,7 @@ int vault_parse_kv_list(long status, const void *body, size_t len, struct strlis
 	}
 	rc = 0;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
 }
 
@@ -452,7 +420,7 @@ int vault_parse_auth(long status, const void *body, size_t len, double now,
 	timing->obtained_at = now;
 	rc = 0;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
 }
 
@@ -478,7 +446,7 @@ int vault_parse_lookup(long status, const void *body, size_t len, double now,
 	timing->obtained_at = now;
 	rc = 0;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
 }
 

@@ -20,6 +20,7 @@
  * - a histogram's _count is the sum of its bucket snapshot, so +Inf bucket
  *   and _count always agree within one rendering, even under updates.
  */
+#include "backend.h"
 #include "hash.h"
 #include "metrics.h"
 
@@ -760,6 +761,21 @@ static void render_refresh(struct strbuf *out)
 		strbuf_printf(out, "%s%s\"} %s\n", prefix, snap[i].label, snap[i].value);
 	}
 	free(snap);
+}
+
+int metrics_render_api_calls(struct strbuf *out, const char *backend,
+                             const struct backend_api_calls *calls, size_t n)
+{
+	static const char name[] = "omikuji_keyfs_aws_api_calls_total";
+	struct line l;
+	if (!n)
+		return out->error;
+	family(out, name, "counter",
+	       "Requests sent to AWS Secrets Manager, by action (each is billed).");
+	for (size_t i = 0; i < n; i++)
+		sample_u64(out, name, labels_of(&l, "backend", backend, "action", calls[i].action,
+		                                NULL, NULL), calls[i].count);
+	return out->error;
 }
 
 int metrics_render(struct strbuf *out)

@@ -41,6 +41,13 @@ void metrics_anomaly(const char *kind);     /* "burst" "off_hours" "auth_failure
 void metrics_audit_write_error(void);
 void metrics_last_refresh(const char *network, double wall_seconds);
 
+/* Append omikuji_keyfs_aws_api_calls_total{backend,action}: the requests a
+ * backend sent to a billed API (backend_ops.api_calls), one sample per
+ * action, with its HELP and TYPE.  n 0 renders nothing. */
+struct backend_api_calls;
+int metrics_render_api_calls(struct strbuf *out, const char *backend,
+                             const struct backend_api_calls *calls, size_t n);
+
 /* Render the exposition format 0.0.4 (ends with a newline, no timestamps).
  * 0 or -ENOMEM. */
 int metrics_render(struct strbuf *out);

@@ -16,9 +16,14 @@ struct snapshot {
 
 int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out)
 {
-	(void)k;
 	(void)n;
-	return metrics_render(out);
+	int rc = metrics_render(out);
+	if (rc == 0 && k && k->backend && k->backend->ops->api_calls) {
+		struct backend_api_calls calls[32];
+		size_t nc = k->backend->ops->api_calls(k->backend, calls, 32);
+		rc = metrics_render_api_calls(out, k->backend_name, calls, nc);
+	}
+	return rc;
 }
 
 int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out)

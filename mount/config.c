@@ -824,7 +824,10 @@ static const struct field aws_fields[] = {
 	{ "prefix", FIELD_STRING, A(prefix) },
 	{ "endpoint_url", FIELD_STRING, A(endpoint_url) },
 	{ "profile", FIELD_STRING, A(profile) },
+	{ "ca_cert", FIELD_PATH, A(ca_cert) },
 	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600 },
+	{ "max_retries", FIELD_INT, A(max_retries), 0, 10 },
+	{ "recovery_window_days", FIELD_INT, A(recovery_window_days), 7, 30 },
 	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY },
 	{ NULL },
 };
@@ -943,9 +946,10 @@ static int config_defaults(struct config *cfg)
 	cfg->vault.timeout_seconds = 5;
 	cfg->vault.max_retries = 3;
 	cfg->vault.cache_ttl_seconds = 300;
-	cfg->aws.region = strdup("us-east-1");
 	cfg->aws.prefix = strdup("omikuji");
 	cfg->aws.timeout_seconds = 5;
+	cfg->aws.max_retries = 3;
+	cfg->aws.recovery_window_days = 7;
 	cfg->aws.cache_ttl_seconds = 300;
 	cfg->logging.format = LOG_FORMAT_JSON;
 	cfg->logging.level = strdup("info");
@@ -968,7 +972,7 @@ static int config_defaults(struct config *cfg)
 
 	if (!cfg->file.path || !cfg->keyring.service || !cfg->vault.mount_path ||
 	    !cfg->vault.path_prefix || !cfg->vault.auth_method || !cfg->vault.approle_mount ||
-	    !cfg->aws.region || !cfg->aws.prefix || !cfg->logging.level ||
+	    !cfg->aws.prefix || !cfg->logging.level ||
 	    !cfg->logging.targets || !cfg->logging.targets[0].type || !cfg->keyfs.audit_log)
 		return -ENOMEM;
 	return 0;
@@ -1302,7 +1306,10 @@ void config_print(const struct config *cfg, FILE *out)
 	print_str(out, 4, "prefix", a->prefix);
 	print_str(out, 4, "endpoint_url", a->endpoint_url);
 	print_str(out, 4, "profile", a->profile);
+	print_str(out, 4, "ca_cert", a->ca_cert);
 	print_int(out, 4, "timeout_seconds", a->timeout_seconds);
+	print_int(out, 4, "max_retries", a->max_retries);
+	print_int(out, 4, "recovery_window_days", a->recovery_window_days);
 	print_int(out, 4, "cache_ttl_seconds", a->cache_ttl_seconds);
 	fputs("  file:\n", out);
 	print_str(out, 4, "path", cfg->file.path);
@@ -1410,6 +1417,7 @@ void config_free(struct config *cfg)
 	free(cfg->aws.prefix);
 	free(cfg->aws.endpoint_url);
 	free(cfg->aws.profile);
+	free(cfg->aws.ca_cert);
 
 	free(cfg->logging.level);
 	free_targets(&cfg->logging);

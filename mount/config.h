@@ -59,11 +59,14 @@ struct config_vault {
 };
 
 struct config_aws {
-	char *region;           /* default us-east-1 */
+	char *region;           /* NULL: $AWS_REGION, $AWS_DEFAULT_REGION, the profile, us-east-1 */
 	char *prefix;           /* default "omikuji" */
-	char *endpoint_url;
-	char *profile;
+	char *endpoint_url;     /* NULL: $AWS_ENDPOINT_URL_SECRETS_MANAGER, $AWS_ENDPOINT_URL, regional */
+	char *profile;          /* NULL: $AWS_PROFILE, else "default" */
+	char *ca_cert;
 	int timeout_seconds;    /* default 5 */
+	int max_retries;        /* default 3: throttling, 5xx, connection errors */
+	int recovery_window_days;  /* default 7 (7..30): DeleteSecret's RecoveryWindowInDays */
 	int cache_ttl_seconds;  /* default 300 */
 };
 

@@ -183,3 +183,33 @@ void secret_json_allocator_install(void)
 {
 	json_set_alloc_funcs(malloc, wiping_free);
 }
+
+static void secret_json_wipe(json_t *j)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	switch (json_typeof(j)) {
+	case JSON_STRING:
+		secret_wipe((void *)json_string_value(j), json_string_length(j));
+		break;
+	case JSON_OBJECT:
+		json_object_foreach(j, k, v)
+			secret_json_wipe(v);
+		break;
+	case JSON_ARRAY:
+		json_array_foreach(j, i, v)
+			secret_json_wipe(v);
+		break;
+	default:
+		break;
+	}
+}
+
+void secret_json_free(json_t *j)
+{
+	if (!j)
+		return;
+	secret_json_wipe(j);
+	json_decref(j);
+}

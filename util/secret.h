@@ -47,6 +47,11 @@ void secret_free(struct secret *s);
  * threads. */
 void secret_json_allocator_install(void);
 
+/* Wipe every string value of a parsed jansson tree (bodies of backend
+ * answers hold keys and tokens), then drop the reference.  NULL is allowed. */
+struct json_t;
+void secret_json_free(struct json_t *j);
+
 /* Wipe len bytes at p (for stack buffers and library-owned copies). */
 void secret_wipe(void *p, size_t len);
 

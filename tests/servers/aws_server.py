@@ -57,10 +57,9 @@ tests/integration/test_aws_server_boto3.py.  Where this server chooses:
   * The request log (GET /_test/log) has one entry per Secrets Manager,
     STS, IMDS or container request: kind, action, access key id, status,
     error code, secret name; never a secret value, key or token.
-    "rejected_signatures" in stats counts requests refused for their
-    signature or credentials (InvalidSignatureException,
-    IncompleteSignatureException, UnrecognizedClientException,
-    ExpiredTokenException, MissingAuthenticationTokenException).
+    "rejected_signatures" in stats counts requests the signature check
+    refused (bad signature, unknown or expired credentials, missing
+    authentication); injected faults do not count.
 """
 
 import argparse
@@ -89,9 +88,6 @@ MAX_BODY = 1 << 20
 SIG_WINDOW = 15 * 60
 JSON_TYPE = "application/x-amz-json-1.1"
 FAULT_MODES = ("none", "500", "503", "throttle", "denied", "kms", "expired", "slow", "hang")
-AUTH_ERRORS = ("InvalidSignatureException", "IncompleteSignatureException",
-               "UnrecognizedClientException", "ExpiredTokenException",
-               "MissingAuthenticationTokenException")
 
 
 def iso8601(ts):
@@ -345,7 +341,6 @@ class Handler(BaseHTTPRequestHandler):
                         raise AwsError("UnrecognizedClientException",
                                        "The security token included in the request is invalid.",
                                        lower=True)
-                self.log_ak = ak
                 token = self.headers.get("X-Amz-Security-Token")
                 if key["token"] is not None:
                         if token is None or not hmac.compare_digest(token, key["token"]):
@@ -430,50 +425,64 @@ class Handler(BaseHTTPRequestHandler):
         def secretsmanager(self, body):
                 target = self.headers.get("X-Amz-Target", "")
                 action = target.split(".", 1)[1] if target.startswith("secretsmanager.") else target
-                self.log_ak = None
-                entry = {"kind": "secretsmanager", "action": action, "time": time.time()}
-                status, code, name = 200, None, None
+                # the claimed access key id and secret name, for the log even
+                # when a fault answers
+                cred = (self.headers.get("Authorization") or "").partition("Credential=")[2]
+                entry = {"kind": "secretsmanager", "action": action, "time": time.time(),
+                         "access_key": cred.split("/", 1)[0] or None, "secret": None,
+                         "status": 200, "error": None}
                 try:
+                        req = json.loads(body or b"{}")
+                except ValueError:
+                        req = None
+                if isinstance(req, dict):
+                        name = req.get("SecretId") or req.get("Name")
+                        entry["secret"] = name if isinstance(name, str) else None
+                        if action == "DeleteSecret":
+                                entry["recovery_window_days"] = req.get("RecoveryWindowInDays")
+                                entry["force"] = bool(req.get("ForceDeleteWithoutRecovery"))
+                with self.st.lock:
+                        self.st.requests += 1
+                        self.st.by_action[action] = self.st.by_action.get(action, 0) + 1
+                        fault = self.st.take_fault(action)
+                if fault and self.apply_fault(fault):
+                        entry.update(status=0, error="hang")
                         with self.st.lock:
-                                self.st.requests += 1
-                                self.st.by_action[action] = self.st.by_action.get(action, 0) + 1
-                                fault = self.st.take_fault(action)
-                        if fault and self.apply_fault(fault):
-                                entry.update(status=0, error="hang")
-                                return
-                        if fault and fault["mode"] not in ("slow",):
+                                self.st.record(entry)
+                        return
+                try:
+                        if fault and fault["mode"] != "slow":
                                 raise self.fault_error(fault["mode"])
-                        with self.st.lock:
-                                self.verify(body)
+                        try:
+                                with self.st.lock:
+                                        self.verify(body)
+                        except AwsError:
+                                with self.st.lock:
+                                        self.st.rejected += 1
+                                raise
                         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
                         if ctype != JSON_TYPE:
                                 raise AwsError("SerializationException",
                                                "Content-Type must be %s" % JSON_TYPE)
-                        try:
-                                req = json.loads(body or b"{}")
-                        except ValueError:
-                                raise AwsError("SerializationException", "Malformed JSON")
                         if not isinstance(req, dict):
-                                raise AwsError("SerializationException", "Expected an object")
-                        name = req.get("SecretId") or req.get("Name")
+                                raise AwsError("SerializationException", "Malformed JSON")
                         handler = getattr(self, "sm_" + action, None)
                         if handler is None:
                                 raise AwsError("UnknownOperationException", "", lower=True)
                         with self.st.lock:
                                 out = handler(req)
-                        self.send_json(200, out)
+                        err = None
                 except AwsError as e:
-                        status, code = e.status, e.code
-                        if e.code in AUTH_ERRORS:
-                                with self.st.lock:
-                                        self.st.rejected += 1
-                        self.send_error_json(e)
-                finally:
-                        entry.setdefault("status", status)
-                        entry.update(error=code, access_key=self.log_ak,
-                                     secret=name if isinstance(name, str) else None)
-                        with self.st.lock:
-                                self.st.record(entry)
+                        err = e
+                        entry.update(status=e.status, error=e.code)
+                # logged before the answer leaves, so a client that got its
+                # answer finds the entry
+                with self.st.lock:
+                        self.st.record(entry)
+                if err is None:
+                        self.send_json(200, out)
+                else:
+                        self.send_error_json(err)
 
         def apply_fault(self, fault):
                 """Sleep for slow, hold for hang.  True when the request is dropped."""

@@ -152,6 +152,12 @@ class AwsServer:
                 """Mint temporary credentials: AccessKeyId, SecretAccessKey, Token, Expiration."""
                 return self._control("POST", "session")
 
+        def add_access_key(self):
+                """A new long-term key pair the server accepts: (id, secret)."""
+                ak, sk = random_access_key()
+                self._control("POST", "access_key", {"id": ak, "secret": sk})
+                return ak, sk
+
         def set_temp_ttl(self, seconds):
                 self._control("POST", "temp_ttl", {"seconds": seconds})
 

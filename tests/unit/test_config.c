@@ -97,7 +97,9 @@ static void expect_defaults(const struct config *c)
 	cr_expect_eq(c->vault.timeout_seconds, 5);
 	cr_expect_eq(c->vault.max_retries, 3);
 	cr_expect_eq(c->vault.cache_ttl_seconds, 300);
-	cr_expect_str_eq(c->aws.region, "us-east-1");
+	cr_expect_null(c->aws.region);   /* resolved by the backend: env, profile, us-east-1 */
+	cr_expect_eq(c->aws.max_retries, 3);
+	cr_expect_eq(c->aws.recovery_window_days, 7);
 	cr_expect_str_eq(c->aws.prefix, "omikuji");
 	cr_expect_eq(c->aws.timeout_seconds, 5);
 	cr_expect_eq(c->aws.cache_ttl_seconds, 300);
