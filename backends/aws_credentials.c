@@ -451,7 +451,7 @@ json_t *aws_json_load(const void *body, size_t len)
 	if (!body || !len || len > HTTP_BODY_MAX)
 		return NULL;
 	json_error_t e;
-	json_t *j = json_loadb(body, len, 0, &e);
+	json_t *j = json_loadb(body, len, JSON_DECODE_ANY, &e);
 	secret_wipe(&e, sizeof(e));   /* e.text may quote the input */
 	return j;
 }

@@ -17,7 +17,7 @@
 
 struct http_client;
 
-/* Parse a JSON body: NULL when empty, too large or malformed (the parser's
+/* Parse a JSON body (any JSON value): NULL when empty, too large or malformed (the parser's
  * error text, which may quote the body, is wiped).  Free with
  * secret_json_free(). */
 json_t *aws_json_load(const void *body, size_t len);

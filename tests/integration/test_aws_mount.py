@@ -23,10 +23,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.environ.get("TESTS_SOURCE_DIR", os.path.join(HERE, "..")),
                                 "servers"))
 import awslib  # noqa: E402
-from keyfslib import Mount, metric, new_key, run  # noqa: E402
+from keyfslib import KEYFS_BIN, Mount, metric, new_key, run  # noqa: E402
 
 
-def aws_config(m, srv, prefix, endpoint=True, region="us-east-1", extra="", ttl=300):
+def aws_config(m, srv, prefix, endpoint=True, region="us-east-1", extra="", ttl=300,
+               keyfs_extra=""):
         lines = ["key_storage:", "  storage_type: aws-secrets", "  aws_secrets:",
                  "    prefix: %s" % prefix, "    timeout_seconds: 4", "    max_retries: 2",
                  "    cache_ttl_seconds: %d" % ttl]
@@ -39,6 +40,7 @@ def aws_config(m, srv, prefix, endpoint=True, region="us-east-1", extra="", ttl=
                   "    - type: file", "      path: %s" % m.app_log,
                   "keyfs:", "  audit_log: %s" % m.audit_log, "  health_interval_seconds: 1",
                   "  max_stale_seconds: 3600", "  list_cache_seconds: 0"]
+        lines += [keyfs_extra] if keyfs_extra else []
         return "\n".join(lines) + "\n"
 
 
@@ -448,6 +450,62 @@ class RegionAndEndpoint(AwsMountBase):
                 self.assertEqual(r.returncode, 1 if r.returncode == 1 else 2, r.stderr)
                 self.assertIn("endpoint", r.stderr)
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+
+class UsersAndCommands(AwsMountBase):
+        def test_background_mount_read_by_another_user(self):
+                if os.geteuid() != 0:
+                        self.skipTest("needs root for setpriv and allow_other")
+                rules = ('  access:\n    - networks: ["*"]\n      read: ["uid:65534"]\n'
+                         '      list: ["uid:65534"]')
+                m = self.mount(start=False, keyfs_extra=rules)
+                os.chmod(m.root, 0o755)
+                k = new_key()
+                self.put("bg", k)
+                r = subprocess.run([KEYFS_BIN, "mount",
+                                    "-c", m.config, "-o", "allow_other", m.mnt],
+                                   env=m.env, capture_output=True, text=True, timeout=30,
+                                   stdin=subprocess.DEVNULL)
+                self.addCleanup(lambda: subprocess.run(["fusermount3", "-u", m.mnt], capture_output=True))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                      "bash", "-c", "ls keys && cat keys/bg"], cwd=m.mnt,
+                                     capture_output=True, text=True, timeout=30)
+                self.assertEqual(out.stdout, "bg\n" + k + "\n", out.stderr)
+                denied = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                         "bash", "-c", "echo %s > keys/bg" % new_key()], cwd=m.mnt,
+                                        capture_output=True, text=True, timeout=30)
+                self.assertNotEqual(denied.returncode, 0)
+                got = self.sm.get_secret_value(SecretId=self.name("bg"))["SecretString"]
+                self.assertEqual(got, k, "the denied write changed nothing")
+                uids = [a["uid"] for a in m.audit_lines() if a["operation"] == "get"]
+                self.assertIn(65534, uids)
+
+        def test_key_commands(self):
+                m = self.mount(start=False)
+                k = new_key()
+                r = m.cli("key", "import", "--network", "cli-net", "--key", k)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                doc = json.loads(self.sm.get_secret_value(SecretId=self.name("cli-net"))["SecretString"])
+                self.assertEqual(doc["private_key"], k)
+                r = m.cli("key", "list")
+                self.assertEqual(r.stdout.split(), ["cli-net"], r.stderr)
+                r = m.cli("key", "export", "--network", "cli-net", "--yes")
+                self.assertEqual(r.stdout.strip(), k)
+                r = m.cli("key", "remove", "--network", "cli-net", "--yes")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(self.name("cli-net"), self.srv.names()["deleted"])
+                r = m.cli("key", "export", "--network", "cli-net", "--yes")
+                self.assertEqual(r.returncode, 1)
+                self.assertEqual(r.stdout, "")
+
+        def test_check_config_shows_the_section(self):
+                m = self.mount(start=False)
+                r = m.cli("check-config")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("storage_type: aws-secrets", r.stdout)
+                self.assertIn("recovery_window_days: 7", r.stdout)
+                self.assertNotIn(self.srv.secret_key, r.stdout + r.stderr)
 
 
 class CurlSigV4(AwsMountBase):
