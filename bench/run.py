@@ -33,6 +33,7 @@ SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "servers"))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 import vaultlib  # noqa: E402
+import awslib  # noqa: E402
 import keyfslib  # noqa: E402
 
 KV_MOUNT = "secret"
@@ -66,12 +67,14 @@ class Bench:
         self.reps = reps
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
-                    for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get")}
+                    for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get",
+                                 "awscurl")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
         self.floor = None      # (Popen, mountpoint)
         self.vault = None
+        self.aws = None
         self.shm_file = None
         self.rows = []         # result rows, see add()
         self.notes = []
@@ -190,6 +193,9 @@ class Bench:
         if self.vault:
             self.vault.cleanup()
             self.vault = None
+        if self.aws:
+            self.aws.cleanup()
+            self.aws = None
         if self.shm_file and os.path.exists(self.shm_file):
             os.unlink(self.shm_file)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -323,6 +329,71 @@ keyfs:
         self.notes.append("TTL 0: %s backend GETs for %d reads per repetition" % (counts, n))
         return mv
 
+    def aws_cold(self, n):
+        """The aws-secrets backend's uncached read against the same signed
+        request made by bare libcurl (the AWS test server on both sides)."""
+        log("2b. aws: uncached read through the mount vs bare signed libcurl, %d x %d" % (
+            self.reps, n))
+        self.aws = awslib.AwsServer().start()
+        secret_id = "omikuji/" + COLD
+        self.aws.boto3_client().create_secret(
+            Name=secret_id, SecretString=json.dumps({"private_key": vaultlib.random_evm_key()}))
+        creds = {"AWS_ACCESS_KEY_ID": self.aws.access_key,
+                 "AWS_SECRET_ACCESS_KEY": self.aws.secret_key,
+                 "AWS_EC2_METADATA_DISABLED": "true"}
+        m = self.keyfs_mount("aws-cold", """
+key_storage:
+  storage_type: aws-secrets
+  aws_secrets:
+    region: %s
+    prefix: omikuji
+    endpoint_url: %s
+    cache_ttl_seconds: 0
+logging:
+  format: json
+  level: info
+  targets:
+    - type: file
+      path: {root}/app.log
+keyfs:
+  audit_log: {root}/audit.log
+""" % (self.aws.region, self.aws.url), env=creds)
+        path = m.key_path(COLD)
+        env = dict(os.environ, **creds)
+        argv = [self.bin["awscurl"], "-r", self.aws.region, "-s", secret_id, self.aws.url]
+        self.readloop(path, 50)
+        self.run_prog(argv[:1] + ["-n", "50"] + argv[1:], env=env)
+        counts = []
+
+        def gets():
+            return self.aws.stats()["by_action"].get("GetSecretValue", 0)
+
+        def mount_rep():
+            before = gets()
+            us = self.readloop_us(path, n, 67)
+            counts.append(gets() - before)
+            return us
+
+        def curl_rep():
+            r = self.run_prog(argv[:1] + ["-n", str(n)] + argv[1:], env=env)
+            return r["ns_per_op"] / 1000.0
+
+        (mv, ms, ml), (cv, cs, cl) = self.interleaved([mount_rep, curl_rep])
+        per_read = [c / n for c in counts]
+        if any(abs(p - 1.0) > 1e-9 for p in per_read):
+            raise BenchError("TTL 0: GetSecretValue per read %r, expected exactly 1" % per_read)
+        rejected = self.aws.stats()["rejected_signatures"]
+        if rejected:
+            raise BenchError("%d signatures rejected" % rejected)
+        self.add("uncached aws read via mount (TTL 0)", mv, "us/op",
+                 "libcurl SigV4 POST GetSecretValue, reused handle", cv,
+                 spread=(ms, ml), base_spread=(cs, cl))
+        self.notes.append("aws TTL 0: %s GetSecretValue calls for %d reads per repetition, "
+                          "0 rejected signatures" % (counts, n))
+        self.stop_mount(m)
+        self.aws.cleanup()
+        self.aws = None
+
     def cached(self, hot, noaudit, floor_mnt, n, cold_us):
         log("3+4. cached read: audit on, --no-audit, floorfs, %d x %d" % (self.reps, n))
         hp, np_, fp = hot.key_path(HOT), noaudit.key_path(HOT), os.path.join(floor_mnt, "keys", HOT)
@@ -440,6 +511,7 @@ keyfs:
                                    env=env)
         floor_mnt = self.start_floor()
         cold_us = self.vault_cold(cold, 300 if self.quick else 1000)
+        self.aws_cold(300 if self.quick else 1000)
         self.cached(hot, noaudit, floor_mnt, 2000 if self.quick else 10000, cold_us)
         self.concurrent(hot)
         small_ms, small_req = self.stale_lookup(noaudit)
