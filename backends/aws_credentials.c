@@ -939,27 +939,36 @@ static bool aws_container_host_ok(const char *url)
 	return false;
 }
 
-static int aws_from_container(const struct aws_chain *ch, double deadline,
-                              struct aws_credentials *out, char *why, size_t whylen)
+int aws_container_url(char *out, size_t outlen)
 {
 	const char *rel = aws_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
 	const char *full = aws_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	int w;
+	if (rel)
+		w = snprintf(out, outlen, "%s%s%s", AWS_ECS_HOST, rel[0] == '/' ? "" : "/", rel);
+	else if (full && !aws_container_host_ok(full))
+		return -EINVAL;
+	else if (full)
+		w = snprintf(out, outlen, "%s", full);
+	else
+		return -ENOENT;
+	return w < 0 || (size_t)w >= outlen ? -ENAMETOOLONG : 0;
+}
+
+static int aws_from_container(const struct aws_chain *ch, double deadline,
+                              struct aws_credentials *out, char *why, size_t whylen)
+{
 	char url[1024], err[128] = "";
 	struct secret *tok = NULL, *hdr = NULL;
 	struct http_response resp = { 0 };
-	int rc;
-	if (rel) {
-		snprintf(url, sizeof(url), "%s%s%s", AWS_ECS_HOST, rel[0] == '/' ? "" : "/", rel);
-	} else if (full) {
-		if (!aws_container_host_ok(full)) {
-			aws_why(why, whylen, "container: AWS_CONTAINER_CREDENTIALS_FULL_URI must be "
-			        "https or a loopback / ECS / EKS address");
-			return -EACCES;
-		}
-		snprintf(url, sizeof(url), "%s", full);
-	} else {
-		return -ENOENT;
+	int rc = aws_container_url(url, sizeof(url));
+	if (rc == -EINVAL) {
+		aws_why(why, whylen, "container: AWS_CONTAINER_CREDENTIALS_FULL_URI must be "
+		        "https or a loopback / ECS / EKS address");
+		return -EACCES;
 	}
+	if (rc)
+		return rc;
 	const char *tfile = aws_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
 	const char *tenv = aws_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
 	if (tfile) {

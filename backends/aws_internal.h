@@ -64,6 +64,12 @@ double aws_credentials_refresh_at(const struct aws_credentials *c);
 /* Expired (with one second of margin for the request in flight). */
 bool aws_credentials_expired(const struct aws_credentials *c, double now);
 
+/* The container credentials URL: http://169.254.170.2 + $AWS_CONTAINER_
+ * CREDENTIALS_RELATIVE_URI, else $AWS_CONTAINER_CREDENTIALS_FULL_URI when it
+ * is https or http to loopback or the ECS/EKS addresses.  0, -ENOENT (neither
+ * set), -EINVAL (a FULL_URI elsewhere over http), -ENAMETOOLONG. */
+int aws_container_url(char *out, size_t outlen);
+
 /* ---- shared files ------------------------------------------------------------ */
 
 /* The key/value pairs of one profile: values may hold secrets and are wiped

@@ -189,6 +189,16 @@ class Layout(AwsMountBase):
                 self.assertIn("RestoreSecret", acts)
                 self.assertNotIn("CreateSecret", acts[acts.index("DeleteSecret"):])
 
+        def test_restore_outside_the_mount_brings_the_key_back(self):
+                m = self.mount()
+                k = new_key()
+                m.write_key("back", k + "\n")
+                os.unlink(m.key_path("back"))
+                self.assertNotIn("back", os.listdir(m.path("keys")))
+                self.sm.restore_secret(SecretId=self.name("back"))
+                self.assertIn("back", os.listdir(m.path("keys")))
+                self.assertEqual(m.read_key("back"), k + "\n")
+
         def test_recovery_window_is_seven_days_never_forced(self):
                 m = self.mount()
                 m.write_key("w", new_key() + "\n")
@@ -349,6 +359,49 @@ class Credentials(AwsMountBase):
                 self.assertIn(self.read_through(m), self.minted_by("sts"))
                 self.assertIn("credential_source: web-identity", self.wait_health(m, "up"))
 
+        def test_profile_with_web_identity(self):
+                m = self.mount(env={}, start=False, extra="    profile: eks")
+                tok = os.path.join(m.root, "token")
+                with open(tok, "w") as f:
+                        f.write(self.srv.web_identity_token)
+                os.makedirs(os.path.join(m.root, ".aws"))
+                with open(os.path.join(m.root, ".aws", "config"), "w") as f:
+                        f.write("[profile eks]\nrole_arn = arn:aws:iam::123456789012:role/o\n"
+                                "web_identity_token_file = %s\nrole_session_name = keyfs\n" % tok)
+                m.env["AWS_ENDPOINT_URL_STS"] = self.srv.url
+                m.start()
+                self.assertIn(self.read_through(m), self.minted_by("sts"))
+                self.assertIn("credential_source: profile eks (web-identity)", self.wait_health(m, "up"))
+
+        def test_refused_token_makes_one_fresh_resolution(self):
+                ak1, sk1 = self.srv.add_access_key()
+                ak2, sk2 = self.srv.add_access_key()
+                m = self.mount(env={}, start=False, ttl=0)
+                os.makedirs(os.path.join(m.root, ".aws"))
+                cred = os.path.join(m.root, ".aws", "credentials")
+                with open(cred, "w") as f:
+                        f.write("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n" % (ak1, sk1))
+                m.start()
+                self.assertEqual(self.read_through(m, "r1"), ak1)
+                with open(cred, "w") as f:
+                        f.write("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n" % (ak2, sk2))
+                # AWS now says the old credentials expired
+                self.srv.fault("expired", count=1, action="GetSecretValue")
+                k = new_key()
+                self.put("r2", k)
+                self.assertEqual(m.read_key("r2"), k + "\n")
+                gets = [(e["access_key"], e["error"]) for e in self.srv.log()
+                        if e.get("secret") == self.name("r2") and e["action"] == "GetSecretValue"]
+                self.assertEqual(gets, [(ak1, "ExpiredTokenException"), (ak2, None)])
+                # nothing new to try: the refusal reaches the caller as EACCES
+                # (a key never read, so no stale copy is served instead)
+                self.put("r3", new_key())
+                self.srv.fault("expired", count=1, action="GetSecretValue")
+                self.assertEqual(self.errno_of(lambda: m.read_key("r3")), errno.EACCES)
+                gets = [e["error"] for e in self.srv.log()
+                        if e.get("secret") == self.name("r3") and e["action"] == "GetSecretValue"]
+                self.assertEqual(gets, ["ExpiredTokenException"])
+
         def test_container_credentials_with_token_file(self):
                 m = self.mount(env={}, start=False)
                 tf = os.path.join(m.root, "ctoken")
@@ -373,7 +426,9 @@ class Credentials(AwsMountBase):
                 m.env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.srv.url
                 m.start()
                 self.assertIn(self.read_through(m), self.minted_by("imds"))
-                self.assertIn("credential_source: imds", self.wait_health(m, "up"))
+                text = self.wait_health(m, "up")
+                self.assertIn("credential_source: imds", text)
+                self.assertRegex(text, r"credentials_expire: 20\d\d-\d\d-\d\dT")
                 puts = [e for e in self.srv.log() if e.get("action") == "PUT /latest/api/token"]
                 self.assertTrue(puts)
 

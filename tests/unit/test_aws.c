@@ -10,7 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include "aws_internal.h"
+#include "http.h"
 #include "clock.h"
 
 static void random_hex(char *out, size_t bytes)
@@ -353,4 +357,88 @@ Test(aws_chain, broken_profile_is_reported_not_skipped)
 	unsetenv("AWS_CONFIG_FILE");
 	unlink(cp);
 	free(cp);
+}
+
+Test(aws_chain, container_url)
+{
+	char url[300];
+	unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	cr_expect_eq(aws_container_url(url, sizeof(url)), -ENOENT);
+	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://example.com/creds", 1);
+	cr_expect_eq(aws_container_url(url, sizeof(url)), -EINVAL, "plain http off the host");
+	const char *ok[] = { "https://example.com/creds", "http://127.0.0.1:51679/creds",
+	                     "http://169.254.170.23/v1/credentials", "http://[fd00:ec2::23]/v1/credentials",
+	                     "http://localhost:8080/x" };
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", ok[i], 1);
+		cr_expect_eq(aws_container_url(url, sizeof(url)), 0, "%s", ok[i]);
+		cr_expect_str_eq(url, ok[i]);
+	}
+	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.20/x", 1);
+	cr_expect_eq(aws_container_url(url, sizeof(url)), -EINVAL);
+	setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc", 1);
+	cr_expect_eq(aws_container_url(url, sizeof(url)), 0, "relative wins");
+	cr_expect_str_eq(url, "http://169.254.170.2/v2/credentials/abc");
+	unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+}
+
+Test(aws_chain, unsupported_profile_kinds_are_named)
+{
+	clear_aws_env();
+	const char *kinds[][2] = {
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = base\n", "source_profile" },
+		{ "[profile p]\ncredential_process = /bin/true\n", "credential_process" },
+		{ "[profile p]\nsso_session = corp\n", "SSO" },
+	};
+	setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+	for (size_t i = 0; i < 3; i++) {
+		char *fp = write_temp(kinds[i][0]);
+		setenv("AWS_CONFIG_FILE", fp, 1);
+		struct aws_credentials c;
+		char why[300] = "";
+		struct aws_chain ch = { .http = NULL, .profile = "p", .region = "us-east-1" };
+		cr_expect_eq(aws_credentials_resolve(&ch, clock_monotonic() + 1, &c, why, sizeof(why)), -EACCES);
+		cr_expect(strstr(why, kinds[i][1]) && strstr(why, "does not support"), "%s", why);
+		unlink(fp);
+		free(fp);
+	}
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+	unsetenv("AWS_CONFIG_FILE");
+}
+
+Test(aws_chain, instance_metadata_gets_one_second)
+{
+	clear_aws_env();
+	/* A listener that accepts connections (the kernel does, from the
+	 * backlog) but never answers: the link-local address off EC2. */
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	cr_assert(bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(s, 8) == 0);
+	getsockname(s, (struct sockaddr *)&a, &al);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", url, 1);
+	unsetenv("AWS_EC2_METADATA_DISABLED");
+	setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+	setenv("AWS_CONFIG_FILE", "/nonexistent/config", 1);
+	struct http_client_opts o = { .timeout_seconds = 10 };
+	struct http_client *http = NULL;
+	cr_assert_eq(http_client_new(&o, &http, NULL, 0), 0);
+	struct aws_chain ch = { .http = http, .profile = NULL, .region = "us-east-1" };
+	struct aws_credentials c;
+	char why[300] = "";
+	double t0 = clock_monotonic();
+	int rc = aws_credentials_resolve(&ch, t0 + 10, &c, why, sizeof(why));
+	double took = clock_monotonic() - t0;
+	cr_expect_eq(rc, -ENOENT, "%s", why);
+	cr_expect(strstr(why, "instance metadata unreachable") != NULL, "%s", why);
+	cr_expect(took >= 0.9 && took < 2.0, "took %.2f s", took);
+	http_client_free(http);
+	close(s);
+	unsetenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+	unsetenv("AWS_CONFIG_FILE");
 }
