@@ -121,11 +121,14 @@ static int aws_creds_resolve_locked(struct aws_backend *a, double deadline, char
 	struct aws_chain chain = { .http = a->http, .profile = a->profile, .region = a->region };
 	int rc = aws_credentials_resolve(&chain, deadline, &fresh, why, whylen);
 	if (rc) {
+		/* Logged once per distinct reason: every call retries the chain. */
 		pthread_mutex_lock(&a->cred_lock);
+		bool news = strcmp(a->last_cred_error, why ? why : "") != 0;
 		snprintf(a->last_cred_error, sizeof(a->last_cred_error), "%s", why ? why : "");
 		pthread_mutex_unlock(&a->cred_lock);
-		log_kv(LOG_LEVEL_WARN, "aws: no credentials", "backend", "aws",
-		       "error", why ? why : "", (char *)NULL);
+		if (news)
+			log_kv(LOG_LEVEL_WARN, "aws: no credentials", "backend", "aws",
+			       "error", why ? why : "", (char *)NULL);
 		return rc == -ENOENT ? -EACCES : rc;
 	}
 	char expires[40] = "never";
@@ -137,13 +140,16 @@ static int aws_creds_resolve_locked(struct aws_backend *a, double deadline, char
 	            secret_equal(a->creds.session_token, fresh.session_token);
 	aws_credentials_clear(&a->creds);
 	a->creds = fresh;
+	char source[sizeof(fresh.source)];
+	memcpy(source, fresh.source, sizeof(source));
 	a->have_creds = true;
 	a->generation++;
 	a->next_try = 0;
 	a->last_cred_error[0] = 0;
 	pthread_mutex_unlock(&a->cred_lock);
-	log_kv(LOG_LEVEL_INFO, "aws: credentials obtained", "backend", "aws",
-	       "source", fresh.source, "expires", expires, (char *)NULL);
+	if (!same)
+		log_kv(LOG_LEVEL_INFO, "aws: credentials obtained", "backend", "aws",
+		       "source", source, "expires", expires, (char *)NULL);
 	return same ? -EEXIST : 0;
 }
 

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import unittest
 import warnings
@@ -318,6 +319,19 @@ class Credentials(AwsMountBase):
                                     "AWS_SESSION_TOKEN": c["Token"]})
                 self.assertEqual(self.read_through(m), c["AccessKeyId"])
                 self.assertIn("credential_source: environment", self.wait_health(m, "up"))
+                k = new_key()
+                m.write_key("s", k + "\n")
+                self.srv.fault("denied", count=1)
+                self.errno_of(lambda: m.read_key("nope"))
+                # nothing secret in any output of the daemon
+                outputs = m.daemon_stderr()
+                for path in (m.app_log, m.audit_log):
+                        with open(path) as f:
+                                outputs += f.read()
+                with open(m.path("health", "aws")) as f:
+                        outputs += f.read()
+                for secret in (c["SecretAccessKey"], c["Token"], k[2:]):
+                        self.assertNotIn(secret, outputs)
 
         def test_profile_from_shared_files(self):
                 m = self.mount(env={}, start=False, extra="    profile: ops")
@@ -443,9 +457,22 @@ class Credentials(AwsMountBase):
                         self.put("r", k)
                         seen = set()
                         t_end = time.monotonic() + 9
-                        while time.monotonic() < t_end:
-                                self.assertEqual(m.read_key("r"), k + "\n")
-                                time.sleep(0.3)
+                        bad = []
+
+                        def reader():   # four threads read across two refreshes
+                                while time.monotonic() < t_end:
+                                        try:
+                                                if m.read_key("r") != k + "\n":
+                                                        bad.append("wrong value")
+                                        except OSError as e:
+                                                bad.append(e.errno)
+                                        time.sleep(0.05)
+                        threads = [threading.Thread(target=reader) for _ in range(4)]
+                        for t in threads:
+                                t.start()
+                        for t in threads:
+                                t.join()
+                        self.assertEqual(bad, [])
                         for e in self.srv.log():
                                 if e.get("kind") == "secretsmanager" and e["action"] == "GetSecretValue" \
                                    and e.get("secret") == self.name("r"):
