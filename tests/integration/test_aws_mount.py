@@ -142,6 +142,10 @@ class Layout(AwsMountBase):
                 self.assertEqual(m.read_key("ethereum-mainnet"), k + "\n")
                 audit = [a for a in m.audit_lines() if a["operation"] == "store"]
                 self.assertEqual(audit[-1]["storage_type"], "aws")
+                # what CloudTrail shows as the caller's user agent
+                agents = {e["user_agent"] for e in self.calls_by(self.key_id)}
+                self.assertEqual(len(agents), 1)
+                self.assertRegex(agents.pop(), r"^omikuji-keyfs/\d+\.\d+\.\d+$")
                 self.assertTrue(audit[-1]["status"])
 
         def test_overwrite_is_a_new_version(self):
@@ -372,6 +376,9 @@ class Credentials(AwsMountBase):
                 m.start()
                 self.assertIn(self.read_through(m), self.minted_by("sts"))
                 self.assertIn("credential_source: web-identity", self.wait_health(m, "up"))
+                sts = [e for e in self.srv.log() if e.get("kind") == "sts"]
+                self.assertEqual(sts[-1]["role_arn"], "arn:aws:iam::123456789012:role/omikuji")
+                self.assertRegex(sts[-1]["session_name"], r"^omikuji-keyfs-\d+$")
 
         def test_profile_with_web_identity(self):
                 m = self.mount(env={}, start=False, extra="    profile: eks")
@@ -386,6 +393,8 @@ class Credentials(AwsMountBase):
                 m.start()
                 self.assertIn(self.read_through(m), self.minted_by("sts"))
                 self.assertIn("credential_source: profile eks (web-identity)", self.wait_health(m, "up"))
+                sts = [e for e in self.srv.log() if e.get("kind") == "sts"]
+                self.assertEqual(sts[-1]["session_name"], "keyfs")
 
         def test_refused_token_makes_one_fresh_resolution(self):
                 ak1, sk1 = self.srv.add_access_key()

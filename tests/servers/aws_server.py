@@ -430,6 +430,7 @@ class Handler(BaseHTTPRequestHandler):
                 cred = (self.headers.get("Authorization") or "").partition("Credential=")[2]
                 entry = {"kind": "secretsmanager", "action": action, "time": time.time(),
                          "access_key": cred.split("/", 1)[0] or None, "secret": None,
+                         "user_agent": self.headers.get("User-Agent"),
                          "status": 200, "error": None}
                 try:
                         req = json.loads(body or b"{}")
@@ -699,7 +700,9 @@ class Handler(BaseHTTPRequestHandler):
         def sts(self, body):
                 form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
                 action = form.get("Action", "")
-                entry = {"kind": "sts", "action": action, "time": time.time(), "status": 200}
+                entry = {"kind": "sts", "action": action, "time": time.time(), "status": 200,
+                         "session_name": form.get("RoleSessionName"),
+                         "role_arn": form.get("RoleArn")}
                 try:
                         if action != "AssumeRoleWithWebIdentity":
                                 entry.update(status=400, error="InvalidAction")

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backend.h"
 #include "metrics.h"
 
 /* --- a small exposition-format parser ----------------------------------- */
@@ -690,4 +691,30 @@ Test(metrics, refresh_timestamps_keep_microseconds)
 	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"c\"} 12.000000\n"));
 	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"d\"} 1700000000.000000\n"));
 	free(text);
+}
+
+Test(metrics, aws_api_calls_family)
+{
+	struct backend_api_calls calls[] = {
+		{ "GetSecretValue", 12 }, { "PutSecretValue", 0 }, { "ListSecrets", 3 },
+	};
+	struct strbuf b = STRBUF_INIT;
+	metrics_init();
+	cr_assert_eq(metrics_render(&b), 0);
+	cr_assert_eq(metrics_render_api_calls(&b, "aws", calls, 3), 0);
+	cr_assert_eq(metrics_render_api_calls(&b, "aws", calls, 0), 0, "no actions: nothing");
+	char *text = strbuf_detach(&b, NULL);
+	parse_exposition(text, &x);
+	free(text);
+	struct family *f = family_find(&x, "omikuji_keyfs_aws_api_calls_total");
+	cr_assert_not_null(f);
+	cr_expect_str_eq(f->type, "counter");
+	cr_expect(f->has_help);
+	cr_expect_eq(count_samples(&x, "omikuji_keyfs_aws_api_calls_total", NULL), 3);
+	cr_expect_eq(value_of(&x, "omikuji_keyfs_aws_api_calls_total", "backend", "aws",
+	                      "action", "GetSecretValue", NULL), 12);
+	cr_expect_eq(value_of(&x, "omikuji_keyfs_aws_api_calls_total", "backend", "aws",
+	                      "action", "PutSecretValue", NULL), 0, "zeros are rendered");
+	cr_expect_eq(value_of(&x, "omikuji_keyfs_aws_api_calls_total", "backend", "aws",
+	                      "action", "ListSecrets", NULL), 3);
 }
