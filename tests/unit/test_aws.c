@@ -435,7 +435,7 @@ Test(aws_chain, instance_metadata_gets_one_second)
 	double took = clock_monotonic() - t0;
 	cr_expect_eq(rc, -ENOENT, "%s", why);
 	cr_expect(strstr(why, "instance metadata unreachable") != NULL, "%s", why);
-	cr_expect(took >= 0.9 && took < 2.0, "took %.2f s", took);
+	cr_expect(took >= 0.9 && took < 5.0, "took %.2f s (the deadline was 10 s)", took);
 	http_client_free(http);
 	close(s);
 	unsetenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
