@@ -1,6 +1,8 @@
 /* fuzz_parsers.c - libFuzzer harness for the parsers that read untrusted
  * input: Vault's responses (KV read, list, login, token lookup), key
- * content validation, and the YAML config loader.  Not part of `meson
+ * content validation, the YAML config loader, and the AWS backend's
+ * (credential JSON of IMDS/containers, STS XML, Secrets Manager errors,
+ * SecretString, shared credentials/config files).  Not part of `meson
  * test`; build and run by hand (see README.md in this folder).
  *
  * The first input byte picks the parser; the rest is its input. */
@@ -12,6 +14,7 @@
 #include "config.h"
 #include "keyformat.h"
 #include "vault_internal.h"
+#include "aws_internal.h"
 
 static void fuzz_config(const uint8_t *data, size_t size)
 {
@@ -36,11 +39,29 @@ static void fuzz_config(const uint8_t *data, size_t size)
 	}
 }
 
+static void fuzz_aws_profile(const uint8_t *data, size_t size)
+{
+	static char path[64];
+	if (!path[0])
+		snprintf(path, sizeof(path), "/tmp/keyfs-fuzz-%d.ini", (int)getpid());
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fwrite(data, 1, size, f);
+	fclose(f);
+	struct aws_profile p;
+	char why[200];
+	if (aws_profile_load(path, path, "default", &p, why, sizeof(why)) == 0) {
+		aws_profile_get(&p, "aws_access_key_id");
+		aws_profile_clear(&p);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t which = data[0] % 6;
+	uint8_t which = data[0] % 11;
 	data++;
 	size--;
 	char why[200];
@@ -73,6 +94,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4:
 		keyformat_validate(size && (data[0] & 1) ? KEY_FORMAT_ANY : KEY_FORMAT_EVM,
 		                   data, size, NULL, NULL, NULL);
+		break;
+	case 6: {
+		struct aws_credentials c = { 0 };
+		if (aws_parse_credentials_json(data, size, &c, why, sizeof(why)) == 0)
+			aws_credentials_clear(&c);
+		break;
+	}
+	case 7: {
+		struct aws_credentials c = { 0 };
+		char *text = strndup((const char *)data, size);
+		if (text && aws_parse_sts_response(status == 404 ? 400 : 200, text, strlen(text), &c,
+		                                   why, sizeof(why)) == 0)
+			aws_credentials_clear(&c);
+		free(text);
+		break;
+	}
+	case 8: {
+		char code[64], msg[160];
+		aws_parse_error(data, size, code, sizeof(code), msg, sizeof(msg));
+		break;
+	}
+	case 9: {
+		struct secret *out = NULL;
+		aws_parse_secret_string(data, size, &out, why, sizeof(why));
+		secret_free(out);
+		break;
+	}
+	case 10:
+		fuzz_aws_profile(data, size);
 		break;
 	default:
 		fuzz_config(data, size);
