@@ -63,6 +63,10 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	}
 
 	if (audit_enabled) {
+		pid_t holder = 0;
+		rc = audit_lock_take(cfg->keyfs.audit_log, &k->audit_lock, &holder, err, errlen);
+		if (rc < 0)
+			goto fail;
 		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
 		if (rc < 0)
 			goto fail;
@@ -126,8 +130,7 @@ static void *maintenance_main(void *arg)
 	double next_check = 0;
 	while (!k->stopping) {
 		double now = clock_monotonic();
-		if (k->check_requested) {
-			k->check_requested = 0;
+		if (atomic_exchange(&k->check_requested, 0)) {
 			next_check = now;
 		}
 		if (now >= next_check) {
@@ -141,8 +144,7 @@ static void *maintenance_main(void *arg)
 			while (read(k->wake_pipe[0], buf, sizeof(buf)) > 0)
 				;
 		}
-		if (k->reload_requested) {
-			k->reload_requested = 0;
+		if (atomic_exchange(&k->reload_requested, 0)) {
 			reload(k);
 		}
 	}
@@ -174,6 +176,7 @@ void keyfs_free(struct keyfs *k)
 	anomaly_free(k->anomaly);
 	access_free(k->access);
 	audit_close(k->audit);
+	audit_lock_release(k->audit_lock);
 	cache_free(k->cache);
 	if (k->backend)
 		k->backend->ops->close(k->backend);

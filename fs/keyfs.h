@@ -11,10 +11,12 @@
 #define OMIKUJI_KEYFS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include "access.h"
 #include "audit.h"
+#include "audit_lock.h"
 #include "backend.h"
 #include "cache.h"
 #include "config.h"
@@ -44,6 +46,7 @@ struct keyfs {
 	enum metrics_backend metrics_index;
 	struct cache *cache;          /* NULL for local backends (file, env) */
 	struct audit *audit;          /* owned; NULL = audit disabled (tests, bench) */
+	struct audit_lock *audit_lock; /* owned; held while audit is open (one writer) */
 	struct access *access;        /* owned */
 	struct anomaly *anomaly;      /* owned */
 	uid_t mount_uid;
@@ -72,9 +75,9 @@ struct keyfs {
 	pthread_t health_thread;
 	bool health_thread_started;
 	int wake_pipe[2];             /* wakes the maintenance thread (SIGHUP, stop) */
-	volatile int stopping;
-	volatile int reload_requested;
-	volatile int check_requested; /* a store/remove changed what health/ shows */
+	atomic_int stopping;
+	atomic_int reload_requested;  /* set from the SIGHUP handler (lock-free atomic) */
+	atomic_int check_requested;   /* a store/remove changed what health/ shows */
 };
 
 /* Build a keyfs for cfg: opens the backend, audit log, access rules.

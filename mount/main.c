@@ -449,7 +449,8 @@ static int cmd_check_config(struct cli *cli)
 	char err[512] = "";
 	struct access *acc = NULL;
 	struct anomaly *an = NULL;
-	if (access_new(&cfg.keyfs, getuid(), &acc, err, sizeof(err)) < 0 ||
+	if (daemon_check_run_as(&cfg, err, sizeof(err)) < 0 ||
+	    access_new(&cfg.keyfs, getuid(), &acc, err, sizeof(err)) < 0 ||
 	    anomaly_new(&cfg.keyfs, NULL, &an, err, sizeof(err)) < 0) {
 		rc = fail(EXIT_USAGE, "%s: %s", cfg.source ? cfg.source : "built-in defaults", err);
 		access_free(acc);

@@ -320,6 +320,8 @@ class ReopenAndPrivilegeTest(unittest.TestCase):
         m = Mount(storage="env", extra_args=["-o", "allow_other"],
                   keyfs_extra="  run_as: nobody\n", env={"OMIKUJI_KEY_ETH": key})
         try:
+            # The service user opens (and reopens) the logs itself.
+            os.chown(m.root, 65534, 65534)
             m.start()
             status = open(f"/proc/{m.proc.pid}/status").read()
             uids = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]
