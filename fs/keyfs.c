@@ -123,13 +123,34 @@ static void reload(struct keyfs *k)
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
 }
 
+void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
+{
+	if (!k->audit)
+		return;
+	unsigned long long seq;
+	char hash[65], seq_text[24];
+	audit_checkpoint(k->audit, &seq, hash);
+	if (!at_stop && seq == atomic_load(&k->checkpoint_seq))
+		return;   /* nothing new since the last one */
+	atomic_store(&k->checkpoint_seq, seq);
+	snprintf(seq_text, sizeof(seq_text), "%llu", seq);
+	log_kv(LOG_LEVEL_INFO, "audit checkpoint", "audit_log", k->cfg->keyfs.audit_log,
+	       "seq", seq_text, "hash", hash, "at", at_stop ? "stop" : "interval", (char *)NULL);
+}
+
 static void *maintenance_main(void *arg)
 {
 	struct keyfs *k = arg;
 	double interval = k->cfg->keyfs.health_interval_seconds;
+	double checkpoint_interval = k->cfg->keyfs.audit_checkpoint_seconds;
 	double next_check = 0;
+	double next_checkpoint = clock_monotonic() + checkpoint_interval;
 	while (!k->stopping) {
 		double now = clock_monotonic();
+		if (now >= next_checkpoint) {
+			keyfs_audit_checkpoint(k, false);
+			next_checkpoint = now + checkpoint_interval;
+		}
 		if (atomic_exchange(&k->check_requested, 0)) {
 			next_check = now;
 		}
@@ -137,7 +158,8 @@ static void *maintenance_main(void *arg)
 			health_check_now(k);
 			next_check = clock_monotonic() + interval;
 		}
-		int timeout_ms = (int)((next_check - clock_monotonic()) * 1000) + 1;
+		double next = next_check < next_checkpoint ? next_check : next_checkpoint;
+		int timeout_ms = (int)((next - clock_monotonic()) * 1000) + 1;
 		struct pollfd p = { .fd = k->wake_pipe[0], .events = POLLIN };
 		if (poll(&p, 1, timeout_ms < 1 ? 1 : timeout_ms) > 0) {
 			char buf[64];

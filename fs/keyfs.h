@@ -47,6 +47,7 @@ struct keyfs {
 	struct cache *cache;          /* NULL for local backends (file, env) */
 	struct audit *audit;          /* owned; NULL = audit disabled (tests, bench) */
 	struct audit_lock *audit_lock; /* owned; held while audit is open (one writer) */
+	atomic_ullong checkpoint_seq; /* seq of the last checkpoint logged */
 	struct access *access;        /* owned */
 	struct anomaly *anomaly;      /* owned */
 	uid_t mount_uid;
@@ -87,6 +88,12 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
               struct keyfs **out, char *err, size_t errlen);
 /* Start the health/maintenance thread (after daemonizing: fork drops threads). */
 int keyfs_start(struct keyfs *k);
+/* Write the audit chain's end (seq, hash) to the application log, so that
+ * `audit verify --start SEQ:HASH` can anchor it outside the file.  The
+ * maintenance thread does it every keyfs.audit_checkpoint_seconds when
+ * lines were added; at_stop writes it unconditionally (call after the
+ * last request, from the thread that stops). */
+void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop);
 /* Ask the maintenance thread to reopen logs and reload access rules. */
 void keyfs_request_reload(struct keyfs *k);
 /* Ask for a health check now (after a change the detail lines show). */

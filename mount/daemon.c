@@ -437,6 +437,9 @@ static int serve(struct serve *s)
 	code = fuse_loop_mt(fuse, loop) < 0 ? 1 : 0;
 	sd_notify(0, "STOPPING=1");
 	log_kv(LOG_LEVEL_INFO, "unmounting", "mountpoint", s->mountpoint, (char *)NULL);
+	fuse_unmount(fuse);   /* no request can arrive after this */
+	mounted = false;
+	keyfs_audit_checkpoint(k, true);
 out:
 	signal_keyfs = NULL;
 	if (loop)

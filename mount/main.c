@@ -44,8 +44,10 @@ static const char usage_text[] =
 "        remove a key (asks on a terminal unless --yes)\n"
 "  key list [-c CONFIG]\n"
 "        list the networks that have a key\n"
-"  audit verify [AUDIT_LOG]\n"
-"        check the audit log's hash chain; names the first bad line\n"
+"  audit verify [--start SEQ:HASH] [--expect-seq N] [AUDIT_LOG...]\n"
+"        check the files (rotated ones first) as one hash chain; names the\n"
+"        first bad line (--start: where the chain resumes, from a checkpoint;\n"
+"        --expect-seq: the last seq the daemon wrote)\n"
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
@@ -71,6 +73,8 @@ struct cli {
 	bool debug;
 	bool no_audit;
 	const char *fuse_options;
+	const char *audit_start;       /* audit verify --start SEQ:HASH */
+	const char *audit_expect_seq;  /* audit verify --expect-seq N */
 	int argc;          /* positional arguments left */
 	char **argv;
 };
@@ -90,7 +94,7 @@ static int fail(int code, const char *fmt, ...)
 /* Parse the options of a subcommand (argv[0] is the subcommand's name). */
 static int parse_options(int argc, char **argv, struct cli *cli)
 {
-	enum { OPT_INSECURE = 256, OPT_NO_AUDIT };
+	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_START, OPT_EXPECT_SEQ };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "network", required_argument, NULL, 'n' },
@@ -102,6 +106,8 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		{ "options", required_argument, NULL, 'o' },
 		{ "insecure-config-permissions", no_argument, NULL, OPT_INSECURE },
 		{ "no-audit", no_argument, NULL, OPT_NO_AUDIT },
+		{ "start", required_argument, NULL, OPT_START },
+		{ "expect-seq", required_argument, NULL, OPT_EXPECT_SEQ },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -124,6 +130,8 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_INSECURE: cli->insecure_perms = true; break;
 		case OPT_NO_AUDIT: cli->no_audit = true; break;
+		case OPT_START: cli->audit_start = optarg; break;
+		case OPT_EXPECT_SEQ: cli->audit_expect_seq = optarg; break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -407,29 +415,48 @@ static int cmd_mount(struct cli *cli)
 static int cmd_audit(int argc, char **argv, struct cli *cli)
 {
 	if (argc < 2 || strcmp(argv[1], "verify") != 0)
-		return fail(EXIT_USAGE, "audit: expected 'verify [AUDIT_LOG]'");
+		return fail(EXIT_USAGE, "audit: expected 'verify [--start SEQ:HASH] [--expect-seq N] "
+		            "[AUDIT_LOG...]'");
 	int rc = parse_options(argc - 1, argv + 1, cli);
 	if (rc)
 		return rc;
-	if (cli->argc > 1)
-		return fail(EXIT_USAGE, "audit verify: expected at most one AUDIT_LOG");
+	struct audit_verify_options opt;
+	memset(&opt, 0, sizeof(opt));
+	if (cli->audit_start && audit_parse_start(cli->audit_start, &opt) < 0)
+		return fail(EXIT_USAGE, "audit verify: --start wants SEQ:HASH (a checkpoint's seq and "
+		            "its 64 hex digit hash), not '%s'", cli->audit_start);
+	if (cli->audit_expect_seq) {
+		char *end = NULL;
+		errno = 0;
+		unsigned long long n = strtoull(cli->audit_expect_seq, &end, 10);
+		if (errno || !*cli->audit_expect_seq || *end || cli->audit_expect_seq[0] == '-')
+			return fail(EXIT_USAGE, "audit verify: --expect-seq wants a number, not '%s'",
+			            cli->audit_expect_seq);
+		opt.have_expect = true;
+		opt.expect_seq = n;
+	}
 	struct config cfg;
-	const char *path;
+	const char *const *files = (const char *const *)cli->argv;
+	size_t n = (size_t)cli->argc;
+	const char *one[1];
 	bool loaded = false;
-	if (cli->argc == 1) {
-		path = cli->argv[0];
-	} else {
+	if (n == 0) {
 		if ((rc = load_config(cli, &cfg)))
 			return rc;
 		loaded = true;
-		path = cfg.keyfs.audit_log;
+		one[0] = cfg.keyfs.audit_log;
+		files = one;
+		n = 1;
 	}
+	size_t bad_file = 0;
 	long bad = 0;
-	rc = audit_verify(path, stdout, &bad);
+	rc = audit_verify_files(files, n, &opt, stdout, &bad_file, &bad);
 	if (rc < 0)
-		rc = fail(EXIT_FAIL, "cannot read %s: %s", path, strerror(-rc));
+		rc = fail(EXIT_FAIL, "cannot read %s: %s", files[bad_file], strerror(-rc));
+	else if (rc > 0 && bad > 0)
+		rc = fail(EXIT_FAIL, "%s: chain broken at line %ld", files[bad_file], bad);
 	else if (rc > 0)
-		rc = fail(EXIT_FAIL, "%s: chain broken at line %ld", path, bad);
+		rc = fail(EXIT_FAIL, "%s: chain incomplete at the end", files[n - 1]);
 	if (loaded)
 		config_free(&cfg);
 	return rc;
