@@ -207,7 +207,7 @@ static int file_mkdir_p(const char *dir)
 			continue;
 		char c = *p;
 		*p = '\0';
-		if (mkdir(d, 0700) < 0 && errno != EEXIST) {
+		if (fileowner_mkdir(d, 0700) < 0 && errno != EEXIST) {
 			rc = -errno;
 			break;
 		}

@@ -23,9 +23,10 @@
  * buffering and no fsync: once write(2) returned the line is in the kernel's
  * page cache, so a crash of the daemon loses nothing, while a crash of the
  * machine may lose the last lines (the chain then ends early; it does not
- * break).  A failed or short write does not advance the chain; a short write
- * is terminated with a newline so the next line starts clean, and verify
- * flags the torn line.
+ * break).  A failed or short write does not advance the chain; the torn part
+ * of a short write is truncated away (the daemon is the only writer), or,
+ * if that fails, terminated with a newline so the next line starts clean,
+ * and verify flags the torn line.
  *
  * Restart: audit_open() reads the file backwards from its end to the last
  * line that parses and continues its seq and hash.  A torn last line (no
@@ -250,7 +251,14 @@ static int audit_write_line(int fd, const char *buf, size_t len)
 	if (n < 0)
 		return -errno;
 	if ((size_t)n != len) {
-		/* End the torn line so the next one parses; verify flags it. */
+		/* A short write (disk full): this process is the log's only
+		 * writer (audit_lock.h), so cut the torn part off again and the
+		 * file stays a clean chain.  If that fails, end the torn line so
+		 * the next one parses; verify flags it. */
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= n &&
+		    ftruncate(fd, st.st_size - n) == 0)
+			return -EIO;
 		if (write(fd, "\n", 1) < 0) {
 			/* nothing more to do: the failure is reported anyway */
 		}
@@ -317,7 +325,7 @@ static int audit_make_parent(const char *path)
 			continue;
 		char saved = *p;
 		*p = 0;
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		if (fileowner_mkdir(dir, 0700) < 0 && errno != EEXIST) {
 			rc = -errno;
 			goto out;
 		}

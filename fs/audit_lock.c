@@ -48,7 +48,9 @@ int audit_lock_take(const char *audit_path, struct audit_lock **out, pid_t *hold
 		snprintf(err, errlen, "audit log lock: out of memory");
 		return -ENOMEM;
 	}
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* World-readable: it holds only a pid, which the key commands of any
+	 * user read to find (and check) the mount's control socket. */
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd >= 0)
 		fileowner_inherit(fd, path, audit_path);
 	else if (errno == EEXIST)
@@ -76,7 +78,7 @@ int audit_lock_take(const char *audit_path, struct audit_lock **out, pid_t *hold
 	}
 	char pid[32];
 	int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+	if (fchmod(fd, 0644) < 0 || ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
 		rc = -errno;
 		snprintf(err, errlen, "audit log lock %s: %s", path, strerror(errno));
 		close(fd);

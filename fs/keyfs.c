@@ -266,6 +266,43 @@ static void caller_comm(pid_t pid, char *buf, size_t size)
 	pthread_mutex_unlock(&comm_cache.lock);
 }
 
+/* Supplementary groups of pid from /proc/<pid>/status ("Groups:"). */
+static int read_groups(pid_t pid, gid_t *groups, int max)
+{
+	char path[64], line[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	int n = -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		n = 0;
+		char *p = line + 7, *end;
+		for (;;) {
+			unsigned long g = strtoul(p, &end, 10);
+			if (end == p || n == max)
+				break;
+			groups[n++] = (gid_t)g;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return n;
+}
+
+void keyfs_caller_from_peer(struct keyfs *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->uid = uid;
+	c->gid = gid;
+	c->pid = pid;
+	c->ngroups = k->cfg->keyfs.access_set ? read_groups(pid, c->groups, CALLER_MAX_GROUPS) : -1;
+	caller_comm(pid, c->process, sizeof(c->process));
+}
+
 void keyfs_caller_current(struct keyfs *k, struct caller *c)
 {
 	struct fuse_context *ctx = fuse_get_context();

@@ -102,6 +102,9 @@ void keyfs_free(struct keyfs *k);
 
 /* Fill a caller from the current FUSE request (fuse_get_context). */
 void keyfs_caller_current(struct keyfs *k, struct caller *c);
+/* Fill a caller from a peer's credentials (SO_PEERCRED of the control
+ * socket, or the CLI's own ids): groups and command name from /proc. */
+void keyfs_caller_from_peer(struct keyfs *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c);
 
 /* The wrapped operations.  Results are 0 or -errno as the FUSE layer returns
  * them (-EACCES denied or refused, -ENOENT, -EIO, -EROFS, ...). */
@@ -128,6 +131,10 @@ int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
 /* Mark keys/<network> as being created (an open file not yet stored), so it
  * exists for getattr; end with keystore_creating(k, net, false). */
 void keystore_creating(struct keyfs *k, const char *network, bool on);
+/* The reason of the last keystore_*() failure in this thread ("" when
+ * none): what the audit line's `error` says, for the control socket and the
+ * CLI to print.  Never key material. */
+const char *keystore_last_error(void);
 /* Access decision without performing the operation (access(2)). */
 bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
                       enum access_op op);

@@ -51,11 +51,19 @@ static struct audit_record audit_record_for(struct keyfs *k, const struct caller
 	return r;
 }
 
+static __thread char keystore_error[BACKEND_ERR_MAX];
+
+const char *keystore_last_error(void)
+{
+	return keystore_error;
+}
+
 /* Write the audit line; in deny mode a failed write fails the operation. */
 static int audit_finish(struct keyfs *k, const struct caller *c, enum key_op op,
                         const char *network, int rc, bool cached, bool refresh,
                         const char *error, const char *anomaly)
 {
+	snprintf(keystore_error, sizeof(keystore_error), "%s", rc == 0 ? "" : error ? error : "");
 	if (!k->audit)
 		return rc;
 	struct audit_record r = audit_record_for(k, c, op, network);
@@ -65,8 +73,10 @@ static int audit_finish(struct keyfs *k, const struct caller *c, enum key_op op,
 	r.error = rc == 0 ? NULL : error;
 	r.anomaly = anomaly;
 	int arc = audit_write(k->audit, &r);
-	if (arc < 0 && rc == 0)
+	if (arc < 0 && rc == 0) {
+		snprintf(keystore_error, sizeof(keystore_error), "the audit log is not writable");
 		return arc;
+	}
 	return rc;
 }
 
@@ -304,6 +314,8 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 		metrics_observe_op(k->metrics_index, KEY_OP_REMOVE, false, clock_monotonic() - t0);
 		log_kv(LOG_LEVEL_ERROR, "key not removed: the audit log is not writable",
 		       "network", network, (char *)NULL);
+		snprintf(keystore_error, sizeof(keystore_error),
+		         "audit log not writable: the backend was not changed");
 		return rc;
 	}
 	rc = k->backend->ops->remove(k->backend, network, &err);

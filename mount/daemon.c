@@ -20,6 +20,7 @@
  * 7. Stop: STOPPING=1, an audit checkpoint in the application log, unmount.
  */
 #include "daemon.h"
+#include "control.h"
 #include "keyfs.h"
 #include "log.h"
 #include "secret.h"
@@ -312,6 +313,7 @@ static int serve(struct serve *s)
 {
 	char err[768] = "";
 	struct keyfs *k = NULL;
+	struct control *control = NULL;
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *loop = NULL;
 	const struct config *cfg = s->cfg;
@@ -411,6 +413,11 @@ static int serve(struct serve *s)
 		start_failed(&s->start, "cannot start the maintenance thread: %s", strerror(-rc));
 		goto out;
 	}
+	/* The key commands act through the mount that writes the audit log. */
+	if (opt->audit && control_start(k, &control, err, sizeof(err)) < 0) {
+		start_failed(&s->start, "%s", err);
+		goto out;
+	}
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		start_failed(&s->start, "out of memory");
@@ -439,9 +446,12 @@ static int serve(struct serve *s)
 	log_kv(LOG_LEVEL_INFO, "unmounting", "mountpoint", s->mountpoint, (char *)NULL);
 	fuse_unmount(fuse);   /* no request can arrive after this */
 	mounted = false;
+	control_stop(control);
+	control = NULL;
 	keyfs_audit_checkpoint(k, true);
 out:
 	signal_keyfs = NULL;
+	control_stop(control);
 	if (loop)
 		fuse_loop_cfg_destroy(loop);
 	if (fuse) {

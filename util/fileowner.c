@@ -7,6 +7,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+int fileowner_mkdir(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) < 0)
+		return -1;
+	if (geteuid() == 0) {
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0) {
+			fileowner_inherit(fd, path, NULL);
+			close(fd);
+		}
+	}
+	return 0;
+}
+
 int fileowner_inherit(int fd, const char *path, const char *like)
 {
 	struct stat st;

@@ -8,9 +8,16 @@
 #ifndef OMIKUJI_FILEOWNER_H
 #define OMIKUJI_FILEOWNER_H
 
+#include <sys/types.h>
+
 /* When running as root, fchown fd (a file just created at path) to the
  * owner of the existing file at `like` (may be NULL or missing), else to the
  * owner of path's directory.  Does nothing for other users.  0 or -errno. */
 int fileowner_inherit(int fd, const char *path, const char *like);
+
+/* mkdir(2) that, when running as root, gives the new directory the owner
+ * of its parent.  Same result as mkdir: 0, or -1 with errno (EEXIST
+ * included). */
+int fileowner_mkdir(const char *path, mode_t mode);
 
 #endif

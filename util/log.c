@@ -62,7 +62,7 @@ static void make_parents(const char *path)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		mkdir(dir, 0750);
+		fileowner_mkdir(dir, 0750);
 		*p = '/';
 	}
 }
@@ -196,6 +196,17 @@ int log_streams_to_file(const char *path, char *err, unsigned long errlen)
 	n_targets = out;
 	pthread_mutex_unlock(&log_lock);
 	return 1;
+}
+
+void log_drop_streams(void)
+{
+	pthread_mutex_lock(&log_lock);
+	int out = 0;
+	for (int i = 0; i < n_targets; i++)
+		if (targets[i].kind != TARGET_FD)
+			targets[out++] = targets[i];
+	n_targets = out;
+	pthread_mutex_unlock(&log_lock);
 }
 
 void log_reopen(void)

@@ -8,6 +8,7 @@ second writer of the same audit log, and talk sd_notify.  The daemon's pid
 is read from the audit log's lock file; its exit is awaited with a pidfd,
 not a sleep.
 """
+import json
 import os
 import select
 import signal
@@ -319,6 +320,250 @@ class RunAsBackgroundTest(unittest.TestCase):
         self.assertTrue(wait_exit(b.pid))
         b.pid = None
         self.assertFalse(is_mounted(b.m.mnt), "run_as daemon left its mount behind")
+
+
+def verify(*args):
+    return subprocess.run([KEYFS_BIN, "audit", "verify", *args], capture_output=True, text=True)
+
+
+class CliBesideMountTest(unittest.TestCase):
+    """The key commands act through the running mount (control socket)."""
+
+    def test_import_and_remove_go_through_the_mount(self):
+        b = Background(self)
+        b.start()
+        key = new_key()
+        r = b.m.cli("key", "import", "--network", "eth", "--key", key)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("through the running mount", r.stderr)
+        self.assertEqual(b.m.read_key("eth"), key + "\n")
+        lines = b.m.audit_lines()
+        intent, store = lines[-3], lines[-2]
+        self.assertEqual((intent["operation"], intent.get("intent")), ("store", True))
+        self.assertEqual((store["operation"], store["status"]), ("store", True))
+        self.assertNotEqual(store["pid"], b.pid, "the caller is the CLI, not the daemon")
+        self.assertEqual(store["process"], "omikuji-keyfs")
+        self.assertEqual(store["uid"], os.getuid())
+        m = b.m.metrics()
+        self.assertEqual(m[("omikuji_key_operations_total", frozenset(
+            {"operation": "store", "backend": "file", "status": "success"}.items()))], 1)
+        self.assertEqual(m[("omikuji_keyfs_audit_last_seq", frozenset())], lines[-1]["seq"])
+        r = b.m.cli("key", "list")
+        self.assertEqual((r.returncode, r.stdout), (0, "eth\n"), r.stderr)
+        r = b.m.cli("key", "export", "--network", "eth", "--yes")
+        self.assertEqual((r.returncode, r.stdout), (0, key + "\n"), r.stderr)
+        r = b.m.cli("key", "remove", "--network", "eth", "--yes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(FileNotFoundError):
+            b.m.read_key("eth")
+        r = b.m.cli("key", "remove", "--network", "eth", "--yes")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no key for network 'eth'", r.stderr)
+        b.stop()
+        # one chain, one writer: the daemon's lines and the CLI's interleave
+        last = b.m.audit_lines()[-1]["seq"]
+        r = verify("--expect-seq", str(last), b.m.audit_log)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        ops = [(l["operation"], l["process"]) for l in b.m.audit_lines()]
+        self.assertIn(("list", "omikuji-keyfs"), ops)
+        self.assertIn(("get", "omikuji-keyfs"), ops)
+
+    def test_without_a_mount_the_cli_continues_the_chain(self):
+        b = Background(self)
+        k1, k2 = new_key(), new_key()
+        r = b.m.cli("key", "import", "--network", "eth", "--key", k1)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("through the running mount", r.stderr)
+        self.assertEqual([l["seq"] for l in b.m.audit_lines()], [1, 2])
+        b.start()
+        self.assertEqual(b.m.read_key("eth"), k1 + "\n")
+        b.stop()
+        r = b.m.cli("key", "import", "--network", "eth", "--key", k2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = b.m.audit_lines()
+        self.assertEqual([l["seq"] for l in lines], list(range(1, len(lines) + 1)))
+        self.assertEqual(lines[-1]["operation"], "store")
+        r = verify("--expect-seq", str(len(lines)), b.m.audit_log)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to act as another user")
+    def test_access_rules_apply_to_the_invoking_user(self):
+        rules = ('  access:\n'
+                 '    - networks: ["*"]\n'
+                 '      read: ["uid:0"]\n'
+                 '      write: ["uid:0"]\n'
+                 '      remove: ["uid:0"]\n'
+                 '      list: ["uid:0", "uid:65534"]\n')
+        b = Background(self, keyfs_extra=rules, extra_args=["-o", "allow_other"])
+        os.chmod(b.m.root, 0o755)
+        os.chmod(b.m.config, 0o644)   # holds no secret
+        b.start()
+        key = new_key()
+        self.assertEqual(b.m.cli("key", "import", "--network", "eth", "--key", key).returncode, 0)
+        store_before = open(b.m.store, "rb").read()
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", KEYFS_BIN]
+        r = subprocess.run([*nobody, "key", "import", "--network", "eth", "--key", new_key(),
+                            "-c", b.m.config], capture_output=True, text=True, env=b.m.env,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("access denied", r.stderr)
+        self.assertEqual(open(b.m.store, "rb").read(), store_before, "backend changed")
+        denied = b.m.audit_lines()[-1]
+        self.assertEqual((denied["operation"], denied["status"], denied["uid"]),
+                         ("store", False, 65534))
+        r = subprocess.run([*nobody, "key", "list", "-c", b.m.config], capture_output=True,
+                           text=True, env=b.m.env, stdin=subprocess.DEVNULL, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "eth\n"), r.stderr)
+        self.assertEqual(b.m.audit_lines()[-1]["uid"], 65534)
+        self.assertEqual(b.m.read_key("eth"), key + "\n")
+
+    @unittest.skipUnless(os.geteuid() == 0, "run_as needs root")
+    def test_root_cli_keeps_the_store_readable_for_run_as(self):
+        b = Background(self, keyfs_extra="  run_as: nobody\n", extra_args=["-o", "allow_other"])
+        os.chown(b.m.root, 65534, 65534)
+        key = new_key()
+        r = b.m.cli("key", "import", "--network", "eth", "--key", key)   # as root, no mount
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for f in os.listdir(b.m.root):
+            p = os.path.join(b.m.root, f)
+            if os.path.isfile(p) and f != "omikuji.yaml":
+                self.assertEqual(os.stat(p).st_uid, 65534, f)
+        for f in os.listdir(os.path.dirname(b.m.store)):
+            self.assertEqual(os.stat(os.path.join(os.path.dirname(b.m.store), f)).st_uid,
+                             65534, f)
+        b.start()
+        self.assertEqual(b.m.read_key("eth"), key + "\n")
+        k2 = new_key()
+        r = b.m.cli("key", "import", "--network", "eth", "--key", k2)   # as root, through it
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(b.m.read_key("eth"), k2 + "\n")
+        b.stop()
+        r = verify(b.m.audit_log)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+class AuditAnchorTest(unittest.TestCase):
+    """--expect-seq from the gauge, --start from the stop checkpoint."""
+
+    def test_gauge_and_checkpoint_anchor_the_chain(self):
+        b = Background(self)
+        b.start()
+        for i in range(3):
+            b.m.write_key(f"n{i}", new_key() + "\n")
+            b.m.read_key(f"n{i}")
+        seq = int(b.m.metrics()[("omikuji_keyfs_audit_last_seq", frozenset())])
+        self.assertEqual(seq, b.m.audit_lines()[-1]["seq"])
+        b.stop()
+        with open(b.m.app_log) as f:
+            checkpoints = [json.loads(l) for l in f if '"audit checkpoint"' in l]
+        self.assertEqual(checkpoints[-1]["at"], "stop")
+        lines = b.m.audit_lines()
+        self.assertEqual(int(checkpoints[-1]["seq"]), lines[-1]["seq"])
+        self.assertEqual(checkpoints[-1]["hash"], lines[-1]["hash"])
+        with open(b.m.audit_log) as f:
+            raw = f.readlines()
+        cut = os.path.join(b.m.root, "cut.log")
+        # tail cut: passes alone, fails against the gauge
+        with open(cut, "w") as f:
+            f.writelines(raw[:-2])
+        self.assertEqual(verify(cut).returncode, 0)
+        r = verify("--expect-seq", str(seq), cut)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("lines are missing at the end", r.stdout)
+        # head cut: fails alone, passes with --start from a checkpoint
+        with open(cut, "w") as f:
+            f.writelines(raw[3:])
+        r = verify(cut)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("lines 1..3 are missing", r.stdout)
+        anchor = f"{lines[2]['seq']}:{lines[2]['hash']}"
+        r = verify("--start", anchor, "--expect-seq", str(seq), cut)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # rotated files as one chain, oldest first; the wrong order fails
+        old, new = os.path.join(b.m.root, "a.1"), os.path.join(b.m.root, "a")
+        with open(old, "w") as f:
+            f.writelines(raw[:4])
+        with open(new, "w") as f:
+            f.writelines(raw[4:])
+        self.assertEqual(verify(old, new).returncode, 0)
+        self.assertEqual(verify(new, old).returncode, 1)
+        self.assertEqual(verify(new).returncode, 1)
+
+    def test_periodic_checkpoint(self):
+        b = Background(self, keyfs_extra="  audit_checkpoint_seconds: 1\n")
+        b.start()
+        b.m.write_key("eth", new_key() + "\n")
+        deadline = time.monotonic() + 10
+        found = []
+        while not found and time.monotonic() < deadline:
+            with open(b.m.app_log) as f:
+                found = [json.loads(l) for l in f if '"audit checkpoint"' in l]
+            time.sleep(0.1)
+        self.assertTrue(found, "no periodic checkpoint within 10 s")
+        self.assertEqual(found[0]["at"], "interval")
+        self.assertEqual(int(found[0]["seq"]), b.m.audit_lines()[-1]["seq"])
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root to mount a small tmpfs")
+class DenyModeTest(unittest.TestCase):
+    """audit_failure: deny leaves the backend unchanged when the audit line
+    of a store or remove cannot be written (here: its filesystem is full)."""
+
+    def setUp(self):
+        self.b = Background(self)
+        self.logdir = os.path.join(self.b.m.root, "auditfs")
+        os.mkdir(self.logdir)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", self.logdir],
+                       check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", self.logdir])
+        with open(self.b.m.config) as f:
+            text = f.read()
+        self.b.m.audit_log = os.path.join(self.logdir, "audit.log")
+        with open(self.b.m.config, "w") as f:
+            f.write(text.replace(os.path.join(self.b.m.root, "audit.log"), self.b.m.audit_log))
+
+    def fill(self):
+        filler = os.path.join(self.logdir, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 512)
+        except OSError:
+            pass
+        os.close(fd)
+        return filler
+
+    def test_store_and_remove_leave_the_backend_unchanged(self):
+        b = self.b
+        b.start()
+        key = new_key()
+        b.m.write_key("eth", key + "\n")
+        store_before = open(b.m.store, "rb").read()
+        filler = self.fill()
+        # the audit log's last page may still have room: read until a line
+        # no longer fits (a read is denied then too, in deny mode)
+        for _ in range(200):
+            try:
+                b.m.read_key("eth")
+            except OSError:
+                break
+        else:
+            self.fail("the audit log never filled up")
+        with self.assertRaises(OSError):
+            b.m.write_key("eth", new_key() + "\n")
+        self.assertEqual(open(b.m.store, "rb").read(), store_before, "store changed the backend")
+        with self.assertRaises(OSError):
+            os.unlink(b.m.key_path("eth"))
+        self.assertEqual(open(b.m.store, "rb").read(), store_before, "remove changed the backend")
+        r = b.m.cli("key", "remove", "--network", "eth", "--yes")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("audit log not writable", r.stderr)
+        self.assertEqual(open(b.m.store, "rb").read(), store_before)
+        os.unlink(filler)
+        self.assertEqual(b.m.read_key("eth"), key + "\n")
+        b.stop()
+        r = verify(b.m.audit_log)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
