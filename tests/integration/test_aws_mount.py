@@ -590,6 +590,17 @@ class UsersAndCommands(AwsMountBase):
                 self.assertEqual(r.returncode, 1)
                 self.assertEqual(r.stdout, "")
 
+        def test_key_import_beside_a_running_mount(self):
+                m = self.mount(ttl=3600)
+                k1, k2 = new_key(), new_key()
+                m.write_key("live", k1 + "\n")
+                self.assertEqual(m.read_key("live"), k1 + "\n")   # now cached for an hour
+                r = m.cli("key", "import", "--network", "live", "--key", k2)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(m.read_key("live"), k2 + "\n", "no stale cache after the command")
+                doc = json.loads(self.sm.get_secret_value(SecretId=self.name("live"))["SecretString"])
+                self.assertEqual(doc["private_key"], k2)
+
         def test_check_config_shows_the_section(self):
                 m = self.mount(start=False)
                 r = m.cli("check-config")
