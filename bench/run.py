@@ -67,8 +67,7 @@ class Bench:
         self.reps = reps
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
-                    for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get",
-                                 "awscurl")}
+                    for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
@@ -360,7 +359,7 @@ keyfs:
 """ % (self.aws.region, self.aws.url), env=creds)
         path = m.key_path(COLD)
         env = dict(os.environ, **creds)
-        argv = [self.bin["awscurl"], "-r", self.aws.region, "-s", secret_id, self.aws.url]
+        argv = [self.bin["curlget"], "-a", self.aws.region, "-s", secret_id, self.aws.url]
         self.readloop(path, 50)
         self.run_prog(argv[:1] + ["-n", "50"] + argv[1:], env=env)
         counts = []
