@@ -8,25 +8,19 @@
         srv.fault("throttle", count=2)
         assert srv.stats()["rejected_signatures"] == 0
 
-The server runs on an ephemeral loopback port in its own temp dir and is
-stopped by its pid (SIGTERM, then SIGKILL) on exit of the `with`, or at
-interpreter exit.  Credentials are throwaway values generated per server.
+The process side (ephemeral loopback port, temp dir, log, stop by pid on
+exit of the `with` or at interpreter exit) is serverproc.ServerProcess.  Credentials are throwaway values generated per server.
 """
 
-import atexit
 import http.client
 import json
 import os
 import secrets
-import shutil
-import signal
 import string
-import subprocess
-import tempfile
-import time
+
+from serverproc import PYTHON, ServerProcess
 
 SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aws_server.py")
-PYTHON = "/usr/bin/python3"
 
 
 def random_access_key():
@@ -35,7 +29,7 @@ def random_access_key():
         return ak, secrets.token_urlsafe(30)
 
 
-class AwsServer:
+class AwsServer(ServerProcess):
         def __init__(self, region="us-east-1", page_size=2, temp_ttl=3600,
                      web_identity_token=None, container_token=None, extra_args=()):
                 self.region = region
@@ -46,11 +40,7 @@ class AwsServer:
                 self.container_token = container_token
                 self.container_path = "/v2/credentials/" + secrets.token_hex(8)
                 self.extra_args = list(extra_args)
-                self.tmpdir = tempfile.mkdtemp(prefix="aws-server-")
-                self.port_file = os.path.join(self.tmpdir, "port")
-                self.log_path = os.path.join(self.tmpdir, "server.log")
-                self.proc = None
-                self.port = None
+                self._init_process("aws-server-")
 
         def start(self, timeout=20):
                 args = [PYTHON, SERVER_SCRIPT, "--port-file", self.port_file,
@@ -62,52 +52,7 @@ class AwsServer:
                 if self.container_token:
                         args += ["--container-token", self.container_token]
                 args += self.extra_args
-                self._log = open(self.log_path, "wb")
-                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                             stdout=self._log, stderr=self._log)
-                atexit.register(self.stop)
-                deadline = time.monotonic() + timeout
-                while not os.path.exists(self.port_file):
-                        if self.proc.poll() is not None:
-                                raise RuntimeError("aws_server exited with %d:\n%s"
-                                                   % (self.proc.returncode, self.log_text()))
-                        if time.monotonic() > deadline:
-                                self.stop()
-                                raise RuntimeError("aws_server did not start")
-                        time.sleep(0.05)
-                with open(self.port_file) as f:
-                        self.port = int(f.read().strip())
-                return self
-
-        def stop(self):
-                proc, self.proc = self.proc, None
-                if proc is not None and proc.poll() is None:
-                        proc.send_signal(signal.SIGTERM)
-                        try:
-                                proc.wait(10)
-                        except subprocess.TimeoutExpired:
-                                proc.kill()
-                                proc.wait()
-                if proc is not None:
-                        self._log.close()
-
-        def cleanup(self):
-                self.stop()
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-        def __enter__(self):
-                return self.start()
-
-        def __exit__(self, *exc):
-                self.cleanup()
-                return False
-
-        def log_text(self):
-                try:
-                        with open(self.log_path, errors="replace") as f:
-                                return f.read()
-                except OSError:
-                        return ""
+                return self._launch(args, "aws_server", timeout)
 
         @property
         def url(self):
