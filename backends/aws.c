@@ -767,8 +767,13 @@ static int aws_open_section(struct aws_backend *a, const struct config_aws *c,
 		pl--;
 	if (!(a->prefix = strndup(pre, pl)))
 		return -ENOMEM;
-	if (strpbrk(a->prefix, " \t\r\n") || strlen(a->prefix) > 256) {
-		backend_err_set(err, "aws: prefix must be at most 256 characters without spaces");
+	/* Secret names allow letters, digits and /_+=.@- only. */
+	bool prefix_ok = strlen(a->prefix) <= 256;
+	for (const char *p = a->prefix; *p && prefix_ok; p++)
+		prefix_ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		            (*p >= '0' && *p <= '9') || strchr("/_+=.@-", *p);
+	if (!prefix_ok) {
+		backend_err_set(err, "aws: prefix must be at most 256 letters, digits or /_+=.@-");
 		return -EINVAL;
 	}
 

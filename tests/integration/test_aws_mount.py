@@ -610,6 +610,21 @@ class UsersAndCommands(AwsMountBase):
                 self.assertNotIn(self.srv.secret_key, r.stdout + r.stderr)
 
 
+class BadConfig(AwsMountBase):
+        def test_bad_prefix_is_one_line(self):
+                self.prefix = "has space"
+                m = self.mount(start=False)
+                r = m.cli("key", "list")
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("prefix", r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                r = subprocess.run([KEYFS_BIN, "mount", "-f", "-c", m.config, m.mnt], env=m.env,
+                                   capture_output=True, text=True, timeout=30,
+                                   stdin=subprocess.DEVNULL)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("prefix", r.stderr)
+
+
 class CurlSigV4(AwsMountBase):
         """libcurl 7.88's CURLOPT_AWS_SIGV4 signs what it is given: Content-Type
         and X-Amz-Security-Token are signed correctly, but a header-removal line
