@@ -380,6 +380,30 @@ class Credentials(AwsMountBase):
                 self.assertEqual(sts[-1]["role_arn"], "arn:aws:iam::123456789012:role/omikuji")
                 self.assertRegex(sts[-1]["session_name"], r"^omikuji-keyfs-\d+$")
 
+        def test_web_identity_refresh_reads_the_token_file_again(self):
+                self.srv.set_temp_ttl(3)
+                try:
+                        m = self.mount(env={}, start=False, ttl=0)
+                        tok = os.path.join(m.root, "token")
+                        with open(tok, "w") as f:
+                                f.write(self.srv.web_identity_token)
+                        m.env.update({"AWS_WEB_IDENTITY_TOKEN_FILE": tok,
+                                      "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/omikuji",
+                                      "AWS_ENDPOINT_URL_STS": self.srv.url})
+                        m.start()
+                        self.read_through(m, "w1")
+                        before = len(self.minted_by("sts"))
+                        time.sleep(2.5)          # past the refresh point (2 s)
+                        self.read_through(m, "w2")
+                        self.assertGreater(len(self.minted_by("sts")), before, "refreshed via STS")
+                        os.unlink(tok)           # EKS rewrites it; gone, refreshes fail
+                        time.sleep(3.5)          # and the last credentials expire
+                        self.assertEqual(self.errno_of(lambda: m.write_key("w1", new_key() + "\n")),
+                                         errno.EACCES)
+                        self.assertIn(tok, self.wait_health(m, "down"))
+                finally:
+                        self.srv.set_temp_ttl(3600)
+
         def test_profile_with_web_identity(self):
                 m = self.mount(env={}, start=False, extra="    profile: eks")
                 tok = os.path.join(m.root, "token")
