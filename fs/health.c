@@ -23,8 +23,9 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 	struct health_state *h = &k->health;
 	pthread_mutex_lock(&h->lock);
 	bool was_up = h->up, was_checked = h->checked;
-	h->checked = true;
-	h->up = up;
+	/* health_record() reads these two without the lock: atomic stores. */
+	__atomic_store_n(&h->checked, true, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->up, up, __ATOMIC_RELAXED);
 	h->checked_at = clock_wall();
 	if (latency >= 0)
 		h->latency_seconds = latency;
