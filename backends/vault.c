@@ -229,6 +229,12 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 	int rc = -EIO;
 	json_t *root = NULL;
 	*out = NULL;
+	if (status == 404 && body && memmem(body, len, "no handler for route", 20)) {
+		/* Not a missing key: the KV mount is not there (wrong
+		 * mount_path, or a namespace that is missing or wrong). */
+		vault_why(why, whylen, "no such KV mount (check mount_path and namespace)");
+		return -EIO;
+	}
 	if (status == 404) {
 		vault_why(why, whylen, "no such key");
 		return -ENOENT;
