@@ -388,10 +388,13 @@ class VaultCacheTest(VaultMountCase):
         key = new_key()
         self.hv_put("eth", key)
         self.vs.reset_stats()
-        self.vs.fault("slow", delay=0.5, count=1, path_prefix=f"/v1/secret/data/{PREFIX}/eth")
-        results = []
+        # The first fetch is held at the server until every reader is inside
+        # its open(2) (seen in /proc), then released: no timing window.
+        self.vs.fault("slow", delay=60, count=1, path_prefix=f"/v1/secret/data/{PREFIX}/eth")
+        results, tids = [], []
 
         def reader():
+            tids.append(threading.get_native_id())
             try:
                 results.append(self.m.read_key("eth"))
             except OSError as e:
@@ -400,6 +403,22 @@ class VaultCacheTest(VaultMountCase):
         threads = [threading.Thread(target=reader) for _ in range(32)]
         for t in threads:
             t.start()
+
+        def in_open(tid):
+            try:
+                with open(f"/proc/self/task/{tid}/syscall") as f:
+                    return f.read().split()[0] == "257"   # openat
+            except (OSError, IndexError):
+                return False
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                len(tids) == 32 and all(in_open(t) for t in list(tids))
+                and self.gets("eth") == 1):
+            time.sleep(0.01)
+        self.assertEqual(self.gets("eth"), 1)
+        self.assertTrue(all(in_open(t) for t in tids), "readers not all waiting in open")
+        self.vs.clear_fault()   # releases the held request
         for t in threads:
             t.join()
         self.assertEqual(results, [key + "\n"] * 32)
