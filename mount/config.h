@@ -134,6 +134,7 @@ struct config {
 	struct config_aws aws;
 	struct config_logging logging;
 	struct config_keyfs keyfs;
+	struct strlist secret_env;    /* ${VAR} names that secret fields expanded */
 };
 
 /* Which file would be loaded: -c PATH, $OMIKUJI_CONFIG, ./omikuji.yaml,
@@ -154,6 +155,12 @@ int config_load(const char *path, unsigned flags, struct config *out, char *err,
 /* Print the effective config as YAML with secrets (token, secret_id,
  * passphrase) shown as "********". */
 void config_print(const struct config *cfg, FILE *out);
+
+/* Once the backend holds its own copies: wipe and free the secrets the
+ * config holds (vault.token, vault.secret_id) and wipe and remove
+ * $OMIKUJI_KEYFS_PASSPHRASE from the environment, so the serving process
+ * keeps one copy of each, in the backend's locked memory. */
+void config_forget_secrets(struct config *cfg);
 
 void config_free(struct config *cfg);
 

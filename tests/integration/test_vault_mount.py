@@ -243,6 +243,17 @@ class VaultKeysTest(VaultMountCase):
         for out in (r.stdout, r.stderr):
             self.assertNotIn(self.vs.root_token, out)
 
+    def test_token_from_the_environment_is_wiped_once_used(self):
+        # ${VAULT_TOKEN} was expanded into the config; once the backend holds
+        # its copy, the daemon wipes the variable (and the config's copy).
+        key = new_key()
+        self.hv_put("eth", key)
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
+        with open(f"/proc/{self.m.proc.pid}/environ", "rb") as f:
+            environ = f.read()
+        self.assertIn(b"VAULT_TOKEN=", environ)   # the name stays, its value is gone
+        self.assertNotIn(self.vs.root_token.encode(), environ)
+
     def test_cli_remove_through_the_mount_drops_the_cached_key(self):
         # Contract section 9: a key command beside a mount acts through it,
         # so a removed (compromised) key is not served from the cache.
