@@ -36,6 +36,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -1150,9 +1151,9 @@ static bool vault_metadata_latest_deleted(const struct http_response *resp)
  * deadline; a key whose metadata cannot be read is kept (it may exist). */
 static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *names, double deadline)
 {
-	static bool warned;
+	static atomic_bool warned;
 	if (names->n > VAULT_LIST_FILTER_MAX) {
-		if (!__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED)) {
+		if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed)) {
 			char n[32];
 			snprintf(n, sizeof(n), "%zu", names->n);
 			log_kv(LOG_LEVEL_INFO, "vault listing too long to filter deleted keys",
