@@ -104,6 +104,28 @@ class BackgroundStartTest(unittest.TestCase):
         # The serving process is a session leader detached from our terminal.
         self.assertEqual(os.getsid(b.pid), b.pid)
 
+    def test_built_in_defaults_on_a_fresh_home(self):
+        # The README's first command: no config, nothing under HOME yet.
+        b = Background(self)
+        home = os.path.join(b.m.root, "home")
+        env = {"HOME": home, "XDG_STATE_HOME": "", "XDG_DATA_HOME": "", "XDG_CONFIG_HOME": ""}
+        os.mkdir(home)   # empty: no config is found (not even ./omikuji.yaml)
+        r = subprocess.run([KEYFS_BIN, "mount", b.m.mnt], capture_output=True, text=True,
+                           env={**b.m.env, **env}, cwd=home, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        audit = os.path.join(home, ".local/state/omikuji-keyfs/audit.log")
+        b.m.audit_log = audit
+        b.pid = b.daemon_pid()
+        key = new_key()
+        r = subprocess.run([KEYFS_BIN, "key", "import", "--network", "eth", "--key", key],
+                           capture_output=True, text=True, env={**b.m.env, **env},
+                           cwd=home, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("through the running mount", r.stderr)
+        self.assertEqual(b.m.read_key("eth"), key + "\n")
+        self.assertTrue(os.path.exists(os.path.join(home, ".local/share/omikuji-keyfs/keys.enc")))
+
     def test_key_memory_locked_in_the_background(self):
         b = Background(self)
         b.start()
