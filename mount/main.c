@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_FAIL 1
@@ -199,19 +200,28 @@ static int key_target_open(const struct config *cfg, struct key_target *t)
 	char err[768] = "";
 	memset(t, 0, sizeof(*t));
 	t->cfg = cfg;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	/* The writer is a mount (go through it), or another key command or a
+	 * mount still starting (wait for it, briefly), or nobody (be it). */
+	struct timespec pause = { 0, 50 * 1000 * 1000 };
+	for (int attempt = 0; attempt < 100; attempt++) {
+		if (attempt)
+			nanosleep(&pause, NULL);
 		pid_t holder = audit_lock_holder(cfg->keyfs.audit_log);
 		if (holder < 0)
 			return fail(EXIT_FAIL, "cannot read the lock of the audit log %s: %s",
 			            cfg->keyfs.audit_log, strerror(-holder));
 		if (holder > 0) {
+			snprintf(err, sizeof(err), "the audit log %s is in use by pid %d, which does "
+			         "not answer on its control socket", cfg->keyfs.audit_log, (int)holder);
+			if (control_probe(cfg->keyfs.audit_log, holder) < 0)
+				continue;
 			t->mount_pid = holder;
 			return 0;
 		}
 		metrics_init();
 		int rc = keyfs_new(cfg, getuid(), getgid(), true, &t->k, err, sizeof(err));
 		if (rc == -EBUSY)
-			continue;   /* a mount started in between: go through it */
+			continue;   /* someone took it in between */
 		if (rc < 0)
 			return fail(EXIT_FAIL, "%s", err);
 		keyfs_caller_from_peer(t->k, getuid(), getgid(), getpid(), &t->self);

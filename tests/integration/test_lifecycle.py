@@ -414,6 +414,22 @@ class CliBesideMountTest(unittest.TestCase):
         r = verify("--expect-seq", str(len(lines)), b.m.audit_log)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_concurrent_commands_without_a_mount_take_turns(self):
+        b = Background(self)
+        keys = {f"n{i}": new_key() for i in range(4)}
+        procs = [subprocess.Popen([KEYFS_BIN, "key", "import", "--network", n, "--key", k,
+                                   "-c", b.m.config], env=b.m.env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for n, k in keys.items()]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 0, err)
+        lines = b.m.audit_lines()
+        self.assertEqual(len(lines), 8)   # an intent and an outcome line each
+        self.assertEqual(verify("--expect-seq", "8", b.m.audit_log).returncode, 0)
+        r = b.m.cli("key", "list")
+        self.assertEqual(r.stdout.split(), sorted(keys))
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root to act as another user")
     def test_access_rules_apply_to_the_invoking_user(self):
         rules = ('  access:\n'
