@@ -892,6 +892,7 @@ static const struct field rate_limit_fields[] = {
 static const struct field keyfs_fields[] = {
 	{ "audit_log", FIELD_PATH, K(audit_log) },
 	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures },
+	{ "audit_key_file", FIELD_PATH, K(audit_key_file) },
 	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
 	{ "access", FIELD_CUSTOM, .parse = parse_access },
 	{ "health_interval_seconds", FIELD_INT, K(health_interval_seconds), 1, DAY },
@@ -1344,6 +1345,7 @@ void config_print(const struct config *cfg, FILE *out)
 	fputs("keyfs:\n", out);
 	print_str(out, 2, "audit_log", k->audit_log);
 	fprintf(out, "  audit_failure: %s\n", audit_failures[k->audit_failure]);
+	print_str(out, 2, "audit_key_file", k->audit_key_file);
 	fprintf(out, "  key_format: %s\n", key_formats[k->key_format]);
 	if (!k->access_set) {
 		fputs("  # access: (not set: only the mounting user and root)\n", out);
@@ -1459,6 +1461,7 @@ void config_free(struct config *cfg)
 	free(cfg->keyfs.audit_log);
 	free_access(&cfg->keyfs);
 	free(cfg->keyfs.run_as);
+	free(cfg->keyfs.audit_key_file);
 	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -110,6 +110,7 @@ struct config_rate_limit {
 struct config_keyfs {
 	char *audit_log;          /* default $XDG_STATE_HOME/omikuji-keyfs/audit.log */
 	enum audit_failure audit_failure;   /* default deny */
+	char *audit_key_file;     /* HMAC key of a keyed chain; NULL: plain SHA-256 chain */
 	enum key_format key_format;         /* default evm */
 	struct config_access_rule *access;  /* NULL with n_access 0 and !access_set: default rule */
 	size_t n_access;

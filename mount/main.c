@@ -47,10 +47,11 @@ static const char usage_text[] =
 "        remove a key (asks on a terminal unless --yes)\n"
 "  key list [-c CONFIG]\n"
 "        list the networks that have a key\n"
-"  audit verify [--start SEQ:HASH] [--expect-seq N] [AUDIT_LOG...]\n"
+"  audit verify [--start SEQ:HASH] [--expect-seq N] [--key FILE] [AUDIT_LOG...]\n"
 "        check the files (rotated ones first) as one hash chain; names the\n"
 "        first bad line (--start: where the chain resumes, from a checkpoint;\n"
-"        --expect-seq: the last seq the daemon wrote)\n"
+"        --expect-seq: the last seq the daemon wrote; --key: the HMAC key of\n"
+"        a keyed chain, keyfs.audit_key_file)\n"
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
@@ -571,6 +572,7 @@ static int cmd_audit(int argc, char **argv, struct cli *cli)
 	size_t n = (size_t)cli->argc;
 	const char *one[1];
 	bool loaded = false;
+	const char *key_file = cli->key;   /* --key FILE: a keyed chain */
 	if (n == 0) {
 		if ((rc = load_config(cli, &cfg)))
 			return rc;
@@ -578,10 +580,23 @@ static int cmd_audit(int argc, char **argv, struct cli *cli)
 		one[0] = cfg.keyfs.audit_log;
 		files = one;
 		n = 1;
+		if (!key_file)
+			key_file = cfg.keyfs.audit_key_file;
+	}
+	struct secret *key = NULL;
+	if (key_file) {
+		char err[512] = "";
+		if (audit_key_load(key_file, &key, err, sizeof(err)) < 0) {
+			if (loaded)
+				config_free(&cfg);
+			return fail(EXIT_USAGE, "audit verify: %s", err);
+		}
+		opt.key = key;
 	}
 	size_t bad_file = 0;
 	long bad = 0;
 	rc = audit_verify_files(files, n, &opt, stdout, &bad_file, &bad);
+	secret_free(key);
 	if (rc < 0)
 		rc = fail(EXIT_FAIL, "cannot read %s: %s", files[bad_file], strerror(-rc));
 	else if (rc > 0 && bad > 0)

@@ -533,6 +533,29 @@ class AuditAnchorTest(unittest.TestCase):
         self.assertEqual(verify(new, old).returncode, 1)
         self.assertEqual(verify(new).returncode, 1)
 
+    def test_keyed_chain(self):
+        b = Background(self, keyfs_extra="  audit_key_file: KEYFILE\n")
+        keyfile = os.path.join(b.m.root, "audit.key")
+        with open(keyfile, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(keyfile, 0o600)
+        with open(b.m.config) as f:
+            text = f.read()
+        with open(b.m.config, "w") as f:
+            f.write(text.replace("KEYFILE", keyfile))
+        r = b.m.cli("key", "import", "--network", "eth", "--key", new_key())   # no mount
+        self.assertEqual(r.returncode, 0, r.stderr)
+        b.start()
+        b.m.read_key("eth")
+        b.stop()
+        r = verify("--key", keyfile, b.m.audit_log)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = b.m.cli("audit", "verify")   # the key from the config
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = verify(b.m.audit_log)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("a keyed log needs --key", r.stdout)
+
     def test_periodic_checkpoint(self):
         b = Background(self, keyfs_extra="  audit_checkpoint_seconds: 1\n")
         b.start()
