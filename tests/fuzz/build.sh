@@ -12,5 +12,5 @@ libs="$(pkg-config --libs libcurl jansson libcrypto yaml-0.1) -lpthread"
 clang $flags $inc -o "$here/fuzz_parsers" "$here/fuzz_parsers.c" \
 	util/*.c backends/backend.c backends/keyformat.c backends/vault.c backends/http.c \
 	backends/aws.c backends/aws_credentials.c \
-	backends/file.c backends/env.c mount/config.c $libs
+	backends/file.c backends/env.c mount/config.c fs/audit.c fs/metrics.c $libs
 echo "built $here/fuzz_parsers"
