@@ -76,6 +76,7 @@ struct audit {
 	struct strbuf line;             /* reused for every line (no malloc per write) */
 	EVP_MD *sha256;                 /* fetched once: no implicit fetch per line */
 	EVP_MD_CTX *md;
+	double path_checked_at;         /* monotonic time the path was last compared */
 	time_t ts_second;               /* second that ts_prefix formats */
 	char ts_prefix[32];             /* "YYYY-MM-DDTHH:MM:SS" */
 };
@@ -230,6 +231,8 @@ static void audit_format_prefix(struct audit *a, const struct audit_record *r,
 	audit_append_u64(b, seq);
 }
 
+static int audit_check_file(struct audit *a);
+
 /* One write(2); anything but the whole line is a failure. */
 static int audit_write_line(int fd, const char *buf, size_t len)
 {
@@ -268,6 +271,8 @@ int audit_write(struct audit *a, const struct audit_record *r)
 		strbuf_append(b, LIT("\"}\n"));
 		rc = b->error;
 	}
+	if (rc == 0)
+		rc = audit_check_file(a);
 	if (rc == 0)
 		rc = audit_write_line(a->fd, b->buf, b->len);
 	if (rc == 0) {
@@ -411,13 +416,78 @@ out:
 	return rc;
 }
 
-static int audit_open_fd(const char *path)
+/* Open the log for appending.  Never through a symlink (a user who can
+ * write the directory must not point the daemon's lines at another file),
+ * never a FIFO (it would block), and a regular file only when it is owned
+ * by us or root: what we append to is ours.  A character device (/dev/null)
+ * is the operator's explicit choice and allowed.  *why says what was wrong. */
+static int audit_open_fd(const char *path, const char **why)
 {
+	struct stat st;
+	*why = NULL;
 	int rc = audit_make_parent(path);
 	if (rc < 0)
 		return rc;
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	return fd < 0 ? -errno : fd;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+	              0600);
+	if (fd < 0) {
+		rc = -errno;
+		if (rc == -ELOOP)
+			*why = "is a symbolic link (refused: the audit log is never opened through one)";
+		else if (rc == -ENXIO)
+			*why = "is a FIFO (refused: the audit log must be a regular file)";
+		return rc;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+	} else if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+		rc = -EINVAL;
+		*why = "is not a regular file";
+	} else if (S_ISREG(st.st_mode) && st.st_uid != geteuid() && st.st_uid != 0) {
+		rc = -EPERM;
+		*why = "is owned by another user (refused: it must be owned by the daemon's user "
+		       "or root)";
+	}
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* Called with the lock held before each line: has the file we append to
+ * been removed or replaced at its path (rm, mv, a new file or symlink put
+ * there)?  Then reopen the path, so lines never go into an unlinked file.
+ * One fstat per line; the path itself is looked at at most once a second. */
+static int audit_check_file(struct audit *a)
+{
+	struct stat fst, pst;
+	if (fstat(a->fd, &fst) < 0)
+		return -errno;
+	if (!S_ISREG(fst.st_mode))
+		return 0;
+	bool replaced = fst.st_nlink == 0;
+	double now = clock_monotonic();
+	if (!replaced && now - a->path_checked_at >= 1.0) {
+		a->path_checked_at = now;
+		replaced = lstat(a->path, &pst) < 0 || pst.st_dev != fst.st_dev ||
+		           pst.st_ino != fst.st_ino;
+	}
+	if (!replaced)
+		return 0;
+	const char *why = NULL;
+	int fd = audit_open_fd(a->path, &why);
+	if (fd < 0) {
+		log_kv(LOG_LEVEL_ERROR, "the audit log was removed or replaced and cannot be reopened",
+		       "path", a->path, "error", why ? why : strerror(-fd), (char *)NULL);
+		return fd;
+	}
+	log_kv(LOG_LEVEL_WARN, "the audit log was removed or replaced: reopened it", "path", a->path,
+	       (char *)NULL);
+	close(a->fd);
+	a->fd = fd;
+	a->path_checked_at = now;
+	return 0;
 }
 
 /* Continue the chain of an existing file. */
@@ -427,11 +497,16 @@ static int audit_load_state(struct audit *a)
 	bool torn = false;
 	int rc = 0;
 
-	int rfd = open(a->path, O_RDONLY | O_CLOEXEC);
+	struct stat wst;
+	int rfd = open(a->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (rfd < 0)
 		return -errno;
-	if (fstat(rfd, &st) < 0) {
+	if (fstat(rfd, &st) < 0 || fstat(a->fd, &wst) < 0) {
 		rc = -errno;
+		goto out;
+	}
+	if (st.st_dev != wst.st_dev || st.st_ino != wst.st_ino) {
+		rc = -EAGAIN;   /* replaced between the two opens */
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode))
@@ -473,10 +548,11 @@ int audit_open(const char *path, enum audit_failure mode, struct audit **out,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	a->fd = audit_open_fd(path);
+	const char *why = NULL;
+	a->fd = audit_open_fd(path, &why);
 	if (a->fd < 0) {
 		rc = a->fd;
-		snprintf(err, errlen, "audit log %s: %s", path, strerror(-rc));
+		snprintf(err, errlen, "audit log %s: %s", path, why ? why : strerror(-rc));
 		goto fail;
 	}
 	rc = audit_load_state(a);
@@ -494,7 +570,8 @@ fail:
 
 int audit_reopen(struct audit *a)
 {
-	int fd = audit_open_fd(a->path);
+	const char *why = NULL;
+	int fd = audit_open_fd(a->path, &why);
 	if (fd < 0)
 		return fd;   /* keep writing to the old file rather than lose lines */
 	pthread_mutex_lock(&a->lock);
@@ -572,17 +649,47 @@ static const char *audit_check_fields(json_t *root)
 	return NULL;
 }
 
+/* Check one line (without its newline) on its own: JSON, fields, hash
+ * suffix.  NULL and *seq, stored filled; else what is wrong, in why_buf. */
+static const char *audit_verify_line(const char *line, size_t len, unsigned long long *seq,
+                                     char stored[AUDIT_HASH_HEX + 1], char *why_buf,
+                                     size_t why_len)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(why_buf, why_len, "not valid JSON (column %d: %s)", jerr.column, jerr.text);
+		return why_buf;
+	}
+	const char *why = audit_check_fields(root);
+	if (!why)
+		*seq = (unsigned long long)json_integer_value(json_object_get(root, "seq"));
+	json_decref(root);
+	if (why)
+		return why;
+	if (audit_split(line, len, stored) < 0)
+		return "does not end with the hash field";
+	return NULL;
+}
+
 /* Beyond audit.h: a file that cannot be opened or read returns -errno
- * (nothing printed, *bad_line 0); 1 is kept for "read, and not intact". */
+ * (nothing printed, *bad_line 0); 1 is kept for "read, and not intact".
+ *
+ * A bad line does not end the check: it is reported, and the chain is
+ * resynchronised on the next line that is well-formed on its own (its
+ * stored hash taken as the new start, as for a rotated file), so a caller
+ * who manages to get one bad line written cannot hide what follows it. */
 int audit_verify(const char *path, FILE *report, long *bad_line)
 {
 	char prev[AUDIT_HASH_HEX + 1], stored[AUDIT_HASH_HEX + 1], computed[AUDIT_HASH_HEX + 1];
+	char why_buf[200];
 	unsigned long long first_seq = 0, last_seq = 0;
 	EVP_MD *sha256 = NULL;
 	EVP_MD_CTX *md = NULL;
 	char *line = NULL;
 	size_t cap = 0;
-	long lineno = 0;
+	long lineno = 0, bad_lines = 0;
+	bool anchored = false;   /* prev/last_seq hold a chain to continue */
 	int result = 1;
 	FILE *f;
 
@@ -609,67 +716,69 @@ int audit_verify(const char *path, FILE *report, long *bad_line)
 		}
 		lineno++;
 		size_t len = (size_t)n;
+		const char *why = NULL;
+		unsigned long long seq = 0;
 		if (line[len - 1] != '\n') {
-			fprintf(report, "line %ld: truncated (no newline at the end of the file)\n", lineno);
-			*bad_line = lineno;
-			goto out;
+			why = "truncated (no newline at the end of the file)";
+		} else {
+			len--;
+			why = audit_verify_line(line, len, &seq, stored, why_buf, sizeof(why_buf));
 		}
-		len--;
-		json_error_t jerr;
-		json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!root) {
-			fprintf(report, "line %ld: not valid JSON (column %d: %s)\n", lineno,
-			        jerr.column, jerr.text);
-			*bad_line = lineno;
-			goto out;
-		}
-		const char *why = audit_check_fields(root);
-		unsigned long long seq = why ? 0 : (unsigned long long)json_integer_value(
-			json_object_get(root, "seq"));
-		json_decref(root);
-		if (why) {
-			fprintf(report, "line %ld: %s\n", lineno, why);
-			*bad_line = lineno;
-			goto out;
-		}
-		long prefix_len = audit_split(line, len, stored);
-		if (prefix_len < 0) {
-			fprintf(report, "line %ld: does not end with the hash field\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		if (lineno == 1) {
-			first_seq = seq;
-			if (seq == 1) {
+		if (!why && !anchored) {
+			if (seq == 1 && lineno == 1) {
 				memcpy(prev, audit_zero_hash, sizeof(prev));
 			} else {
-				/* Its predecessor is in the rotated file: trust the
-				 * stored hash as the start of this file's chain. */
-				fprintf(report, "line 1: chain starts at seq %llu (continues a rotated file)\n",
-				        seq);
+				/* Its predecessor is in a rotated file, or was the
+				 * bad line just reported: trust the stored hash as
+				 * the start of the chain from here. */
+				if (lineno == 1)
+					fprintf(report, "line 1: chain starts at seq %llu (continues a "
+					        "rotated file)\n", seq);
+				else
+					fprintf(report, "line %ld: chain resumes at seq %llu\n", lineno, seq);
+				if (lineno == 1)
+					first_seq = seq;
 				memcpy(prev, stored, sizeof(prev));
 				last_seq = seq;
+				anchored = true;
 				continue;
 			}
-		} else if (seq != last_seq + 1) {
-			fprintf(report, "line %ld: seq %llu, expected %llu (a line was removed, "
-			        "inserted or reordered)\n", lineno, seq, last_seq + 1);
-			*bad_line = lineno;
-			goto out;
+			first_seq = seq;
+		} else if (!why && seq != last_seq + 1) {
+			snprintf(why_buf, sizeof(why_buf), "seq %llu, expected %llu (a line was removed, "
+			         "inserted or reordered)", seq, last_seq + 1);
+			why = why_buf;
 		}
-		if (audit_sha256_hex(md, sha256, prev, line, (size_t)prefix_len, computed) < 0) {
-			fprintf(report, "line %ld: cannot compute SHA-256\n", lineno);
-			*bad_line = lineno;
-			goto out;
+		if (!why) {
+			size_t prefix_len = len - AUDIT_SUFFIX_LEN;
+			if (audit_sha256_hex(md, sha256, prev, line, prefix_len, computed) < 0)
+				why = "cannot compute SHA-256";
+			else if (strcmp(computed, stored) != 0)
+				why = "hash mismatch (the line was edited, or the line before it was "
+				      "replaced)";
 		}
-		if (strcmp(computed, stored) != 0) {
-			fprintf(report, "line %ld: hash mismatch (the line was edited, or the "
-			        "line before it was replaced)\n", lineno);
-			*bad_line = lineno;
-			goto out;
+		if (why) {
+			fprintf(report, "line %ld: %s\n", lineno, why);
+			if (!bad_lines++)
+				*bad_line = lineno;
+			/* A well-formed line with a broken link starts the chain
+			 * again from itself; a malformed one leaves it to the next. */
+			anchored = false;
+			if (seq && line[len] == '\n' && audit_split(line, len, stored) >= 0) {
+				memcpy(prev, stored, sizeof(prev));
+				last_seq = seq;
+				anchored = true;
+			}
+			continue;
 		}
 		memcpy(prev, stored, sizeof(prev));
 		last_seq = seq;
+		anchored = true;
+	}
+	if (bad_lines) {
+		fprintf(report, "audit log NOT intact: %ld bad line%s of %ld, the first at line %ld\n",
+		        bad_lines, bad_lines == 1 ? "" : "s", lineno, *bad_line);
+		goto out;
 	}
 	if (lineno == 0)
 		fprintf(report, "audit log OK: 0 lines\n");

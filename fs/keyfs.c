@@ -203,10 +203,11 @@ static void read_comm(pid_t pid, char *buf, size_t size)
 		buf[0] = 0;
 		return;
 	}
+	/* The kernel ends comm with one newline; a newline the process put
+	 * in its own name stays (the audit line escapes it). */
+	if (buf[n - 1] == '\n')
+		n--;
 	buf[n] = 0;
-	char *nl = strchr(buf, '\n');
-	if (nl)
-		*nl = 0;
 }
 
 /* The caller's command name for the audit line, remembered per pid for up
