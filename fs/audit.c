@@ -470,8 +470,12 @@ static int audit_check_file(struct audit *a)
 	double now = clock_monotonic();
 	if (!replaced && now - a->path_checked_at >= 1.0) {
 		a->path_checked_at = now;
-		replaced = lstat(a->path, &pst) < 0 || pst.st_dev != fst.st_dev ||
-		           pst.st_ino != fst.st_ino;
+		/* A path we may not look at (run_as below a private directory)
+		 * is not a replaced one. */
+		if (lstat(a->path, &pst) < 0)
+			replaced = errno == ENOENT || errno == ENOTDIR;
+		else
+			replaced = pst.st_dev != fst.st_dev || pst.st_ino != fst.st_ino;
 	}
 	if (!replaced)
 		return 0;

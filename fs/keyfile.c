@@ -161,6 +161,18 @@ int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
 	if (rc < 0)
 		goto out;
 	f->pending = true;
+	const char *why = NULL;
+	if (keyformat_prefix_ok(k->cfg->keyfs.key_format, f->written->data, f->written->len,
+	                        &why) < 0) {
+		/* Can never become a key: refuse this write(2) now (printf and
+		 * `echo -n` see it); the store path validates, audits, counts. */
+		f->pending = false;
+		rc = keystore_store(k, &f->opener, f->network, f->written);
+		discard_written(f);
+		if (rc == 0)
+			rc = -EINVAL;
+		goto out;
+	}
 	if (f->written->len > 0 && f->written->data[f->written->len - 1] == '\n') {
 		f->pending = false;
 		rc = keystore_store(k, &f->opener, f->network, f->written);

@@ -34,6 +34,9 @@ struct health_state {
 	double latency_seconds;
 	long consecutive_failures;
 	char last_error[BACKEND_ERR_MAX];
+	char invalid_network[65];     /* last_error is about this network's value, else "" */
+	bool auth_refused;            /* real requests were refused (403): down until one passes */
+	long long check_started_ms;   /* monotonic ms of the check in progress, 0 = none */
 	char detail[BACKEND_HEALTH_DETAIL_MAX];
 };
 
@@ -128,6 +131,11 @@ double keystore_mtime(struct keyfs *k, const char *network);
 int health_render(struct keyfs *k, struct strbuf *out);
 /* Record the outcome of a real backend call (feeds health/ and backend_up). */
 void health_record(struct keyfs *k, int rc, const struct backend_err *err);
+/* A value the backend returned for network failed validation: named in
+ * last_error (the backend's up/down is unchanged) until a valid value of
+ * that network is read (health_note_valid). */
+void health_note_invalid(struct keyfs *k, const char *network, const char *msg);
+void health_note_valid(struct keyfs *k, const char *network);
 /* Run one health check now (the checker thread calls this). */
 void health_check_now(struct keyfs *k);
 

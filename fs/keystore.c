@@ -143,12 +143,38 @@ static void list_note(struct keyfs *k, const char *network, bool present)
 	pthread_mutex_unlock(&k->list_lock);
 }
 
+/* What a backend returns is checked against key_format before anything
+ * (the cache, a reader) sees it, and handed on in canonical form: a broken
+ * or hostile backend cannot feed readers a 900 KB "key" or terminal escape
+ * sequences.  An invalid value is EIO, counted, and named in health's
+ * last_error; the backend itself answered, so it stays up. */
+static int backend_value_check(struct keyfs *k, const char *network, struct secret **value,
+                               struct backend_err *err)
+{
+	const char *why = NULL;
+	struct secret *canonical = NULL;
+	int rc = keyformat_canonical(k->cfg->keyfs.key_format, (*value)->data, (*value)->len,
+	                             &canonical, &why);
+	secret_free(*value);
+	*value = canonical;
+	if (rc == 0 || rc == -ENOMEM)
+		return rc;
+	snprintf(err->msg, sizeof(err->msg), "backend returned an invalid key: %s", why);
+	metrics_invalid_value(k->metrics_index);
+	health_note_invalid(k, network, err->msg);
+	return -EIO;
+}
+
 static int backend_fetch(void *ctx, const char *network, struct secret **out,
                          struct backend_err *err)
 {
 	struct keyfs *k = ctx;
 	int rc = k->backend->ops->get(k->backend, network, out, err);
 	health_record(k, rc, err);
+	if (rc == 0)
+		rc = backend_value_check(k, network, out, err);
+	if (rc == 0)
+		health_note_valid(k, network);
 	return rc;
 }
 

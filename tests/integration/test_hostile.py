@@ -174,5 +174,221 @@ class AuditFileTest(HostileMount):
         self.assertIn("owned by another user", m.daemon_stderr())
 
 
+
+# --- 10: a write that can never become a key fails at write(2) ----------------
+
+class WriteTimeTest(HostileMount):
+    def test_printf_of_a_non_key_fails_at_write(self):
+        m = self.m
+        old = new_key()
+        m.write_key("eth", old + "\n")
+        for text in ("not-a-key", "0x" + "a" * 65, "0xg", "12 34"):
+            r = m.sh(f"printf %s '{text}' > keys/eth")
+            self.assertNotEqual(r.returncode, 0, text)
+            self.assertIn("Invalid argument", r.stderr, text)
+            r = m.sh(f"echo -n '{text}' > keys/eth")
+            self.assertNotEqual(r.returncode, 0, text)
+        self.assertEqual(m.read_key("eth"), old + "\n")
+        refused = [l for l in m.audit_lines() if l["operation"] == "store" and not l["status"]]
+        self.assertEqual(len(refused), 8)
+
+    def test_the_write_itself_fails_not_the_close(self):
+        m = self.m
+        fd = os.open(m.key_path("eth"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            self.assertEqual(os.write(fd, b"0x12"), 4)      # can still become a key
+            with self.assertRaises(OSError) as ctx:
+                os.write(fd, b"zz")
+            self.assertEqual(ctx.exception.errno, errno.EINVAL)
+        finally:
+            os.close(fd)
+        self.assertNotIn("eth", os.listdir(m.path("keys")))
+
+    def test_oversized_write_fails_at_write(self):
+        m = self.m
+        fd = os.open(m.key_path("big"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            with self.assertRaises(OSError) as ctx:
+                os.write(fd, b"a" * 4097)
+            self.assertIn(ctx.exception.errno, (errno.EINVAL, errno.EFBIG))
+        finally:
+            os.close(fd)
+
+    def test_a_key_written_in_pieces_still_works(self):
+        m = self.m
+        key = new_key()
+        fd = os.open(m.key_path("eth"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        for i in range(0, len(key), 7):
+            os.write(fd, key[i:i + 7].encode())
+        os.close(fd)
+        self.assertEqual(m.read_key("eth"), key + "\n")
+
+
+class WriteTimeAnyFormatTest(HostileMount):
+    key_format = "any"
+
+    def test_any_format_limits_at_write(self):
+        m = self.m
+        r = m.sh("printf 'a\\x01b' > keys/tok")
+        self.assertIn("Invalid argument", r.stderr)
+        fd = os.open(m.key_path("tok"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(fd, b"x" * 4096)
+            with self.assertRaises(OSError) as ctx:
+                os.write(fd, b"y")
+            self.assertEqual(ctx.exception.errno, errno.EFBIG)
+        finally:
+            os.close(fd)
+        m.write_key("tok", "printable text\n")
+        self.assertEqual(m.read_key("tok"), "printable text\n")
+
+
+# --- backend tests: the Vault test server serving what a hostile Vault would -------
+
+PREFIX = "omikuji/keys"
+
+
+def vault_config(m, vs, key_format="evm", interval=1, extra=""):
+    return f"""
+key_storage:
+  storage_type: vault
+  vault:
+    url: {vs.url}
+    mount_path: secret
+    path_prefix: {PREFIX}
+    auth_method: token
+    token: ${{VAULT_TOKEN}}
+    timeout_seconds: 2
+    max_retries: 0
+    cache_ttl_seconds: 300
+logging:
+  format: json
+  level: debug
+  targets:
+    - type: file
+      path: {m.app_log}
+keyfs:
+  audit_log: {m.audit_log}
+  key_format: {key_format}
+  health_interval_seconds: {interval}
+  list_cache_seconds: 1
+{extra}
+"""
+
+
+class HostileVault(unittest.TestCase):
+    key_format = "evm"
+    interval = 1
+    keyfs_extra = ""
+
+    def setUp(self):
+        self.vs = vaultlib.VaultServer()
+        self.addCleanup(self.vs.cleanup)
+        self.vs.start()
+        self.m = Mount(env={"VAULT_TOKEN": self.vs.root_token}, extra_args=["-o", "allow_other"])
+        self.addCleanup(self.m.cleanup)
+        os.chmod(self.m.root, 0o755)
+        with open(self.m.config, "w") as f:
+            f.write(vault_config(self.m, self.vs, self.key_format, self.interval,
+                                 self.keyfs_extra))
+        self.m.start()
+
+    def put(self, network, value):
+        status, _ = self.vs.request("POST", f"/v1/secret/data/{PREFIX}/{network}",
+                                    body={"data": {"private_key": value}})
+        self.assertIn(status, (200, 204))
+
+    def health(self):
+        with open(self.m.path("health", "vault")) as f:
+            lines = f.read().splitlines()
+        return lines[0], dict(l.split(": ", 1) for l in lines[1:])
+
+    def wait_health(self, state, timeout=8):
+        deadline = time.monotonic() + timeout
+        while True:
+            h = self.health()
+            if h[0] == state or time.monotonic() > deadline:
+                return h
+            time.sleep(0.1)
+
+
+# --- 6: values from a backend are validated before a reader sees them ---------
+
+class BackendValuesTest(HostileVault):
+    def test_invalid_values_are_eio_counted_and_never_served(self):
+        m = self.m
+        bad = {
+            "huge": "a" * (900 * 1024),
+            "escape": new_key() + "\x1b[2J\nextra line",
+            "short": "0x1234",
+            "zero": "0x" + "0" * 64,
+        }
+        for net, value in bad.items():
+            self.put(net, value)
+        for net in bad:
+            with self.assertRaises(OSError) as ctx:
+                m.read_key(net)
+            self.assertEqual(ctx.exception.errno, errno.EIO, net)
+        self.assertEqual(metric(m.metrics(), "omikuji_key_backend_invalid_values_total",
+                                backend="vault"), len(bad))
+        state, fields = self.health()
+        self.assertEqual(state, "up")             # the backend answered
+        self.assertIn("invalid key", fields["last_error"])
+        fails = [l for l in m.audit_lines() if l["operation"] == "get" and not l["status"]]
+        self.assertEqual(len(fails), len(bad))
+        self.assertTrue(all("invalid key" in l["error"] for l in fails))
+        # the condition goes when the value is valid again
+        last = list(bad)[-1]
+        key = new_key()
+        self.put(last, key)
+        self.assertEqual(m.read_key(last), key + "\n")
+        self.assertEqual(self.health()[1]["last_error"], "none")
+
+    def test_evm_values_are_served_in_canonical_form(self):
+        key = new_key()
+        self.put("upper", "  " + key[2:].upper() + "\n")
+        self.assertEqual(self.m.read_key("upper"), key + "\n")
+
+
+class BackendValuesAnyTest(HostileVault):
+    key_format = "any"
+
+    def test_any_format_refuses_control_bytes_and_oversize(self):
+        self.put("ctl", "token\x1b]0;owned\x07")
+        self.put("big", "x" * 4097)
+        self.put("ok", "  a printable token ")
+        for net in ("ctl", "big"):
+            with self.assertRaises(OSError) as ctx:
+                self.m.read_key(net)
+            self.assertEqual(ctx.exception.errno, errno.EIO)
+        self.assertEqual(self.m.read_key("ok"), "a printable token\n")
+
+
+# --- 7: health reflects auth failures; last_error follows the condition --------
+
+class HealthAuthTest(HostileVault):
+    def test_403_on_every_key_request_is_down_until_it_passes(self):
+        m = self.m
+        key = new_key()
+        self.put("eth", key)
+        self.assertEqual(self.wait_health("up")[0], "up")
+        self.vs.fault("403", path_prefix="/v1/secret/")
+        with self.assertRaises(OSError) as ctx:
+            m.read_key("eth")
+        self.assertEqual(ctx.exception.errno, errno.EACCES)
+        state, fields = self.health()
+        self.assertEqual(state, "down")
+        self.assertIn("permission denied", fields["last_error"])
+        time.sleep(2.5)                           # checks run; the probe alone passes
+        state, fields = self.health()
+        self.assertEqual(state, "down", fields)
+        self.assertEqual(metric(m.metrics(), "omikuji_key_backend_up", backend="vault"), 0)
+        self.vs.clear_fault()
+        state, fields = self.wait_health("up")
+        self.assertEqual(state, "up")
+        self.assertEqual(fields["last_error"], "none")
+        self.assertEqual(m.read_key("eth"), key + "\n")
+
+
 if __name__ == "__main__":
     run()
