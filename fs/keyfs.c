@@ -67,6 +67,15 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 		if (rc < 0)
 			goto fail;
 	}
+	k->monitoring_gid = mount_gid;
+	if (cfg->keyfs.monitoring_group) {
+		rc = access_resolve_group(cfg->keyfs.monitoring_group, &k->monitoring_gid);
+		if (rc < 0) {
+			snprintf(err, errlen, "keyfs.monitoring_group: %s: %s", cfg->keyfs.monitoring_group,
+			         rc == -ENOENT ? "no such group" : strerror(-rc));
+			goto fail;
+		}
+	}
 	rc = access_new(&cfg->keyfs, mount_uid, &k->access, err, errlen);
 	if (rc < 0)
 		goto fail;

@@ -51,6 +51,7 @@ struct keyfs {
 	struct anomaly *anomaly;      /* owned */
 	uid_t mount_uid;
 	gid_t mount_gid;
+	gid_t monitoring_gid;         /* group of metrics, textfile/, health/ */
 	double start_wall;
 
 	/* The keys/ listing, cached for cfg->keyfs.list_cache_seconds. */
@@ -107,13 +108,19 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
                    const struct secret *content);
 int keystore_remove(struct keyfs *k, const struct caller *c, const char *network);
 /* The keys/ listing (sorted, valid names only) for a caller: checked and
- * audited.  *out must be empty; caller clears it. */
+ * audited; only names the caller has some grant on.  *out must be empty;
+ * caller clears it. */
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out);
 /* Does network have a key?  From the cached listing (refreshed when older
  * than list_cache_seconds; the last good listing is kept when the backend
  * fails); never fetches a key.  Not audited.  When the backend cannot list
  * and no listing was ever had, answers 0: the open's fetch then decides. */
 int keystore_exists(struct keyfs *k, const char *network);
+/* Does keys/<network> exist for this caller at all?  A caller with no grant
+ * on network gets -ENOENT (audited and counted as a denied get: an attempt
+ * to reach a key), so names and mtimes do not leak past the rules; else
+ * keystore_exists(). */
+int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network);
 /* Check op for caller before the operation itself (open of a key for
  * writing): a denial is counted and audited here and gives -EACCES. */
 int keystore_check(struct keyfs *k, const struct caller *c, const char *network,

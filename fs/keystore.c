@@ -5,6 +5,7 @@
 #include "keyfs.h"
 #include "clock.h"
 #include "keyformat.h"
+#include "hash.h"
 #include "log.h"
 
 #include <errno.h>
@@ -219,14 +220,15 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 		}
 		if (rc == 0 && how == CACHE_MISS) {
 			double now = clock_wall();
-			metrics_last_refresh(network, now);
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, now);
 			if (changed)
 				mtime_set(k, network, now);
 		}
 		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
 	} else {
 		rc = backend_fetch(k, network, out, &err);
-		if (rc == 0)
+		if (rc == 0 && k->cfg->keyfs.metrics_per_network)
 			metrics_last_refresh(network, clock_wall());
 	}
 
@@ -381,7 +383,8 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 
 	int rc = list_refresh(k, &err, &called);
 	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
-		if (strlist_add(out, k->list.items[i]) < 0)
+		if (access_any_grant(k->access, c, k->list.items[i]) &&
+		    strlist_add(out, k->list.items[i]) < 0)
 			rc = -ENOMEM;
 	pthread_mutex_unlock(&k->list_lock);
 
@@ -390,6 +393,40 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 		metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
 	return audit_finish(k, c, KEY_OP_LIST, "", rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+/* The kernel looks a path up more than once for one open (path walk, then
+ * open): a probe of one name by one process is audited once a second. */
+#define PROBE_SLOTS 64
+static struct {
+	pthread_mutex_t lock;
+	struct { pid_t pid; size_t name_hash; double at; } slot[PROBE_SLOTS];
+} probes = { PTHREAD_MUTEX_INITIALIZER, { { 0, 0, 0 } } };
+
+static bool probe_is_new(pid_t pid, const char *network)
+{
+	size_t h = hash_string(network);
+	unsigned i = (unsigned)((h ^ (size_t)pid) % PROBE_SLOTS);
+	double now = clock_monotonic();
+	pthread_mutex_lock(&probes.lock);
+	bool seen = probes.slot[i].pid == pid && probes.slot[i].name_hash == h &&
+	            now - probes.slot[i].at < 1.0;
+	probes.slot[i].pid = pid;
+	probes.slot[i].name_hash = h;
+	probes.slot[i].at = now;
+	pthread_mutex_unlock(&probes.lock);
+	return !seen;
+}
+
+int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network)
+{
+	if (!access_any_grant(k->access, c, network)) {
+		if (probe_is_new(c->pid, network))
+			deny(k, c, KEY_OP_GET, network, "no grant for this network", NULL,
+			     clock_monotonic());
+		return -ENOENT;
+	}
+	return keystore_exists(k, network);
 }
 
 int keystore_check(struct keyfs *k, const struct caller *c, const char *network,

@@ -20,6 +20,7 @@ SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 sys.path.insert(0, os.path.join(SRC, "servers"))
 from keyfslib import KEYFS_BIN, Mount, metric, new_key, run  # noqa: E402
 import vaultlib  # noqa: E402
+from test_vault_mount import vault_config  # noqa: E402
 
 PY = "/usr/bin/python3"
 NOBODY = 65534
@@ -87,7 +88,8 @@ class AuditFieldsTest(HostileMount):
         names = ["fffe", "22" + "5c" * 3 + "0a7b", "1b5b33316d7f", "e282", "c0af"]
         for n in names:
             r = as_nobody_py(SET_NAME_AND_OPEN, n, m.key_path("eth"))
-            self.assertEqual(r.stdout.strip(), str(errno.EACCES).encode(), r.stderr)
+            # nobody has no grant: the name does not exist for it (item 5)
+            self.assertEqual(r.stdout.strip(), str(errno.ENOENT).encode(), r.stderr)
         lines = strict_lines(m.audit_log)          # strict UTF-8 and JSON
         denied = [l for l in lines if l["uid"] == NOBODY]
         self.assertEqual(len(denied), len(names))
@@ -175,6 +177,112 @@ class AuditFileTest(HostileMount):
 
 
 
+# --- 5: key names do not leak past the rules ---------------------------------
+
+class NamesTest(HostileMount):
+    keyfs_extra = """
+  metrics_per_network: false
+  monitoring_mode: "0440"
+  monitoring_group: "4242"
+  access:
+    - networks: ["ethereum-*"]
+      list: ["uid:65534", "uid:0"]
+      read: ["uid:0"]
+      write: ["uid:0"]
+      remove: ["uid:0"]
+    - networks: ["*"]
+      read: ["uid:0"]
+      write: ["uid:0"]
+      remove: ["uid:0"]
+      list: ["uid:0"]
+"""
+
+    def setUp(self):
+        super().setUp()
+        for n in ("ethereum-mainnet", "ethereum-sepolia", "base", "polygon"):
+            self.m.write_key(n, new_key() + "\n")
+
+    def test_listing_shows_only_names_with_a_grant(self):
+        m = self.m
+        r = as_nobody(f"ls {m.path('keys')}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode().split(), ["ethereum-mainnet", "ethereum-sepolia"])
+        self.assertEqual(sorted(os.listdir(m.path("keys"))),
+                         ["base", "ethereum-mainnet", "ethereum-sepolia", "polygon"])
+
+    def test_a_name_without_a_grant_does_not_exist_for_that_caller(self):
+        m = self.m
+        before = len(m.audit_lines())
+        for name in ("base", "does-not-exist"):
+            r = as_nobody_py("import os,sys\ntry:\n os.stat(sys.argv[1])\nexcept OSError as e:\n"
+                             " print(e.errno)", m.key_path(name))
+            self.assertEqual(r.stdout.strip(), str(errno.ENOENT).encode(), name)
+        r = as_nobody(f"test -e {m.key_path('base')} && echo visible; true")
+        self.assertEqual(r.stdout, b"")
+        # a name with a grant exists; reading it is still denied (EACCES)
+        r = as_nobody_py("import os,sys\nprint(os.stat(sys.argv[1]).st_mode & 0o777)",
+                         m.key_path("ethereum-mainnet"))
+        self.assertEqual(r.stdout.strip(), b"384", r.stderr)
+        r = as_nobody(f"cat {m.key_path('ethereum-mainnet')}")
+        self.assertIn(b"Permission denied", r.stderr)
+        new = m.audit_lines()[before:]
+        probes = [l for l in new if l.get("error") == "no grant for this network"]
+        self.assertGreaterEqual(len(probes), 3)        # the probes are audited
+        self.assertTrue(all(l["uid"] == NOBODY and not l["status"] for l in probes))
+
+    def test_metrics_per_network_off(self):
+        m = self.m
+        m.read_key("ethereum-mainnet")
+        text = open(m.path("metrics")).read()
+        self.assertNotIn("ethereum-mainnet", text)
+        self.assertNotIn('network="', text)
+
+    def test_monitoring_mode_and_group(self):
+        m = self.m
+        for p in ("metrics", "textfile/omikuji_keyfs.prom", "health/file"):
+            st = os.stat(m.path(p))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o440, p)
+            self.assertEqual(st.st_gid, 4242, p)
+        for d in ("textfile", "health"):
+            st = os.stat(m.path(d))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o550, d)
+            self.assertEqual(st.st_gid, 4242, d)
+        r = as_nobody(f"cat {m.path('metrics')}")
+        self.assertIn(b"Permission denied", r.stderr)
+        r = as_nobody(f"ls {m.path('textfile')}")
+        self.assertIn(b"Permission denied", r.stderr)
+        r = as_nobody(f"cat {m.path('metrics')} {m.path('health', 'file')} "
+                      f"{m.path('textfile', 'omikuji_keyfs.prom')}", groups=[4242])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"omikuji_key_operations_total", r.stdout)
+
+
+# --- 12: access(W_OK) on keys/ by the rules ------------------------------------
+
+class KeysDirWritableTest(HostileMount):
+    keyfs_extra = """
+  access:
+    - networks: ["base-*"]
+      write: ["uid:65534"]
+    - networks: ["*"]
+      read: ["uid:0"]
+      write: ["uid:0"]
+      list: ["uid:0", "uid:65534"]
+"""
+
+    def test_test_w_on_keys_follows_the_rules(self):
+        m = self.m
+        r = as_nobody(f"test -w {m.path('keys')} && echo W; true")
+        self.assertEqual(r.stdout.strip(), b"W")
+        self.assertTrue(os.access(m.path("keys"), os.W_OK))
+        r = as_nobody(f"test -w {m.path('keys')} && echo W; true", groups=[1])
+        self.assertEqual(r.stdout.strip(), b"W")
+        r = subprocess.run(["setpriv", "--reuid=1", "--regid=1", "--clear-groups", "bash", "-c",
+                            f"test -w {m.path('keys')} && echo W; true"], capture_output=True)
+        self.assertEqual(r.stdout.strip(), b"")
+        self.assertFalse(os.access(m.path("metrics"), os.W_OK))
+
+
 # --- 10: a write that can never become a key fails at write(2) ----------------
 
 class WriteTimeTest(HostileMount):
@@ -248,37 +356,8 @@ class WriteTimeAnyFormatTest(HostileMount):
 PREFIX = "omikuji/keys"
 
 
-def vault_config(m, vs, key_format="evm", interval=1, extra=""):
-    return f"""
-key_storage:
-  storage_type: vault
-  vault:
-    url: {vs.url}
-    mount_path: secret
-    path_prefix: {PREFIX}
-    auth_method: token
-    token: ${{VAULT_TOKEN}}
-    timeout_seconds: 2
-    max_retries: 0
-    cache_ttl_seconds: 300
-logging:
-  format: json
-  level: debug
-  targets:
-    - type: file
-      path: {m.app_log}
-keyfs:
-  audit_log: {m.audit_log}
-  key_format: {key_format}
-  health_interval_seconds: {interval}
-  list_cache_seconds: 1
-{extra}
-"""
-
-
 class HostileVault(unittest.TestCase):
     key_format = "evm"
-    interval = 1
     keyfs_extra = ""
 
     def setUp(self):
@@ -289,8 +368,8 @@ class HostileVault(unittest.TestCase):
         self.addCleanup(self.m.cleanup)
         os.chmod(self.m.root, 0o755)
         with open(self.m.config, "w") as f:
-            f.write(vault_config(self.m, self.vs, self.key_format, self.interval,
-                                 self.keyfs_extra))
+            f.write(vault_config(self.m, self.vs, retries=0, keyfs_extra=(
+                f"  key_format: {self.key_format}\n" + self.keyfs_extra)))
         self.m.start()
 
     def put(self, network, value):
