@@ -61,6 +61,8 @@ struct keyfs {
 	bool list_valid;
 	bool list_refreshing;         /* one caller is asking the backend (unlocked) */
 	int list_last_rc;             /* outcome of the last refresh */
+	double list_failed_at;        /* monotonic time of the last failed refresh */
+	char list_last_error[BACKEND_ERR_MAX];
 	pthread_cond_t list_cond;     /* signalled when a refresh ends */
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 

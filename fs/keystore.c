@@ -327,6 +327,10 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
  * - otherwise this caller asks the backend, without holding the lock.
  * With no listing at all, callers wait for the one refresh in flight and
  * share its outcome.  On a failed refresh the previous listing is kept. */
+/* After a failed listing the backend is not asked again for this long:
+ * every lookup of a name would otherwise ask a hung backend in turn. */
+#define LIST_NEGATIVE_SECONDS 2.0
+
 static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 {
 	pthread_mutex_lock(&k->list_lock);
@@ -334,6 +338,10 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 		double now = clock_monotonic();
 		if (k->list_valid && now - k->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
 			return 0;
+		if (k->list_last_rc < 0 && now - k->list_failed_at < LIST_NEGATIVE_SECONDS) {
+			snprintf(err->msg, sizeof(err->msg), "%s", k->list_last_error);
+			return k->list_valid ? 0 : k->list_last_rc;
+		}
 		if (!k->list_refreshing)
 			break;
 		if (k->list_valid)
@@ -362,6 +370,11 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 	pthread_mutex_lock(&k->list_lock);
 	k->list_refreshing = false;
 	k->list_last_rc = rc;
+	if (rc < 0) {
+		k->list_failed_at = clock_monotonic();
+		snprintf(k->list_last_error, sizeof(k->list_last_error), "%s",
+		         err->msg[0] ? err->msg : errno_reason(rc));
+	}
 	if (rc == 0) {
 		strlist_clear(&k->list);
 		k->list = valid;

@@ -469,5 +469,37 @@ class HealthAuthTest(HostileVault):
         self.assertEqual(m.read_key("eth"), key + "\n")
 
 
+# --- 8: a hung backend does not serialise lookups --------------------------------
+
+class HungListingTest(HostileVault):
+    def test_failed_listing_is_not_retried_by_every_lookup(self):
+        m = self.m
+        self.put("eth", new_key())
+        self.vs.fault("hang", delay=30, path_prefix=f"/v1/secret/metadata/{PREFIX}")
+        t0 = time.monotonic()
+        with self.assertRaises(OSError):
+            os.listdir(m.path("keys"))
+        first = time.monotonic() - t0
+        self.assertGreater(first, 1.5)            # the backend's timeout (2 s)
+        lists = self.vs.route_count("GET", f"/v1/secret/metadata/{PREFIX}")
+        t0 = time.monotonic()
+        for i in range(6):
+            try:
+                os.stat(m.key_path(f"missing-{i}"))
+            except OSError:
+                pass
+        with self.assertRaises(OSError):
+            os.listdir(m.path("keys"))
+        elapsed = time.monotonic() - t0
+        self.assertEqual(self.vs.route_count("GET", f"/v1/secret/metadata/{PREFIX}"), lists,
+                         "lookups within the back-off asked the backend again")
+        self.assertLess(elapsed, 1.5, "6 stats and an ls waited on the hung backend")
+        fails = [l for l in m.audit_lines() if l["operation"] == "list" and not l["status"]]
+        self.assertEqual(len(fails), 2)
+        self.vs.clear_fault()
+        time.sleep(2.1)                          # after the back-off the backend is asked again
+        self.assertEqual(os.listdir(m.path("keys")), ["eth"])
+
+
 if __name__ == "__main__":
     run()
