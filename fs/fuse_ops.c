@@ -124,6 +124,16 @@ static bool monitoring_allowed(struct keyfs *k, const struct node *n)
 	return m & 0004;
 }
 
+/* An evm key always reads as 67 bytes ("0x", 64 hex digits, newline: the
+ * canonical form).  The size matters beyond stat: a MAP_PRIVATE mmap (the
+ * kernel refuses MAP_SHARED of a direct-I/O file with ENODEV) reads pages
+ * up to it, and past it the reader gets SIGBUS. */
+static void key_file_size(const struct keyfs *k, struct stat *st)
+{
+	if (k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
+		st->st_size = 67;
+}
+
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -150,6 +160,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		if (rc < 0)
 			return rc;
 		fill_stat(k, st, S_IFREG, KEY_MODE, keystore_mtime(k, n.name));
+		key_file_size(k, st);
 		return 0;
 	}
 	}
@@ -284,11 +295,16 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 
 static int op_release(const char *path, struct fuse_file_info *fi)
 {
-	(void)path;
-	if (handle_kind(fi) == HANDLE_KEY)
+	if (handle_kind(fi) == HANDLE_KEY) {
 		keyfile_release(current_keyfs(), fi);
-	else
+		/* A MAP_PRIVATE mapping read the key through the page cache:
+		 * drop those pages now that the file is closed (nothing to drop
+		 * after plain direct-I/O reads). */
+		if (path)
+			fuse_invalidate_path(fuse_get_context()->fuse, path);
+	} else {
 		snapshot_release(current_keyfs(), fi);
+	}
 	return 0;
 }
 

@@ -283,6 +283,46 @@ class KeysDirWritableTest(HostileMount):
         self.assertFalse(os.access(m.path("metrics"), os.W_OK))
 
 
+# --- 11: mmap of a key file: ENODEV or the key, never SIGBUS ----------------------
+
+MMAP_PROBE = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for name, flags in (("shared", 1), ("private", 2)):
+    addr = libc.mmap(None, 4096, 1, flags, fd, 0)
+    if addr is None or addr == 2**64 - 1:
+        print(name, "errno", ctypes.get_errno())
+        continue
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, ctypes.string_at(addr, 67))
+        os._exit(0)
+    os.close(w)
+    data = os.read(r, 100)
+    _, st = os.waitpid(pid, 0)
+    sig = os.WTERMSIG(st) if os.WIFSIGNALED(st) else 0
+    print(name, "signal", sig, "same", data == open(sys.argv[1], "rb").read())
+"""
+
+
+class MmapTest(HostileMount):
+    def test_mmap_is_refused_or_served_never_sigbus(self):
+        m = self.m
+        m.write_key("eth", new_key() + "\n")
+        r = subprocess.run([PY, "-c", MMAP_PROBE, m.key_path("eth")], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = dict((l.split()[0], l.split()[1:]) for l in r.stdout.splitlines())
+        self.assertEqual(out["shared"], ["errno", str(errno.ENODEV)])
+        self.assertEqual(out["private"], ["signal", "0", "same", "True"])
+        self.assertEqual(os.stat(m.key_path("eth")).st_size, 67)
+
+
 # --- 10: a write that can never become a key fails at write(2) ----------------
 
 class WriteTimeTest(HostileMount):
