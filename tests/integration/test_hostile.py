@@ -177,6 +177,85 @@ class AuditFileTest(HostileMount):
 
 
 
+# --- 3: special files at the store's path never hang; a stalled check is down ------
+
+class SpecialFilesTest(HostileMount):
+    def health(self):
+        with open(self.m.path("health", "file")) as f:
+            lines = f.read().splitlines()
+        return lines[0], dict(l.split(": ", 1) for l in lines[1:])
+
+    def test_fifo_at_the_store_path_fails_fast(self):
+        m = self.m
+        m.write_key("eth", new_key() + "\n")
+        os.unlink(m.store)
+        os.mkfifo(m.store)
+        t0 = time.monotonic()
+        r = m.sh("cat keys/eth", timeout=20)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertIn("Input/output error", r.stderr)
+        deadline = time.monotonic() + 5
+        while self.health()[0] != "down" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state, fields = self.health()
+        self.assertEqual(state, "down")
+        self.assertIn("not a regular file", fields["last_error"])
+        m.stop()
+        t0 = time.monotonic()
+        with self.assertRaises(AssertionError):
+            m.start()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertIn("not a regular file", m.daemon_stderr())
+
+    def test_a_check_that_does_not_finish_is_down(self):
+        import fcntl
+        import threading
+        m = self.m
+        m.write_key("eth", new_key() + "\n")
+        lock = open(m.store + ".lock", "a")
+        fcntl.flock(lock, fcntl.LOCK_EX)        # another writer holds the store
+        writer = threading.Thread(target=lambda: m.sh(f"echo {new_key()} > keys/eth", timeout=60))
+        try:
+            writer.start()
+            deadline = time.monotonic() + 12
+            while self.health()[0] != "down" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            state, fields = self.health()
+            self.assertEqual(state, "down", fields)
+            self.assertRegex(fields["last_error"], "stalled|lock")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+            writer.join(60)
+        deadline = time.monotonic() + 5
+        while self.health()[0] != "up" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.health()[0], "up")
+
+
+# --- 4: a deleted store with its master key present is refused ---------------------
+
+class DeletedStoreTest(HostileMount):
+    def test_deleted_store_is_refused_until_started_over_on_purpose(self):
+        m = self.m
+        m.write_key("eth", new_key() + "\n")
+        os.unlink(m.store)
+        with self.assertRaises(OSError) as ctx:     # at run time: not an empty store
+            m.read_key("eth")
+        self.assertEqual(ctx.exception.errno, errno.EIO)
+        m.stop()
+        with self.assertRaises(AssertionError):
+            m.start()
+        self.assertIn("start over", m.daemon_stderr())
+        self.assertFalse(os.path.exists(m.store))
+        r = m.cli("key", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("master key file exists", r.stderr)
+        os.unlink(m.store + ".master")             # on purpose
+        m.start()
+        self.assertEqual(os.listdir(m.path("keys")), [])
+
+
 # --- 5: key names do not leak past the rules ---------------------------------
 
 class NamesTest(HostileMount):
