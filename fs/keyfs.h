@@ -130,6 +130,7 @@ int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
 /* Mark keys/<network> as being created (an open file not yet stored), so it
  * exists for getattr; end with keystore_creating(k, net, false). */
 void keystore_creating(struct keyfs *k, const char *network, bool on);
+bool keystore_is_creating(struct keyfs *k, const char *network);
 /* Access decision without performing the operation (access(2)). */
 bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
                       enum access_op op);

@@ -467,6 +467,14 @@ void keystore_creating(struct keyfs *k, const char *network, bool on)
 	pthread_mutex_unlock(&k->list_lock);
 }
 
+bool keystore_is_creating(struct keyfs *k, const char *network)
+{
+	pthread_mutex_lock(&k->list_lock);
+	bool creating = strlist_contains(&k->creating, network);
+	pthread_mutex_unlock(&k->list_lock);
+	return creating;
+}
+
 int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
@@ -474,10 +482,7 @@ int keystore_exists(struct keyfs *k, const char *network)
 	/* A cached key exists without asking for a listing. */
 	if (k->cache && cache_contains(k->cache, network))
 		return 0;
-	pthread_mutex_lock(&k->list_lock);
-	bool creating = strlist_contains(&k->creating, network);
-	pthread_mutex_unlock(&k->list_lock);
-	if (creating)
+	if (keystore_is_creating(k, network))
 		return 0;
 	int rc = list_refresh(k, &err, &called);
 	if (rc == 0)

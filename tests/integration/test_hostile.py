@@ -362,6 +362,34 @@ class KeysDirWritableTest(HostileMount):
         self.assertFalse(os.access(m.path("metrics"), os.W_OK))
 
 
+class CreateWithoutContentTest(HostileMount):
+    """touch, mknod and O_CREAT|O_EXCL of a new name: a key file comes into
+    being when a key is stored in it, and not a moment before or after."""
+
+    def test_touch_mknod_and_excl_create_nothing(self):
+        m = self.m
+        r = m.sh("touch keys/fresh")
+        self.assertEqual(r.returncode, 0, r.stderr)           # the open is where a write starts
+        self.assertFalse(os.path.exists(m.key_path("fresh")))  # ...and nothing was written
+        self.assertNotIn("fresh", os.listdir(m.path("keys")))
+        os.mknod(m.key_path("node"), 0o600 | stat.S_IFREG)      # libfuse: create + release
+        self.assertFalse(os.path.exists(m.key_path("node")))
+        with self.assertRaises(OSError) as ctx:
+            os.mknod(m.key_path("fifo"), 0o600 | stat.S_IFIFO)
+        self.assertEqual(ctx.exception.errno, errno.EPERM)
+        fd = os.open(m.key_path("excl"), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        self.assertTrue(os.path.exists(m.key_path("excl")))    # while open: being created
+        os.close(fd)
+        self.assertFalse(os.path.exists(m.key_path("excl")))
+        key = new_key()
+        m.write_key("excl", key + "\n")
+        with self.assertRaises(FileExistsError):
+            os.open(m.key_path("excl"), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        self.assertEqual(m.read_key("excl"), key + "\n")
+        self.assertEqual(
+            [l["operation"] for l in m.audit_lines() if l["network"] in ("fresh", "node")], [])
+
+
 # --- 11: mmap of a key file: ENODEV or the key, never SIGBUS ----------------------
 
 MMAP_PROBE = r"""
