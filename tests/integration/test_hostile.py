@@ -648,5 +648,54 @@ class HungListingTest(HostileVault):
         self.assertEqual(os.listdir(m.path("keys")), ["eth"])
 
 
+# --- 9: copies of a key in the daemon's memory -------------------------------------
+
+def count_in_memory(pid, needle):
+    """Occurrences of needle in every readable mapping of pid (root reads
+    /proc/PID/mem of the non-dumpable daemon with CAP_SYS_PTRACE)."""
+    total = 0
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if "r" not in parts[1] or (len(parts) > 5 and parts[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            try:
+                mem.seek(lo)
+                total += mem.read(hi - lo).count(needle)
+            except OSError:
+                continue
+    return total
+
+
+class KeyCopiesTest(HostileVault):
+    def test_at_most_two_copies_after_1000_uncached_reads(self):
+        # cache_ttl_seconds 0: every read fetches from Vault (curl, JSON,
+        # the cache, a FUSE reply): the path with the most chances to copy
+        with open(self.m.config) as f:
+            cfg = f.read().replace("cache_ttl_seconds: 300", "cache_ttl_seconds: 0")
+        self.m.stop()
+        with open(self.m.config, "w") as f:
+            f.write(cfg)
+        self.m.start()
+        m = self.m
+        key = new_key()
+        self.put("eth", key)
+        for _ in range(1000):
+            self.assertEqual(m.read_key("eth"), key + "\n")
+        self.assertEqual(self.vs.route_count("GET", f"/v1/secret/data/{PREFIX}/eth"), 1000)
+        written = new_key()
+        m.write_key("base", written + "\n")
+        for _ in range(10):
+            m.read_key("base")
+        copies = count_in_memory(m.proc.pid, key[2:].encode())
+        copies_written = count_in_memory(m.proc.pid, written[2:].encode())
+        print(f"\nkey copies in the daemon after 1000 uncached reads: {copies}; "
+              f"of a key written through the mount: {copies_written}", file=sys.stderr)
+        self.assertGreaterEqual(copies, 1, "the scan must find the cached copy")
+        self.assertLessEqual(copies, 2)
+        self.assertLessEqual(copies_written, 2)
+
+
 if __name__ == "__main__":
     run()
