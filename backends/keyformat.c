@@ -113,10 +113,11 @@ int keyformat_prefix_ok(enum key_format fmt, const unsigned char *p, size_t len,
 	size_t e = b;   /* end of the key's significant bytes so far */
 	if (fmt == KEY_FORMAT_ANY) {
 		for (size_t i = b; i < len; i++) {
-			if (p[i] >= 0x20 && p[i] <= 0x7e)
-				e = i + 1;
-			else if (!is_space(p[i]))
+			if (is_space(p[i]))
+				continue;   /* significant only once more text follows */
+			if (p[i] < 0x20 || p[i] > 0x7e)
 				goto not_printable;
+			e = i + 1;
 		}
 		/* Whitespace other than a space inside the key is not printable. */
 		for (size_t i = b; i < e; i++)
