@@ -496,6 +496,16 @@ class HostileVault(unittest.TestCase):
                 f"  key_format: {self.key_format}\n" + self.keyfs_extra)))
         self.m.start()
 
+    def restart_with(self, old, new):
+        """Restart the mount with one setting of its config changed."""
+        with open(self.m.config) as f:
+            cfg = f.read()
+        self.assertIn(old, cfg)
+        self.m.stop()
+        with open(self.m.config, "w") as f:
+            f.write(cfg.replace(old, new))
+        self.m.start()
+
     def put(self, network, value):
         status, _ = self.vs.request("POST", f"/v1/secret/data/{PREFIX}/{network}",
                                     body={"data": {"private_key": value}})
@@ -649,12 +659,7 @@ class KeyCopiesTest(HostileVault):
     def test_at_most_two_copies_after_1000_uncached_reads(self):
         # cache_ttl_seconds 0: every read fetches from Vault (curl, JSON,
         # the cache, a FUSE reply): the path with the most chances to copy
-        with open(self.m.config) as f:
-            cfg = f.read().replace("cache_ttl_seconds: 300", "cache_ttl_seconds: 0")
-        self.m.stop()
-        with open(self.m.config, "w") as f:
-            f.write(cfg)
-        self.m.start()
+        self.restart_with("cache_ttl_seconds: 300", "cache_ttl_seconds: 0")
         m = self.m
         key = new_key()
         self.put("eth", key)
@@ -674,19 +679,13 @@ class KeyCopiesTest(HostileVault):
         self.assertLessEqual(copies_written, 2)
 
 
-
 class StalledCheckTest(HostileVault):
     """A Vault that accepts connections and never answers, with a timeout
     longer than the health deadline: the check in progress is down."""
 
     def setUp(self):
         super().setUp()
-        with open(self.m.config) as f:
-            cfg = f.read().replace("timeout_seconds: 2", "timeout_seconds: 12")
-        self.m.stop()
-        with open(self.m.config, "w") as f:
-            f.write(cfg)
-        self.m.start()
+        self.restart_with("timeout_seconds: 2", "timeout_seconds: 12")
 
     def test_a_check_that_does_not_finish_is_down(self):
         self.assertEqual(self.wait_health("up")[0], "up")
