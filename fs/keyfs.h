@@ -56,6 +56,7 @@ struct keyfs {
 	uid_t mount_uid;
 	gid_t mount_gid;
 	gid_t monitoring_gid;         /* group of metrics, textfile/, health/ */
+	bool other_users;             /* mounted with allow_other (set before fuse_new) */
 	double start_wall;
 
 	/* The keys/ listing, cached for cfg->keyfs.list_cache_seconds. */
