@@ -33,9 +33,11 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 {
 	struct health_state *h = &k->health;
 	pthread_mutex_lock(&h->lock);
-	bool was_up = h->up, was_checked = h->checked;
-	h->checked = true;
-	h->up = up;
+	bool was_up = atomic_load_explicit(&h->up, memory_order_relaxed);
+	bool was_checked = atomic_load_explicit(&h->checked, memory_order_relaxed);
+	/* health_record() reads these two without the lock. */
+	atomic_store_explicit(&h->checked, true, memory_order_relaxed);
+	atomic_store_explicit(&h->up, up, memory_order_relaxed);
 	h->checked_at = clock_wall();
 	if (latency >= 0)
 		h->latency_seconds = latency;
@@ -63,15 +65,15 @@ void health_record(struct keyfs *k, int rc, const struct backend_err *err)
 {
 	if (outcome_is_failure(rc, err)) {
 		if (rc == -EACCES)
-			__atomic_store_n(&k->health.auth_refused, true, __ATOMIC_RELAXED);
+			atomic_store_explicit(&k->health.auth_refused, true, memory_order_relaxed);
 		health_set(k, false, -1, err && err->msg[0] ? err->msg : strerror(-rc), NULL);
 		return;
 	}
 	/* The backend answered a real request with our credentials. */
-	if (__atomic_load_n(&k->health.auth_refused, __ATOMIC_RELAXED))
-		__atomic_store_n(&k->health.auth_refused, false, __ATOMIC_RELAXED);
-	if (!__atomic_load_n(&k->health.up, __ATOMIC_RELAXED) ||
-	    !__atomic_load_n(&k->health.checked, __ATOMIC_RELAXED))
+	if (atomic_load_explicit(&k->health.auth_refused, memory_order_relaxed))
+		atomic_store_explicit(&k->health.auth_refused, false, memory_order_relaxed);
+	if (!atomic_load_explicit(&k->health.up, memory_order_relaxed) ||
+	    !atomic_load_explicit(&k->health.checked, memory_order_relaxed))
 		health_set(k, true, -1, NULL, NULL);
 	/* An up backend that answers again changes nothing: skip the lock. */
 }
@@ -109,25 +111,25 @@ void health_check_now(struct keyfs *k)
 	struct backend_health bh;
 	memset(&bh, 0, sizeof(bh));
 	double t0 = clock_monotonic();
-	__atomic_store_n(&k->health.check_started_ms, (long long)(t0 * 1000) + 1, __ATOMIC_RELAXED);
+	atomic_store_explicit(&k->health.check_started_ms, (long long)(t0 * 1000) + 1, memory_order_relaxed);
 	k->backend->ops->health(k->backend, &bh);
 	/* The probe does not see a refusal of data requests (a policy that
 	 * allows token lookups but not key reads): after real requests were
 	 * refused, only a request of that kind that succeeds clears it. */
-	if (bh.up && __atomic_load_n(&k->health.auth_refused, __ATOMIC_RELAXED)) {
+	if (bh.up && atomic_load_explicit(&k->health.auth_refused, memory_order_relaxed)) {
 		struct strlist names = STRLIST_INIT;
 		struct backend_err err = { { 0 }, false };
 		int rc = k->backend->ops->list(k->backend, &names, &err);
 		strlist_clear(&names);
 		if (rc == 0) {
-			__atomic_store_n(&k->health.auth_refused, false, __ATOMIC_RELAXED);
+			atomic_store_explicit(&k->health.auth_refused, false, memory_order_relaxed);
 		} else {
 			bh.up = false;
 			snprintf(bh.error, sizeof(bh.error), "%s",
 			         err.msg[0] ? err.msg : "requests refused by the backend");
 		}
 	}
-	__atomic_store_n(&k->health.check_started_ms, 0LL, __ATOMIC_RELAXED);
+	atomic_store_explicit(&k->health.check_started_ms, 0LL, memory_order_relaxed);
 	double latency = bh.latency_seconds > 0 ? bh.latency_seconds : clock_monotonic() - t0;
 	health_set(k, bh.up, latency, bh.error, bh.detail);
 }
@@ -137,7 +139,7 @@ int health_render(struct keyfs *k, struct strbuf *out)
 	struct health_state *h = &k->health;
 	char when[40] = "never";
 	char stalled[96] = "";
-	long long started_ms = __atomic_load_n(&h->check_started_ms, __ATOMIC_RELAXED);
+	long long started_ms = atomic_load_explicit(&h->check_started_ms, memory_order_relaxed);
 	double running = started_ms > 0 ? clock_monotonic() - (double)started_ms / 1000 : 0;
 	if (running > health_check_deadline(k))
 		snprintf(stalled, sizeof(stalled), "health check not finished after %.0f s "

@@ -30,15 +30,15 @@ struct handle;
  * outcomes of real operations; read without ever waiting on a backend. */
 struct health_state {
 	pthread_mutex_t lock;
-	bool checked;                 /* at least one check or outcome recorded */
-	bool up;
+	atomic_bool checked;          /* at least one check or outcome recorded */
+	atomic_bool up;               /* both read without the lock by health_record() */
 	double checked_at;            /* wall seconds */
 	double latency_seconds;
 	long consecutive_failures;
 	char last_error[BACKEND_ERR_MAX];
 	char invalid_network[65];     /* last_error is about this network's value, else "" */
-	bool auth_refused;            /* real requests were refused (403): down until one passes */
-	long long check_started_ms;   /* monotonic ms of the check in progress, 0 = none */
+	atomic_bool auth_refused;     /* real requests were refused (403): down until one passes */
+	atomic_llong check_started_ms; /* monotonic ms of the check in progress, 0 = none */
 	char detail[BACKEND_HEALTH_DETAIL_MAX];
 };
 

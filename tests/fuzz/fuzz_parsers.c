@@ -1,11 +1,14 @@
 /* fuzz_parsers.c - libFuzzer harness for the parsers that read untrusted
  * input: Vault's responses (KV read, list, login, token lookup, metadata),
  * key content validation (with the write-time prefix check and the
- * canonical form as properties), the YAML config loader, and the audit
- * line writer (any caller text must give lines that verify).  Not part of `meson
- * test`; build and run by hand (see README.md in this folder).
+ * canonical form as properties), the YAML config loader, the audit log's
+ * tail recovery (what a restart continues from), the audit line writer (any
+ * caller text must give lines that verify) and the file store's decrypted
+ * map.  Fuzzing is by hand (see README.md in this folder); `meson test`
+ * replays the corpus through the same function (fuzz-replay).
  *
  * The first input byte picks the parser; the rest is its input. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include <unistd.h>
 #include "audit.h"
 #include "config.h"
+#include "file_internal.h"
 #include "keyformat.h"
 #include "vault_internal.h"
 
@@ -37,6 +41,41 @@ static void fuzz_config(const uint8_t *data, size_t size)
 		}
 		config_free(&cfg);
 	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The input as an existing audit log: open it (tail recovery), append a
+ * line, and when the input was an intact chain, it must still be one. */
+static void fuzz_audit_recovery(const uint8_t *data, size_t size)
+{
+	static char path[64];
+	if (!path[0])
+		snprintf(path, sizeof(path), "/tmp/keyfs-fuzz-audit-%d.log", (int)getpid());
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fwrite(data, 1, size, f);
+	fclose(f);
+	FILE *null = fopen("/dev/null", "w");
+	if (!null)
+		return;
+	long bad = 0;
+	int intact = audit_verify(path, null, &bad) == 0;
+	struct audit *a = NULL;
+	char err[256];
+	if (audit_open(path, AUDIT_FAILURE_DENY, &a, err, sizeof(err)) == 0) {
+		struct audit_record r = {
+			.op = KEY_OP_GET, .network = "eth", .storage_type = "file", .status = true,
+			.uid = 1, .gid = 1, .pid = 1, .process = "fuzz",
+		};
+		audit_write(a, &r);
+		audit_close(a);
+		if (intact && audit_verify(path, null, &bad) != 0)
+			abort();   /* recovery broke an intact chain */
+	}
+	fclose(null);
+	unlink(path);
 }
 
 /* Split data at NUL bytes into up to n C strings (the rest stays ""). */
@@ -66,7 +105,7 @@ static void fuzz_audit(const uint8_t *data, size_t size)
 	char fields[3][128];
 	char err[256];
 	if (!path[0])
-		snprintf(path, sizeof(path), "/tmp/keyfs-fuzz-audit-%d.log", (int)getpid());
+		snprintf(path, sizeof(path), "/tmp/keyfs-fuzz-writer-%d.log", (int)getpid());
 	unlink(path);
 	fuzz_fields(data, size, fields, 3);
 	struct audit *a = NULL;
@@ -111,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t which = data[0] % 9;
+	uint8_t which = data[0] % 11;
 	data++;
 	size--;
 	char why[200];
@@ -146,17 +185,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		                   data, size, NULL, NULL, NULL);
 		break;
 	case 5:
-		fuzz_audit(data, size);
+		fuzz_config(data, size);
 		break;
 	case 6:
+		fuzz_audit_recovery(data, size);
+		break;
+	case 8:
+		fuzz_audit(data, size);
+		break;
+	case 9:
 		fuzz_keyformat_properties(size && (data[0] & 1) ? KEY_FORMAT_ANY : KEY_FORMAT_EVM,
 		                          data, size);
 		break;
-	case 7:
+	case 10:
 		vault_parse_metadata_deleted(status, data, size);
 		break;
 	default:
-		fuzz_config(data, size);
+		if (file_map_roundtrip(data, size) == -EPROTO)
+			abort();   /* parse and serialise disagree */
 		break;
 	}
 	return 0;
