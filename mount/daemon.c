@@ -45,6 +45,20 @@
 
 static struct keyfs *signal_keyfs;
 
+/* Is name one of the comma-separated -o options? */
+static bool fuse_option_given(const char *options, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = options; p && *p; ) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
 static void on_sighup(int sig)
 {
 	(void)sig;
@@ -366,6 +380,7 @@ static int serve(struct serve *s)
 		start_failed(&s->start, "%s", err);
 		goto out;
 	}
+	k->other_users = fuse_option_given(opt->fuse_options, "allow_other");
 	config_forget_secrets(cfg);   /* the backend holds its own copies */
 	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
 	if (!fuse) {
