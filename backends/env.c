@@ -49,9 +49,11 @@ static size_t env_trimmed_len(const char *value)
 	return len;
 }
 
-static int env_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int env_open(const struct config_backend *cfg, const char *name, struct backend **out,
+                    struct backend_err *err)
 {
 	(void)cfg;
+	(void)name;
 	(void)err;
 	struct env_backend *eb = calloc(1, sizeof(*eb));
 	if (!eb)
@@ -156,9 +158,6 @@ static void env_close(struct backend *b)
 }
 
 const struct backend_ops env_backend_ops = {
-	.name = "env",
-	.storage_type = "env",
-	.remote = false,
 	.open = env_open,
 	.get = env_get,
 	.store = env_store,

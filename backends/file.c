@@ -867,8 +867,10 @@ static void file_close(struct backend *b)
 	free(fb);
 }
 
-static int file_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int file_open(const struct config_backend *cfg, const char *name, struct backend **out,
+                     struct backend_err *err)
 {
+	(void)name;
 	const char *path = cfg->file.path;
 	if (!path || !*path || path[strlen(path) - 1] == '/') {
 		backend_err_set(err, "file backend: key_storage.file.path is not set to a file");
@@ -1082,9 +1084,6 @@ static void file_health(struct backend *b, struct backend_health *out)
 }
 
 const struct backend_ops file_backend_ops = {
-	.name = "file",
-	.storage_type = "file",
-	.remote = false,
 	.open = file_open,
 	.get = file_get,
 	.store = file_store,

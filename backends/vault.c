@@ -650,7 +650,7 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 			if (moved) {
 				const char *r = vault_http_reason(rc, resp->status);
 				log_kv(LOG_LEVEL_WARN, "vault: failing over to the next URL",
-				       "backend", "vault", "from", v->urls[idx], "to", v->urls[next],
+				       "backend", v->base.name, "from", v->urls[idx], "to", v->urls[next],
 				       "reason", r ? r : "error", (char *)NULL);
 			}
 		}
@@ -797,7 +797,7 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 	token = NULL;
 out:
 	if (rc)
-		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "backend", "vault",
+		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "backend", v->base.name,
 		       "error", why ? why : "", (char *)NULL);
 	http_response_clear(&resp);
 	secret_free(sid);
@@ -890,7 +890,7 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 	} else {
 		rc = vault_token_refresh_timing(v, false, deadline, why, whylen);
 		if (rc) {
-			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "backend", "vault",
+			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "backend", v->base.name,
 			       "error", why ? why : "", (char *)NULL);
 			if (v->auth == VAULT_AUTH_APPROLE) {
 				rc = vault_login(v, deadline, why, whylen);
@@ -1426,8 +1426,10 @@ static int vault_open_config(struct vault_backend *v, const struct config_vault 
 	return rc;
 }
 
-static int vault_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int vault_open(const struct config_backend *cfg, const char *name, struct backend **out,
+                      struct backend_err *err)
 {
+	(void)name;
 	*out = NULL;
 	struct vault_backend *v = calloc(1, sizeof(*v));
 	if (!v) {
@@ -1445,6 +1447,16 @@ static int vault_open(const struct config *cfg, struct backend **out, struct bac
 		vault_close(&v->base);
 		return rc;
 	}
+	v->base.cache_ttl_seconds = cfg->vault.cache_ttl_seconds;
+	*out = &v->base;
+	return 0;
+}
+
+static int vault_start(struct backend *b, struct backend_err *err)
+{
+	(void)err;
+	struct vault_backend *v = vault_of(b);
+	int rc;
 
 	/* A first contact, bounded by the timeout and never fatal: the mount
 	 * comes up even while Vault is away, and calls retry the login. */
@@ -1458,8 +1470,7 @@ static int vault_open(const struct config *cfg, struct backend **out, struct bac
 	pthread_mutex_unlock(&v->auth_lock);
 	if (rc)
 		log_kv(LOG_LEVEL_WARN, "vault: no working token yet, will retry on use",
-		       "backend", "vault", "error", why, (char *)NULL);
-	*out = &v->base;
+		       "backend", v->base.name, "error", why, (char *)NULL);
 	return 0;
 }
 
@@ -1485,10 +1496,8 @@ struct secret *vault_backend_token_copy(struct backend *b)
 }
 
 const struct backend_ops vault_backend_ops = {
-	.name = "vault",
-	.storage_type = "vault",
-	.remote = true,
 	.open = vault_open,
+	.start = vault_start,
 	.get = vault_get,
 	.store = vault_store,
 	.remove = vault_remove,

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
 	}
 	struct backend *b = NULL;
 	struct backend_err berr = { { 0 }, false };
-	if (backend_open(&cfg, &b, &berr) < 0) {
+	if (backend_open(&cfg.key_storage, &b, &berr) < 0 || backend_start(b, &berr) < 0) {
 		fprintf(stderr, "open: %s\n", berr.msg);
 		return 1;
 	}

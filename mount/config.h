@@ -16,13 +16,7 @@
 #include <stdio.h>
 #include "strlist.h"
 
-enum storage_type {
-	STORAGE_FILE,      /* "file" (embedded default) */
-	STORAGE_ENV,       /* "env" */
-	STORAGE_KEYRING,   /* "keyring" */
-	STORAGE_VAULT,     /* "vault" */
-	STORAGE_AWS,       /* "aws-secrets" */
-};
+struct backend_type;
 
 enum key_format { KEY_FORMAT_EVM, KEY_FORMAT_ANY };
 enum audit_failure { AUDIT_FAILURE_DENY, AUDIT_FAILURE_ALLOW };
@@ -65,6 +59,21 @@ struct config_aws {
 	char *profile;
 	int timeout_seconds;    /* default 5 */
 	int cache_ttl_seconds;  /* default 300 */
+};
+
+/* One backend instance: key_storage (the default instance, named after its
+ * type) or an entry of keyfs.backends (contract section 8).  Every instance
+ * has all the type sections with their defaults; only its type's is read. */
+struct config_backend {
+	char *name;                        /* [a-z0-9][a-z0-9_-]{0,31}; key_storage: the type's */
+	const struct backend_type *type;   /* from the registry; default file */
+	struct strlist networks;           /* shell globs (keyfs.backends only) */
+	int max_calls_in_flight;           /* 0: keyfs.max_calls_in_flight */
+	int line, column;                  /* where a keyfs.backends entry starts */
+	struct config_file file;
+	struct config_keyring keyring;
+	struct config_vault vault;
+	struct config_aws aws;
 };
 
 struct config_log_target {
@@ -119,6 +128,9 @@ struct config_keyfs {
 	int cache_max_entries;        /* default 10000 */
 	int list_cache_seconds;       /* default 5 */
 	char *run_as;                 /* user to drop to after mounting as root */
+	struct config_backend *backends;  /* keyfs.backends, in routing order */
+	size_t n_backends;
+	int max_calls_in_flight;      /* per instance, default 16 */
 	struct config_business_hours business_hours;
 	struct config_anomaly anomaly;
 	struct config_rate_limit rate_limit;
@@ -126,11 +138,7 @@ struct config_keyfs {
 
 struct config {
 	char *source;                 /* file loaded, NULL for built-in defaults */
-	enum storage_type storage_type;   /* default file */
-	struct config_file file;
-	struct config_keyring keyring;
-	struct config_vault vault;
-	struct config_aws aws;
+	struct config_backend key_storage;   /* the default instance */
 	struct config_logging logging;
 	struct config_keyfs keyfs;
 };
@@ -156,6 +164,9 @@ void config_print(const struct config *cfg, FILE *out);
 
 void config_free(struct config *cfg);
 
-const char *config_storage_name(enum storage_type t);  /* "file", ..., "aws-secrets" */
+/* The storage_type name of an instance ("file", ..., "aws-secrets"). */
+const char *config_storage_name(const struct config_backend *b);
+/* Calls in flight allowed for instance b. */
+int config_max_calls_in_flight(const struct config *cfg, const struct config_backend *b);
 
 #endif

@@ -113,10 +113,11 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 		fprintf(stderr, "omikuji-keyfs: cannot daemonize\n");
 		goto out;
 	}
-	rc = keyfs_start(k);
+	rc = keyfs_start(k, err, sizeof(err));
 	if (rc < 0) {
-		log_kv(LOG_LEVEL_ERROR, "cannot start the maintenance thread", "error", strerror(-rc),
-		       (char *)NULL);
+		log_kv(LOG_LEVEL_ERROR, "cannot start", "error", err, (char *)NULL);
+		if (opt->foreground || opt->debug)
+			fprintf(stderr, "omikuji-keyfs: %s\n", err);
 		goto out;
 	}
 	if (cfg->keyfs.run_as && getuid() == 0 && drop_privileges(cfg->keyfs.run_as) < 0)
@@ -125,7 +126,7 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 	char version[32];
 	snprintf(version, sizeof(version), "%s", KEYFS_VERSION);
 	log_kv(LOG_LEVEL_INFO, "mounted", "mountpoint", opt->mountpoint,
-	       "backend", k->backend_name, "version", version, (char *)NULL);
+	       "backend", k->instances[0]->name, "version", version, (char *)NULL);
 	if (!opt->audit)
 		log_kv(LOG_LEVEL_WARN, "audit log disabled (--no-audit): key accesses are not recorded",
 		       (char *)NULL);

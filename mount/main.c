@@ -12,9 +12,11 @@
 #include "daemon.h"
 #include "keyformat.h"
 #include "log.h"
+#include "router.h"
 #include "secret.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,7 +45,12 @@ static const char usage_text[] =
 "  key remove --network NET [--yes] [-c CONFIG]\n"
 "        remove a key (asks on a terminal unless --yes)\n"
 "  key list [-c CONFIG]\n"
-"        list the networks that have a key\n"
+"        list the networks that have a key (every backend instance)\n"
+"  key migrate [--from NAME|env] [--to NAME] [--network NET]...\n"
+"              [--remove-source] [--force] [-c CONFIG]\n"
+"        copy keys between backend instances (default: from the environment\n"
+"        to key_storage), reading each back to verify; never replaces a\n"
+"        different key without --force\n"
 "  audit verify [AUDIT_LOG]\n"
 "        check the audit log's hash chain; names the first bad line\n"
 "  check-config [-c CONFIG]\n"
@@ -64,6 +71,11 @@ struct cli {
 	const char *config_path;
 	bool insecure_perms;
 	const char *network;
+	struct strlist networks;   /* every --network, in order */
+	const char *from;
+	const char *to;
+	bool remove_source;
+	bool force;
 	const char *key;
 	const char *key_file;
 	bool yes;
@@ -90,7 +102,7 @@ static int fail(int code, const char *fmt, ...)
 /* Parse the options of a subcommand (argv[0] is the subcommand's name). */
 static int parse_options(int argc, char **argv, struct cli *cli)
 {
-	enum { OPT_INSECURE = 256, OPT_NO_AUDIT };
+	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_FROM, OPT_TO, OPT_REMOVE_SOURCE, OPT_FORCE };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "network", required_argument, NULL, 'n' },
@@ -102,6 +114,10 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		{ "options", required_argument, NULL, 'o' },
 		{ "insecure-config-permissions", no_argument, NULL, OPT_INSECURE },
 		{ "no-audit", no_argument, NULL, OPT_NO_AUDIT },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "remove-source", no_argument, NULL, OPT_REMOVE_SOURCE },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -111,7 +127,15 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 	while ((c = getopt_long(argc, argv, "+c:n:k:F:yfdo:h", options, NULL)) != -1) {
 		switch (c) {
 		case 'c': cli->config_path = optarg; break;
-		case 'n': cli->network = optarg; break;
+		case 'n':
+			cli->network = optarg;
+			if (strlist_add(&cli->networks, optarg) < 0)
+				return fail(EXIT_FAIL, "out of memory");
+			break;
+		case OPT_FROM: cli->from = optarg; break;
+		case OPT_TO: cli->to = optarg; break;
+		case OPT_REMOVE_SOURCE: cli->remove_source = true; break;
+		case OPT_FORCE: cli->force = true; break;
 		case 'k': cli->key = optarg; break;
 		case 'F': cli->key_file = optarg; break;
 		case 'y': cli->yes = true; break;
@@ -157,14 +181,90 @@ static int load_config(const struct cli *cli, struct config *cfg)
 	return 0;
 }
 
-static int open_backend(const struct config *cfg, struct backend **b)
+/* The backend instances of a configuration, routed as the mount routes
+ * them: instance 0 is key_storage, i+1 is keyfs.backends[i].  Each is
+ * opened (and started) on first use, so a command touches only the
+ * backends it needs. */
+struct cli_backends {
+	const struct config *cfg;
+	struct router *router;
+	struct backend **opened;
+	size_t n;
+};
+
+static const struct config_backend *cli_section(const struct cli_backends *cb, size_t i)
+{
+	return i == 0 ? &cb->cfg->key_storage : &cb->cfg->keyfs.backends[i - 1];
+}
+
+static int cli_backends_init(struct cli_backends *cb, const struct config *cfg)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->cfg = cfg;
+	cb->n = 1 + cfg->keyfs.n_backends;
+	cb->opened = calloc(cb->n, sizeof(*cb->opened));
+	if (!cb->opened || router_from_config(cfg, &cb->router) < 0) {
+		free(cb->opened);
+		return fail(EXIT_FAIL, "out of memory");
+	}
+	return 0;
+}
+
+static void cli_backends_free(struct cli_backends *cb)
+{
+	for (size_t i = 0; i < cb->n; i++)
+		if (cb->opened[i])
+			cb->opened[i]->ops->close(cb->opened[i]);
+	free(cb->opened);
+	router_free(cb->router);
+}
+
+/* Open and start a configured section (the one-line error is printed). */
+static int open_section(const struct config_backend *sec, struct backend **out)
 {
 	struct backend_err err = { { 0 }, false };
-	int rc = backend_open(cfg, b, &err);
+	int rc = backend_open(sec, out, &err);
+	if (rc == 0 && (rc = backend_start(*out, &err)) < 0) {
+		(*out)->ops->close(*out);
+		*out = NULL;
+	}
 	if (rc < 0)
-		return fail(EXIT_FAIL, "%s backend: %s", config_storage_name(cfg->storage_type),
+		return fail(EXIT_FAIL, "%s backend '%s': %s", config_storage_name(sec), sec->name,
 		            err.msg[0] ? err.msg : strerror(-rc));
 	return 0;
+}
+
+static int cli_backend(struct cli_backends *cb, size_t i, struct backend **out)
+{
+	if (!cb->opened[i]) {
+		int rc = open_section(cli_section(cb, i), &cb->opened[i]);
+		if (rc)
+			return rc;
+	}
+	*out = cb->opened[i];
+	return 0;
+}
+
+/* The backend a network routes to. */
+static int cli_route(struct cli_backends *cb, const char *network, struct backend **out)
+{
+	return cli_backend(cb, router_route(cb->router, network), out);
+}
+
+/* Index of the instance called name; fails with the configured names. */
+static int cli_find(struct cli_backends *cb, const char *name, size_t *index)
+{
+	char names[512] = "";
+	for (size_t i = 0; i < cb->n; i++) {
+		const char *n = cli_section(cb, i)->name;
+		if (strcmp(n, name) == 0) {
+			*index = i;
+			return 0;
+		}
+		size_t len = strlen(names);
+		snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", n);
+	}
+	return fail(EXIT_USAGE, "no backend instance named '%s' (configured: %s)", name, names);
 }
 
 static int require_network(const struct cli *cli)
@@ -270,22 +370,25 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	}
 	struct secret *key = secret_from(raw->data + start, len);
 	secret_free(raw);
+	struct cli_backends cb;
 	struct backend *b = NULL;
-	rc = open_backend(cfg, &b);
-	if (rc) {
+	if ((rc = cli_backends_init(&cb, cfg)) || (rc = cli_route(&cb, cli->network, &b))) {
+		if (!rc)
+			cli_backends_free(&cb);
 		secret_free(key);
 		return rc;
 	}
 	struct backend_err err = { { 0 }, false };
 	rc = key ? b->ops->store(b, cli->network, key, &err) : -ENOMEM;
 	secret_free(key);
-	b->ops->close(b);
 	if (rc < 0)
-		return fail(EXIT_FAIL, "cannot store the key for '%s' in %s: %s", cli->network,
-		            b ? config_storage_name(cfg->storage_type) : "", err.msg[0] ? err.msg : strerror(-rc));
-	fprintf(stderr, "stored the key for network '%s' in the %s backend\n", cli->network,
-	        config_storage_name(cfg->storage_type));
-	return 0;
+		rc = fail(EXIT_FAIL, "cannot store the key for '%s' in backend '%s': %s", cli->network,
+		          b->name, err.msg[0] ? err.msg : strerror(-rc));
+	else
+		fprintf(stderr, "stored the key for network '%s' in backend '%s' (%s)\n", cli->network,
+		        b->name, b->type->name);
+	cli_backends_free(&cb);
+	return rc;
 }
 
 static int cmd_key_export(const struct cli *cli, const struct config *cfg)
@@ -293,13 +396,18 @@ static int cmd_key_export(const struct cli *cli, const struct config *cfg)
 	int rc = require_network(cli);
 	if (rc || (rc = confirm(cli, "Print the private key")))
 		return rc;
+	struct cli_backends cb;
 	struct backend *b = NULL;
-	if ((rc = open_backend(cfg, &b)))
+	if ((rc = cli_backends_init(&cb, cfg)))
 		return rc;
+	if ((rc = cli_route(&cb, cli->network, &b))) {
+		cli_backends_free(&cb);
+		return rc;
+	}
 	struct backend_err err = { { 0 }, false };
 	struct secret *key = NULL;
 	rc = b->ops->get(b, cli->network, &key, &err);
-	b->ops->close(b);
+	cli_backends_free(&cb);
 	if (rc == -ENOENT)
 		return fail(EXIT_FAIL, "no key for network '%s'", cli->network);
 	if (rc < 0)
@@ -317,12 +425,17 @@ static int cmd_key_remove(const struct cli *cli, const struct config *cfg)
 	int rc = require_network(cli);
 	if (rc || (rc = confirm(cli, "Remove the key")))
 		return rc;
+	struct cli_backends cb;
 	struct backend *b = NULL;
-	if ((rc = open_backend(cfg, &b)))
+	if ((rc = cli_backends_init(&cb, cfg)))
 		return rc;
+	if ((rc = cli_route(&cb, cli->network, &b))) {
+		cli_backends_free(&cb);
+		return rc;
+	}
 	struct backend_err err = { { 0 }, false };
 	rc = b->ops->remove(b, cli->network, &err);
-	b->ops->close(b);
+	cli_backends_free(&cb);
 	if (rc == -ENOENT)
 		return fail(EXIT_FAIL, "no key for network '%s'", cli->network);
 	if (rc < 0)
@@ -332,33 +445,219 @@ static int cmd_key_remove(const struct cli *cli, const struct config *cfg)
 	return 0;
 }
 
+/* The union of every instance's listing, as keys/ shows it. */
 static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 {
 	(void)cli;
-	struct backend *b = NULL;
-	int rc = open_backend(cfg, &b);
+	struct cli_backends cb;
+	int rc = cli_backends_init(&cb, cfg);
 	if (rc)
 		return rc;
-	struct backend_err err = { { 0 }, false };
+	struct strlist *lists = calloc(cb.n, sizeof(*lists));
+	const struct strlist **parts = calloc(cb.n, sizeof(*parts));
 	struct strlist names = STRLIST_INIT;
-	rc = b->ops->list(b, &names, &err);
-	b->ops->close(b);
-	if (rc < 0) {
-		strlist_clear(&names);
-		return fail(EXIT_FAIL, "cannot list keys: %s", err.msg[0] ? err.msg : strerror(-rc));
+	if (!lists || !parts) {
+		rc = fail(EXIT_FAIL, "out of memory");
+		goto out;
 	}
-	strlist_sort_unique(&names);
+	for (size_t i = 0; i < cb.n; i++) {
+		struct backend *b = NULL;
+		struct backend_err err = { { 0 }, false };
+		int r = cli_backend(&cb, i, &b);
+		if (r == 0 && (r = b->ops->list(b, &lists[i], &err)) < 0)
+			r = fail(EXIT_FAIL, "cannot list the keys of backend '%s': %s", b->name,
+			         err.msg[0] ? err.msg : strerror(-r));
+		if (r) {
+			rc = r;
+			continue;
+		}
+		parts[i] = &lists[i];
+	}
+	if (router_union(cb.router, parts, &names) < 0) {
+		rc = fail(EXIT_FAIL, "out of memory");
+		goto out;
+	}
 	for (size_t i = 0; i < names.n; i++)
 		if (network_name_valid(names.items[i]))
 			puts(names.items[i]);
+out:
+	for (size_t i = 0; lists && i < cb.n; i++)
+		strlist_clear(&lists[i]);
+	free(lists);
+	free(parts);
 	strlist_clear(&names);
-	return 0;
+	cli_backends_free(&cb);
+	return rc;
+}
+
+/* Copy one network's key from src to dst and read it back (contract
+ * section 8).  0, or the exit code after printing why. */
+static int migrate_one(const struct cli *cli, const struct config *cfg, struct backend *src,
+                       struct backend *dst, const char *network)
+{
+	struct backend_err err = { { 0 }, false };
+	struct secret *raw = NULL, *key = NULL, *there = NULL, *back = NULL;
+	size_t start = 0, len = 0;
+	const char *why = NULL;
+	int code = 0;
+
+	int rc = src->ops->get(src, network, &raw, &err);
+	if (rc < 0) {
+		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, src->name,
+		            rc == -ENOENT ? "no key" : err.msg[0] ? err.msg : strerror(-rc));
+		goto out;
+	}
+	if (keyformat_validate(cfg->keyfs.key_format, raw->data, raw->len, &start, &len, &why) < 0) {
+		code = fail(EXIT_FAIL, "%s: the key in '%s' is not valid: %s", network, src->name, why);
+		goto out;
+	}
+	if (!(key = secret_from(raw->data + start, len))) {
+		code = fail(EXIT_FAIL, "out of memory");
+		goto out;
+	}
+	rc = dst->ops->get(dst, network, &there, &err);
+	if (rc < 0 && rc != -ENOENT) {
+		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, dst->name,
+		            err.msg[0] ? err.msg : strerror(-rc));
+		goto out;
+	}
+	bool same = rc == 0 && there->len == key->len &&
+	            CRYPTO_memcmp(there->data, key->data, key->len) == 0;
+	if (rc == 0 && !same && !cli->force) {
+		code = fail(EXIT_FAIL, "%s: '%s' already holds a different key; not replaced "
+		            "(--force replaces it)", network, dst->name);
+		goto out;
+	}
+	if (!same) {
+		rc = dst->ops->store(dst, network, key, &err);
+		if (rc < 0) {
+			code = fail(EXIT_FAIL, "%s: cannot store in '%s': %s", network, dst->name,
+			            err.msg[0] ? err.msg : strerror(-rc));
+			goto out;
+		}
+	}
+	/* Verified read-back: what dst now answers is what src holds. */
+	rc = dst->ops->get(dst, network, &back, &err);
+	if (rc < 0 || back->len != key->len || CRYPTO_memcmp(back->data, key->data, key->len) != 0) {
+		code = fail(EXIT_FAIL, "%s: read-back from '%s' %s; the source is kept", network,
+		            dst->name, rc < 0 ? "failed" : "differs");
+		goto out;
+	}
+	if (cli->remove_source && (rc = src->ops->remove(src, network, &err)) < 0) {
+		code = fail(EXIT_FAIL, "%s: copied and verified, but not removed from '%s': %s", network,
+		            src->name, err.msg[0] ? err.msg : strerror(-rc));
+		goto out;
+	}
+	fprintf(stderr, "%s: %s '%s' -> '%s', verified%s\n", network,
+	        same ? "already in" : "copied", src->name, dst->name,
+	        cli->remove_source ? ", removed from the source" : "");
+out:
+	secret_free(raw);
+	secret_free(key);
+	secret_free(there);
+	secret_free(back);
+	return code;
+}
+
+static int cmd_key_migrate(const struct cli *cli, const struct config *cfg)
+{
+	const char *from = cli->from ? cli->from : "env";
+	const char *to = cli->to ? cli->to : cfg->key_storage.name;
+	struct config_backend env_section;
+	struct backend *env_backend = NULL, *src = NULL, *dst = NULL;
+	struct strlist networks = STRLIST_INIT;
+	struct cli_backends cb;
+	size_t src_index = 0, dst_index = 0;
+	bool src_configured = true;
+	int rc = cli_backends_init(&cb, cfg);
+	if (rc)
+		return rc;
+
+	for (size_t i = 0; i < cli->networks.n; i++)
+		if (!network_name_valid(cli->networks.items[i])) {
+			rc = fail(EXIT_USAGE, "invalid network name '%s'", cli->networks.items[i]);
+			goto out;
+		}
+	/* "env" is the environment even when no instance is called so, as in
+	 * Omikuji's own `key migrate`. */
+	if (strcmp(from, "env") == 0) {
+		src_configured = false;
+		for (size_t i = 0; i < cb.n; i++)
+			if (strcmp(cli_section(&cb, i)->name, "env") == 0) {
+				src_configured = true;
+				src_index = i;
+			}
+	} else if ((rc = cli_find(&cb, from, &src_index))) {
+		goto out;
+	}
+	if ((rc = cli_find(&cb, to, &dst_index)))
+		goto out;
+	if (src_configured && src_index == dst_index) {
+		rc = fail(EXIT_USAGE, "key migrate: --from and --to name the same backend '%s'", to);
+		goto out;
+	}
+	if (src_configured) {
+		rc = cli_backend(&cb, src_index, &src);
+	} else {
+		memset(&env_section, 0, sizeof(env_section));
+		env_section.name = (char *)"env";
+		env_section.type = backend_type_find("env");
+		rc = open_section(&env_section, &env_backend);
+		src = env_backend;
+	}
+	if (rc || (rc = cli_backend(&cb, dst_index, &dst)))
+		goto out;
+	if (cli->remove_source && (src->type->flags & BACKEND_READ_ONLY)) {
+		rc = fail(EXIT_USAGE, "--remove-source: backend '%s' (%s) is read-only", src->name,
+		          src->type->name);
+		goto out;
+	}
+
+	if (cli->networks.n) {
+		for (size_t i = 0; i < cli->networks.n; i++)
+			strlist_add(&networks, cli->networks.items[i]);
+	} else {
+		struct backend_err err = { { 0 }, false };
+		struct strlist listed = STRLIST_INIT;
+		int r = src->ops->list(src, &listed, &err);
+		if (r < 0) {
+			strlist_clear(&listed);
+			rc = fail(EXIT_FAIL, "cannot list the keys of '%s': %s", src->name,
+			          err.msg[0] ? err.msg : strerror(-r));
+			goto out;
+		}
+		for (size_t i = 0; i < listed.n; i++)
+			if (network_name_valid(listed.items[i]))
+				strlist_add(&networks, listed.items[i]);
+		strlist_clear(&listed);
+	}
+	strlist_sort_unique(&networks);
+	if (networks.n == 0)
+		fprintf(stderr, "nothing to migrate: '%s' holds no keys\n", src->name);
+	for (size_t i = 0; i < networks.n; i++) {
+		int r = migrate_one(cli, cfg, src, dst, networks.items[i]);
+		if (r) {
+			rc = r;
+			continue;
+		}
+		size_t routed = router_route(cb.router, networks.items[i]);
+		if (routed != dst_index)
+			fprintf(stderr, "note: %s routes to '%s', not '%s': the mount reads it from '%s'\n",
+			        networks.items[i], cli_section(&cb, routed)->name, dst->name,
+			        cli_section(&cb, routed)->name);
+	}
+out:
+	strlist_clear(&networks);
+	if (env_backend)
+		env_backend->ops->close(env_backend);
+	cli_backends_free(&cb);
+	return rc;
 }
 
 static int cmd_key(int argc, char **argv, struct cli *cli)
 {
 	if (argc < 2)
-		return fail(EXIT_USAGE, "key: expected import, export, remove or list (see --help)");
+		return fail(EXIT_USAGE, "key: expected import, export, remove, list or migrate (see --help)");
 	const char *sub = argv[1];
 	int rc = parse_options(argc - 1, argv + 1, cli);
 	if (rc)
@@ -374,8 +673,11 @@ static int cmd_key(int argc, char **argv, struct cli *cli)
 		fn = cmd_key_remove;
 	else if (strcmp(sub, "list") == 0)
 		fn = cmd_key_list;
+	else if (strcmp(sub, "migrate") == 0)
+		fn = cmd_key_migrate;
 	else
-		return fail(EXIT_USAGE, "key: unknown command '%s' (expected import, export, remove, list)", sub);
+		return fail(EXIT_USAGE, "key: unknown command '%s' (expected import, export, remove, "
+		            "list, migrate)", sub);
 	struct config cfg;
 	if ((rc = load_config(cli, &cfg)))
 		return rc;
@@ -443,7 +745,6 @@ static int cmd_check_config(struct cli *cli)
 	int rc = load_config(cli, &cfg);
 	if (rc)
 		return rc;
-	const struct backend_ops *ops = backend_ops_for(cfg.storage_type);
 	/* Resolve what the daemon resolves at start: user and group names of
 	 * the access rules, the business-hours time zone. */
 	char err[512] = "";
@@ -459,10 +760,18 @@ static int cmd_check_config(struct cli *cli)
 	access_free(acc);
 	anomaly_free(an);
 	config_print(&cfg, stdout);
-	if (!ops)
-		rc = fail(EXIT_USAGE, "%s: storage_type '%s' is not supported by this build",
-		          cfg.source ? cfg.source : "built-in defaults",
-		          config_storage_name(cfg.storage_type));
+	for (size_t i = 0; i <= cfg.keyfs.n_backends; i++) {
+		const struct config_backend *b = i == 0 ? &cfg.key_storage : &cfg.keyfs.backends[i - 1];
+		if (!b->type->ops) {
+			if (i == 0)
+				rc = fail(EXIT_USAGE, "%s: storage_type '%s' is not supported by this build",
+				          cfg.source ? cfg.source : "built-in defaults", b->type->name);
+			else
+				rc = fail(EXIT_USAGE, "%s:%d:%d: backend '%s': storage_type '%s' is not "
+				          "supported by this build", cfg.source, b->line, b->column, b->name,
+				          b->type->name);
+		}
+	}
 	config_free(&cfg);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "backend.h"
 #include "config.h"
+#include "backend_test_open.h"
 
 extern char **environ;
 
@@ -34,12 +35,13 @@ TestSuite(env_backend, .init = clear_keys);
 
 static struct backend *must_open(void)
 {
-	struct config cfg;
+	struct config_backend cfg;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.storage_type = STORAGE_ENV;
+	cfg.type = backend_type_find("env");
+	cfg.name = (char *)"env";
 	struct backend *b = NULL;
 	struct backend_err err = { .msg = "" };
-	cr_assert_eq(env_backend_ops.open(&cfg, &b, &err), 0, "%s", err.msg);
+	cr_assert_eq(backend_test_open(&cfg, &b, &err), 0, "%s", err.msg);
 	return b;
 }
 
@@ -152,8 +154,9 @@ Test(env_backend, read_only)
 	cr_expect_str_eq(err.msg, "env backend is read-only");
 	cr_expect_str_eq(getenv("OMIKUJI_KEY_GNOSIS"), "keep");
 	secret_free(k);
-	cr_expect_str_eq(env_backend_ops.name, "env");
-	cr_expect_str_eq(env_backend_ops.storage_type, "env");
-	cr_expect(!env_backend_ops.remote);
+	cr_expect_str_eq(b->name, "env");
+	cr_expect_str_eq(b->type->name, "env");
+	cr_expect(b->type->flags & BACKEND_READ_ONLY);
+	cr_expect(!(b->type->flags & BACKEND_REMOTE));
 	b->ops->close(b);
 }

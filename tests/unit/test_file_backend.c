@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 #include "backend.h"
 #include "config.h"
+#include "backend_test_open.h"
 
 #define HEADER_LEN 52
 #define NONCE_LEN 12
@@ -77,14 +78,15 @@ static struct secret *random_key(void)
 static int try_open(const char *path, const char *passphrase_file, struct backend **b,
                     struct backend_err *err)
 {
-	struct config cfg;
+	struct config_backend cfg;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.storage_type = STORAGE_FILE;
+	cfg.type = backend_type_find("file");
+	cfg.name = (char *)"file";
 	cfg.file.path = (char *)path;
 	cfg.file.passphrase_file = (char *)passphrase_file;
 	memset(err, 0, sizeof(*err));
 	*b = NULL;
-	return backend_open(&cfg, b, err);
+	return backend_test_open(&cfg, b, err);
 }
 
 static struct backend *open_ok(const char *path, const char *passphrase_file)
@@ -204,8 +206,8 @@ Test(file_backend, roundtrip_many_networks)
 	char pass[65];
 	set_passphrase_env(pass, 16);
 	struct backend *b = open_ok(store_path, NULL);
-	cr_expect_str_eq(b->ops->name, "file");
-	cr_expect_not(b->ops->remote);
+	cr_expect_str_eq(b->type->name, "file");
+	cr_expect_not(b->type->flags & BACKEND_REMOTE);
 
 	enum { N = 60 };
 	struct secret **keys = populate(b, N);

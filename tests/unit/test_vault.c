@@ -16,6 +16,7 @@
 #include "config.h"
 #include "http.h"
 #include "vault_internal.h"
+#include "backend_test_open.h"
 
 /* A throwaway key: 32 random bytes as hex. */
 static void random_key(char out[65])
@@ -481,13 +482,14 @@ static int closed_port(void)
 	return ntohs(a.sin_port);
 }
 
-static struct config cfg;
+static struct config_backend cfg;
 static char token[40];
 
 static void cfg_init(void)
 {
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.storage_type = STORAGE_VAULT;
+	cfg.type = backend_type_find("vault");
+	cfg.name = (char *)"vault";
 	char k[65];
 	random_key(k);
 	snprintf(token, sizeof(token), "hvs.%.30s", k);
@@ -507,7 +509,7 @@ static void cfg_fini(void)
 static int try_open(struct backend_err *e)
 {
 	struct backend *b = NULL;
-	int rc = vault_backend_ops.open(&cfg, &b, e);
+	int rc = backend_test_open(&cfg, &b, e);
 	if (b)
 		vault_backend_ops.close(b);
 	return rc;
@@ -548,7 +550,7 @@ Test(vault_open, unreachable_opens_and_fails_calls, .init = cfg_init, .fini = cf
 {
 	struct backend *b = NULL;
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&cfg, &b, &e), 0, "opens while Vault is away: %s", e.msg);
+	cr_assert_eq(backend_test_open(&cfg, &b, &e), 0, "opens while Vault is away: %s", e.msg);
 	struct secret *k = NULL;
 	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, &e), -EIO);
 	cr_expect_null(k);
@@ -579,7 +581,7 @@ Test(vault_open, approle_opens_without_vault, .init = cfg_init, .fini = cfg_fini
 	cfg.vault.secret_id = token;
 	struct backend *b = NULL;
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&cfg, &b, &e), 0, "%s", e.msg);
+	cr_assert_eq(backend_test_open(&cfg, &b, &e), 0, "%s", e.msg);
 	cr_expect_null(vault_backend_token_copy(b), "no token yet");
 	struct secret *k = NULL;
 	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, &e), -EIO, "login retried on use, still unreachable");

@@ -16,9 +16,10 @@
 #include "config.h"
 #include "vault_fixture.h"
 #include "vault_internal.h"
+#include "backend_test_open.h"
 
 static struct vsrv srv, srv2;
-static struct config cfg;
+static struct config_backend cfg;
 static struct backend *be;
 
 static void setup_plain(void)
@@ -41,7 +42,7 @@ static void teardown(void)
 static void open_backend(void)
 {
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&cfg, &be, &e), 0, "open: %s", e.msg);
+	cr_assert_eq(backend_test_open(&cfg, &be, &e), 0, "open: %s", e.msg);
 }
 
 static struct secret *new_key(void)
@@ -103,11 +104,11 @@ Test(vault_live, roundtrip, .init = setup_plain, .fini = teardown)
 	json_decref(j);
 
 	/* A key in a sub-folder shows up as "sub/" in the list: skipped. */
-	struct config sub = cfg;
+	struct config_backend sub = cfg;
 	sub.vault.path_prefix = "omikuji/keys/sub";
 	struct backend *bsub = NULL;
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&sub, &bsub, &e), 0);
+	cr_assert_eq(backend_test_open(&sub, &bsub, &e), 0);
 	cr_expect_eq(vault_backend_ops.store(bsub, "deep", k1, &e), 0, "%s", e.msg);
 	vault_backend_ops.close(bsub);
 
