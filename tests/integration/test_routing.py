@@ -5,6 +5,7 @@ through a real mount: key_storage on a file store, a second file instance
 the backend itself now holds: the Vault server through hvac, each file
 store through the CLI opened on that store alone."""
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ HUNG_READS = 20
 VAULT_MAX_IN_FLIGHT = 8
 
 
-def routing_config(m, vs, vault_ttl=300, extra_keyfs=""):
+def routing_config(m, vs, vault_ttl=300, vault_timeout=30, list_cache=60):
     return f"""
 key_storage:
   storage_type: file
@@ -43,8 +44,7 @@ logging:
 keyfs:
   audit_log: {m.audit_log}
   health_interval_seconds: 1
-  list_cache_seconds: 60
-{extra_keyfs}
+  list_cache_seconds: {list_cache}
   backends:
     - name: testnets
       storage_type: file
@@ -57,7 +57,7 @@ keyfs:
       vault:
         url: {vs.url}
         token: ${{VAULT_TOKEN}}
-        timeout_seconds: 30
+        timeout_seconds: {vault_timeout}
         max_retries: 0
         cache_ttl_seconds: {vault_ttl}
       networks: ["ethereum-mainnet", "polygon-*"]
@@ -71,6 +71,8 @@ def single_store_config(path):
 
 class RoutingCase(unittest.TestCase):
     vault_ttl = 300
+    vault_timeout = 30
+    list_cache = 60
 
     def setUp(self):
         if hvac is None:
@@ -82,7 +84,8 @@ class RoutingCase(unittest.TestCase):
         self.m = Mount(env={"VAULT_TOKEN": self.vs.root_token})
         self.addCleanup(self.m.cleanup)
         with open(self.m.config, "w") as f:
-            f.write(routing_config(self.m, self.vs, self.vault_ttl))
+            f.write(routing_config(self.m, self.vs, self.vault_ttl, self.vault_timeout,
+                                   self.list_cache))
 
     def vault_key(self, network):
         """What the Vault server holds for network (None: nothing)."""
@@ -268,6 +271,37 @@ class TestHungInstance(RoutingCase):
             for t in threads:
                 t.join(60)
         self.assertEqual(len(outcomes), HUNG_READS)
+
+
+class TestListingWithAHungInstance(RoutingCase):
+    """ls keys/ asks every instance at once: a Vault that does not answer
+    costs its own timeout, and the other instances' names are shown."""
+    vault_timeout = 2
+    list_cache = 0
+
+    def setUp(self):
+        super().setUp()
+        self.m.start()
+
+    def test_listing_shows_the_others_after_the_hung_instance_times_out(self):
+        self.m.write_key("gnosis", new_key() + "\n")
+        self.m.write_key("sepolia", new_key() + "\n")
+        self.vault_put("polygon-pos", new_key())
+        # (A listing had before the hang would be kept: the last good one is.)
+        self.vs.fault("hang", delay=60, path_prefix="/v1/secret/metadata/")
+        try:
+            t0 = time.monotonic()
+            names = sorted(os.listdir(self.m.path("keys")))
+            elapsed = time.monotonic() - t0
+        finally:
+            self.vs.clear_fault()
+        print("ls keys/ with Vault hung (timeout 2 s): %.2f s" % elapsed)
+        self.assertEqual(names, ["gnosis", "sepolia"])
+        warned = [json.loads(line) for line in open(self.m.app_log)
+                  if "could not list" in line]
+        self.assertTrue(any(w.get("backend") == "prod-vault" for w in warned), warned)
+        self.assertEqual(sorted(os.listdir(self.m.path("keys"))),
+                         ["gnosis", "polygon-pos", "sepolia"], "Vault answers again")
 
 
 class TestMigrate(RoutingCase):
