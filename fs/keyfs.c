@@ -115,6 +115,16 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 			goto fail;
 	}
 
+	struct strbuf names = STRBUF_INIT;
+	for (size_t i = 0; i < n; i++)
+		strbuf_printf(&names, "%s%s", i ? "," : "", k->instances[i]->name);
+	if (names.error || !(k->all_names = strbuf_detach(&names, NULL))) {
+		strbuf_reset(&names);
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+
 	if (audit_enabled) {
 		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
 		if (rc < 0)
@@ -194,7 +204,7 @@ static void *health_main(void *arg)
 	struct keyfs *k = in->k;
 	double interval = k->cfg->keyfs.health_interval_seconds;
 	pthread_mutex_lock(&in->wake_lock);
-	while (!k->stopping) {
+	while (!__atomic_load_n(&k->stopping, __ATOMIC_ACQUIRE)) {
 		in->check_requested = false;
 		pthread_mutex_unlock(&in->wake_lock);
 		health_check_now(in);
@@ -207,7 +217,7 @@ static void *health_main(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		while (!k->stopping && !in->check_requested &&
+		while (!__atomic_load_n(&k->stopping, __ATOMIC_ACQUIRE) && !in->check_requested &&
 		       pthread_cond_timedwait(&in->wake_cond, &in->wake_lock, &until) == 0)
 			;
 	}
@@ -218,7 +228,7 @@ static void *health_main(void *arg)
 static void *maintenance_main(void *arg)
 {
 	struct keyfs *k = arg;
-	while (!k->stopping) {
+	while (!__atomic_load_n(&k->stopping, __ATOMIC_ACQUIRE)) {
 		struct pollfd p = { .fd = k->wake_pipe[0], .events = POLLIN };
 		if (poll(&p, 1, -1) > 0) {
 			char buf[64];
@@ -267,7 +277,7 @@ void keyfs_free(struct keyfs *k)
 {
 	if (!k)
 		return;
-	k->stopping = 1;
+	__atomic_store_n(&k->stopping, 1, __ATOMIC_RELEASE);
 	if (k->maintenance_thread_started) {
 		wake(k);
 		pthread_join(k->maintenance_thread, NULL);
@@ -292,6 +302,7 @@ void keyfs_free(struct keyfs *k)
 		instance_free(k->instances[i]);
 	free(k->instances);
 	router_free(k->router);
+	free(k->all_names);
 	strlist_clear(&k->creating);
 	strlist_clear(&k->mtime_names);
 	free(k->mtimes);

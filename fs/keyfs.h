@@ -80,6 +80,7 @@ struct keyfs {
 	struct instance **instances;  /* [0] = key_storage, then keyfs.backends in order */
 	size_t n_instances;
 	struct router *router;        /* network -> index into instances */
+	char *all_names;              /* "file,testnets,...": storage_type of a listing's audit line */
 	struct audit *audit;          /* owned; NULL = audit disabled (tests, bench) */
 	struct access *access;        /* owned */
 	struct anomaly *anomaly;      /* owned */

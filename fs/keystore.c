@@ -38,7 +38,7 @@ static const char *errno_reason(int rc)
 }
 
 /* Write the audit line; in deny mode a failed write fails the operation. */
-static int audit_finish(struct keyfs *k, struct instance *in, const struct caller *c,
+static int audit_finish(struct keyfs *k, const char *storage_type, const struct caller *c,
                         enum key_op op, const char *network, int rc, bool cached, bool refresh,
                         const char *error, const char *anomaly)
 {
@@ -47,7 +47,7 @@ static int audit_finish(struct keyfs *k, struct instance *in, const struct calle
 	struct audit_record r = {
 		.op = op,
 		.network = network,
-		.storage_type = in->name,
+		.storage_type = storage_type,
 		.status = rc == 0,
 		.cached = cached,
 		.refresh = refresh,
@@ -72,7 +72,8 @@ static int deny(struct keyfs *k, struct instance *in, const struct caller *c, en
 	metrics_observe_op(in->metrics, op, false, clock_monotonic() - t0);
 	log_kv(LOG_LEVEL_WARN, "key access denied", "operation", key_op_name(op),
 	       "network", network, "reason", why, (char *)NULL);
-	return audit_finish(k, in, c, op, network, -EACCES, false, false, why, anomaly);
+	return audit_finish(k, op == KEY_OP_LIST ? k->all_names : in->name, c, op, network,
+	                    -EACCES, false, false, why, anomaly);
 }
 
 /* The bound on calls in flight: a hung backend holds at most max_in_flight
@@ -245,7 +246,7 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 		       "backend", in->name, "error", err.msg[0] ? err.msg : errno_reason(rc),
 		       (char *)NULL);
 
-	rc = audit_finish(k, in, c, KEY_OP_GET, network, rc, cached, refresh,
+	rc = audit_finish(k, in->name, c, KEY_OP_GET, network, rc, cached, refresh,
 	                  err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 	if (rc < 0) {
 		secret_free(*out);
@@ -298,7 +299,7 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 		log_kv(LOG_LEVEL_WARN, "key store failed", "network", network,
 		       "backend", in->name,
 		       "error", why ? why : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
-	return audit_finish(k, in, c, KEY_OP_STORE, network, rc, false, false,
+	return audit_finish(k, in->name, c, KEY_OP_STORE, network, rc, false, false,
 	                    why ? why : err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
@@ -329,7 +330,7 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	log_kv(rc == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, rc == 0 ? "key removed" : "key remove failed",
 	       "network", network, "backend", in->name,
 	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
-	return audit_finish(k, in, c, KEY_OP_REMOVE, network, rc, false, false,
+	return audit_finish(k, in->name, c, KEY_OP_REMOVE, network, rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
@@ -482,7 +483,7 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	free(started);
 	free(lists);
 
-	return audit_finish(k, first, c, KEY_OP_LIST, "", rc, false, false,
+	return audit_finish(k, k->all_names, c, KEY_OP_LIST, "", rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), NULL);
 }
 

@@ -372,9 +372,12 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	secret_free(raw);
 	struct cli_backends cb;
 	struct backend *b = NULL;
-	if ((rc = cli_backends_init(&cb, cfg)) || (rc = cli_route(&cb, cli->network, &b))) {
-		if (!rc)
-			cli_backends_free(&cb);
+	if ((rc = cli_backends_init(&cb, cfg))) {
+		secret_free(key);
+		return rc;
+	}
+	if ((rc = cli_route(&cb, cli->network, &b))) {
+		cli_backends_free(&cb);
 		secret_free(key);
 		return rc;
 	}
@@ -776,6 +779,23 @@ static int cmd_check_config(struct cli *cli)
 	return rc;
 }
 
+static int run_command(int argc, char **argv, struct cli *cli)
+{
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "key") == 0)
+		return cmd_key(argc - 1, argv + 1, cli);
+	if (strcmp(cmd, "audit") == 0)
+		return cmd_audit(argc - 1, argv + 1, cli);
+	int rc = parse_options(argc - 1, argv + 1, cli);
+	if (rc)
+		return rc;
+	if (strcmp(cmd, "mount") == 0)
+		return cmd_mount(cli);
+	if (strcmp(cmd, "check-config") == 0)
+		return cmd_check_config(cli);
+	return fail(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli cli;
@@ -794,16 +814,7 @@ int main(int argc, char **argv)
 		printf("omikuji-keyfs %s\n", KEYFS_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "key") == 0)
-		return cmd_key(argc - 1, argv + 1, &cli);
-	if (strcmp(cmd, "audit") == 0)
-		return cmd_audit(argc - 1, argv + 1, &cli);
-	int rc = parse_options(argc - 1, argv + 1, &cli);
-	if (rc)
-		return rc;
-	if (strcmp(cmd, "mount") == 0)
-		return cmd_mount(&cli);
-	if (strcmp(cmd, "check-config") == 0)
-		return cmd_check_config(&cli);
-	return fail(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);
+	int rc = run_command(argc, argv, &cli);
+	strlist_clear(&cli.networks);
+	return rc;
 }

@@ -196,6 +196,9 @@ class TestRoutedMount(RoutingCase):
         self.assertEqual(metric(mt, "omikuji_key_cache_hits_total", backend="prod-vault"), 2)
         self.assertNotIn(("omikuji_key_cache_hits_total", frozenset({("backend", "testnets")})), mt)
         self.assertEqual(metric(mt, "omikuji_key_backend_up", backend="prod-vault"), 1)
+        os.listdir(self.m.path("keys"))
+        lists = [a for a in self.m.audit_lines() if a["operation"] == "list"]
+        self.assertEqual(lists[-1]["storage_type"], "file,testnets,prod-vault")
         routed = {}
         for line in self.m.audit_lines():
             if line["operation"] in ("get", "store"):
