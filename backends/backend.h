@@ -109,8 +109,17 @@ struct backend_ops {
 	 * skipped by the caller. */
 	int (*list)(struct backend *b, struct strlist *out, struct backend_err *err);
 
-	/* REQUIRED.  A cheap liveness probe; fill *out (zeroed by the caller). */
+	/* REQUIRED.  A cheap liveness probe of what calls use now (the server
+	 * in use answers, the credentials work); fill *out (zeroed by the
+	 * caller).  Changes no state that calls depend on. */
 	void (*health)(struct backend *b, struct backend_health *out);
+
+	/* OPTIONAL.  Periodic upkeep, called by the instance's checker thread
+	 * right before each health probe, never concurrently with itself:
+	 * renew credentials that are due, log in again after a refusal, move
+	 * a fail-over back to a preferred server.  Calls MUST NOT depend on it
+	 * (they renew on demand); it keeps an idle mount ready. */
+	void (*maintain)(struct backend *b);
 
 	/* REQUIRED.  Free everything, wiping secrets (tokens, master keys). */
 	void (*close)(struct backend *b);

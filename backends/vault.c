@@ -1199,63 +1199,76 @@ static int vault_list(struct backend *b, struct strlist *out, struct backend_err
 	return rc;
 }
 
+/* One node's sys/health: its status, or unreachable. */
+static enum vault_node_status vault_node_probe(struct vault_backend *v, size_t i, double deadline)
+{
+	struct http_response resp = { 0 };
+	char url[VAULT_PATH_MAX + 64];
+	static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
+	snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);
+	struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
+	                            .idempotent = true };
+	int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
+	enum vault_node_status st = vault_node_status_from_health(rc ? 0 : resp.status);
+	http_response_clear(&resp);
+	return st;
+}
+
+/* Upkeep, from the checker thread before each probe: settle on the first
+ * active node in configured order (a fail-over moves back to a preferred
+ * URL once it recovers) and keep the token alive on an idle mount (renew
+ * when due, log in again when it was refused). */
+static void vault_maintain(struct backend *b)
+{
+	struct vault_backend *v = vault_of(b);
+	double deadline = vault_deadline(v);
+	char why[VAULT_WHY] = "";
+
+	for (size_t i = 0; i < v->n_urls; i++) {
+		if (vault_node_probe(v, i, deadline) == VAULT_NODE_ACTIVE) {
+			pthread_mutex_lock(&v->state_lock);
+			v->url_index = i;
+			pthread_mutex_unlock(&v->state_lock);
+			break;
+		}
+	}
+	if (vault_ensure_token(v, deadline, why, sizeof(why)) != 0)
+		return;
+	pthread_mutex_lock(&v->auth_lock);
+	int rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
+	pthread_mutex_unlock(&v->auth_lock);
+	if (rc == -EACCES) {
+		unsigned gen;
+		secret_free(vault_token_snapshot(v, &gen));
+		vault_reauth(v, gen, deadline, why, sizeof(why));
+	}
+}
+
+/* The probe: the node in use answers as active and the token works. */
 static void vault_health(struct backend *b, struct backend_health *out)
 {
 	struct vault_backend *v = vault_of(b);
 	double t0 = clock_monotonic();
 	double deadline = t0 + http_client_timeout_seconds(v->http);
-	enum vault_node_status *st = calloc(v->n_urls, sizeof(*st));
 	char why[VAULT_WHY] = "";
-	size_t active = v->n_urls;
 
-	if (!st) {
-		snprintf(out->error, sizeof(out->error), "out of memory");
-		return;
-	}
-	/* Probe in configured order and settle on the first active node, which
-	 * also moves a fail-over back to a preferred URL once it recovers. */
-	for (size_t i = 0; i < v->n_urls; i++) {
-		struct http_response resp = { 0 };
-		char url[VAULT_PATH_MAX + 64];
-		static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
-		snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);
-		struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
-		                            .idempotent = true };
-		int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
-		st[i] = vault_node_status_from_health(rc ? 0 : resp.status);
-		http_response_clear(&resp);
-		if (st[i] == VAULT_NODE_ACTIVE) {
-			active = i;
-			break;
-		}
-	}
 	pthread_mutex_lock(&v->state_lock);
-	if (active < v->n_urls)
-		v->url_index = active;
 	size_t cur = v->url_index;
 	pthread_mutex_unlock(&v->state_lock);
+	enum vault_node_status st = vault_node_probe(v, cur, deadline);
 
-	out->up = active < v->n_urls;
+	out->up = st == VAULT_NODE_ACTIVE;
 	if (!out->up) {
 		snprintf(out->error, sizeof(out->error), "no active vault node (%s: %s)",
-		         v->urls[cur], vault_node_status_name(st[cur]));
+		         v->urls[cur], vault_node_status_name(st));
 	} else {
-		/* Due renewals and missing logins happen here too, so that an
-		 * idle mount keeps its token alive; the lookup checks it works. */
-		int rc = vault_ensure_token(v, deadline, why, sizeof(why));
-		if (!rc) {
+		int rc = -EACCES;
+		struct secret *tok = vault_token_snapshot(v, NULL);
+		if (tok) {
+			secret_free(tok);
 			pthread_mutex_lock(&v->auth_lock);
 			rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
 			pthread_mutex_unlock(&v->auth_lock);
-			if (rc == -EACCES) {
-				unsigned gen;
-				secret_free(vault_token_snapshot(v, &gen));
-				if (vault_reauth(v, gen, deadline, why, sizeof(why)) == 0) {
-					pthread_mutex_lock(&v->auth_lock);
-					rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
-					pthread_mutex_unlock(&v->auth_lock);
-				}
-			}
 		}
 		if (rc) {
 			out->up = false;
@@ -1280,10 +1293,9 @@ static void vault_health(struct backend *b, struct backend_health *out)
 
 	snprintf(out->detail, sizeof(out->detail),
 	         "address: %s\nvault_status: %s\ntoken_expires: %s\nauth_method: %s\n",
-	         v->urls[cur], vault_node_status_name(st[cur]), expires,
+	         v->urls[cur], vault_node_status_name(st), expires,
 	         v->auth == VAULT_AUTH_APPROLE ? "approle" : "token");
 	out->latency_seconds = clock_monotonic() - t0;
-	free(st);
 }
 
 static void vault_close(struct backend *b)
@@ -1503,5 +1515,6 @@ const struct backend_ops vault_backend_ops = {
 	.remove = vault_remove,
 	.list = vault_list,
 	.health = vault_health,
+	.maintain = vault_maintain,
 	.close = vault_close,
 };

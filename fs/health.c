@@ -59,6 +59,8 @@ void health_check_now(struct instance *in)
 {
 	struct backend_health bh;
 	memset(&bh, 0, sizeof(bh));
+	if (in->backend->ops->maintain)
+		in->backend->ops->maintain(in->backend);
 	double t0 = clock_monotonic();
 	in->backend->ops->health(in->backend, &bh);
 	double latency = bh.latency_seconds > 0 ? bh.latency_seconds : clock_monotonic() - t0;

@@ -562,6 +562,7 @@ Test(vault_open, unreachable_opens_and_fails_calls, .init = cfg_init, .fini = cf
 	cr_expect_eq(l.n, 0);
 
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(b);
 	vault_backend_ops.health(b, &h);
 	cr_expect_not(h.up);
 	cr_expect(h.error[0]);

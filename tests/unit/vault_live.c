@@ -186,6 +186,7 @@ Test(vault_live, approle_relogin_after_expiry, .init = setup_plain, .fini = tear
 	secret_free(tok); secret_free(tok2); secret_free(k);
 
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up, "%s", h.error);
 	cr_expect(strstr(h.detail, "auth_method: approle\n"), "%s", h.detail);
@@ -260,6 +261,7 @@ Test(vault_live, wrong_token_is_eacces_with_auth_failure, .init = setup_plain, .
 	cr_expect_eq(vault_backend_ops.store(be, "eth", key, &e), -EACCES);
 	cr_expect(e.auth_failure);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect_not(h.up, "a rejected token makes the backend unusable");
 	cr_expect_null(strstr(h.detail, wrong));
@@ -356,6 +358,7 @@ Test(vault_live, sealed_is_eio, .init = setup_plain, .fini = teardown)
 	cr_expect_eq(get("eth", &k, &e), -EIO);
 	cr_expect(strstr(e.msg, "503"), "%s", e.msg);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect_not(h.up);
 	cr_expect(strstr(h.detail, "vault_status: sealed\n"), "%s", h.detail);
@@ -388,6 +391,7 @@ Test(vault_live, failover_when_first_url_dead, .init = setup_plain, .fini = tear
 	cr_expect_eq(vault_backend_url_index(be), 1, "moved to the second URL");
 	expect_key("eth", key);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up, "%s", h.error);
 	char want[128];
@@ -413,11 +417,13 @@ Test(vault_live, failback_to_first_after_health, .init = setup_plain, .fini = te
 	store("eth", key);   /* lands on srv2 */
 	cr_expect_eq(vault_backend_url_index(be), 1, "sealed first node: fail-over");
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up);
 	cr_expect_eq(vault_backend_url_index(be), 1, "first still sealed");
 	cr_assert_eq(vsrv_control(&srv, "/_test/fault", "{\"mode\":\"none\"}"), 200);
 	memset(&h, 0, sizeof(h));
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up);
 	cr_expect_eq(vault_backend_url_index(be), 0, "health moved back to the first URL");
@@ -512,6 +518,7 @@ Test(vault_live, root_token_never_renewed, .init = setup_plain, .fini = teardown
 	expect_key("eth", key);
 	cr_expect_eq(vsrv_stat(&srv, NULL, "POST /v1/auth/token/renew-self"), 0);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up);
 	cr_expect(strstr(h.detail, "token_expires: never\n"), "%s", h.detail);
