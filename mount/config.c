@@ -463,6 +463,36 @@ static int load_field(struct loader *L, const struct field *f, yaml_node_t *valu
 	return 0;
 }
 
+/* Edit distance of two short strings, capped at 3 (enough to tell a typo). */
+static int edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 40 || lb > 40 || (la > lb ? la - lb : lb - la) > 3)
+		return 3;
+	int d[41][41];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+			d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+	return d[la][lb] > 3 ? 3 : d[la][lb];
+}
+
+/* An unknown top-level key this close to one of our own sections is a
+ * typo (an error), not an Omikuji section to skip. */
+static bool near_own_section(const struct field *fields, const char *k)
+{
+	for (const struct field *f = fields; f->key; f++)
+		if (f->kind != FIELD_SKIP && edit_distance(f->key, k) <= 2)
+			return true;
+	return false;
+}
+
 static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
                         void *base, const char *path)
 {
@@ -497,10 +527,21 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 		for (f = fields; f->key; f++)
 			if (strcmp(f->key, k) == 0)
 				break;
+		if (!f->key && !(path && *path) && !near_own_section(fields, k)) {
+			/* A section of a newer Omikuji: not ours to judge. */
+			char w[512];
+			snprintf(w, sizeof(w), "%s:%zu:%zu: unknown top-level section '%.64s' skipped "
+			         "(Omikuji's own?)", L->file, key->start_mark.line + 1,
+			         key->start_mark.column + 1, k);
+			if (strlist_add(&L->cfg->warnings, w) < 0)
+				return fail_at(L, &key->start_mark, -ENOMEM, "out of memory");
+			continue;
+		}
 		if (!f->key) {
 			const char *hint = "";
 			for (const struct field *h = fields; h->key; h++)
-				if (h->hint && strcmp(h->hint, k) == 0)
+				if ((h->hint && strcmp(h->hint, k) == 0) ||
+				    (!(path && *path) && h->kind != FIELD_SKIP && edit_distance(h->key, k) <= 2))
 					hint = h->key;
 			return fail_at(L, &key->start_mark, -EINVAL, "unknown key '%.64s' %s%s%s%s%s",
 			               k, path && *path ? "in " : "at the top level", path ? path : "",
@@ -1649,6 +1690,7 @@ void config_free(struct config *cfg)
 	free(cfg->keyfs.audit_log);
 	free_access(&cfg->keyfs);
 	free_backends(&cfg->keyfs);
+	strlist_clear(&cfg->warnings);
 	free(cfg->keyfs.run_as);
 	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));

@@ -5,7 +5,9 @@
  * section.  `${VAR}` is expanded from the environment in every scalar, `~`
  * at the start of paths.  Unknown keys are errors that name file, line and
  * column; top-level sections that Omikuji uses and this program does not are
- * skipped.  Every char * below is owned by the struct config and freed by
+ * skipped, and so is any other unknown top-level section (a newer Omikuji's),
+ * with a warning in cfg->warnings, unless its name is a near miss of one of
+ * ours (`keyfss`), which is an error.  Every char * below is owned by the struct config and freed by
  * config_free(); a NULL string means "not set".
  */
 #ifndef OMIKUJI_CONFIG_H
@@ -141,6 +143,7 @@ struct config {
 	struct config_backend key_storage;   /* the default instance */
 	struct config_logging logging;
 	struct config_keyfs keyfs;
+	struct strlist warnings;      /* "file:line:col: ..." for the caller to print */
 };
 
 /* Which file would be loaded: -c PATH, $OMIKUJI_CONFIG, ./omikuji.yaml,

@@ -174,6 +174,8 @@ static int load_config(const struct cli *cli, struct config *cfg)
 	free(path);
 	if (rc < 0)
 		return fail(EXIT_USAGE, "%s", err);
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		fprintf(stderr, "omikuji-keyfs: warning: %s\n", cfg->warnings.items[i]);
 	if (log_configure(&cfg->logging, err, sizeof(err)) < 0) {
 		config_free(cfg);
 		return fail(EXIT_USAGE, "%s", err);

@@ -409,6 +409,21 @@ class TestConfigErrors(unittest.TestCase):
                 self.assertIn(f"{m.config}:" if want[0].isdigit() else "", r.stderr)
                 self.assertIn(want, r.stderr)
 
+    def test_unknown_top_level_section_warns(self):
+        m = Mount()
+        self.addCleanup(m.cleanup)
+        with open(m.config, "w") as f:
+            f.write("oracle_pools: {a: 1}\nkeyfs:\n  max_stale_seconds: 5\n")
+        r = m.cli("check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, f"omikuji-keyfs: warning: {m.config}:1:1: unknown top-level "
+                         "section 'oracle_pools' skipped (Omikuji's own?)\n")
+        with open(m.config, "w") as f:
+            f.write("keyfss:\n  max_stale_seconds: 5\n")
+        r = m.cli("check-config")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("did you mean 'keyfs'?", r.stderr)
+
     def test_check_config_prints_the_instances(self):
         m = Mount()
         self.addCleanup(m.cleanup)

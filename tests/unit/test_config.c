@@ -339,7 +339,10 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{ "foo: 1\n", "1:1: unknown key 'foo' at the top level" },
+	{ "keyfss:\n  audit_log: /x\n",
+	  "1:1: unknown key 'keyfss' at the top level (did you mean 'keyfs'?)" },
+	{ "key-storage:\n  storage_type: vault\n",
+	  "1:1: unknown key 'key-storage' at the top level (did you mean 'key_storage'?)" },
 	{ "key_storage:\n  vault:\n    url: http://x\n    tokn: y\n",
 	  "4:5: unknown key 'tokn' in key_storage.vault" },
 	{ "keyfs:\n  anomaly:\n      burst_reads: 1\n      bursts: 2\n",
@@ -410,6 +413,26 @@ Test(config, errors_name_line_and_column)
 		/* A failed load leaves nothing to free and a zeroed struct. */
 		cr_expect_null(c.key_storage.file.path, "case %zu", i);
 	}
+}
+
+Test(config, unknown_top_level_section_is_skipped_with_a_warning)
+{
+	struct config c;
+	char want[PATH_MAX + 128];
+	const char *p = write_file("newer.yaml",
+	                           "price_oracles:\n  - a: 1\nkeyfs:\n  max_stale_seconds: 7\n", 0600);
+	cr_assert_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(c.keyfs.max_stale_seconds, 7, "the rest still loads");
+	cr_assert_eq(c.warnings.n, 1);
+	snprintf(want, sizeof(want), "%s:1:1: unknown top-level section 'price_oracles' skipped "
+	         "(Omikuji's own?)", p);
+	cr_expect_str_eq(c.warnings.items[0], want);
+	config_free(&c);
+	/* Omikuji's known sections are skipped without a word. */
+	p = write_file("known.yaml", "datafeeds: []\nnetworks: {}\n", 0600);
+	cr_assert_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(c.warnings.n, 0);
+	config_free(&c);
 }
 
 Test(config, fixture_unknown_nested)
