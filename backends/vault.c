@@ -27,6 +27,7 @@
 #include "backend.h"
 #include "config.h"
 #include "http.h"
+#include "credential.h"
 #include "log.h"
 #include "vault_internal.h"
 
@@ -46,14 +47,6 @@
 
 enum vault_auth { VAULT_AUTH_TOKEN, VAULT_AUTH_APPROLE };
 
-struct vault_token {
-	struct secret *value;             /* NULL: none yet (login needed) */
-	struct vault_token_timing timing;
-	bool timing_known;                /* from a login, renewal or lookup */
-	double next_renew_at;             /* after a failed renewal: retry then */
-	unsigned generation;              /* bumped whenever value changes */
-};
-
 struct vault_backend {
 	struct backend base;              /* first: the fs layer holds &base */
 	struct http_client *http;
@@ -71,9 +64,8 @@ struct vault_backend {
 	char created_by[300];
 	clock_fn now;
 
-	pthread_mutex_t state_lock;       /* token, url_index, last_status */
-	pthread_mutex_t auth_lock;        /* held across login/renew I/O */
-	struct vault_token token;
+	pthread_mutex_t state_lock;       /* url_index */
+	struct credential token;          /* refresh_lock held across login/renew I/O */
 	size_t url_index;
 };
 
@@ -406,7 +398,7 @@ static int vault_auth_status(long status, char *why, size_t whylen)
 }
 
 int vault_parse_auth(long status, const void *body, size_t len, double now,
-                     struct secret **token, struct vault_token_timing *timing,
+                     struct secret **token, struct credential_timing *timing,
                      char *why, size_t whylen)
 {
 	int rc = vault_auth_status(status, why, whylen);
@@ -457,7 +449,7 @@ out:
 }
 
 int vault_parse_lookup(long status, const void *body, size_t len, double now,
-                       struct vault_token_timing *timing, char *why, size_t whylen)
+                       struct credential_timing *timing, char *why, size_t whylen)
 {
 	int rc = vault_auth_status(status, why, whylen);
 	if (rc)
@@ -480,28 +472,6 @@ int vault_parse_lookup(long status, const void *body, size_t len, double now,
 out:
 	vault_json_free(root);
 	return rc;
-}
-
-/* ---- token timing ---------------------------------------------------------------- */
-
-double vault_token_renew_at(const struct vault_token_timing *t)
-{
-	if (!t->renewable || t->ttl <= 0)
-		return -1;
-	return t->obtained_at + t->ttl * 2.0 / 3.0;
-}
-
-bool vault_token_renew_due(const struct vault_token_timing *t, double now)
-{
-	double at = vault_token_renew_at(t);
-	return at >= 0 && now >= at;
-}
-
-bool vault_token_expired(const struct vault_token_timing *t, double now)
-{
-	if (t->ttl <= 0)
-		return false;
-	return now >= t->obtained_at + t->ttl - 1.0;
 }
 
 /* ---- classification ------------------------------------------------------------- */
@@ -731,28 +701,7 @@ out:
 	return rc;
 }
 
-/* Install a new token value (takes ownership). Caller holds auth_lock. */
-static void vault_token_install(struct vault_backend *v, struct secret *value,
-                                const struct vault_token_timing *timing)
-{
-	pthread_mutex_lock(&v->state_lock);
-	if (value) {
-		secret_free(v->token.value);
-		v->token.value = value;
-		v->token.generation++;
-	}
-	if (timing) {
-		v->token.timing = *timing;
-		v->token.timing_known = true;
-	} else if (value) {
-		v->token.timing_known = false;
-		memset(&v->token.timing, 0, sizeof(v->token.timing));
-	}
-	v->token.next_renew_at = 0;
-	pthread_mutex_unlock(&v->state_lock);
-}
-
-/* AppRole login.  Caller holds auth_lock. */
+/* AppRole login.  Caller holds token.refresh_lock. */
 static int vault_login(struct vault_backend *v, double deadline, char *why, size_t whylen)
 {
 	int rc;
@@ -787,13 +736,13 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 	rc = vault_send(v, "POST", path, NULL, body, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
-	struct vault_token_timing timing;
+	struct credential_timing timing;
 	rc = vault_parse_auth(resp.status, resp.body ? resp.body->data : NULL,
 	                      resp.body ? resp.body->len : 0, v->now(), &token, &timing,
 	                      why, whylen);
 	if (rc)
 		goto out;
-	vault_token_install(v, token, &timing);
+	credential_install(&v->token, token, &timing);
 	token = NULL;
 out:
 	if (rc)
@@ -806,23 +755,13 @@ out:
 	return rc;
 }
 
-static struct secret *vault_token_snapshot(struct vault_backend *v, unsigned *generation)
-{
-	pthread_mutex_lock(&v->state_lock);
-	struct secret *t = secret_dup(v->token.value);
-	if (generation)
-		*generation = v->token.generation;
-	pthread_mutex_unlock(&v->state_lock);
-	return t;
-}
-
 /* renew-self (or lookup-self when `lookup`) with the current token.  Caller
- * holds auth_lock.  Updates the timing on success. */
+ * holds token.refresh_lock.  Updates the timing on success. */
 static int vault_token_refresh_timing(struct vault_backend *v, bool lookup, double deadline,
                                       char *why, size_t whylen)
 {
 	struct http_response resp = { 0 };
-	struct secret *tok = vault_token_snapshot(v, NULL);
+	struct secret *tok = credential_snapshot(&v->token, NULL);
 	struct secret *body = NULL;
 	int rc;
 	if (!tok)
@@ -839,13 +778,13 @@ static int vault_token_refresh_timing(struct vault_backend *v, bool lookup, doub
 	                tok, body, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
-	struct vault_token_timing timing;
+	struct credential_timing timing;
 	const void *b = resp.body ? resp.body->data : NULL;
 	size_t bl = resp.body ? resp.body->len : 0;
 	rc = lookup ? vault_parse_lookup(resp.status, b, bl, v->now(), &timing, why, whylen)
 	            : vault_parse_auth(resp.status, b, bl, v->now(), NULL, &timing, why, whylen);
 	if (!rc)
-		vault_token_install(v, NULL, &timing);
+		credential_install(&v->token, NULL, &timing);
 out:
 	http_response_clear(&resp);
 	secret_free(tok);
@@ -856,33 +795,20 @@ out:
 /* Make sure there is a token worth sending: log in when there is none or it
  * expired (approle), renew when due.  Errors of a renewal are not fatal
  * while the token is still valid. */
-static void vault_token_needs(struct vault_backend *v, bool *need_login, bool *need_renew)
-{
-	pthread_mutex_lock(&v->state_lock);
-	double now = v->now();
-	bool have = v->token.value != NULL;
-	bool expired = have && v->token.timing_known &&
-	               vault_token_expired(&v->token.timing, now);
-	*need_login = v->auth == VAULT_AUTH_APPROLE && (!have || expired);
-	*need_renew = have && !expired && v->token.timing_known &&
-	              vault_token_renew_due(&v->token.timing, now) &&
-	              now >= v->token.next_renew_at;
-	pthread_mutex_unlock(&v->state_lock);
-}
-
 static int vault_ensure_token(struct vault_backend *v, double deadline, char *why, size_t whylen)
 {
 	int rc = 0;
 	bool need_login, need_renew;
 
-	vault_token_needs(v, &need_login, &need_renew);
+	bool approle = v->auth == VAULT_AUTH_APPROLE;
+	credential_needs(&v->token, approle, &need_login, &need_renew);
 	if (!need_login && !need_renew)
 		return 0;
 	/* Someone else may be doing it: queue, then look again. */
-	pthread_mutex_lock(&v->auth_lock);
-	vault_token_needs(v, &need_login, &need_renew);
+	pthread_mutex_lock(&v->token.refresh_lock);
+	credential_needs(&v->token, approle, &need_login, &need_renew);
 	if (!need_login && !need_renew) {
-		pthread_mutex_unlock(&v->auth_lock);
+		pthread_mutex_unlock(&v->token.refresh_lock);
 		return 0;
 	}
 	if (need_login) {
@@ -896,17 +822,12 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 				rc = vault_login(v, deadline, why, whylen);
 			} else {
 				/* Keep using it while it lasts; try again later. */
-				pthread_mutex_lock(&v->state_lock);
-				double now = v->now();
-				double end = v->token.timing.obtained_at + v->token.timing.ttl;
-				double wait = (end - now) / 3.0;
-				v->token.next_renew_at = now + (wait > 1.0 ? wait : 1.0);
-				pthread_mutex_unlock(&v->state_lock);
+				credential_retry_later(&v->token);
 				rc = 0;
 			}
 		}
 	}
-	pthread_mutex_unlock(&v->auth_lock);
+	pthread_mutex_unlock(&v->token.refresh_lock);
 	return rc;
 }
 
@@ -916,11 +837,8 @@ static int vault_reauth(struct vault_backend *v, unsigned used, double deadline,
                         char *why, size_t whylen)
 {
 	int rc = -EACCES;
-	pthread_mutex_lock(&v->auth_lock);
-	pthread_mutex_lock(&v->state_lock);
-	bool changed = v->token.generation != used;
-	pthread_mutex_unlock(&v->state_lock);
-	if (changed) {
+	pthread_mutex_lock(&v->token.refresh_lock);
+	if (credential_changed(&v->token, used)) {
 		rc = 0;
 	} else if (v->auth == VAULT_AUTH_APPROLE) {
 		rc = vault_login(v, deadline, why, whylen);
@@ -928,18 +846,18 @@ static int vault_reauth(struct vault_backend *v, unsigned used, double deadline,
 		struct secret *t = NULL;
 		rc = vault_read_secret_file(v->token_file, &t, why, whylen);
 		if (!rc) {
-			struct secret *cur = vault_token_snapshot(v, NULL);
+			struct secret *cur = credential_snapshot(&v->token, NULL);
 			bool same = secret_equal(cur, t);
 			secret_free(cur);
 			if (same) {
 				secret_free(t);
 				rc = -EACCES;   /* nothing new to try */
 			} else {
-				vault_token_install(v, t, NULL);
+				credential_install(&v->token, t, NULL);
 			}
 		}
 	}
-	pthread_mutex_unlock(&v->auth_lock);
+	pthread_mutex_unlock(&v->token.refresh_lock);
 	return rc;
 }
 
@@ -957,7 +875,7 @@ static int vault_call(struct vault_backend *v, const char *method, const char *p
 		if (rc)
 			break;
 		unsigned gen;
-		struct secret *tok = vault_token_snapshot(v, &gen);
+		struct secret *tok = credential_snapshot(&v->token, &gen);
 		if (!tok) {
 			vault_why(why, sizeof(why), "not logged in");
 			rc = -EACCES;
@@ -1234,12 +1152,12 @@ static void vault_maintain(struct backend *b)
 	}
 	if (vault_ensure_token(v, deadline, why, sizeof(why)) != 0)
 		return;
-	pthread_mutex_lock(&v->auth_lock);
+	pthread_mutex_lock(&v->token.refresh_lock);
 	int rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
-	pthread_mutex_unlock(&v->auth_lock);
+	pthread_mutex_unlock(&v->token.refresh_lock);
 	if (rc == -EACCES) {
 		unsigned gen;
-		secret_free(vault_token_snapshot(v, &gen));
+		secret_free(credential_snapshot(&v->token, &gen));
 		vault_reauth(v, gen, deadline, why, sizeof(why));
 	}
 }
@@ -1263,12 +1181,12 @@ static void vault_health(struct backend *b, struct backend_health *out)
 		         v->urls[cur], vault_node_status_name(st));
 	} else {
 		int rc = -EACCES;
-		struct secret *tok = vault_token_snapshot(v, NULL);
+		struct secret *tok = credential_snapshot(&v->token, NULL);
 		if (tok) {
 			secret_free(tok);
-			pthread_mutex_lock(&v->auth_lock);
+			pthread_mutex_lock(&v->token.refresh_lock);
 			rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
-			pthread_mutex_unlock(&v->auth_lock);
+			pthread_mutex_unlock(&v->token.refresh_lock);
 		}
 		if (rc) {
 			out->up = false;
@@ -1277,19 +1195,8 @@ static void vault_health(struct backend *b, struct backend_health *out)
 		}
 	}
 
-	char expires[64] = "unknown";
-	pthread_mutex_lock(&v->state_lock);
-	if (v->token.value && v->token.timing_known) {
-		if (v->token.timing.ttl <= 0) {
-			snprintf(expires, sizeof(expires), "never");
-		} else {
-			double left = v->token.timing.obtained_at + v->token.timing.ttl - v->now();
-			char ts[40];
-			clock_rfc3339(clock_wall() + left, ts, sizeof(ts));
-			snprintf(expires, sizeof(expires), "%s", ts);
-		}
-	}
-	pthread_mutex_unlock(&v->state_lock);
+	char expires[64];
+	credential_expiry_text(&v->token, expires, sizeof(expires));
 
 	snprintf(out->detail, sizeof(out->detail),
 	         "address: %s\nvault_status: %s\ntoken_expires: %s\nauth_method: %s\n",
@@ -1312,9 +1219,8 @@ static void vault_close(struct backend *b)
 	free(v->role_id);
 	secret_free(v->secret_id);
 	free(v->secret_id_file);
-	secret_free(v->token.value);
+	credential_destroy(&v->token);
 	pthread_mutex_destroy(&v->state_lock);
-	pthread_mutex_destroy(&v->auth_lock);
 	free(v);
 }
 
@@ -1402,7 +1308,7 @@ static int vault_open_config(struct vault_backend *v, const struct config_vault 
 			backend_err_set(err, "vault: auth_method token needs token or token_file");
 			return -EINVAL;
 		}
-		vault_token_install(v, t, NULL);
+		credential_install(&v->token, t, NULL);
 	} else if (!strcmp(c->auth_method, "approle")) {
 		v->auth = VAULT_AUTH_APPROLE;
 		if (!c->role_id || !*c->role_id) {
@@ -1451,7 +1357,7 @@ static int vault_open(const struct config_backend *cfg, const char *name, struct
 	v->base.ops = &vault_backend_ops;
 	v->now = clock_monotonic;
 	pthread_mutex_init(&v->state_lock, NULL);
-	pthread_mutex_init(&v->auth_lock, NULL);
+	credential_init(&v->token, v->now);
 	int rc = vault_open_config(v, &cfg->vault, err);
 	if (rc) {
 		if (rc == -ENOMEM)
@@ -1474,12 +1380,12 @@ static int vault_start(struct backend *b, struct backend_err *err)
 	 * comes up even while Vault is away, and calls retry the login. */
 	char why[VAULT_WHY] = "";
 	double deadline = vault_deadline(v);
-	pthread_mutex_lock(&v->auth_lock);
+	pthread_mutex_lock(&v->token.refresh_lock);
 	if (v->auth == VAULT_AUTH_APPROLE)
 		rc = vault_login(v, deadline, why, sizeof(why));
 	else
 		rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
-	pthread_mutex_unlock(&v->auth_lock);
+	pthread_mutex_unlock(&v->token.refresh_lock);
 	if (rc)
 		log_kv(LOG_LEVEL_WARN, "vault: no working token yet, will retry on use",
 		       "backend", v->base.name, "error", why, (char *)NULL);
@@ -1491,6 +1397,7 @@ static int vault_start(struct backend *b, struct backend_err *err)
 void vault_backend_set_clock(struct backend *b, clock_fn now)
 {
 	vault_of(b)->now = now ? now : clock_monotonic;
+	credential_set_clock(&vault_of(b)->token, now);
 }
 
 size_t vault_backend_url_index(struct backend *b)
@@ -1504,7 +1411,7 @@ size_t vault_backend_url_index(struct backend *b)
 
 struct secret *vault_backend_token_copy(struct backend *b)
 {
-	return vault_token_snapshot(vault_of(b), NULL);
+	return credential_snapshot(&vault_of(b)->token, NULL);
 }
 
 const struct backend_ops vault_backend_ops = {

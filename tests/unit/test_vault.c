@@ -333,7 +333,7 @@ Test(vault_auth, login_answer)
 	const char *b = "{\"auth\":{\"client_token\":\"hvs.testtoken123\",\"accessor\":\"a\","
 	                "\"policies\":[\"default\"],\"lease_duration\":1800,\"renewable\":true}}";
 	struct secret *t = NULL;
-	struct vault_token_timing tm = { 0 };
+	struct credential_timing tm = { 0 };
 	cr_assert_eq(vault_parse_auth(200, b, strlen(b), 50.0, &t, &tm, NULL, 0), 0);
 	cr_expect_eq(t->len, strlen("hvs.testtoken123"));
 	cr_expect_eq(memcmp(t->data, "hvs.testtoken123", t->len), 0);
@@ -346,7 +346,7 @@ Test(vault_auth, login_answer)
 Test(vault_auth, bad_answers)
 {
 	struct secret *t = NULL;
-	struct vault_token_timing tm = { 0 };
+	struct credential_timing tm = { 0 };
 	const char *rej = "{\"errors\":[\"invalid role or secret ID\"]}";
 	cr_expect_eq(vault_parse_auth(400, rej, strlen(rej), 0, &t, &tm, NULL, 0), -EACCES);
 	cr_expect_eq(vault_parse_auth(403, "{}", 2, 0, &t, &tm, NULL, 0), -EACCES);
@@ -372,7 +372,7 @@ Test(vault_auth, bad_answers)
 
 Test(vault_auth, lookup_answer)
 {
-	struct vault_token_timing tm = { .renewable = true, .ttl = 99 };
+	struct credential_timing tm = { .renewable = true, .ttl = 99 };
 	const char *root = "{\"data\":{\"ttl\":0,\"renewable\":false,\"expire_time\":null,\"policies\":[\"root\"]}}";
 	cr_assert_eq(vault_parse_lookup(200, root, strlen(root), 3, &tm, NULL, 0), 0);
 	cr_expect_eq(tm.ttl, 0.0);
@@ -389,38 +389,38 @@ Test(vault_auth, lookup_answer)
 
 Test(vault_token, renewal_at_two_thirds)
 {
-	struct vault_token_timing t = { .renewable = true, .obtained_at = 1000, .ttl = 3600 };
-	cr_expect_eq(vault_token_renew_at(&t), 3400.0);
-	cr_expect_not(vault_token_renew_due(&t, 1000));
-	cr_expect_not(vault_token_renew_due(&t, 2200), "half-way");
-	cr_expect_not(vault_token_renew_due(&t, 3399.9));
-	cr_expect(vault_token_renew_due(&t, 3400));
-	cr_expect(vault_token_renew_due(&t, 4500), "still due when late");
+	struct credential_timing t = { .renewable = true, .obtained_at = 1000, .ttl = 3600 };
+	cr_expect_eq(credential_renew_at(&t), 3400.0);
+	cr_expect_not(credential_renew_due(&t, 1000));
+	cr_expect_not(credential_renew_due(&t, 2200), "half-way");
+	cr_expect_not(credential_renew_due(&t, 3399.9));
+	cr_expect(credential_renew_due(&t, 3400));
+	cr_expect(credential_renew_due(&t, 4500), "still due when late");
 	t.ttl = 30;
-	cr_expect_not(vault_token_renew_due(&t, 1019.9));
-	cr_expect(vault_token_renew_due(&t, 1020));
+	cr_expect_not(credential_renew_due(&t, 1019.9));
+	cr_expect(credential_renew_due(&t, 1020));
 }
 
 Test(vault_token, never_renewed)
 {
-	struct vault_token_timing t = { .renewable = false, .obtained_at = 0, .ttl = 60 };
-	cr_expect(vault_token_renew_at(&t) < 0);
-	cr_expect_not(vault_token_renew_due(&t, 1e9), "not renewable");
+	struct credential_timing t = { .renewable = false, .obtained_at = 0, .ttl = 60 };
+	cr_expect(credential_renew_at(&t) < 0);
+	cr_expect_not(credential_renew_due(&t, 1e9), "not renewable");
 	t.renewable = true;
 	t.ttl = 0;
-	cr_expect(vault_token_renew_at(&t) < 0);
-	cr_expect_not(vault_token_renew_due(&t, 1e9), "no TTL (root)");
+	cr_expect(credential_renew_at(&t) < 0);
+	cr_expect_not(credential_renew_due(&t, 1e9), "no TTL (root)");
 }
 
 Test(vault_token, expiry)
 {
-	struct vault_token_timing t = { .renewable = true, .obtained_at = 100, .ttl = 60 };
-	cr_expect_not(vault_token_expired(&t, 100));
-	cr_expect_not(vault_token_expired(&t, 158.5));
-	cr_expect(vault_token_expired(&t, 159), "a second of margin");
-	cr_expect(vault_token_expired(&t, 1000));
+	struct credential_timing t = { .renewable = true, .obtained_at = 100, .ttl = 60 };
+	cr_expect_not(credential_expired(&t, 100));
+	cr_expect_not(credential_expired(&t, 158.5));
+	cr_expect(credential_expired(&t, 159), "a second of margin");
+	cr_expect(credential_expired(&t, 1000));
 	t.ttl = 0;
-	cr_expect_not(vault_token_expired(&t, 1e12), "ttl 0 never expires");
+	cr_expect_not(credential_expired(&t, 1e12), "ttl 0 never expires");
 }
 
 /* ---- classification ---------------------------------------------------------------------------- */
