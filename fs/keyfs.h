@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include "access.h"
+#include "anomaly.h"
 #include "audit.h"
 #include "backend.h"
 #include "cache.h"

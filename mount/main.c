@@ -6,6 +6,7 @@
  * `key export`, to stdout.
  */
 #include "access.h"
+#include "anomaly.h"
 #include "audit.h"
 #include "backend.h"
 #include "config.h"
