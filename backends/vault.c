@@ -555,6 +555,32 @@ static const char *vault_http_reason(int rc, long status)
 /* One logical request with retries and fail-over; token may be NULL (login,
  * health).  Returns 0 with an answer in resp (any status), or -ETIMEDOUT /
  * -EIO / -ENOMEM with a reason in why. */
+static bool vault_retry_policy(int rc, long status, bool idempotent)
+{
+	(void)idempotent;   /* every Vault request here is */
+	return vault_should_retry(rc, status);
+}
+
+/* The shared retry loop moved on: the next request starts there too,
+ * unless another thread already moved it. */
+static void vault_moved(void *ctx, size_t from, size_t to, int rc, long status)
+{
+	struct vault_backend *v = ctx;
+	bool moved = false;
+	pthread_mutex_lock(&v->state_lock);
+	if (v->url_index == from) {
+		v->url_index = to;
+		moved = true;
+	}
+	pthread_mutex_unlock(&v->state_lock);
+	if (moved) {
+		const char *r = vault_http_reason(rc, status);
+		log_kv(LOG_LEVEL_WARN, "vault: failing over to the next URL",
+		       "backend", v->base.name, "from", v->urls[from], "to", v->urls[to],
+		       "reason", r ? r : "error", (char *)NULL);
+	}
+}
+
 static int vault_send(struct vault_backend *v, const char *method, const char *path,
                       const struct secret *token, const struct secret *body,
                       double deadline, struct http_response *resp,
@@ -563,7 +589,6 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 	int rc;
 	struct secret *token_hdr = NULL;
 	char *ns_hdr = NULL;
-	char url[VAULT_PATH_MAX + 512];
 	char err[128] = "";
 	const char *headers[5];
 	size_t nh = 0;
@@ -595,42 +620,17 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 	size_t idx = v->url_index;
 	pthread_mutex_unlock(&v->state_lock);
 
-	unsigned max_attempts = (unsigned)v->n_urls + (unsigned)http_client_max_retries(v->http);
-	unsigned backoffs = 0, distinct = 1;
-	for (unsigned attempt = 1; ; attempt++) {
-		snprintf(url, sizeof(url), "%s%s", v->urls[idx], path);
-		struct http_request req = {
-			.method = method, .url = url, .headers = headers,
-			.body = body ? body->data : NULL, .body_len = body ? body->len : 0,
-			.idempotent = true,
-		};
-		rc = http_perform(v->http, &req, deadline, resp, err, sizeof(err));
-		if (!vault_should_retry(rc, resp->status) || attempt >= max_attempts)
-			break;
-		size_t next = idx;
-		if (v->n_urls > 1 && vault_should_failover(rc, resp->status)) {
-			next = (idx + 1) % v->n_urls;
-			bool moved = false;
-			pthread_mutex_lock(&v->state_lock);
-			if (v->url_index == idx) {
-				v->url_index = next;
-				moved = true;
-			}
-			pthread_mutex_unlock(&v->state_lock);
-			if (moved) {
-				const char *r = vault_http_reason(rc, resp->status);
-				log_kv(LOG_LEVEL_WARN, "vault: failing over to the next URL",
-				       "backend", v->base.name, "from", v->urls[idx], "to", v->urls[next],
-				       "reason", r ? r : "error", (char *)NULL);
-			}
-		}
-		if (next != idx && distinct < v->n_urls) {
-			distinct++;   /* a fresh URL: no reason to wait */
-		} else if (!http_backoff_sleep(v->http, ++backoffs, deadline)) {
-			break;
-		}
-		idx = next;
-	}
+	struct http_request req = {
+		.method = method, .url = path, .headers = headers,
+		.body = body ? body->data : NULL, .body_len = body ? body->len : 0,
+		.idempotent = true,
+	};
+	struct http_failover fo = {
+		.bases = (const char *const *)v->urls, .n = v->n_urls, .start = idx,
+		.should_failover = vault_should_failover, .should_retry = vault_retry_policy,
+		.moved = vault_moved, .ctx = v,
+	};
+	rc = http_request_failover(v->http, &req, &fo, deadline, resp, err, sizeof(err));
 	if (rc == -EMSGSIZE) {
 		vault_why(why, whylen, "vault response too large");
 		rc = -EIO;
