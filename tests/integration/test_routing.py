@@ -64,9 +64,10 @@ keyfs:
 """
 
 
-def single_store_config(path):
+def single_store_config(path, audit_log):
     """A config whose key_storage is one file store: to look inside it."""
-    return f"key_storage:\n  storage_type: file\n  file:\n    path: {path}\n"
+    return (f"key_storage:\n  storage_type: file\n  file:\n    path: {path}\n"
+            f"keyfs:\n  audit_log: {audit_log}\n")
 
 
 class RoutingCase(unittest.TestCase):
@@ -105,7 +106,8 @@ class RoutingCase(unittest.TestCase):
         """The CLI on one file store alone (what that store really holds)."""
         cfg = os.path.join(self.m.root, f"only-{name}.yaml")
         with open(cfg, "w") as f:
-            f.write(single_store_config(os.path.join(self.m.root, "store", f"{name}.enc")))
+            f.write(single_store_config(os.path.join(self.m.root, "store", f"{name}.enc"),
+                                        os.path.join(self.m.root, f"only-{name}-audit.log")))
         return subprocess.run([KEYFS_BIN, *args, "-c", cfg], capture_output=True, text=True,
                               env=self.m.env, timeout=60, stdin=subprocess.DEVNULL)
 
