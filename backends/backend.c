@@ -1,6 +1,6 @@
 /* backend.c - backend lookup and the helpers every backend shares. */
 #include "backend.h"
-#include "config.h"
+#include "backend_config.h"
 
 #include <errno.h>
 #include <stdarg.h>

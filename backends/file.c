@@ -31,7 +31,7 @@
  */
 #include "backend.h"
 #include "clock.h"
-#include "config.h"
+#include "backend_config.h"
 #include "fileowner.h"
 #include "keyformat.h"
 #include "log.h"

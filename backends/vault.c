@@ -25,7 +25,7 @@
  *     of logging in again.
  */
 #include "backend.h"
-#include "config.h"
+#include "backend_config.h"
 #include "http.h"
 #include "credential.h"
 #include "log.h"

@@ -7,8 +7,11 @@
  * column; top-level sections that Omikuji uses and this program does not are
  * skipped, and so is any other unknown top-level section (a newer Omikuji's),
  * with a warning in cfg->warnings, unless its name is a near miss of one of
- * ours (`keyfss`), which is an error.  Every char * below is owned by the struct config and freed by
- * config_free(); a NULL string means "not set".
+ * ours (`keyfss`), which is an error.  Every char * below is owned by the
+ * struct config and freed by config_free(); a NULL string means "not set".
+ * The types the lower layers read (a backend instance's section, the
+ * logging section, the key format) are declared in their own headers, so
+ * that util/ and backends/ never include this one (the build enforces it).
  */
 #ifndef OMIKUJI_CONFIG_H
 #define OMIKUJI_CONFIG_H
@@ -16,79 +19,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include "backend_config.h"   /* the backend sections (a lower layer) */
+#include "keyformat.h"        /* enum key_format */
+#include "log.h"              /* struct config_logging */
 #include "strlist.h"
 
-struct backend_type;
-
-enum key_format { KEY_FORMAT_EVM, KEY_FORMAT_ANY };
 enum audit_failure { AUDIT_FAILURE_DENY, AUDIT_FAILURE_ALLOW };
-enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
-
-struct config_file {
-	char *path;             /* default $XDG_DATA_HOME/omikuji-keyfs/keys.enc */
-	char *passphrase_file;  /* else $OMIKUJI_KEYFS_PASSPHRASE, else a master-key file */
-};
-
-struct config_keyring {
-	char *service;          /* default "omikuji" */
-	int cache_ttl_seconds;  /* default 300 */
-};
-
-struct config_vault {
-	struct strlist urls;    /* `url:` or `urls: [..]`; tried in order */
-	char *mount_path;       /* default "secret" */
-	char *path_prefix;      /* default "omikuji/keys" */
-	char *auth_method;      /* "token" (default) | "approle" */
-	char *token;            /* secret */
-	char *token_file;
-	char *role_id;
-	char *secret_id;        /* secret */
-	char *secret_id_file;
-	char *approle_mount;    /* default "approle" */
-	char *namespace;
-	char *ca_cert;
-	char *client_cert;
-	char *client_key;
-	int timeout_seconds;    /* default 5 */
-	int max_retries;        /* default 3 */
-	int cache_ttl_seconds;  /* default 300 */
-};
-
-struct config_aws {
-	char *region;           /* default us-east-1 */
-	char *prefix;           /* default "omikuji" */
-	char *endpoint_url;
-	char *profile;
-	int timeout_seconds;    /* default 5 */
-	int cache_ttl_seconds;  /* default 300 */
-};
-
-/* One backend instance: key_storage (the default instance, named after its
- * type) or an entry of keyfs.backends (contract section 8).  Every instance
- * has all the type sections with their defaults; only its type's is read. */
-struct config_backend {
-	char *name;                        /* [a-z0-9][a-z0-9_-]{0,31}; key_storage: the type's */
-	const struct backend_type *type;   /* from the registry; default file */
-	struct strlist networks;           /* shell globs (keyfs.backends only) */
-	int max_calls_in_flight;           /* 0: keyfs.max_calls_in_flight */
-	int line, column;                  /* where a keyfs.backends entry starts */
-	struct config_file file;
-	struct config_keyring keyring;
-	struct config_vault vault;
-	struct config_aws aws;
-};
-
-struct config_log_target {
-	char *type;             /* "file" | "stdout" | "stderr" | "syslog" */
-	char *path;             /* file only */
-};
-
-struct config_logging {
-	enum log_format format; /* default json */
-	char *level;            /* "debug" | "info" (default) | "warn" | "error" */
-	struct config_log_target *targets;  /* default: one stderr target */
-	size_t n_targets;
-};
 
 struct config_access_rule {
 	struct strlist networks;  /* shell globs; empty = all */
