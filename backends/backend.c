@@ -1,6 +1,7 @@
 /* backend.c - backend lookup and the helpers every backend shares. */
 #include "backend.h"
 #include "backend_config.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -58,6 +59,12 @@ int backend_open(const struct config_backend *section, struct backend **out,
 	(*out)->type = t;
 	snprintf((*out)->name, sizeof((*out)->name), "%s", section->name);
 	return 0;
+}
+
+double backend_deadline(double deadline, double timeout_seconds)
+{
+	double own = clock_monotonic() + timeout_seconds;
+	return deadline > 0 && deadline < own ? deadline : own;
 }
 
 int backend_start(struct backend *b, struct backend_err *err)

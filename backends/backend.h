@@ -10,6 +10,13 @@
  * thread-safe.  Calls MAY block (network I/O) but MUST honour the backend's
  * timeout.  A curl easy handle is never shared between threads.
  *
+ * Deadlines: get/store/remove/list take `deadline`, a time on
+ * clock_monotonic() by which the call MUST return (-ETIMEDOUT when it
+ * could not finish), or 0 for the instance's own timeout.  A caller passes
+ * a shorter one when a full timeout would be wrong (a getattr's existence
+ * check); a backend never waits longer than its own timeout either way.
+ * Local backends that cannot block for long MAY ignore it.
+ *
  * Results: 0 on success, else a negative errno:
  *   -ENOENT     the network has no key (also: soft-deleted latest version)
  *   -EACCES     the backend refused us (auth failure, permission)
@@ -92,22 +99,24 @@ struct backend_ops {
 	 * as stored, without surrounding whitespace or a newline.  A key that
 	 * does not exist (or whose latest version is deleted) is -ENOENT. */
 	int (*get)(struct backend *b, const char *network, struct secret **out,
-	           struct backend_err *err);
+	           double deadline, struct backend_err *err);
 
 	/* REQUIRED (may answer -EROFS).  Create or replace.  `key` is borrowed
 	 * and already validated; it holds the key text without the newline. */
 	int (*store)(struct backend *b, const char *network, const struct secret *key,
-	             struct backend_err *err);
+	             double deadline, struct backend_err *err);
 
 	/* REQUIRED (may answer -EROFS).  -ENOENT when there is no such key. */
-	int (*remove)(struct backend *b, const char *network, struct backend_err *err);
+	int (*remove)(struct backend *b, const char *network, double deadline,
+	              struct backend_err *err);
 
 	/* REQUIRED.  Append the networks that have a key to *out (unsorted is
 	 * fine; the caller sorts).  MAY over-report (a name whose get then says
 	 * -ENOENT, e.g. a soft-deleted Vault key) but MUST NOT omit a key that
 	 * get would return.  Names that are not valid network names are
 	 * skipped by the caller. */
-	int (*list)(struct backend *b, struct strlist *out, struct backend_err *err);
+	int (*list)(struct backend *b, struct strlist *out, double deadline,
+	            struct backend_err *err);
 
 	/* REQUIRED.  A cheap liveness probe of what calls use now (the server
 	 * in use answers, the credentials work); fill *out (zeroed by the
@@ -163,6 +172,10 @@ const struct backend_type *backend_type_at(size_t i);
  * -ENOTSUP with a reason when the type is not built in. */
 int backend_open(const struct config_backend *section, struct backend **out,
                  struct backend_err *err);
+/* The deadline a call should use: `deadline` when it is set and earlier
+ * than now + timeout_seconds, else now + timeout_seconds. */
+double backend_deadline(double deadline, double timeout_seconds);
+
 /* Run the type's start hook, if any (after daemonizing). */
 int backend_start(struct backend *b, struct backend_err *err);
 

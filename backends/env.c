@@ -63,7 +63,7 @@ static int env_open(const struct config_backend *cfg, const char *name, struct b
 	return 0;
 }
 
-static int env_get(struct backend *b, const char *network, struct secret **out,
+static int env_get(struct backend *b, const char *network, struct secret **out, double deadline,
                    struct backend_err *err)
 {
 	(void)b;
@@ -81,14 +81,15 @@ static int env_get(struct backend *b, const char *network, struct secret **out,
 }
 
 static int env_store(struct backend *b, const char *network, const struct secret *key,
-                     struct backend_err *err)
+                     double deadline, struct backend_err *err)
 {
 	(void)b; (void)network; (void)key;
 	backend_err_set(err, "env backend is read-only");
 	return -EROFS;
 }
 
-static int env_remove(struct backend *b, const char *network, struct backend_err *err)
+static int env_remove(struct backend *b, const char *network, double deadline,
+                      struct backend_err *err)
 {
 	(void)b; (void)network;
 	backend_err_set(err, "env backend is read-only");
@@ -120,7 +121,8 @@ static int env_network_of(const char *var, char **out)
 	return 1;
 }
 
-static int env_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int env_list(struct backend *b, struct strlist *out, double deadline,
+                    struct backend_err *err)
 {
 	(void)b;
 	(void)err;

@@ -983,7 +983,7 @@ fail:
 	return rc;
 }
 
-static int file_get(struct backend *b, const char *network, struct secret **out,
+static int file_get(struct backend *b, const char *network, struct secret **out, double deadline,
                     struct backend_err *err)
 {
 	struct file_backend *fb = file_of(b);
@@ -1052,7 +1052,7 @@ out:
 }
 
 static int file_store(struct backend *b, const char *network, const struct secret *key,
-                      struct backend_err *err)
+                      double deadline, struct backend_err *err)
 {
 	if (!network_name_valid(network)) {
 		backend_err_set(err, "invalid network name");
@@ -1065,7 +1065,8 @@ static int file_store(struct backend *b, const char *network, const struct secre
 	return file_update(file_of(b), network, key, err);
 }
 
-static int file_remove(struct backend *b, const char *network, struct backend_err *err)
+static int file_remove(struct backend *b, const char *network, double deadline,
+                       struct backend_err *err)
 {
 	if (!network_name_valid(network)) {
 		backend_err_set(err, "invalid network name");
@@ -1074,7 +1075,8 @@ static int file_remove(struct backend *b, const char *network, struct backend_er
 	return file_update(file_of(b), network, NULL, err);
 }
 
-static int file_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int file_list(struct backend *b, struct strlist *out, double deadline,
+                     struct backend_err *err)
 {
 	struct file_backend *fb = file_of(b);
 	pthread_mutex_lock(&fb->lock);

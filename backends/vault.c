@@ -536,6 +536,12 @@ static double vault_deadline(struct vault_backend *v)
 	return clock_monotonic() + http_client_timeout_seconds(v->http);
 }
 
+/* A call's deadline: the caller's when earlier than the instance's own. */
+static double vault_call_deadline(struct vault_backend *v, double deadline)
+{
+	return backend_deadline(deadline, http_client_timeout_seconds(v->http));
+}
+
 static const char *vault_http_reason(int rc, long status)
 {
 	if (rc == -ETIMEDOUT)
@@ -954,10 +960,11 @@ static int vault_fetch(struct vault_backend *v, const char *network, double dead
 }
 
 static int vault_get(struct backend *b, const char *network, struct secret **out,
-                     struct backend_err *err)
+                     double deadline, struct backend_err *err)
 {
 	bool answered;
-	return vault_fetch(vault_of(b), network, vault_deadline(vault_of(b)), out, &answered, err);
+	return vault_fetch(vault_of(b), network, vault_call_deadline(vault_of(b), deadline), out,
+	                   &answered, err);
 }
 
 static void vault_created_at(char *buf, size_t size)
@@ -970,7 +977,7 @@ static void vault_created_at(char *buf, size_t size)
 }
 
 static int vault_store(struct backend *b, const char *network, const struct secret *key,
-                       struct backend_err *err)
+                       double deadline, struct backend_err *err)
 {
 	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
@@ -986,7 +993,7 @@ static int vault_store(struct backend *b, const char *network, const struct secr
 		backend_err_set(err, "vault: out of memory");
 		return rc;
 	}
-	rc = vault_call(v, "POST", path, body, vault_deadline(v), &resp, err);
+	rc = vault_call(v, "POST", path, body, vault_call_deadline(v, deadline), &resp, err);
 	if (!rc && (resp.status < 200 || resp.status > 299))
 		rc = vault_fail_status(resp.status, err);
 	http_response_clear(&resp);
@@ -994,7 +1001,8 @@ static int vault_store(struct backend *b, const char *network, const struct secr
 	return rc;
 }
 
-static int vault_remove(struct backend *b, const char *network, struct backend_err *err)
+static int vault_remove(struct backend *b, const char *network, double call_deadline,
+                        struct backend_err *err)
 {
 	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
@@ -1005,7 +1013,7 @@ static int vault_remove(struct backend *b, const char *network, struct backend_e
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
-	double deadline = vault_deadline(v);
+	double deadline = vault_call_deadline(v, call_deadline);
 	/* Vault answers 204 to a DELETE of nothing: look first, so that rm of a
 	 * missing (or already deleted) key is ENOENT.  A read, not metadata,
 	 * because policies that let us use keys grant read on data/.  A latest
@@ -1085,7 +1093,8 @@ static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *nam
 	names->n = keep;
 }
 
-static int vault_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int vault_list(struct backend *b, struct strlist *out, double call_deadline,
+                      struct backend_err *err)
 {
 	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
@@ -1094,7 +1103,7 @@ static int vault_list(struct backend *b, struct strlist *out, struct backend_err
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
-	double deadline = vault_deadline(v);
+	double deadline = vault_call_deadline(v, call_deadline);
 	int rc = vault_call(v, "LIST", path, NULL, deadline, &resp, err);
 	if (rc)
 		return rc;

@@ -62,13 +62,13 @@ int main(int argc, char **argv)
 	}
 	long errors = 0;
 	struct secret *key = NULL;
-	if (b->ops->get(b, network, &key, &berr) < 0)   /* warm: token, connection */
+	if (b->ops->get(b, network, &key, 0, &berr) < 0)   /* warm: token, connection */
 		errors++;
 	secret_free(key);
 	double t0 = now_ns();
 	for (long i = 0; i < n; i++) {
 		key = NULL;
-		if (b->ops->get(b, network, &key, &berr) < 0)
+		if (b->ops->get(b, network, &key, 0, &berr) < 0)
 			errors++;
 		secret_free(key);
 	}

@@ -159,8 +159,10 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out);
 /* Does network have a key?  From the cached listing (refreshed when older
  * than list_cache_seconds; the last good listing is kept when the backend
- * fails); never fetches a key.  Not audited.  When the backend cannot list
- * and no listing was ever had, answers 0: the open's fetch then decides. */
+ * fails); never fetches a key.  Not audited.  A refresh made for it waits
+ * at most a second (a per-call deadline), not the backend's full timeout.
+ * When the backend cannot list in that time and no listing was ever had,
+ * answers 0: the open's fetch then decides. */
 int keystore_exists(struct keyfs *k, const char *network);
 /* Check op for caller before the operation itself (open of a key for
  * writing): a denial is counted and audited here and gives -EACCES. */

@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long an existence check (getattr, lookup) waits for a listing. */
+#define KEYSTORE_LOOKUP_SECONDS 1.0
+
 static enum access_op access_op_for(enum key_op op)
 {
 	switch (op) {
@@ -208,7 +211,7 @@ static int backend_fetch(void *ctx, const char *network, struct secret **out,
 	struct instance *in = ctx;
 	int rc = in_flight_enter(in, err);
 	if (rc == 0) {
-		rc = in->backend->ops->get(in->backend, network, out, err);
+		rc = in->backend->ops->get(in->backend, network, out, 0, err);
 		in_flight_leave(in);
 	}
 	health_record(in, rc, err);
@@ -311,7 +314,7 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 		} else {
 			rc = in_flight_enter(in, &err);
 			if (rc == 0) {
-				rc = in->backend->ops->store(in->backend, network, key, &err);
+				rc = in->backend->ops->store(in->backend, network, key, 0, &err);
 				in_flight_leave(in);
 			}
 			health_record(in, rc, &err);
@@ -358,7 +361,7 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	}
 	rc = in_flight_enter(in, &err);
 	if (rc == 0) {
-		rc = in->backend->ops->remove(in->backend, network, &err);
+		rc = in->backend->ops->remove(in->backend, network, 0, &err);
 		in_flight_leave(in);
 	}
 	health_record(in, rc, &err);
@@ -384,8 +387,10 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
  *   lookups never queue behind a slow backend;
  * - otherwise this caller asks the backend, without holding the lock.
  * With no listing at all, callers wait for the one refresh in flight and
- * share its outcome.  On a failed refresh the previous listing is kept. */
-static int list_refresh(struct instance *in, struct backend_err *err, bool *called)
+ * share its outcome.  On a failed refresh the previous listing is kept.
+ * deadline (0: the instance's own timeout) bounds the backend call. */
+static int list_refresh(struct instance *in, double deadline, struct backend_err *err,
+                        bool *called)
 {
 	struct keyfs *k = in->k;
 	pthread_mutex_lock(&in->list_lock);
@@ -408,11 +413,13 @@ static int list_refresh(struct instance *in, struct backend_err *err, bool *call
 	double t0 = clock_monotonic();
 	int rc = in_flight_enter(in, err);
 	if (rc == 0) {
-		rc = in->backend->ops->list(in->backend, &fresh, err);
+		rc = in->backend->ops->list(in->backend, &fresh, deadline, err);
 		in_flight_leave(in);
 	}
 	*called = true;
-	health_record(in, rc, err);
+	/* A timeout of a call we cut short says nothing about the backend. */
+	if (!(deadline > 0 && rc == -ETIMEDOUT))
+		health_record(in, rc, err);
 	metrics_observe_op(in->metrics, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
 	/* Keep only names the tree can show. */
 	struct strlist valid = STRLIST_INIT;
@@ -459,7 +466,7 @@ static bool list_fresh(struct instance *in)
 static void *list_part_run(void *arg)
 {
 	struct list_part *p = arg;
-	p->rc = list_refresh(p->in, &p->err, &p->called);
+	p->rc = list_refresh(p->in, 0, &p->err, &p->called);
 	for (size_t i = 0; p->rc == 0 && i < p->in->list.n; i++)
 		if (strlist_add(&p->names, p->in->list.items[i]) < 0)
 			p->rc = -ENOMEM;
@@ -570,7 +577,9 @@ int keystore_exists(struct keyfs *k, const char *network)
 	pthread_mutex_unlock(&k->creating_lock);
 	if (creating)
 		return 0;
-	int rc = list_refresh(in, &err, &called);
+	/* A lookup (stat, open) should not wait a full timeout_seconds for a
+	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
+	int rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
 	if (rc == 0)
 		rc = strlist_contains(&in->list, network) ? 0 : -ENOENT;
 	else

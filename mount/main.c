@@ -618,7 +618,7 @@ static int migrate_one(const struct cli *cli, const struct config *cfg, struct b
 	const char *why = NULL;
 	int code = 0;
 
-	int rc = src->ops->get(src, network, &raw, &err);
+	int rc = src->ops->get(src, network, &raw, 0, &err);
 	if (rc < 0) {
 		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, src->name,
 		            rc == -ENOENT ? "no key" : err.msg[0] ? err.msg : strerror(-rc));
@@ -632,7 +632,7 @@ static int migrate_one(const struct cli *cli, const struct config *cfg, struct b
 		code = fail(EXIT_FAIL, "out of memory");
 		goto out;
 	}
-	rc = dst->ops->get(dst, network, &there, &err);
+	rc = dst->ops->get(dst, network, &there, 0, &err);
 	if (rc < 0 && rc != -ENOENT) {
 		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, dst->name,
 		            err.msg[0] ? err.msg : strerror(-rc));
@@ -646,7 +646,7 @@ static int migrate_one(const struct cli *cli, const struct config *cfg, struct b
 		goto out;
 	}
 	if (!same) {
-		rc = dst->ops->store(dst, network, key, &err);
+		rc = dst->ops->store(dst, network, key, 0, &err);
 		if (rc < 0) {
 			code = fail(EXIT_FAIL, "%s: cannot store in '%s': %s", network, dst->name,
 			            err.msg[0] ? err.msg : strerror(-rc));
@@ -654,13 +654,13 @@ static int migrate_one(const struct cli *cli, const struct config *cfg, struct b
 		}
 	}
 	/* Verified read-back: what dst now answers is what src holds. */
-	rc = dst->ops->get(dst, network, &back, &err);
+	rc = dst->ops->get(dst, network, &back, 0, &err);
 	if (rc < 0 || back->len != key->len || CRYPTO_memcmp(back->data, key->data, key->len) != 0) {
 		code = fail(EXIT_FAIL, "%s: read-back from '%s' %s; the source is kept", network,
 		            dst->name, rc < 0 ? "failed" : "differs");
 		goto out;
 	}
-	if (cli->remove_source && (rc = src->ops->remove(src, network, &err)) < 0) {
+	if (cli->remove_source && (rc = src->ops->remove(src, network, 0, &err)) < 0) {
 		code = fail(EXIT_FAIL, "%s: copied and verified, but not removed from '%s': %s", network,
 		            src->name, err.msg[0] ? err.msg : strerror(-rc));
 		goto out;
@@ -736,7 +736,7 @@ static int cmd_key_migrate(const struct cli *cli, const struct config *cfg)
 	} else {
 		struct backend_err err = { { 0 }, false };
 		struct strlist listed = STRLIST_INIT;
-		int r = src->ops->list(src, &listed, &err);
+		int r = src->ops->list(src, &listed, 0, &err);
 		if (r < 0) {
 			strlist_clear(&listed);
 			rc = fail(EXIT_FAIL, "cannot list the keys of '%s': %s", src->name,

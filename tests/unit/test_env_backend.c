@@ -50,7 +50,7 @@ static char *get_str(struct backend *b, const char *net, int *rc)
 {
 	struct secret *s = NULL;
 	struct backend_err err = { .msg = "" };
-	*rc = b->ops->get(b, net, &s, &err);
+	*rc = b->ops->get(b, net, &s, 0, &err);
 	char *out = strdup(*rc == 0 ? (const char *)s->data : "");
 	secret_free(s);
 	return out;
@@ -127,7 +127,7 @@ Test(env_backend, list_maps_names_back)
 	struct backend *b = must_open();
 	struct strlist l = STRLIST_INIT;
 	struct backend_err err = { .msg = "" };
-	cr_assert_eq(b->ops->list(b, &l, &err), 0);
+	cr_assert_eq(b->ops->list(b, &l, 0, &err), 0);
 	cr_expect_eq(l.n, 2, "only non-empty OMIKUJI_KEY_<NAME> listed, got %zu", l.n);
 	cr_expect(strlist_contains(&l, "ethereum-mainnet"));
 	cr_expect(strlist_contains(&l, "bsc"));
@@ -147,10 +147,10 @@ Test(env_backend, read_only)
 	struct backend *b = must_open();
 	struct secret *k = secret_from("new", 3);
 	struct backend_err err = { .msg = "" };
-	cr_expect_eq(b->ops->store(b, "gnosis", k, &err), -EROFS);
+	cr_expect_eq(b->ops->store(b, "gnosis", k, 0, &err), -EROFS);
 	cr_expect_str_eq(err.msg, "env backend is read-only");
 	memset(&err, 0, sizeof(err));
-	cr_expect_eq(b->ops->remove(b, "gnosis", &err), -EROFS);
+	cr_expect_eq(b->ops->remove(b, "gnosis", 0, &err), -EROFS);
 	cr_expect_str_eq(err.msg, "env backend is read-only");
 	cr_expect_str_eq(getenv("OMIKUJI_KEY_GNOSIS"), "keep");
 	secret_free(k);

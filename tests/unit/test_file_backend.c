@@ -102,7 +102,7 @@ static struct backend *open_ok(const char *path, const char *passphrase_file)
 static void store_ok(struct backend *b, const char *net, const struct secret *key)
 {
 	struct backend_err err = { "", false };
-	int rc = b->ops->store(b, net, key, &err);
+	int rc = b->ops->store(b, net, key, 0, &err);
 	cr_assert_eq(rc, 0, "store %s failed (%d): %s", net, rc, err.msg);
 }
 
@@ -111,7 +111,7 @@ static bool holds(struct backend *b, const char *net, const struct secret *key)
 {
 	struct secret *s = NULL;
 	struct backend_err err = { "", false };
-	int rc = b->ops->get(b, net, &s, &err);
+	int rc = b->ops->get(b, net, &s, 0, &err);
 	bool same = rc == 0 && secret_equal(s, key);
 	secret_free(s);
 	return same;
@@ -120,7 +120,7 @@ static bool holds(struct backend *b, const char *net, const struct secret *key)
 static int get_rc(struct backend *b, const char *net)
 {
 	struct secret *s = NULL;
-	int rc = b->ops->get(b, net, &s, NULL);
+	int rc = b->ops->get(b, net, &s, 0, NULL);
 	secret_free(s);
 	return rc;
 }
@@ -128,7 +128,7 @@ static int get_rc(struct backend *b, const char *net)
 static size_t list_count(struct backend *b)
 {
 	struct strlist l = STRLIST_INIT;
-	cr_assert_eq(b->ops->list(b, &l, NULL), 0);
+	cr_assert_eq(b->ops->list(b, &l, 0, NULL), 0);
 	strlist_sort_unique(&l);
 	size_t n = l.n;
 	strlist_clear(&l);
@@ -218,7 +218,7 @@ Test(file_backend, roundtrip_many_networks)
 	}
 
 	struct strlist l = STRLIST_INIT;
-	cr_assert_eq(b->ops->list(b, &l, NULL), 0);
+	cr_assert_eq(b->ops->list(b, &l, 0, NULL), 0);
 	strlist_sort_unique(&l);
 	cr_expect_eq(l.n, N);
 	for (size_t i = 0; i < N; i++) {
@@ -241,8 +241,8 @@ Test(file_backend, roundtrip_many_networks)
 		char net[32];
 		snprintf(net, sizeof(net), "net-%zu", i);
 		struct backend_err err = { "", false };
-		cr_expect_eq(b->ops->remove(b, net, &err), 0, "remove %s: %s", net, err.msg);
-		cr_expect_eq(b->ops->remove(b, net, &err), -ENOENT, "second remove %s", net);
+		cr_expect_eq(b->ops->remove(b, net, 0, &err), 0, "remove %s: %s", net, err.msg);
+		cr_expect_eq(b->ops->remove(b, net, 0, &err), -ENOENT, "second remove %s", net);
 		secret_free(keys[i]);
 		keys[i] = NULL;
 		removed++;
@@ -292,7 +292,7 @@ Test(file_backend, missing_store_is_empty_and_dirs_created)
 	cr_expect_eq(list_count(b), 0);
 	cr_expect_eq(get_rc(b, "ethereum"), -ENOENT);
 	struct backend_err err = { "", false };
-	cr_expect_eq(b->ops->remove(b, "ethereum", &err), -ENOENT);
+	cr_expect_eq(b->ops->remove(b, "ethereum", 0, &err), -ENOENT);
 	cr_expect_eq(access(path, F_OK), -1, "no store before the first write");
 
 	char dir[256];
@@ -321,9 +321,9 @@ Test(file_backend, invalid_arguments)
 	struct secret *k = random_key();
 	struct secret *empty = secret_new(4);
 	struct backend_err err = { "", false };
-	cr_expect_eq(b->ops->store(b, "bad/name", k, &err), -EINVAL);
-	cr_expect_eq(b->ops->store(b, "", k, &err), -EINVAL);
-	cr_expect_eq(b->ops->store(b, "ok", empty, &err), -EINVAL);
+	cr_expect_eq(b->ops->store(b, "bad/name", k, 0, &err), -EINVAL);
+	cr_expect_eq(b->ops->store(b, "", k, 0, &err), -EINVAL);
+	cr_expect_eq(b->ops->store(b, "ok", empty, 0, &err), -EINVAL);
 	cr_expect_eq(list_count(b), 0, "nothing stored");
 	secret_free(empty);
 	secret_free(k);
@@ -617,7 +617,7 @@ Test(file_backend, damage_seen_by_a_running_instance)
 	replace_file(store_path, orig, len);
 	struct backend_err err = { "", false };
 	struct secret *s = NULL;
-	cr_expect_eq(b->ops->get(b, "net-1", &s, &err), -EIO, "stale key served from cache");
+	cr_expect_eq(b->ops->get(b, "net-1", &s, 0, &err), -EIO, "stale key served from cache");
 	cr_expect_null(s);
 	cr_expect_not_null(strstr(err.msg, "corrupted"), "message: %s", err.msg);
 	struct backend_health h;
@@ -626,7 +626,7 @@ Test(file_backend, damage_seen_by_a_running_instance)
 	cr_expect_not(h.up);
 	cr_expect_neq(h.error[0], '\0');
 	/* a store over a damaged file is refused rather than losing the others */
-	cr_expect_eq(b->ops->store(b, "net-9", keys[0], &err), -EIO);
+	cr_expect_eq(b->ops->store(b, "net-9", keys[0], 0, &err), -EIO);
 	free(orig);
 	b->ops->close(b);
 	free_keys(keys, 3);
@@ -670,7 +670,7 @@ static void *worker_run(void *arg)
 	for (int i = 0; i < PER_THREAD; i++) {
 		char net[32];
 		snprintf(net, sizeof(net), "t%d-n%d", w->id, i);
-		if (b->ops->store(b, net, w->keys[i], &err) != 0)
+		if (b->ops->store(b, net, w->keys[i], 0, &err) != 0)
 			w->failures++;
 	}
 	if (!w->b)
@@ -745,7 +745,7 @@ Test(file_backend, cross_instance_visibility)
 		cr_expect(holds(a, "shared", (i % 2) ? k1 : k2), "a is stale at round %d", i);
 	}
 	struct backend_err err = { "", false };
-	cr_expect_eq(b->ops->remove(b, "shared", &err), 0);
+	cr_expect_eq(b->ops->remove(b, "shared", 0, &err), 0);
 	cr_expect_eq(get_rc(a, "shared"), -ENOENT, "a still sees a removed key");
 	cr_expect_eq(list_count(a), 0);
 
@@ -757,7 +757,7 @@ Test(file_backend, cross_instance_visibility)
 		struct backend_err cerr;
 		if (try_open(store_path, NULL, &c, &cerr) != 0)
 			_exit(1);
-		int rc = c->ops->store(c, "from-child", k3, &cerr);
+		int rc = c->ops->store(c, "from-child", k3, 0, &cerr);
 		c->ops->close(c);
 		_exit(rc == 0 ? 0 : 2);
 	}
@@ -801,7 +801,7 @@ static void crash_child(int round, int fd)
 		char v[67];
 		hot_value(v, round, seq);
 		struct secret *s = secret_from(v, strlen(v));
-		if (!s || b->ops->store(b, "hot", s, &err) != 0)
+		if (!s || b->ops->store(b, "hot", s, 0, &err) != 0)
 			_exit(4);
 		secret_free(s);
 		if (write(fd, &seq, sizeof(seq)) != (ssize_t)sizeof(seq))
@@ -851,7 +851,7 @@ Test(file_backend, crash_safety_under_sigkill)
 		int rc = try_open(store_path, NULL, &b, &err);
 		cr_assert_eq(rc, 0, "round %d: store does not open: %s", round, err.msg);
 		struct secret *s = NULL;
-		cr_assert_eq(b->ops->get(b, "hot", &s, &err), 0, "round %d: hot missing", round);
+		cr_assert_eq(b->ops->get(b, "hot", &s, 0, &err), 0, "round %d: hot missing", round);
 		int r = -1;
 		unsigned got = 0;
 		/* hot_value: "rNNNN-sNNNNNNNN-" (16) + 32 hex digits */

@@ -552,13 +552,13 @@ Test(vault_open, unreachable_opens_and_fails_calls, .init = cfg_init, .fini = cf
 	struct backend_err e = { 0 };
 	cr_assert_eq(backend_test_open(&cfg, &b, &e), 0, "opens while Vault is away: %s", e.msg);
 	struct secret *k = NULL;
-	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, &e), -EIO);
+	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, 0, &e), -EIO);
 	cr_expect_null(k);
 	cr_expect_not(e.auth_failure);
 	cr_expect(strstr(e.msg, "unreachable"), "%s", e.msg);
 	cr_expect_null(strstr(e.msg, token), "no token in the reason");
 	struct strlist l = STRLIST_INIT;
-	cr_expect_eq(vault_backend_ops.list(b, &l, &e), -EIO);
+	cr_expect_eq(vault_backend_ops.list(b, &l, 0, &e), -EIO);
 	cr_expect_eq(l.n, 0);
 
 	struct backend_health h = { 0 };
@@ -585,7 +585,7 @@ Test(vault_open, approle_opens_without_vault, .init = cfg_init, .fini = cfg_fini
 	cr_assert_eq(backend_test_open(&cfg, &b, &e), 0, "%s", e.msg);
 	cr_expect_null(vault_backend_token_copy(b), "no token yet");
 	struct secret *k = NULL;
-	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, &e), -EIO, "login retried on use, still unreachable");
+	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, 0, &e), -EIO, "login retried on use, still unreachable");
 	cr_expect_null(strstr(e.msg, token));
 	vault_backend_ops.close(b);
 }

@@ -55,13 +55,13 @@ static struct secret *new_key(void)
 static int get(const char *net, struct secret **out, struct backend_err *e)
 {
 	memset(e, 0, sizeof(*e));
-	return vault_backend_ops.get(be, net, out, e);
+	return vault_backend_ops.get(be, net, out, 0, e);
 }
 
 static int store(const char *net, const struct secret *k)
 {
 	struct backend_err e = { 0 };
-	int rc = vault_backend_ops.store(be, net, k, &e);
+	int rc = vault_backend_ops.store(be, net, k, 0, &e);
 	cr_expect_eq(rc, 0, "store %s: %s", net, e.msg);
 	return rc;
 }
@@ -109,22 +109,22 @@ Test(vault_live, roundtrip, .init = setup_plain, .fini = teardown)
 	struct backend *bsub = NULL;
 	struct backend_err e = { 0 };
 	cr_assert_eq(backend_test_open(&sub, &bsub, &e), 0);
-	cr_expect_eq(vault_backend_ops.store(bsub, "deep", k1, &e), 0, "%s", e.msg);
+	cr_expect_eq(vault_backend_ops.store(bsub, "deep", k1, 0, &e), 0, "%s", e.msg);
 	vault_backend_ops.close(bsub);
 
 	struct strlist l = STRLIST_INIT;
-	cr_assert_eq(vault_backend_ops.list(be, &l, &e), 0, "%s", e.msg);
+	cr_assert_eq(vault_backend_ops.list(be, &l, 0, &e), 0, "%s", e.msg);
 	cr_expect_eq(l.n, 2);
 	cr_expect(strlist_contains(&l, "eth-mainnet"));
 	cr_expect(strlist_contains(&l, "polygon.main_1"));
 	strlist_clear(&l);
 
-	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", &e), 0, "%s", e.msg);
+	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", 0, &e), 0, "%s", e.msg);
 	struct secret *gone = NULL;
 	cr_expect_eq(get("eth-mainnet", &gone, &e), -ENOENT, "soft-deleted latest version");
 	cr_expect_null(gone);
-	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", &e), -ENOENT, "removed twice");
-	cr_expect_eq(vault_backend_ops.remove(be, "never-stored", &e), -ENOENT);
+	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", 0, &e), -ENOENT, "removed twice");
+	cr_expect_eq(vault_backend_ops.remove(be, "never-stored", 0, &e), -ENOENT);
 	cr_expect_eq(get("never-stored", &gone, &e), -ENOENT);
 	expect_key("polygon.main_1", k2);
 	secret_free(k1); secret_free(k2); secret_free(k3);
@@ -137,7 +137,7 @@ Test(vault_live, empty_list_and_custom_layout, .init = setup_plain, .fini = tear
 	open_backend();
 	struct strlist l = STRLIST_INIT;
 	struct backend_err e = { 0 };
-	cr_expect_eq(vault_backend_ops.list(be, &l, &e), 0, "404 is an empty list: %s", e.msg);
+	cr_expect_eq(vault_backend_ops.list(be, &l, 0, &e), 0, "404 is an empty list: %s", e.msg);
 	cr_expect_eq(l.n, 0);
 	struct secret *k = new_key();
 	store("bsc", k);
@@ -146,7 +146,7 @@ Test(vault_live, empty_list_and_custom_layout, .init = setup_plain, .fini = tear
 	json_t *j = vsrv_get_json(&srv, "/v1/secret/data/team%20a/keys/bsc", &st);
 	cr_expect_eq(st, 200, "segments escaped one by one, '/' kept");
 	json_decref(j);
-	cr_expect_eq(vault_backend_ops.list(be, &l, &e), 0);
+	cr_expect_eq(vault_backend_ops.list(be, &l, 0, &e), 0);
 	cr_expect(l.n == 1 && !strcmp(l.items[0], "bsc"));
 	strlist_clear(&l);
 	secret_free(k);
@@ -258,7 +258,7 @@ Test(vault_live, wrong_token_is_eacces_with_auth_failure, .init = setup_plain, .
 	cr_expect_null(strstr(e.msg, wrong));
 	struct secret *key = new_key();
 	memset(&e, 0, sizeof(e));
-	cr_expect_eq(vault_backend_ops.store(be, "eth", key, &e), -EACCES);
+	cr_expect_eq(vault_backend_ops.store(be, "eth", key, 0, &e), -EACCES);
 	cr_expect(e.auth_failure);
 	struct backend_health h = { 0 };
 	vault_backend_ops.maintain(be);
@@ -374,6 +374,22 @@ Test(vault_live, hang_times_out, .init = setup_plain, .fini = teardown)
 	struct backend_err e;
 	cr_expect_eq(get("eth", &k, &e), -ETIMEDOUT, "%s", e.msg);
 	cr_expect_null(k);
+	vsrv_control(&srv, "/_test/fault", "{\"mode\":\"none\"}");
+}
+
+Test(vault_live, caller_deadline_cuts_a_hung_call, .init = setup_plain, .fini = teardown)
+{
+	cfg.vault.timeout_seconds = 20;
+	open_backend();
+	cr_assert_eq(vsrv_control(&srv, "/_test/fault",
+	             "{\"mode\":\"hang\",\"count\":-1,\"delay\":30,\"path_prefix\":\"/v1/secret/\"}"), 200);
+	struct strlist l = STRLIST_INIT;
+	struct backend_err e = { 0 };
+	double t0 = clock_monotonic();
+	cr_expect_eq(vault_backend_ops.list(be, &l, t0 + 0.5, &e), -ETIMEDOUT, "%s", e.msg);
+	double took = clock_monotonic() - t0;
+	cr_expect(took < 5.0, "the caller's 0.5 s deadline, not timeout_seconds 20 (took %.2f s)", took);
+	cr_expect_eq(l.n, 0);
 	vsrv_control(&srv, "/_test/fault", "{\"mode\":\"none\"}");
 }
 
@@ -538,7 +554,7 @@ static void *worker_run(void *arg)
 	for (int i = 0; i < 10; i++) {
 		struct secret *got = NULL;
 		struct backend_err e = { 0 };
-		if (vault_backend_ops.get(be, "eth", &got, &e) != 0 || !secret_equal(got, w->key))
+		if (vault_backend_ops.get(be, "eth", &got, 0, &e) != 0 || !secret_equal(got, w->key))
 			w->failures++;
 		secret_free(got);
 	}
