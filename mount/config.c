@@ -76,6 +76,11 @@ struct field {
 	const struct field *fields;    /* FIELD_SECTION */
 	field_parser *parse;           /* FIELD_CUSTOM, or a check after FIELD_SECTION */
 	const char *hint;              /* appended to "unknown key" of a near miss */
+	/* Defaults, printing and freeing are driven by the table too (see
+	 * fields_defaults/fields_print/fields_free), so a new field is a row. */
+	const char *def;               /* default of a string field; NULL: not set */
+	long def_int;                  /* default of FIELD_INT / FIELD_ENUM */
+	bool holds_list;               /* FIELD_CUSTOM whose offset holds a struct strlist */
 };
 
 _Static_assert(sizeof(enum log_format) == sizeof(int), "FIELD_ENUM writes an int");
@@ -985,43 +990,44 @@ static const struct field file_fields[] = {
 };
 
 static const struct field keyring_fields[] = {
-	{ "service", FIELD_STRING, offsetof(struct config_keyring, service) },
-	{ "cache_ttl_seconds", FIELD_INT, offsetof(struct config_keyring, cache_ttl_seconds), 0, DAY },
+	{ "service", FIELD_STRING, offsetof(struct config_keyring, service), .def = "omikuji" },
+	{ "cache_ttl_seconds", FIELD_INT, offsetof(struct config_keyring, cache_ttl_seconds), 0, DAY,
+	  .def_int = 300 },
 	{ NULL },
 };
 
 #define V(m) offsetof(struct config_vault, m)
 static const struct field vault_fields[] = {
 	{ "url", FIELD_CUSTOM, .parse = parse_vault_url },
-	{ "urls", FIELD_CUSTOM, .parse = parse_vault_url },
-	{ "mount_path", FIELD_STRING, V(mount_path) },
-	{ "path_prefix", FIELD_STRING, V(path_prefix) },
-	{ "auth_method", FIELD_CHOICE, V(auth_method), .choices = auth_methods },
+	{ "urls", FIELD_CUSTOM, V(urls), .parse = parse_vault_url, .holds_list = true },
+	{ "mount_path", FIELD_STRING, V(mount_path), .def = "secret" },
+	{ "path_prefix", FIELD_STRING, V(path_prefix), .def = "omikuji/keys" },
+	{ "auth_method", FIELD_CHOICE, V(auth_method), .choices = auth_methods, .def = "token" },
 	{ "token", FIELD_SECRET, V(token) },
 	{ "token_file", FIELD_PATH, V(token_file) },
 	{ "role_id", FIELD_STRING, V(role_id) },
 	{ "secret_id", FIELD_SECRET, V(secret_id) },
 	{ "secret_id_file", FIELD_PATH, V(secret_id_file) },
-	{ "approle_mount", FIELD_STRING, V(approle_mount) },
+	{ "approle_mount", FIELD_STRING, V(approle_mount), .def = "approle" },
 	{ "namespace", FIELD_STRING, V(namespace) },
 	{ "ca_cert", FIELD_PATH, V(ca_cert) },
 	{ "client_cert", FIELD_PATH, V(client_cert) },
 	{ "client_key", FIELD_PATH, V(client_key) },
-	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600 },
-	{ "max_retries", FIELD_INT, V(max_retries), 0, 20 },
-	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY },
+	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600, .def_int = 5 },
+	{ "max_retries", FIELD_INT, V(max_retries), 0, 20, .def_int = 3 },
+	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY, .def_int = 300 },
 	{ NULL },
 };
 #undef V
 
 #define A(m) offsetof(struct config_aws, m)
 static const struct field aws_fields[] = {
-	{ "region", FIELD_STRING, A(region) },
-	{ "prefix", FIELD_STRING, A(prefix) },
+	{ "region", FIELD_STRING, A(region), .def = "us-east-1" },
+	{ "prefix", FIELD_STRING, A(prefix), .def = "omikuji" },
 	{ "endpoint_url", FIELD_STRING, A(endpoint_url) },
 	{ "profile", FIELD_STRING, A(profile) },
-	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600 },
-	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY },
+	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600, .def_int = 5 },
+	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY, .def_int = 300 },
 	{ NULL },
 };
 #undef A
@@ -1144,30 +1150,45 @@ static char *xdg_path(const char *var, const char *fallback, const char *suffix)
 	return out;
 }
 
+/* Defaults of a table's fields (recursing into sections): the rows say
+ * them.  0 or -ENOMEM. */
+static int fields_defaults(const struct field *fields, void *base)
+{
+	for (const struct field *f = fields; f->key; f++) {
+		void *slot = (char *)base + f->offset;
+		switch (f->kind) {
+		case FIELD_STRING:
+		case FIELD_PATH:
+		case FIELD_SECRET:
+		case FIELD_CHOICE:
+			if (f->def && !(*(char **)slot = strdup(f->def)))
+				return -ENOMEM;
+			break;
+		case FIELD_INT:
+		case FIELD_ENUM:
+			*(int *)slot = (int)f->def_int;
+			break;
+		case FIELD_SECTION:
+			if (fields_defaults(f->fields, slot) < 0)
+				return -ENOMEM;
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
 /* The defaults of every type section of one instance. */
 static int backend_defaults(struct config_backend *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->type = backend_type_find("file");
-	b->file.path = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc");
-	b->keyring.service = strdup("omikuji");
-	b->keyring.cache_ttl_seconds = 300;
-	b->vault.mount_path = strdup("secret");
-	b->vault.path_prefix = strdup("omikuji/keys");
-	b->vault.auth_method = strdup("token");
-	b->vault.approle_mount = strdup("approle");
-	b->vault.timeout_seconds = 5;
-	b->vault.max_retries = 3;
-	b->vault.cache_ttl_seconds = 300;
-	b->aws.region = strdup("us-east-1");
-	b->aws.prefix = strdup("omikuji");
-	b->aws.timeout_seconds = 5;
-	b->aws.cache_ttl_seconds = 300;
-	if (!b->file.path || !b->keyring.service || !b->vault.mount_path ||
-	    !b->vault.path_prefix || !b->vault.auth_method || !b->vault.approle_mount ||
-	    !b->aws.region || !b->aws.prefix)
+	if (fields_defaults(key_storage_fields, b) < 0)
 		return -ENOMEM;
-	return 0;
+	/* The one default a row cannot hold: it depends on the environment. */
+	b->file.path = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc");
+	return b->file.path ? 0 : -ENOMEM;
 }
 
 static int config_defaults(struct config *cfg)
@@ -1494,54 +1515,55 @@ static void print_hhmm(FILE *out, int indent, const char *key, int minutes)
 	fprintf(out, "%*s%s: \"%02d:%02d\"\n", indent, "", key, minutes / 60, minutes % 60);
 }
 
+/* A table's fields as YAML (secrets masked), recursing into sections. */
+static void fields_print(FILE *out, int indent, const struct field *fields, const void *base)
+{
+	for (const struct field *f = fields; f->key; f++) {
+		const void *slot = (const char *)base + f->offset;
+		switch (f->kind) {
+		case FIELD_STRING:
+		case FIELD_PATH:
+		case FIELD_CHOICE:
+			print_str(out, indent, f->key, *(char *const *)slot);
+			break;
+		case FIELD_SECRET:
+			print_secret(out, indent, f->key, *(char *const *)slot);
+			break;
+		case FIELD_INT:
+			print_int(out, indent, f->key, *(const int *)slot);
+			break;
+		case FIELD_ENUM:
+			fprintf(out, "%*s%s: %s\n", indent, "", f->key, f->choices[*(const int *)slot]);
+			break;
+		case FIELD_STRLIST:
+		case FIELD_PRINCIPALS:
+			print_list(out, indent, f->key, slot);
+			break;
+		case FIELD_CUSTOM:
+			if (f->holds_list)
+				print_list(out, indent, f->key, slot);
+			break;
+		case FIELD_SECTION:
+			fprintf(out, "%*s%s:\n", indent, "", f->key);
+			fields_print(out, indent + 2, f->fields, slot);
+			break;
+		case FIELD_SKIP:
+			break;
+		}
+	}
+}
+
 /* The type sections of an instance: all of them for key_storage (Omikuji
  * reads them too), only its own type's for a keyfs.backends entry. */
 static void print_backend_sections(FILE *out, int in, const struct config_backend *b, bool all)
 {
-	const struct config_vault *v = &b->vault;
-	const struct config_aws *a = &b->aws;
 	const char *own = b->type ? b->type->section : NULL;
-	#define SHOW(sec) (all || (own && strcmp(own, sec) == 0))
-	if (SHOW("keyring")) {
-		fprintf(out, "%*skeyring:\n", in, "");
-		print_str(out, in + 2, "service", b->keyring.service);
-		print_int(out, in + 2, "cache_ttl_seconds", b->keyring.cache_ttl_seconds);
+	for (const struct field *f = key_storage_fields; f->key; f++) {
+		if (f->kind != FIELD_SECTION || (!all && !(own && strcmp(own, f->key) == 0)))
+			continue;
+		const struct field one[] = { *f, { NULL } };
+		fields_print(out, in, one, b);
 	}
-	if (SHOW("vault")) {
-		fprintf(out, "%*svault:\n", in, "");
-		print_list(out, in + 2, "urls", &v->urls);
-		print_str(out, in + 2, "mount_path", v->mount_path);
-		print_str(out, in + 2, "path_prefix", v->path_prefix);
-		print_str(out, in + 2, "auth_method", v->auth_method);
-		print_secret(out, in + 2, "token", v->token);
-		print_str(out, in + 2, "token_file", v->token_file);
-		print_str(out, in + 2, "role_id", v->role_id);
-		print_secret(out, in + 2, "secret_id", v->secret_id);
-		print_str(out, in + 2, "secret_id_file", v->secret_id_file);
-		print_str(out, in + 2, "approle_mount", v->approle_mount);
-		print_str(out, in + 2, "namespace", v->namespace);
-		print_str(out, in + 2, "ca_cert", v->ca_cert);
-		print_str(out, in + 2, "client_cert", v->client_cert);
-		print_str(out, in + 2, "client_key", v->client_key);
-		print_int(out, in + 2, "timeout_seconds", v->timeout_seconds);
-		print_int(out, in + 2, "max_retries", v->max_retries);
-		print_int(out, in + 2, "cache_ttl_seconds", v->cache_ttl_seconds);
-	}
-	if (SHOW("aws_secrets")) {
-		fprintf(out, "%*saws_secrets:\n", in, "");
-		print_str(out, in + 2, "region", a->region);
-		print_str(out, in + 2, "prefix", a->prefix);
-		print_str(out, in + 2, "endpoint_url", a->endpoint_url);
-		print_str(out, in + 2, "profile", a->profile);
-		print_int(out, in + 2, "timeout_seconds", a->timeout_seconds);
-		print_int(out, in + 2, "cache_ttl_seconds", a->cache_ttl_seconds);
-	}
-	if (SHOW("file")) {
-		fprintf(out, "%*sfile:\n", in, "");
-		print_str(out, in + 2, "path", b->file.path);
-		print_str(out, in + 2, "passphrase_file", b->file.passphrase_file);
-	}
-	#undef SHOW
 }
 
 void config_print(const struct config *cfg, FILE *out)
@@ -1651,34 +1673,43 @@ static void free_secret_string(char **s)
 	*s = NULL;
 }
 
+/* Free what a table's fields own (wiping secrets), recursing into sections. */
+static void fields_free(const struct field *fields, void *base)
+{
+	for (const struct field *f = fields; f->key; f++) {
+		void *slot = (char *)base + f->offset;
+		switch (f->kind) {
+		case FIELD_STRING:
+		case FIELD_PATH:
+		case FIELD_CHOICE:
+			free(*(char **)slot);
+			*(char **)slot = NULL;
+			break;
+		case FIELD_SECRET:
+			free_secret_string(slot);
+			break;
+		case FIELD_STRLIST:
+		case FIELD_PRINCIPALS:
+			strlist_clear(slot);
+			break;
+		case FIELD_CUSTOM:
+			if (f->holds_list)
+				strlist_clear(slot);
+			break;
+		case FIELD_SECTION:
+			fields_free(f->fields, slot);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
 static void backend_free(struct config_backend *b)
 {
 	free(b->name);
 	strlist_clear(&b->networks);
-	free(b->file.path);
-	free(b->file.passphrase_file);
-	free(b->keyring.service);
-
-	struct config_vault *v = &b->vault;
-	strlist_clear(&v->urls);
-	free(v->mount_path);
-	free(v->path_prefix);
-	free(v->auth_method);
-	free_secret_string(&v->token);
-	free(v->token_file);
-	free(v->role_id);
-	free_secret_string(&v->secret_id);
-	free(v->secret_id_file);
-	free(v->approle_mount);
-	free(v->namespace);
-	free(v->ca_cert);
-	free(v->client_cert);
-	free(v->client_key);
-
-	free(b->aws.region);
-	free(b->aws.prefix);
-	free(b->aws.endpoint_url);
-	free(b->aws.profile);
+	fields_free(key_storage_fields, b);
 	memset(b, 0, sizeof(*b));
 }
 
