@@ -249,6 +249,25 @@ Test(router_config, instances_parse_with_the_key_storage_tables)
 	config_free(&c);
 }
 
+Test(router_config, defaults_and_reserved_names)
+{
+	struct config c;
+	int rc = load("keyfs:\n  backends:\n    - name: t\n      storage_type: env\n", &c);
+	cr_assert_eq(rc, 0, "%s", errbuf);
+	cr_expect_eq(c.keyfs.max_calls_in_flight, 16);
+	cr_expect_eq(config_max_calls_in_flight(&c, &c.keyfs.backends[0]), 16);
+	cr_expect_eq(c.keyfs.backends[0].networks.n, 0, "an instance may have no globs (migrate target)");
+	config_free(&c);
+	static const char *const reserved[] = { "aws", "aws-secrets", "file", "env", "keyring", "vault" };
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+		char yaml[256];
+		snprintf(yaml, sizeof(yaml), "keyfs:\n  backends:\n    - name: %s\n      storage_type: env\n",
+		         reserved[i]);
+		cr_expect_neq(load(yaml, &c), 0, "%s", reserved[i]);
+		cr_expect(strstr(errbuf, "is a backend type's"), "%s: %s", reserved[i], errbuf);
+	}
+}
+
 Test(router_config, url_and_urls_checked_per_instance)
 {
 	struct config c;
