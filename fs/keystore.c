@@ -124,14 +124,14 @@ static int in_flight_enter(struct instance *in, struct backend_err *err)
 		                in->max_in_flight, in->name);
 		return -EIO;
 	}
-	metrics_in_flight(in->metrics, n);
+	metrics_in_flight_add(in->metrics, 1);
 	return 0;
 }
 
 static void in_flight_leave(struct instance *in)
 {
-	int n = __atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
-	metrics_in_flight(in->metrics, n);
+	__atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+	metrics_in_flight_add(in->metrics, -1);
 }
 
 /* Count a backend auth failure and the anomaly it may signal. */

@@ -262,10 +262,10 @@ void metrics_auth_failure(struct metrics_backend *b)
 		counter_inc(&b->auth_failures);
 }
 
-void metrics_in_flight(struct metrics_backend *b, long calls)
+void metrics_in_flight_add(struct metrics_backend *b, long delta)
 {
 	if (b)
-		atomic_store_explicit(&b->in_flight, calls, memory_order_relaxed);
+		atomic_fetch_add_explicit(&b->in_flight, delta, memory_order_relaxed);
 }
 
 void metrics_in_flight_rejected(struct metrics_backend *b)

@@ -37,9 +37,9 @@ void metrics_cache_miss(struct metrics_backend *b);
 void metrics_cache_size(struct metrics_backend *b, long entries);
 void metrics_backend_up(struct metrics_backend *b, bool up);
 void metrics_auth_failure(struct metrics_backend *b);
-/* Calls in flight to the backend now (gauge), and calls refused because
- * max_calls_in_flight were already pending (counter). */
-void metrics_in_flight(struct metrics_backend *b, long calls);
+/* Calls in flight to the backend now (gauge, moved by +1/-1), and calls
+ * refused because max_calls_in_flight were already pending (counter). */
+void metrics_in_flight_add(struct metrics_backend *b, long delta);
 void metrics_in_flight_rejected(struct metrics_backend *b);
 void metrics_access_denied(enum key_op op);
 void metrics_anomaly(const char *kind);     /* "burst" "off_hours" "auth_failures" "rate_limited" */

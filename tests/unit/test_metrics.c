@@ -692,3 +692,28 @@ Test(metrics, refresh_timestamps_keep_microseconds)
 	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"d\"} 1700000000.000000\n"));
 	free(text);
 }
+
+Test(metrics, instances_by_name_with_in_flight_series)
+{
+	metrics_init();
+	struct metrics_backend *file = metrics_backend_register("file", false);
+	struct metrics_backend *dr = metrics_backend_register("dr-vault", true);
+	metrics_in_flight_add(dr, 1);
+	metrics_in_flight_add(dr, 1);
+	metrics_in_flight_add(dr, -1);
+	metrics_in_flight_rejected(dr);
+	metrics_in_flight_rejected(dr);
+	metrics_observe_op(file, KEY_OP_GET, true, 0.001);
+	char *t = render();
+	cr_expect(strstr(t, "omikuji_key_backend_calls_in_flight{backend=\"dr-vault\"} 1\n"), "%s", t);
+	cr_expect(strstr(t, "omikuji_key_backend_calls_rejected_total{backend=\"dr-vault\"} 2\n"));
+	cr_expect(strstr(t, "omikuji_key_backend_calls_rejected_total{backend=\"file\"} 0\n"));
+	cr_expect(strstr(t, "omikuji_key_cache_hits_total{backend=\"dr-vault\"} 0\n"));
+	cr_expect_null(strstr(t, "omikuji_key_cache_hits_total{backend=\"file\"}"),
+	               "no cache series for a local instance");
+	cr_expect(strstr(t, "omikuji_key_operations_total{operation=\"get\",backend=\"file\","
+	                    "status=\"success\"} 1\n"));
+	/* Registration order is rendering order: file before dr-vault. */
+	cr_expect_lt(strstr(t, "backend=\"file\""), strstr(t, "backend=\"dr-vault\""));
+	free(t);
+}
