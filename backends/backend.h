@@ -40,10 +40,13 @@
  * open() receives the instance's own config section and name, never the
  * whole configuration.
  *
- * Life cycle: open (config checks, local files; no threads, no network:
- * runs before the daemon forks so that errors reach the terminal), then
- * start (threads, connections, first login: after the fork), then calls,
- * then close.
+ * Life cycle: open (config checks, local files; no threads, no network),
+ * then start (threads, connections, a first login), then calls, then close.
+ * The mount opens every instance before it mounts and starts them once it
+ * is mounted, in the process that serves (locks, threads and connections
+ * do not survive fork()); a failure of either reaches the terminal through
+ * the start sequence's readiness pipe.  A key command opens, calls and
+ * closes without start, so calls MUST work without it.
  */
 #ifndef OMIKUJI_BACKEND_H
 #define OMIKUJI_BACKEND_H
@@ -83,15 +86,15 @@ struct backend_ops {
 	/* REQUIRED.  Create the instance `name` from its own config section
 	 * (borrowed; the backend copies what it keeps).  No network I/O and no
 	 * threads: local checks only (a missing token file, an undecryptable
-	 * store), so that a bad configuration fails where the terminal sees it.
+	 * store), so that a bad configuration fails at once, before mounting.
 	 * On success *out is owned by the caller, freed with close(). */
 	int (*open)(const struct config_backend *section, const char *name,
 	            struct backend **out, struct backend_err *err);
 
-	/* OPTIONAL.  Called once after the daemon forked, before any other call:
-	 * start threads, connections, a first login.  A backend that cannot
-	 * reach its server yet MUST still return 0 (calls retry); an error here
-	 * stops the mount. */
+	/* OPTIONAL.  Called once by the mount, in the serving process, before
+	 * it serves: start threads, connections, a first login.  A backend that
+	 * cannot reach its server yet MUST still return 0 (calls retry); an
+	 * error here stops the mount.  Calls MUST NOT depend on it having run. */
 	int (*start)(struct backend *b, struct backend_err *err);
 
 	/* REQUIRED.  Fetch the key of `network` (already validated).  On success
