@@ -37,6 +37,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -221,6 +222,12 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 	int rc = -EIO;
 	json_t *root = NULL;
 	*out = NULL;
+	if (status == 404 && body && memmem(body, len, "no handler for route", 20)) {
+		/* Not a missing key: the KV mount is not there (wrong
+		 * mount_path, or a namespace that is missing or wrong). */
+		vault_why(why, whylen, "no such KV mount (check mount_path and namespace)");
+		return -EIO;
+	}
 	if (status == 404) {
 		vault_why(why, whylen, "no such key");
 		return -ENOENT;
@@ -738,7 +745,7 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 		rc = secret_append(body, "}", 1);
 	if (rc)
 		goto out;
-	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->approle_mount);
+	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->approle_mount);  /* fits: mount < VAULT_PATH_MAX */
 	rc = vault_send(v, "POST", path, NULL, body, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
@@ -1065,9 +1072,9 @@ static bool vault_metadata_latest_deleted(const struct http_response *resp)
  * deadline; a key whose metadata cannot be read is kept (it may exist). */
 static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *names, double deadline)
 {
-	static bool warned;
+	static atomic_bool warned;
 	if (names->n > VAULT_LIST_FILTER_MAX) {
-		if (!__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED)) {
+		if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed)) {
 			char n[32];
 			snprintf(n, sizeof(n), "%zu", names->n);
 			log_kv(LOG_LEVEL_INFO, "vault listing too long to filter deleted keys",
@@ -1130,9 +1137,9 @@ static int vault_list(struct backend *b, struct strlist *out, double call_deadli
 static enum vault_node_status vault_node_probe(struct vault_backend *v, size_t i, double deadline)
 {
 	struct http_response resp = { 0 };
-	char url[VAULT_PATH_MAX + 64];
+	char url[VAULT_URL_MAX + 64];
 	static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
-	snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);
+	snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);  /* fits */
 	struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
 	                            .idempotent = true };
 	int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
@@ -1261,6 +1268,10 @@ static int vault_open_config(struct vault_backend *v, const struct config_vault 
 		}
 		if (strpbrk(u, " \t\r\n?#")) {
 			backend_err_set(err, "vault: url must not hold spaces, a query or a fragment");
+			return -EINVAL;
+		}
+		if (strlen(u) > VAULT_URL_MAX) {
+			backend_err_set(err, "vault: url longer than %d characters", VAULT_URL_MAX);
 			return -EINVAL;
 		}
 		if (!(v->urls[v->n_urls] = strdup(u)))
