@@ -6,6 +6,7 @@
 #include "keyfs.h"
 #include "clock.h"
 #include "keyformat.h"
+#include "hash.h"
 #include "log.h"
 
 #include <errno.h>
@@ -205,6 +206,28 @@ static void list_note(struct instance *in, const char *network, bool present)
 	pthread_mutex_unlock(&in->list_lock);
 }
 
+/* What a backend returns is checked against key_format before anything
+ * (the cache, a reader) sees it, and handed on in canonical form: a broken
+ * or hostile backend cannot feed readers a 900 KB "key" or terminal escape
+ * sequences.  An invalid value is EIO, counted, and named in health's
+ * last_error; the backend itself answered, so it stays up. */
+static int backend_value_check(struct instance *in, const char *network, struct secret **value,
+                               struct backend_err *err)
+{
+	const char *why = NULL;
+	struct secret *canonical = NULL;
+	int rc = keyformat_canonical(in->k->cfg->keyfs.key_format, (*value)->data, (*value)->len,
+	                             &canonical, &why);
+	secret_free(*value);
+	*value = canonical;
+	if (rc == 0 || rc == -ENOMEM)
+		return rc;
+	snprintf(err->msg, sizeof(err->msg), "backend returned an invalid key: %s", why);
+	metrics_invalid_value(in->metrics);
+	health_note_invalid(in, network, err->msg);
+	return -EIO;
+}
+
 static int backend_fetch(void *ctx, const char *network, struct secret **out,
                          struct backend_err *err)
 {
@@ -215,6 +238,10 @@ static int backend_fetch(void *ctx, const char *network, struct secret **out,
 		in_flight_leave(in);
 	}
 	health_record(in, rc, err);
+	if (rc == 0)
+		rc = backend_value_check(in, network, out, err);
+	if (rc == 0)
+		health_note_valid(in, network);
 	return rc;
 }
 
@@ -260,14 +287,15 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 		}
 		if (rc == 0 && how == CACHE_MISS) {
 			double now = clock_wall();
-			metrics_last_refresh(network, now);
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, now);
 			if (changed)
 				mtime_set(k, network, now);
 		}
 		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
 	} else {
 		rc = backend_fetch(in, network, out, &err);
-		if (rc == 0)
+		if (rc == 0 && k->cfg->keyfs.metrics_per_network)
 			metrics_last_refresh(network, clock_wall());
 	}
 
@@ -297,18 +325,16 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	struct backend_err err = { { 0 }, false };
 	struct instance *in = keyfs_route(k, network);
 	const char *why = NULL;
-	size_t start = 0, len = 0;
 
 	if (!access_allowed(k->access, c, network, ACCESS_WRITE))
 		return deny(k, in, c, KEY_OP_STORE, network, "access denied", NULL, t0);
 
-	int rc = keyformat_validate(k->cfg->keyfs.key_format, content->data, content->len,
-	                            &start, &len, &why);
+	/* Stored, cached and served in canonical form (evm: 0x + lower case). */
+	struct secret *key = NULL;
+	int rc = keyformat_canonical(k->cfg->keyfs.key_format, content->data, content->len,
+	                             &key, &why);
 	if (rc == 0) {
-		struct secret *key = secret_from(content->data + start, len);
-		if (!key) {
-			rc = -ENOMEM;
-		} else if ((rc = audit_intent(k, in->name, c, KEY_OP_STORE, network)) < 0) {
+		if ((rc = audit_intent(k, in->name, c, KEY_OP_STORE, network)) < 0) {
 			secret_free(key);
 			why = "audit log not writable: the backend was not changed";
 		} else {
@@ -389,6 +415,10 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
  * With no listing at all, callers wait for the one refresh in flight and
  * share its outcome.  On a failed refresh the previous listing is kept.
  * deadline (0: the instance's own timeout) bounds the backend call. */
+/* After a failed listing the backend is not asked again for this long:
+ * every lookup of a name would otherwise ask a hung backend in turn. */
+#define LIST_NEGATIVE_SECONDS 2.0
+
 static int list_refresh(struct instance *in, double deadline, struct backend_err *err,
                         bool *called)
 {
@@ -398,6 +428,10 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 		double now = clock_monotonic();
 		if (in->list_valid && now - in->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
 			return 0;
+		if (in->list_last_rc < 0 && now - in->list_failed_at < LIST_NEGATIVE_SECONDS) {
+			snprintf(err->msg, sizeof(err->msg), "%s", in->list_last_error);
+			return in->list_valid ? 0 : in->list_last_rc;
+		}
 		if (!in->list_refreshing)
 			break;
 		if (in->list_valid)
@@ -432,6 +466,11 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 	pthread_mutex_lock(&in->list_lock);
 	in->list_refreshing = false;
 	in->list_last_rc = rc;
+	if (rc < 0) {
+		in->list_failed_at = clock_monotonic();
+		snprintf(in->list_last_error, sizeof(in->list_last_error), "%s",
+		         err->msg[0] ? err->msg : errno_reason(rc));
+	}
 	if (rc == 0) {
 		strlist_clear(&in->list);
 		in->list = valid;
@@ -525,8 +564,15 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	/* The listing fails only when no instance could answer. */
 	if (rc == 0 && failed == n)
 		rc = first_rc;
+	/* Names the caller has no grant on are not shown (the rules decide
+	 * what exists for whom). */
+	struct strlist all = STRLIST_INIT;
 	if (rc == 0)
-		rc = router_union(k->router, lists, out);
+		rc = router_union(k->router, lists, &all);
+	for (size_t i = 0; rc == 0 && i < all.n; i++)
+		if (access_any_grant(k->access, c, all.items[i]) && strlist_add(out, all.items[i]) < 0)
+			rc = -ENOMEM;
+	strlist_clear(&all);
 	for (size_t i = 0; parts && i < n; i++)
 		strlist_clear(&parts[i].names);
 	free(parts);
@@ -536,6 +582,40 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 
 	return audit_finish(k, k->all_names, c, KEY_OP_LIST, "", rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), NULL);
+}
+
+/* The kernel looks a path up more than once for one open (path walk, then
+ * open): a probe of one name by one process is audited once a second. */
+#define PROBE_SLOTS 64
+static struct {
+	pthread_mutex_t lock;
+	struct { pid_t pid; size_t name_hash; double at; } slot[PROBE_SLOTS];
+} probes = { PTHREAD_MUTEX_INITIALIZER, { { 0, 0, 0 } } };
+
+static bool probe_is_new(pid_t pid, const char *network)
+{
+	size_t h = hash_string(network);
+	unsigned i = (unsigned)((h ^ (size_t)pid) % PROBE_SLOTS);
+	double now = clock_monotonic();
+	pthread_mutex_lock(&probes.lock);
+	bool seen = probes.slot[i].pid == pid && probes.slot[i].name_hash == h &&
+	            now - probes.slot[i].at < 1.0;
+	probes.slot[i].pid = pid;
+	probes.slot[i].name_hash = h;
+	probes.slot[i].at = now;
+	pthread_mutex_unlock(&probes.lock);
+	return !seen;
+}
+
+int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network)
+{
+	if (!access_any_grant(k->access, c, network)) {
+		if (probe_is_new(c->pid, network))
+			deny(k, keyfs_route(k, network), c, KEY_OP_GET, network,
+			     "no grant for this network", NULL, clock_monotonic());
+		return -ENOENT;
+	}
+	return keystore_exists(k, network);
 }
 
 int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
@@ -564,6 +644,14 @@ void keystore_creating(struct keyfs *k, const char *network, bool on)
 	pthread_mutex_unlock(&k->creating_lock);
 }
 
+bool keystore_is_creating(struct keyfs *k, const char *network)
+{
+	pthread_mutex_lock(&k->creating_lock);
+	bool creating = strlist_contains(&k->creating, network);
+	pthread_mutex_unlock(&k->creating_lock);
+	return creating;
+}
+
 int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
@@ -572,10 +660,7 @@ int keystore_exists(struct keyfs *k, const char *network)
 	/* A cached key exists without asking for a listing. */
 	if (in->cache && cache_contains(in->cache, network))
 		return 0;
-	pthread_mutex_lock(&k->creating_lock);
-	bool creating = strlist_contains(&k->creating, network);
-	pthread_mutex_unlock(&k->creating_lock);
-	if (creating)
+	if (keystore_is_creating(k, network))
 		return 0;
 	/* A lookup (stat, open) should not wait a full timeout_seconds for a
 	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */

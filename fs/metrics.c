@@ -82,6 +82,7 @@ struct metrics_backend {
 	atomic_long cache_size;
 	atomic_int backend_up;            /* -1 = never set */
 	atomic_uint_fast64_t auth_failures;
+	atomic_uint_fast64_t invalid_values;
 	atomic_long in_flight;
 	atomic_uint_fast64_t in_flight_rejected;
 	struct metrics_backend *_Atomic next;   /* registration order */
@@ -272,6 +273,12 @@ void metrics_in_flight_rejected(struct metrics_backend *b)
 {
 	if (b)
 		counter_inc(&b->in_flight_rejected);
+}
+
+void metrics_invalid_value(struct metrics_backend *b)
+{
+	if (b)
+		counter_inc(&b->invalid_values);
 }
 
 void metrics_access_denied(enum key_op op)
@@ -736,6 +743,9 @@ static void render_security(struct strbuf *out)
 	render_per_backend(out, "omikuji_key_backend_auth_failures_total",
 	                   "Backend calls that failed to authenticate.",
 	                   offsetof(struct metrics_backend, auth_failures), false);
+	render_per_backend(out, "omikuji_key_backend_invalid_values_total",
+	                   "Values read from the backend that are not valid keys (never served).",
+	                   offsetof(struct metrics_backend, invalid_values), false);
 	family(out, "omikuji_key_anomalies_total", "counter",
 	       "Unusual key access patterns detected, by kind.");
 	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++)

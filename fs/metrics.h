@@ -41,6 +41,7 @@ void metrics_auth_failure(struct metrics_backend *b);
  * refused because max_calls_in_flight were already pending (counter). */
 void metrics_in_flight_add(struct metrics_backend *b, long delta);
 void metrics_in_flight_rejected(struct metrics_backend *b);
+void metrics_invalid_value(struct metrics_backend *b);   /* a backend value failed key_format */
 void metrics_access_denied(enum key_op op);
 void metrics_anomaly(const char *kind);     /* "burst" "off_hours" "auth_failures" "rate_limited" */
 void metrics_audit_write_error(void);

@@ -71,6 +71,9 @@ struct config_keyfs {
 	struct config_backend *backends;  /* keyfs.backends, in routing order */
 	size_t n_backends;
 	int max_calls_in_flight;      /* per instance, default 16 */
+	int metrics_per_network;      /* 1 (default): series with a network label; 0: none */
+	int monitoring_mode;          /* permission bits of metrics, textfile/, health/ (0444) */
+	char *monitoring_group;       /* their group (name or number); NULL: the mounting user's */
 	struct config_business_hours business_hours;
 	struct config_anomaly anomaly;
 	struct config_rate_limit rate_limit;
