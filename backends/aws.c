@@ -27,7 +27,7 @@
 #include "aws_internal.h"
 #include "backend.h"
 #include "clock.h"
-#include "config.h"
+#include "backend_config.h"
 #include "http.h"
 #include "log.h"
 
@@ -92,9 +92,10 @@ static struct aws_backend *aws_of(struct backend *b)
 	return (struct aws_backend *)b;
 }
 
-static double aws_deadline(struct aws_backend *a)
+/* The call's deadline: the caller's when set and sooner, else the timeout. */
+static double aws_deadline(struct aws_backend *a, double deadline)
 {
-	return clock_monotonic() + http_client_timeout_seconds(a->http);
+	return backend_deadline(deadline, http_client_timeout_seconds(a->http));
 }
 
 /* ---- credentials ------------------------------------------------------------------ */
@@ -415,7 +416,7 @@ static int aws_id_body(const char *name, struct secret **out)
 /* ---- backend ops ------------------------------------------------------------------- */
 
 static int aws_get(struct backend *b, const char *network, struct secret **out,
-                   struct backend_err *err)
+                   double deadline, struct backend_err *err)
 {
 	struct aws_backend *a = aws_of(b);
 	struct aws_reply r = { 0 };
@@ -427,7 +428,7 @@ static int aws_get(struct backend *b, const char *network, struct secret **out,
 	int rc = aws_id_body(name, &body);
 	if (rc)
 		return rc;
-	rc = aws_call(a, AWS_GET, body, true, aws_deadline(a), &r, err);
+	rc = aws_call(a, AWS_GET, body, true, aws_deadline(a, deadline), &r, err);
 	secret_free(body);
 	if (rc)
 		return rc;
@@ -544,13 +545,13 @@ static int aws_deleted(struct aws_backend *a, const char *name, double deadline,
 }
 
 static int aws_store(struct backend *b, const char *network, const struct secret *key,
-                     struct backend_err *err)
+                     double call_deadline, struct backend_err *err)
 {
 	struct aws_backend *a = aws_of(b);
 	struct aws_reply r = { 0 };
 	struct secret *ss = NULL, *put = NULL, *create = NULL, *idb = NULL;
 	char name[AWS_NAME_MAX], token[40];
-	double deadline = aws_deadline(a);
+	double deadline = aws_deadline(a, call_deadline);
 	if (aws_secret_name(a, network, name, sizeof(name)))
 		return -EINVAL;
 	aws_request_token(token, sizeof(token));
@@ -596,7 +597,8 @@ out:
 	return rc;
 }
 
-static int aws_remove(struct backend *b, const char *network, struct backend_err *err)
+static int aws_remove(struct backend *b, const char *network, double deadline,
+                      struct backend_err *err)
 {
 	struct aws_backend *a = aws_of(b);
 	struct aws_reply r = { 0 };
@@ -609,7 +611,7 @@ static int aws_remove(struct backend *b, const char *network, struct backend_err
 	int rc = aws_json_body(o, &body);
 	if (rc)
 		return rc;
-	rc = aws_call(a, AWS_DELETE, body, false, aws_deadline(a), &r, err);
+	rc = aws_call(a, AWS_DELETE, body, false, aws_deadline(a, deadline), &r, err);
 	secret_free(body);
 	if (!rc && r.status != 200) {
 		if (aws_is(&r, "InvalidRequestException") && strstr(r.message, "deletion")) {
@@ -673,10 +675,11 @@ out:
 	return rc;
 }
 
-static int aws_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int aws_list(struct backend *b, struct strlist *out, double call_deadline,
+                    struct backend_err *err)
 {
 	struct aws_backend *a = aws_of(b);
-	double deadline = aws_deadline(a);
+	double deadline = aws_deadline(a, call_deadline);
 	char *token = NULL;
 	int rc = 0;
 	for (int page = 0; page < AWS_LIST_PAGES_MAX; page++) {
@@ -705,7 +708,7 @@ static void aws_health(struct backend *b, struct backend_health *out)
 	struct backend_err err = { { 0 }, false };
 	char *next = NULL;
 	/* The cheapest call that proves endpoint, credentials and signature. */
-	int rc = aws_list_page(a, NULL, 1, aws_deadline(a), &names, &next, &err);
+	int rc = aws_list_page(a, NULL, 1, aws_deadline(a, 0), &names, &next, &err);
 	free(next);
 	strlist_clear(&names);
 	out->up = rc == 0;
@@ -820,8 +823,10 @@ static int aws_open_section(struct aws_backend *a, const struct config_aws *c,
 	return rc;
 }
 
-static int aws_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int aws_open(const struct config_backend *cfg, const char *name, struct backend **out,
+                    struct backend_err *err)
 {
+	(void)name;
 	*out = NULL;
 	struct aws_backend *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -840,26 +845,42 @@ static int aws_open(const struct config *cfg, struct backend **out, struct backe
 		aws_close(&a->base);
 		return rc;
 	}
-	/* A first resolution, bounded by the timeout and never fatal: the
-	 * mount comes up while credentials are missing, and calls retry. */
-	char why[AWS_WHY] = "";
-	pthread_mutex_lock(&a->refresh_lock);
-	aws_creds_resolve_locked(a, aws_deadline(a), why, sizeof(why));
-	pthread_mutex_unlock(&a->refresh_lock);
+	a->base.cache_ttl_seconds = cfg->aws.cache_ttl_seconds;
 	*out = &a->base;
 	return 0;
 }
 
+/* After the fork: a first resolution, bounded by the timeout and never
+ * fatal (the mount comes up while credentials are missing; calls retry). */
+static int aws_start(struct backend *b, struct backend_err *err)
+{
+	(void)err;
+	struct aws_backend *a = aws_of(b);
+	char why[AWS_WHY] = "";
+	pthread_mutex_lock(&a->refresh_lock);
+	aws_creds_resolve_locked(a, aws_deadline(a, 0), why, sizeof(why));
+	pthread_mutex_unlock(&a->refresh_lock);
+	return 0;
+}
+
+/* Upkeep before each health probe: refresh credentials that are due, so an
+ * idle mount keeps working ones (calls refresh on demand too). */
+static void aws_maintain(struct backend *b)
+{
+	struct aws_backend *a = aws_of(b);
+	char why[AWS_WHY] = "";
+	aws_creds_ensure(a, aws_deadline(a, 0), why, sizeof(why));
+}
+
 const struct backend_ops aws_backend_ops = {
-	.name = "aws",
-	.storage_type = "aws-secrets",
-	.remote = true,
 	.open = aws_open,
+	.start = aws_start,
 	.get = aws_get,
 	.store = aws_store,
 	.remove = aws_remove,
 	.list = aws_list,
 	.health = aws_health,
+	.maintain = aws_maintain,
 	.close = aws_close,
 	.api_calls = aws_api_calls,
 };

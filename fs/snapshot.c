@@ -18,18 +18,23 @@ int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf
 {
 	(void)n;
 	int rc = metrics_render(out);
-	if (rc == 0 && k && k->backend && k->backend->ops->api_calls) {
+	bool first = true;
+	for (size_t i = 0; rc == 0 && k && i < k->n_instances; i++) {
+		struct instance *in = k->instances[i];
+		if (!in->backend || !in->backend->ops->api_calls)
+			continue;
 		struct backend_api_calls calls[32];
-		size_t nc = k->backend->ops->api_calls(k->backend, calls, 32);
-		rc = metrics_render_api_calls(out, k->backend_name, calls, nc);
+		size_t nc = in->backend->ops->api_calls(in->backend, calls, 32);
+		rc = metrics_render_api_calls(out, in->name, calls, nc, first);
+		first = false;
 	}
 	return rc;
 }
 
 int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out)
 {
-	(void)n;
-	return health_render(k, out);
+	struct instance *in = keyfs_instance(k, n->name);
+	return in ? health_render(in, out) : -ENOENT;
 }
 
 int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi)
