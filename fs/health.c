@@ -1,7 +1,7 @@
-/* health.c - the health state of the backend: a checker thread probes it
- * every health_interval_seconds, real operations feed their outcomes in,
- * and health/<backend> renders the state without ever calling the backend
- * (a hung backend must not hang `cat health/vault`). */
+/* health.c - the health state of each backend instance: its checker thread
+ * probes it every health_interval_seconds, real operations feed their
+ * outcomes in, and health/<name> renders the state without ever calling
+ * the backend (a hung backend must not hang `cat health/vault`). */
 #include "keyfs.h"
 #include "clock.h"
 #include "log.h"
@@ -17,10 +17,10 @@ static bool outcome_is_failure(int rc)
 	return rc == -EIO || rc == -ETIMEDOUT || rc == -ENOMEM;
 }
 
-static void health_set(struct keyfs *k, bool up, double latency, const char *error,
+static void health_set(struct instance *in, bool up, double latency, const char *error,
                        const char *detail)
 {
-	struct health_state *h = &k->health;
+	struct health_state *h = &in->health;
 	pthread_mutex_lock(&h->lock);
 	bool was_up = atomic_load_explicit(&h->up, memory_order_relaxed);
 	bool was_checked = atomic_load_explicit(&h->checked, memory_order_relaxed);
@@ -40,45 +40,50 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 		snprintf(h->detail, sizeof(h->detail), "%s", detail);
 	pthread_mutex_unlock(&h->lock);
 
-	metrics_backend_up(k->metrics_index, up);
+	metrics_backend_up(in->metrics, up);
 	if (!was_checked || was_up != up)
 		log_kv(up ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, up ? "backend up" : "backend down",
-		       "backend", k->backend_name, "error", up ? "" : (error ? error : ""),
+		       "backend", in->name, "error", up ? "" : (error ? error : ""),
 		       (char *)NULL);
 }
 
-void health_record(struct keyfs *k, int rc, const struct backend_err *err)
+void health_record(struct instance *in, int rc, const struct backend_err *err)
 {
 	if (outcome_is_failure(rc))
-		health_set(k, false, -1, err && err->msg[0] ? err->msg : strerror(-rc), NULL);
-	else if (!atomic_load_explicit(&k->health.up, memory_order_relaxed) ||
-	         !atomic_load_explicit(&k->health.checked, memory_order_relaxed))
-		health_set(k, true, -1, NULL, NULL);
+		health_set(in, false, -1, err && err->msg[0] ? err->msg : strerror(-rc), NULL);
+	else if (!atomic_load_explicit(&in->health.up, memory_order_relaxed) ||
+	         !atomic_load_explicit(&in->health.checked, memory_order_relaxed))
+		health_set(in, true, -1, NULL, NULL);
 	/* An up backend that answers again changes nothing: skip the lock. */
 }
 
-void health_check_now(struct keyfs *k)
+void health_check_now(struct instance *in)
 {
 	struct backend_health bh;
 	memset(&bh, 0, sizeof(bh));
+	if (in->backend->ops->maintain)
+		in->backend->ops->maintain(in->backend);
 	double t0 = clock_monotonic();
-	k->backend->ops->health(k->backend, &bh);
+	in->backend->ops->health(in->backend, &bh);
 	double latency = bh.latency_seconds > 0 ? bh.latency_seconds : clock_monotonic() - t0;
-	health_set(k, bh.up, latency, bh.error, bh.detail);
+	health_set(in, bh.up, latency, bh.error, bh.detail);
 }
 
-int health_render(struct keyfs *k, struct strbuf *out)
+int health_render(struct instance *in, struct strbuf *out)
 {
-	struct health_state *h = &k->health;
+	struct health_state *h = &in->health;
 	char when[40] = "never";
 	pthread_mutex_lock(&h->lock);
 	if (h->checked)
 		clock_rfc3339(h->checked_at, when, sizeof(when));
-	strbuf_printf(out, "%s\nbackend: %s\nchecked_at: %s\nlatency_seconds: %.6f\n"
-	              "consecutive_failures: %ld\nlast_error: %s\n",
-	              h->checked && h->up ? "up" : "down", k->backend_name, when,
+	strbuf_printf(out, "%s\nbackend: %s\nstorage_type: %s\nchecked_at: %s\n"
+	              "latency_seconds: %.6f\nconsecutive_failures: %ld\nlast_error: %s\n"
+	              "calls_in_flight: %d\nmax_calls_in_flight: %d\n",
+	              h->checked && h->up ? "up" : "down", in->name,
+	              in->backend->type->name, when,
 	              h->latency_seconds, h->consecutive_failures,
-	              h->last_error[0] ? h->last_error : "none");
+	              h->last_error[0] ? h->last_error : "none",
+	              __atomic_load_n(&in->in_flight, __ATOMIC_RELAXED), in->max_in_flight);
 	strbuf_puts(out, h->detail);
 	if (h->detail[0] && h->detail[strlen(h->detail) - 1] != '\n')
 		strbuf_puts(out, "\n");
