@@ -468,6 +468,68 @@ keyfs:
         ms = (time.monotonic() - t0) * 1000.0
         return ms, self.vault.stats()["requests"]
 
+    def scale(self):
+        """--only scale: getattr of key files (what `ls -l keys/` does per
+        entry) in a mount that has seen N networks, N = 1 000 vs 10 000
+        (the per-network mtime lookup must not grow with N); then one whole
+        `ls -l keys/` of 10 000 keys from the listing cache, and a `stat`
+        while the listing is stale."""
+        small, big = (200, 2000) if self.quick else (1000, 10000)
+        self.vault = vaultlib.VaultServer().start()
+        nets = ["fill-%05d" % i for i in range(big)]
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        ms = self.keyfs_mount("seen-small", self.vault_config(3600), env=env)
+        mb = self.keyfs_mount("seen-big", self.vault_config(3600), env=env)
+        # Written through the mount: a store (a change) is what gives a key
+        # its own mtime, so each mount ends up with n networks in that table.
+        for m, n in ((ms, small), (mb, big)):
+            log("scale: writing %d keys through a mount" % n)
+            t0 = time.monotonic()
+            for x in nets[:n]:
+                with open(m.key_path(x), "w") as f:
+                    f.write(vaultlib.random_evm_key() + "\n")
+            self.notes.append("%d keys written through the mount in %.1f s" % (
+                n, time.monotonic() - t0))
+        probe = nets[:small]
+
+        def stat_us(m):
+            time.sleep(1.1)              # the kernel's attr/entry timeouts (1 s)
+            paths = [m.key_path(x) for x in probe]
+            t0 = time.perf_counter()
+            for p in paths:
+                os.stat(p)
+            return (time.perf_counter() - t0) * 1e6 / len(paths)
+        (b, bs, bl), (a, as_, al) = self.interleaved([lambda: stat_us(mb), lambda: stat_us(ms)])
+        self.add("stat keys/NET (getattr), mount has seen %d networks" % big, b, "us/op",
+                 "same, mount has seen %d" % small, a, spread=(bs, bl), base_spread=(as_, al),
+                 target=1.10)
+
+        keys_dir = mb.path("keys")
+        os.listdir(keys_dir)             # the first listing fills the listing cache
+
+        def ls_l_ms():
+            time.sleep(1.1)
+            t0 = time.perf_counter()
+            names = os.listdir(keys_dir)
+            for x in names:
+                os.stat(os.path.join(keys_dir, x))
+            ms_ = (time.perf_counter() - t0) * 1e3
+            if len(names) < big:
+                raise BenchError("keys/ listed %d names, expected %d" % (len(names), big))
+            return ms_
+
+        def ls_ms():
+            time.sleep(1.1)
+            t0 = time.perf_counter()
+            os.listdir(keys_dir)
+            return (time.perf_counter() - t0) * 1e3
+        (lv, ls_, ll), (dv, ds, dl) = self.interleaved([ls_l_ms, ls_ms])
+        self.add("`ls -l keys/` (listdir + stat each), %d keys, listing cached" % big, lv, "ms",
+                 spread=(ls_, ll))
+        self.add("`ls keys/` (listdir), %d keys, listing cached" % big, dv, "ms",
+                 spread=(ds, dl), ratio=dv / 50.0, target=1.0)
+        self.notes.append("`ls keys/` target: <= 50 ms (ratio column = figure / 50 ms)")
+
     def run_routing_only(self):
         """--only routing: the Vault server, one key_storage-only mount and the
         routing comparison, nothing else."""
@@ -480,6 +542,8 @@ keyfs:
     def run(self):
         if self.only == "routing":
             return self.run_routing_only()
+        if self.only == "scale":
+            return self.scale()
         self.foundation()
         self.vault = vaultlib.VaultServer().start()
         # Only the three bench keys at first: with thousands of keys every
@@ -595,7 +659,7 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
-    ap.add_argument("--only", choices=["routing"], help="run one comparison only")
+    ap.add_argument("--only", choices=["routing", "scale"], help="run one comparison only")
     args = ap.parse_args()
 
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
