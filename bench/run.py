@@ -529,6 +529,56 @@ keyfs:
         self.add("`ls keys/` (listdir), %d keys, listing cached" % big, dv, "ms",
                  spread=(ds, dl), ratio=dv / 50.0, target=1.0)
         self.notes.append("`ls keys/` target: <= 50 ms (ratio column = figure / 50 ms)")
+        self.concurrent_many()
+
+    def concurrent_many(self, readers=1000, keys=100, delay=0.05):
+        """`readers` threads released at once over `keys` never-read networks,
+        each backend GET held `delay` s: exactly `keys` GETs, and the slowest
+        reader within 2 backend latencies + 20 ms.  Run with
+        max_calls_in_flight 128 (room for the 100 fetches), then with the
+        default 16, where the fetches past the bound fail at once (EIO, as
+        documented) and are counted."""
+        if self.quick:
+            readers = 200
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        budget_ms = 2 * delay * 1000 + 20
+        for bound in (128, 16):
+            nets = ["conc%d-%03d" % (bound, i) for i in range(keys)]
+            self.kv_put_many(nets)
+            m = self.keyfs_mount("conc-%d" % bound, self.vault_config(3600) +
+                                 "  max_calls_in_flight: %d\n" % bound, env=env)
+            lst = os.path.join(self.root, "conc-%d.list" % bound)
+            with open(lst, "w") as f:
+                f.write("".join(m.key_path(x) + "\n" for x in nets))
+            os.listdir(m.path("keys"))   # listing cached: lookups do not wait on it
+            log("scale: %d concurrent readers of %d uncached keys, GETs held %.0f ms, "
+                "max_calls_in_flight %d" % (readers, keys, delay * 1000, bound))
+            self.vault.reset_stats()
+            self.vault.fault("slow", count=-1, delay=delay,
+                             path_prefix="/v1/%s/data/%s/conc%d-" % (KV_MOUNT, PREFIX, bound))
+            try:
+                p = subprocess.run([self.bin["readloop"], "-b", "-t", str(readers), "-l", lst],
+                                   capture_output=True, text=True, timeout=300,
+                                   stdin=subprocess.DEVNULL)
+            finally:
+                self.vault.clear_fault()
+            if p.returncode not in (0, 1) or not p.stdout.strip():
+                raise BenchError("readloop failed (%d): %s" % (p.returncode, p.stderr[:300]))
+            r = parse_kv(p.stdout.strip().splitlines()[-1])
+            calls = sum(self.vault.route_count("GET", self.data_route(x)) for x in nets)
+            what = "%d readers of %d uncached keys, max_calls_in_flight %d" % (
+                readers, keys, bound)
+            self.add("backend GETs, " + what, calls, "calls", None, None,
+                     ratio=calls / float(keys), target=1.0 if bound >= keys else None)
+            self.add("failed reads, " + what, r["errors"], "reads", None, None)
+            self.add("slowest reader, %s (budget 2 x %.0f ms + 20 ms)" % (what, delay * 1000),
+                     r["lat_max_ns"] / 1e6, "ms", ratio=r["lat_max_ns"] / 1e6 / budget_ms,
+                     target=1.0)
+            self.notes.append("%s: reader latency ms min %.1f p50 %.1f p90 %.1f p99 %.1f "
+                              "max %.1f" % tuple([what] + [r[k] / 1e6 for k in (
+                                  "lat_min_ns", "lat_p50_ns", "lat_p90_ns", "lat_p99_ns",
+                                  "lat_max_ns")]))
+            self.stop_mount(m)
 
     def run_routing_only(self):
         """--only routing: the Vault server, one key_storage-only mount and the
