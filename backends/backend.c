@@ -22,7 +22,7 @@ const struct backend_ops *backend_ops_for(int storage_type)
 	case STORAGE_FILE:  return &file_backend_ops;
 	case STORAGE_ENV:   return &env_backend_ops;
 	case STORAGE_VAULT: return &vault_backend_ops;
-	case STORAGE_KEYRING:
+	case STORAGE_KEYRING: return &keyring_backend_ops;
 	case STORAGE_AWS:
 		return NULL;
 	}

@@ -39,6 +39,8 @@ struct config;
 struct backend_err {
 	char msg[BACKEND_ERR_MAX];   /* "" when none */
 	bool auth_failure;           /* set when the failure is an authentication one */
+	bool health_down;            /* the backend cannot serve anyone until an operator
+	                                acts (a locked keyring), whatever the errno */
 };
 
 /* Format a reason into e (e may be NULL). */
@@ -111,5 +113,6 @@ bool network_name_valid(const char *name);
 extern const struct backend_ops file_backend_ops;
 extern const struct backend_ops env_backend_ops;
 extern const struct backend_ops vault_backend_ops;
+extern const struct backend_ops keyring_backend_ops;
 
 #endif

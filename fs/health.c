@@ -47,7 +47,7 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 
 void health_record(struct keyfs *k, int rc, const struct backend_err *err)
 {
-	if (outcome_is_failure(rc))
+	if (outcome_is_failure(rc) || (rc && err && err->health_down))
 		health_set(k, false, -1, err && err->msg[0] ? err->msg : strerror(-rc), NULL);
 	else if (!__atomic_load_n(&k->health.up, __ATOMIC_RELAXED) ||
 	         !__atomic_load_n(&k->health.checked, __ATOMIC_RELAXED))

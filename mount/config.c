@@ -790,6 +790,7 @@ static const struct field file_fields[] = {
 
 static const struct field keyring_fields[] = {
 	{ "service", FIELD_STRING, offsetof(struct config_keyring, service) },
+	{ "timeout_seconds", FIELD_INT, offsetof(struct config_keyring, timeout_seconds), 1, 600 },
 	{ "cache_ttl_seconds", FIELD_INT, offsetof(struct config_keyring, cache_ttl_seconds), 0, DAY },
 	{ NULL },
 };
@@ -935,6 +936,7 @@ static int config_defaults(struct config *cfg)
 	cfg->storage_type = STORAGE_FILE;
 	cfg->file.path = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc");
 	cfg->keyring.service = strdup("omikuji");
+	cfg->keyring.timeout_seconds = 5;
 	cfg->keyring.cache_ttl_seconds = 300;
 	cfg->vault.mount_path = strdup("secret");
 	cfg->vault.path_prefix = strdup("omikuji/keys");
@@ -1278,6 +1280,7 @@ void config_print(const struct config *cfg, FILE *out)
 	fprintf(out, "  storage_type: %s\n", config_storage_name(cfg->storage_type));
 	fputs("  keyring:\n", out);
 	print_str(out, 4, "service", cfg->keyring.service);
+	print_int(out, 4, "timeout_seconds", cfg->keyring.timeout_seconds);
 	print_int(out, 4, "cache_ttl_seconds", cfg->keyring.cache_ttl_seconds);
 	fputs("  vault:\n", out);
 	print_list(out, 4, "urls", &v->urls);

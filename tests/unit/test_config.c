@@ -88,6 +88,7 @@ static void expect_defaults(const struct config *c)
 	cr_expect_str_eq(c->keyfs.audit_log, want);
 	cr_expect_str_eq(c->keyring.service, "omikuji");
 	cr_expect_eq(c->keyring.cache_ttl_seconds, 300);
+	cr_expect_eq(c->keyring.timeout_seconds, 5);
 	cr_expect_eq(c->vault.urls.n, 0);
 	cr_expect_str_eq(c->vault.mount_path, "secret");
 	cr_expect_str_eq(c->vault.path_prefix, "omikuji/keys");
@@ -232,7 +233,7 @@ Test(config, every_field)
 	const char *p = write_file("all.yaml",
 		"key_storage:\n"
 		"  storage_type: aws-secrets\n"
-		"  keyring: {service: svc, cache_ttl_seconds: 0}\n"
+		"  keyring: {service: svc, cache_ttl_seconds: 0, timeout_seconds: 9}\n"
 		"  vault:\n"
 		"    urls: [http://127.0.0.1:1, http://127.0.0.1:2]\n"
 		"    mount_path: kv\n"
@@ -275,6 +276,7 @@ Test(config, every_field)
 	cr_expect_eq(c.storage_type, STORAGE_AWS);
 	cr_expect_str_eq(c.keyring.service, "svc");
 	cr_expect_eq(c.keyring.cache_ttl_seconds, 0);
+	cr_expect_eq(c.keyring.timeout_seconds, 9);
 	cr_assert_eq(c.vault.urls.n, 2);
 	cr_expect_str_eq(c.vault.urls.items[1], "http://127.0.0.1:2");
 	cr_expect_str_eq(c.vault.mount_path, "kv");
@@ -615,6 +617,7 @@ static void expect_same_config(const struct config *a, const struct config *b)
 	SAME_INT(storage_type);
 	SAME_STR(file.path); SAME_STR(file.passphrase_file);
 	SAME_STR(keyring.service); SAME_INT(keyring.cache_ttl_seconds);
+	SAME_INT(keyring.timeout_seconds);
 	expect_same_list(&a->vault.urls, &b->vault.urls, "urls");
 	SAME_STR(vault.mount_path); SAME_STR(vault.path_prefix); SAME_STR(vault.auth_method);
 	SAME_STR(vault.token_file); SAME_STR(vault.role_id); SAME_STR(vault.secret_id_file);

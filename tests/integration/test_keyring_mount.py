@@ -1,0 +1,456 @@
+"""The keyring backend through a real mount, against a real gnome-keyring-daemon
+on a private D-Bus session bus (dbus-run-session with a config that has no
+service activation, so only the daemon this test starts serves the Secret
+Service).  The other side is read and written with the real clients:
+secret-tool (libsecret), python secretstorage and python keyring."""
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from keyfslib import KEYFS_BIN, Mount, is_mounted, metric, new_key, run  # noqa: E402
+
+PY = "/usr/bin/python3"
+PASSWORD = "test-" + os.urandom(6).hex()
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+try:
+    import secretstorage
+except ImportError:   # run with Debian's /usr/bin/python3
+    secretstorage = None
+
+
+def reexec_on_private_bus():
+    """Run this file again inside dbus-run-session with BUS_CONFIG."""
+    if os.environ.get("KEYFS_KEYRING_TEST_BUS"):
+        return
+    for tool in ("dbus-run-session", "gnome-keyring-daemon", "secret-tool"):
+        if shutil.which(tool) is None:
+            print(f"SKIP: {tool} not installed")
+            sys.exit(77)
+    d = tempfile.mkdtemp(prefix="keyfs-bus-")
+    conf = os.path.join(d, "bus.conf")
+    with open(conf, "w") as f:
+        f.write(BUS_CONFIG)
+    env = dict(os.environ, KEYFS_KEYRING_TEST_BUS="1")
+    rc = subprocess.call(["dbus-run-session", "--config-file", conf, "--",
+                          sys.executable, os.path.abspath(__file__)], env=env)
+    shutil.rmtree(d, ignore_errors=True)
+    sys.exit(rc)
+
+
+def keyring_config(m, timeout=2, service="omikuji", ttl=300):
+    return f"""
+key_storage:
+  storage_type: keyring
+  keyring:
+    service: {service}
+    timeout_seconds: {timeout}
+    cache_ttl_seconds: {ttl}
+logging:
+  format: json
+  level: debug
+  targets:
+    - type: file
+      path: {m.app_log}
+keyfs:
+  audit_log: {m.audit_log}
+  health_interval_seconds: 1
+  list_cache_seconds: 0
+"""
+
+
+class KeyringDaemon:
+    """gnome-keyring-daemon (secrets only) in the foreground, with its own
+    HOME (the login keyring, unlocked with PASSWORD) and runtime dir."""
+
+    def __init__(self, root):
+        self.home = os.path.join(root, "home")
+        self.runtime = os.path.join(root, "run")
+        os.makedirs(self.home, exist_ok=True)
+        os.makedirs(self.runtime, mode=0o700, exist_ok=True)
+        self.env = dict(os.environ, HOME=self.home, XDG_RUNTIME_DIR=self.runtime,
+                        XDG_DATA_HOME=os.path.join(self.home, ".local/share"),
+                        XDG_CONFIG_HOME=os.path.join(self.home, ".config"))
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=self.env)
+        self.proc.stdin.write(PASSWORD.encode())
+        self.proc.stdin.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("gnome-keyring-daemon exited at start")
+            if self.has_owner() and self.default_collection_ready():
+                return
+            time.sleep(0.05)
+        raise AssertionError("gnome-keyring-daemon did not come up")
+
+    def has_owner(self):
+        r = subprocess.run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+                            "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+                            "string:org.freedesktop.secrets"], capture_output=True, text=True,
+                           timeout=10)
+        return "boolean true" in r.stdout
+
+    def default_collection_ready(self):
+        conn = secretstorage.dbus_init()
+        try:
+            c = secretstorage.get_default_collection(conn)
+            return not c.is_locked()
+        except Exception:
+            return False
+        finally:
+            conn.close()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class KeyringCase(unittest.TestCase):
+    timeout = 2
+
+    def setUp(self):
+        if secretstorage is None:
+            self.skipTest("secretstorage not importable: run with /usr/bin/python3")
+        self.root = tempfile.mkdtemp(prefix="keyfs-keyring-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.kd = KeyringDaemon(self.root)
+        self.addCleanup(self.kd.stop)
+        self.kd.start()
+        self.m = Mount(root=os.path.join(self.root, "m"), env=self.kd.env)
+        self.addCleanup(self.m.cleanup)   # runs first (last registered)
+        with open(self.m.config, "w") as f:
+            f.write(keyring_config(self.m, timeout=self.timeout))
+        self.m.start()
+
+    # -- the other side -------------------------------------------------------
+
+    def tool(self, *argv, input=None):
+        return subprocess.run(list(argv), input=input, capture_output=True, text=True,
+                              env=self.kd.env, timeout=30)
+
+    def secret_tool_store(self, network, key, service="omikuji"):
+        r = self.tool("secret-tool", "store", "--label=from secret-tool", "service", service,
+                      "username", network, input=key)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def secret_tool_lookup(self, network):
+        return self.tool("secret-tool", "lookup", "service", "omikuji", "username", network)
+
+    def store_like_keyring_rs(self, network, key, service="omikuji"):
+        """An item exactly as keyring-rs 3.6.2 writes it (Entry::new)."""
+        conn = secretstorage.dbus_init()
+        try:
+            c = secretstorage.get_default_collection(conn)
+            c.create_item(f"{network}@{service}:default (keyring v3.6.2)",
+                          {"service": service, "username": network, "target": "default",
+                           "application": "rust-keyring"},
+                          key.encode(), replace=True, content_type="text/plain")
+        finally:
+            conn.close()
+
+    def items(self, network, service="omikuji"):
+        """[(collection path, label, attributes, secret)] of the matches."""
+        conn = secretstorage.dbus_init()
+        try:
+            out = []
+            for it in secretstorage.search_items(conn, {"service": service, "username": network}):
+                out.append((it.item_path.rsplit("/", 1)[0], it.get_label(), it.get_attributes(),
+                            it.get_secret().decode()))
+            return out
+        finally:
+            conn.close()
+
+    def default_collection_path(self):
+        conn = secretstorage.dbus_init()
+        try:
+            return secretstorage.get_default_collection(conn).collection_path
+        finally:
+            conn.close()
+
+    def lock_collection(self):
+        conn = secretstorage.dbus_init()
+        try:
+            secretstorage.get_default_collection(conn).lock()
+        finally:
+            conn.close()
+
+    def python_keyring_get(self, network):
+        code = ("import keyring, sys\n"
+                "from keyring.backends import SecretService\n"
+                "keyring.set_keyring(SecretService.Keyring())\n"
+                "v = keyring.get_password('omikuji', sys.argv[1])\n"
+                "sys.stdout.write('' if v is None else v)\n")
+        r = self.tool(PY, "-c", code, network)
+        self.assertEqual(r.returncode, 0, r.stderr[-300:])
+        return r.stdout
+
+    # -- the mount ------------------------------------------------------------------
+
+    def health(self):
+        with open(self.m.path("health", "keyring")) as f:
+            return f.read()
+
+    def wait_health(self, first_line, contains=None, within=8):
+        deadline = time.monotonic() + within
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.health()
+            if text.split("\n", 1)[0] == first_line and (contains is None or contains in text):
+                return text
+            time.sleep(0.1)
+        self.fail(f"health never became {first_line!r} with {contains!r}: {text}")
+
+    def read_errno(self, network):
+        try:
+            self.m.read_key(network)
+        except OSError as e:
+            return e.errno
+        return 0
+
+
+class TestKeyringLayout(KeyringCase):
+    def test_reads_items_from_secret_tool_and_keyring_rs(self):
+        k1, k2 = new_key(), new_key()
+        self.secret_tool_store("net-tool", k1)
+        self.store_like_keyring_rs("net-rs", k2)
+        self.assertEqual(self.m.read_key("net-tool"), k1 + "\n")
+        self.assertEqual(self.m.read_key("net-rs"), k2 + "\n")
+        self.assertEqual(self.read_errno("net-none"), errno.ENOENT)
+        m = self.m.metrics()
+        self.assertEqual(metric(m, "omikuji_key_operations_total", operation="get",
+                                backend="keyring", status="success"), 2)
+        # net-none is not in the listing: its lookup fails before any get
+        self.assertEqual(metric(m, "omikuji_key_cache_misses_total", backend="keyring"), 2)
+        self.m.read_key("net-rs")
+        m = self.m.metrics()
+        self.assertEqual(metric(m, "omikuji_key_cache_hits_total", backend="keyring"), 1)
+        self.assertEqual(metric(m, "omikuji_key_backend_up", backend="keyring"), 1)
+        audit = [a for a in self.m.audit_lines() if a["operation"] == "get"]
+        self.assertEqual([a["storage_type"] for a in audit], ["keyring"] * 3)
+
+    def test_write_is_omikujis_layout_and_python_keyring_reads_it(self):
+        key = new_key()
+        self.m.write_key("ethereum-mainnet", key + "\n")
+        r = self.secret_tool_lookup("ethereum-mainnet")
+        self.assertEqual((r.returncode, r.stdout), (0, key))
+        items = self.items("ethereum-mainnet")
+        self.assertEqual(len(items), 1)
+        coll, label, attrs, secret = items[0]
+        self.assertEqual(coll, self.default_collection_path().replace("aliases/default", "collection/login"))
+        self.assertEqual(label, "ethereum-mainnet@omikuji:default (keyring v3.6.2)")
+        self.assertEqual(attrs, {"service": "omikuji", "username": "ethereum-mainnet",
+                                 "target": "default", "application": "rust-keyring"})
+        self.assertEqual(secret, key)
+        self.assertEqual(self.python_keyring_get("ethereum-mainnet"), key)
+
+    def test_overwrite_keeps_one_item(self):
+        old, new = new_key(), new_key()
+        self.secret_tool_store("net-a", old)          # no target, other label
+        self.store_like_keyring_rs("net-a", old)       # a second, keyring-rs shaped
+        self.assertEqual(len(self.items("net-a")), 2)
+        self.m.write_key("net-a", new + "\n")
+        items = self.items("net-a")
+        self.assertEqual(len(items), 1, [i[:3] for i in items])
+        self.assertEqual(items[0][3], new)
+        newer = new_key()
+        self.m.write_key("net-a", newer + "\n")
+        items = self.items("net-a")
+        self.assertEqual([i[3] for i in items], [newer])
+        self.assertEqual(self.m.read_key("net-a"), newer + "\n")
+
+    def test_ls_lists_only_the_service_and_rm_deletes(self):
+        self.secret_tool_store("net-1", new_key())
+        self.store_like_keyring_rs("net-2", new_key())
+        self.secret_tool_store("net-other", new_key(), service="not-omikuji")
+        self.assertEqual(sorted(os.listdir(self.m.path("keys"))), ["net-1", "net-2"])
+        os.unlink(self.m.key_path("net-1"))
+        self.assertEqual(self.items("net-1"), [])
+        self.assertEqual(self.secret_tool_lookup("net-1").returncode, 1)
+        self.assertEqual(self.read_errno("net-1"), errno.ENOENT)
+        with self.assertRaises(FileNotFoundError):
+            os.unlink(self.m.key_path("net-1"))
+        self.assertEqual(os.listdir(self.m.path("keys")), ["net-2"])
+        self.assertEqual(len(self.items("net-other", service="not-omikuji")), 1)
+        ops = [(a["operation"], a["network"], a["status"]) for a in self.m.audit_lines()
+               if a["operation"] == "remove"]
+        self.assertEqual(ops[0], ("remove", "net-1", True))
+
+    def test_health_names_bus_and_collection(self):
+        text = self.wait_health("up")
+        self.assertIn("backend: keyring", text)
+        self.assertIn("bus: " + os.environ["DBUS_SESSION_BUS_ADDRESS"], text)
+        self.assertIn("collection: /org/freedesktop/secrets/collection/login", text)
+        self.assertIn("collection_locked: no", text)
+        self.assertIn("service: omikuji", text)
+
+
+class TestKeyringFailures(KeyringCase):
+    def test_daemon_killed_and_restarted(self):
+        k1, k2 = new_key(), new_key()
+        self.store_like_keyring_rs("net-1", k1)
+        self.store_like_keyring_rs("net-2", k2)
+        self.assertEqual(self.m.read_key("net-1"), k1 + "\n")
+        self.wait_health("up")
+        self.kd.stop()
+        self.wait_health("down", "no Secret Service on the session bus")
+        t0 = time.monotonic()
+        self.assertEqual(self.read_errno("net-2"), errno.EIO)
+        self.assertLess(time.monotonic() - t0, self.timeout + 1)
+        self.assertEqual(self.m.read_key("net-1"), k1 + "\n")   # cached
+        self.kd.start()
+        self.wait_health("up")
+        self.assertEqual(self.m.read_key("net-2"), k2 + "\n")
+        k3 = new_key()
+        self.m.write_key("net-3", k3 + "\n")
+        self.assertEqual(self.secret_tool_lookup("net-3").stdout, k3)
+        self.assertEqual(metric(self.m.metrics(), "omikuji_key_backend_up", backend="keyring"), 1)
+
+    def test_daemon_restarted_between_reads_recovers_at_once(self):
+        """The second daemon does not know our session: the read that finds
+        out reconnects and succeeds within its own deadline."""
+        k1, k2 = new_key(), new_key()
+        self.store_like_keyring_rs("net-1", k1)
+        self.store_like_keyring_rs("net-2", k2)
+        self.assertEqual(self.m.read_key("net-1"), k1 + "\n")
+        self.kd.stop()
+        self.kd.start()
+        self.assertEqual(self.m.read_key("net-2"), k2 + "\n")
+
+    def test_hung_daemon_reads_end_at_the_deadline(self):
+        key = new_key()
+        self.store_like_keyring_rs("net-1", key)
+        self.wait_health("up")
+        os.kill(self.kd.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            e = self.read_errno("net-1")
+            took = time.monotonic() - t0
+            self.assertIn(e, (errno.EIO, errno.ETIMEDOUT))
+            # two calls, each within its deadline: the lookup's listing, the read
+            self.assertLess(took, 2 * self.timeout + 1.5)
+            # metrics and health never wait on the backend
+            t0 = time.monotonic()
+            self.health()
+            self.m.metrics()
+            self.assertLess(time.monotonic() - t0, 0.5)
+            self.wait_health("down", "no answer")
+        finally:
+            os.kill(self.kd.proc.pid, signal.SIGCONT)
+        self.wait_health("up")
+        self.assertEqual(self.m.read_key("net-1"), key + "\n")
+
+    def test_locked_collection_is_eacces_and_never_prompts(self):
+        key = new_key()
+        self.store_like_keyring_rs("net-1", key)
+        self.wait_health("up")
+        self.lock_collection()
+        t0 = time.monotonic()
+        self.assertEqual(self.read_errno("net-1"), errno.EACCES)
+        with self.assertRaises(PermissionError):
+            self.m.write_key("net-2", new_key() + "\n")
+        with self.assertRaises(PermissionError):
+            os.listdir(self.m.path("keys"))
+        self.assertLess(time.monotonic() - t0, 2.0)
+        text = self.wait_health("down", "collection_locked: yes")
+        self.assertIn("last_error: keyring: collection locked", text)
+        self.assertEqual(metric(self.m.metrics(), "omikuji_key_backend_up", backend="keyring"), 0)
+        errors = [a.get("error", "") for a in self.m.audit_lines() if not a["status"]]
+        self.assertTrue(any("collection locked" in e for e in errors), errors)
+        # nothing was written while locked; unlocking (a restart with the
+        # password) brings it all back
+        self.kd.stop()
+        self.kd.start()
+        self.assertEqual(self.items("net-2"), [])
+        self.wait_health("up")
+        self.assertEqual(self.m.read_key("net-1"), key + "\n")
+
+    def test_background_daemon_serves(self):
+        """Without -f: GLib's threads start after the fork, in the child."""
+        key = new_key()
+        self.store_like_keyring_rs("net-bg", key)
+        mnt = os.path.join(self.root, "bg")
+        os.makedirs(mnt)
+        r = subprocess.run([KEYFS_BIN, "mount", "-c", self.m.config, mnt], capture_output=True,
+                           text=True, env=self.m.env, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        try:
+            self.assertTrue(is_mounted(mnt))
+            with open(os.path.join(mnt, "keys", "net-bg")) as f:
+                self.assertEqual(f.read(), key + "\n")
+            with open(os.path.join(mnt, "keys", "net-bg2"), "w") as f:
+                f.write(key + "\n")
+            self.assertEqual(self.secret_tool_lookup("net-bg2").stdout, key)
+        finally:
+            subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+
+
+class TestNoSessionBus(unittest.TestCase):
+    """No bus at all (a system service): the mount comes up, health says
+    what to do, key operations fail with EIO, the CLI with one line."""
+
+    def test_no_bus(self):
+        root = tempfile.mkdtemp(prefix="keyfs-nobus-")
+        self.addCleanup(shutil.rmtree, root, True)
+        runtime = os.path.join(root, "run")
+        os.makedirs(runtime)
+        env = {"XDG_RUNTIME_DIR": runtime}
+        m = Mount(root=os.path.join(root, "m"), env=env)
+        m.env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+        self.addCleanup(m.cleanup)
+        with open(m.config, "w") as f:
+            f.write(keyring_config(m))
+        m.start()
+        deadline = time.monotonic() + 8
+        text = ""
+        while time.monotonic() < deadline:
+            with open(m.path("health", "keyring")) as f:
+                text = f.read()
+            if "no D-Bus session bus" in text:
+                break
+            time.sleep(0.1)
+        self.assertTrue(text.startswith("down\n"), text)
+        self.assertIn("systemctl --user", text)
+        self.assertIn("DBUS_SESSION_BUS_ADDRESS", text)
+        with self.assertRaises(OSError) as cm:
+            m.read_key("net-1")
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        r = m.cli("key", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn("no D-Bus session bus", r.stderr)
+
+
+if __name__ == "__main__":
+    reexec_on_private_bus()
+    run()
