@@ -15,22 +15,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from keyfslib import KEYFS_BIN, Mount, is_mounted, metric, new_key, run  # noqa: E402
+import keyringlib  # noqa: E402
 
 PY = "/usr/bin/python3"
-PASSWORD = "test-" + os.urandom(6).hex()
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:tmpdir=/tmp</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
 
 try:
     import secretstorage
@@ -39,17 +26,15 @@ except ImportError:   # run with Debian's /usr/bin/python3
 
 
 def reexec_on_private_bus():
-    """Run this file again inside dbus-run-session with BUS_CONFIG."""
+    """Run this file again inside dbus-run-session with keyringlib's bus."""
     if os.environ.get("KEYFS_KEYRING_TEST_BUS"):
         return
-    for tool in ("dbus-run-session", "gnome-keyring-daemon", "secret-tool"):
-        if shutil.which(tool) is None:
-            print(f"SKIP: {tool} not installed")
-            sys.exit(77)
+    tool = keyringlib.missing_tool()
+    if tool:
+        print(f"SKIP: {tool} not installed")
+        sys.exit(77)
     d = tempfile.mkdtemp(prefix="keyfs-bus-")
-    conf = os.path.join(d, "bus.conf")
-    with open(conf, "w") as f:
-        f.write(BUS_CONFIG)
+    conf = keyringlib.write_bus_config(d)
     env = dict(os.environ, KEYFS_KEYRING_TEST_BUS="1")
     rc = subprocess.call(["dbus-run-session", "--config-file", conf, "--",
                           sys.executable, os.path.abspath(__file__)], env=env)
@@ -78,64 +63,6 @@ keyfs:
 """
 
 
-class KeyringDaemon:
-    """gnome-keyring-daemon (secrets only) in the foreground, with its own
-    HOME (the login keyring, unlocked with PASSWORD) and runtime dir."""
-
-    def __init__(self, root):
-        self.home = os.path.join(root, "home")
-        self.runtime = os.path.join(root, "run")
-        os.makedirs(self.home, exist_ok=True)
-        os.makedirs(self.runtime, mode=0o700, exist_ok=True)
-        self.env = dict(os.environ, HOME=self.home, XDG_RUNTIME_DIR=self.runtime,
-                        XDG_DATA_HOME=os.path.join(self.home, ".local/share"),
-                        XDG_CONFIG_HOME=os.path.join(self.home, ".config"))
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=self.env)
-        self.proc.stdin.write(PASSWORD.encode())
-        self.proc.stdin.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("gnome-keyring-daemon exited at start")
-            if self.has_owner() and self.default_collection_ready():
-                return
-            time.sleep(0.05)
-        raise AssertionError("gnome-keyring-daemon did not come up")
-
-    def has_owner(self):
-        r = subprocess.run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
-                            "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
-                            "string:org.freedesktop.secrets"], capture_output=True, text=True,
-                           timeout=10)
-        return "boolean true" in r.stdout
-
-    def default_collection_ready(self):
-        conn = secretstorage.dbus_init()
-        try:
-            c = secretstorage.get_default_collection(conn)
-            return not c.is_locked()
-        except Exception:
-            return False
-        finally:
-            conn.close()
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
 class KeyringCase(unittest.TestCase):
     timeout = 2
 
@@ -144,7 +71,7 @@ class KeyringCase(unittest.TestCase):
             self.skipTest("secretstorage not importable: run with /usr/bin/python3")
         self.root = tempfile.mkdtemp(prefix="keyfs-keyring-")
         self.addCleanup(shutil.rmtree, self.root, True)
-        self.kd = KeyringDaemon(self.root)
+        self.kd = keyringlib.KeyringDaemon(self.root)
         self.addCleanup(self.kd.stop)
         self.kd.start()
         self.m = Mount(root=os.path.join(self.root, "m"), env=self.kd.env)
