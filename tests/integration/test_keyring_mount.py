@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from keyfslib import KEYFS_BIN, Mount, is_mounted, metric, new_key, run  # noqa: E402
 import keyringlib  # noqa: E402
 
+SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
+
 PY = "/usr/bin/python3"
 
 try:
@@ -340,6 +342,58 @@ class TestKeyringFailures(KeyringCase):
             self.assertEqual(self.secret_tool_lookup("net-bg2").stdout, key)
         finally:
             subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+
+
+class TestUserUnit(KeyringCase):
+    """The shipped systemd --user unit verifies, and its command line (with
+    %t and %E as the user manager expands them) serves keyring keys."""
+    UNIT = os.path.join(SRC, "..", "examples", "systemd", "omikuji-keyfs-keyring.service")
+
+    def unit_text(self):
+        with open(self.UNIT) as f:
+            return f.read().replace("/usr/local/bin/omikuji-keyfs", os.path.abspath(KEYFS_BIN))
+
+    def test_unit_verifies(self):
+        if shutil.which("systemd-analyze") is None:
+            self.skipTest("systemd-analyze not installed")
+        path = os.path.join(self.root, "omikuji-keyfs-keyring.service")
+        with open(path, "w") as f:
+            f.write(self.unit_text())
+        r = subprocess.run(["systemd-analyze", "--user", "verify", "--man=no", path],
+                           capture_output=True, text=True, env=self.kd.env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stderr.strip(), "")
+
+    def test_unit_command_serves(self):
+        runtime, confdir = os.path.join(self.root, "t"), os.path.join(self.root, "E")
+        os.makedirs(os.path.join(confdir, "omikuji"))
+        shutil.copy(self.m.config, os.path.join(confdir, "omikuji", "omikuji.yaml"))
+        lines = {}
+        for line in self.unit_text().splitlines():
+            k, sep, v = line.partition("=")
+            if sep and k in ("ExecStartPre", "ExecStart", "ExecStopPost"):
+                lines[k] = v.replace("%t", runtime).replace("%E", confdir).lstrip("-").split()
+        mnt = os.path.join(runtime, "omikuji-keys")
+        key = new_key()
+        self.store_like_keyring_rs("net-unit", key)
+        subprocess.run(lines["ExecStartPre"], check=True)
+        proc = subprocess.Popen(lines["ExecStart"], env=self.m.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not is_mounted(mnt) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertTrue(is_mounted(mnt))
+            with open(os.path.join(mnt, "keys", "net-unit")) as f:
+                self.assertEqual(f.read(), key + "\n")
+        finally:
+            subprocess.run(lines["ExecStopPost"], capture_output=True)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 0)
 
 
 class TestNoSessionBus(unittest.TestCase):
