@@ -134,15 +134,21 @@ class KeyringCase(unittest.TestCase):
         finally:
             conn.close()
 
+    PY_KEYRING = ("import keyring, sys\n"
+                  "from keyring.backends import SecretService\n"
+                  "keyring.set_keyring(SecretService.Keyring())\n")
+
     def python_keyring_get(self, network):
-        code = ("import keyring, sys\n"
-                "from keyring.backends import SecretService\n"
-                "keyring.set_keyring(SecretService.Keyring())\n"
-                "v = keyring.get_password('omikuji', sys.argv[1])\n"
-                "sys.stdout.write('' if v is None else v)\n")
+        code = self.PY_KEYRING + ("v = keyring.get_password('omikuji', sys.argv[1])\n"
+                                  "sys.stdout.write('' if v is None else v)\n")
         r = self.tool(PY, "-c", code, network)
         self.assertEqual(r.returncode, 0, r.stderr[-300:])
         return r.stdout
+
+    def python_keyring_set(self, network, key):
+        code = self.PY_KEYRING + "keyring.set_password('omikuji', sys.argv[1], sys.stdin.read())\n"
+        r = self.tool(PY, "-c", code, network, input=key)
+        self.assertEqual(r.returncode, 0, r.stderr[-300:])
 
     # -- the mount ------------------------------------------------------------------
 
@@ -170,23 +176,25 @@ class KeyringCase(unittest.TestCase):
 
 class TestKeyringLayout(KeyringCase):
     def test_reads_items_from_secret_tool_and_keyring_rs(self):
-        k1, k2 = new_key(), new_key()
+        k1, k2, k3 = new_key(), new_key(), new_key()
         self.secret_tool_store("net-tool", k1)
         self.store_like_keyring_rs("net-rs", k2)
+        self.python_keyring_set("net-py", k3)
         self.assertEqual(self.m.read_key("net-tool"), k1 + "\n")
         self.assertEqual(self.m.read_key("net-rs"), k2 + "\n")
+        self.assertEqual(self.m.read_key("net-py"), k3 + "\n")
         self.assertEqual(self.read_errno("net-none"), errno.ENOENT)
         m = self.m.metrics()
         self.assertEqual(metric(m, "omikuji_key_operations_total", operation="get",
-                                backend="keyring", status="success"), 2)
+                                backend="keyring", status="success"), 3)
         # net-none is not in the listing: its lookup fails before any get
-        self.assertEqual(metric(m, "omikuji_key_cache_misses_total", backend="keyring"), 2)
+        self.assertEqual(metric(m, "omikuji_key_cache_misses_total", backend="keyring"), 3)
         self.m.read_key("net-rs")
         m = self.m.metrics()
         self.assertEqual(metric(m, "omikuji_key_cache_hits_total", backend="keyring"), 1)
         self.assertEqual(metric(m, "omikuji_key_backend_up", backend="keyring"), 1)
         audit = [a for a in self.m.audit_lines() if a["operation"] == "get"]
-        self.assertEqual([a["storage_type"] for a in audit], ["keyring"] * 3)
+        self.assertEqual([a["storage_type"] for a in audit], ["keyring"] * 4)
 
     def test_write_is_omikujis_layout_and_python_keyring_reads_it(self):
         key = new_key()
@@ -234,6 +242,16 @@ class TestKeyringLayout(KeyringCase):
         ops = [(a["operation"], a["network"], a["status"]) for a in self.m.audit_lines()
                if a["operation"] == "remove"]
         self.assertEqual(ops[0], ("remove", "net-1", True))
+
+    def test_key_commands_beside_the_mount(self):
+        key = new_key()
+        r = self.m.cli("key", "import", "--network", "net-cli", input=key + "\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.secret_tool_lookup("net-cli").stdout, key)
+        self.secret_tool_store("net-tool", new_key())
+        r = self.m.cli("key", "list")
+        self.assertEqual((r.returncode, r.stdout.split()), (0, ["net-cli", "net-tool"]), r.stderr)
+        self.assertEqual(self.m.read_key("net-cli"), key + "\n")
 
     def test_health_names_bus_and_collection(self):
         text = self.wait_health("up")
@@ -300,17 +318,23 @@ class TestKeyringFailures(KeyringCase):
         self.assertEqual(self.m.read_key("net-1"), key + "\n")
 
     def test_locked_collection_is_eacces_and_never_prompts(self):
-        key = new_key()
+        key, cached = new_key(), new_key()
         self.store_like_keyring_rs("net-1", key)
+        self.store_like_keyring_rs("net-0", cached)
+        self.assertEqual(self.m.read_key("net-0"), cached + "\n")
         self.wait_health("up")
         self.lock_collection()
         t0 = time.monotonic()
         self.assertEqual(self.read_errno("net-1"), errno.EACCES)
         with self.assertRaises(PermissionError):
             self.m.write_key("net-2", new_key() + "\n")
+        # the backend's listing fails; ls keeps the last listing it had
+        self.assertEqual(sorted(os.listdir(self.m.path("keys"))), ["net-0", "net-1"])
         with self.assertRaises(PermissionError):
-            os.listdir(self.m.path("keys"))
+            os.unlink(self.m.key_path("net-0"))
         self.assertLess(time.monotonic() - t0, 2.0)
+        # read before the lock: served from the cache for its TTL
+        self.assertEqual(self.m.read_key("net-0"), cached + "\n")
         text = self.wait_health("down", "collection_locked: yes")
         self.assertIn("last_error: keyring: collection locked", text)
         self.assertEqual(metric(self.m.metrics(), "omikuji_key_backend_up", backend="keyring"), 0)
