@@ -35,10 +35,15 @@ def missing_tool():
     return None
 
 
-def write_bus_config(directory):
+def write_bus_config(directory, listen=None):
+    """bus.conf in directory; listen: a D-Bus listen address (default: a
+    fresh socket under /tmp)."""
     path = os.path.join(directory, "bus.conf")
+    text = BUS_CONFIG
+    if listen:
+        text = text.replace("unix:tmpdir=/tmp", listen)
     with open(path, "w") as f:
-        f.write(BUS_CONFIG)
+        f.write(text)
     return path
 
 
@@ -46,27 +51,36 @@ class SessionBus:
     """dbus-daemon with BUS_CONFIG (for callers that are not run inside
     dbus-run-session, such as bench/run.py)."""
 
-    def __init__(self):
+    def __init__(self, socket_path=None):
+        """socket_path: listen there, so that a restarted bus has the same
+        address (default: a fresh address per start)."""
         self.dir = tempfile.mkdtemp(prefix="keyfs-bus-")
+        self.socket_path = socket_path
         self.proc = None
         self.address = None
 
     def start(self):
-        conf = write_bus_config(self.dir)
+        conf = write_bus_config(self.dir, "unix:path=" + self.socket_path
+                                if self.socket_path else None)
         self.proc = subprocess.Popen(["dbus-daemon", "--config-file", conf, "--nofork",
                                       "--print-address=1"], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         self.address = self.proc.stdout.readline().strip()
         if not self.address:
             raise RuntimeError("dbus-daemon printed no address")
+        if self.socket_path:
+            # without the guid, as systemd --user's bus is addressed: a
+            # client checks a guid, which changes with every start
+            self.address = "unix:path=" + self.socket_path
         return self
 
-    def stop(self):
+    def stop(self, remove=True):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class KeyringDaemon:
