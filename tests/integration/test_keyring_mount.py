@@ -65,6 +65,20 @@ keyfs:
 """
 
 
+def wait_health(test, m, first_line, contains=None, within=8):
+    """Poll health/keyring of mount m until its first line is first_line
+    (and it holds `contains`); its text, or test fails."""
+    deadline = time.monotonic() + within
+    text = ""
+    while time.monotonic() < deadline:
+        with open(m.path("health", "keyring")) as f:
+            text = f.read()
+        if text.split("\n", 1)[0] == first_line and (contains is None or contains in text):
+            return text
+        time.sleep(0.1)
+    test.fail(f"health never became {first_line!r} with {contains!r}: {text}")
+
+
 class KeyringCase(unittest.TestCase):
     timeout = 2
 
@@ -157,14 +171,7 @@ class KeyringCase(unittest.TestCase):
             return f.read()
 
     def wait_health(self, first_line, contains=None, within=8):
-        deadline = time.monotonic() + within
-        text = ""
-        while time.monotonic() < deadline:
-            text = self.health()
-            if text.split("\n", 1)[0] == first_line and (contains is None or contains in text):
-                return text
-            time.sleep(0.1)
-        self.fail(f"health never became {first_line!r} with {contains!r}: {text}")
+        return wait_health(self, self.m, first_line, contains, within)
 
     def read_errno(self, network):
         try:
@@ -401,26 +408,11 @@ class TestBusRestart(unittest.TestCase):
         self.assertEqual(m.read_key("net-1"), k1 + "\n")
         kd.stop()
         bus.stop(remove=False)
-        health = os.path.join(m.mnt, "health", "keyring")
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline:
-            with open(health) as f:
-                text = f.read()
-            if text.startswith("down\n"):
-                break
-            time.sleep(0.1)
-        self.assertTrue(text.startswith("down\n"), text)
+        wait_health(self, m, "down")
         self.assertTrue(is_mounted(m.mnt))
         bus.start()
         kd.start()
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline:
-            with open(health) as f:
-                text = f.read()
-            if text.startswith("up\n"):
-                break
-            time.sleep(0.1)
-        self.assertTrue(text.startswith("up\n"), text)
+        wait_health(self, m, "up")
         self.assertEqual(m.read_key("net-2"), k2 + "\n")
 
 
@@ -492,15 +484,7 @@ class TestNoSessionBus(unittest.TestCase):
         with open(m.config, "w") as f:
             f.write(keyring_config(m))
         m.start()
-        deadline = time.monotonic() + 8
-        text = ""
-        while time.monotonic() < deadline:
-            with open(m.path("health", "keyring")) as f:
-                text = f.read()
-            if "no D-Bus session bus" in text:
-                break
-            time.sleep(0.1)
-        self.assertTrue(text.startswith("down\n"), text)
+        text = wait_health(self, m, "down", "no D-Bus session bus")
         self.assertIn("systemctl --user", text)
         self.assertIn("DBUS_SESSION_BUS_ADDRESS", text)
         with self.assertRaises(OSError) as cm:
