@@ -23,7 +23,8 @@
  *     call that failed on an old connection is tried once more on a new one
  *     within its deadline (a restarted keyring daemon forgets our session).
  *   - Reads search service+username in every collection (as keyring-rs and
- *     secret-tool do) and take the first unlocked match; a store creates or
+ *     secret-tool do) and take the unlocked match with target=default (what
+ *     keyring-rs reads), else the first one; a store creates or
  *     replaces the keyring-rs shaped item in the default collection, then
  *     deletes every other unlocked match, so one item per network remains.
  *   - Every secret libsecret hands back is copied into a struct secret and
@@ -338,6 +339,42 @@ static bool paths_empty(gchar **p)
 	return !p || !p[0];
 }
 
+/* Is the item at path shaped as keyring-rs writes it (target=default)?
+ * false when its attributes cannot be read. */
+static bool keyring_item_is_ours(struct keyring_call *c, const char *path)
+{
+	GError *e = NULL;
+	GVariant *r = g_dbus_connection_call_sync(
+		c->k->conn, KEYRING_BUS_NAME, path, "org.freedesktop.DBus.Properties", "Get",
+		g_variant_new("(ss)", "org.freedesktop.Secret.Item", "Attributes"),
+		G_VARIANT_TYPE("(v)"), G_DBUS_CALL_FLAGS_NONE, c->k->timeout_seconds * 1000,
+		c->cancel, &e);
+	if (!r) {
+		g_error_free(e);
+		return false;
+	}
+	GVariant *v = NULL;
+	const gchar *target = NULL;
+	g_variant_get(r, "(v)", &v);
+	bool ours = g_variant_is_of_type(v, G_VARIANT_TYPE("a{ss}")) &&
+	            g_variant_lookup(v, "target", "&s", &target) && !strcmp(target, "default");
+	g_variant_unref(v);
+	g_variant_unref(r);
+	return ours;
+}
+
+/* Of several unlocked matches, the one Omikuji's keyring library reads
+ * first (it searches target=default); else the first. */
+static const char *keyring_pick(struct keyring_call *c, gchar **unlocked)
+{
+	if (!unlocked[1])
+		return unlocked[0];
+	for (size_t i = 0; unlocked[i]; i++)
+		if (keyring_item_is_ours(c, unlocked[i]))
+			return unlocked[i];
+	return unlocked[0];
+}
+
 static int keyring_do_get(struct keyring_call *c)
 {
 	gchar **unlocked, **locked;
@@ -356,8 +393,8 @@ static int keyring_do_get(struct keyring_call *c)
 		goto out;
 	}
 	GError *e = NULL;
-	SecretValue *v = secret_service_get_secret_for_dbus_path_sync(c->k->secrets, unlocked[0],
-	                                                              c->cancel, &e);
+	SecretValue *v = secret_service_get_secret_for_dbus_path_sync(
+		c->k->secrets, keyring_pick(c, unlocked), c->cancel, &e);
 	if (!v) {
 		rc = e ? call_fail(c, e, "read secret") : -ENOENT;
 		if (rc == -ENOENT)

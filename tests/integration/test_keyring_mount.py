@@ -122,6 +122,18 @@ class KeyringCase(unittest.TestCase):
         finally:
             conn.close()
 
+    def store_legacy(self, network, key, collection=None):
+        """A second item beside any other (keyring v1's shape: no target),
+        in the default collection or the one at path `collection`."""
+        conn = secretstorage.dbus_init()
+        try:
+            c = (secretstorage.Collection(conn, collection) if collection
+                 else secretstorage.get_default_collection(conn))
+            c.create_item("legacy", {"service": "omikuji", "username": network}, key.encode(),
+                          replace=False)
+        finally:
+            conn.close()
+
     def items(self, network, service="omikuji"):
         """[(collection path, label, attributes, secret)] of the matches."""
         conn = secretstorage.dbus_init()
@@ -221,6 +233,25 @@ class TestKeyringLayout(KeyringCase):
                                  "target": "default", "application": "rust-keyring"})
         self.assertEqual(secret, key)
         self.assertEqual(self.python_keyring_get("ethereum-mainnet"), key)
+
+    def test_read_prefers_omikujis_item(self):
+        """Two items for one network (a legacy one without target, and
+        keyring-rs's): the mount reads what Omikuji reads, whatever the order."""
+        legacy, omikuji = new_key(), new_key()
+        nets = ["net-%d" % i for i in range(6)]
+        session = "/org/freedesktop/secrets/collection/session"
+        for i, net in enumerate(nets):
+            where = session if i >= 3 else None
+            if i % 2:
+                self.store_legacy(net, legacy, where)
+            self.store_like_keyring_rs(net, omikuji)
+            if not i % 2:
+                self.store_legacy(net, legacy, where)
+        firsts = [self.items(net)[0][3] for net in nets]   # SearchItems' order
+        self.assertIn(legacy, firsts, "the service never lists the legacy item first")
+        for net in nets:
+            self.assertEqual(len(self.items(net)), 2)
+            self.assertEqual(self.m.read_key(net), omikuji + "\n")
 
     def test_overwrite_keeps_one_item(self):
         old, new = new_key(), new_key()
