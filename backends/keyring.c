@@ -595,28 +595,36 @@ static int keyring_do_list(struct keyring_call *c)
 	return rc;
 }
 
+static void keyring_health_detail(struct keyring_call *c, const char *collection,
+                                  const char *locked)
+{
+	snprintf(c->r->health.detail, sizeof(c->r->health.detail),
+	         "bus: %s\ncollection: %s\ncollection_locked: %s\nservice: %s\n",
+	         c->k->address[0] ? c->k->address : "none", collection, locked, c->k->service);
+}
+
 static int keyring_do_health(struct keyring_call *c)
 {
-	struct backend_health *h = &c->r->health;
 	char collection[KEYRING_PATH_MAX] = "unknown";
 	bool locked = false;
 	int rc = keyring_default_collection(c, collection, sizeof(collection), &locked);
 	if (rc) {
-		snprintf(collection, sizeof(collection), "unknown");
-	} else if (locked) {
-		call_why(c, "collection locked");
-		rc = -EACCES;
+		keyring_health_detail(c, "unknown", "unknown");
+	} else {
+		keyring_health_detail(c, collection, locked ? "yes" : "no");
+		if (locked) {
+			call_why(c, "collection locked");
+			rc = -EACCES;
+		}
 	}
-	snprintf(h->detail, sizeof(h->detail),
-	         "bus: %s\ncollection: %s\ncollection_locked: %s\nservice: %s\n",
-	         c->k->address[0] ? c->k->address : "none", collection,
-	         rc && !locked ? "unknown" : locked ? "yes" : "no", c->k->service);
 	return rc;
 }
 
 static int keyring_attempt(struct keyring_call *c)
 {
 	int rc = keyring_connect(c);
+	if (rc && c->r->op == KEYRING_HEALTH)
+		keyring_health_detail(c, "unknown", "unknown");
 	if (rc)
 		return rc;
 	switch (c->r->op) {

@@ -518,6 +518,7 @@ class TestNoSessionBus(unittest.TestCase):
         text = wait_health(self, m, "down", "no D-Bus session bus")
         self.assertIn("systemctl --user", text)
         self.assertIn("DBUS_SESSION_BUS_ADDRESS", text)
+        self.assertIn("bus: none\ncollection: unknown\ncollection_locked: unknown\n", text)
         with self.assertRaises(OSError) as cm:
             m.read_key("net-1")
         self.assertEqual(cm.exception.errno, errno.EIO)
