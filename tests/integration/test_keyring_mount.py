@@ -44,7 +44,7 @@ def reexec_on_private_bus():
     sys.exit(rc)
 
 
-def keyring_config(m, timeout=2, service="omikuji", ttl=300):
+def keyring_config(m, timeout=3, service="omikuji", ttl=300):
     return f"""
 key_storage:
   storage_type: keyring
@@ -80,7 +80,7 @@ def wait_health(test, m, first_line, contains=None, within=8):
 
 
 class KeyringCase(unittest.TestCase):
-    timeout = 2
+    timeout = 3   # seconds; generous for loaded CI machines and sanitizer builds
 
     def setUp(self):
         if secretstorage is None:
@@ -352,7 +352,7 @@ class TestKeyringFailures(KeyringCase):
             t0 = time.monotonic()
             self.health()
             self.m.metrics()
-            self.assertLess(time.monotonic() - t0, 0.5)
+            self.assertLess(time.monotonic() - t0, 1.0)
             self.wait_health("down", "no answer")
         finally:
             os.kill(self.kd.proc.pid, signal.SIGCONT)
@@ -374,7 +374,7 @@ class TestKeyringFailures(KeyringCase):
         self.assertEqual(sorted(os.listdir(self.m.path("keys"))), ["net-0", "net-1"])
         with self.assertRaises(PermissionError):
             os.unlink(self.m.key_path("net-0"))
-        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertLess(time.monotonic() - t0, self.timeout)   # four calls, none waited out
         # read before the lock: served from the cache for its TTL
         self.assertEqual(self.m.read_key("net-0"), cached + "\n")
         text = self.wait_health("down", "collection_locked: yes")
