@@ -406,6 +406,10 @@ static int keyring_do_get(struct keyring_call *c)
 	if (!p || n == 0) {
 		call_why(c, "the keyring item holds an empty secret");
 		rc = -EIO;
+	} else if (!g_utf8_validate(p, (gssize)n, NULL)) {
+		/* keyring-rs's get_password refuses it too (BadEncoding) */
+		call_why(c, "the keyring item's secret is not UTF-8 text");
+		rc = -EIO;
 	} else {
 		c->r->value = secret_from(p, n);
 		rc = c->r->value ? 0 : -ENOMEM;

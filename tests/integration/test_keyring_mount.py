@@ -253,6 +253,17 @@ class TestKeyringLayout(KeyringCase):
             self.assertEqual(len(self.items(net)), 2)
             self.assertEqual(self.m.read_key(net), omikuji + "\n")
 
+    def test_non_utf8_secret_is_eio(self):
+        conn = secretstorage.dbus_init()
+        try:
+            secretstorage.get_default_collection(conn).create_item(
+                "binary", {"service": "omikuji", "username": "net-bin"}, b"\xff\xfe\x00\x01")
+        finally:
+            conn.close()
+        self.assertEqual(self.read_errno("net-bin"), errno.EIO)
+        errors = [a.get("error", "") for a in self.m.audit_lines() if a["network"] == "net-bin"]
+        self.assertEqual(errors, ["keyring: the keyring item's secret is not UTF-8 text"])
+
     def test_overwrite_keeps_one_item(self):
         old, new = new_key(), new_key()
         self.secret_tool_store("net-a", old)          # no target, other label
