@@ -185,6 +185,20 @@ class KeyringCase(unittest.TestCase):
     def wait_health(self, first_line, contains=None, within=8):
         return wait_health(self, self.m, first_line, contains, within)
 
+    def second_config(self, path):
+        """This mount's config with its own audit and application logs (one
+        writer per audit log), for a second daemon beside self.m."""
+        with open(self.m.config) as f:
+            text = f.read()
+        d = os.path.dirname(path)
+        os.makedirs(d, exist_ok=True)
+        text = text.replace(self.m.audit_log, os.path.join(d, "audit2.log"))
+        text = text.replace(self.m.app_log, os.path.join(d, "app2.log"))
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
     def read_errno(self, network):
         try:
             self.m.read_key(network)
@@ -407,7 +421,8 @@ class TestKeyringFailures(KeyringCase):
         self.store_like_keyring_rs("net-bg", key)
         mnt = os.path.join(self.root, "bg")
         os.makedirs(mnt)
-        r = subprocess.run([KEYFS_BIN, "mount", "-c", self.m.config, mnt], capture_output=True,
+        conf = self.second_config(os.path.join(self.root, "bg-conf", "omikuji.yaml"))
+        r = subprocess.run([KEYFS_BIN, "mount", "-c", conf, mnt], capture_output=True,
                            text=True, env=self.m.env, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         try:
@@ -480,8 +495,7 @@ class TestUserUnit(KeyringCase):
 
     def test_unit_command_serves(self):
         runtime, confdir = os.path.join(self.root, "t"), os.path.join(self.root, "E")
-        os.makedirs(os.path.join(confdir, "omikuji"))
-        shutil.copy(self.m.config, os.path.join(confdir, "omikuji", "omikuji.yaml"))
+        self.second_config(os.path.join(confdir, "omikuji", "omikuji.yaml"))
         lines = {}
         for line in self.unit_text().splitlines():
             k, sep, v = line.partition("=")
