@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -505,12 +506,16 @@ class TestUserUnit(KeyringCase):
         key = new_key()
         self.store_like_keyring_rs("net-unit", key)
         subprocess.run(lines["ExecStartPre"], check=True)
-        proc = subprocess.Popen(lines["ExecStart"], env=self.m.env, stdin=subprocess.DEVNULL,
+        # Type=notify: the user manager's notification socket
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(notify.close)
+        notify.bind(os.path.join(self.root, "notify"))
+        notify.settimeout(10)
+        env = dict(self.m.env, NOTIFY_SOCKET=os.path.join(self.root, "notify"))
+        proc = subprocess.Popen(lines["ExecStart"], env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 10
-            while not is_mounted(mnt) and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
+            self.assertIn(b"READY=1", notify.recv(4096))
             self.assertTrue(is_mounted(mnt))
             with open(os.path.join(mnt, "keys", "net-unit")) as f:
                 self.assertEqual(f.read(), key + "\n")
