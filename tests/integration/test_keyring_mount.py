@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -253,20 +254,55 @@ class TestKeyringLayout(KeyringCase):
         """Two items for one network (a legacy one without target, and
         keyring-rs's): the mount reads what Omikuji reads, whatever the order."""
         legacy, omikuji = new_key(), new_key()
-        nets = ["net-%d" % i for i in range(6)]
         session = "/org/freedesktop/secrets/collection/session"
-        for i, net in enumerate(nets):
-            where = session if i >= 3 else None
+        nets = []
+        # The service's search order is its own: add pairs (in both orders,
+        # in one or two collections) until it lists a legacy item first.
+        for i in range(40):
+            net = "net-%d" % i
+            nets.append(net)
+            where = session if i % 4 >= 2 else None
             if i % 2:
                 self.store_legacy(net, legacy, where)
             self.store_like_keyring_rs(net, omikuji)
             if not i % 2:
                 self.store_legacy(net, legacy, where)
-        firsts = [self.items(net)[0][3] for net in nets]   # SearchItems' order
-        self.assertIn(legacy, firsts, "the service never lists the legacy item first")
+            if self.items(net)[0][3] == legacy:   # SearchItems' order
+                break
+        else:
+            self.fail("the service never lists the legacy item first")
         for net in nets:
             self.assertEqual(len(self.items(net)), 2)
             self.assertEqual(self.m.read_key(net), omikuji + "\n")
+
+    def test_concurrent_reads_of_many_networks(self):
+        """16 threads read 32 never-read networks at once: every caller gets
+        its own key (requests queue to the one D-Bus worker)."""
+        keys = {"net-c%02d" % i: new_key() for i in range(32)}
+        conn = secretstorage.dbus_init()
+        try:
+            c = secretstorage.get_default_collection(conn)
+            for net, key in keys.items():
+                c.create_item(net, {"service": "omikuji", "username": net}, key.encode())
+        finally:
+            conn.close()
+        nets = sorted(keys)
+        results, errors = {}, []
+
+        def reader(part):
+            for net in part:
+                try:
+                    results[net] = self.m.read_key(net)
+                except OSError as e:
+                    errors.append((net, e.errno))
+
+        threads = [threading.Thread(target=reader, args=(nets[i::16],)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(results, {net: key + "\n" for net, key in keys.items()})
 
     def test_non_utf8_secret_is_eio(self):
         conn = secretstorage.dbus_init()
