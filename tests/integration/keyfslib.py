@@ -145,6 +145,9 @@ keyfs:
                     if not is_mounted(self.mnt):
                         raise AssertionError("READY=1 but the mount is not there")
                     return self
+            if is_mounted(self.mnt):
+                raise AssertionError("mounted but no READY=1 on NOTIFY_SOCKET (a run_as daemon "
+                                     "must be able to reach the test's root directory)")
             raise AssertionError("mount did not come up in time")
         finally:
             notify.close()
