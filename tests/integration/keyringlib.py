@@ -93,6 +93,7 @@ class KeyringDaemon:
         os.makedirs(self.home, exist_ok=True)
         os.makedirs(self.runtime, mode=0o700, exist_ok=True)
         self.password = "test-" + os.urandom(6).hex()
+        self.log_path = os.path.join(root, "gnome-keyring.log")
         self.env = dict(os.environ, HOME=self.home, XDG_RUNTIME_DIR=self.runtime,
                         XDG_DATA_HOME=os.path.join(self.home, ".local/share"),
                         XDG_CONFIG_HOME=os.path.join(self.home, ".config"))
@@ -101,16 +102,38 @@ class KeyringDaemon:
         self.proc = None
 
     def start(self, timeout=10):
-        self.proc = subprocess.Popen(
-            ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=self.env)
+        """Start and wait until the login keyring answers unlocked.  One
+        more try when the daemon exits at once (seen once on a loaded CI
+        machine, its log then says why)."""
+        try:
+            return self._start(timeout)
+        except RuntimeError as e:
+            if self.proc is None or self.proc.poll() is None:
+                raise
+            first = str(e)
+        time.sleep(0.5)
+        try:
+            return self._start(timeout)
+        except RuntimeError as e:
+            raise RuntimeError("%s; first try: %s" % (e, first))
+
+    def _start(self, timeout):
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, env=self.env)
+        finally:
+            log.close()
         self.proc.stdin.write(self.password.encode())
         self.proc.stdin.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("gnome-keyring-daemon exited at start")
+                with open(self.log_path, errors="replace") as f:
+                    tail = f.read()[-500:]
+                raise RuntimeError("gnome-keyring-daemon exited at start (%s): %s" % (
+                    self.proc.returncode, tail))
             if self.default_collection_unlocked():
                 return self
             time.sleep(0.05)
