@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -736,8 +737,14 @@ static struct keyring_request *keyring_submit(struct keyring_backend *k,
 	pthread_mutex_lock(&k->lock);
 	if (!k->worker_started) {
 		/* Started on first use, so in the serving process after the
-		 * fork: GLib's threads do not survive fork(). */
+		 * fork: GLib's threads do not survive fork().  With every signal
+		 * blocked (GDBus's thread inherits it): stop signals are for the
+		 * main thread, whose wait they interrupt. */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
 		int e = pthread_create(&k->worker, NULL, keyring_worker, k);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (e) {
 			pthread_mutex_unlock(&k->lock);
 			r->refs = 1;

@@ -469,6 +469,18 @@ class TestKeyringFailures(KeyringCase):
             with open(os.path.join(mnt, "keys", "net-bg2"), "w") as f:
                 f.write(key + "\n")
             self.assertEqual(self.secret_tool_lookup("net-bg2").stdout, key)
+            # the keyring worker and GDBus's thread never take stop signals
+            pid = int(subprocess.run(["pgrep", "-f", "-n", "omikuji-keyfs mount -c " + conf],
+                                     capture_output=True, text=True).stdout.split()[0])
+            stop = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+            names = []
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    st = dict(line.split(":", 1) for line in f if ":" in line)
+                names.append(st["Name"].strip())
+                if int(tid) != pid:
+                    self.assertEqual(int(st["SigBlk"], 16) & stop, stop, st["Name"])
+            self.assertIn("gdbus", names)
         finally:
             subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
 
