@@ -8,8 +8,8 @@
  *     timeout_seconds; at the deadline they cancel its GCancellable and
  *     return -ETIMEDOUT, so a FUSE thread never waits longer on D-Bus
  *     whatever libsecret or the keyring daemon do.  The worker (and with it
- *     GDBus's own thread) starts on the first call, so never before the
- *     daemon forks.
+ *     GDBus's own thread) starts in start(), after the daemon forked, or
+ *     on the first call where nothing calls start().
  *   - Never a prompt: the libsecret proxy is a subclass whose prompt
  *     handlers fail at once, and only the prompt-free D-Bus path calls are
  *     used (search returns locked and unlocked items apart; locked ones are
@@ -32,8 +32,8 @@
  */
 #define SECRET_API_SUBJECT_TO_CHANGE 1
 #include "backend.h"
+#include "backend_config.h"
 #include "clock.h"
-#include "config.h"
 #include "keyring_internal.h"
 #include "log.h"
 
@@ -723,37 +723,46 @@ static void *keyring_worker(void *arg)
 	return NULL;
 }
 
+/* Start the worker unless it runs; called with k->lock held.  0 or an
+ * errno.  From start() after the daemon forked, else on first use (the key
+ * commands): GLib's threads do not survive fork().  With every signal
+ * blocked (GDBus's thread inherits it): stop signals are for the main
+ * thread, whose wait they interrupt. */
+static int keyring_worker_start(struct keyring_backend *k)
+{
+	if (k->worker_started)
+		return 0;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int e = pthread_create(&k->worker, NULL, keyring_worker, k);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!e)
+		k->worker_started = true;
+	return e;
+}
+
 /* Queue r (its fields set) and wait for it until the deadline.  Returns
  * with r owned by the caller alone when done, else NULL (timed out: the
  * worker finishes and frees it). */
 static struct keyring_request *keyring_submit(struct keyring_backend *k,
-                                              struct keyring_request *r)
+                                              struct keyring_request *r, double deadline)
 {
+	/* clock_monotonic() is CLOCK_MONOTONIC in seconds, as the cond waits. */
+	double until = backend_deadline(deadline, k->timeout_seconds);
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += k->timeout_seconds;
+	ts.tv_sec = (time_t)until;
+	ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
 	r->cancel = g_cancellable_new();
 	r->refs = 2;
 	pthread_mutex_lock(&k->lock);
-	if (!k->worker_started) {
-		/* Started on first use, so in the serving process after the
-		 * fork: GLib's threads do not survive fork().  With every signal
-		 * blocked (GDBus's thread inherits it): stop signals are for the
-		 * main thread, whose wait they interrupt. */
-		sigset_t all, old;
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		int e = pthread_create(&k->worker, NULL, keyring_worker, k);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (e) {
-			pthread_mutex_unlock(&k->lock);
-			r->refs = 1;
-			r->rc = -e;
-			snprintf(r->why, sizeof(r->why), "cannot start the keyring thread: %s",
-			         strerror(e));
-			return r;
-		}
-		k->worker_started = true;
+	int e = keyring_worker_start(k);
+	if (e) {
+		pthread_mutex_unlock(&k->lock);
+		r->refs = 1;
+		r->rc = -e;
+		snprintf(r->why, sizeof(r->why), "cannot start the keyring thread: %s", strerror(e));
+		return r;
 	}
 	if (k->tail)
 		k->tail->next = r;
@@ -795,10 +804,10 @@ static struct keyring_request *request_new(enum keyring_op op, const char *netwo
 
 /* Submit, then report the outcome into err; returns rc, and r (the caller
  * frees it with request_unref) in *done, or NULL on timeout. */
-static int keyring_call(struct keyring_backend *k, struct keyring_request *r,
+static int keyring_call(struct keyring_backend *k, struct keyring_request *r, double deadline,
                         struct keyring_request **done, struct backend_err *err)
 {
-	*done = keyring_submit(k, r);
+	*done = keyring_submit(k, r, deadline);
 	if (!*done) {
 		backend_err_set(err, "keyring: no answer from the Secret Service within %d s",
 		                k->timeout_seconds);
@@ -824,14 +833,14 @@ static void request_done(struct keyring_backend *k, struct keyring_request *r)
 /* ---- the ops -------------------------------------------------------------------- */
 
 static int keyring_get(struct backend *b, const char *network, struct secret **out,
-                       struct backend_err *err)
+                       double deadline, struct backend_err *err)
 {
 	struct keyring_backend *k = keyring_of(b);
 	struct keyring_request *r = request_new(KEYRING_GET, network), *done;
 	*out = NULL;
 	if (!r)
 		return -ENOMEM;
-	int rc = keyring_call(k, r, &done, err);
+	int rc = keyring_call(k, r, deadline, &done, err);
 	if (!rc) {
 		*out = done->value;
 		done->value = NULL;
@@ -841,7 +850,7 @@ static int keyring_get(struct backend *b, const char *network, struct secret **o
 }
 
 static int keyring_store(struct backend *b, const char *network, const struct secret *key,
-                         struct backend_err *err)
+                         double deadline, struct backend_err *err)
 {
 	struct keyring_backend *k = keyring_of(b);
 	struct keyring_request *r = request_new(KEYRING_STORE, network), *done;
@@ -849,29 +858,31 @@ static int keyring_store(struct backend *b, const char *network, const struct se
 		free(r);
 		return -ENOMEM;
 	}
-	int rc = keyring_call(k, r, &done, err);
+	int rc = keyring_call(k, r, deadline, &done, err);
 	request_done(k, done);
 	return rc;
 }
 
-static int keyring_remove(struct backend *b, const char *network, struct backend_err *err)
+static int keyring_remove(struct backend *b, const char *network, double deadline,
+                          struct backend_err *err)
 {
 	struct keyring_backend *k = keyring_of(b);
 	struct keyring_request *r = request_new(KEYRING_REMOVE, network), *done;
 	if (!r)
 		return -ENOMEM;
-	int rc = keyring_call(k, r, &done, err);
+	int rc = keyring_call(k, r, deadline, &done, err);
 	request_done(k, done);
 	return rc;
 }
 
-static int keyring_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int keyring_list(struct backend *b, struct strlist *out, double deadline,
+                        struct backend_err *err)
 {
 	struct keyring_backend *k = keyring_of(b);
 	struct keyring_request *r = request_new(KEYRING_LIST, NULL), *done;
 	if (!r)
 		return -ENOMEM;
-	int rc = keyring_call(k, r, &done, err);
+	int rc = keyring_call(k, r, deadline, &done, err);
 	for (size_t i = 0; !rc && i < done->names.n; i++)
 		if (strlist_add(out, done->names.items[i]))
 			rc = -ENOMEM;
@@ -889,7 +900,7 @@ static void keyring_health(struct backend *b, struct backend_health *out)
 		snprintf(out->error, sizeof(out->error), "out of memory");
 		return;
 	}
-	int rc = keyring_call(k, r, &done, &err);
+	int rc = keyring_call(k, r, 0, &done, &err);
 	out->up = rc == 0;
 	if (rc)
 		snprintf(out->error, sizeof(out->error), "%s", err.msg);
@@ -920,8 +931,23 @@ static void keyring_close(struct backend *b)
 	free(k);
 }
 
-static int keyring_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int keyring_start(struct backend *b, struct backend_err *err)
 {
+	struct keyring_backend *k = keyring_of(b);
+	pthread_mutex_lock(&k->lock);
+	int e = keyring_worker_start(k);
+	pthread_mutex_unlock(&k->lock);
+	if (e) {
+		backend_err_set(err, "keyring: cannot start the keyring thread: %s", strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static int keyring_open(const struct config_backend *cfg, const char *name,
+                        struct backend **out, struct backend_err *err)
+{
+	(void)name;
 	const struct config_keyring *c = &cfg->keyring;
 	*out = NULL;
 	if (!c->service || !*c->service) {
@@ -939,6 +965,7 @@ static int keyring_open(const struct config *cfg, struct backend **out, struct b
 		return -ENOMEM;
 	}
 	k->base.ops = &keyring_backend_ops;
+	k->base.cache_ttl_seconds = c->cache_ttl_seconds;
 	k->timeout_seconds = c->timeout_seconds > 0 ? c->timeout_seconds : 5;
 	pthread_mutex_init(&k->lock, NULL);
 	pthread_condattr_t ca;
@@ -947,16 +974,15 @@ static int keyring_open(const struct config *cfg, struct backend **out, struct b
 	pthread_cond_init(&k->work_cond, &ca);
 	pthread_cond_init(&k->done_cond, &ca);
 	pthread_condattr_destroy(&ca);
-	/* Nothing touches D-Bus here: open runs before the daemon forks. */
+	/* Nothing touches D-Bus here, no thread: start() or the first call
+	 * does, in the process that serves. */
 	*out = &k->base;
 	return 0;
 }
 
 const struct backend_ops keyring_backend_ops = {
-	.name = "keyring",
-	.storage_type = "keyring",
-	.remote = true,
 	.open = keyring_open,
+	.start = keyring_start,
 	.get = keyring_get,
 	.store = keyring_store,
 	.remove = keyring_remove,
