@@ -349,8 +349,7 @@ void keyfs_free(struct keyfs *k)
 	router_free(k->router);
 	free(k->all_names);
 	strlist_clear(&k->creating);
-	strlist_clear(&k->mtime_names);
-	free(k->mtimes);
+	keystore_mtime_free(k);
 	pthread_mutex_destroy(&k->creating_lock);
 	pthread_mutex_destroy(&k->mtime_lock);
 	pthread_mutex_destroy(&k->handles_lock);

@@ -103,10 +103,11 @@ struct keyfs {
 	pthread_mutex_t creating_lock;
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
-	/* Per-network mtimes (wall seconds of the last change seen). */
+	/* Per-network mtimes (wall seconds of the last change seen), hashed. */
 	pthread_mutex_t mtime_lock;
-	struct strlist mtime_names;
-	double *mtimes;
+	struct mtime_entry **mtime_table;
+	size_t mtime_nbuckets;        /* 0 or a power of two */
+	size_t mtime_count;
 
 	pthread_mutex_t handles_lock;
 	struct handle *handles;       /* open files (see tree.h) */
@@ -194,6 +195,7 @@ bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *netwo
                       enum access_op op);
 /* mtime to show for keys/<network> (wall seconds). */
 double keystore_mtime(struct keyfs *k, const char *network);
+void keystore_mtime_free(struct keyfs *k);
 
 /* health/<name> text: "up" or "down" then name: value lines. */
 int health_render(struct instance *in, struct strbuf *out);

@@ -5,8 +5,8 @@
  * code. */
 #include "keyfs.h"
 #include "clock.h"
-#include "keyformat.h"
 #include "hash.h"
+#include "keyformat.h"
 #include "log.h"
 
 #include <errno.h>
@@ -148,37 +148,89 @@ static const char *note_auth_failure(struct keyfs *k, struct instance *in,
 	return kind;
 }
 
+/* Per-network mtimes: a chained hash table under mtime_lock, so the
+ * getattr of every key file (ls -l keys/) is O(1) rather than a scan of
+ * every network seen. */
+struct mtime_entry {
+	struct mtime_entry *next;
+	double wall;
+	char network[];
+};
+
+static struct mtime_entry *mtime_find_locked(struct keyfs *k, const char *network)
+{
+	if (!k->mtime_nbuckets)
+		return NULL;
+	struct mtime_entry *e = k->mtime_table[hash_string(network) & (k->mtime_nbuckets - 1)];
+	while (e && strcmp(e->network, network) != 0)
+		e = e->next;
+	return e;
+}
+
+/* Double the buckets once there are as many entries as buckets. */
+static int mtime_grow_locked(struct keyfs *k)
+{
+	if (k->mtime_count < k->mtime_nbuckets)
+		return 0;
+	size_t n = k->mtime_nbuckets ? k->mtime_nbuckets * 2 : 64;
+	struct mtime_entry **t = calloc(n, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
+		struct mtime_entry *e = k->mtime_table[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			size_t h = hash_string(e->network) & (n - 1);
+			e->next = t[h];
+			t[h] = e;
+		}
+	}
+	free(k->mtime_table);
+	k->mtime_table = t;
+	k->mtime_nbuckets = n;
+	return 0;
+}
+
 static void mtime_set(struct keyfs *k, const char *network, double wall)
 {
 	pthread_mutex_lock(&k->mtime_lock);
-	size_t i;
-	for (i = 0; i < k->mtime_names.n; i++)
-		if (strcmp(k->mtime_names.items[i], network) == 0)
-			break;
-	if (i == k->mtime_names.n) {
-		double *m = realloc(k->mtimes, (k->mtime_names.n + 1) * sizeof(*m));
-		if (!m || strlist_add(&k->mtime_names, network) < 0) {
-			if (m)
-				k->mtimes = m;
-			pthread_mutex_unlock(&k->mtime_lock);
-			return;
+	struct mtime_entry *e = mtime_find_locked(k, network);
+	if (!e && mtime_grow_locked(k) == 0) {
+		size_t len = strlen(network) + 1;
+		if ((e = malloc(sizeof(*e) + len))) {
+			memcpy(e->network, network, len);
+			size_t h = hash_string(network) & (k->mtime_nbuckets - 1);
+			e->next = k->mtime_table[h];
+			k->mtime_table[h] = e;
+			k->mtime_count++;
 		}
-		k->mtimes = m;
 	}
-	k->mtimes[i] = wall;
+	if (e)   /* out of memory: the key keeps the mount's start time */
+		e->wall = wall;
 	pthread_mutex_unlock(&k->mtime_lock);
+}
+
+void keystore_mtime_free(struct keyfs *k)
+{
+	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
+		struct mtime_entry *e = k->mtime_table[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(k->mtime_table);
+	k->mtime_table = NULL;
+	k->mtime_nbuckets = k->mtime_count = 0;
 }
 
 double keystore_mtime(struct keyfs *k, const char *network)
 {
 	double t = k->start_wall;
 	pthread_mutex_lock(&k->mtime_lock);
-	for (size_t i = 0; i < k->mtime_names.n; i++) {
-		if (strcmp(k->mtime_names.items[i], network) == 0) {
-			t = k->mtimes[i];
-			break;
-		}
-	}
+	struct mtime_entry *e = mtime_find_locked(k, network);
+	if (e)
+		t = e->wall;
 	pthread_mutex_unlock(&k->mtime_lock);
 	return t;
 }
@@ -652,6 +704,18 @@ bool keystore_is_creating(struct keyfs *k, const char *network)
 	return creating;
 }
 
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The listing is kept sorted and unique (list_refresh, list_note): a lookup
+ * is a binary search, not a scan of every key. */
+static bool list_has(const struct strlist *l, const char *network)
+{
+	return l->n && bsearch(&network, l->items, l->n, sizeof(*l->items), compare_names);
+}
+
 int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
@@ -666,7 +730,7 @@ int keystore_exists(struct keyfs *k, const char *network)
 	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
 	int rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
 	if (rc == 0)
-		rc = strlist_contains(&in->list, network) ? 0 : -ENOENT;
+		rc = list_has(&in->list, network) ? 0 : -ENOENT;
 	else
 		rc = 0;   /* cannot list: let the open's own fetch decide (and be audited) */
 	pthread_mutex_unlock(&in->list_lock);
