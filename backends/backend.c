@@ -24,7 +24,7 @@ void backend_err_set(struct backend_err *e, const char *fmt, ...)
 static const struct backend_type backend_types[] = {
 	{ "file", "file", "file", &file_backend_ops, BACKEND_LISTS_CHEAPLY },
 	{ "env", "env", NULL, &env_backend_ops, BACKEND_READ_ONLY | BACKEND_LISTS_CHEAPLY },
-	{ "keyring", "keyring", "keyring", NULL, BACKEND_REMOTE | BACKEND_SESSION_BUS },
+	{ "keyring", "keyring", "keyring", &keyring_backend_ops, BACKEND_REMOTE | BACKEND_SESSION_BUS },
 	{ "vault", "vault", "vault", &vault_backend_ops, BACKEND_REMOTE },
 	{ "aws-secrets", "aws", "aws_secrets", &aws_backend_ops, BACKEND_REMOTE },
 };

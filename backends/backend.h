@@ -63,6 +63,8 @@ struct config_backend;
 struct backend_err {
 	char msg[BACKEND_ERR_MAX];   /* "" when none */
 	bool auth_failure;           /* set when the failure is an authentication one */
+	bool health_down;            /* the backend cannot serve anyone until an operator
+	                                acts (a locked keyring), whatever the errno */
 };
 
 /* Format a reason into e (e may be NULL). */
@@ -203,5 +205,6 @@ extern const struct backend_ops file_backend_ops;
 extern const struct backend_ops env_backend_ops;
 extern const struct backend_ops vault_backend_ops;
 extern const struct backend_ops aws_backend_ops;
+extern const struct backend_ops keyring_backend_ops;
 
 #endif

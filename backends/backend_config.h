@@ -19,6 +19,7 @@ struct config_file {
 
 struct config_keyring {
 	char *service;          /* default "omikuji" */
+	int timeout_seconds;    /* default 5: the deadline of every D-Bus call */
 	int cache_ttl_seconds;  /* default 300 */
 };
 

@@ -3,7 +3,7 @@
 to its baseline measured in the same run, printed as a table with ratios.
 
     /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
-                                  [--only routing]
+                                  [--only routing|scale|keyring]
 
 Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
 bench programs (`meson compile -C BUILDDIR`; a release build is what
@@ -36,12 +36,24 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 import vaultlib  # noqa: E402
 import awslib  # noqa: E402
 import keyfslib  # noqa: E402
+import keyringlib  # noqa: E402
 
 KV_MOUNT = "secret"
 PREFIX = "omikuji/keys"
 HOT = "bench-hot"          # the network of the cached-read loops
 COLD = "bench-cold"        # the network of the uncached (TTL 0) loops
 CONC = "bench-conc"        # read by 100 threads at once, never read before
+# The logging and keyfs sections of every bench mount ({root}: its directory).
+MOUNT_TAIL = """logging:
+  format: json
+  level: info
+  targets:
+    - type: file
+      path: {root}/app.log
+keyfs:
+  audit_log: {root}/audit.log
+  health_interval_seconds: 3600
+"""
 FILL = 10000               # networks cached for the RSS figure
 METRICS_NETS = 1000        # networks of traffic for the metrics figure
 
@@ -70,13 +82,14 @@ class Bench:
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
                     for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get",
-                                 "route")}
+                                 "route", "keyringget")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
         self.floor = None      # (Popen, mountpoint)
         self.vault = None
         self.aws = None
+        self.keyring = None    # (keyringlib.SessionBus, keyringlib.KeyringDaemon)
         self.shm_file = None
         self.rows = []         # result rows, see add()
         self.notes = []
@@ -198,6 +211,11 @@ class Bench:
         if self.aws:
             self.aws.cleanup()
             self.aws = None
+        if self.keyring:
+            bus, daemon = self.keyring
+            daemon.stop()
+            bus.stop()
+            self.keyring = None
         if self.shm_file and os.path.exists(self.shm_file):
             os.unlink(self.shm_file)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -232,17 +250,54 @@ key_storage:
     token: "${VAULT_TOKEN}"
     timeout_seconds: 5
     cache_ttl_seconds: %d
-logging:
-  format: json
-  level: info
-  targets:
-    - type: file
-      path: {root}/app.log
-keyfs:
-  audit_log: {root}/audit.log
-  health_interval_seconds: 3600
-  cache_max_entries: 20000
-""" % (self.vault.url, KV_MOUNT, PREFIX, ttl)
+""" % (self.vault.url, KV_MOUNT, PREFIX, ttl) + MOUNT_TAIL + """  cache_max_entries: 20000
+"""
+
+    # --- the keyring side -----------------------------------------------------------
+
+    def keyring_cold(self, n):
+        """An uncached (TTL 0) read through a keyring mount, against a real
+        gnome-keyring-daemon on a private bus, vs the same lookup made in
+        process with libsecret's simple API."""
+        tool = keyringlib.missing_tool()
+        if tool:
+            self.notes.append("keyring benchmark not run: %s is not installed" % tool)
+            return
+        log("5. keyring: uncached read through the mount vs bare "
+            "secret_password_lookup_sync, %d x %d" % (self.reps, n))
+        bus = keyringlib.SessionBus()
+        daemon = keyringlib.KeyringDaemon(os.path.join(self.root, "keyring-daemon"), None)
+        self.keyring = (bus, daemon)
+        bus.start()
+        daemon.env["DBUS_SESSION_BUS_ADDRESS"] = bus.address
+        daemon.start()
+        r = daemon.secret_tool("store", "--label=bench", "service", "omikuji", "username", COLD,
+                               input=keyfslib.new_key())
+        if r.returncode != 0:
+            raise BenchError("secret-tool store failed: %s" % r.stderr.strip()[:200])
+        m = self.keyfs_mount("keyring", """
+key_storage:
+  storage_type: keyring
+  keyring:
+    service: omikuji
+    cache_ttl_seconds: 0
+""" + MOUNT_TAIL, env={"DBUS_SESSION_BUS_ADDRESS": bus.address})
+        path = m.key_path(COLD)
+        bare = [self.bin["keyringget"], "-s", "omikuji", "-u", COLD]
+        self.readloop(path, 20)
+        self.run_prog(bare + ["-n", "20"], env=daemon.env)
+
+        def mount_rep():
+            return self.readloop_us(path, n, 67)
+
+        def bare_rep():
+            return self.run_prog(bare + ["-n", str(n)], env=daemon.env)["ns_per_op"] / 1000.0
+
+        (mv, ms, ml), (bv, bs, bl) = self.interleaved([mount_rep, bare_rep])
+        self.add("uncached keyring read via mount (TTL 0)", mv, "us/op",
+                 "secret_password_lookup_sync in process, same item", bv,
+                 spread=(ms, ml), base_spread=(bs, bl))
+        self.stop_mount(m)
 
     def data_route(self, net):
         return "/v1/%s/data/%s/%s" % (KV_MOUNT, PREFIX, net)
@@ -257,16 +312,7 @@ key_storage:
   storage_type: file
   file:
     path: {root}/store/keys.enc
-logging:
-  format: json
-  level: info
-  targets:
-    - type: file
-      path: {root}/app.log
-keyfs:
-  audit_log: {root}/audit.log
-  health_interval_seconds: 3600
-""")
+""" + MOUNT_TAIL)
         key = keyfslib.new_key()
         m.write_key("bench-file", key + "\n")
         self.shm_file = "/dev/shm/keyfs-bench-%d" % os.getpid()
@@ -662,6 +708,8 @@ keyfs:
     def run(self):
         if self.only == "routing":
             return self.run_routing_only()
+        if self.only == "keyring":
+            return self.keyring_cold(100 if self.quick else 500)
         if self.only == "scale":
             return self.scale()
         self.foundation()
@@ -695,6 +743,7 @@ keyfs:
             len(fill) + 3), big_ms, "ms", "same, Vault holds 3 keys", small_ms)
         self.notes.append("that stat made %d Vault requests with %d keys, %d with 3 keys" % (
             big_req, len(fill) + 3, small_req))
+        self.keyring_cold(100 if self.quick else 500)
 
     # --- output -----------------------------------------------------------------
 
@@ -780,7 +829,7 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
-    ap.add_argument("--only", choices=["routing", "scale"], help="run one comparison only")
+    ap.add_argument("--only", choices=["routing", "scale", "keyring"], help="run one comparison only")
     args = ap.parse_args()
 
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):

@@ -16,7 +16,8 @@
 static bool outcome_is_failure(int rc, const struct backend_err *err)
 {
 	return rc == -EIO || rc == -ETIMEDOUT || rc == -ENOMEM ||
-	       (rc == -EACCES && err && err->auth_failure);
+	       (rc == -EACCES && err && err->auth_failure) ||
+	       (rc && err && err->health_down);
 }
 
 /* Called with h->lock held.  last_error says what is wrong now: it is

@@ -1035,6 +1035,8 @@ static const struct field file_fields[] = {
 
 static const struct field keyring_fields[] = {
 	{ "service", FIELD_STRING, offsetof(struct config_keyring, service), .def = "omikuji" },
+	{ "timeout_seconds", FIELD_INT, offsetof(struct config_keyring, timeout_seconds), 1, 600,
+	  .def_int = 5 },
 	{ "cache_ttl_seconds", FIELD_INT, offsetof(struct config_keyring, cache_ttl_seconds), 0, DAY,
 	  .def_int = 300 },
 	{ NULL },

@@ -89,6 +89,7 @@ static void expect_defaults(const struct config *c)
 	cr_expect_str_eq(c->keyfs.audit_log, want);
 	cr_expect_str_eq(c->key_storage.keyring.service, "omikuji");
 	cr_expect_eq(c->key_storage.keyring.cache_ttl_seconds, 300);
+	cr_expect_eq(c->key_storage.keyring.timeout_seconds, 5);
 	cr_expect_eq(c->key_storage.vault.urls.n, 0);
 	cr_expect_str_eq(c->key_storage.vault.mount_path, "secret");
 	cr_expect_str_eq(c->key_storage.vault.path_prefix, "omikuji/keys");
@@ -236,7 +237,7 @@ Test(config, every_field)
 	const char *p = write_file("all.yaml",
 		"key_storage:\n"
 		"  storage_type: aws-secrets\n"
-		"  keyring: {service: svc, cache_ttl_seconds: 0}\n"
+		"  keyring: {service: svc, cache_ttl_seconds: 0, timeout_seconds: 9}\n"
 		"  vault:\n"
 		"    urls: [http://127.0.0.1:1, http://127.0.0.1:2]\n"
 		"    mount_path: kv\n"
@@ -279,6 +280,7 @@ Test(config, every_field)
 	cr_expect_eq(c.key_storage.type, backend_type_find("aws-secrets"));
 	cr_expect_str_eq(c.key_storage.keyring.service, "svc");
 	cr_expect_eq(c.key_storage.keyring.cache_ttl_seconds, 0);
+	cr_expect_eq(c.key_storage.keyring.timeout_seconds, 9);
 	cr_assert_eq(c.key_storage.vault.urls.n, 2);
 	cr_expect_str_eq(c.key_storage.vault.urls.items[1], "http://127.0.0.1:2");
 	cr_expect_str_eq(c.key_storage.vault.mount_path, "kv");
@@ -642,6 +644,7 @@ static void expect_same_config(const struct config *a, const struct config *b)
 	SAME_INT(key_storage.type);
 	SAME_STR(key_storage.file.path); SAME_STR(key_storage.file.passphrase_file);
 	SAME_STR(key_storage.keyring.service); SAME_INT(key_storage.keyring.cache_ttl_seconds);
+	SAME_INT(key_storage.keyring.timeout_seconds);
 	expect_same_list(&a->key_storage.vault.urls, &b->key_storage.vault.urls, "urls");
 	SAME_STR(key_storage.vault.mount_path); SAME_STR(key_storage.vault.path_prefix); SAME_STR(key_storage.vault.auth_method);
 	SAME_STR(key_storage.vault.token_file); SAME_STR(key_storage.vault.role_id); SAME_STR(key_storage.vault.secret_id_file);
