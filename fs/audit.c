@@ -572,14 +572,125 @@ static const char *audit_check_fields(json_t *root)
 	return NULL;
 }
 
+struct audit_chain {
+	EVP_MD *sha256;
+	EVP_MD_CTX *md;
+	char prev[AUDIT_HASH_HEX + 1];
+	unsigned long long first_seq, last_seq;
+	bool started;                  /* false: the next line starts a segment */
+};
+
+struct audit_chain *audit_chain_new(void)
+{
+	struct audit_chain *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	c->md = EVP_MD_CTX_new();
+	if (!c->sha256 || !c->md) {
+		audit_chain_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void audit_chain_free(struct audit_chain *c)
+{
+	if (!c)
+		return;
+	EVP_MD_CTX_free(c->md);
+	EVP_MD_free(c->sha256);
+	free(c);
+}
+
+void audit_chain_restart(struct audit_chain *c)
+{
+	c->started = false;
+}
+
+unsigned long long audit_chain_first_seq(const struct audit_chain *c)
+{
+	return c->first_seq;
+}
+
+unsigned long long audit_chain_last_seq(const struct audit_chain *c)
+{
+	return c->last_seq;
+}
+
+int audit_chain_check(struct audit_chain *c, const char *line, size_t len, bool complete,
+                      char *why, size_t whylen, json_t **parsed)
+{
+	char stored[AUDIT_HASH_HEX + 1], computed[AUDIT_HASH_HEX + 1];
+
+	why[0] = 0;
+	if (parsed)
+		*parsed = NULL;
+	if (!complete) {
+		snprintf(why, whylen, "truncated (no newline at the end of the file)");
+		return 1;
+	}
+	json_error_t jerr;
+	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(why, whylen, "not valid JSON (column %d: %s)", jerr.column, jerr.text);
+		return 1;
+	}
+	const char *bad = audit_check_fields(root);
+	unsigned long long seq = bad ? 0 : (unsigned long long)json_integer_value(
+		json_object_get(root, "seq"));
+	if (parsed)
+		*parsed = root;
+	else
+		json_decref(root);
+	if (bad) {
+		snprintf(why, whylen, "%s", bad);
+		return 1;
+	}
+	long prefix_len = audit_split(line, len, stored);
+	if (prefix_len < 0) {
+		snprintf(why, whylen, "does not end with the hash field");
+		return 1;
+	}
+	if (!c->started) {
+		c->started = true;
+		if (c->first_seq == 0)
+			c->first_seq = seq;
+		if (seq == 1) {
+			memcpy(c->prev, audit_zero_hash, sizeof(c->prev));
+		} else {
+			/* Its predecessor is in the rotated file: trust the stored
+			 * hash as the start of this segment's chain. */
+			snprintf(why, whylen, "chain starts at seq %llu (continues a rotated file)", seq);
+			memcpy(c->prev, stored, sizeof(c->prev));
+			c->last_seq = seq;
+			return 0;
+		}
+	} else if (seq != c->last_seq + 1) {
+		snprintf(why, whylen, "seq %llu, expected %llu (a line was removed, inserted or "
+		         "reordered)", seq, c->last_seq + 1);
+		return 1;
+	}
+	if (audit_sha256_hex(c->md, c->sha256, c->prev, line, (size_t)prefix_len, computed) < 0) {
+		snprintf(why, whylen, "cannot compute SHA-256");
+		return 1;
+	}
+	if (strcmp(computed, stored) != 0) {
+		snprintf(why, whylen, "hash mismatch (the line was edited, or the line before it "
+		         "was replaced)");
+		return 1;
+	}
+	memcpy(c->prev, stored, sizeof(c->prev));
+	c->last_seq = seq;
+	return 0;
+}
+
 /* Beyond audit.h: a file that cannot be opened or read returns -errno
  * (nothing printed, *bad_line 0); 1 is kept for "read, and not intact". */
 int audit_verify(const char *path, FILE *report, long *bad_line)
 {
-	char prev[AUDIT_HASH_HEX + 1], stored[AUDIT_HASH_HEX + 1], computed[AUDIT_HASH_HEX + 1];
-	unsigned long long first_seq = 0, last_seq = 0;
-	EVP_MD *sha256 = NULL;
-	EVP_MD_CTX *md = NULL;
+	struct audit_chain *chain = NULL;
+	char why[256];
 	char *line = NULL;
 	size_t cap = 0;
 	long lineno = 0;
@@ -590,9 +701,8 @@ int audit_verify(const char *path, FILE *report, long *bad_line)
 	f = fopen(path, "re");
 	if (!f)
 		return -errno;
-	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	md = EVP_MD_CTX_new();
-	if (!sha256 || !md) {
+	chain = audit_chain_new();
+	if (!chain) {
 		result = -ENOMEM;
 		goto out;
 	}
@@ -609,78 +719,27 @@ int audit_verify(const char *path, FILE *report, long *bad_line)
 		}
 		lineno++;
 		size_t len = (size_t)n;
-		if (line[len - 1] != '\n') {
-			fprintf(report, "line %ld: truncated (no newline at the end of the file)\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		len--;
-		json_error_t jerr;
-		json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!root) {
-			fprintf(report, "line %ld: not valid JSON (column %d: %s)\n", lineno,
-			        jerr.column, jerr.text);
-			*bad_line = lineno;
-			goto out;
-		}
-		const char *why = audit_check_fields(root);
-		unsigned long long seq = why ? 0 : (unsigned long long)json_integer_value(
-			json_object_get(root, "seq"));
-		json_decref(root);
-		if (why) {
+		bool complete = line[len - 1] == '\n';
+		if (complete)
+			len--;
+		int rc = audit_chain_check(chain, line, len, complete, why, sizeof(why), NULL);
+		if (rc != 0) {
 			fprintf(report, "line %ld: %s\n", lineno, why);
 			*bad_line = lineno;
 			goto out;
 		}
-		long prefix_len = audit_split(line, len, stored);
-		if (prefix_len < 0) {
-			fprintf(report, "line %ld: does not end with the hash field\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		if (lineno == 1) {
-			first_seq = seq;
-			if (seq == 1) {
-				memcpy(prev, audit_zero_hash, sizeof(prev));
-			} else {
-				/* Its predecessor is in the rotated file: trust the
-				 * stored hash as the start of this file's chain. */
-				fprintf(report, "line 1: chain starts at seq %llu (continues a rotated file)\n",
-				        seq);
-				memcpy(prev, stored, sizeof(prev));
-				last_seq = seq;
-				continue;
-			}
-		} else if (seq != last_seq + 1) {
-			fprintf(report, "line %ld: seq %llu, expected %llu (a line was removed, "
-			        "inserted or reordered)\n", lineno, seq, last_seq + 1);
-			*bad_line = lineno;
-			goto out;
-		}
-		if (audit_sha256_hex(md, sha256, prev, line, (size_t)prefix_len, computed) < 0) {
-			fprintf(report, "line %ld: cannot compute SHA-256\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		if (strcmp(computed, stored) != 0) {
-			fprintf(report, "line %ld: hash mismatch (the line was edited, or the "
-			        "line before it was replaced)\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		memcpy(prev, stored, sizeof(prev));
-		last_seq = seq;
+		if (why[0])
+			fprintf(report, "line %ld: %s\n", lineno, why);
 	}
 	if (lineno == 0)
 		fprintf(report, "audit log OK: 0 lines\n");
 	else
-		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", lineno, first_seq,
-		        last_seq);
+		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", lineno,
+		        audit_chain_first_seq(chain), audit_chain_last_seq(chain));
 	result = 0;
 out:
 	free(line);
-	EVP_MD_CTX_free(md);
-	EVP_MD_free(sha256);
+	audit_chain_free(chain);
 	fclose(f);
 	return result;
 }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <jansson.h>
 #include <sys/types.h>
 #include "config.h"
 #include "metrics.h"
@@ -50,5 +51,32 @@ void audit_close(struct audit *a);
  * (1-based) names the first bad line, with a reason printed to report;
  * -errno (and *bad_line 0) when the file cannot be opened or read. */
 int audit_verify(const char *path, FILE *report, long *bad_line);
+
+/* The chain check of one line at a time, the definition of a good line for
+ * audit_verify() and for every other reader (the report): feed it the lines
+ * of the files in order, oldest first, as one chain. */
+struct audit_chain;
+
+/* NULL when out of memory.  Free with audit_chain_free (NULL allowed). */
+struct audit_chain *audit_chain_new(void);
+void audit_chain_free(struct audit_chain *c);
+
+/* Check the next line: its bytes without the newline, complete false when
+ * the input ended before a newline.  Returns 0 when the line is good and
+ * extends the chain (why may still hold a note, e.g. "chain starts at seq N
+ * (continues a rotated file)", else ""), 1 when it is bad with the reason in
+ * why.  A bad line does not advance the chain.  When parsed is non-NULL it
+ * receives the line's JSON object whenever the line parsed as JSON (good or
+ * not; the caller json_decref()s it), else NULL. */
+int audit_chain_check(struct audit_chain *c, const char *line, size_t len, bool complete,
+                      char *why, size_t whylen, json_t **parsed);
+
+/* The next line starts a new segment (trusted as the chain's start), e.g.
+ * to keep checking after a bad line. */
+void audit_chain_restart(struct audit_chain *c);
+
+/* seq of the first line checked, and of the last good line (0: none). */
+unsigned long long audit_chain_first_seq(const struct audit_chain *c);
+unsigned long long audit_chain_last_seq(const struct audit_chain *c);
 
 #endif
