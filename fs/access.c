@@ -1009,6 +1009,11 @@ static bool business_open(const struct anomaly *an, double now)
 	return day_on(an->days_mask, wday);
 }
 
+bool anomaly_off_hours(const struct anomaly *an, double wall)
+{
+	return an && an->hours_set && !business_open(an, wall);
+}
+
 int anomaly_new(const struct config_keyfs *cfg, clock_fn wall_now, struct anomaly **out,
                 char *err, size_t errlen)
 {

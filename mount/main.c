@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "keyformat.h"
 #include "log.h"
+#include "report.h"
 #include "secret.h"
 
 #include <errno.h>
@@ -46,6 +47,9 @@ static const char usage_text[] =
 "        list the networks that have a key\n"
 "  audit verify [AUDIT_LOG]\n"
 "        check the audit log's hash chain; names the first bad line\n"
+"  report weekly|monthly [--audit-log FILE]... [--until DATE] [--prometheus URL]\n"
+"         [--format text|json|html] [-o FILE]\n"
+"        the security report of the monitoring guide (see report --help)\n"
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
@@ -489,6 +493,8 @@ int main(int argc, char **argv)
 		return cmd_key(argc - 1, argv + 1, &cli);
 	if (strcmp(cmd, "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1, &cli);
+	if (strcmp(cmd, "report") == 0)
+		return report_main(argc - 1, argv + 1);
 	int rc = parse_options(argc - 1, argv + 1, &cli);
 	if (rc)
 		return rc;
