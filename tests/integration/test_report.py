@@ -235,6 +235,13 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual([i["path"] for i in found["inputs"]], [base + ".2.gz", base + ".1", base])
         self.assertEqual(found["operations"], whole["operations"])
         self.assertTrue(found["chain"]["verified"])
+        # gzip is recognised by its content, not its name
+        shutil.copy(base + ".2.gz", os.path.join(root, "old-rotation"))
+        renamed = report_json("--audit-log", os.path.join(root, "old-rotation"),
+                              "--audit-log", base + ".1", "--audit-log", base,
+                              "--until", iso(self.t0 + 3600))
+        self.assertTrue(renamed["inputs"][0]["compressed"])
+        self.assertEqual(renamed["operations"], whole["operations"])
         # In the wrong order the chain does not hold, and the report says so.
         wrong = report_json("--audit-log", base, "--audit-log", base + ".1",
                             "--until", iso(self.t0 + 3600))
@@ -341,6 +348,77 @@ class ReportHistory(unittest.TestCase):
         self.assertTrue(lines[4].startswith("audit chain verified"))
         self.assertIn("Denials by caller", text)
         self.assertIn("unavailable: no --prometheus URL given", text)
+
+    def test_off_hours_against_business_hours(self):
+        # Business hours that exclude the hour of the history: every line is off-hours.
+        lines = [json.loads(x) for x in open(self.m.audit_log)]
+        hour = int(lines[0]["timestamp"][11:13])
+        cfg = os.path.join(self.tmp, "hours.yaml")
+        with open(cfg, "w") as f:
+            f.write('keyfs:\n  audit_log: %s\n  business_hours:\n    timezone: UTC\n'
+                    '    start: "%02d:00"\n    end: "%02d:00"\n'
+                    '    days: [sun, mon, tue, wed, thu, fri, sat]\n'
+                    % (self.m.audit_log, (hour + 2) % 24, (hour + 3) % 24))
+        doc = report_json("-c", cfg, "--until", iso(self.t0 + 3600))
+        oh = doc["off_hours"]
+        self.assertTrue(oh["business_hours_configured"])
+        self.assertIn("UTC", oh["business_hours"])
+        self.assertEqual(oh["count"]["current"], len(lines))
+        self.assertEqual(doc["summary"]["off_hours"]["current"], len(lines))
+        callers = {(c["uid"], c["process"]): c for c in doc["access"]["callers"]}
+        self.assertEqual(callers[(65534, "cat")]["off_hours"], DENIED_A + DENIED_B)
+        # Hours that include it: none.
+        with open(cfg, "w") as f:
+            f.write('keyfs:\n  audit_log: %s\n  business_hours:\n    start: "00:00"\n'
+                    '    end: "24:00"\n    days: [sun, mon, tue, wed, thu, fri, sat]\n'
+                    % self.m.audit_log)
+        doc = report_json("-c", cfg, "--until", iso(self.t0 + 3600))
+        self.assertEqual(doc["off_hours"]["count"]["current"], 0)
+        # Without business hours: the daemon's off_hours flags (none here).
+        doc = report_json("--audit-log", self.m.audit_log)
+        self.assertFalse(doc["off_hours"]["business_hours_configured"])
+        self.assertIn("anomaly=off_hours", doc["off_hours"]["basis"])
+
+    def test_progress_on_a_terminal_only(self):
+        # A FIFO that delivers half the log, pauses 1.5 s, then the rest:
+        # reading takes more than a second, so a terminal gets progress.
+        with open(self.m.audit_log, "rb") as f:
+            raw = f.read()
+        for tty in (True, False):
+            fifo = os.path.join(self.tmp, "fifo-%s" % tty)
+            os.mkfifo(fifo)
+            if tty:
+                master, slave = os.openpty()
+                err = slave
+            else:
+                err = subprocess.PIPE
+            p = subprocess.Popen([KEYFS_BIN, "report", "weekly", "--audit-log", fifo,
+                                  "--format", "json"], stdout=subprocess.PIPE, stderr=err,
+                                 stdin=subprocess.DEVNULL)
+            with open(fifo, "wb") as w:
+                w.write(raw[:len(raw) // 2])
+                w.flush()
+                time.sleep(1.5)
+                w.write(raw[len(raw) // 2:])
+            out, errtext = p.communicate(timeout=60)
+            if tty:
+                os.close(slave)
+                errtext = b""
+                while True:
+                    try:
+                        chunk = os.read(master, 4096)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    errtext += chunk
+                os.close(master)
+            self.assertEqual(p.returncode, 0, errtext)
+            self.assertEqual(json.loads(out)["chain"]["lines"], len(self.lines))
+            if tty:
+                self.assertIn(b"reading the audit log", errtext)
+            else:
+                self.assertEqual(errtext, b"")
 
     def test_bad_arguments(self):
         p = report("yearly", check=False)
