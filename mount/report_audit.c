@@ -577,6 +577,10 @@ static void note_bad(struct agg *a, const char *path, long lineno, const char *w
 	a->first_bad_line = lineno;
 	snprintf(a->first_bad_file, sizeof(a->first_bad_file), "%s", path);
 	snprintf(a->first_bad_reason, sizeof(a->first_bad_reason), "%s", why);
+	/* parser messages may quote the bad bytes: keep them off terminals */
+	for (char *c = a->first_bad_reason; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 }
 
 static int check_line(struct agg *a, struct audit_chain *chain, const char *path, long lineno,

@@ -219,6 +219,17 @@ static json_t *table_rows(json_t *doc, const struct table *t)
 	return json_incref(get_path(doc, t->path));
 }
 
+/* Text from the audit log is caller-controlled (a process names itself):
+ * control characters become '?' so that nothing reaches a terminal as an
+ * escape sequence or breaks a table row. */
+static void printable(const char *s, char *buf, size_t size)
+{
+	size_t i = 0;
+	for (; *s && i + 1 < size; s++, i++)
+		buf[i] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	buf[i] = 0;
+}
+
 /* One cell as text. */
 static void cell(json_t *row, const struct col *c, char *buf, size_t size)
 {
@@ -230,7 +241,7 @@ static void cell(json_t *row, const struct col *c, char *buf, size_t size)
 	}
 	switch (c->kind) {
 	case K_STR:
-		snprintf(buf, size, "%s", json_is_string(v) ? json_string_value(v) : "");
+		printable(json_is_string(v) ? json_string_value(v) : "", buf, size);
 		break;
 	case K_INT:
 		snprintf(buf, size, "%lld", (long long)d);

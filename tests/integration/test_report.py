@@ -435,6 +435,28 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
 
 
+class ReportHostileNames(keyfslib.MountTestCase):
+    """A caller names itself with a terminal escape sequence: the text report
+    shows it harmlessly, the JSON keeps it exactly."""
+
+    def test_escape_sequences_never_reach_the_terminal(self):
+        net = "report-esc"
+        self.m.write_key(net, new_key() + "\n")
+        evil = "\x1b]0;pwn\x07\x1b[2J"
+        code = ("import sys\nopen('/proc/self/comm','w').write(sys.argv[1])\n"
+                "open(sys.argv[2]).read()\n")
+        subprocess.run([sys.executable, "-c", code, evil, self.m.key_path(net)], check=True)
+        names = {x["process"] for x in self.m.audit_lines()}
+        self.assertIn(evil[:15], names)
+        doc = report_json("-c", self.m.config)
+        self.assertIn(evil[:15], {c["process"] for c in doc["access"]["callers"]})
+        for fmt in ("text", "html"):
+            out = report("-c", self.m.config, "--format", fmt).stdout
+            self.assertNotIn("\x1b", out, fmt)
+            self.assertNotIn("\x07", out, fmt)
+        self.assertIn("?]0;pwn??[2J", report("-c", self.m.config).stdout)
+
+
 class ReportPrometheus(unittest.TestCase):
     """A real prometheus scraping a real node_exporter on MOUNT/textfile."""
 
