@@ -186,12 +186,13 @@ struct net_stat {
 	double first, last;          /* any line up to the end of the period */
 	int key_state;
 	long lifecycle[LC_COUNT];    /* current period */
+	long callers;                /* distinct callers, current period */
 };
 
 struct caller_stat {
 	struct counts c[2];
 	double first, last;
-	long networks;               /* filled at output */
+	long networks;               /* distinct networks, current period */
 };
 
 struct pair_stat {
@@ -521,7 +522,10 @@ static int fold(struct agg *a, json_t *o)
 		struct pair_stat *ps = rt_get(&a->pairs, key);
 		if (!ps)
 			return -ENOMEM;
-		ps->ops++;
+		if (ps->ops++ == 0) {
+			ns->callers++;
+			cs->networks++;
+		}
 		if (op == OP_GET && st == ST_SUCCESS)
 			ps->reads++;
 		if (st == ST_DENIED)
@@ -737,15 +741,18 @@ static long by_net(const struct rt_entry *e) { return ((const struct net_stat *)
 static long by_caller(const struct rt_entry *e) { return ((const struct caller_stat *)e->val)->c[CUR].ops; }
 static long by_pair(const struct rt_entry *e) { return ((const struct pair_stat *)e->val)->ops; }
 
-static int build(struct agg *a, json_t *doc)
-{
-	const struct report_period *p = a->p;
-	struct rt_entry **v;
-	char *parts[4];
-	char *copy;
-	long total_cur = 0, total_prev = 0;
+/* Each build_* adds one section to doc.  Containers are attached to doc as
+ * soon as they exist, so an early return on ENOMEM leaks nothing (the
+ * caller frees doc). */
 
-	/* chain */
+static json_t *section(json_t *parent, const char *name, json_t *value)
+{
+	json_object_set_new(parent, name, value);
+	return value;
+}
+
+static void build_chain(struct agg *a, json_t *doc)
+{
 	json_object_set_new(doc, "chain", json_pack("{s:b,s:I,s:I,s:o,s:o,s:o,s:I,s:I}",
 		"verified", a->bad_lines == 0 && a->lines_total > 0,
 		"lines", (json_int_t)a->lines_total, "bad_lines", (json_int_t)a->bad_lines,
@@ -754,19 +761,19 @@ static int build(struct agg *a, json_t *doc)
 		"reason", a->first_bad_set ? json_string(a->first_bad_reason) :
 		          a->lines_total == 0 ? json_string("no audit lines") : json_null(),
 		"first_seq", (json_int_t)0, "last_seq", (json_int_t)0));
+}
 
-	/* operations by type and status */
-	json_t *ops = json_array();
-	long denials[2] = { 0, 0 }, failures[2] = { 0, 0 };
+/* Operations by type and status; sums per status into totals[period][status]. */
+static void build_operations(struct agg *a, json_t *doc, long totals[2][ST_COUNT])
+{
+	json_t *ops = section(doc, "operations", json_array());
 	for (int i = 0; i < OP_COUNT; i++) {
 		long *c = a->ops[CUR][i], *q = a->ops[PREV][i];
 		long cur = c[0] + c[1] + c[2], prev = q[0] + q[1] + q[2];
-		total_cur += cur;
-		total_prev += prev;
-		failures[CUR] += c[ST_FAILURE];
-		failures[PREV] += q[ST_FAILURE];
-		denials[CUR] += c[ST_DENIED];
-		denials[PREV] += q[ST_DENIED];
+		for (int st = 0; st < ST_COUNT; st++) {
+			totals[CUR][st] += c[st];
+			totals[PREV][st] += q[st];
+		}
 		if (!cur && !prev && i >= OP_ADDRESS)
 			continue;
 		json_array_append_new(ops, json_pack("{s:s,s:I,s:I,s:I,s:I,s:o}",
@@ -774,88 +781,86 @@ static int build(struct agg *a, json_t *doc)
 			"failure", (json_int_t)c[ST_FAILURE], "denied", (json_int_t)c[ST_DENIED],
 			"total", (json_int_t)cur, "trend", trend(cur, prev)));
 	}
-	json_object_set_new(doc, "operations", ops);
+}
 
-	/* cache as the audit log sees it: gets served from cache */
-	long gets = a->ops[CUR][OP_GET][ST_SUCCESS], cached = 0, nets_accessed = 0;
-
-	/* networks */
-	json_t *nets = json_array();
-	if (!(v = sorted(&a->nets, by_net)))
+static int build_networks(struct agg *a, json_t *access, long *accessed, long *cached)
+{
+	json_t *nets = section(access, "networks", json_array());
+	struct rt_entry **v = sorted(&a->nets, by_net);
+	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->nets.n; i++) {
 		struct net_stat *s = (struct net_stat *)v[i]->val;
 		if (!s->c[CUR].ops && !s->c[PREV].ops)
 			continue;
-		cached += s->c[CUR].cached;
+		*cached += s->c[CUR].cached;
 		if (s->c[CUR].ops)
-			nets_accessed++;
-		long callers = 0;
-		for (size_t j = 0; j < a->pairs.cap; j++) {
-			struct rt_entry *e = a->pairs.slots[j];
-			size_t nl = strlen(v[i]->key);
-			if (e && strncmp(e->key, v[i]->key, nl) == 0 && e->key[nl] == '\x1f')
-				callers++;
-		}
+			(*accessed)++;
 		json_array_append_new(nets, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}",
 			"network", v[i]->key, "operations", (json_int_t)s->c[CUR].ops,
 			"reads", (json_int_t)s->c[CUR].reads, "cached_reads", (json_int_t)s->c[CUR].cached,
 			"stores", (json_int_t)s->c[CUR].stores, "removes", (json_int_t)s->c[CUR].removes,
 			"denials", (json_int_t)s->c[CUR].denials, "failures", (json_int_t)s->c[CUR].failures,
-			"callers", (json_int_t)callers,
+			"callers", (json_int_t)s->callers,
 			"first_seen", json_time(s->first), "last_seen", json_time(s->last),
 			"reads_trend", trend(s->c[CUR].reads, s->c[PREV].reads)));
 	}
 	free(v);
+	return 0;
+}
 
-	/* callers */
-	json_t *callers = json_array(), *new_callers = json_array();
-	long n_callers = 0, n_new = 0;
-	if (!(v = sorted(&a->callers, by_caller)))
+static int build_callers(struct agg *a, json_t *access, long *n_callers, long *n_new)
+{
+	json_t *callers = section(access, "callers", json_array());
+	json_t *new_callers = section(access, "new_callers", json_array());
+	struct rt_entry **v = sorted(&a->callers, by_caller);
+	char *parts[2];
+	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->callers.n; i++) {
 		struct caller_stat *s = (struct caller_stat *)v[i]->val;
 		if (!s->c[CUR].ops)
 			continue;
-		if (!(copy = key_split(v[i]->key, parts, 2)))
+		char *copy = key_split(v[i]->key, parts, 2);
+		if (!copy) {
+			free(v);
 			return -ENOMEM;
-		long long uid = to_ll(parts[0]);
-		bool is_new = s->first >= p->start;
-		long nn = 0;
-		size_t kl = strlen(v[i]->key);
-		for (size_t j = 0; j < a->pairs.cap; j++) {
-			struct rt_entry *e = a->pairs.slots[j];
-			if (!e)
-				continue;
-			const char *sep = strchr(e->key, '\x1f');
-			if (sep && strncmp(sep + 1, v[i]->key, kl) == 0 && sep[1 + kl] == 0)
-				nn++;
 		}
+		long long uid = to_ll(parts[0]);
+		bool is_new = s->first >= a->p->start;
 		json_t *c = json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:b,s:o}",
 			"uid", (json_int_t)uid, "user", user_name(uid), "process", parts[1],
 			"operations", (json_int_t)s->c[CUR].ops, "reads", (json_int_t)s->c[CUR].reads,
 			"denials", (json_int_t)s->c[CUR].denials, "failures", (json_int_t)s->c[CUR].failures,
-			"off_hours", (json_int_t)s->c[CUR].off_hours, "networks", (json_int_t)nn,
+			"off_hours", (json_int_t)s->c[CUR].off_hours, "networks", (json_int_t)s->networks,
 			"first_seen", json_time(s->first), "last_seen", json_time(s->last), "new", is_new,
 			"operations_trend", trend(s->c[CUR].ops, s->c[PREV].ops));
-		n_callers++;
+		(*n_callers)++;
 		if (is_new) {
-			n_new++;
+			(*n_new)++;
 			json_array_append_new(new_callers, json_deep_copy(c));
 		}
 		json_array_append_new(callers, c);
 		free(copy);
 	}
 	free(v);
+	return 0;
+}
 
-	/* who reads which key */
-	json_t *pairs = json_array();
-	if (!(v = sorted(&a->pairs, by_pair)))
+static int build_pairs(struct agg *a, json_t *access)
+{
+	json_t *pairs = section(access, "pairs", json_array());
+	struct rt_entry **v = sorted(&a->pairs, by_pair);
+	char *parts[3];
+	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->pairs.n; i++) {
 		struct pair_stat *s = (struct pair_stat *)v[i]->val;
-		if (!(copy = key_split(v[i]->key, parts, 3)))
+		char *copy = key_split(v[i]->key, parts, 3);
+		if (!copy) {
+			free(v);
 			return -ENOMEM;
+		}
 		long long uid = to_ll(parts[1]);
 		json_array_append_new(pairs, json_pack("{s:s,s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o}",
 			"network", parts[0], "uid", (json_int_t)uid, "user", user_name(uid),
@@ -865,12 +870,18 @@ static int build(struct agg *a, json_t *doc)
 		free(copy);
 	}
 	free(v);
-	json_object_set_new(doc, "access", json_pack("{s:o,s:o,s:o,s:o}", "networks", nets,
-	                    "callers", callers, "pairs", pairs, "new_callers", new_callers));
+	return 0;
+}
 
-	/* failures */
-	json_t *reasons = json_array(), *flist = json_array();
-	if (!(v = sorted(&a->reasons, by_count2)))
+static int build_failures(struct agg *a, json_t *doc, long totals[2][ST_COUNT])
+{
+	json_t *sec = section(doc, "failures", json_object());
+	json_object_set_new(sec, "total", trend(totals[CUR][ST_FAILURE], totals[PREV][ST_FAILURE]));
+	json_t *reasons = section(sec, "by_reason", json_array());
+	json_t *list = section(sec, "list", json_array());
+	struct rt_entry **v = sorted(&a->reasons, by_count2);
+	char *parts[3];
+	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->reasons.n; i++) {
 		struct count2 *s = (struct count2 *)v[i]->val;
@@ -886,51 +897,64 @@ static int build(struct agg *a, json_t *doc)
 		struct count2 *s = (struct count2 *)v[i]->val;
 		if (!s->n[CUR])
 			continue;
-		if (!(copy = key_split(v[i]->key, parts, 3)))
+		char *copy = key_split(v[i]->key, parts, 3);
+		if (!copy) {
+			free(v);
 			return -ENOMEM;
-		json_array_append_new(flist, json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}",
+		}
+		json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}",
 			"operation", parts[0], "network", parts[1], "reason", parts[2],
 			"count", (json_int_t)s->n[CUR], "first_seen", json_time(s->first),
 			"last_seen", json_time(s->last)));
 		free(copy);
 	}
 	free(v);
-	json_object_set_new(doc, "failures", json_pack("{s:o,s:o,s:o}", "total",
-	                    trend(failures[CUR], failures[PREV]), "by_reason", reasons,
-	                    "list", flist));
+	return 0;
+}
 
-	/* denials, by caller and by network */
-	json_t *dlist = json_array(), *dnet = json_object(), *dnets = json_array();
-	if (!(v = sorted(&a->denials, by_count2)))
+static int build_denials(struct agg *a, json_t *doc, long totals[2][ST_COUNT])
+{
+	json_t *sec = section(doc, "denials", json_object());
+	json_object_set_new(sec, "total", trend(totals[CUR][ST_DENIED], totals[PREV][ST_DENIED]));
+	json_t *list = section(sec, "by_caller", json_array());
+	json_t *by_net = section(sec, "by_network", json_array());
+	json_t *per_net = section(sec, "_per_network", json_object());   /* removed below */
+	struct rt_entry **v = sorted(&a->denials, by_count2);
+	char *parts[4];
+	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->denials.n; i++) {
 		struct count2 *s = (struct count2 *)v[i]->val;
 		if (!s->n[CUR])
 			continue;
-		if (!(copy = key_split(v[i]->key, parts, 4)))
+		char *copy = key_split(v[i]->key, parts, 4);
+		if (!copy) {
+			free(v);
 			return -ENOMEM;
+		}
 		long long uid = to_ll(parts[0]);
-		json_array_append_new(dlist, json_pack("{s:I,s:o,s:s,s:s,s:s,s:I,s:o,s:o}",
+		json_array_append_new(list, json_pack("{s:I,s:o,s:s,s:s,s:s,s:I,s:o,s:o}",
 			"uid", (json_int_t)uid, "user", user_name(uid), "process", parts[1],
 			"operation", parts[2], "network", parts[3], "count", (json_int_t)s->n[CUR],
 			"first_seen", json_time(s->first), "last_seen", json_time(s->last)));
-		json_int_t before = json_integer_value(json_object_get(dnet, parts[3]));
-		json_object_set_new(dnet, parts[3], json_integer(before + s->n[CUR]));
+		json_int_t before = json_integer_value(json_object_get(per_net, parts[3]));
+		json_object_set_new(per_net, parts[3], json_integer(before + s->n[CUR]));
 		free(copy);
 	}
 	free(v);
-	const char *dk;
-	json_t *dv;
-	json_object_foreach(dnet, dk, dv)
-		json_array_append_new(dnets, json_pack("{s:s,s:O}", "network", dk, "count", dv));
-	json_decref(dnet);
-	json_object_set_new(doc, "denials", json_pack("{s:o,s:o,s:o}", "total",
-	                    trend(denials[CUR], denials[PREV]), "by_caller", dlist,
-	                    "by_network", dnets));
+	const char *k;
+	json_t *n;
+	json_object_foreach(per_net, k, n)
+		json_array_append_new(by_net, json_pack("{s:s,s:O}", "network", k, "count", n));
+	json_object_del(sec, "_per_network");
+	return 0;
+}
 
-	/* backends as the audit log sees them */
-	json_t *backends = json_array();
-	if (!(v = sorted(&a->backends, by_count2)))
+static int build_backends(struct agg *a, json_t *doc)
+{
+	json_t *backends = section(doc, "backends", json_array());
+	struct rt_entry **v = sorted(&a->backends, by_count2);
+	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->backends.n; i++) {
 		if (strchr(v[i]->key, '\x1f'))
@@ -950,13 +974,12 @@ static int build(struct agg *a, json_t *doc)
 			                               : json_null()));
 	}
 	free(v);
-	json_object_set_new(doc, "backends", backends);
-	json_object_set_new(doc, "cache", json_pack("{s:I,s:I,s:o}", "reads", (json_int_t)gets,
-		"cached_reads", (json_int_t)cached,
-		"hit_ratio", gets ? json_real((double)cached / (double)gets) : json_null()));
+	return 0;
+}
 
-	/* lifecycle */
-	json_t *lc = json_object();
+static void build_lifecycle(struct agg *a, json_t *doc)
+{
+	json_t *lc = section(doc, "lifecycle", json_object());
 	for (int i = 0; i < LC_COUNT; i++)
 		json_object_set_new(lc, lc_names[i], json_pack("{s:I,s:I,s:I}",
 			"mount", (json_int_t)a->lifecycle[i][SRC_MOUNT],
@@ -965,11 +988,13 @@ static int build(struct agg *a, json_t *doc)
 	json_object_set_new(lc, "events", json_incref(a->events));
 	json_object_set_new(lc, "events_total", json_integer(a->events_total));
 	json_object_set_new(lc, "events_listed_max", json_integer(EVENTS_MAX));
-	json_object_set_new(doc, "lifecycle", lc);
+}
 
-	/* anomalies */
-	json_t *an = json_array();
-	if (!(v = sorted(&a->anomalies, by_count2)))
+static int build_anomalies(struct agg *a, json_t *doc)
+{
+	json_t *an = section(doc, "anomalies", json_array());
+	struct rt_entry **v = sorted(&a->anomalies, by_count2);
+	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->anomalies.n; i++) {
 		struct count2 *s = (struct count2 *)v[i]->val;
@@ -977,16 +1002,18 @@ static int build(struct agg *a, json_t *doc)
 			"count", trend(s->n[CUR], s->n[PREV])));
 	}
 	free(v);
-	json_object_set_new(doc, "anomalies", an);
+	return 0;
+}
 
-	/* busiest hours, off hours */
+static void build_time_of_day(struct agg *a, json_t *doc)
+{
 	json_t *hours = json_array(), *busiest = json_array();
 	int order[24];
 	for (int h = 0; h < 24; h++) {
 		json_array_append_new(hours, json_integer(a->hours[h]));
 		order[h] = h;
 	}
-	for (int i = 0; i < 24; i++)         /* stable selection of the top three */
+	for (int i = 0; i < 3; i++)          /* the top three, earlier hour first on ties */
 		for (int j = i + 1; j < 24; j++)
 			if (a->hours[order[j]] > a->hours[order[i]]) {
 				int t = order[i];
@@ -1005,30 +1032,61 @@ static int build(struct agg *a, json_t *doc)
 		                       "lines the daemon flagged anomaly=off_hours",
 		"count", trend(a->off_hours[CUR], a->off_hours[PREV])));
 
-	/* per day */
-	json_t *daily = json_array();
-	for (int d = 0; d < report_day_count(p); d++) {
+	json_t *daily = section(doc, "daily", json_array());
+	for (int d = 0; d < report_day_count(a->p); d++) {
 		char date[32];
-		report_format_time(report_day_start(p, d), date, sizeof(date));
+		report_format_time(report_day_start(a->p, d), date, sizeof(date));
 		date[10] = 0;
 		json_array_append_new(daily, json_pack("{s:s,s:I,s:I,s:I}", "date", date,
 			"operations", (json_int_t)a->daily[d][0], "failures", (json_int_t)a->daily[d][1],
 			"denials", (json_int_t)a->daily[d][2]));
 	}
-	json_object_set_new(doc, "daily", daily);
+}
 
-	long anomalies_cur = a->anomalies_total[CUR], anomalies_prev = a->anomalies_total[PREV];
-	json_object_set_new(doc, "summary", json_pack("{s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:o}",
-		"operations", trend(total_cur, total_prev), "failures", trend(failures[CUR], failures[PREV]),
-		"denials", trend(denials[CUR], denials[PREV]),
-		"anomalies", trend(anomalies_cur, anomalies_prev),
+static int build(struct agg *a, json_t *doc)
+{
+	long totals[2][ST_COUNT] = { { 0 } };
+	long accessed = 0, cached = 0, n_callers = 0, n_new = 0;
+	int rc;
+
+	build_chain(a, doc);
+	json_t *summary = section(doc, "summary", json_object());
+	build_operations(a, doc, totals);
+	json_t *access = section(doc, "access", json_object());
+	if ((rc = build_networks(a, access, &accessed, &cached)) < 0 ||
+	    (rc = build_callers(a, access, &n_callers, &n_new)) < 0 ||
+	    (rc = build_pairs(a, access)) < 0 ||
+	    (rc = build_failures(a, doc, totals)) < 0 ||
+	    (rc = build_denials(a, doc, totals)) < 0 ||
+	    (rc = build_backends(a, doc)) < 0 ||
+	    (rc = build_anomalies(a, doc)) < 0)
+		return rc;
+	long gets = a->ops[CUR][OP_GET][ST_SUCCESS];
+	json_object_set_new(doc, "cache", json_pack("{s:I,s:I,s:o}", "reads", (json_int_t)gets,
+		"cached_reads", (json_int_t)cached,
+		"hit_ratio", gets ? json_real((double)cached / (double)gets) : json_null()));
+	build_lifecycle(a, doc);
+	build_time_of_day(a, doc);
+
+	long ops_cur = 0, ops_prev = 0;
+	for (int st = 0; st < ST_COUNT; st++) {
+		ops_cur += totals[CUR][st];
+		ops_prev += totals[PREV][st];
+	}
+	json_t *figures = json_pack("{s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:o}",
+		"operations", trend(ops_cur, ops_prev),
+		"failures", trend(totals[CUR][ST_FAILURE], totals[PREV][ST_FAILURE]),
+		"denials", trend(totals[CUR][ST_DENIED], totals[PREV][ST_DENIED]),
+		"anomalies", trend(a->anomalies_total[CUR], a->anomalies_total[PREV]),
 		"off_hours", trend(a->off_hours[CUR], a->off_hours[PREV]),
-		"networks_accessed", (json_int_t)nets_accessed, "callers", (json_int_t)n_callers,
+		"networks_accessed", (json_int_t)accessed, "callers", (json_int_t)n_callers,
 		"new_callers", (json_int_t)n_new,
 		"lines", json_pack("{s:I,s:I,s:I,s:I,s:I}", "current_period", (json_int_t)a->lines[CUR],
 		                   "previous_period", (json_int_t)a->lines[PREV],
 		                   "older", (json_int_t)a->older, "after_period", (json_int_t)a->newer,
-		                   "without_timestamp", (json_int_t)a->unparsed)));
+		                   "without_timestamp", (json_int_t)a->unparsed));
+	json_object_update(summary, figures);
+	json_decref(figures);
 	return 0;
 }
 

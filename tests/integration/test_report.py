@@ -160,6 +160,9 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(nets[self.a]["denials"], DENIED_A)
         self.assertEqual(nets[self.a]["stores"], 2)
         self.assertEqual(nets[self.b]["removes"], 1)
+        for net in (self.a, self.b):
+            seen = {(x["uid"], x["process"]) for x in self.lines if x["network"] == net}
+            self.assertEqual(nets[net]["callers"], len(seen), net)
         pairs = {(p["network"], p["uid"], p["process"]): p for p in doc["access"]["pairs"]}
         me = os.path.basename(sys.executable)[:15]
         self.assertEqual(pairs[(self.a, 0, me)]["reads"], READS_A)
@@ -167,6 +170,7 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(pairs[(self.a, 65534, "cat")]["denials"], DENIED_A)
         callers = {(c["uid"], c["process"]): c for c in doc["access"]["callers"]}
         self.assertEqual(callers[(65534, "cat")]["denials"], DENIED_A + DENIED_B)
+        self.assertEqual(callers[(65534, "cat")]["networks"], 2)
         self.assertEqual(callers[(65534, "cat")]["user"], "nobody")
         self.assertTrue(callers[(65534, "cat")]["new"])
         self.assertEqual(doc["summary"]["new_callers"], len(doc["access"]["callers"]))
