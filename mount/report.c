@@ -100,6 +100,84 @@ static void hours_text(const struct config_business_hours *bh, char *buf, size_t
 		snprintf(buf + n, size - n, " %s", bh->timezone ? bh->timezone : "UTC");
 }
 
+static void finding(json_t *list, const char *kind, const char *severity, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void finding(json_t *list, const char *kind, const char *severity, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "kind", kind, "severity", severity,
+	                                      "text", text));
+}
+
+static long long num(json_t *root, const char *a, const char *b, const char *c)
+{
+	json_t *v = json_object_get(json_object_get(json_object_get(root, a), b), c);
+	return (long long)json_number_value(v);
+}
+
+/* What needs a look, against the thresholds of the monitoring guide's
+ * tables (availability < 99%, cache hit rate < 80%, retrieval latency > 1 s,
+ * any unauthorised access, key access > 2x normal, any unplanned key
+ * creation) and the audit chain. */
+static void findings(json_t *doc)
+{
+	json_t *list = json_array();
+	json_object_set_new(doc, "findings", list);
+	json_t *chain = json_object_get(doc, "chain");
+	if (!json_is_true(json_object_get(chain, "verified")))
+		finding(list, "audit_chain", "critical", "The audit chain is not intact (%s): the log "
+		        "may have been edited; compare with the last checkpoint",
+		        json_string_value(json_object_get(chain, "reason")));
+	long long denied = num(doc, "summary", "denials", "current");
+	if (denied)
+		finding(list, "denials", "warning", "%lld denied attempts: review the denials by caller",
+		        denied);
+	long long ops = num(doc, "summary", "operations", "current");
+	long long before = num(doc, "summary", "operations", "previous");
+	if (before > 0 && ops > 2 * before)
+		finding(list, "access_frequency", "warning", "Key operations rose from %lld to %lld "
+		        "(more than twice the previous period)", before, ops);
+	long long created = num(doc, "lifecycle", "created", "total");
+	if (created)
+		finding(list, "key_created", "info", "%lld keys created: confirm each was planned",
+		        created);
+	long long new_callers = json_integer_value(json_object_get(json_object_get(doc, "summary"),
+	                                                           "new_callers"));
+	if (new_callers)
+		finding(list, "new_callers", "info", "%lld callers seen for the first time", new_callers);
+	long long off = num(doc, "summary", "off_hours", "current");
+	if (off)
+		finding(list, "off_hours", "info", "%lld accesses outside business hours", off);
+	json_t *prom = json_object_get(doc, "prometheus");
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(prom, "availability"), i, r) {
+		json_t *up = json_object_get(r, "up_ratio");
+		if (json_is_number(up) && json_number_value(up) < 0.99)
+			finding(list, "availability", "warning", "Backend %s was up %.2f%% of the period "
+			        "(below 99%%)", json_string_value(json_object_get(r, "backend")),
+			        json_number_value(up) * 100);
+	}
+	json_array_foreach(json_object_get(prom, "cache"), i, r) {
+		json_t *hr = json_object_get(r, "hit_ratio");
+		if (json_is_number(hr) && json_number_value(hr) < 0.8)
+			finding(list, "cache_hit_rate", "warning", "Cache hit rate of %s is %.1f%% (below "
+			        "80%%): consider a longer cache_ttl_seconds",
+			        json_string_value(json_object_get(r, "backend")), json_number_value(hr) * 100);
+	}
+	json_array_foreach(json_object_get(prom, "latency_seconds"), i, r) {
+		json_t *p95 = json_object_get(r, "p95");
+		const char *op = json_string_value(json_object_get(r, "operation"));
+		if (op && strcmp(op, "get") == 0 && json_is_number(p95) && json_number_value(p95) > 1.0)
+			finding(list, "latency", "warning", "Key retrieval p95 on %s is %.2f s (above 1 s)",
+			        json_string_value(json_object_get(r, "backend")), json_number_value(p95));
+	}
+}
+
 static int write_output(json_t *doc, const char *format, const char *out_path)
 {
 	FILE *out = stdout;
@@ -277,6 +355,7 @@ int report_main(int argc, char **argv)
 	}
 	if (report_prometheus(&p, prom, doc, err, sizeof(err)) > 0)
 		fprintf(stderr, "omikuji-keyfs: report: warning: %s\n", err);
+	findings(doc);
 	rc = write_output(doc, format, out_path);
 	json_decref(doc);
 out:

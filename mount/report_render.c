@@ -113,7 +113,11 @@ static const struct col aws_cols[] = {
 	{ "backend", "backend", K_STR, 16 }, { "action", "action", K_STR, 24 },
 	{ "calls", "calls", K_NUM, 10 }, END };
 
+static const struct col finding_cols[] = {
+	{ "severity", "severity", K_STR, 8 }, { "finding", "text", K_STR, 88 }, END };
+
 static const struct table audit_tables[] = {
+	{ "Findings", "findings", finding_cols, "nothing that needs a look" },
 	{ "Summary", "_summary", summary_cols, NULL },
 	{ "Operations by type and status", "operations", ops_cols, "no operations" },
 	{ "Failures and denials by reason", "failures.by_reason", reason_cols, "none" },

@@ -193,6 +193,9 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(sum(d["denials"] for d in doc["daily"]), DENIED_A + DENIED_B)
         self.assertEqual(sum(doc["hours"]["operations"]), len(self.lines))
         self.assertFalse(doc["prometheus"]["available"])
+        kinds = {f["kind"]: f for f in doc["findings"]}
+        self.assertEqual(set(kinds), {"denials", "key_created", "new_callers"})
+        self.assertIn("%d denied" % (DENIED_A + DENIED_B), kinds["denials"]["text"])
 
     def test_previous_period_and_until(self):
         # With --until a week and an hour later, the history is the previous period.
@@ -269,6 +272,8 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(doc["chain"]["first_bad_line"], victim)
         self.assertEqual(doc["chain"]["first_bad_file"], edited)
         self.assertIn("hash mismatch", doc["chain"]["reason"])
+        self.assertEqual(doc["findings"][0]["kind"], "audit_chain")
+        self.assertEqual(doc["findings"][0]["severity"], "critical")
         self.assertEqual(doc["chain"]["bad_lines"], 1)     # resynchronised after it
         self.assertIn("chain is broken at %s line %d" % (edited, victim), p.stderr)
         # every line still counted
@@ -568,6 +573,8 @@ scrape_configs:
         self.assertGreater(g["count"], 0)
         self.assertTrue(0 < g["p50"] <= g["p95"] <= g["p99"] < 1.0, g)
         self.assertEqual(pr["cache"], [])                         # file: no cache series
+        self.assertNotIn("availability", {f["kind"] for f in doc["findings"]})
+        self.assertNotIn("latency", {f["kind"] for f in doc["findings"]})
         alerts = {a["alertname"]: a for a in pr["alerts"]}
         self.assertIn("ReportTestBackendUp", alerts)
         self.assertGreater(alerts["ReportTestBackendUp"]["samples"], 0)
