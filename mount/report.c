@@ -132,6 +132,12 @@ static void findings(json_t *doc)
 		finding(list, "audit_chain", "critical", "The audit chain is not intact (%s): the log "
 		        "may have been edited; compare with the last checkpoint",
 		        json_string_value(json_object_get(chain, "reason")));
+	else if (!json_is_true(json_object_get(chain, "starts_at_seq_1")))
+		finding(list, "audit_start", "warning", "The input starts at seq %lld: lines 1..%lld "
+		        "are not in it (older rotations deleted, or cut); keep the rotations or "
+		        "compare with a checkpoint",
+		        (long long)json_integer_value(json_object_get(chain, "first_seq")),
+		        (long long)json_integer_value(json_object_get(chain, "first_seq")) - 1);
 	long long denied = num(doc, "summary", "denials", "current");
 	if (denied)
 		finding(list, "denials", "warning", "%lld denied attempts: review the denials by caller",

@@ -341,8 +341,10 @@ static void chain_line(json_t *doc, char *buf, size_t size)
 {
 	json_t *ch = json_object_get(doc, "chain");
 	if (json_is_true(json_object_get(ch, "verified")))
-		snprintf(buf, size, "audit chain verified: %lld lines, seq %lld..%lld",
-		         iget(ch, "lines"), iget(ch, "first_seq"), iget(ch, "last_seq"));
+		snprintf(buf, size, "audit chain verified: %lld lines, seq %lld..%lld%s",
+		         iget(ch, "lines"), iget(ch, "first_seq"), iget(ch, "last_seq"),
+		         json_is_true(json_object_get(ch, "starts_at_seq_1")) ? "" :
+		         " (earlier lines are not in the input)");
 	else if (iget(ch, "lines") == 0)
 		snprintf(buf, size, "AUDIT LOG EMPTY: no audit lines were read");
 	else
