@@ -602,9 +602,10 @@ scrape_configs:
         self.assertIn("100.00%", text)
         self.assertLessEqual(max(len(x) for x in text.splitlines()), 100)
         page = report("-c", m.config, "--prometheus", url, "--format", "html").stdout
-        lat_svg = page[page.index('id="chart-latency"'):]
-        lat_svg = lat_svg[:lat_svg.index("</svg>")]
-        self.assertIn("<title>", lat_svg)                          # a bar with its value
+        for chart, unit in (("chart-latency", " ms</title>"), ("chart-availability", ": 100%</title>")):
+            svg = page[page.index('id="%s"' % chart):]
+            svg = svg[:svg.index("</svg>")]
+            self.assertIn(unit, svg, chart)                       # a bar with its value
         # An unreachable server: the report is still made, the section says why.
         p = report("-c", m.config, "--prometheus", "http://127.0.0.1:%d" % free_port(),
                    "--format", "json")
