@@ -128,7 +128,10 @@ static void findings(json_t *doc)
 	json_t *list = json_array();
 	json_object_set_new(doc, "findings", list);
 	json_t *chain = json_object_get(doc, "chain");
-	if (!json_is_true(json_object_get(chain, "verified")))
+	if (json_integer_value(json_object_get(chain, "lines")) == 0)
+		finding(list, "audit_empty", "warning", "No audit lines in the input: check the "
+		        "audit log path and that the mount runs with its audit log");
+	else if (!json_is_true(json_object_get(chain, "verified")))
 		finding(list, "audit_chain", "critical", "The audit chain is not intact (%s): the log "
 		        "may have been edited; compare with the last checkpoint",
 		        json_string_value(json_object_get(chain, "reason")));

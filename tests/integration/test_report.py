@@ -453,6 +453,15 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(p.stderr.count("\n"), 1)
         p = report("--format", "pdf", "--audit-log", self.m.audit_log, check=False)
         self.assertEqual(p.returncode, 2)
+        # an empty log is a report (that says so), not an error
+        empty = os.path.join(self.tmp, "empty.log")
+        open(empty, "w").close()
+        p = report("--audit-log", empty, "--format", "json")
+        doc = json.loads(p.stdout)
+        self.assertFalse(doc["chain"]["verified"])
+        self.assertEqual(doc["chain"]["reason"], "no audit lines")
+        self.assertEqual([f["kind"] for f in doc["findings"]], ["audit_empty"])
+        self.assertIn("no audit lines", p.stderr)
 
 
 class ReportHostileNames(keyfslib.MountTestCase):
