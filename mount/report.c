@@ -9,7 +9,9 @@
 #include "report.h"
 #include "access.h"
 #include "clock.h"
+#include "audit.h"
 #include "config.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +44,8 @@ static const char report_usage[] =
 "                     and AWS API calls (e.g. http://127.0.0.1:9090)\n"
 "  --format FORMAT    text (default), json (schema 1, see README) or html\n"
 "  -o, --output FILE  write the report to FILE (mode 0600) instead of stdout\n"
+"  --key FILE         HMAC key of a keyed audit chain (as audit verify --key);\n"
+"                     default with the configured log: keyfs.audit_key_file\n"
 "  -c, --config PATH  configuration (audit log path, business hours)\n";
 
 static int report_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -232,7 +236,7 @@ static int write_output(json_t *doc, const char *format, const char *out_path)
 
 int report_main(int argc, char **argv)
 {
-	enum { OPT_AUDIT = 256, OPT_UNTIL, OPT_PROM, OPT_FORMAT, OPT_INSECURE };
+	enum { OPT_AUDIT = 256, OPT_UNTIL, OPT_PROM, OPT_FORMAT, OPT_INSECURE, OPT_KEY };
 	static const struct option options[] = {
 		{ "audit-log", required_argument, NULL, OPT_AUDIT },
 		{ "until", required_argument, NULL, OPT_UNTIL },
@@ -241,12 +245,14 @@ int report_main(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "insecure-config-permissions", no_argument, NULL, OPT_INSECURE },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct strlist paths = STRLIST_INIT;
 	const char *until = NULL, *prom = NULL, *format = "text", *out_path = NULL;
-	const char *config_path = NULL;
+	const char *config_path = NULL, *key_file = NULL;
+	struct secret *key = NULL;
 	bool insecure = false;
 	int c, rc;
 
@@ -268,6 +274,7 @@ int report_main(int argc, char **argv)
 		case 'o': out_path = optarg; break;
 		case 'c': config_path = optarg; break;
 		case OPT_INSECURE: insecure = true; break;
+		case OPT_KEY: key_file = optarg; break;
 		case 'h':
 			fputs(report_usage, stdout);
 			strlist_clear(&paths);
@@ -322,8 +329,16 @@ int report_main(int argc, char **argv)
 		}
 		hours_text(&cfg.keyfs.business_hours, htext, sizeof(htext));
 	}
-	if (paths.n == 0 && add_with_rotations(&paths, cfg.keyfs.audit_log) < 0) {
-		rc = report_fail(EXIT_FAIL, "out of memory");
+	if (paths.n == 0) {
+		if (add_with_rotations(&paths, cfg.keyfs.audit_log) < 0) {
+			rc = report_fail(EXIT_FAIL, "out of memory");
+			goto out;
+		}
+		if (!key_file)
+			key_file = cfg.keyfs.audit_key_file;
+	}
+	if (key_file && audit_key_load(key_file, &key, err, sizeof(err)) < 0) {
+		rc = report_fail(EXIT_USAGE, "%s", err);
 		goto out;
 	}
 
@@ -342,7 +357,7 @@ int report_main(int argc, char **argv)
 	json_object_set_new(doc, "previous_period", json_pack("{s:s,s:s}", "start", t3,
 	                                                      "end", t1));
 	struct report_audit_opts ao = {
-		.paths = &paths, .hours = hours, .hours_text = hours ? htext : NULL,
+		.paths = &paths, .key = key, .hours = hours, .hours_text = hours ? htext : NULL,
 		.progress = isatty(STDERR_FILENO),
 	};
 	rc = report_audit(&p, &ao, doc, err, sizeof(err));
@@ -368,6 +383,7 @@ int report_main(int argc, char **argv)
 	rc = write_output(doc, format, out_path);
 	json_decref(doc);
 out:
+	secret_free(key);
 	anomaly_free(hours);
 	config_free(&cfg);
 	strlist_clear(&paths);

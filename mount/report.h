@@ -22,6 +22,7 @@
 #include "strlist.h"
 
 struct anomaly;
+struct secret;
 
 /* The period reported on, [start, end), and the one before it, [prev_start,
  * start), in seconds since the epoch. */
@@ -40,6 +41,7 @@ double report_day_start(const struct report_period *p, int i);
 
 struct report_audit_opts {
 	const struct strlist *paths;      /* oldest first; read as one chain */
+	const struct secret *key;         /* HMAC key of a keyed chain, NULL = SHA-256 */
 	const struct anomaly *hours;      /* business hours, NULL = not configured */
 	const char *hours_text;           /* e.g. "09:00-17:00 Mon-Fri Europe/Berlin" */
 	bool progress;                    /* show progress on stderr after 1 s */

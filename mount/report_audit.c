@@ -1112,7 +1112,8 @@ int report_audit(const struct report_period *p, const struct report_audit_opts *
                  json_t *doc, char *err, size_t errlen)
 {
 	struct agg *a = calloc(1, sizeof(*a));
-	struct audit_chain *chain = audit_chain_new(NULL);
+	struct audit_verify_options vo = { .key = o->key };
+	struct audit_chain *chain = audit_chain_new(&vo);
 	char *buf = malloc(READ_CHUNK);
 	json_t *inputs = json_array();
 	int rc = 0;

@@ -486,6 +486,42 @@ class ReportHostileNames(keyfslib.MountTestCase):
         self.assertIn("?]0;pwn??[2J", report("-c", self.m.config).stdout)
 
 
+class ReportKeyedChain(unittest.TestCase):
+    """A log chained with HMAC (keyfs.audit_key_file) verifies only with its key."""
+
+    def test_keyed_log_needs_its_key(self):
+        root = tempfile.mkdtemp(prefix="keyfs-test-")
+        keyfile = os.path.join(root, "audit.key")
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, os.urandom(32))
+        os.close(fd)
+        m = Mount(root=root, keyfs_extra="  audit_key_file: %s\n" % keyfile)
+        self.addCleanup(m.cleanup)
+        m.start()
+        m.write_key("report-keyed", new_key() + "\n")
+        for _ in range(3):
+            m.read_key("report-keyed")
+        m.stop()
+        # the configured log: its key comes from the configuration
+        doc = report_json("-c", m.config)
+        self.assertTrue(doc["chain"]["verified"], doc["chain"])
+        self.assertEqual(op(doc, "get")["success"], 3)
+        # the file alone, without the key: every link fails, and the report says why
+        doc = report_json("--audit-log", m.audit_log)
+        self.assertFalse(doc["chain"]["verified"])
+        self.assertIn("keyed log needs --key", doc["chain"]["reason"])
+        doc = report_json("--audit-log", m.audit_log, "--key", keyfile)
+        self.assertTrue(doc["chain"]["verified"], doc["chain"])
+        # a wrong key
+        other = os.path.join(root, "other.key")
+        fd = os.open(other, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, os.urandom(32))
+        os.close(fd)
+        doc = report_json("--audit-log", m.audit_log, "--key", other)
+        self.assertFalse(doc["chain"]["verified"])
+        self.assertIn("key is not the log's", doc["chain"]["reason"])
+
+
 class ReportPrometheus(unittest.TestCase):
     """A real prometheus scraping a real node_exporter on MOUNT/textfile."""
 
