@@ -109,19 +109,21 @@ void audit_chain_free(struct audit_chain *c);
 
 /* Check the next line: its bytes without the newline, complete false when
  * the input ended before a newline.  Returns 0 when the line is good and
- * extends the chain, 1 when it is bad with the reason in why ("" on 0).  A
- * bad line does not advance the chain.  When parsed is non-NULL it receives
+ * extends the chain (why is "" or a note, e.g. "chain resumes at seq N"), 1
+ * when it is bad with the reason in why.  The check goes on past a bad line
+ * (audit.c: a malformed line makes the next well-formed one the anchor, a
+ * mislinked one is the anchor itself).  When parsed is non-NULL it receives
  * the line's JSON object whenever the line parsed as JSON (good or not; the
  * caller json_decref()s it), else NULL. */
 int audit_chain_check(struct audit_chain *c, const char *line, size_t len, bool complete,
                       char *why, size_t whylen, json_t **parsed);
 
 /* Trust the next well-formed line as an anchor (its predecessor is not
- * available): after a bad line, to keep checking what follows, or before
- * the first line of an input whose earlier lines are gone. */
+ * available), e.g. before the first line of an input whose earlier lines
+ * are gone. */
 void audit_chain_restart(struct audit_chain *c);
 
-/* seq of the first good line, and of the last good line (0: none). */
+/* seq of the first line checked, and of the last (0: none). */
 unsigned long long audit_chain_first_seq(const struct audit_chain *c);
 unsigned long long audit_chain_last_seq(const struct audit_chain *c);
 

@@ -340,7 +340,8 @@ static int op_index(const char *op)
 static bool is_denial(const char *error)
 {
 	return strncmp(error, "access denied", 13) == 0 ||
-	       strcmp(error, "rate limit exceeded") == 0;
+	       strcmp(error, "rate limit exceeded") == 0 ||
+	       strcmp(error, "no grant for this network") == 0;
 }
 
 static bool is_cli(json_t *o, const char *process)
@@ -601,10 +602,8 @@ static int check_line(struct agg *a, struct audit_chain *chain, const char *path
 	json_t *o = NULL;
 	a->lines_total++;
 	int rc = audit_chain_check(chain, line, len, complete, why, sizeof(why), &o);
-	if (rc != 0) {
+	if (rc != 0)
 		note_bad(a, path, lineno, why);
-		audit_chain_restart(chain);
-	}
 	if (o && json_is_object(o))
 		rc = fold(a, o);
 	else
@@ -662,7 +661,7 @@ static int read_file(struct agg *a, struct audit_chain *chain, const char *path,
 				skipping = false;
 				a->lines_total++;
 				note_bad(a, path, lineno, "line longer than 1 MiB");
-				audit_chain_restart(chain);
+				audit_chain_restart(chain);   /* what follows anchors anew */
 			} else if ((rc = check_line(a, chain, path, lineno, buf + pos, len, true)) < 0) {
 				snprintf(err, errlen, "out of memory");
 				goto out;

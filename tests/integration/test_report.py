@@ -34,6 +34,19 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 # What the history does (checked against the report's JSON).
 READS_A, READS_B = 5, 3
 DENIED_A, DENIED_B = 2, 1
+HIDDEN = "hidden-c"        # nobody has no grant on it: a probe is a denial too
+DENIED = DENIED_A + DENIED_B + 1
+# Root may do everything; nobody may list report-* (so it sees those names
+# and its reads are denied with EACCES), and has no grant at all on HIDDEN.
+RULES = """  access:
+    - networks: ["*"]
+      read: ["uid:0"]
+      write: ["uid:0"]
+      remove: ["uid:0"]
+      list: ["uid:0"]
+    - networks: ["report-*"]
+      list: ["uid:65534"]
+"""
 INVALID_WRITES = 2
 CLI_IMPORTS = ("report-cli-1", "report-cli-2")
 
@@ -77,6 +90,7 @@ def make_history(m):
     m.write_key(a, new_key() + "\n")          # created
     m.write_key(b, new_key() + "\n")          # created
     m.write_key(a, new_key() + "\n")          # replaced
+    m.write_key(HIDDEN, new_key() + "\n")     # created
     for _ in range(READS_A):
         m.read_key(a)
     for _ in range(READS_B):
@@ -85,6 +99,8 @@ def make_history(m):
         for _ in range(n):
             p = subprocess.run(NOBODY + ["cat", m.key_path(net)], capture_output=True, text=True)
             assert p.returncode != 0 and "Permission denied" in p.stderr, p.stderr
+    p = subprocess.run(NOBODY + ["cat", m.key_path(HIDDEN)], capture_output=True, text=True)
+    assert p.returncode != 0 and "No such file" in p.stderr, p.stderr
     for _ in range(INVALID_WRITES):
         r = m.sh("echo not-a-key > keys/%s" % a)
         assert r.returncode != 0
@@ -97,7 +113,7 @@ def make_history(m):
 class ReportHistory(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.m = Mount(extra_args=["-o", "allow_other"])
+        cls.m = Mount(extra_args=["-o", "allow_other"], keyfs_extra=RULES)
         cls.addClassCleanup(cls.m.cleanup)
         os.chmod(cls.m.root, 0o755)
         cls.m.start()
@@ -125,9 +141,9 @@ class ReportHistory(unittest.TestCase):
         self.assertIsNone(doc["chain"]["first_bad_line"])
         get = op(doc, "get")
         self.assertEqual(get["success"], READS_A + READS_B + 1)          # + the touch
-        self.assertEqual(get["denied"], DENIED_A + DENIED_B)
+        self.assertEqual(get["denied"], DENIED)
         store = op(doc, "store")
-        self.assertEqual(store["success"], 3 + len(CLI_IMPORTS))
+        self.assertEqual(store["success"], 4 + len(CLI_IMPORTS))
         self.assertEqual(store["failure"], INVALID_WRITES)
         self.assertEqual(op(doc, "remove")["success"], 1)
         lists = sum(1 for x in self.ops if x["operation"] == "list")
@@ -135,7 +151,7 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(op(doc, "list")["success"], lists)
         self.assertEqual(doc["summary"]["operations"]["current"], len(self.ops))
         self.assertEqual(doc["summary"]["lines"]["intent"], len(self.lines) - len(self.ops))
-        self.assertEqual(doc["summary"]["denials"]["current"], DENIED_A + DENIED_B)
+        self.assertEqual(doc["summary"]["denials"]["current"], DENIED)
         self.assertEqual(doc["summary"]["failures"]["current"], INVALID_WRITES)
         self.assertEqual(doc["summary"]["operations"]["previous"], 0)
 
@@ -143,11 +159,12 @@ class ReportHistory(unittest.TestCase):
         by_caller = {(d["uid"], d["process"], d["network"]): d["count"]
                      for d in doc["denials"]["by_caller"]}
         self.assertEqual(by_caller, {(65534, "cat", self.a): DENIED_A,
-                                     (65534, "cat", self.b): DENIED_B})
+                                     (65534, "cat", self.b): DENIED_B,
+                                     (65534, "cat", HIDDEN): 1})
         users = {d["user"] for d in doc["denials"]["by_caller"]}
         self.assertEqual(users, {"nobody"})
         by_net = {d["network"]: d["count"] for d in doc["denials"]["by_network"]}
-        self.assertEqual(by_net, {self.a: DENIED_A, self.b: DENIED_B})
+        self.assertEqual(by_net, {self.a: DENIED_A, self.b: DENIED_B, HIDDEN: 1})
 
         # failures with their reason
         fl = doc["failures"]["list"]
@@ -171,42 +188,47 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(pairs[(self.a, 0, me)]["reads"], READS_A)
         self.assertEqual(pairs[(self.b, 0, me)]["reads"], READS_B)
         self.assertEqual(pairs[(self.a, 65534, "cat")]["denials"], DENIED_A)
+        self.assertEqual(pairs[(HIDDEN, 65534, "cat")]["denials"], 1)
+        reasons = {r["reason"]: r for r in doc["failures"]["by_reason"]}
+        self.assertEqual(reasons["no grant for this network"]["count"]["current"], 1)
+        self.assertTrue(reasons["no grant for this network"]["denial"])
+        self.assertEqual(reasons["access denied"]["count"]["current"], DENIED_A + DENIED_B)
         callers = {(c["uid"], c["process"]): c for c in doc["access"]["callers"]}
-        self.assertEqual(callers[(65534, "cat")]["denials"], DENIED_A + DENIED_B)
-        self.assertEqual(callers[(65534, "cat")]["networks"], 2)
+        self.assertEqual(callers[(65534, "cat")]["denials"], DENIED)
+        self.assertEqual(callers[(65534, "cat")]["networks"], 3)
         self.assertEqual(callers[(65534, "cat")]["user"], "nobody")
         self.assertTrue(callers[(65534, "cat")]["new"])
         self.assertEqual(doc["summary"]["new_callers"], len(doc["access"]["callers"]))
 
-        # lifecycle: 2 created + 1 replaced + 1 removed + 1 refreshed through the mount
+        # lifecycle: 3 created + 1 replaced + 1 removed + 1 refreshed through the mount
         lc = doc["lifecycle"]
-        self.assertEqual(lc["created"]["mount"], 2)
+        self.assertEqual(lc["created"]["mount"], 3)
         self.assertEqual(lc["created"]["cli"], len(CLI_IMPORTS))
         self.assertEqual(lc["replaced"]["total"], 1)
         self.assertEqual(lc["removed"]["total"], 1)
         self.assertEqual(lc["refreshed"]["total"], 1)
-        self.assertEqual(lc["events_total"], 5 + len(CLI_IMPORTS))
+        self.assertEqual(lc["events_total"], 6 + len(CLI_IMPORTS))
         cli = [e for e in lc["events"] if e["source"] == "cli"]
         self.assertEqual(sorted(e["network"] for e in cli), list(CLI_IMPORTS))
         self.assertEqual({e["process"] for e in cli}, {"omikuji-keyfs"})
 
         # per day and per hour add up
         self.assertEqual(sum(d["operations"] for d in doc["daily"]), len(self.ops))
-        self.assertEqual(sum(d["denials"] for d in doc["daily"]), DENIED_A + DENIED_B)
+        self.assertEqual(sum(d["denials"] for d in doc["daily"]), DENIED)
         self.assertEqual(sum(doc["hours"]["operations"]), len(self.ops))
         self.assertFalse(doc["prometheus"]["available"])
         kinds = {f["kind"]: f for f in doc["findings"]}
         self.assertEqual(set(kinds), {"denials", "key_created", "new_callers"})
-        self.assertIn("%d denied" % (DENIED_A + DENIED_B), kinds["denials"]["text"])
+        self.assertIn("%d denied" % DENIED, kinds["denials"]["text"])
 
     def test_previous_period_and_until(self):
         # With --until a week and an hour later, the history is the previous period.
         later = report_json("-c", self.m.config, "--until", iso(self.t0 + 7 * 86400 + 3600))
         self.assertEqual(later["summary"]["operations"]["current"], 0)
         self.assertEqual(later["summary"]["operations"]["previous"], len(self.ops))
-        self.assertEqual(later["summary"]["denials"]["previous"], DENIED_A + DENIED_B)
+        self.assertEqual(later["summary"]["denials"]["previous"], DENIED)
         self.assertEqual(op(later, "get")["trend"]["previous"],
-                         READS_A + READS_B + 1 + DENIED_A + DENIED_B)
+                         READS_A + READS_B + 1 + DENIED)
         # Monthly up to the end of today covers it; a date before it sees nothing.
         month = report_json("monthly", "-c", self.m.config, "--until", iso(self.t0 + 60)[:10])
         self.assertEqual(month["period"]["days"], 30)
@@ -386,7 +408,7 @@ class ReportHistory(unittest.TestCase):
         self.assertEqual(oh["count"]["current"], len(lines))
         self.assertEqual(doc["summary"]["off_hours"]["current"], len(lines))
         callers = {(c["uid"], c["process"]): c for c in doc["access"]["callers"]}
-        self.assertEqual(callers[(65534, "cat")]["off_hours"], DENIED_A + DENIED_B)
+        self.assertEqual(callers[(65534, "cat")]["off_hours"], DENIED)
         # Hours that include it: none.
         with open(cfg, "w") as f:
             f.write('keyfs:\n  audit_log: %s\n  business_hours:\n    start: "00:00"\n'
