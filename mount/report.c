@@ -7,7 +7,7 @@
  * output cannot be written), 2 for a usage or configuration error.
  */
 #include "report.h"
-#include "access.h"
+#include "anomaly.h"
 #include "clock.h"
 #include "audit.h"
 #include "config.h"

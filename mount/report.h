@@ -42,7 +42,7 @@ double report_day_start(const struct report_period *p, int i);
 struct report_audit_opts {
 	const struct strlist *paths;      /* oldest first; read as one chain */
 	const struct secret *key;         /* HMAC key of a keyed chain, NULL = SHA-256 */
-	const struct anomaly *hours;      /* business hours, NULL = not configured */
+	struct anomaly *hours;            /* business hours, NULL = not configured */
 	const char *hours_text;           /* e.g. "09:00-17:00 Mon-Fri Europe/Berlin" */
 	bool progress;                    /* show progress on stderr after 1 s */
 };

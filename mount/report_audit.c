@@ -24,7 +24,7 @@
  * "via" field "cli") count as CLI, the others as mount.
  */
 #include "report.h"
-#include "access.h"
+#include "anomaly.h"
 #include "audit.h"
 #include "hash.h"
 
