@@ -82,7 +82,7 @@ class Bench:
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
                     for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get",
-                                 "route", "keyringget")}
+                                 "route", "keyringget", "gen_audit")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
@@ -705,7 +705,75 @@ keyfs:
                                env={"VAULT_TOKEN": self.vault.root_token})
         self.routing(hot, 2000 if self.quick else 10000)
 
+    def report(self):
+        """`report` over a generated, chained audit log of report_lines lines:
+        lines per second against `audit verify` of the same file (the chain
+        check the report runs first), peak RSS of both, and the report's peak
+        RSS on a tenth of the lines (constant memory: the ratio stays ~1)."""
+        n = self.report_lines
+        log("report: generating a %d-line audit log" % n)
+        path = os.path.join(self.root, "report-audit.log")
+        small = os.path.join(self.root, "report-audit-small.log")
+        end = time.time()
+        t0 = time.monotonic()
+        for p, lines in ((path, n), (small, max(1, n // 10))):
+            subprocess.run([self.bin["gen_audit"], "-n", str(lines), "-d", "60", "-e", "%.0f" % end,
+                            p], check=True, timeout=1800)
+        self.notes.append("report: generated %d audit lines (%.0f MB) in %.0f s" % (
+            n, os.path.getsize(path) / 1e6, time.monotonic() - t0))
+        until = datetime.datetime.fromtimestamp(end + 1, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+
+        def timed(argv):
+            t = time.monotonic()
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL)
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            err = p.stderr.read().decode()
+            p.stderr.close()
+            if p.returncode != 0:
+                raise BenchError("%s failed (%d): %s" % (argv[1:3], p.returncode, err[:300]))
+            return time.monotonic() - t, ru.ru_maxrss / 1024.0, ru.ru_utime + ru.ru_stime
+
+        out = os.path.join(self.root, "report.json")
+        report = [self.keyfs_bin, "report", "monthly", "--audit-log", path, "--until", until,
+                  "--format", "json", "-o", out]
+        verify = [self.keyfs_bin, "audit", "verify", path]
+        reps = 1 if n >= 5000000 else min(self.reps, 3)
+        log("report: %d x (report, audit verify) over %d lines" % (reps, n))
+        rt = [], []
+        for _ in range(reps):      # interleaved: drift hits both alike
+            rt[0].append(timed(report))
+            rt[1].append(timed(verify))
+        r_s = statistics.median(x[0] for x in rt[0])
+        v_s = statistics.median(x[0] for x in rt[1])
+        r_cpu = statistics.median(x[2] for x in rt[0])
+        v_cpu = statistics.median(x[2] for x in rt[1])
+        r_rss = max(x[1] for x in rt[0])
+        v_rss = max(x[1] for x in rt[1])
+        with open(out) as f:
+            doc = json.load(f)
+        if doc["chain"]["lines"] != n or not doc["chain"]["verified"]:
+            raise BenchError("report read %r" % doc["chain"])
+        small_s, small_rss, _ = timed([self.keyfs_bin, "report", "monthly", "--audit-log", small,
+                                    "--until", until, "--format", "json", "-o", out])
+        # CPU time is the figure that a shared machine does not distort;
+        # wall time is in the notes.
+        self.add("report monthly: audit lines per CPU second (%d lines)" % n, n / r_cpu,
+                 "lines/s", "audit verify, same file", n / v_cpu, lower_is_better=False)
+        self.add("report monthly: peak RSS (%d lines)" % n, r_rss, "MiB",
+                 "same report on %d lines" % max(1, n // 10), small_rss)
+        self.add("audit verify: peak RSS (%d lines)" % n, v_rss, "MiB")
+        self.notes.append("report over %d lines: %.1f s wall, %.1f s CPU (median of %d; %.0f "
+                          "lines/s wall); audit verify %.1f s wall, %.1f s CPU; report on %d "
+                          "lines %.1f s wall" % (n, r_s, r_cpu, reps, n / r_s, v_s, v_cpu,
+                                                 max(1, n // 10), small_s))
+
     def run(self):
+        if self.report_only:
+            self.report()
+            return
         if self.only == "routing":
             return self.run_routing_only()
         if self.only == "keyring":
@@ -744,6 +812,7 @@ keyfs:
         self.notes.append("that stat made %d Vault requests with %d keys, %d with 3 keys" % (
             big_req, len(fill) + 3, small_req))
         self.keyring_cold(100 if self.quick else 500)
+        self.report()
 
     # --- output -----------------------------------------------------------------
 
@@ -787,6 +856,8 @@ def fmt(v, unit):
         return "%.1f MiB" % v
     if unit == "calls":
         return "%d" % v
+    if unit == "lines/s":
+        return "%.0f lines/s" % v
     return "%g" % v
 
 
@@ -830,12 +901,18 @@ def main():
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
     ap.add_argument("--only", choices=["routing", "scale", "keyring"], help="run one comparison only")
+    ap.add_argument("--report-lines", type=int, default=None,
+                    help="audit lines for the report benchmark (default 10 M, 1 M with --quick)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run only the report benchmark")
     args = ap.parse_args()
 
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
         print("SKIP: needs root, /dev/fuse and fusermount3")
         return 77
     b = Bench(args.build, max(1, args.reps), args.quick, args.only)
+    b.report_lines = args.report_lines or (1000000 if args.quick else 10000000)
+    b.report_only = args.report_only
     for p in list(b.bin.values()) + [b.keyfs_bin]:
         if not os.access(p, os.X_OK):
             print("missing %s: run meson compile -C %s" % (p, args.build), file=sys.stderr)

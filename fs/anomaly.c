@@ -190,6 +190,11 @@ static bool business_open(struct anomaly *an, double now)
 	return open;
 }
 
+bool anomaly_off_hours(struct anomaly *an, double wall)
+{
+	return an && an->hours_set && !business_open(an, wall);
+}
+
 /* The TZ value for a business_hours.timezone, checked: a zoneinfo file
  * (TZif) under $TZDIR or /usr/share/zoneinfo, an absolute path to one, or
  * a POSIX TZ string ("CET-1CEST,M3.5.0,M10.5.0/3").  glibc would take any

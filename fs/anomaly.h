@@ -26,6 +26,9 @@ struct anomaly_verdict anomaly_check_read(struct anomaly *an, const struct calle
 /* Called for every backend auth failure; returns "auth_failures" when the
  * per-minute threshold is crossed, else NULL. */
 const char *anomaly_auth_failure(struct anomaly *an);
+/* Is wall (seconds since the epoch) outside the configured business hours?
+ * false when none are configured.  No other effect (the report uses it). */
+bool anomaly_off_hours(struct anomaly *an, double wall);
 void anomaly_free(struct anomaly *an);
 
 #endif

@@ -15,6 +15,7 @@
 #include "keyfs.h"
 #include "keyformat.h"
 #include "log.h"
+#include "report.h"
 #include "router.h"
 #include "secret.h"
 
@@ -60,6 +61,9 @@ static const char usage_text[] =
 "        first bad line (--start: where the chain resumes, from a checkpoint;\n"
 "        --expect-seq: the last seq the daemon wrote; --key: the HMAC key of\n"
 "        a keyed chain, keyfs.audit_key_file)\n"
+"  report weekly|monthly [--audit-log FILE]... [--until DATE] [--prometheus URL]\n"
+"         [--format text|json|html] [-o FILE]\n"
+"        the security report of the monitoring guide (see report --help)\n"
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
@@ -943,6 +947,8 @@ static int run_command(int argc, char **argv, struct cli *cli)
 		return cmd_key(argc - 1, argv + 1, cli);
 	if (strcmp(cmd, "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1, cli);
+	if (strcmp(cmd, "report") == 0)
+		return report_main(argc - 1, argv + 1);
 	int rc = parse_options(argc - 1, argv + 1, cli);
 	if (rc)
 		return rc;
