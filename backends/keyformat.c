@@ -101,3 +101,21 @@ int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
 		*keylen = n;
 	return 0;
 }
+
+int keyformat_evm_canonical(const unsigned char *p, size_t len, unsigned char *out)
+{
+	if (len == KEY_EVM_CANONICAL_LEN && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		p += 2;
+		len -= 2;
+	}
+	if (len != 64)
+		return -EINVAL;
+	out[0] = '0';
+	out[1] = 'x';
+	for (size_t i = 0; i < 64; i++) {
+		if (!is_hex(p[i]))
+			return -EINVAL;
+		out[2 + i] = (unsigned char)(p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 'a' : p[i]);
+	}
+	return 0;
+}

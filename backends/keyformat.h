@@ -18,4 +18,13 @@
 int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
                        size_t *start, size_t *keylen, const char **why);
 
+/* Length of the canonical evm form: "0x" + 64 hex digits. */
+#define KEY_EVM_CANONICAL_LEN 66
+
+/* Write the canonical form of a valid evm key (p, len as returned by
+ * keyformat_validate: 64 hex digits with an optional 0x) to out, which has
+ * room for KEY_EVM_CANONICAL_LEN bytes: "0x" and the digits in lower case.
+ * Returns 0, or -EINVAL when p is not 64 hex digits with an optional 0x. */
+int keyformat_evm_canonical(const unsigned char *p, size_t len, unsigned char *out);
+
 #endif

@@ -79,14 +79,15 @@ int tree_resolve(struct keyfs *k, const char *path, struct node *n)
 	return -ENOENT;
 }
 
-static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode, double mtime)
+static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode, double mtime,
+                      off_t size)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = type | mode;
 	st->st_nlink = type == S_IFDIR ? 2 : 1;
 	st->st_uid = k->mount_uid;
 	st->st_gid = k->mount_gid;
-	st->st_size = 0;   /* direct I/O: readers read to EOF; a size would mean fetching */
+	st->st_size = size;   /* key files: known without fetching (keystore_size) */
 	st->st_blksize = 4096;
 	st->st_mtim.tv_sec = (time_t)mtime;
 	st->st_mtim.tv_nsec = (long)((mtime - (double)(time_t)mtime) * 1e9);
@@ -104,16 +105,17 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		return rc;
 	switch (n.kind) {
 	case NODE_DIR:
-		fill_stat(k, st, S_IFDIR, n.entry->mode, k->start_wall);
+		fill_stat(k, st, S_IFDIR, n.entry->mode, k->start_wall, 0);
 		return 0;
 	case NODE_SNAPSHOT:
-		fill_stat(k, st, S_IFREG, n.entry->mode, clock_wall());
+		fill_stat(k, st, S_IFREG, n.entry->mode, clock_wall(), 0);
 		return 0;
 	case NODE_KEY:
 		rc = keystore_exists(k, n.name);
 		if (rc < 0)
 			return rc;
-		fill_stat(k, st, S_IFREG, KEY_MODE, keystore_mtime(k, n.name));
+		fill_stat(k, st, S_IFREG, KEY_MODE, keystore_mtime(k, n.name),
+		          keystore_size(k, n.name));
 		return 0;
 	}
 	return -ENOENT;
@@ -286,7 +288,9 @@ static int op_unlink(const char *path)
 	return keystore_remove(k, &c, n.name);
 }
 
-/* `touch keys/<net>` forces a refetch of that key (audited as a refresh). */
+/* `touch keys/<net>` forces a refetch of that key (audited as a refresh).
+ * The mount's own touch (a rotation notice for inotify watchers) is not a
+ * caller's: it is answered at once. */
 static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
 	(void)tv;
@@ -298,6 +302,8 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 		return rc;
 	if (n.kind != NODE_KEY)
 		return -EPERM;
+	if (keyfs_request_is_own(k))
+		return 0;
 	struct caller c;
 	struct secret *key = NULL;
 	keyfs_caller_current(k, &c);

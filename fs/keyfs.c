@@ -8,10 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <limits.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
@@ -30,6 +33,7 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	pthread_mutex_init(&k->list_lock, NULL);
 	pthread_cond_init(&k->list_cond, NULL);
 	pthread_mutex_init(&k->mtime_lock, NULL);
+	pthread_mutex_init(&k->changed_lock, NULL);
 	pthread_mutex_init(&k->handles_lock, NULL);
 	pthread_mutex_init(&k->health.lock, NULL);
 
@@ -37,6 +41,11 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	if (rc < 0) {
 		snprintf(err, errlen, "%s backend: %s", config_storage_name(cfg->storage_type),
 		         berr.msg[0] ? berr.msg : strerror(-rc));
+		goto fail;
+	}
+	if (RAND_bytes(k->seen_key, sizeof(k->seen_key)) != 1) {
+		rc = -EIO;
+		snprintf(err, errlen, "cannot get random bytes for the key fingerprints");
 		goto fail;
 	}
 	k->backend_name = k->backend->ops->name;
@@ -119,9 +128,66 @@ static void reload(struct keyfs *k)
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
 }
 
+int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint)
+{
+	k->fuse = fuse;
+	char *abs = realpath(mountpoint, NULL);
+	if (!abs)
+		return -errno;
+	free(k->mountpoint);
+	k->mountpoint = abs;
+	return 0;
+}
+
+void keyfs_key_changed(struct keyfs *k, const char *network)
+{
+	pthread_mutex_lock(&k->changed_lock);
+	if (!strlist_contains(&k->changed, network))
+		strlist_add(&k->changed, network);
+	pthread_mutex_unlock(&k->changed_lock);
+	wake(k);
+}
+
+bool keyfs_request_is_own(struct keyfs *k)
+{
+	pid_t pid = fuse_get_context()->pid;
+	return pid == getpid() || (k->notify_tid && pid == k->notify_tid);
+}
+
+/* Deliver the queued rotation notices.  The kernel raises inotify events
+ * only for changes made through the VFS, and FUSE's invalidation notices
+ * raise none, so the mount touches the file through itself: the kernel
+ * sends that SETATTR back here (answered at once, see op_utimens) and tells
+ * every watcher IN_ATTRIB, with the new mtime already in its reply. */
+static void deliver_changes(struct keyfs *k)
+{
+	struct strlist names = STRLIST_INIT;
+	pthread_mutex_lock(&k->changed_lock);
+	names = k->changed;
+	k->changed = (struct strlist)STRLIST_INIT;
+	pthread_mutex_unlock(&k->changed_lock);
+	for (size_t i = 0; i < names.n && !k->stopping; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "/keys/%s", names.items[i]);
+		if (k->fuse)
+			fuse_invalidate_path(k->fuse, path);
+		log_kv(LOG_LEVEL_INFO, "key changed in the backend", "network", names.items[i],
+		       "storage_type", k->backend_name, (char *)NULL);
+		if (!k->mountpoint ||
+		    snprintf(path, sizeof(path), "%s/keys/%s", k->mountpoint, names.items[i]) >=
+		    (int)sizeof(path))
+			continue;
+		if (utimensat(AT_FDCWD, path, NULL, 0) < 0)
+			log_kv(LOG_LEVEL_DEBUG, "rotation notice not delivered", "network", names.items[i],
+			       "error", strerror(errno), (char *)NULL);
+	}
+	strlist_clear(&names);
+}
+
 static void *maintenance_main(void *arg)
 {
 	struct keyfs *k = arg;
+	k->notify_tid = gettid();
 	double interval = k->cfg->keyfs.health_interval_seconds;
 	double next_check = 0;
 	while (!k->stopping) {
@@ -145,6 +211,7 @@ static void *maintenance_main(void *arg)
 			k->reload_requested = 0;
 			reload(k);
 		}
+		deliver_changes(k);
 	}
 	return NULL;
 }
@@ -180,7 +247,10 @@ void keyfs_free(struct keyfs *k)
 	strlist_clear(&k->list);
 	strlist_clear(&k->creating);
 	strlist_clear(&k->mtime_names);
-	free(k->mtimes);
+	free(k->seen);
+	strlist_clear(&k->changed);
+	free(k->mountpoint);
+	pthread_mutex_destroy(&k->changed_lock);
 	pthread_mutex_destroy(&k->list_lock);
 	pthread_cond_destroy(&k->list_cond);
 	pthread_mutex_destroy(&k->mtime_lock);

@@ -24,6 +24,13 @@
 
 struct handle;
 
+struct key_seen {
+	double mtime;
+	size_t size;                  /* bytes a read returns; 0 = not known yet */
+	unsigned char mac[32];        /* HMAC-SHA256(seen_key, canonical value) */
+	bool has_mac;
+};
+
 /* What health/<backend> shows; updated by the checker thread and by the
  * outcomes of real operations; read without ever waiting on a backend. */
 struct health_state {
@@ -60,10 +67,22 @@ struct keyfs {
 	pthread_cond_t list_cond;     /* signalled when a refresh ends */
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
-	/* Per-network mtimes (wall seconds of the last change seen). */
+	/* What the mount has seen of each network's key (keystore.c): the
+	 * mtime shown (wall seconds of the last change seen), the size a read
+	 * returns, and a keyed fingerprint of the value to notice rotations. */
 	pthread_mutex_t mtime_lock;
 	struct strlist mtime_names;
-	double *mtimes;
+	struct key_seen *seen;
+	unsigned char seen_key[32];   /* random per mount: fingerprints mean nothing elsewhere */
+
+	/* Rotation notices (keys whose value changed), delivered by the
+	 * maintenance thread: kernel caches dropped and an IN_ATTRIB raised by
+	 * touching the file through the mount itself, so inotify watchers wake. */
+	struct fuse *fuse;            /* keyfs_attach */
+	char *mountpoint;             /* absolute; NULL = no self-touch (tests) */
+	pthread_mutex_t changed_lock;
+	struct strlist changed;
+	volatile pid_t notify_tid;    /* the maintenance thread's tid: its touches are ours */
 
 	pthread_mutex_t handles_lock;
 	struct handle *handles;       /* open files (see tree.h) */
@@ -123,6 +142,20 @@ bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *netwo
                       enum access_op op);
 /* mtime to show for keys/<network> (wall seconds). */
 double keystore_mtime(struct keyfs *k, const char *network);
+/* st_size to show for keys/<network>: what a read returns once the key is
+ * known to the mount (key_format evm: always 67), else 0. */
+off_t keystore_size(struct keyfs *k, const char *network);
+/* The file content of a key as reads return it: the canonical form for
+ * key_format evm ("0x" + 64 lowercase hex digits), then one newline.
+ * NULL on allocation failure. */
+struct secret *keystore_content(struct keyfs *k, const struct secret *key);
+/* Tell the mount its FUSE object and where it is mounted, for rotation
+ * notices (before keyfs_start).  0 or -errno from realpath. */
+int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint);
+/* The mount saw a new value for network (a rotation): queue the notice. */
+void keyfs_key_changed(struct keyfs *k, const char *network);
+/* Is the current FUSE request the mount's own rotation notice? */
+bool keyfs_request_is_own(struct keyfs *k);
 
 /* health/<backend> text: "up" or "down" then name: value lines. */
 int health_render(struct keyfs *k, struct strbuf *out);

@@ -8,6 +8,8 @@
 #include "log.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,39 +87,118 @@ static const char *note_auth_failure(struct keyfs *k, const struct backend_err *
 	return kind;
 }
 
+/* The entry of network in the seen table (mtime_lock held); NULL when it
+ * cannot be added (out of memory). */
+static struct key_seen *seen_entry(struct keyfs *k, const char *network, bool add)
+{
+	for (size_t i = 0; i < k->mtime_names.n; i++)
+		if (strcmp(k->mtime_names.items[i], network) == 0)
+			return &k->seen[i];
+	if (!add)
+		return NULL;
+	struct key_seen *m = realloc(k->seen, (k->mtime_names.n + 1) * sizeof(*m));
+	if (!m)
+		return NULL;
+	k->seen = m;
+	if (strlist_add(&k->mtime_names, network) < 0)
+		return NULL;
+	struct key_seen *e = &k->seen[k->mtime_names.n - 1];
+	memset(e, 0, sizeof(*e));
+	e->mtime = k->start_wall;
+	return e;
+}
+
 static void mtime_set(struct keyfs *k, const char *network, double wall)
 {
 	pthread_mutex_lock(&k->mtime_lock);
-	size_t i;
-	for (i = 0; i < k->mtime_names.n; i++)
-		if (strcmp(k->mtime_names.items[i], network) == 0)
-			break;
-	if (i == k->mtime_names.n) {
-		double *m = realloc(k->mtimes, (k->mtime_names.n + 1) * sizeof(*m));
-		if (!m || strlist_add(&k->mtime_names, network) < 0) {
-			if (m)
-				k->mtimes = m;
-			pthread_mutex_unlock(&k->mtime_lock);
-			return;
-		}
-		k->mtimes = m;
-	}
-	k->mtimes[i] = wall;
+	struct key_seen *e = seen_entry(k, network, true);
+	if (e)
+		e->mtime = wall;
 	pthread_mutex_unlock(&k->mtime_lock);
+}
+
+/* Note the value the mount now has for network (content as reads return
+ * it).  Returns true when it differs from the value seen before: a
+ * rotation, which moves the mtime.  forget: the key was removed. */
+static bool seen_note(struct keyfs *k, const char *network, const struct secret *content,
+                      bool forget)
+{
+	unsigned char mac[32];
+	unsigned int maclen = 0;
+	if (content && !HMAC(EVP_sha256(), k->seen_key, sizeof(k->seen_key), content->data,
+	                     content->len, mac, &maclen))
+		content = NULL;
+	bool changed = false;
+	double now = clock_wall();
+	pthread_mutex_lock(&k->mtime_lock);
+	struct key_seen *e = seen_entry(k, network, true);
+	if (e && forget) {
+		e->has_mac = false;
+		e->size = 0;
+		e->mtime = now;
+	} else if (e && content) {
+		changed = e->has_mac && memcmp(e->mac, mac, sizeof(mac)) != 0;
+		if (changed)
+			e->mtime = now;
+		memcpy(e->mac, mac, sizeof(mac));
+		e->has_mac = true;
+		e->size = content->len;
+	}
+	pthread_mutex_unlock(&k->mtime_lock);
+	return changed;
 }
 
 double keystore_mtime(struct keyfs *k, const char *network)
 {
 	double t = k->start_wall;
 	pthread_mutex_lock(&k->mtime_lock);
-	for (size_t i = 0; i < k->mtime_names.n; i++) {
-		if (strcmp(k->mtime_names.items[i], network) == 0) {
-			t = k->mtimes[i];
-			break;
-		}
-	}
+	struct key_seen *e = seen_entry(k, network, false);
+	if (e)
+		t = e->mtime;
 	pthread_mutex_unlock(&k->mtime_lock);
 	return t;
+}
+
+off_t keystore_size(struct keyfs *k, const char *network)
+{
+	size_t size = 0;
+	pthread_mutex_lock(&k->mtime_lock);
+	struct key_seen *e = seen_entry(k, network, false);
+	if (e)
+		size = e->size;
+	pthread_mutex_unlock(&k->mtime_lock);
+	if (size == 0 && k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
+		size = KEY_EVM_CANONICAL_LEN + 1;
+	return (off_t)size;
+}
+
+struct secret *keystore_content(struct keyfs *k, const struct secret *key)
+{
+	unsigned char canon[KEY_EVM_CANONICAL_LEN];
+	const unsigned char *p = (const unsigned char *)key->data;
+	size_t len = key->len;
+	if (k->cfg->keyfs.key_format == KEY_FORMAT_EVM &&
+	    keyformat_evm_canonical(p, len, canon) == 0) {
+		p = canon;
+		len = sizeof(canon);
+	}
+	struct secret *out = secret_new(len + 1);
+	if (out && (secret_append(out, p, len) < 0 || secret_append(out, "\n", 1) < 0)) {
+		secret_free(out);
+		out = NULL;
+	}
+	secret_wipe(canon, sizeof(canon));
+	return out;
+}
+
+/* A value fetched from the backend: remember it; a rotation moves the
+ * mtime and wakes inotify watchers (keyfs_key_changed). */
+static void note_fetched(struct keyfs *k, const char *network, const struct secret *key)
+{
+	struct secret *content = keystore_content(k, key);
+	if (content && seen_note(k, network, content, false))
+		keyfs_key_changed(k, network);
+	secret_free(content);
 }
 
 /* The listing cache follows our own stores and removes at once. */
@@ -192,16 +273,16 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 			metrics_cache_miss(k->metrics_index);
 		}
 		if (rc == 0 && how == CACHE_MISS) {
-			double now = clock_wall();
-			metrics_last_refresh(network, now);
-			if (changed)
-				mtime_set(k, network, now);
+			metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out);
 		}
 		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
 	} else {
 		rc = backend_fetch(k, network, out, &err);
-		if (rc == 0)
+		if (rc == 0) {
 			metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out);
+		}
 	}
 
 	const char *anomaly = verdict.kind;
@@ -247,6 +328,10 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 				if (k->cache)
 					cache_put(k->cache, network, key);
 				list_note(k, network, true);
+				struct secret *stored = keystore_content(k, key);
+				if (stored)
+					seen_note(k, network, stored, false);
+				secret_free(stored);
 				mtime_set(k, network, clock_wall());
 				keyfs_request_check(k);
 			}
@@ -280,7 +365,7 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 		if (k->cache)
 			cache_invalidate(k->cache, network);
 		list_note(k, network, false);
-		mtime_set(k, network, clock_wall());
+		seen_note(k, network, NULL, true);
 		keyfs_request_check(k);
 	}
 	const char *anomaly = note_auth_failure(k, &err);

@@ -97,6 +97,7 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 		goto out;
 	}
 	mounted = true;
+	keyfs_attach(k, fuse, opt->mountpoint);   /* rotation notices; best effort */
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
 		fprintf(stderr, "omikuji-keyfs: cannot install signal handlers\n");
 		goto out;

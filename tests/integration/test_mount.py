@@ -63,7 +63,8 @@ class KeyFileTest(MountTestCase):
             f.write(key + "\n")
         r = self.m.sh(f"cp {src} keys/base && cp keys/base {self.m.root}/out.key")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(open(os.path.join(self.m.root, "out.key")).read(), key + "\n")
+        # stored without 0x, read back in the canonical form (contract section 9)
+        self.assertEqual(open(os.path.join(self.m.root, "out.key")).read(), "0x" + key + "\n")
 
     def test_no_trailing_newline_stored_at_close(self):
         key = new_key()
