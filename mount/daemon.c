@@ -5,6 +5,7 @@
 #include "daemon.h"
 #include "keyfs.h"
 #include "log.h"
+#include "mountpoint.h"
 #include "tree.h"
 
 #include <errno.h>
@@ -63,6 +64,7 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 	struct fuse_loop_config *loop = NULL;
 	int code = 1;
 	bool mounted = false;
+	bool handlers = false;
 
 	char *fuse_argv[8];
 	int fuse_argc = 0;
@@ -79,21 +81,28 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 	fuse_argv[fuse_argc] = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(fuse_argc, fuse_argv);
 
-	metrics_init();
-	int rc = keyfs_new(cfg, getuid(), getgid(), opt->audit, &k, err, sizeof(err));
+	int rc = mountpoint_check(opt->mountpoint, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "omikuji-keyfs: %s\n", err);
 		goto out;
 	}
-	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
-	if (!fuse) {
-		fprintf(stderr, "omikuji-keyfs: invalid FUSE options '%s'\n",
-		        opt->fuse_options ? opt->fuse_options : "");
+	metrics_init();
+	rc = keyfs_new(cfg, getuid(), getgid(), opt->audit, &k, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "omikuji-keyfs: %s\n", err);
 		goto out;
 	}
-	if (fuse_mount(fuse, opt->mountpoint) != 0) {
-		fprintf(stderr, "omikuji-keyfs: cannot mount on %s (does it exist, is it already a mount, "
-		        "is /dev/fuse available?)\n", opt->mountpoint);
+	struct stderr_capture capture;
+	stderr_capture_begin(&capture);
+	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
+	stderr_capture_end(&capture, err, sizeof(err));
+	if (!fuse) {
+		fprintf(stderr, "omikuji-keyfs: invalid FUSE options '%s': %s\n",
+		        opt->fuse_options ? opt->fuse_options : "", err);
+		goto out;
+	}
+	if (mountpoint_mount(fuse, opt->mountpoint, err, sizeof(err)) != 0) {
+		fprintf(stderr, "omikuji-keyfs: %s\n", err);
 		goto out;
 	}
 	mounted = true;
@@ -102,6 +111,7 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 		fprintf(stderr, "omikuji-keyfs: cannot install signal handlers\n");
 		goto out;
 	}
+	handlers = true;
 	signal_keyfs = k;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -146,7 +156,8 @@ out:
 	if (loop)
 		fuse_loop_cfg_destroy(loop);
 	if (fuse) {
-		fuse_remove_signal_handlers(fuse_get_session(fuse));
+		if (handlers)
+			fuse_remove_signal_handlers(fuse_get_session(fuse));
 		if (mounted)
 			fuse_unmount(fuse);
 		fuse_destroy(fuse);
