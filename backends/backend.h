@@ -39,6 +39,8 @@ struct config;
 struct backend_err {
 	char msg[BACKEND_ERR_MAX];   /* "" when none */
 	bool auth_failure;           /* set when the failure is an authentication one */
+	double updated_at;           /* get, on success: the backend's own time of the value
+	                              * (unix seconds; Vault's version created_time), 0 = none */
 };
 
 /* Format a reason into e (e may be NULL). */

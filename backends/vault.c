@@ -287,6 +287,25 @@ out:
 	return rc;
 }
 
+double vault_parse_kv_created(const void *body, size_t len)
+{
+	char why[8];
+	double t = 0;
+	json_t *root = vault_json_load(body, len, why, sizeof(why));
+	json_t *meta = json_object_get(json_object_get(root, "data"), "metadata");
+	const char *text = json_string_value(json_object_get(meta, "created_time"));
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *rest = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	if (rest) {
+		t = (double)timegm(&tm);
+		if (*rest == '.')
+			t += strtod(rest, NULL);   /* ".123456789Z": strtod stops at the Z */
+	}
+	vault_json_free(root);
+	return t;
+}
+
 int vault_parse_kv_list(long status, const void *body, size_t len, struct strlist *out,
                         char *why, size_t whylen)
 {
@@ -1028,6 +1047,8 @@ static int vault_fetch(struct vault_backend *v, const char *network, double dead
 		                         resp.body ? resp.body->len : 0, out, why, sizeof(why));
 		if (rc)
 			backend_err_set(err, "vault: %s", why);
+		else if (err)
+			err->updated_at = vault_parse_kv_created(resp.body->data, resp.body->len);
 	} else {
 		rc = vault_fail_status(resp.status, err);
 	}

@@ -193,8 +193,11 @@ struct secret *keystore_content(struct keyfs *k, const struct secret *key)
 
 /* A value fetched from the backend: remember it; a rotation moves the
  * mtime and wakes inotify watchers (keyfs_key_changed). */
-static void note_fetched(struct keyfs *k, const char *network, const struct secret *key)
+static void note_fetched(struct keyfs *k, const char *network, const struct secret *key,
+                         const struct backend_err *err)
 {
+	if (err->updated_at > 0)
+		metrics_key_updated(network, err->updated_at);
 	struct secret *content = keystore_content(k, key);
 	if (content && seen_note(k, network, content, false))
 		keyfs_key_changed(k, network);
@@ -274,14 +277,14 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 		}
 		if (rc == 0 && how == CACHE_MISS) {
 			metrics_last_refresh(network, clock_wall());
-			note_fetched(k, network, *out);
+			note_fetched(k, network, *out, &err);
 		}
 		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
 	} else {
 		rc = backend_fetch(k, network, out, &err);
 		if (rc == 0) {
 			metrics_last_refresh(network, clock_wall());
-			note_fetched(k, network, *out);
+			note_fetched(k, network, *out, &err);
 		}
 	}
 

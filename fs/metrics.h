@@ -40,6 +40,8 @@ void metrics_access_denied(enum key_op op);
 void metrics_anomaly(const char *kind);     /* "burst" "off_hours" "auth_failures" "rate_limited" */
 void metrics_audit_write_error(void);
 void metrics_last_refresh(const char *network, double wall_seconds);
+/* The backend's own time of the network's current value (key age). */
+void metrics_key_updated(const char *network, double wall_seconds);
 
 /* Render the exposition format 0.0.4 (ends with a newline, no timestamps).
  * 0 or -ENOMEM. */

@@ -2,6 +2,7 @@
 read returns (67 bytes with key_format evm, canonical form), a touch that
 refetches a changed value moves the mtime, and a rotation seen by the mount
 wakes inotify watchers (checked with the real inotifywait)."""
+import datetime
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(SRC, "servers"))
-from keyfslib import Mount, MountTestCase, new_key, run  # noqa: E402
+from keyfslib import Mount, MountTestCase, metric, new_key, run  # noqa: E402
 import vaultlib  # noqa: E402
 
 try:
@@ -182,6 +183,20 @@ keyfs:
         time.sleep(1.2)
         self.assertGreater(os.stat(self.m.key_path("polygon")).st_mtime, m0)
         self.assertEqual(fstat_read(self.m.key_path("polygon")), (67, ("0x" + key2 + "\n").encode()))
+
+    def test_key_age_from_vault_metadata(self):
+        """omikuji_key_updated_timestamp_seconds is Vault's own created_time
+        of the version read, so a rotation-overdue alert can use it."""
+        self.put(new_key())
+        self.m.read_key("polygon")
+        meta = self.hv.secrets.kv.v2.read_secret_version(path="omikuji/keys/polygon",
+                                                         mount_point="secret")["data"]["metadata"]
+        created = datetime.datetime.fromisoformat(meta["created_time"].replace("Z", "+00:00")[:26] + "+00:00"
+                                                  if "." in meta["created_time"] else
+                                                  meta["created_time"].replace("Z", "+00:00"))
+        value = metric(self.m.metrics(), "omikuji_key_updated_timestamp_seconds", network="polygon")
+        self.assertAlmostEqual(value, created.timestamp(), delta=0.001)
+        self.assertLess(abs(value - time.time()), 60)
 
 
 if __name__ == "__main__":
