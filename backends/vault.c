@@ -669,7 +669,7 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 			if (moved) {
 				const char *r = vault_http_reason(rc, resp->status);
 				log_kv(LOG_LEVEL_WARN, "vault: failing over to the next URL",
-				       "backend", "vault", "from", v->urls[idx], "to", v->urls[next],
+				       "storage_type", "vault", "from", v->urls[idx], "to", v->urls[next],
 				       "reason", r ? r : "error", (char *)NULL);
 			}
 		}
@@ -816,7 +816,7 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 	token = NULL;
 out:
 	if (rc)
-		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "backend", "vault",
+		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "storage_type", "vault",
 		       "error", why ? why : "", (char *)NULL);
 	http_response_clear(&resp);
 	secret_free(sid);
@@ -909,7 +909,7 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 	} else {
 		rc = vault_token_refresh_timing(v, false, deadline, why, whylen);
 		if (rc) {
-			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "backend", "vault",
+			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "storage_type", "vault",
 			       "error", why ? why : "", (char *)NULL);
 			if (v->auth == VAULT_AUTH_APPROLE) {
 				rc = vault_login(v, deadline, why, whylen);
@@ -1479,7 +1479,7 @@ static int vault_open(const struct config *cfg, struct backend **out, struct bac
 	pthread_mutex_unlock(&v->auth_lock);
 	if (rc)
 		log_kv(LOG_LEVEL_WARN, "vault: no working token yet, will retry on use",
-		       "backend", "vault", "error", why, (char *)NULL);
+		       "storage_type", "vault", "error", why, (char *)NULL);
 	*out = &v->base;
 	return 0;
 }

@@ -41,7 +41,7 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 	metrics_backend_up(k->metrics_index, up);
 	if (!was_checked || was_up != up)
 		log_kv(up ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, up ? "backend up" : "backend down",
-		       "backend", k->backend_name, "error", up ? "" : (error ? error : ""),
+		       "storage_type", k->backend_name, "error", up ? "" : (error ? error : ""),
 		       (char *)NULL);
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <grp.h>
 #include <limits.h>
 #include <openssl/rand.h>
 #include <poll.h>
@@ -16,6 +17,35 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* keyfs.audit_log_mode and audit_log_group (a name or a gid). */
+static int audit_access(struct keyfs *k, char *err, size_t errlen)
+{
+	const struct config_keyfs *kc = &k->cfg->keyfs;
+	gid_t gid = (gid_t)-1;
+	if (kc->audit_log_mode == 0600 && !kc->audit_log_group)
+		return 0;
+	if (kc->audit_log_group) {
+		char *end = NULL;
+		struct group *g = getgrnam(kc->audit_log_group);
+		unsigned long n = strtoul(kc->audit_log_group, &end, 10);
+		if (g) {
+			gid = g->gr_gid;
+		} else if (*kc->audit_log_group && !*end) {
+			gid = (gid_t)n;
+		} else {
+			snprintf(err, errlen, "keyfs.audit_log_group: unknown group '%s'", kc->audit_log_group);
+			return -EINVAL;
+		}
+	}
+	int rc = audit_set_access(k->audit, (mode_t)kc->audit_log_mode, gid);
+	if (rc < 0)
+		snprintf(err, errlen, "audit log %s: cannot set mode %04o%s%s: %s (the group must be "
+		         "one of the mounting user's)", kc->audit_log, (unsigned)kc->audit_log_mode,
+		         kc->audit_log_group ? " and group " : "",
+		         kc->audit_log_group ? kc->audit_log_group : "", strerror(-rc));
+	return rc;
+}
 
 int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
               struct keyfs **out, char *err, size_t errlen)
@@ -49,6 +79,8 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 		goto fail;
 	}
 	k->backend_name = k->backend->ops->name;
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		log_kv(LOG_LEVEL_WARN, "configuration", "warning", cfg->warnings.items[i], (char *)NULL);
 	k->metrics_index = (enum metrics_backend)metrics_backend_index(k->backend_name);
 	metrics_set_configured(k->metrics_index, k->backend->ops->remote);
 
@@ -73,6 +105,9 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 
 	if (audit_enabled) {
 		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
+		if (rc < 0)
+			goto fail;
+		rc = audit_access(k, err, errlen);
 		if (rc < 0)
 			goto fail;
 	}

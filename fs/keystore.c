@@ -295,7 +295,7 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 	metrics_observe_op(k->metrics_index, KEY_OP_GET, rc == 0, clock_monotonic() - t0);
 	if (rc < 0 && rc != -ENOENT)
 		log_kv(LOG_LEVEL_WARN, "key read failed", "network", network,
-		       "backend", k->backend_name, "error", err.msg[0] ? err.msg : errno_reason(rc),
+		       "storage_type", k->backend_name, "error", err.msg[0] ? err.msg : errno_reason(rc),
 		       (char *)NULL);
 
 	rc = audit_finish(k, c, KEY_OP_GET, network, rc, cached, refresh,
@@ -344,11 +344,11 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	const char *anomaly = note_auth_failure(k, &err);
 	metrics_observe_op(k->metrics_index, KEY_OP_STORE, rc == 0, clock_monotonic() - t0);
 	if (rc == 0)
-		log_kv(LOG_LEVEL_INFO, "key stored", "network", network, "backend", k->backend_name,
+		log_kv(LOG_LEVEL_INFO, "key stored", "network", network, "storage_type", k->backend_name,
 		       (char *)NULL);
 	else
 		log_kv(LOG_LEVEL_WARN, "key store failed", "network", network,
-		       "backend", k->backend_name,
+		       "storage_type", k->backend_name,
 		       "error", why ? why : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
 	return audit_finish(k, c, KEY_OP_STORE, network, rc, false, false,
 	                    why ? why : err.msg[0] ? err.msg : errno_reason(rc), anomaly);
@@ -374,7 +374,7 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	const char *anomaly = note_auth_failure(k, &err);
 	metrics_observe_op(k->metrics_index, KEY_OP_REMOVE, rc == 0, clock_monotonic() - t0);
 	log_kv(rc == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, rc == 0 ? "key removed" : "key remove failed",
-	       "network", network, "backend", k->backend_name,
+	       "network", network, "storage_type", k->backend_name,
 	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
 	return audit_finish(k, c, KEY_OP_REMOVE, network, rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);

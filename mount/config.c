@@ -540,6 +540,97 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 	return 0;
 }
 
+/* true/false (also yes/no, on/off) into a bool at f->offset. */
+static int parse_bool(struct loader *L, const struct field *f, yaml_node_t *value,
+                      void *base, const char *name)
+{
+	char *s = NULL;
+	int rc = get_string(L, value, name, &s, NULL);
+	if (rc || !s)
+		return rc;
+	bool *slot = (bool *)((char *)base + f->offset);
+	if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
+		*slot = true;
+	else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
+		*slot = false;
+	else
+		rc = fail_at(L, &value->start_mark, -EINVAL, "%s: expected true or false, not '%s'",
+		             name, s);
+	free(s);
+	return rc;
+}
+
+/* An octal file mode such as "0640" for the audit log: the owner reads and
+ * writes; the group may read (log shippers) or read and write; no others. */
+static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+                           void *base, const char *name)
+{
+	char *s = NULL, *end = NULL;
+	int rc = get_string(L, value, name, &s, NULL);
+	if (rc || !s)
+		return rc;
+	long mode = strtol(s, &end, 8);
+	if (!*s || *end || (mode & ~0660L) || (mode & 0600L) != 0600L)
+		rc = fail_at(L, &value->start_mark, -EINVAL,
+		             "%s: expected an octal mode from 0600 to 0660 such as \"0640\" (owner "
+		             "read-write, group at most read-write, nothing for others), not '%s'", name, s);
+	else
+		*(int *)((char *)base + f->offset) = (int)mode;
+	free(s);
+	return rc;
+}
+
+/* Is the host of an http(s) URL a loopback address? */
+static bool url_host_is_loopback(const char *url)
+{
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	const char *at = strchr(h, '@');
+	const char *slash = strchr(h, '/');
+	if (at && (!slash || at < slash))
+		h = at + 1;
+	size_t n = strcspn(h, "/?#");
+	if (n >= 5 && strncmp(h, "[::1]", 5) == 0)
+		return true;
+	size_t host = strcspn(h, ":/?#");
+	return (host == 9 && strncmp(h, "localhost", 9) == 0) || strncmp(h, "127.", 4) == 0;
+}
+
+/* The token or credentials would cross the network in clear: refused unless
+ * allow_insecure_http, a warning otherwise (loopback or allowed). */
+static int check_http_url(struct loader *L, yaml_node_t *value, const char *name, const char *url,
+                          bool allowed)
+{
+	if (strncasecmp(url, "http://", 7) != 0)
+		return 0;
+	bool loopback = url_host_is_loopback(url);
+	if (!loopback && !allowed)
+		return fail_at(L, &value->start_mark, -EINVAL,
+		               "%s: %s is plain http: credentials and keys would cross the network in "
+		               "clear; use https://, or set allow_insecure_http: true", name, url);
+	char *w = NULL;
+	if (asprintf(&w, "%s: %s is plain http: credentials and keys travel unencrypted%s", name, url,
+	             loopback ? " (loopback only)" : " (allow_insecure_http: true)") >= 0)
+		strlist_take(&L->cfg->warnings, w);
+	return 0;
+}
+
+/* After key_storage: plain-http URLs of the active remote backend. */
+static int check_key_storage(struct loader *L, const struct field *f, yaml_node_t *value,
+                             void *base, const char *name)
+{
+	struct config *cfg = base;
+	int rc = 0;
+	if (cfg->storage_type == STORAGE_VAULT)
+		for (size_t i = 0; rc == 0 && i < cfg->vault.urls.n; i++)
+			rc = check_http_url(L, value, "key_storage.vault", cfg->vault.urls.items[i],
+			                    cfg->vault.allow_insecure_http);
+	if (cfg->storage_type == STORAGE_AWS && cfg->aws.endpoint_url)
+		rc = check_http_url(L, value, "key_storage.aws_secrets.endpoint_url",
+		                    cfg->aws.endpoint_url, cfg->aws.allow_insecure_http);
+	return rc;
+}
+
 static const char *const log_target_types[] = { "file", "stdout", "stderr", "syslog", NULL };
 
 static const struct field log_target_fields[] = {
@@ -814,6 +905,7 @@ static const struct field vault_fields[] = {
 	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600 },
 	{ "max_retries", FIELD_INT, V(max_retries), 0, 20 },
 	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY },
+	{ "allow_insecure_http", FIELD_CUSTOM, V(allow_insecure_http), .parse = parse_bool },
 	{ NULL },
 };
 #undef V
@@ -826,6 +918,7 @@ static const struct field aws_fields[] = {
 	{ "profile", FIELD_STRING, A(profile) },
 	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600 },
 	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY },
+	{ "allow_insecure_http", FIELD_CUSTOM, A(allow_insecure_http), .parse = parse_bool },
 	{ NULL },
 };
 #undef A
@@ -872,6 +965,8 @@ static const struct field rate_limit_fields[] = {
 #define K(m) offsetof(struct config_keyfs, m)
 static const struct field keyfs_fields[] = {
 	{ "audit_log", FIELD_PATH, K(audit_log) },
+	{ "audit_log_mode", FIELD_CUSTOM, K(audit_log_mode), .parse = parse_file_mode },
+	{ "audit_log_group", FIELD_STRING, K(audit_log_group) },
 	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures },
 	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
 	{ "access", FIELD_CUSTOM, .parse = parse_access },
@@ -893,7 +988,7 @@ static const struct field keyfs_fields[] = {
  * database_cleanup, metrics, gas_price_feeds, scheduled_tasks,
  * event_monitors) are skipped whole: the same file serves both programs. */
 static const struct field top_fields[] = {
-	{ "key_storage", FIELD_SECTION, 0, .fields = key_storage_fields },
+	{ "key_storage", FIELD_SECTION, 0, .fields = key_storage_fields, .parse = check_key_storage },
 	{ "logging", FIELD_SECTION, C(logging), .fields = logging_fields },
 	{ "keyfs", FIELD_SECTION, C(keyfs), .fields = keyfs_fields },
 	{ "networks", FIELD_SKIP },
@@ -956,6 +1051,7 @@ static int config_defaults(struct config *cfg)
 	}
 	cfg->keyfs.audit_log = xdg_path("XDG_STATE_HOME", ".local/state", "omikuji-keyfs/audit.log");
 	cfg->keyfs.audit_failure = AUDIT_FAILURE_DENY;
+	cfg->keyfs.audit_log_mode = 0600;
 	cfg->keyfs.key_format = KEY_FORMAT_EVM;
 	cfg->keyfs.health_interval_seconds = 15;
 	cfg->keyfs.max_stale_seconds = 3600;
@@ -1276,37 +1372,53 @@ void config_print(const struct config *cfg, FILE *out)
 
 	fputs("key_storage:\n", out);
 	fprintf(out, "  storage_type: %s\n", config_storage_name(cfg->storage_type));
-	fputs("  keyring:\n", out);
-	print_str(out, 4, "service", cfg->keyring.service);
-	print_int(out, 4, "cache_ttl_seconds", cfg->keyring.cache_ttl_seconds);
-	fputs("  vault:\n", out);
-	print_list(out, 4, "urls", &v->urls);
-	print_str(out, 4, "mount_path", v->mount_path);
-	print_str(out, 4, "path_prefix", v->path_prefix);
-	print_str(out, 4, "auth_method", v->auth_method);
-	print_secret(out, 4, "token", v->token);
-	print_str(out, 4, "token_file", v->token_file);
-	print_str(out, 4, "role_id", v->role_id);
-	print_secret(out, 4, "secret_id", v->secret_id);
-	print_str(out, 4, "secret_id_file", v->secret_id_file);
-	print_str(out, 4, "approle_mount", v->approle_mount);
-	print_str(out, 4, "namespace", v->namespace);
-	print_str(out, 4, "ca_cert", v->ca_cert);
-	print_str(out, 4, "client_cert", v->client_cert);
-	print_str(out, 4, "client_key", v->client_key);
-	print_int(out, 4, "timeout_seconds", v->timeout_seconds);
-	print_int(out, 4, "max_retries", v->max_retries);
-	print_int(out, 4, "cache_ttl_seconds", v->cache_ttl_seconds);
-	fputs("  aws_secrets:\n", out);
-	print_str(out, 4, "region", a->region);
-	print_str(out, 4, "prefix", a->prefix);
-	print_str(out, 4, "endpoint_url", a->endpoint_url);
-	print_str(out, 4, "profile", a->profile);
-	print_int(out, 4, "timeout_seconds", a->timeout_seconds);
-	print_int(out, 4, "cache_ttl_seconds", a->cache_ttl_seconds);
-	fputs("  file:\n", out);
-	print_str(out, 4, "path", cfg->file.path);
-	print_str(out, 4, "passphrase_file", cfg->file.passphrase_file);
+	/* Only the active backend's section: the others are not used. */
+	switch (cfg->storage_type) {
+	case STORAGE_KEYRING:
+		fputs("  keyring:\n", out);
+		print_str(out, 4, "service", cfg->keyring.service);
+		print_int(out, 4, "cache_ttl_seconds", cfg->keyring.cache_ttl_seconds);
+		break;
+	case STORAGE_VAULT:
+		fputs("  vault:\n", out);
+		print_list(out, 4, "urls", &v->urls);
+		print_str(out, 4, "mount_path", v->mount_path);
+		print_str(out, 4, "path_prefix", v->path_prefix);
+		print_str(out, 4, "auth_method", v->auth_method);
+		print_secret(out, 4, "token", v->token);
+		print_str(out, 4, "token_file", v->token_file);
+		print_str(out, 4, "role_id", v->role_id);
+		print_secret(out, 4, "secret_id", v->secret_id);
+		print_str(out, 4, "secret_id_file", v->secret_id_file);
+		print_str(out, 4, "approle_mount", v->approle_mount);
+		print_str(out, 4, "namespace", v->namespace);
+		print_str(out, 4, "ca_cert", v->ca_cert);
+		print_str(out, 4, "client_cert", v->client_cert);
+		print_str(out, 4, "client_key", v->client_key);
+		print_int(out, 4, "timeout_seconds", v->timeout_seconds);
+		print_int(out, 4, "max_retries", v->max_retries);
+		print_int(out, 4, "cache_ttl_seconds", v->cache_ttl_seconds);
+		fprintf(out, "    allow_insecure_http: %s\n", v->allow_insecure_http ? "true" : "false");
+		break;
+	case STORAGE_AWS:
+		fputs("  aws_secrets:\n", out);
+		print_str(out, 4, "region", a->region);
+		print_str(out, 4, "prefix", a->prefix);
+		print_str(out, 4, "endpoint_url", a->endpoint_url);
+		print_str(out, 4, "profile", a->profile);
+		print_int(out, 4, "timeout_seconds", a->timeout_seconds);
+		print_int(out, 4, "cache_ttl_seconds", a->cache_ttl_seconds);
+		fprintf(out, "    allow_insecure_http: %s\n", a->allow_insecure_http ? "true" : "false");
+		break;
+	case STORAGE_FILE:
+		fputs("  file:\n", out);
+		print_str(out, 4, "path", cfg->file.path);
+		print_str(out, 4, "passphrase_file", cfg->file.passphrase_file);
+		break;
+	case STORAGE_ENV:
+		fputs("  # env: OMIKUJI_KEY_<NETWORK> variables, no settings\n", out);
+		break;
+	}
 
 	fputs("logging:\n", out);
 	fprintf(out, "  format: %s\n", log_formats[cfg->logging.format]);
@@ -1322,6 +1434,8 @@ void config_print(const struct config *cfg, FILE *out)
 
 	fputs("keyfs:\n", out);
 	print_str(out, 2, "audit_log", k->audit_log);
+	fprintf(out, "  audit_log_mode: \"%04o\"\n", (unsigned)k->audit_log_mode);
+	print_str(out, 2, "audit_log_group", k->audit_log_group);
 	fprintf(out, "  audit_failure: %s\n", audit_failures[k->audit_failure]);
 	fprintf(out, "  key_format: %s\n", key_formats[k->key_format]);
 	if (!k->access_set) {
@@ -1415,6 +1529,8 @@ void config_free(struct config *cfg)
 	free_targets(&cfg->logging);
 
 	free(cfg->keyfs.audit_log);
+	free(cfg->keyfs.audit_log_group);
+	strlist_clear(&cfg->warnings);
 	free_access(&cfg->keyfs);
 	free(cfg->keyfs.run_as);
 	free(cfg->keyfs.business_hours.timezone);

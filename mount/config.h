@@ -56,6 +56,7 @@ struct config_vault {
 	int timeout_seconds;    /* default 5 */
 	int max_retries;        /* default 3 */
 	int cache_ttl_seconds;  /* default 300 */
+	bool allow_insecure_http;   /* accept an http:// URL to a non-loopback host */
 };
 
 struct config_aws {
@@ -65,6 +66,7 @@ struct config_aws {
 	char *profile;
 	int timeout_seconds;    /* default 5 */
 	int cache_ttl_seconds;  /* default 300 */
+	bool allow_insecure_http;   /* accept an http:// endpoint_url to a non-loopback host */
 };
 
 struct config_log_target {
@@ -109,6 +111,8 @@ struct config_rate_limit {
 
 struct config_keyfs {
 	char *audit_log;          /* default $XDG_STATE_HOME/omikuji-keyfs/audit.log */
+	int audit_log_mode;       /* permission bits of the audit log, default 0600 */
+	char *audit_log_group;    /* group given to the audit log (name or gid), NULL = keep */
 	enum audit_failure audit_failure;   /* default deny */
 	enum key_format key_format;         /* default evm */
 	struct config_access_rule *access;  /* NULL with n_access 0 and !access_set: default rule */
@@ -133,6 +137,7 @@ struct config {
 	struct config_aws aws;
 	struct config_logging logging;
 	struct config_keyfs keyfs;
+	struct strlist warnings;      /* non-fatal remarks for check-config and the log */
 };
 
 /* Which file would be loaded: -c PATH, $OMIKUJI_CONFIG, ./omikuji.yaml,

@@ -136,7 +136,7 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 	char version[32];
 	snprintf(version, sizeof(version), "%s", KEYFS_VERSION);
 	log_kv(LOG_LEVEL_INFO, "mounted", "mountpoint", opt->mountpoint,
-	       "backend", k->backend_name, "version", version, (char *)NULL);
+	       "storage_type", k->backend_name, "version", version, (char *)NULL);
 	if (!opt->audit)
 		log_kv(LOG_LEVEL_WARN, "audit log disabled (--no-audit): key accesses are not recorded",
 		       (char *)NULL);

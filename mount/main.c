@@ -355,14 +355,20 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 		return rc;
 	}
 	struct backend_err err = { { 0 }, false };
+	/* Created or replaced: whether the backend had a key before (the old
+	 * key itself is wiped at once). */
+	struct secret *old = NULL;
+	bool existed = b->ops->get(b, cli->network, &old, &err) == 0;
+	secret_free(old);
+	memset(&err, 0, sizeof(err));
 	rc = key ? b->ops->store(b, cli->network, key, &err) : -ENOMEM;
 	secret_free(key);
 	b->ops->close(b);
 	if (rc < 0)
 		return fail(EXIT_FAIL, "cannot store the key for '%s' in %s: %s", cli->network,
 		            b ? config_storage_name(cfg->storage_type) : "", err.msg[0] ? err.msg : strerror(-rc));
-	fprintf(stderr, "stored the key for network '%s' in the %s backend\n", cli->network,
-	        config_storage_name(cfg->storage_type));
+	fprintf(stderr, "%s the key for network '%s' in the %s backend\n",
+	        existed ? "replaced" : "created", cli->network, config_storage_name(cfg->storage_type));
 	return 0;
 }
 
@@ -585,6 +591,8 @@ static int cmd_check_config(struct cli *cli)
 	access_free(acc);
 	anomaly_free(an);
 	config_print(&cfg, stdout);
+	for (size_t i = 0; i < cfg.warnings.n; i++)
+		fprintf(stderr, "omikuji-keyfs: warning: %s\n", cfg.warnings.items[i]);
 	if (!ops)
 		rc = fail(EXIT_USAGE, "%s: storage_type '%s' is not supported by this build",
 		          cfg.source ? cfg.source : "built-in defaults",

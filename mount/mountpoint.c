@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 /* Is path (absolute, resolved) a mount point in /proc/self/mountinfo? */
@@ -69,6 +70,16 @@ int mountpoint_check(const char *path, char *err, size_t errlen)
 		return -ENOTDIR;
 	}
 	char *abs = realpath(path, NULL);
+	struct statfs sfs;
+	/* stat may be answered from the kernel's attribute cache; statfs always
+	 * asks the daemon, so it tells a dead one from a live one. */
+	if ((!abs && errno == ENOTCONN) ||
+	    (abs && mounted_at(abs) && statfs(path, &sfs) < 0 && errno == ENOTCONN)) {
+		free(abs);
+		snprintf(err, errlen, "%s is a stale mount (its daemon is gone): run fusermount3 -u %s, "
+		         "then mount again", path, path);
+		return -ENOTCONN;
+	}
 	if (abs && mounted_at(abs)) {
 		snprintf(err, errlen, "%s is already a mount point: unmount it first "
 		         "(fusermount3 -u %s) or choose another directory", path, path);
