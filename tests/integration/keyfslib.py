@@ -54,10 +54,26 @@ def is_mounted(path):
     return False
 
 
+def skip_all(reason):
+    """Skip the whole test program (meson reads exit 77 as skipped)."""
+    print("SKIP: " + reason)
+    sys.exit(77)
+
+
 def require_fuse():
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-        print("SKIP: /dev/fuse or fusermount3 not available")
-        sys.exit(77)
+        skip_all("/dev/fuse or fusermount3 not available")
+    # fusermount3 opens /dev/fuse with the caller's rights: 0600 on some machines
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as e:
+        skip_all(f"/dev/fuse is not usable by uid {os.getuid()} ({e.strerror}); "
+                 "run as root or make it 0666")
+
+
+def require_root(why):
+    if os.geteuid() != 0:
+        skip_all(f"needs root ({why}); uid {os.geteuid()} runs the rest of the suite")
 
 
 class Mount:

@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from keyfslib import KEYFS_BIN, Mount, is_mounted, metric, new_key, run  # noqa: E402
+from keyfslib import KEYFS_BIN, Mount, is_mounted, metric, new_key, require_root, run  # noqa: E402
 
 AUDIT_FIELDS = {"timestamp", "level", "target", "message", "operation", "network", "storage_type",
                 "status", "uid", "gid", "pid", "process", "seq", "hash"}
@@ -333,4 +333,5 @@ class ReopenAndPrivilegeTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    require_root("a second user through setpriv against -o allow_other")
     run()
