@@ -12,11 +12,15 @@
 #include <limits.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 /* keyfs.audit_log_mode and audit_log_group (a name or a gid). */
 static int audit_access(struct keyfs *k, char *err, size_t errlen)
@@ -189,6 +193,50 @@ bool keyfs_request_is_own(struct keyfs *k)
 	return pid == getpid() || (k->notify_tid && pid == k->notify_tid);
 }
 
+/* keyfs.on_change: run `PROGRAM NETWORK` (never the key) without a shell,
+ * stdin from /dev/null; reaped by pid later, never waited for. */
+static void run_on_change(struct keyfs *k, const char *network)
+{
+	const char *prog = k->cfg->keyfs.on_change;
+	size_t slot = 0, n = sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]);
+	while (slot < n && k->on_change_pids[slot])
+		slot++;
+	if (slot == n) {
+		log_kv(LOG_LEVEL_WARN, "on_change not run: too many still running", "network", network,
+		       (char *)NULL);
+		return;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	char *argv[] = { (char *)prog, (char *)network, NULL };
+	pid_t pid;
+	int rc = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		log_kv(LOG_LEVEL_ERROR, "on_change could not be run", "program", prog,
+		       "network", network, "error", strerror(rc), (char *)NULL);
+		return;
+	}
+	k->on_change_pids[slot] = pid;
+}
+
+static void reap_on_change(struct keyfs *k)
+{
+	for (size_t i = 0; i < sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]); i++) {
+		int status;
+		if (!k->on_change_pids[i] || waitpid(k->on_change_pids[i], &status, WNOHANG) == 0)
+			continue;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			char code[16];
+			snprintf(code, sizeof(code), "%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			log_kv(LOG_LEVEL_WARN, "on_change failed", "program", k->cfg->keyfs.on_change,
+			       "exit_status", code, (char *)NULL);
+		}
+		k->on_change_pids[i] = 0;
+	}
+}
+
 /* Deliver the queued rotation notices.  The kernel raises inotify events
  * only for changes made through the VFS, and FUSE's invalidation notices
  * raise none, so the mount touches the file through itself: the kernel
@@ -216,6 +264,8 @@ static void deliver_changes(struct keyfs *k)
 			log_kv(LOG_LEVEL_DEBUG, "rotation notice not delivered", "network", names.items[i],
 			       "error", strerror(errno), (char *)NULL);
 	}
+	for (size_t i = 0; k->cfg->keyfs.on_change && i < names.n && !k->stopping; i++)
+		run_on_change(k, names.items[i]);
 	strlist_clear(&names);
 }
 
@@ -247,6 +297,7 @@ static void *maintenance_main(void *arg)
 			reload(k);
 		}
 		deliver_changes(k);
+		reap_on_change(k);
 	}
 	return NULL;
 }

@@ -83,6 +83,7 @@ struct keyfs {
 	pthread_mutex_t changed_lock;
 	struct strlist changed;
 	volatile pid_t notify_tid;    /* the maintenance thread's tid: its touches are ours */
+	pid_t on_change_pids[16];     /* keyfs.on_change runs not reaped yet (maintenance thread) */
 
 	pthread_mutex_t handles_lock;
 	struct handle *handles;       /* open files (see tree.h) */

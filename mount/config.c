@@ -975,6 +975,7 @@ static const struct field keyfs_fields[] = {
 	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
 	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
 	{ "run_as", FIELD_STRING, K(run_as) },
+	{ "on_change", FIELD_PATH, K(on_change) },
 	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
 	  .parse = check_business_hours },
 	{ "anomaly", FIELD_SECTION, K(anomaly), .fields = anomaly_fields },
@@ -1457,6 +1458,7 @@ void config_print(const struct config *cfg, FILE *out)
 	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
 	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
 	print_str(out, 2, "run_as", k->run_as);
+	print_str(out, 2, "on_change", k->on_change);
 	if (k->business_hours.set) {
 		const struct config_business_hours *bh = &k->business_hours;
 		bool first = true;
@@ -1533,6 +1535,7 @@ void config_free(struct config *cfg)
 	strlist_clear(&cfg->warnings);
 	free_access(&cfg->keyfs);
 	free(cfg->keyfs.run_as);
+	free(cfg->keyfs.on_change);
 	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));
 }

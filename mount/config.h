@@ -123,6 +123,7 @@ struct config_keyfs {
 	int cache_max_entries;        /* default 10000 */
 	int list_cache_seconds;       /* default 5 */
 	char *run_as;                 /* user to drop to after mounting as root */
+	char *on_change;              /* program run as `on_change NETWORK` on a rotation */
 	struct config_business_hours business_hours;
 	struct config_anomaly anomaly;
 	struct config_rate_limit rate_limit;

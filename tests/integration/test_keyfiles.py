@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -126,6 +127,40 @@ class FileBackendKeyFilesTest(MountTestCase):
         self.assertTrue(w.wait_for("ATTRIB"), f"no IN_ATTRIB, events: {w.events()}")
         with open(self.m.app_log) as f:
             self.assertIn('"message":"key changed in the backend","network":"arbitrum-one"', f.read())
+
+
+class OnChangeTest(unittest.TestCase):
+    """keyfs.on_change runs PROGRAM NETWORK when the mount sees a rotation."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="keyfs-onchange-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.out = os.path.join(self.root, "calls")
+        self.script = os.path.join(self.root, "on-change")
+        with open(self.script, "w") as f:
+            f.write(f'#!/bin/sh\necho "$# $*" >> {self.out}\n')
+        os.chmod(self.script, 0o755)
+        self.m = Mount(keyfs_extra=f"  on_change: {self.script}\n")
+        self.addCleanup(self.m.cleanup)
+        self.m.start()
+
+    def test_runs_with_the_network_name_only(self):
+        key1, key2 = new_key(), new_key()
+        self.m.write_key("linea", key1 + "\n")
+        self.m.read_key("linea")
+        time.sleep(0.5)
+        self.assertFalse(os.path.exists(self.out), "ran without a rotation")
+        r = self.m.cli("key", "import", "--network", "linea", "--key", key2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.m.read_key("linea")
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.out) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        with open(self.out) as f:
+            calls = f.read()
+        self.assertEqual(calls, "1 linea\n")
+        self.assertNotIn(key2[2:], calls)
 
 
 class AnyFormatSizeTest(MountTestCase):
