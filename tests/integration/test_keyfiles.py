@@ -93,7 +93,7 @@ class FileBackendKeyFilesTest(MountTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         time.sleep(1.2)
         self.assertEqual(os.stat(self.m.key_path(net)).st_mtime, m0, "unchanged value moved mtime")
-        # another writer rotates the key behind the mount's back
+        # a key command rotates it (through the mount: the mtime moves then)
         key2 = new_key()
         r = self.m.cli("key", "import", "--network", net, "--key", key2)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -109,7 +109,9 @@ class FileBackendKeyFilesTest(MountTestCase):
         self.assertEqual(len(refresh), 2)
         self.assertTrue(all(a["pid"] != self.m.proc.pid for a in self.m.audit_lines()))
 
-    def test_inotify_wakes_on_rotation(self):
+    def test_inotify_wakes_on_rotation_through_a_key_command(self):
+        """`key import` beside the mount stores through its control socket,
+        which raises no VFS event: the mount's own notice wakes watchers."""
         if shutil.which("inotifywait") is None:
             self.skipTest("inotifywait (inotify-tools) not installed")
         net = "arbitrum-one"
@@ -123,8 +125,9 @@ class FileBackendKeyFilesTest(MountTestCase):
         key2 = new_key()
         r = self.m.cli("key", "import", "--network", net, "--key", key2)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(self.m.read_key(net), key2 + "\n")   # the mount sees the new value
+        self.assertIn("through the running mount", r.stderr)
         self.assertTrue(w.wait_for("ATTRIB"), f"no IN_ATTRIB, events: {w.events()}")
+        self.assertEqual(self.m.read_key(net), key2 + "\n")
         with open(self.m.app_log) as f:
             self.assertIn('"message":"key changed in the backend","network":"arbitrum-one"', f.read())
 
@@ -175,7 +178,8 @@ class AnyFormatSizeTest(MountTestCase):
 
 class VaultTouchTest(unittest.TestCase):
     """With a TTL cache in front of Vault, touch refetches and the mtime
-    moves when hvac rotated the key."""
+    moves when hvac rotated the key behind the mount's back."""
+    ttl = 300
 
     def setUp(self):
         if hvac is None:
@@ -193,7 +197,7 @@ key_storage:
   vault:
     url: {self.vs.url}
     token: ${{VAULT_TOKEN}}
-    cache_ttl_seconds: 300
+    cache_ttl_seconds: {self.ttl}
 logging:
   targets: [{{type: file, path: {self.m.app_log}}}]
 keyfs:
@@ -232,6 +236,34 @@ keyfs:
         value = metric(self.m.metrics(), "omikuji_key_updated_timestamp_seconds", network="polygon")
         self.assertAlmostEqual(value, created.timestamp(), delta=0.001)
         self.assertLess(abs(value - time.time()), 60)
+
+
+class VaultRotationTest(VaultTouchTest):
+    """hvac rotates the key in Vault; the mount's refetch after the TTL sees
+    it: mtime, IN_ATTRIB for inotify watchers and on_change."""
+    ttl = 1
+    test_touch_after_rotation = None
+    test_key_age_from_vault_metadata = None
+
+    def test_inotify_on_refetch_after_ttl(self):
+        if shutil.which("inotifywait") is None:
+            self.skipTest("inotifywait (inotify-tools) not installed")
+        self.put(new_key())
+        self.m.read_key("polygon")
+        m0 = os.stat(self.m.key_path("polygon")).st_mtime
+        w = Watcher(self.m.key_path("polygon"), self.m.root)
+        self.addCleanup(w.stop)
+        time.sleep(1.2)
+        self.m.read_key("polygon")   # refetched after the TTL, same value: no event
+        time.sleep(0.5)
+        self.assertEqual(w.events(), [])
+        key2 = new_key()
+        self.put(key2)
+        time.sleep(1.2)
+        self.assertEqual(self.m.read_key("polygon"), key2 + "\n")   # reads never raise ATTRIB
+        self.assertTrue(w.wait_for("ATTRIB"), f"no IN_ATTRIB, events: {w.events()}")
+        time.sleep(1.2)
+        self.assertGreater(os.stat(self.m.key_path("polygon")).st_mtime, m0)
 
 
 if __name__ == "__main__":

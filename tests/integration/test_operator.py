@@ -150,12 +150,20 @@ class KeyImportTest(MountTestCase):
     def test_created_then_replaced(self):
         r = self.m.cli("key", "import", "--network", "gnosis", "--key", new_key())
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stderr.strip(), "created the key for network 'gnosis' in the file backend")
+        # through the running mount (contract section 9)
+        self.assertEqual(r.stderr.strip(), "created the key for network 'gnosis' in the file backend"
+                         " (through the running mount)")
         key2 = new_key()
         r = self.m.cli("key", "import", "--network", "gnosis", "--key", key2)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("replaced the key for network 'gnosis'", r.stderr)
         self.assertEqual(self.m.read_key("gnosis"), key2 + "\n")
+        # and without a mount, on the backend directly
+        self.m.stop()
+        r = self.m.cli("key", "import", "--network", "gnosis", "--key", new_key())
+        self.assertEqual(r.stderr.strip(), "replaced the key for network 'gnosis' in the file backend")
+        r = self.m.cli("key", "import", "--network", "zksync", "--key", new_key())
+        self.assertEqual(r.stderr.strip(), "created the key for network 'zksync' in the file backend")
 
 
     def test_app_log_names_backends_as_storage_type(self):
