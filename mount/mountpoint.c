@@ -59,8 +59,8 @@ int mountpoint_check(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s is a stale mount (its daemon is gone): run fusermount3 -u %s, "
 			         "then mount again", path, path);
 		else if (e == ENOENT)
-			snprintf(err, errlen, "mountpoint %s does not exist: create it with mkdir -p %s",
-			         path, path);
+			snprintf(err, errlen, "mountpoint %s: No such file or directory: create it with "
+			         "mkdir -p %s", path, path);
 		else
 			snprintf(err, errlen, "cannot use mountpoint %s: %s", path, strerror(e));
 		return -e;

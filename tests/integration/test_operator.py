@@ -58,7 +58,7 @@ class MountFailureTest(unittest.TestCase):
 
     def test_missing_and_not_a_directory(self):
         missing = os.path.join(self.m.root, "nope")
-        self.assert_one_line(self.mount(missing), "does not exist", f"mkdir -p {missing}")
+        self.assert_one_line(self.mount(missing), "No such file or directory", f"mkdir -p {missing}")
         self.assert_one_line(self.mount(self.m.config), "is not a directory")
 
     def test_bad_fuse_option(self):
