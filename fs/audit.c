@@ -311,7 +311,7 @@ int audit_write(struct audit *a, const struct audit_record *r)
 }
 
 /* mkdir -p of path's directory, new directories 0700. */
-static int audit_make_parent(const char *path)
+int audit_make_parent(const char *path)
 {
 	char *dir = strdup(path);
 	int rc = 0;

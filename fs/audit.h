@@ -50,6 +50,10 @@ int audit_write(struct audit *a, const struct audit_record *r);
  * the group).  0 or -errno (fchown to a group the process is not in). */
 int audit_set_access(struct audit *a, mode_t mode, gid_t gid);
 
+/* mkdir -p of the directory of path (new directories 0700): where the
+ * audit log and its lock file go.  0 or -errno. */
+int audit_make_parent(const char *path);
+
 /* Reopen the path (SIGHUP after logrotate).  0 or -errno. */
 int audit_reopen(struct audit *a);
 void audit_close(struct audit *a);

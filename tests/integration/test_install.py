@@ -135,6 +135,56 @@ class InstallTest(unittest.TestCase):
             self.assertEqual((r.stdout + r.stderr).strip(), "")
 
 
+class UnitNotifyTest(InstallTest):
+    """The installed user unit's ExecStart, run as systemd would run it
+    (Type=notify, $NOTIFY_SOCKET a datagram socket): READY=1 arrives once
+    the mount serves, STOPPING=1 and the unmount follow SIGTERM."""
+    test_contents = test_man_page_renders_clean_and_complete = test_units_verify = None
+
+    def test_user_unit_readiness(self):
+        import signal
+        import socket
+        from keyfslib import is_mounted
+        with open(self.user_unit) as f:
+            unit = f.read()
+        self.assertIn("Type=notify\n", unit)
+        exec_start = re.search(r"(?m)^ExecStart=(.*)$", unit).group(1).split()
+        tmp = tempfile.mkdtemp(prefix="keyfs-notify-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        runtime = os.path.join(tmp, "run")
+        os.makedirs(os.path.join(runtime, "omikuji-keys"))   # ExecStartPre's mkdir
+        argv = [a.replace("%t", runtime) for a in exec_start]
+        argv[0] = self.bin   # the installed binary, in the destdir
+        sock_path = os.path.join(tmp, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.settimeout(15)
+        self.addCleanup(sock.close)
+        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "NOTIFY_SOCKET": sock_path,
+               "XDG_RUNTIME_DIR": runtime}
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        mnt = os.path.join(runtime, "omikuji-keys")
+
+        def stop():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=15)
+            if is_mounted(mnt):
+                subprocess.run(["fusermount3", "-uz", mnt])
+        self.addCleanup(stop)
+        messages = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(sock.recv(4096).decode())
+        self.assertTrue(is_mounted(mnt), "READY=1 before the mount served")
+        self.assertEqual(sorted(os.listdir(mnt)), ["health", "keys", "metrics", "textfile"])
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=15), 0, proc.stderr.read().decode())
+        while not any("STOPPING=1" in m for m in messages):
+            messages.append(sock.recv(4096).decode())
+        self.assertFalse(is_mounted(mnt))
+
+
 class FstabMountTest(unittest.TestCase):
     """mount -t fuse.omikuji-keyfs CONFIG DIR, mount -T FSTAB DIR (with CONFIG
     and with none), umount DIR: the daemon is gone afterwards."""
