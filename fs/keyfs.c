@@ -194,7 +194,8 @@ void keyfs_key_changed(struct keyfs *k, const char *network)
 bool keyfs_request_is_own(struct keyfs *k)
 {
 	pid_t pid = fuse_get_context()->pid;
-	return pid == getpid() || (k->notify_tid && pid == k->notify_tid);
+	pid_t own = atomic_load(&k->notify_tid);
+	return pid == getpid() || (own && pid == own);
 }
 
 /* keyfs.on_change: run `PROGRAM NETWORK` (never the key) without a shell,
@@ -291,7 +292,7 @@ void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
 static void *maintenance_main(void *arg)
 {
 	struct keyfs *k = arg;
-	k->notify_tid = gettid();
+	atomic_store(&k->notify_tid, gettid());
 	double interval = k->cfg->keyfs.health_interval_seconds;
 	double checkpoint_interval = k->cfg->keyfs.audit_checkpoint_seconds;
 	double next_check = 0;

@@ -86,7 +86,7 @@ struct keyfs {
 	char *mountpoint;             /* absolute; NULL = no self-touch (tests) */
 	pthread_mutex_t changed_lock;
 	struct strlist changed;
-	volatile pid_t notify_tid;    /* the maintenance thread's tid: its touches are ours */
+	_Atomic pid_t notify_tid;     /* the maintenance thread's tid: its touches are ours */
 	pid_t on_change_pids[16];     /* keyfs.on_change runs not reaped yet (maintenance thread) */
 
 	pthread_mutex_t handles_lock;
