@@ -114,6 +114,7 @@ struct config_keyfs {
 	int audit_log_mode;       /* permission bits of the audit log, default 0600 */
 	char *audit_log_group;    /* group given to the audit log (name or gid), NULL = keep */
 	enum audit_failure audit_failure;   /* default deny */
+	char *audit_key_file;     /* HMAC key of a keyed chain; NULL: plain SHA-256 chain */
 	enum key_format key_format;         /* default evm */
 	struct config_access_rule *access;  /* NULL with n_access 0 and !access_set: default rule */
 	size_t n_access;
@@ -140,6 +141,7 @@ struct config {
 	struct config_logging logging;
 	struct config_keyfs keyfs;
 	struct strlist warnings;      /* non-fatal remarks for check-config and the log */
+	struct strlist secret_env;    /* ${VAR} names that secret fields expanded */
 };
 
 /* Which file would be loaded: -c PATH, $OMIKUJI_CONFIG, ./omikuji.yaml,
@@ -160,6 +162,12 @@ int config_load(const char *path, unsigned flags, struct config *out, char *err,
 /* Print the effective config as YAML with secrets (token, secret_id,
  * passphrase) shown as "********". */
 void config_print(const struct config *cfg, FILE *out);
+
+/* Once the backend holds its own copies: wipe and free the secrets the
+ * config holds (vault.token, vault.secret_id) and wipe and remove
+ * $OMIKUJI_KEYFS_PASSPHRASE from the environment, so the serving process
+ * keeps one copy of each, in the backend's locked memory. */
+void config_forget_secrets(struct config *cfg);
 
 void config_free(struct config *cfg);
 
