@@ -18,13 +18,21 @@
 int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
                        size_t *start, size_t *keylen, const char **why);
 
-/* Length of the canonical evm form: "0x" + 64 hex digits. */
-#define KEY_EVM_CANONICAL_LEN 66
+/* Can the len bytes at p, written so far, still become a valid key of
+ * format fmt when more bytes are appended?  0 when they can; -EINVAL (a
+ * byte no key can contain there, e.g. a non-hex character or a 65th hex
+ * digit for evm, text after the key's final whitespace) or -EFBIG (more
+ * than KEY_MAX_BYTES significant bytes) as soon as they cannot, with a
+ * reason in why.  Lets a write(2) fail at once instead of at close. */
+int keyformat_prefix_ok(enum key_format fmt, const unsigned char *p, size_t len,
+                        const char **why);
 
-/* Write the canonical form of a valid evm key (p, len as returned by
- * keyformat_validate: 64 hex digits with an optional 0x) to out, which has
- * room for KEY_EVM_CANONICAL_LEN bytes: "0x" and the digits in lower case.
- * Returns 0, or -EINVAL when p is not 64 hex digits with an optional 0x. */
-int keyformat_evm_canonical(const unsigned char *p, size_t len, unsigned char *out);
+/* A validated key in the form readers get: evm "0x" + 64 lower-case hex
+ * digits (contract section 9), any: the key without surrounding
+ * whitespace.  0 with *out a new secret (caller frees), -EINVAL/-EFBIG as
+ * keyformat_validate() with why set, or -ENOMEM. */
+struct secret;
+int keyformat_canonical(enum key_format fmt, const unsigned char *p, size_t len,
+                        struct secret **out, const char **why);
 
 #endif

@@ -5,6 +5,7 @@
 #include "keyfs.h"
 #include "clock.h"
 #include "keyformat.h"
+#include "hash.h"
 #include "log.h"
 
 #include <errno.h>
@@ -188,6 +189,9 @@ static bool seen_note(struct keyfs *k, const char *network, const struct secret 
 	return changed;
 }
 
+/* "0x", 64 hex digits and the newline: what a read of an evm key returns. */
+#define KEYSTORE_EVM_FILE_SIZE 67
+
 double keystore_mtime(struct keyfs *k, const char *network)
 {
 	double t = k->start_wall;
@@ -208,26 +212,18 @@ off_t keystore_size(struct keyfs *k, const char *network)
 		size = e->size;
 	pthread_mutex_unlock(&k->mtime_lock);
 	if (size == 0 && k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
-		size = KEY_EVM_CANONICAL_LEN + 1;
+		size = KEYSTORE_EVM_FILE_SIZE;
 	return (off_t)size;
 }
 
 struct secret *keystore_content(struct keyfs *k, const struct secret *key)
 {
-	unsigned char canon[KEY_EVM_CANONICAL_LEN];
-	const unsigned char *p = (const unsigned char *)key->data;
-	size_t len = key->len;
-	if (k->cfg->keyfs.key_format == KEY_FORMAT_EVM &&
-	    keyformat_evm_canonical(p, len, canon) == 0) {
-		p = canon;
-		len = sizeof(canon);
-	}
-	struct secret *out = secret_new(len + 1);
-	if (out && (secret_append(out, p, len) < 0 || secret_append(out, "\n", 1) < 0)) {
+	(void)k;   /* keys reach here canonical (backend_value_check, keystore_store) */
+	struct secret *out = secret_new(key->len + 1);
+	if (out && (secret_append(out, key->data, key->len) < 0 || secret_append(out, "\n", 1) < 0)) {
 		secret_free(out);
 		out = NULL;
 	}
-	secret_wipe(canon, sizeof(canon));
 	return out;
 }
 
@@ -236,7 +232,7 @@ struct secret *keystore_content(struct keyfs *k, const struct secret *key)
 static void note_fetched(struct keyfs *k, const char *network, const struct secret *key,
                          const struct backend_err *err)
 {
-	if (err->updated_at > 0)
+	if (err->updated_at > 0 && k->cfg->keyfs.metrics_per_network)
 		metrics_key_updated(network, err->updated_at);
 	struct secret *content = keystore_content(k, key);
 	if (content && seen_note(k, network, content, false))
@@ -267,12 +263,38 @@ static void list_note(struct keyfs *k, const char *network, bool present)
 	pthread_mutex_unlock(&k->list_lock);
 }
 
+/* What a backend returns is checked against key_format before anything
+ * (the cache, a reader) sees it, and handed on in canonical form: a broken
+ * or hostile backend cannot feed readers a 900 KB "key" or terminal escape
+ * sequences.  An invalid value is EIO, counted, and named in health's
+ * last_error; the backend itself answered, so it stays up. */
+static int backend_value_check(struct keyfs *k, const char *network, struct secret **value,
+                               struct backend_err *err)
+{
+	const char *why = NULL;
+	struct secret *canonical = NULL;
+	int rc = keyformat_canonical(k->cfg->keyfs.key_format, (*value)->data, (*value)->len,
+	                             &canonical, &why);
+	secret_free(*value);
+	*value = canonical;
+	if (rc == 0 || rc == -ENOMEM)
+		return rc;
+	snprintf(err->msg, sizeof(err->msg), "backend returned an invalid key: %s", why);
+	metrics_invalid_value(k->metrics_index);
+	health_note_invalid(k, network, err->msg);
+	return -EIO;
+}
+
 static int backend_fetch(void *ctx, const char *network, struct secret **out,
                          struct backend_err *err)
 {
 	struct keyfs *k = ctx;
 	int rc = k->backend->ops->get(k->backend, network, out, err);
 	health_record(k, rc, err);
+	if (rc == 0)
+		rc = backend_value_check(k, network, out, err);
+	if (rc == 0)
+		health_note_valid(k, network);
 	return rc;
 }
 
@@ -316,14 +338,16 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 			metrics_cache_miss(k->metrics_index);
 		}
 		if (rc == 0 && how == CACHE_MISS) {
-			metrics_last_refresh(network, clock_wall());
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, clock_wall());
 			note_fetched(k, network, *out, &err);
 		}
 		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
 	} else {
 		rc = backend_fetch(k, network, out, &err);
 		if (rc == 0) {
-			metrics_last_refresh(network, clock_wall());
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, clock_wall());
 			note_fetched(k, network, *out, &err);
 		}
 	}
@@ -353,20 +377,18 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
 	const char *why = NULL;
-	size_t start = 0, len = 0;
 
 	if (!access_allowed(k->access, c, network, ACCESS_WRITE))
 		return deny(k, c, KEY_OP_STORE, network, "access denied", NULL, t0);
 
-	int rc = keyformat_validate(k->cfg->keyfs.key_format, content->data, content->len,
-	                            &start, &len, &why);
+	/* Stored, cached and served in canonical form (evm: 0x + lower case). */
+	struct secret *key = NULL;
+	int rc = keyformat_canonical(k->cfg->keyfs.key_format, content->data, content->len,
+	                             &key, &why);
 	/* Created or replaced, as the listing (not a fetch of the old key) says. */
 	keystore_replaced = rc == 0 && keystore_exists(k, network) == 0;
 	if (rc == 0) {
-		struct secret *key = secret_from(content->data + start, len);
-		if (!key) {
-			rc = -ENOMEM;
-		} else if ((rc = audit_intent(k, c, KEY_OP_STORE, network)) < 0) {
+		if ((rc = audit_intent(k, c, KEY_OP_STORE, network)) < 0) {
 			secret_free(key);
 			why = "audit log not writable: the backend was not changed";
 		} else {
@@ -444,6 +466,10 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
  * - otherwise this caller asks the backend, without holding the lock.
  * With no listing at all, callers wait for the one refresh in flight and
  * share its outcome.  On a failed refresh the previous listing is kept. */
+/* After a failed listing the backend is not asked again for this long:
+ * every lookup of a name would otherwise ask a hung backend in turn. */
+#define LIST_NEGATIVE_SECONDS 2.0
+
 static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 {
 	pthread_mutex_lock(&k->list_lock);
@@ -451,6 +477,10 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 		double now = clock_monotonic();
 		if (k->list_valid && now - k->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
 			return 0;
+		if (k->list_last_rc < 0 && now - k->list_failed_at < LIST_NEGATIVE_SECONDS) {
+			snprintf(err->msg, sizeof(err->msg), "%s", k->list_last_error);
+			return k->list_valid ? 0 : k->list_last_rc;
+		}
 		if (!k->list_refreshing)
 			break;
 		if (k->list_valid)
@@ -479,6 +509,11 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 	pthread_mutex_lock(&k->list_lock);
 	k->list_refreshing = false;
 	k->list_last_rc = rc;
+	if (rc < 0) {
+		k->list_failed_at = clock_monotonic();
+		snprintf(k->list_last_error, sizeof(k->list_last_error), "%s",
+		         err->msg[0] ? err->msg : errno_reason(rc));
+	}
 	if (rc == 0) {
 		strlist_clear(&k->list);
 		k->list = valid;
@@ -500,7 +535,8 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 
 	int rc = list_refresh(k, &err, &called);
 	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
-		if (strlist_add(out, k->list.items[i]) < 0)
+		if (access_any_grant(k->access, c, k->list.items[i]) &&
+		    strlist_add(out, k->list.items[i]) < 0)
 			rc = -ENOMEM;
 	pthread_mutex_unlock(&k->list_lock);
 
@@ -509,6 +545,40 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 		metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
 	return audit_finish(k, c, KEY_OP_LIST, "", rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+/* The kernel looks a path up more than once for one open (path walk, then
+ * open): a probe of one name by one process is audited once a second. */
+#define PROBE_SLOTS 64
+static struct {
+	pthread_mutex_t lock;
+	struct { pid_t pid; size_t name_hash; double at; } slot[PROBE_SLOTS];
+} probes = { PTHREAD_MUTEX_INITIALIZER, { { 0, 0, 0 } } };
+
+static bool probe_is_new(pid_t pid, const char *network)
+{
+	size_t h = hash_string(network);
+	unsigned i = (unsigned)((h ^ (size_t)pid) % PROBE_SLOTS);
+	double now = clock_monotonic();
+	pthread_mutex_lock(&probes.lock);
+	bool seen = probes.slot[i].pid == pid && probes.slot[i].name_hash == h &&
+	            now - probes.slot[i].at < 1.0;
+	probes.slot[i].pid = pid;
+	probes.slot[i].name_hash = h;
+	probes.slot[i].at = now;
+	pthread_mutex_unlock(&probes.lock);
+	return !seen;
+}
+
+int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network)
+{
+	if (!access_any_grant(k->access, c, network)) {
+		if (probe_is_new(c->pid, network))
+			deny(k, c, KEY_OP_GET, network, "no grant for this network", NULL,
+			     clock_monotonic());
+		return -ENOENT;
+	}
+	return keystore_exists(k, network);
 }
 
 int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
@@ -536,6 +606,14 @@ void keystore_creating(struct keyfs *k, const char *network, bool on)
 	pthread_mutex_unlock(&k->list_lock);
 }
 
+bool keystore_is_creating(struct keyfs *k, const char *network)
+{
+	pthread_mutex_lock(&k->list_lock);
+	bool creating = strlist_contains(&k->creating, network);
+	pthread_mutex_unlock(&k->list_lock);
+	return creating;
+}
+
 int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
@@ -543,10 +621,7 @@ int keystore_exists(struct keyfs *k, const char *network)
 	/* A cached key exists without asking for a listing. */
 	if (k->cache && cache_contains(k->cache, network))
 		return 0;
-	pthread_mutex_lock(&k->list_lock);
-	bool creating = strlist_contains(&k->creating, network);
-	pthread_mutex_unlock(&k->list_lock);
-	if (creating)
+	if (keystore_is_creating(k, network))
 		return 0;
 	int rc = list_refresh(k, &err, &called);
 	if (rc == 0)

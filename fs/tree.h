@@ -35,6 +35,7 @@ struct tree_entry {
 	node_render_fn render;     /* NODE_SNAPSHOT: content generated at open */
 	enum node_kind child_kind; /* NODE_DIR with a family of children */
 	bool has_children;         /* keys/ (networks) and health/ (backends) */
+	bool monitoring;           /* metrics, textfile/, health/: keyfs.monitoring_mode/group */
 };
 
 struct node {

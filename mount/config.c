@@ -559,26 +559,6 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 	return 0;
 }
 
-/* true/false (also yes/no, on/off) into a bool at f->offset. */
-static int parse_bool(struct loader *L, const struct field *f, yaml_node_t *value,
-                      void *base, const char *name)
-{
-	char *s = NULL;
-	int rc = get_string(L, value, name, &s, NULL);
-	if (rc || !s)
-		return rc;
-	bool *slot = (bool *)((char *)base + f->offset);
-	if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
-		*slot = true;
-	else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
-		*slot = false;
-	else
-		rc = fail_at(L, &value->start_mark, -EINVAL, "%s: expected true or false, not '%s'",
-		             name, s);
-	free(s);
-	return rc;
-}
-
 /* An octal file mode such as "0640" for the audit log: the owner reads and
  * writes; the group may read (log shippers) or read and write; no others. */
 static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t *value,
@@ -618,7 +598,7 @@ static bool url_host_is_loopback(const char *url)
 /* The token or credentials would cross the network in clear: refused unless
  * allow_insecure_http, a warning otherwise (loopback or allowed). */
 static int check_http_url(struct loader *L, yaml_node_t *value, const char *name, const char *url,
-                          bool allowed)
+                          int allowed)
 {
 	if (strncasecmp(url, "http://", 7) != 0)
 		return 0;
@@ -891,6 +871,31 @@ static const char *const log_formats[] = { "json", "text", NULL };
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const audit_failures[] = { "deny", "allow", NULL };
 static const char *const key_formats[] = { "evm", "any", NULL };
+static const char *const booleans[] = { "false", "true", NULL };
+
+/* An octal permission mode such as 0440 (read bits only: these files are
+ * read-only). */
+static int parse_monitoring_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+                                 void *base, const char *name)
+{
+	(void)f;
+	char *s = NULL, *end;
+	int rc;
+	if (value->type != YAML_SCALAR_NODE || is_null(value))
+		return fail_at(L, &value->start_mark, -EINVAL, "expected an octal mode such as 0440 for %s",
+		               name);
+	rc = expand(L, value, name, &s, NULL);
+	if (rc)
+		return rc;
+	long v = strtol(s, &end, 8);
+	if (!s[0] || *end || v < 0 || v > 0777 || (v & 0333))
+		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must be octal read bits such as 0440 "
+		             "(got %.16s)", name, s);
+	else
+		((struct config_keyfs *)base)->monitoring_mode = (int)v;
+	free(s);
+	return rc;
+}
 
 static const struct field file_fields[] = {
 	{ "path", FIELD_PATH, offsetof(struct config_file, path) },
@@ -924,7 +929,7 @@ static const struct field vault_fields[] = {
 	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600 },
 	{ "max_retries", FIELD_INT, V(max_retries), 0, 20 },
 	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY },
-	{ "allow_insecure_http", FIELD_CUSTOM, V(allow_insecure_http), .parse = parse_bool },
+	{ "allow_insecure_http", FIELD_ENUM, V(allow_insecure_http), .choices = booleans },
 	{ NULL },
 };
 #undef V
@@ -937,7 +942,7 @@ static const struct field aws_fields[] = {
 	{ "profile", FIELD_STRING, A(profile) },
 	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600 },
 	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY },
-	{ "allow_insecure_http", FIELD_CUSTOM, A(allow_insecure_http), .parse = parse_bool },
+	{ "allow_insecure_http", FIELD_ENUM, A(allow_insecure_http), .choices = booleans },
 	{ NULL },
 };
 #undef A
@@ -997,6 +1002,9 @@ static const struct field keyfs_fields[] = {
 	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
 	{ "run_as", FIELD_STRING, K(run_as) },
 	{ "on_change", FIELD_PATH, K(on_change) },
+	{ "metrics_per_network", FIELD_ENUM, K(metrics_per_network), .choices = booleans },
+	{ "monitoring_mode", FIELD_CUSTOM, .parse = parse_monitoring_mode },
+	{ "monitoring_group", FIELD_STRING, K(monitoring_group) },
 	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
 	  .parse = check_business_hours },
 	{ "anomaly", FIELD_SECTION, K(anomaly), .fields = anomaly_fields },
@@ -1080,6 +1088,8 @@ static int config_defaults(struct config *cfg)
 	cfg->keyfs.max_stale_seconds = 3600;
 	cfg->keyfs.cache_max_entries = 10000;
 	cfg->keyfs.list_cache_seconds = 5;
+	cfg->keyfs.metrics_per_network = 1;
+	cfg->keyfs.monitoring_mode = 0444;
 	cfg->keyfs.business_hours.days_mask = 0x3e;   /* Mon-Fri */
 	cfg->keyfs.anomaly.burst_reads = 20;
 	cfg->keyfs.anomaly.burst_window_seconds = 10;
@@ -1483,6 +1493,9 @@ void config_print(const struct config *cfg, FILE *out)
 	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
 	print_str(out, 2, "run_as", k->run_as);
 	print_str(out, 2, "on_change", k->on_change);
+	fprintf(out, "  metrics_per_network: %s\n", booleans[k->metrics_per_network ? 1 : 0]);
+	fprintf(out, "  monitoring_mode: \"%04o\"\n", (unsigned)k->monitoring_mode);
+	print_str(out, 2, "monitoring_group", k->monitoring_group);
 	if (k->business_hours.set) {
 		const struct config_business_hours *bh = &k->business_hours;
 		bool first = true;
@@ -1580,6 +1593,7 @@ void config_free(struct config *cfg)
 	free_access(&cfg->keyfs);
 	free(cfg->keyfs.run_as);
 	free(cfg->keyfs.on_change);
+	free(cfg->keyfs.monitoring_group);
 	free(cfg->keyfs.audit_key_file);
 	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));

@@ -56,7 +56,7 @@ struct config_vault {
 	int timeout_seconds;    /* default 5 */
 	int max_retries;        /* default 3 */
 	int cache_ttl_seconds;  /* default 300 */
-	bool allow_insecure_http;   /* accept an http:// URL to a non-loopback host */
+	int allow_insecure_http;    /* 1: accept an http:// URL to a non-loopback host */
 };
 
 struct config_aws {
@@ -66,7 +66,7 @@ struct config_aws {
 	char *profile;
 	int timeout_seconds;    /* default 5 */
 	int cache_ttl_seconds;  /* default 300 */
-	bool allow_insecure_http;   /* accept an http:// endpoint_url to a non-loopback host */
+	int allow_insecure_http;    /* 1: accept an http:// endpoint_url to a non-loopback host */
 };
 
 struct config_log_target {
@@ -126,6 +126,9 @@ struct config_keyfs {
 	int list_cache_seconds;       /* default 5 */
 	char *run_as;                 /* user to drop to after mounting as root */
 	char *on_change;              /* program run as `on_change NETWORK` on a rotation */
+	int metrics_per_network;      /* 1 (default): series with a network label; 0: none */
+	int monitoring_mode;          /* permission bits of metrics, textfile/, health/ (0444) */
+	char *monitoring_group;       /* their group (name or number); NULL: the mounting user's */
 	struct config_business_hours business_hours;
 	struct config_anomaly anomaly;
 	struct config_rate_limit rate_limit;
