@@ -3,6 +3,7 @@
 to its baseline measured in the same run, printed as a table with ratios.
 
     /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
+                                  [--only routing]
 
 Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
 bench programs (`meson compile -C BUILDDIR`; a release build is what
@@ -61,12 +62,14 @@ def parse_kv(line):
 
 
 class Bench:
-    def __init__(self, build, reps, quick):
+    def __init__(self, build, reps, quick, only=None):
+        self.only = only
         self.build = os.path.abspath(build)
         self.reps = reps
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
-                    for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get")}
+                    for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get",
+                                 "route")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
@@ -346,6 +349,45 @@ keyfs:
         if backend:
             raise BenchError("cached reads reached the backend %d times" % backend)
 
+    def routed_config(self, instances, globs):
+        """vault_config(3600) plus `instances` file instances of `globs`
+        globs each, none matching HOT: every read of HOT is routed past all
+        of them to key_storage."""
+        text = self.vault_config(3600) + "  backends:\n"
+        for i in range(instances):
+            nets = ", ".join('"route%d-%d-*"' % (i, j) for j in range(globs))
+            text += ("    - name: files%d\n      storage_type: file\n"
+                     "      file: { path: {root}/store/files%d.enc }\n"
+                     "      networks: [%s]\n" % (i, i, nets))
+        return text
+
+    def routing(self, hot, n):
+        log("5. routing: cached read, 1 instance vs 8 instances of 100 globs, %d x %d"
+            % (self.reps, n))
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        routed = self.keyfs_mount("routed", self.routed_config(8, 100), env=env)
+        hp, rp = hot.key_path(HOT), routed.key_path(HOT)
+        for p in (hp, rp):
+            self.readloop(p, 200)
+        (hv, hs, hl), (rv, rs, rl) = self.interleaved([
+            lambda: self.readloop_us(hp, n, 67),
+            lambda: self.readloop_us(rp, n, 67)])
+        instances = len(os.listdir(routed.path("health")))
+        if instances != 9:
+            raise BenchError("routed mount has %d instances, expected 9" % instances)
+        self.add("cached vault read, 8 more instances of 100 globs each", rv, "us/op",
+                 "same, key_storage only (1 instance)", hv, target=1.02,
+                 spread=(rs, rl), base_spread=(hs, hl))
+        self.stop_mount(routed)
+        rs_ = [self.run_prog([self.bin["route"], "-n", "1000000"]) for _ in range(self.reps)]
+        many = statistics.median(r["ns_per_op"] for r in rs_)
+        one = statistics.median(r["ns_per_op_1"] for r in rs_)
+        first = statistics.median(r["first_ns"] for r in rs_)
+        self.add("router_route() in process, 8 x 100 globs, remembered", many, "ns/op",
+                 "same, key_storage only", one)
+        self.notes.append("the first route of a name past 8 x 100 non-matching globs took %.1f us "
+                          "(800 fnmatch calls); later ones are remembered" % (first / 1000.0))
+
     def concurrent(self, hot):
         log("3. 100 concurrent cold reads of one network (server slowed 0.3 s)")
         route = self.data_route(CONC)
@@ -426,7 +468,18 @@ keyfs:
         ms = (time.monotonic() - t0) * 1000.0
         return ms, self.vault.stats()["requests"]
 
+    def run_routing_only(self):
+        """--only routing: the Vault server, one key_storage-only mount and the
+        routing comparison, nothing else."""
+        self.vault = vaultlib.VaultServer().start()
+        self.kv_put_many([HOT])
+        hot = self.keyfs_mount("hot", self.vault_config(3600),
+                               env={"VAULT_TOKEN": self.vault.root_token})
+        self.routing(hot, 2000 if self.quick else 10000)
+
     def run(self):
+        if self.only == "routing":
+            return self.run_routing_only()
         self.foundation()
         self.vault = vaultlib.VaultServer().start()
         # Only the three bench keys at first: with thousands of keys every
@@ -441,6 +494,7 @@ keyfs:
         floor_mnt = self.start_floor()
         cold_us = self.vault_cold(cold, 300 if self.quick else 1000)
         self.cached(hot, noaudit, floor_mnt, 2000 if self.quick else 10000, cold_us)
+        self.routing(hot, 2000 if self.quick else 10000)
         self.concurrent(hot)
         small_ms, small_req = self.stale_lookup(noaudit)
         fill = ["fill-%05d" % i for i in range(2000 if self.quick else FILL)]
@@ -489,6 +543,8 @@ def fmt_num(v):
 def fmt(v, unit):
     if unit == "us/op":
         return "%s us" % fmt_num(v)
+    if unit == "ns/op":
+        return "%.1f ns" % v
     if unit == "x":
         return "%.1fx" % v
     if unit == "ms":
@@ -539,12 +595,13 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
+    ap.add_argument("--only", choices=["routing"], help="run one comparison only")
     args = ap.parse_args()
 
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
         print("SKIP: needs root, /dev/fuse and fusermount3")
         return 77
-    b = Bench(args.build, max(1, args.reps), args.quick)
+    b = Bench(args.build, max(1, args.reps), args.quick, args.only)
     for p in list(b.bin.values()) + [b.keyfs_bin]:
         if not os.access(p, os.X_OK):
             print("missing %s: run meson compile -C %s" % (p, args.build), file=sys.stderr)

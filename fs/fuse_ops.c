@@ -71,7 +71,7 @@ int tree_resolve(struct keyfs *k, const char *path, struct node *n)
 			*n = (struct node){ e, NODE_KEY, name };
 			return 0;
 		}
-		if (strcmp(name, k->backend_name) != 0)
+		if (!keyfs_instance(k, name))
 			return -ENOENT;
 		*n = (struct node){ &health_file, NODE_SNAPSHOT, name };
 		return 0;
@@ -190,7 +190,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	if (!n.entry->has_children)
 		return 0;
 	if (n.entry->child_kind == NODE_SNAPSHOT) {
-		fill(buf, k->backend_name, NULL, 0, 0);
+		for (size_t i = 0; i < k->n_instances; i++)
+			fill(buf, k->instances[i]->name, NULL, 0, 0);
 		return 0;
 	}
 	struct caller c;

@@ -23,8 +23,8 @@ int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf
 
 int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out)
 {
-	(void)n;
-	return health_render(k, out);
+	struct instance *in = keyfs_instance(k, n->name);
+	return in ? health_render(in, out) : -ENOENT;
 }
 
 int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi)

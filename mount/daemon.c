@@ -11,12 +11,14 @@
  * 3. Become `run_as` (effective ids; root stays reachable until step 5) so
  *    that what the service user reopens later (log files, the audit log,
  *    the store) is opened as that user now.
- * 4. Open: log files, the backend, the audit log and its one-writer lock,
- *    the access rules (keyfs_new); the FUSE object.
+ * 4. Open: log files, every backend instance (its open: local checks, no
+ *    network), the audit log and its one-writer lock, the access rules
+ *    (keyfs_new); the FUSE object.
  * 5. Mount, with the real uid already `run_as`, so the mount belongs to the
  *    service user who must unmount it at stop; then drop root for good.
- * 6. Start: lock key memory, start the threads (keyfs_start), then report
- *    ready (pipe to the parent, sd_notify READY=1) and serve.
+ * 6. Start: lock key memory, start the backends (a Vault's first login)
+ *    and the threads, one health checker per instance (keyfs_start), then
+ *    report ready (pipe to the parent, sd_notify READY=1) and serve.
  * 7. Stop: STOPPING=1, an audit checkpoint in the application log, unmount.
  */
 #include "daemon.h"
@@ -437,10 +439,10 @@ static int serve(struct serve *s)
 	sigset_t all_signals, main_mask;
 	sigfillset(&all_signals);
 	pthread_sigmask(SIG_BLOCK, &all_signals, &main_mask);
-	rc = keyfs_start(k);
+	rc = keyfs_start(k, err, sizeof(err));
 	if (rc < 0) {
 		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
-		start_failed(&s->start, "cannot start the maintenance thread: %s", strerror(-rc));
+		start_failed(&s->start, "%s", err);
 		goto out;
 	}
 	/* The key commands act through the mount that writes the audit log. */
@@ -462,7 +464,7 @@ static int serve(struct serve *s)
 	char pid[24];
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	log_kv(LOG_LEVEL_INFO, "mounted", "mountpoint", s->mountpoint,
-	       "storage_type", k->backend_name, "version", KEYFS_VERSION, "pid", pid,
+	       "storage_type", k->all_names, "version", KEYFS_VERSION, "pid", pid,
 	       (char *)NULL);
 	if (!opt->audit)
 		log_kv(LOG_LEVEL_WARN, "audit log disabled (--no-audit): key accesses are not recorded",

@@ -170,13 +170,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	case 2: {
 		struct secret *tok = NULL;
-		struct vault_token_timing t;
+		struct credential_timing t;
 		vault_parse_auth(200, data, size, 1000.0, &tok, &t, why, sizeof(why));
 		secret_free(tok);
 		break;
 	}
 	case 3: {
-		struct vault_token_timing t;
+		struct credential_timing t;
 		vault_parse_lookup(200, data, size, 1000.0, &t, why, sizeof(why));
 		break;
 	}

@@ -151,7 +151,7 @@ class KeyImportTest(MountTestCase):
         r = self.m.cli("key", "import", "--network", "gnosis", "--key", new_key())
         self.assertEqual(r.returncode, 0, r.stderr)
         # through the running mount (contract section 9)
-        self.assertEqual(r.stderr.strip(), "created the key for network 'gnosis' in the file backend"
+        self.assertEqual(r.stderr.strip(), "created the key for network 'gnosis' in backend 'file' (file)"
                          " (through the running mount)")
         key2 = new_key()
         r = self.m.cli("key", "import", "--network", "gnosis", "--key", key2)
@@ -161,9 +161,9 @@ class KeyImportTest(MountTestCase):
         # and without a mount, on the backend directly
         self.m.stop()
         r = self.m.cli("key", "import", "--network", "gnosis", "--key", new_key())
-        self.assertEqual(r.stderr.strip(), "replaced the key for network 'gnosis' in the file backend")
+        self.assertEqual(r.stderr.strip(), "replaced the key for network 'gnosis' in backend 'file' (file)")
         r = self.m.cli("key", "import", "--network", "zksync", "--key", new_key())
-        self.assertEqual(r.stderr.strip(), "created the key for network 'zksync' in the file backend")
+        self.assertEqual(r.stderr.strip(), "created the key for network 'zksync' in backend 'file' (file)")
 
 
     def test_app_log_names_backends_as_storage_type(self):
