@@ -468,6 +468,118 @@ keyfs:
         ms = (time.monotonic() - t0) * 1000.0
         return ms, self.vault.stats()["requests"]
 
+    def scale(self):
+        """--only scale: getattr of key files (what `ls -l keys/` does per
+        entry) in a mount that has seen N networks, N = 1 000 vs 10 000
+        (the per-network mtime lookup must not grow with N); then one whole
+        `ls -l keys/` of 10 000 keys from the listing cache, and a `stat`
+        while the listing is stale."""
+        small, big = (200, 2000) if self.quick else (1000, 10000)
+        self.vault = vaultlib.VaultServer().start()
+        nets = ["fill-%05d" % i for i in range(big)]
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        ms = self.keyfs_mount("seen-small", self.vault_config(3600), env=env)
+        mb = self.keyfs_mount("seen-big", self.vault_config(3600), env=env)
+        # Written through the mount: a store (a change) is what gives a key
+        # its own mtime, so each mount ends up with n networks in that table.
+        for m, n in ((ms, small), (mb, big)):
+            log("scale: writing %d keys through a mount" % n)
+            t0 = time.monotonic()
+            for x in nets[:n]:
+                with open(m.key_path(x), "w") as f:
+                    f.write(vaultlib.random_evm_key() + "\n")
+            self.notes.append("%d keys written through the mount in %.1f s" % (
+                n, time.monotonic() - t0))
+        probe = nets[:small]
+
+        def stat_us(m):
+            time.sleep(1.1)              # the kernel's attr/entry timeouts (1 s)
+            paths = [m.key_path(x) for x in probe]
+            t0 = time.perf_counter()
+            for p in paths:
+                os.stat(p)
+            return (time.perf_counter() - t0) * 1e6 / len(paths)
+        (b, bs, bl), (a, as_, al) = self.interleaved([lambda: stat_us(mb), lambda: stat_us(ms)])
+        self.add("stat keys/NET (getattr), mount has seen %d networks" % big, b, "us/op",
+                 "same, mount has seen %d" % small, a, spread=(bs, bl), base_spread=(as_, al),
+                 target=1.10)
+
+        keys_dir = mb.path("keys")
+        os.listdir(keys_dir)             # the first listing fills the listing cache
+
+        def ls_l_ms():
+            time.sleep(1.1)
+            t0 = time.perf_counter()
+            names = os.listdir(keys_dir)
+            for x in names:
+                os.stat(os.path.join(keys_dir, x))
+            ms_ = (time.perf_counter() - t0) * 1e3
+            if len(names) < big:
+                raise BenchError("keys/ listed %d names, expected %d" % (len(names), big))
+            return ms_
+
+        def ls_ms():
+            time.sleep(1.1)
+            t0 = time.perf_counter()
+            os.listdir(keys_dir)
+            return (time.perf_counter() - t0) * 1e3
+        (lv, ls_, ll), (dv, ds, dl) = self.interleaved([ls_l_ms, ls_ms])
+        self.add("`ls -l keys/` (listdir + stat each), %d keys, listing cached" % big, lv, "ms",
+                 spread=(ls_, ll))
+        self.add("`ls keys/` (listdir), %d keys, listing cached" % big, dv, "ms",
+                 spread=(ds, dl), ratio=dv / 50.0, target=1.0)
+        self.notes.append("`ls keys/` target: <= 50 ms (ratio column = figure / 50 ms)")
+        self.concurrent_many()
+
+    def concurrent_many(self, readers=1000, keys=100, delay=0.05):
+        """`readers` threads released at once over `keys` never-read networks,
+        each backend GET held `delay` s: exactly `keys` GETs, and the slowest
+        reader within 2 backend latencies + 20 ms.  Run with
+        max_calls_in_flight 128 (room for the 100 fetches), then with the
+        default 16, where the fetches past the bound fail at once (EIO, as
+        documented) and are counted."""
+        if self.quick:
+            readers = 200
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        budget_ms = 2 * delay * 1000 + 20
+        for bound in (128, 16):
+            nets = ["conc%d-%03d" % (bound, i) for i in range(keys)]
+            self.kv_put_many(nets)
+            m = self.keyfs_mount("conc-%d" % bound, self.vault_config(3600) +
+                                 "  max_calls_in_flight: %d\n" % bound, env=env)
+            lst = os.path.join(self.root, "conc-%d.list" % bound)
+            with open(lst, "w") as f:
+                f.write("".join(m.key_path(x) + "\n" for x in nets))
+            os.listdir(m.path("keys"))   # listing cached: lookups do not wait on it
+            log("scale: %d concurrent readers of %d uncached keys, GETs held %.0f ms, "
+                "max_calls_in_flight %d" % (readers, keys, delay * 1000, bound))
+            self.vault.reset_stats()
+            self.vault.fault("slow", count=-1, delay=delay,
+                             path_prefix="/v1/%s/data/%s/conc%d-" % (KV_MOUNT, PREFIX, bound))
+            try:
+                p = subprocess.run([self.bin["readloop"], "-b", "-t", str(readers), "-l", lst],
+                                   capture_output=True, text=True, timeout=300,
+                                   stdin=subprocess.DEVNULL)
+            finally:
+                self.vault.clear_fault()
+            if p.returncode not in (0, 1) or not p.stdout.strip():
+                raise BenchError("readloop failed (%d): %s" % (p.returncode, p.stderr[:300]))
+            r = parse_kv(p.stdout.strip().splitlines()[-1])
+            calls = sum(self.vault.route_count("GET", self.data_route(x)) for x in nets)
+            what = "%d readers of %d uncached keys, max_calls_in_flight %d" % (
+                readers, keys, bound)
+            self.add("backend GETs, " + what, calls, "calls", None, None,
+                     ratio=calls / float(keys), target=1.0 if bound >= keys else None)
+            self.add("failed reads, " + what, r["errors"], "reads", None, None)
+            self.add("slowest reader, %s (budget 2 x %.0f ms + 20 ms)" % (what, delay * 1000),
+                     r["lat_max_ns"] / 1e6, "ms", ratio=r["lat_max_ns"] / 1e6 / budget_ms,
+                     target=1.0)
+            self.notes.append("%s: reader latency ms min %.1f p50 %.1f p90 %.1f p99 %.1f "
+                              "max %.1f" % tuple([what] + [r[k] / 1e6 for k in (
+                                  "lat_min_ns", "lat_p50_ns", "lat_p90_ns", "lat_p99_ns",
+                                  "lat_max_ns")]))
+            self.stop_mount(m)
+
     def run_routing_only(self):
         """--only routing: the Vault server, one key_storage-only mount and the
         routing comparison, nothing else."""
@@ -480,6 +592,8 @@ keyfs:
     def run(self):
         if self.only == "routing":
             return self.run_routing_only()
+        if self.only == "scale":
+            return self.scale()
         self.foundation()
         self.vault = vaultlib.VaultServer().start()
         # Only the three bench keys at first: with thousands of keys every
@@ -595,7 +709,7 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
-    ap.add_argument("--only", choices=["routing"], help="run one comparison only")
+    ap.add_argument("--only", choices=["routing", "scale"], help="run one comparison only")
     args = ap.parse_args()
 
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):

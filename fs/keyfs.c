@@ -503,8 +503,7 @@ void keyfs_free(struct keyfs *k)
 	router_free(k->router);
 	free(k->all_names);
 	strlist_clear(&k->creating);
-	strlist_clear(&k->mtime_names);
-	free(k->seen);
+	keystore_mtime_free(k);
 	strlist_clear(&k->changed);
 	free(k->mountpoint);
 	pthread_mutex_destroy(&k->changed_lock);

@@ -35,12 +35,6 @@
 
 struct handle;
 
-struct key_seen {
-	double mtime;
-	size_t size;                  /* bytes a read returns; 0 = not known yet */
-	unsigned char mac[32];        /* HMAC-SHA256(seen_key, canonical value) */
-	bool has_mac;
-};
 
 /* What health/<backend> shows; updated by the checker thread and by the
  * outcomes of real operations; read without ever waiting on a backend. */
@@ -110,12 +104,13 @@ struct keyfs {
 	pthread_mutex_t creating_lock;
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
-	/* What the mount has seen of each network's key (keystore.c): the
-	 * mtime shown (wall seconds of the last change seen), the size a read
-	 * returns, and a keyed fingerprint of the value to notice rotations. */
+	/* What the mount has seen of each network's key (keystore.c), hashed:
+	 * the mtime shown (wall seconds of the last change seen), the size a
+	 * read returns, and a keyed fingerprint of the value to notice rotations. */
 	pthread_mutex_t mtime_lock;
-	struct strlist mtime_names;
-	struct key_seen *seen;
+	struct mtime_entry **mtime_table;
+	size_t mtime_nbuckets;        /* 0 or a power of two */
+	size_t mtime_count;
 	unsigned char seen_key[32];   /* random per mount: fingerprints mean nothing elsewhere */
 
 	/* Rotation notices (keys whose value changed), delivered by the
@@ -217,6 +212,7 @@ bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *netwo
                       enum access_op op);
 /* mtime to show for keys/<network> (wall seconds). */
 double keystore_mtime(struct keyfs *k, const char *network);
+void keystore_mtime_free(struct keyfs *k);
 /* st_size to show for keys/<network>: what a read returns once the key is
  * known to the mount (key_format evm: always 67), else 0. */
 off_t keystore_size(struct keyfs *k, const char *network);

@@ -5,8 +5,8 @@
  * code. */
 #include "keyfs.h"
 #include "clock.h"
-#include "keyformat.h"
 #include "hash.h"
+#include "keyformat.h"
 #include "log.h"
 
 #include <errno.h>
@@ -158,33 +158,77 @@ static const char *note_auth_failure(struct keyfs *k, struct instance *in,
 	return kind;
 }
 
-/* The entry of network in the seen table (mtime_lock held); NULL when it
- * cannot be added (out of memory). */
-static struct key_seen *seen_entry(struct keyfs *k, const char *network, bool add)
+/* Per-network mtimes: a chained hash table under mtime_lock, so the
+ * getattr of every key file (ls -l keys/) is O(1) rather than a scan of
+ * every network seen. */
+struct mtime_entry {
+	struct mtime_entry *next;
+	double wall;
+	size_t size;                  /* bytes a read returns; 0 = not known yet */
+	unsigned char mac[32];        /* HMAC-SHA256(seen_key, the value as read) */
+	bool has_mac;
+	char network[];
+};
+
+static struct mtime_entry *mtime_find_locked(struct keyfs *k, const char *network)
 {
-	for (size_t i = 0; i < k->mtime_names.n; i++)
-		if (strcmp(k->mtime_names.items[i], network) == 0)
-			return &k->seen[i];
-	if (!add)
+	if (!k->mtime_nbuckets)
 		return NULL;
-	struct key_seen *m = realloc(k->seen, (k->mtime_names.n + 1) * sizeof(*m));
-	if (!m)
-		return NULL;
-	k->seen = m;
-	if (strlist_add(&k->mtime_names, network) < 0)
-		return NULL;
-	struct key_seen *e = &k->seen[k->mtime_names.n - 1];
-	memset(e, 0, sizeof(*e));
-	e->mtime = k->start_wall;
+	struct mtime_entry *e = k->mtime_table[hash_string(network) & (k->mtime_nbuckets - 1)];
+	while (e && strcmp(e->network, network) != 0)
+		e = e->next;
+	return e;
+}
+
+/* Double the buckets once there are as many entries as buckets. */
+static int mtime_grow_locked(struct keyfs *k)
+{
+	if (k->mtime_count < k->mtime_nbuckets)
+		return 0;
+	size_t n = k->mtime_nbuckets ? k->mtime_nbuckets * 2 : 64;
+	struct mtime_entry **t = calloc(n, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
+		struct mtime_entry *e = k->mtime_table[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			size_t h = hash_string(e->network) & (n - 1);
+			e->next = t[h];
+			t[h] = e;
+		}
+	}
+	free(k->mtime_table);
+	k->mtime_table = t;
+	k->mtime_nbuckets = n;
+	return 0;
+}
+
+/* The entry of network, added (with the mount's start time) when missing;
+ * NULL when out of memory.  mtime_lock held. */
+static struct mtime_entry *mtime_entry_locked(struct keyfs *k, const char *network)
+{
+	struct mtime_entry *e = mtime_find_locked(k, network);
+	if (!e && mtime_grow_locked(k) == 0) {
+		size_t len = strlen(network) + 1;
+		if ((e = calloc(1, sizeof(*e) + len))) {
+			memcpy(e->network, network, len);
+			e->wall = k->start_wall;
+			size_t h = hash_string(network) & (k->mtime_nbuckets - 1);
+			e->next = k->mtime_table[h];
+			k->mtime_table[h] = e;
+			k->mtime_count++;
+		}
+	}
 	return e;
 }
 
 static void mtime_set(struct keyfs *k, const char *network, double wall)
 {
 	pthread_mutex_lock(&k->mtime_lock);
-	struct key_seen *e = seen_entry(k, network, true);
-	if (e)
-		e->mtime = wall;
+	struct mtime_entry *e = mtime_entry_locked(k, network);
+	if (e)   /* out of memory: the key keeps the mount's start time */
+		e->wall = wall;
 	pthread_mutex_unlock(&k->mtime_lock);
 }
 
@@ -202,15 +246,15 @@ static bool seen_note(struct keyfs *k, const char *network, const struct secret 
 	bool changed = false;
 	double now = clock_wall();
 	pthread_mutex_lock(&k->mtime_lock);
-	struct key_seen *e = seen_entry(k, network, true);
+	struct mtime_entry *e = mtime_entry_locked(k, network);
 	if (e && forget) {
 		e->has_mac = false;
 		e->size = 0;
-		e->mtime = now;
+		e->wall = now;
 	} else if (e && content) {
 		changed = e->has_mac && memcmp(e->mac, mac, sizeof(mac)) != 0;
 		if (changed)
-			e->mtime = now;
+			e->wall = now;
 		memcpy(e->mac, mac, sizeof(mac));
 		e->has_mac = true;
 		e->size = content->len;
@@ -222,13 +266,27 @@ static bool seen_note(struct keyfs *k, const char *network, const struct secret 
 /* "0x", 64 hex digits and the newline: what a read of an evm key returns. */
 #define KEYSTORE_EVM_FILE_SIZE 67
 
+void keystore_mtime_free(struct keyfs *k)
+{
+	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
+		struct mtime_entry *e = k->mtime_table[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(k->mtime_table);
+	k->mtime_table = NULL;
+	k->mtime_nbuckets = k->mtime_count = 0;
+}
+
 double keystore_mtime(struct keyfs *k, const char *network)
 {
 	double t = k->start_wall;
 	pthread_mutex_lock(&k->mtime_lock);
-	struct key_seen *e = seen_entry(k, network, false);
+	struct mtime_entry *e = mtime_find_locked(k, network);
 	if (e)
-		t = e->mtime;
+		t = e->wall;
 	pthread_mutex_unlock(&k->mtime_lock);
 	return t;
 }
@@ -237,7 +295,7 @@ off_t keystore_size(struct keyfs *k, const char *network)
 {
 	size_t size = 0;
 	pthread_mutex_lock(&k->mtime_lock);
-	struct key_seen *e = seen_entry(k, network, false);
+	struct mtime_entry *e = mtime_find_locked(k, network);
 	if (e)
 		size = e->size;
 	pthread_mutex_unlock(&k->mtime_lock);
@@ -749,6 +807,18 @@ bool keystore_is_creating(struct keyfs *k, const char *network)
 	return creating;
 }
 
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The listing is kept sorted and unique (list_refresh, list_note): a lookup
+ * is a binary search, not a scan of every key. */
+static bool list_has(const struct strlist *l, const char *network)
+{
+	return l->n && bsearch(&network, l->items, l->n, sizeof(*l->items), compare_names);
+}
+
 int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
@@ -763,7 +833,7 @@ int keystore_exists(struct keyfs *k, const char *network)
 	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
 	int rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
 	if (rc == 0)
-		rc = strlist_contains(&in->list, network) ? 0 : -ENOENT;
+		rc = list_has(&in->list, network) ? 0 : -ENOENT;
 	else
 		rc = 0;   /* cannot list: let the open's own fetch decide (and be audited) */
 	pthread_mutex_unlock(&in->list_lock);

@@ -462,10 +462,16 @@ static struct refresh_entry *refresh_entry_new(const char *network)
 	if (!e)
 		return NULL;
 	e->network = strdup(network);
-	if (escape_label(&label, network) == 0)
-		e->label = strbuf_detach(&label, NULL);
-	else
+	if (escape_label(&label, network) == 0) {
+		/* Exactly its length: a strbuf starts at 256 bytes, which was a
+		 * third of the memory of every cached key (massif). */
+		size_t len;
+		char *l = strbuf_detach(&label, &len);
+		char *fit = realloc(l, len + 1);
+		e->label = fit ? fit : l;
+	} else {
 		strbuf_reset(&label);
+	}
 	if (!e->network || !e->label) {
 		free(e->network);
 		free(e->label);
