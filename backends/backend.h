@@ -65,6 +65,8 @@ struct backend_err {
 	bool auth_failure;           /* set when the failure is an authentication one */
 	bool health_down;            /* the backend cannot serve anyone until an operator
 	                                acts (a locked keyring), whatever the errno */
+	double updated_at;           /* get, on success: the backend's own time of the value
+	                              * (unix seconds; Vault's version created_time), 0 = none */
 };
 
 /* Format a reason into e (e may be NULL). */

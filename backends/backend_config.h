@@ -41,6 +41,7 @@ struct config_vault {
 	int timeout_seconds;    /* default 5 */
 	int max_retries;        /* default 3 */
 	int cache_ttl_seconds;  /* default 300 */
+	int allow_insecure_http;    /* 1: accept an http:// URL to a non-loopback host */
 };
 
 struct config_aws {
@@ -53,6 +54,7 @@ struct config_aws {
 	int max_retries;        /* default 3: throttling, 5xx, connection errors */
 	int recovery_window_days;  /* default 7 (7..30): DeleteSecret's RecoveryWindowInDays */
 	int cache_ttl_seconds;  /* default 300 */
+	int allow_insecure_http;    /* 1: accept an http:// endpoint_url to a non-loopback host */
 };
 
 /* One backend instance: key_storage (the default instance, named after its

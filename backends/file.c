@@ -287,7 +287,7 @@ static void file_clean_temps(struct file_backend *fb)
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
 			log_kv(LOG_LEVEL_INFO, "removed leftover temp file of the key store",
-			       "backend", "file", "file", de->d_name, (char *)NULL);
+			       "storage_type", "file", "file", de->d_name, (char *)NULL);
 	}
 	closedir(d);
 }
@@ -880,7 +880,7 @@ static int file_write_store(struct file_backend *fb, const struct secret *plain,
 	 * durability across a power cut, so it is logged, not returned. */
 	if (file_fsync_dir(fb->dir) < 0)
 		log_kv(LOG_LEVEL_WARN, "cannot fsync the key store directory",
-		       "backend", "file", "path", fb->dir, (char *)NULL);
+		       "storage_type", "file", "path", fb->dir, (char *)NULL);
 	file_set_identity(fb, &st, buf + FILE_NONCE_OFF);
 	fb->had_store = true;
 	rc = 0;

@@ -254,6 +254,25 @@ out:
 	return rc;
 }
 
+double vault_parse_kv_created(const void *body, size_t len)
+{
+	char why[8];
+	double t = 0;
+	json_t *root = vault_json_load(body, len, why, sizeof(why));
+	json_t *meta = json_object_get(json_object_get(root, "data"), "metadata");
+	const char *text = json_string_value(json_object_get(meta, "created_time"));
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *rest = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	if (rest) {
+		t = (double)timegm(&tm);
+		if (*rest == '.')
+			t += strtod(rest, NULL);   /* ".123456789Z": strtod stops at the Z */
+	}
+	vault_json_free(root);
+	return t;
+}
+
 int vault_parse_kv_list(long status, const void *body, size_t len, struct strlist *out,
                         char *why, size_t whylen)
 {
@@ -727,7 +746,7 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 	token = NULL;
 out:
 	if (rc)
-		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "backend", v->base.name,
+		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "storage_type", v->base.name,
 		       "error", why ? why : "", (char *)NULL);
 	http_response_clear(&resp);
 	secret_free(sid);
@@ -797,7 +816,7 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 	} else {
 		rc = vault_token_refresh_timing(v, false, deadline, why, whylen);
 		if (rc) {
-			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "backend", v->base.name,
+			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "storage_type", v->base.name,
 			       "error", why ? why : "", (char *)NULL);
 			if (v->auth == VAULT_AUTH_APPROLE) {
 				rc = vault_login(v, deadline, why, whylen);
@@ -927,6 +946,8 @@ static int vault_fetch(struct vault_backend *v, const char *network, double dead
 		                         resp.body ? resp.body->len : 0, out, why, sizeof(why));
 		if (rc)
 			backend_err_set(err, "vault: %s", why);
+		else if (err)
+			err->updated_at = vault_parse_kv_created(resp.body->data, resp.body->len);
 	} else {
 		rc = vault_fail_status(resp.status, err);
 	}
@@ -1383,7 +1404,7 @@ static int vault_start(struct backend *b, struct backend_err *err)
 	pthread_mutex_unlock(&v->token.refresh_lock);
 	if (rc)
 		log_kv(LOG_LEVEL_WARN, "vault: no working token yet, will retry on use",
-		       "backend", v->base.name, "error", why, (char *)NULL);
+		       "storage_type", v->base.name, "error", why, (char *)NULL);
 	return 0;
 }
 

@@ -47,6 +47,9 @@ int vault_kv_path(const char *mount, const char *prefix, const char *kind,
  * (a soft-deleted or destroyed latest version): -ENOENT.  Malformed JSON,
  * missing or mistyped members, an empty key, a body over HTTP_BODY_MAX,
  * any other status: -EIO. */
+/* The created_time of the version a KV v2 read answer holds (unix seconds,
+ * the fraction kept), or 0 when absent or malformed. */
+double vault_parse_kv_created(const void *body, size_t len);
 int vault_parse_kv_read(long status, const void *body, size_t len, struct secret **out,
                         char *why, size_t whylen);
 

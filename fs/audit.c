@@ -91,6 +91,8 @@ struct audit {
 	EVP_MAC_CTX *mac;               /* keyed chain (audit_set_key), else NULL */
 	time_t ts_second;               /* second that ts_prefix formats */
 	char ts_prefix[32];             /* "YYYY-MM-DDTHH:MM:SS" */
+	mode_t file_mode;               /* audit_set_access(); 0 = as created (0600) */
+	gid_t file_gid;                 /* (gid_t)-1 = keep */
 };
 
 static const char audit_zero_hash[AUDIT_HASH_HEX + 1] =
@@ -637,6 +639,7 @@ int audit_open(const char *path, enum audit_failure mode, struct audit **out,
 	}
 	a->fd = -1;
 	a->mode = mode;
+	a->file_gid = (gid_t)-1;
 	a->line.limit = AUDIT_LINE_MAX;
 	memcpy(a->prev_hash, audit_zero_hash, sizeof(audit_zero_hash));
 	pthread_mutex_init(&a->lock, NULL);
@@ -669,12 +672,53 @@ fail:
 	return rc;
 }
 
+/* Mode and group of the file on fd, and a directory the log shippers of
+ * that group can enter when it is ours and closed to the group. */
+static int audit_apply_access(struct audit *a, int fd)
+{
+	if (!a->file_mode)
+		return 0;
+	if (a->file_gid != (gid_t)-1 && fchown(fd, (uid_t)-1, a->file_gid) < 0)
+		return -errno;
+	if (fchmod(fd, a->file_mode) < 0)
+		return -errno;
+	char *dir = strdup(a->path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	struct stat st;
+	if (slash && slash != dir && (a->file_mode & 0040)) {
+		*slash = 0;
+		if (stat(dir, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & 0010)) {
+			if (a->file_gid != (gid_t)-1 && st.st_gid != a->file_gid)
+				(void)chown(dir, (uid_t)-1, a->file_gid);
+			(void)chmod(dir, (st.st_mode & 07777) | 0050);
+		}
+	}
+	free(dir);
+	return 0;
+}
+
+int audit_set_access(struct audit *a, mode_t mode, gid_t gid)
+{
+	pthread_mutex_lock(&a->lock);
+	a->file_mode = mode;
+	a->file_gid = gid;
+	int rc = audit_apply_access(a, a->fd);
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
 int audit_reopen(struct audit *a)
 {
 	const char *why = NULL;
 	int fd = audit_open_fd(a->path, &why);
 	if (fd < 0)
 		return fd;   /* keep writing to the old file rather than lose lines */
+	pthread_mutex_lock(&a->lock);
+	int arc = audit_apply_access(a, fd);
+	pthread_mutex_unlock(&a->lock);
+	if (arc < 0)
+		log_kv(LOG_LEVEL_WARN, "audit log reopened without its mode or group", "path", a->path,
+		       "error", strerror(-arc), (char *)NULL);
 	pthread_mutex_lock(&a->lock);
 	int old = a->fd;
 	a->fd = fd;

@@ -46,6 +46,12 @@ int audit_open(const char *path, enum audit_failure mode, struct audit **out,
  * metrics_audit_write_error() and logging. */
 int audit_write(struct audit *a, const struct audit_record *r);
 
+/* Give the log file mode (0600..0660) and group gid ((gid_t)-1: keep), now
+ * and after every reopen, so a log shipper in that group can read it; a
+ * directory of ours around it that the group cannot enter gets g+rx (and
+ * the group).  0 or -errno (fchown to a group the process is not in). */
+int audit_set_access(struct audit *a, mode_t mode, gid_t gid);
+
 /* Reopen the path (SIGHUP after logrotate).  0 or -errno. */
 int audit_reopen(struct audit *a);
 void audit_close(struct audit *a);

@@ -58,7 +58,7 @@ static void health_set(struct instance *in, bool up, double latency, const char 
 	metrics_backend_up(in->metrics, up);
 	if (!was_checked || was_up != up)
 		log_kv(up ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, up ? "backend up" : "backend down",
-		       "backend", in->name, "error", up ? "" : (error ? error : ""),
+		       "storage_type", in->name, "error", up ? "" : (error ? error : ""),
 		       (char *)NULL);
 }
 

@@ -10,12 +10,49 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <grp.h>
+#include <limits.h>
+#include <openssl/rand.h>
 #include <poll.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
+
+/* keyfs.audit_log_mode and audit_log_group (a name or a gid). */
+static int audit_access(struct keyfs *k, char *err, size_t errlen)
+{
+	const struct config_keyfs *kc = &k->cfg->keyfs;
+	gid_t gid = (gid_t)-1;
+	if (kc->audit_log_mode == 0600 && !kc->audit_log_group)
+		return 0;
+	if (kc->audit_log_group) {
+		char *end = NULL;
+		struct group *g = getgrnam(kc->audit_log_group);
+		unsigned long n = strtoul(kc->audit_log_group, &end, 10);
+		if (g) {
+			gid = g->gr_gid;
+		} else if (*kc->audit_log_group && !*end) {
+			gid = (gid_t)n;
+		} else {
+			snprintf(err, errlen, "keyfs.audit_log_group: unknown group '%s'", kc->audit_log_group);
+			return -EINVAL;
+		}
+	}
+	int rc = audit_set_access(k->audit, (mode_t)kc->audit_log_mode, gid);
+	if (rc < 0)
+		snprintf(err, errlen, "audit log %s: cannot set mode %04o%s%s: %s (the group must be "
+		         "one of the mounting user's)", kc->audit_log, (unsigned)kc->audit_log_mode,
+		         kc->audit_log_group ? " and group " : "",
+		         kc->audit_log_group ? kc->audit_log_group : "", strerror(-rc));
+	return rc;
+}
 
 /* Open one instance: its backend (no I/O beyond local checks), its cache
  * with its own TTL, its metric series. */
@@ -98,6 +135,7 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	k->wake_pipe[0] = k->wake_pipe[1] = -1;
 	pthread_mutex_init(&k->creating_lock, NULL);
 	pthread_mutex_init(&k->mtime_lock, NULL);
+	pthread_mutex_init(&k->changed_lock, NULL);
 	pthread_mutex_init(&k->handles_lock, NULL);
 
 	size_t n = 1 + cfg->keyfs.n_backends;
@@ -107,6 +145,13 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	if (RAND_bytes(k->seen_key, sizeof(k->seen_key)) != 1) {
+		rc = -EIO;
+		snprintf(err, errlen, "cannot get random bytes for the key fingerprints");
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		log_kv(LOG_LEVEL_WARN, "configuration", "warning", cfg->warnings.items[i], (char *)NULL);
 	for (size_t i = 0; i < n; i++) {
 		const struct config_backend *cb = i == 0 ? &cfg->key_storage : &cfg->keyfs.backends[i - 1];
 		k->n_instances = i + 1;
@@ -131,6 +176,9 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 		if (rc < 0)
 			goto fail;
 		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
+		if (rc < 0)
+			goto fail;
+		rc = audit_access(k, err, errlen);
 		if (rc < 0)
 			goto fail;
 		if (cfg->keyfs.audit_key_file) {
@@ -219,6 +267,109 @@ static void reload(struct keyfs *k)
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
 }
 
+int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint)
+{
+	k->fuse = fuse;
+	char *abs = realpath(mountpoint, NULL);
+	if (!abs)
+		return -errno;
+	free(k->mountpoint);
+	k->mountpoint = abs;
+	return 0;
+}
+
+void keyfs_key_changed(struct keyfs *k, const char *network)
+{
+	pthread_mutex_lock(&k->changed_lock);
+	if (!strlist_contains(&k->changed, network))
+		strlist_add(&k->changed, network);
+	pthread_mutex_unlock(&k->changed_lock);
+	wake(k);
+}
+
+bool keyfs_request_is_own(struct keyfs *k)
+{
+	pid_t pid = fuse_get_context()->pid;
+	pid_t own = atomic_load(&k->notify_tid);
+	return pid == getpid() || (own && pid == own);
+}
+
+/* keyfs.on_change: run `PROGRAM NETWORK` (never the key) without a shell,
+ * stdin from /dev/null; reaped by pid later, never waited for. */
+static void run_on_change(struct keyfs *k, const char *network)
+{
+	const char *prog = k->cfg->keyfs.on_change;
+	size_t slot = 0, n = sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]);
+	while (slot < n && k->on_change_pids[slot])
+		slot++;
+	if (slot == n) {
+		log_kv(LOG_LEVEL_WARN, "on_change not run: too many still running", "network", network,
+		       (char *)NULL);
+		return;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	char *argv[] = { (char *)prog, (char *)network, NULL };
+	pid_t pid;
+	int rc = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		log_kv(LOG_LEVEL_ERROR, "on_change could not be run", "program", prog,
+		       "network", network, "error", strerror(rc), (char *)NULL);
+		return;
+	}
+	k->on_change_pids[slot] = pid;
+}
+
+static void reap_on_change(struct keyfs *k)
+{
+	for (size_t i = 0; i < sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]); i++) {
+		int status;
+		if (!k->on_change_pids[i] || waitpid(k->on_change_pids[i], &status, WNOHANG) == 0)
+			continue;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			char code[16];
+			snprintf(code, sizeof(code), "%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			log_kv(LOG_LEVEL_WARN, "on_change failed", "program", k->cfg->keyfs.on_change,
+			       "exit_status", code, (char *)NULL);
+		}
+		k->on_change_pids[i] = 0;
+	}
+}
+
+/* Deliver the queued rotation notices.  The kernel raises inotify events
+ * only for changes made through the VFS, and FUSE's invalidation notices
+ * raise none, so the mount touches the file through itself: the kernel
+ * sends that SETATTR back here (answered at once, see op_utimens) and tells
+ * every watcher IN_ATTRIB, with the new mtime already in its reply. */
+static void deliver_changes(struct keyfs *k)
+{
+	struct strlist names = STRLIST_INIT;
+	pthread_mutex_lock(&k->changed_lock);
+	names = k->changed;
+	k->changed = (struct strlist)STRLIST_INIT;
+	pthread_mutex_unlock(&k->changed_lock);
+	for (size_t i = 0; i < names.n && !k->stopping; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "/keys/%s", names.items[i]);
+		if (k->fuse)
+			fuse_invalidate_path(k->fuse, path);
+		log_kv(LOG_LEVEL_INFO, "key changed in the backend", "network", names.items[i],
+		       "storage_type", keyfs_route(k, names.items[i])->name, (char *)NULL);
+		if (!k->mountpoint ||
+		    snprintf(path, sizeof(path), "%s/keys/%s", k->mountpoint, names.items[i]) >=
+		    (int)sizeof(path))
+			continue;
+		if (utimensat(AT_FDCWD, path, NULL, 0) < 0)
+			log_kv(LOG_LEVEL_DEBUG, "rotation notice not delivered", "network", names.items[i],
+			       "error", strerror(errno), (char *)NULL);
+	}
+	for (size_t i = 0; k->cfg->keyfs.on_change && i < names.n && !k->stopping; i++)
+		run_on_change(k, names.items[i]);
+	strlist_clear(&names);
+}
+
 void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
 {
 	if (!k->audit)
@@ -265,6 +416,7 @@ static void *health_main(void *arg)
 static void *maintenance_main(void *arg)
 {
 	struct keyfs *k = arg;
+	atomic_store(&k->notify_tid, gettid());
 	double checkpoint_interval = k->cfg->keyfs.audit_checkpoint_seconds;
 	double next_checkpoint = clock_monotonic() + checkpoint_interval;
 	while (!atomic_load(&k->stopping)) {
@@ -283,6 +435,8 @@ static void *maintenance_main(void *arg)
 		if (atomic_exchange(&k->reload_requested, 0)) {
 			reload(k);
 		}
+		deliver_changes(k);
+		reap_on_change(k);
 	}
 	return NULL;
 }
@@ -350,6 +504,9 @@ void keyfs_free(struct keyfs *k)
 	free(k->all_names);
 	strlist_clear(&k->creating);
 	keystore_mtime_free(k);
+	strlist_clear(&k->changed);
+	free(k->mountpoint);
+	pthread_mutex_destroy(&k->changed_lock);
 	pthread_mutex_destroy(&k->creating_lock);
 	pthread_mutex_destroy(&k->mtime_lock);
 	pthread_mutex_destroy(&k->handles_lock);

@@ -35,6 +35,7 @@
 
 struct handle;
 
+
 /* What health/<backend> shows; updated by the checker thread and by the
  * outcomes of real operations; read without ever waiting on a backend. */
 struct health_state {
@@ -103,11 +104,24 @@ struct keyfs {
 	pthread_mutex_t creating_lock;
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
-	/* Per-network mtimes (wall seconds of the last change seen), hashed. */
+	/* What the mount has seen of each network's key (keystore.c), hashed:
+	 * the mtime shown (wall seconds of the last change seen), the size a
+	 * read returns, and a keyed fingerprint of the value to notice rotations. */
 	pthread_mutex_t mtime_lock;
 	struct mtime_entry **mtime_table;
 	size_t mtime_nbuckets;        /* 0 or a power of two */
 	size_t mtime_count;
+	unsigned char seen_key[32];   /* random per mount: fingerprints mean nothing elsewhere */
+
+	/* Rotation notices (keys whose value changed), delivered by the
+	 * maintenance thread: kernel caches dropped and an IN_ATTRIB raised by
+	 * touching the file through the mount itself, so inotify watchers wake. */
+	struct fuse *fuse;            /* keyfs_attach */
+	char *mountpoint;             /* absolute; NULL = no self-touch (tests) */
+	pthread_mutex_t changed_lock;
+	struct strlist changed;
+	_Atomic pid_t notify_tid;     /* the maintenance thread's tid: its touches are ours */
+	pid_t on_change_pids[16];     /* keyfs.on_change runs not reaped yet (maintenance thread) */
 
 	pthread_mutex_t handles_lock;
 	struct handle *handles;       /* open files (see tree.h) */
@@ -189,6 +203,9 @@ bool keystore_is_creating(struct keyfs *k, const char *network);
 /* The reason of the last keystore_*() failure in this thread ("" when
  * none): what the audit line's `error` says, for the control socket and the
  * CLI to print.  Never key material. */
+/* After a successful keystore_store on this thread: "created" or "replaced"
+ * (by the listing before the store; "replaced" when it could not be told). */
+const char *keystore_last_store(void);
 const char *keystore_last_error(void);
 /* Access decision without performing the operation (access(2)). */
 bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
@@ -196,6 +213,20 @@ bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *netwo
 /* mtime to show for keys/<network> (wall seconds). */
 double keystore_mtime(struct keyfs *k, const char *network);
 void keystore_mtime_free(struct keyfs *k);
+/* st_size to show for keys/<network>: what a read returns once the key is
+ * known to the mount (key_format evm: always 67), else 0. */
+off_t keystore_size(struct keyfs *k, const char *network);
+/* The file content of a key as reads return it: the canonical form for
+ * key_format evm ("0x" + 64 lowercase hex digits), then one newline.
+ * NULL on allocation failure. */
+struct secret *keystore_content(struct keyfs *k, const struct secret *key);
+/* Tell the mount its FUSE object and where it is mounted, for rotation
+ * notices (before keyfs_start).  0 or -errno from realpath. */
+int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint);
+/* The mount saw a new value for network (a rotation): queue the notice. */
+void keyfs_key_changed(struct keyfs *k, const char *network);
+/* Is the current FUSE request the mount's own rotation notice? */
+bool keyfs_request_is_own(struct keyfs *k);
 
 /* health/<name> text: "up" or "down" then name: value lines. */
 int health_render(struct instance *in, struct strbuf *out);

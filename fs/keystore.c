@@ -10,6 +10,8 @@
 #include "log.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,14 @@ static __thread char keystore_error[BACKEND_ERR_MAX];
 const char *keystore_last_error(void)
 {
 	return keystore_error;
+}
+
+/* Whether this thread's last successful store replaced a key. */
+static __thread bool keystore_replaced;
+
+const char *keystore_last_store(void)
+{
+	return keystore_replaced ? "replaced" : "created";
 }
 
 /* Write the audit line; in deny mode a failed write fails the operation. */
@@ -154,6 +164,9 @@ static const char *note_auth_failure(struct keyfs *k, struct instance *in,
 struct mtime_entry {
 	struct mtime_entry *next;
 	double wall;
+	size_t size;                  /* bytes a read returns; 0 = not known yet */
+	unsigned char mac[32];        /* HMAC-SHA256(seen_key, the value as read) */
+	bool has_mac;
 	char network[];
 };
 
@@ -191,24 +204,67 @@ static int mtime_grow_locked(struct keyfs *k)
 	return 0;
 }
 
-static void mtime_set(struct keyfs *k, const char *network, double wall)
+/* The entry of network, added (with the mount's start time) when missing;
+ * NULL when out of memory.  mtime_lock held. */
+static struct mtime_entry *mtime_entry_locked(struct keyfs *k, const char *network)
 {
-	pthread_mutex_lock(&k->mtime_lock);
 	struct mtime_entry *e = mtime_find_locked(k, network);
 	if (!e && mtime_grow_locked(k) == 0) {
 		size_t len = strlen(network) + 1;
-		if ((e = malloc(sizeof(*e) + len))) {
+		if ((e = calloc(1, sizeof(*e) + len))) {
 			memcpy(e->network, network, len);
+			e->wall = k->start_wall;
 			size_t h = hash_string(network) & (k->mtime_nbuckets - 1);
 			e->next = k->mtime_table[h];
 			k->mtime_table[h] = e;
 			k->mtime_count++;
 		}
 	}
+	return e;
+}
+
+static void mtime_set(struct keyfs *k, const char *network, double wall)
+{
+	pthread_mutex_lock(&k->mtime_lock);
+	struct mtime_entry *e = mtime_entry_locked(k, network);
 	if (e)   /* out of memory: the key keeps the mount's start time */
 		e->wall = wall;
 	pthread_mutex_unlock(&k->mtime_lock);
 }
+
+/* Note the value the mount now has for network (content as reads return
+ * it).  Returns true when it differs from the value seen before: a
+ * rotation, which moves the mtime.  forget: the key was removed. */
+static bool seen_note(struct keyfs *k, const char *network, const struct secret *content,
+                      bool forget)
+{
+	unsigned char mac[32];
+	unsigned int maclen = 0;
+	if (content && !HMAC(EVP_sha256(), k->seen_key, sizeof(k->seen_key), content->data,
+	                     content->len, mac, &maclen))
+		content = NULL;
+	bool changed = false;
+	double now = clock_wall();
+	pthread_mutex_lock(&k->mtime_lock);
+	struct mtime_entry *e = mtime_entry_locked(k, network);
+	if (e && forget) {
+		e->has_mac = false;
+		e->size = 0;
+		e->wall = now;
+	} else if (e && content) {
+		changed = e->has_mac && memcmp(e->mac, mac, sizeof(mac)) != 0;
+		if (changed)
+			e->wall = now;
+		memcpy(e->mac, mac, sizeof(mac));
+		e->has_mac = true;
+		e->size = content->len;
+	}
+	pthread_mutex_unlock(&k->mtime_lock);
+	return changed;
+}
+
+/* "0x", 64 hex digits and the newline: what a read of an evm key returns. */
+#define KEYSTORE_EVM_FILE_SIZE 67
 
 void keystore_mtime_free(struct keyfs *k)
 {
@@ -233,6 +289,43 @@ double keystore_mtime(struct keyfs *k, const char *network)
 		t = e->wall;
 	pthread_mutex_unlock(&k->mtime_lock);
 	return t;
+}
+
+off_t keystore_size(struct keyfs *k, const char *network)
+{
+	size_t size = 0;
+	pthread_mutex_lock(&k->mtime_lock);
+	struct mtime_entry *e = mtime_find_locked(k, network);
+	if (e)
+		size = e->size;
+	pthread_mutex_unlock(&k->mtime_lock);
+	if (size == 0 && k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
+		size = KEYSTORE_EVM_FILE_SIZE;
+	return (off_t)size;
+}
+
+struct secret *keystore_content(struct keyfs *k, const struct secret *key)
+{
+	(void)k;   /* keys reach here canonical (backend_value_check, keystore_store) */
+	struct secret *out = secret_new(key->len + 1);
+	if (out && (secret_append(out, key->data, key->len) < 0 || secret_append(out, "\n", 1) < 0)) {
+		secret_free(out);
+		out = NULL;
+	}
+	return out;
+}
+
+/* A value fetched from the backend: remember it; a rotation moves the
+ * mtime and wakes inotify watchers (keyfs_key_changed). */
+static void note_fetched(struct keyfs *k, const char *network, const struct secret *key,
+                         const struct backend_err *err)
+{
+	if (err->updated_at > 0 && k->cfg->keyfs.metrics_per_network)
+		metrics_key_updated(network, err->updated_at);
+	struct secret *content = keystore_content(k, key);
+	if (content && seen_note(k, network, content, false))
+		keyfs_key_changed(k, network);
+	secret_free(content);
 }
 
 /* The listing cache follows our own stores and removes at once. */
@@ -338,17 +431,18 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 			metrics_cache_miss(in->metrics);
 		}
 		if (rc == 0 && how == CACHE_MISS) {
-			double now = clock_wall();
 			if (k->cfg->keyfs.metrics_per_network)
-				metrics_last_refresh(network, now);
-			if (changed)
-				mtime_set(k, network, now);
+				metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out, &err);
 		}
 		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
 	} else {
 		rc = backend_fetch(in, network, out, &err);
-		if (rc == 0 && k->cfg->keyfs.metrics_per_network)
-			metrics_last_refresh(network, clock_wall());
+		if (rc == 0) {
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out, &err);
+		}
 	}
 
 	const char *anomaly = verdict.kind;
@@ -358,7 +452,7 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 	metrics_observe_op(in->metrics, KEY_OP_GET, rc == 0, clock_monotonic() - t0);
 	if (rc < 0 && rc != -ENOENT)
 		log_kv(LOG_LEVEL_WARN, "key read failed", "network", network,
-		       "backend", in->name, "error", err.msg[0] ? err.msg : errno_reason(rc),
+		       "storage_type", in->name, "error", err.msg[0] ? err.msg : errno_reason(rc),
 		       (char *)NULL);
 
 	rc = audit_finish(k, in->name, c, KEY_OP_GET, network, rc, cached, refresh,
@@ -385,6 +479,8 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	struct secret *key = NULL;
 	int rc = keyformat_canonical(k->cfg->keyfs.key_format, content->data, content->len,
 	                             &key, &why);
+	/* Created or replaced, as the listing (not a fetch of the old key) says. */
+	keystore_replaced = rc == 0 && keystore_exists(k, network) == 0;
 	if (rc == 0) {
 		if ((rc = audit_intent(k, in->name, c, KEY_OP_STORE, network)) < 0) {
 			secret_free(key);
@@ -400,6 +496,13 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 				if (in->cache)
 					cache_put(in->cache, network, key);
 				list_note(in, network, true);
+				/* A new value stored through the mount (a write, or a key
+				 * command through the control socket, which raises no VFS
+				 * event of its own) is a rotation too. */
+				struct secret *stored = keystore_content(k, key);
+				if (stored && seen_note(k, network, stored, false))
+					keyfs_key_changed(k, network);
+				secret_free(stored);
 				mtime_set(k, network, clock_wall());
 				instance_request_check(in);
 			}
@@ -409,11 +512,11 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	const char *anomaly = note_auth_failure(k, in, &err);
 	metrics_observe_op(in->metrics, KEY_OP_STORE, rc == 0, clock_monotonic() - t0);
 	if (rc == 0)
-		log_kv(LOG_LEVEL_INFO, "key stored", "network", network, "backend", in->name,
+		log_kv(LOG_LEVEL_INFO, "key stored", "network", network, "storage_type", in->name,
 		       (char *)NULL);
 	else
 		log_kv(LOG_LEVEL_WARN, "key store failed", "network", network,
-		       "backend", in->name,
+		       "storage_type", in->name,
 		       "error", why ? why : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
 	return audit_finish(k, in->name, c, KEY_OP_STORE, network, rc, false, false,
 	                    why ? why : err.msg[0] ? err.msg : errno_reason(rc), anomaly);
@@ -447,13 +550,13 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 		if (in->cache)
 			cache_invalidate(in->cache, network);
 		list_note(in, network, false);
-		mtime_set(k, network, clock_wall());
+		seen_note(k, network, NULL, true);
 		instance_request_check(in);
 	}
 	const char *anomaly = note_auth_failure(k, in, &err);
 	metrics_observe_op(in->metrics, KEY_OP_REMOVE, rc == 0, clock_monotonic() - t0);
 	log_kv(rc == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, rc == 0 ? "key removed" : "key remove failed",
-	       "network", network, "backend", in->name,
+	       "network", network, "storage_type", in->name,
 	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
 	return audit_finish(k, in->name, c, KEY_OP_REMOVE, network, rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
@@ -605,7 +708,7 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 				err = p->err;
 			}
 			log_kv(LOG_LEVEL_WARN, "backend could not list; its keys are missing from keys/",
-			       "backend", p->in->name,
+			       "storage_type", p->in->name,
 			       "error", p->err.msg[0] ? p->err.msg : errno_reason(p->rc), (char *)NULL);
 		}
 		if (p->called)

@@ -67,7 +67,8 @@ struct histogram {
 struct refresh_entry {
 	char *network;
 	char *label;         /* network escaped for a label value */
-	char value[VALUE_TEXT_MAX];   /* formatted when set, so rendering only copies */
+	char value[VALUE_TEXT_MAX];   /* formatted when set, so rendering only copies; "" = unset */
+	char updated[VALUE_TEXT_MAX]; /* the backend's own time of the value; "" = unknown */
 	struct refresh_entry *next;   /* hash chain */
 };
 
@@ -481,7 +482,8 @@ static struct refresh_entry *refresh_entry_new(const char *network)
 	return e;
 }
 
-void metrics_last_refresh(const char *network, double wall_seconds)
+/* Set one of a network's timestamps (offset of the field in the entry). */
+static void network_time_set(const char *network, size_t field, double wall_seconds)
 {
 	char text[VALUE_TEXT_MAX];
 	if (!network)
@@ -492,7 +494,7 @@ void metrics_last_refresh(const char *network, double wall_seconds)
 		size_t h = hash_string(network) & (refresh.nbuckets - 1);
 		for (struct refresh_entry *e = refresh.table[h]; e; e = e->next) {
 			if (strcmp(e->network, network) == 0) {
-				memcpy(e->value, text, sizeof(text));
+				memcpy((char *)e + field, text, sizeof(text));
 				goto out;
 			}
 		}
@@ -504,13 +506,23 @@ void metrics_last_refresh(const char *network, double wall_seconds)
 	struct refresh_entry *e = refresh_entry_new(network);
 	if (!e)
 		goto out;
-	memcpy(e->value, text, sizeof(text));
+	memcpy((char *)e + field, text, sizeof(text));
 	size_t h = hash_string(network) & (refresh.nbuckets - 1);
 	e->next = refresh.table[h];
 	refresh.table[h] = e;
 	refresh.order[refresh.count++] = e;
 out:
 	pthread_mutex_unlock(&refresh.lock);
+}
+
+void metrics_last_refresh(const char *network, double wall_seconds)
+{
+	network_time_set(network, offsetof(struct refresh_entry, value), wall_seconds);
+}
+
+void metrics_key_updated(const char *network, double wall_seconds)
+{
+	network_time_set(network, offsetof(struct refresh_entry, updated), wall_seconds);
 }
 
 /* --- rendering ----------------------------------------------------------- */
@@ -774,7 +786,30 @@ static void render_security(struct strbuf *out)
 struct refresh_snapshot {
 	const char *label;
 	char value[VALUE_TEXT_MAX];
+	char updated[VALUE_TEXT_MAX];
 };
+
+static void render_network_times(struct strbuf *out, const char *prefix,
+                                 const struct refresh_snapshot *snap, size_t n, size_t field)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *value = (const char *)&snap[i] + field;
+		if (!value[0])
+			continue;
+		struct line l;
+		line_init(&l);
+		line_put(&l, prefix);
+		line_put(&l, snap[i].label);
+		line_put(&l, "\"} ");
+		line_put(&l, value);
+		line_put(&l, "\n");
+		if (!l.overflow) {
+			strbuf_append(out, l.buf, l.len);
+			continue;
+		}
+		strbuf_printf(out, "%s%s\"} %s\n", prefix, snap[i].label, value);
+	}
+}
 
 static void render_refresh(struct strbuf *out)
 {
@@ -795,6 +830,7 @@ static void render_refresh(struct strbuf *out)
 			for (size_t i = 0; i < n; i++) {
 				snap[i].label = refresh.order[i]->label;
 				memcpy(snap[i].value, refresh.order[i]->value, VALUE_TEXT_MAX);
+				memcpy(snap[i].updated, refresh.order[i]->updated, VALUE_TEXT_MAX);
 			}
 		}
 	}
@@ -803,20 +839,12 @@ static void render_refresh(struct strbuf *out)
 	if (lost && !out->error)
 		out->error = -ENOMEM;
 
-	for (size_t i = 0; i < n; i++) {
-		struct line l;
-		line_init(&l);
-		line_put(&l, prefix);
-		line_put(&l, snap[i].label);
-		line_put(&l, "\"} ");
-		line_put(&l, snap[i].value);
-		line_put(&l, "\n");
-		if (!l.overflow) {
-			strbuf_append(out, l.buf, l.len);
-			continue;
-		}
-		strbuf_printf(out, "%s%s\"} %s\n", prefix, snap[i].label, snap[i].value);
-	}
+	render_network_times(out, prefix, snap, n, offsetof(struct refresh_snapshot, value));
+	family(out, "omikuji_key_updated_timestamp_seconds", "gauge",
+	       "Unix time the backend itself says a network's current key was written "
+	       "(Vault: the version's created_time); for rotation-age alerts.");
+	render_network_times(out, "omikuji_key_updated_timestamp_seconds{network=\"", snap, n,
+	                     offsetof(struct refresh_snapshot, updated));
 	free(snap);
 }
 
@@ -848,14 +876,14 @@ int metrics_render(struct strbuf *out)
 	family(out, "omikuji_keyfs_build_info", "gauge", "Build information; the value is always 1.");
 	sample_u64(out, "omikuji_keyfs_build_info", "version=\"" KEYFS_VERSION "\"", 1);
 
-	family(out, "process_start_time_seconds", "gauge",
-	       "Start time of the process since unix epoch in seconds.");
+	family(out, "omikuji_keyfs_start_time_seconds", "gauge",
+	       "Unix time the mount started (named apart from node_exporter's process_*).");
 	double start = atomic_load(&reg.start_time);
 	if (start == 0.0) {   /* rendered before metrics_init() */
 		start = clock_wall();
 		atomic_store(&reg.start_time, start);
 	}
-	sample_double(out, "process_start_time_seconds", "", start);
+	sample_double(out, "omikuji_keyfs_start_time_seconds", "", start);
 
 	/* -ENOMEM, or -E2BIG when the caller capped the buffer. */
 	return out->error;

@@ -49,6 +49,8 @@ void metrics_audit_write_error(void);
  * omikuji_keyfs_audit_last_seq is shown once this was called. */
 void metrics_audit_last_seq(unsigned long long seq);
 void metrics_last_refresh(const char *network, double wall_seconds);
+/* The backend's own time of the network's current value (key age). */
+void metrics_key_updated(const char *network, double wall_seconds);
 
 /* Append omikuji_keyfs_aws_api_calls_total{backend,action}: the requests a
  * backend instance sent to a billed API (backend_ops.api_calls), one sample

@@ -611,6 +611,88 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 	return 0;
 }
 
+/* An octal file mode such as "0640" for the audit log: the owner reads and
+ * writes; the group may read (log shippers) or read and write; no others. */
+static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+                           void *base, const char *name)
+{
+	char *s = NULL, *end = NULL;
+	int rc = get_string(L, value, name, &s, NULL);
+	if (rc || !s)
+		return rc;
+	long mode = strtol(s, &end, 8);
+	if (!*s || *end || (mode & ~0660L) || (mode & 0600L) != 0600L)
+		rc = fail_at(L, &value->start_mark, -EINVAL,
+		             "%s: expected an octal mode from 0600 to 0660 such as \"0640\" (owner "
+		             "read-write, group at most read-write, nothing for others), not '%s'", name, s);
+	else
+		*(int *)((char *)base + f->offset) = (int)mode;
+	free(s);
+	return rc;
+}
+
+/* Is the host of an http(s) URL a loopback address? */
+static bool url_host_is_loopback(const char *url)
+{
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	const char *at = strchr(h, '@');
+	const char *slash = strchr(h, '/');
+	if (at && (!slash || at < slash))
+		h = at + 1;
+	size_t n = strcspn(h, "/?#");
+	if (n >= 5 && strncmp(h, "[::1]", 5) == 0)
+		return true;
+	size_t host = strcspn(h, ":/?#");
+	return (host == 9 && strncmp(h, "localhost", 9) == 0) || strncmp(h, "127.", 4) == 0;
+}
+
+/* The token or credentials would cross the network in clear: refused unless
+ * allow_insecure_http, a warning otherwise (loopback or allowed). */
+static int check_http_url(struct loader *L, yaml_node_t *value, const char *name, const char *url,
+                          int allowed)
+{
+	if (strncasecmp(url, "http://", 7) != 0)
+		return 0;
+	bool loopback = url_host_is_loopback(url);
+	if (!loopback && !allowed)
+		return fail_at(L, &value->start_mark, -EINVAL,
+		               "%s: %s is plain http: credentials and keys would cross the network in "
+		               "clear; use https://, or set allow_insecure_http: true", name, url);
+	char *w = NULL;
+	if (asprintf(&w, "%s: %s is plain http: credentials and keys travel unencrypted%s", name, url,
+	             loopback ? " (loopback only)" : " (allow_insecure_http: true)") >= 0)
+		strlist_take(&L->cfg->warnings, w);
+	return 0;
+}
+
+/* Plain-http URLs of an instance's remote backend (its own section only). */
+static int check_backend_http(struct loader *L, yaml_node_t *value, const char *name,
+                              const struct config_backend *b)
+{
+	int rc = 0;
+	const char *type = b->type ? b->type->name : "";
+	char where[160];
+	if (strcmp(type, "vault") == 0) {
+		snprintf(where, sizeof(where), "%s.vault", name);
+		for (size_t i = 0; rc == 0 && i < b->vault.urls.n; i++)
+			rc = check_http_url(L, value, where, b->vault.urls.items[i],
+			                    b->vault.allow_insecure_http);
+	}
+	if (strcmp(type, "aws-secrets") == 0 && b->aws.endpoint_url) {
+		snprintf(where, sizeof(where), "%s.aws_secrets.endpoint_url", name);
+		rc = check_http_url(L, value, where, b->aws.endpoint_url, b->aws.allow_insecure_http);
+	}
+	return rc;
+}
+
+static int check_key_storage(struct loader *L, const struct field *f, yaml_node_t *value,
+                             void *base, const char *name)
+{
+	(void)f;
+	return check_backend_http(L, value, name, base);
+}
+
 static const char *const log_target_types[] = { "file", "stdout", "stderr", "syslog", NULL };
 
 static const struct field log_target_fields[] = {
@@ -987,6 +1069,8 @@ static int parse_backends(struct loader *L, const struct field *f, yaml_node_t *
 				               item_name, b->name, k->backends[j].line);
 		if (!b->type)
 			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a storage_type", item_name);
+		if ((rc = check_backend_http(L, item, item_name, b)))
+			return rc;
 	}
 	return 0;
 }
@@ -1062,6 +1146,7 @@ static const struct field vault_fields[] = {
 	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600, .def_int = 5 },
 	{ "max_retries", FIELD_INT, V(max_retries), 0, 20, .def_int = 3 },
 	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY, .def_int = 300 },
+	{ "allow_insecure_http", FIELD_ENUM, V(allow_insecure_http), .choices = booleans },
 	{ NULL },
 };
 #undef V
@@ -1077,6 +1162,7 @@ static const struct field aws_fields[] = {
 	{ "max_retries", FIELD_INT, A(max_retries), 0, 10, .def_int = 3 },
 	{ "recovery_window_days", FIELD_INT, A(recovery_window_days), 7, 30, .def_int = 7 },
 	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY, .def_int = 300 },
+	{ "allow_insecure_http", FIELD_ENUM, A(allow_insecure_http), .choices = booleans },
 	{ NULL },
 };
 #undef A
@@ -1139,6 +1225,8 @@ static const struct field rate_limit_fields[] = {
 #define K(m) offsetof(struct config_keyfs, m)
 static const struct field keyfs_fields[] = {
 	{ "audit_log", FIELD_PATH, K(audit_log) },
+	{ "audit_log_mode", FIELD_CUSTOM, K(audit_log_mode), .parse = parse_file_mode },
+	{ "audit_log_group", FIELD_STRING, K(audit_log_group) },
 	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures },
 	{ "audit_key_file", FIELD_PATH, K(audit_key_file) },
 	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
@@ -1149,6 +1237,7 @@ static const struct field keyfs_fields[] = {
 	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
 	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
 	{ "run_as", FIELD_STRING, K(run_as) },
+	{ "on_change", FIELD_PATH, K(on_change) },
 	{ "metrics_per_network", FIELD_ENUM, K(metrics_per_network), .choices = booleans },
 	{ "monitoring_mode", FIELD_CUSTOM, .parse = parse_monitoring_mode },
 	{ "monitoring_group", FIELD_STRING, K(monitoring_group) },
@@ -1167,7 +1256,8 @@ static const struct field keyfs_fields[] = {
  * database_cleanup, metrics, gas_price_feeds, scheduled_tasks,
  * event_monitors) are skipped whole: the same file serves both programs. */
 static const struct field top_fields[] = {
-	{ "key_storage", FIELD_SECTION, C(key_storage), .fields = key_storage_fields },
+	{ "key_storage", FIELD_SECTION, C(key_storage), .fields = key_storage_fields,
+	  .parse = check_key_storage },
 	{ "logging", FIELD_SECTION, C(logging), .fields = logging_fields },
 	{ "keyfs", FIELD_SECTION, C(keyfs), .fields = keyfs_fields },
 	{ "networks", FIELD_SKIP },
@@ -1258,6 +1348,7 @@ static int config_defaults(struct config *cfg)
 	}
 	cfg->keyfs.audit_log = xdg_path("XDG_STATE_HOME", ".local/state", "omikuji-keyfs/audit.log");
 	cfg->keyfs.audit_failure = AUDIT_FAILURE_DENY;
+	cfg->keyfs.audit_log_mode = 0600;
 	cfg->keyfs.key_format = KEY_FORMAT_EVM;
 	cfg->keyfs.health_interval_seconds = 15;
 	cfg->keyfs.audit_checkpoint_seconds = 300;
@@ -1638,7 +1729,7 @@ void config_print(const struct config *cfg, FILE *out)
 	fputs("key_storage:\n", out);
 	fprintf(out, "  # instance: %s\n", cfg->key_storage.name ? cfg->key_storage.name : "");
 	fprintf(out, "  storage_type: %s\n", config_storage_name(&cfg->key_storage));
-	print_backend_sections(out, 2, &cfg->key_storage, true);
+	print_backend_sections(out, 2, &cfg->key_storage, false);   /* only the active section */
 
 	fputs("logging:\n", out);
 	fprintf(out, "  format: %s\n", log_formats[cfg->logging.format]);
@@ -1654,6 +1745,8 @@ void config_print(const struct config *cfg, FILE *out)
 
 	fputs("keyfs:\n", out);
 	print_str(out, 2, "audit_log", k->audit_log);
+	fprintf(out, "  audit_log_mode: \"%04o\"\n", (unsigned)k->audit_log_mode);
+	print_str(out, 2, "audit_log_group", k->audit_log_group);
 	fprintf(out, "  audit_failure: %s\n", audit_failures[k->audit_failure]);
 	print_str(out, 2, "audit_key_file", k->audit_key_file);
 	fprintf(out, "  key_format: %s\n", key_formats[k->key_format]);
@@ -1677,6 +1770,7 @@ void config_print(const struct config *cfg, FILE *out)
 	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
 	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
 	print_str(out, 2, "run_as", k->run_as);
+	print_str(out, 2, "on_change", k->on_change);
 	fprintf(out, "  metrics_per_network: %s\n", booleans[k->metrics_per_network ? 1 : 0]);
 	fprintf(out, "  monitoring_mode: \"%04o\"\n", (unsigned)k->monitoring_mode);
 	print_str(out, 2, "monitoring_group", k->monitoring_group);
@@ -1815,10 +1909,13 @@ void config_free(struct config *cfg)
 	free_targets(&cfg->logging);
 
 	free(cfg->keyfs.audit_log);
+	free(cfg->keyfs.audit_log_group);
+	strlist_clear(&cfg->warnings);
 	free_access(&cfg->keyfs);
 	free_backends(&cfg->keyfs);
 	strlist_clear(&cfg->warnings);
 	free(cfg->keyfs.run_as);
+	free(cfg->keyfs.on_change);
 	free(cfg->keyfs.monitoring_group);
 	free(cfg->keyfs.audit_key_file);
 	free(cfg->keyfs.business_hours.timezone);

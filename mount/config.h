@@ -56,6 +56,8 @@ struct config_rate_limit {
 
 struct config_keyfs {
 	char *audit_log;          /* default $XDG_STATE_HOME/omikuji-keyfs/audit.log */
+	int audit_log_mode;       /* permission bits of the audit log, default 0600 */
+	char *audit_log_group;    /* group given to the audit log (name or gid), NULL = keep */
 	enum audit_failure audit_failure;   /* default deny */
 	char *audit_key_file;     /* HMAC key of a keyed chain; NULL: plain SHA-256 chain */
 	enum key_format key_format;         /* default evm */
@@ -68,6 +70,7 @@ struct config_keyfs {
 	int cache_max_entries;        /* default 10000 */
 	int list_cache_seconds;       /* default 5 */
 	char *run_as;                 /* user to drop to after mounting as root */
+	char *on_change;              /* program run as `on_change NETWORK` on a rotation */
 	struct config_backend *backends;  /* keyfs.backends, in routing order */
 	size_t n_backends;
 	int max_calls_in_flight;      /* per instance, default 16 */

@@ -76,9 +76,90 @@ static const char usage_text[] =
 "  -h, --help                        this help\n"
 "  -V, --version                     print the version\n"
 "\n"
-"Exit status: 0 success, 1 operation failed, 2 usage or configuration error.\n";
+"Exit status: 0 success, 1 operation failed, 2 usage or configuration error.\n"
+"COMMAND --help shows one command's options; omikuji-keyfs(1) has everything.\n";
+
+/* `omikuji-keyfs CMD --help`: the lines of usage_text for that command,
+ * then the options every command takes. */
+static const struct {
+	const char *command;   /* "mount", "key import", ... */
+	const char *text;
+} command_help[] = {
+	{ "mount",
+"Usage: omikuji-keyfs mount [-c CONFIG] [-f] [-d] [-o FUSEOPT[,...]] [--no-audit] MOUNTPOINT\n"
+"       omikuji-keyfs CONFIG|none MOUNTPOINT [-o FUSEOPT[,...]]   (mount helper: fstab, mount -t)\n"
+"\n"
+"Mount the key tree on MOUNTPOINT; returns once the mount serves.\n"
+"  -f, --foreground   stay in the foreground (systemd, tests)\n"
+"  -d, --debug        FUSE debug output (implies -f)\n"
+"  -o, --options OPTS FUSE mount options, e.g. allow_other\n"
+"      --no-audit     write no audit log (only for measuring its cost)\n"
+"Stop with fusermount3 -u MOUNTPOINT (or umount, or SIGTERM).\n" },
+	{ "key",
+"Usage: omikuji-keyfs key import|export|remove|list [OPTIONS]\n"
+"\n"
+"  key import --network NET [--key KEY | --file PATH]   store a key (stdin without\n"
+"                                      --key/--file, no echo); says created or replaced\n"
+"  key export --network NET [--yes]    print a key (asks on a terminal unless --yes)\n"
+"  key remove --network NET [--yes]    remove a key (asks on a terminal unless --yes)\n"
+"  key list                            list the networks that have a key\n" },
+	{ "key import",
+"Usage: omikuji-keyfs key import --network NET [--key KEY | --file PATH] [-c CONFIG]\n"
+"\n"
+"Store the key of NET in the backend, from --key, --file or standard input (read\n"
+"without echo on a terminal); prints whether it created or replaced the key.\n" },
+	{ "key export",
+"Usage: omikuji-keyfs key export --network NET [--yes] [-c CONFIG]\n"
+"\n"
+"Print the key of NET to standard output (asks on a terminal unless --yes).\n" },
+	{ "key remove",
+"Usage: omikuji-keyfs key remove --network NET [--yes] [-c CONFIG]\n"
+"\n"
+"Remove the key of NET from the backend (asks on a terminal unless --yes).\n" },
+	{ "key list",
+"Usage: omikuji-keyfs key list [-c CONFIG]\n"
+"\n"
+"List the networks that have a key, one per line.\n" },
+	{ "audit",
+"Usage: omikuji-keyfs audit verify [--start SEQ:HASH] [--expect-seq N] [--key FILE] [AUDIT_LOG...]\n"
+"\n"
+"Check the files (rotated ones first; default: keyfs.audit_log of the config)\n"
+"as one hash chain; exits 1 naming the first edited, removed or reordered line.\n"
+"  --start SEQ:HASH   where the chain resumes (an audit checkpoint of the log)\n"
+"  --expect-seq N     the last seq the daemon wrote (gauge omikuji_keyfs_audit_last_seq)\n"
+"  --key FILE         the HMAC key of a keyed chain (keyfs.audit_key_file)\n" },
+	{ "check-config",
+"Usage: omikuji-keyfs check-config [-c CONFIG]\n"
+"\n"
+"Validate the configuration and print it with secrets masked (only the active\n"
+"backend's section); warns about http:// URLs of remote backends.\n" },
+};
+
+static const char common_help[] =
+"\n"
+"Options for every command:\n"
+"  -c, --config PATH                 configuration file (else $OMIKUJI_CONFIG,\n"
+"                                    ./omikuji.yaml, ~/.config/omikuji/omikuji.yaml,\n"
+"                                    /etc/omikuji/omikuji.yaml, built-in defaults)\n"
+"      --insecure-config-permissions accept a group/world-readable config file\n"
+"                                    that holds a secret\n"
+"  -h, --help                        this help\n"
+"See omikuji-keyfs(1).\n";
+
+static void print_help(const char *command)
+{
+	for (size_t i = 0; command && i < sizeof(command_help) / sizeof(command_help[0]); i++) {
+		if (strcmp(command_help[i].command, command) == 0) {
+			fputs(command_help[i].text, stdout);
+			fputs(common_help, stdout);
+			return;
+		}
+	}
+	fputs(usage_text, stdout);
+}
 
 struct cli {
+	const char *help_topic;   /* the command whose --help parse_options prints */
 	const char *config_path;
 	bool insecure_perms;
 	const char *network;
@@ -167,7 +248,7 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		case OPT_START: cli->audit_start = optarg; break;
 		case OPT_EXPECT_SEQ: cli->audit_expect_seq = optarg; break;
 		case 'h':
-			fputs(usage_text, stdout);
+			print_help(cli->help_topic);
 			exit(0);
 		case '?':
 		default:
@@ -535,6 +616,12 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	struct secret *reply = NULL;
 	rc = key_target_call(&t, KEY_OP_STORE, cli->network, key, &reply, reason, sizeof(reason));
 	secret_free(key);
+	/* The mount answers "created" or "replaced"; without a mount, this
+	 * thread's store said it. */
+	const char *outcome = t.mount_pid <= 0 ? keystore_last_store()
+	                    : reply && reply->len == 8 && !memcmp(reply->data, "replaced", 8) ? "replaced"
+	                    : reply && reply->len == 7 && !memcmp(reply->data, "created", 7) ? "created"
+	                    : "stored";
 	secret_free(reply);
 	key_target_close(&t);
 	if (rc > 0)
@@ -543,7 +630,7 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	if (rc < 0)
 		return fail(EXIT_FAIL, "cannot store the key for '%s' in backend '%s': %s", cli->network,
 		            to->name, key_reason(rc, reason));
-	fprintf(stderr, "stored the key for network '%s' in backend '%s' (%s)%s\n", cli->network,
+	fprintf(stderr, "%s the key for network '%s' in backend '%s' (%s)%s\n", outcome, cli->network,
 	        to->name, config_storage_name(to),
 	        t.mount_pid > 0 ? " (through the running mount)" : "");
 	return 0;
@@ -786,9 +873,16 @@ out:
 
 static int cmd_key(int argc, char **argv, struct cli *cli)
 {
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		print_help("key");
+		return 0;
+	}
 	if (argc < 2)
 		return fail(EXIT_USAGE, "key: expected import, export, remove, list or migrate (see --help)");
 	const char *sub = argv[1];
+	char topic[32];
+	snprintf(topic, sizeof(topic), "key %s", sub);
+	cli->help_topic = topic;
 	int rc = parse_options(argc - 1, argv + 1, cli);
 	if (rc)
 		return rc;
@@ -836,8 +930,49 @@ static int cmd_mount(struct cli *cli)
 	return rc;
 }
 
+/* The mount-helper form (contract section 10): mount.fuse3 runs
+ * `omikuji-keyfs CONFIG MOUNTPOINT -o OPTIONS` for an fstab line or
+ * `mount -t fuse.omikuji-keyfs CONFIG MOUNTPOINT`; CONFIG `none` means the
+ * search order.  Recognised when the first word is no command: an existing
+ * file, `none`, or a path, followed by a mountpoint. */
+static bool is_helper_form(int argc, char **argv)
+{
+	if (argc < 3 || argv[1][0] == '-' || argv[2][0] == '-')
+		return false;
+	return strcmp(argv[1], "none") == 0 || strchr(argv[1], '/') != NULL ||
+	       access(argv[1], F_OK) == 0;
+}
+
+static int cmd_mount_helper(int argc, char **argv, struct cli *cli)
+{
+	const char *config = argv[1];
+	const char *mountpoint = argv[2];
+	/* mount.fuse3 may add options after the mountpoint: -o OPTS only. */
+	cli->help_topic = "mount";
+	int rc = parse_options(argc - 2, argv + 2, cli);
+	if (rc)
+		return rc;
+	if (cli->argc > 0)
+		return fail(EXIT_USAGE, "unexpected argument '%s' after %s %s (expected -o OPTIONS)",
+		            cli->argv[0], config, mountpoint);
+	if (strcmp(config, "none") != 0) {
+		if (cli->config_path)
+			return fail(EXIT_USAGE, "give the configuration once: %s or -c %s", config,
+			            cli->config_path);
+		cli->config_path = config;
+	}
+	cli->argc = 1;
+	cli->argv = argv + 2;
+	return cmd_mount(cli);
+}
+
 static int cmd_audit(int argc, char **argv, struct cli *cli)
 {
+	cli->help_topic = "audit";
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		print_help("audit");
+		return 0;
+	}
 	if (argc < 2 || strcmp(argv[1], "verify") != 0)
 		return fail(EXIT_USAGE, "audit: expected 'verify [--start SEQ:HASH] [--expect-seq N] "
 		            "[AUDIT_LOG...]'");
@@ -949,6 +1084,9 @@ static int run_command(int argc, char **argv, struct cli *cli)
 		return cmd_audit(argc - 1, argv + 1, cli);
 	if (strcmp(cmd, "report") == 0)
 		return report_main(argc - 1, argv + 1);
+	if (is_helper_form(argc, argv))
+		return cmd_mount_helper(argc, argv, cli);
+	cli->help_topic = cmd;
 	int rc = parse_options(argc - 1, argv + 1, cli);
 	if (rc)
 		return rc;

@@ -310,7 +310,7 @@ class TestListingWithAHungInstance(RoutingCase):
         self.assertEqual(names, ["gnosis", "sepolia"])
         warned = [json.loads(line) for line in open(self.m.app_log)
                   if "could not list" in line]
-        self.assertTrue(any(w.get("backend") == "prod-vault" for w in warned), warned)
+        self.assertTrue(any(w.get("storage_type") == "prod-vault" for w in warned), warned)
         # Once Vault answers again (after the 2 s in which a failed listing
         # is not retried), its names are back.
         deadline = time.monotonic() + 10

@@ -333,7 +333,7 @@ static const char *families_expected[] = {
 	"omikuji_key_backend_up", "omikuji_key_access_denied_total",
 	"omikuji_key_backend_auth_failures_total", "omikuji_key_anomalies_total",
 	"omikuji_keyfs_audit_write_errors_total", "omikuji_key_last_refresh_timestamp_seconds",
-	"omikuji_keyfs_build_info", "process_start_time_seconds",
+	"omikuji_keyfs_build_info", "omikuji_keyfs_start_time_seconds",
 };
 
 static void record_varied_traffic(void)
@@ -384,7 +384,7 @@ Test(metrics, grammar_and_families)
 	cr_expect_str_eq(family_find(&x, "omikuji_key_cache_size")->type, "gauge");
 	cr_expect_str_eq(family_find(&x, "omikuji_key_operations_total")->type, "counter");
 	cr_expect_eq(value_of(&x, "omikuji_keyfs_build_info", "version", KEYFS_VERSION, NULL), 1);
-	double start = value_of(&x, "process_start_time_seconds", NULL);
+	double start = value_of(&x, "omikuji_keyfs_start_time_seconds", NULL);
 	cr_expect_gt(start, 1.5e9, "start time is a unix time");
 }
 
@@ -589,7 +589,7 @@ Test(metrics, init_resets)
 	for (size_t i = 0; i < x.nsamples; i++) {
 		const struct sample *s = &x.samples[i];
 		if (!strcmp(s->name, "omikuji_keyfs_build_info") ||
-		    !strcmp(s->name, "process_start_time_seconds"))
+		    !strcmp(s->name, "omikuji_keyfs_start_time_seconds"))
 			continue;
 		cr_expect_eq(s->value, 0, "%s not reset", s->name);
 	}

@@ -216,7 +216,7 @@ static int load(const char *yaml, struct config *c)
 Test(router_config, instances_parse_with_the_key_storage_tables)
 {
 	struct config c;
-	int rc = load("key_storage:\n  storage_type: vault\n  vault:\n    url: http://v:8200\n"
+	int rc = load("key_storage:\n  storage_type: vault\n  vault:\n    url: https://v:8200\n"
 	              "keyfs:\n  max_calls_in_flight: 9\n  backends:\n"
 	              "    - name: testnets\n      storage_type: file\n"
 	              "      file: { path: /var/lib/t.enc }\n"
@@ -226,7 +226,7 @@ Test(router_config, instances_parse_with_the_key_storage_tables)
 	              "      networks: [ethereum-mainnet]\n", &c);
 	cr_assert_eq(rc, 0, "%s", errbuf);
 	cr_expect_str_eq(c.key_storage.name, "vault");
-	cr_expect_str_eq(c.key_storage.vault.urls.items[0], "http://v:8200");
+	cr_expect_str_eq(c.key_storage.vault.urls.items[0], "https://v:8200");
 	cr_assert_eq(c.keyfs.n_backends, 2);
 	const struct config_backend *t = &c.keyfs.backends[0], *d = &c.keyfs.backends[1];
 	cr_expect_str_eq(t->name, "testnets");
@@ -271,13 +271,13 @@ Test(router_config, defaults_and_reserved_names)
 Test(router_config, url_and_urls_checked_per_instance)
 {
 	struct config c;
-	int rc = load("key_storage:\n  vault:\n    url: http://a:1\n"
+	int rc = load("key_storage:\n  vault:\n    url: https://a:1\n"
 	              "keyfs:\n  backends:\n    - name: b\n      storage_type: vault\n"
-	              "      vault:\n        url: http://b:1\n", &c);
+	              "      vault:\n        url: https://b:1\n", &c);
 	cr_assert_eq(rc, 0, "one url per instance is fine: %s", errbuf);
 	config_free(&c);
 	rc = load("keyfs:\n  backends:\n    - name: b\n      storage_type: vault\n"
-	          "      vault:\n        url: http://b:1\n        urls: [http://c:1]\n", &c);
+	          "      vault:\n        url: https://b:1\n        urls: [https://c:1]\n", &c);
 	cr_expect_neq(rc, 0);
 	cr_expect(strstr(errbuf, "7:9: both url and urls are given in keyfs.backends[0].vault"),
 	          "%s", errbuf);
