@@ -269,7 +269,7 @@ double vault_parse_kv_created(const void *body, size_t len)
 		if (*rest == '.')
 			t += strtod(rest, NULL);   /* ".123456789Z": strtod stops at the Z */
 	}
-	vault_json_free(root);
+	secret_json_free(root);
 	return t;
 }
 
