@@ -47,10 +47,11 @@ class AwsServer(ServerProcess):
                         "--region", self.region, "--page-size", str(self.page_size),
                         "--temp-ttl", str(self.temp_ttl),
                         "--access-key", "%s:%s" % (self.access_key, self.secret_key),
-                        "--web-identity-token", self.web_identity_token,
+                        # "=": a random token may start with "-"
+                        "--web-identity-token=" + self.web_identity_token,
                         "--container-path", self.container_path]
                 if self.container_token:
-                        args += ["--container-token", self.container_token]
+                        args += ["--container-token=" + self.container_token]
                 args += self.extra_args
                 return self._launch(args, "aws_server", timeout)
 
