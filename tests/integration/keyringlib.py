@@ -4,6 +4,7 @@ org.freedesktop.secrets) and gnome-keyring-daemon (secrets only) in the
 foreground with its own HOME, its login keyring unlocked with a throwaway
 password.  Everything started here is stopped by pid."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -140,10 +141,33 @@ class KeyringDaemon:
         raise RuntimeError("gnome-keyring-daemon did not come up")
 
     def default_collection_unlocked(self):
+        """The default alias names the same unlocked collection on two looks
+        50 ms apart.  gnome-keyring answers for the alias while it is still
+        setting up the login keyring, and the collection behind it can change
+        once (seen on a loaded CI machine: the alias then named an object
+        that no longer existed), so one good answer is not enough."""
+        first = self.default_collection_path()
+        if not first or not self.collection_unlocked(first):
+            return False
+        time.sleep(0.05)
+        return self.default_collection_path() == first and self.collection_unlocked(first)
+
+    def default_collection_path(self):
+        r = subprocess.run(
+            ["dbus-send", "--print-reply", "--dest=org.freedesktop.secrets",
+             "/org/freedesktop/secrets", "org.freedesktop.Secret.Service.ReadAlias",
+             "string:default"],
+            capture_output=True, text=True, env=self.env, timeout=10)
+        if r.returncode != 0:
+            return None
+        m = re.search(r'object path "([^"]+)"', r.stdout)
+        return m.group(1) if m and m.group(1) != "/" else None
+
+    def collection_unlocked(self, path):
         """Asked with dbus-send, so it works without python modules."""
         r = subprocess.run(
             ["dbus-send", "--print-reply", "--dest=org.freedesktop.secrets",
-             "/org/freedesktop/secrets/aliases/default", "org.freedesktop.DBus.Properties.Get",
+             path, "org.freedesktop.DBus.Properties.Get",
              "string:org.freedesktop.Secret.Collection", "string:Locked"],
             capture_output=True, text=True, env=self.env, timeout=10)
         return r.returncode == 0 and "boolean false" in r.stdout
