@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include "access.h"
+#include "address.h"
 #include "audit.h"
 #include "backend.h"
 #include "cache.h"
@@ -46,6 +47,7 @@ struct keyfs {
 	struct audit *audit;          /* owned; NULL = audit disabled (tests, bench) */
 	struct access *access;        /* owned */
 	struct anomaly *anomaly;      /* owned */
+	struct address_book *addresses;   /* owned; NULL unless key_format is evm */
 	uid_t mount_uid;
 	gid_t mount_gid;
 	double start_wall;
@@ -106,6 +108,17 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 /* The keys/ listing (sorted, valid names only) for a caller: checked and
  * audited.  *out must be empty; caller clears it. */
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out);
+/* The address of network's key for addresses/<network>: checked against
+ * ACCESS_ADDRESS (a denial is counted and audited as `address`); answered
+ * from the address book when the mount has seen the key, else the key is
+ * fetched once as the daemon (cache and backend as for a read; audited as
+ * `address` with the caller's ids), its address derived and kept.  The key
+ * itself never leaves this call.  0, -EACCES, -ENOENT, -EIO, ... */
+int keystore_address(struct keyfs *k, const struct caller *c, const char *network,
+                     char out[EVM_ADDRESS_TEXT + 1]);
+/* The cached keys/ listing without access check or audit (addresses/ filters
+ * it per network itself).  *out must be empty; caller clears it. */
+int keystore_names(struct keyfs *k, struct strlist *out);
 /* Does network have a key?  From the cached listing (refreshed when older
  * than list_cache_seconds; the last good listing is kept when the backend
  * fails); never fetches a key.  Not audited.  When the backend cannot list

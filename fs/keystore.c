@@ -30,6 +30,7 @@ static const char *errno_reason(int rc)
 	case -EROFS:     return "backend is read-only";
 	case -EINVAL:    return "invalid key";
 	case -EFBIG:     return "key too large";
+	case -EILSEQ:    return "stored key is not an evm key";
 	case -ENOMEM:    return "out of memory";
 	default:         return "backend unavailable";
 	}
@@ -152,6 +153,75 @@ static int backend_fetch(void *ctx, const char *network, struct secret **out,
 	return rc;
 }
 
+/* The addresses/ book follows every key version the mount sees. */
+static int address_note(struct keyfs *k, const char *network, const struct secret *key)
+{
+	if (!k->addresses)
+		return 0;
+	int rc = address_book_note(k->addresses, network, k->backend_name, key, clock_wall());
+	if (rc == -EINVAL)
+		log_kv(LOG_LEVEL_WARN, "stored key is not an evm key: no address", "network", network,
+		       (char *)NULL);
+	return rc;
+}
+
+/* The key of network from the cache or the backend, counted in the cache
+ * and freshness metrics, noted in the address book.  Not checked, not
+ * audited: the callers do that. */
+static int fetch(struct keyfs *k, const char *network, bool refresh, struct secret **out,
+                 bool *cached, struct backend_err *err)
+{
+	int rc;
+	*cached = false;
+	if (k->cache) {
+		enum cache_result how = CACHE_MISS;
+		bool changed = false;
+		if (refresh)
+			cache_invalidate(k->cache, network);
+		rc = cache_get(k->cache, network, backend_fetch, k, out, &how, &changed, err);
+		if (rc == 0 && how == CACHE_HIT) {
+			metrics_cache_hit(k->metrics_index);
+			*cached = true;
+		} else if (rc == 0 && how == CACHE_STALE) {
+			metrics_cache_stale_hit(k->metrics_index);
+			*cached = true;
+		} else {
+			metrics_cache_miss(k->metrics_index);
+		}
+		if (rc == 0 && how == CACHE_MISS) {
+			double now = clock_wall();
+			metrics_last_refresh(network, now);
+			if (changed)
+				mtime_set(k, network, now);
+		}
+		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
+	} else {
+		rc = backend_fetch(k, network, out, err);
+		if (rc == 0)
+			metrics_last_refresh(network, clock_wall());
+	}
+	if (rc == 0)
+		address_note(k, network, *out);
+	else if (rc == -ENOENT && k->addresses)
+		address_book_forget(k->addresses, network);
+	return rc;
+}
+
+/* The end of an operation that fetched a key (get, address): timed into the
+ * metrics, a failure logged, the audit line written. */
+static int fetch_finish(struct keyfs *k, const struct caller *c, enum key_op op,
+                        const char *network, int rc, bool cached, bool refresh,
+                        const struct backend_err *err, const char *anomaly, double t0,
+                        const char *failed)
+{
+	const char *why = err->msg[0] ? err->msg : errno_reason(rc);
+	metrics_observe_op(k->metrics_index, op, rc == 0, clock_monotonic() - t0);
+	if (rc < 0 && rc != -ENOENT)
+		log_kv(LOG_LEVEL_WARN, failed, "network", network, "backend", k->backend_name,
+		       "error", why, (char *)NULL);
+	return audit_finish(k, c, op, network, rc, cached, refresh, why, anomaly);
+}
+
 bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
                       enum access_op op)
 {
@@ -176,46 +246,14 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 	if (verdict.deny)
 		return deny(k, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
 
-	if (k->cache) {
-		enum cache_result how = CACHE_MISS;
-		bool changed = false;
-		if (refresh)
-			cache_invalidate(k->cache, network);
-		rc = cache_get(k->cache, network, backend_fetch, k, out, &how, &changed, &err);
-		if (rc == 0 && how == CACHE_HIT) {
-			metrics_cache_hit(k->metrics_index);
-			cached = true;
-		} else if (rc == 0 && how == CACHE_STALE) {
-			metrics_cache_stale_hit(k->metrics_index);
-			cached = true;
-		} else {
-			metrics_cache_miss(k->metrics_index);
-		}
-		if (rc == 0 && how == CACHE_MISS) {
-			double now = clock_wall();
-			metrics_last_refresh(network, now);
-			if (changed)
-				mtime_set(k, network, now);
-		}
-		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
-	} else {
-		rc = backend_fetch(k, network, out, &err);
-		if (rc == 0)
-			metrics_last_refresh(network, clock_wall());
-	}
+	rc = fetch(k, network, refresh, out, &cached, &err);
 
 	const char *anomaly = verdict.kind;
 	const char *auth_anomaly = note_auth_failure(k, &err);
 	if (auth_anomaly)
 		anomaly = auth_anomaly;
-	metrics_observe_op(k->metrics_index, KEY_OP_GET, rc == 0, clock_monotonic() - t0);
-	if (rc < 0 && rc != -ENOENT)
-		log_kv(LOG_LEVEL_WARN, "key read failed", "network", network,
-		       "backend", k->backend_name, "error", err.msg[0] ? err.msg : errno_reason(rc),
-		       (char *)NULL);
-
-	rc = audit_finish(k, c, KEY_OP_GET, network, rc, cached, refresh,
-	                  err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+	rc = fetch_finish(k, c, KEY_OP_GET, network, rc, cached, refresh, &err, anomaly, t0,
+	                  "key read failed");
 	if (rc < 0) {
 		secret_free(*out);
 		*out = NULL;
@@ -246,6 +284,7 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 			if (rc == 0) {
 				if (k->cache)
 					cache_put(k->cache, network, key);
+				address_note(k, network, key);
 				list_note(k, network, true);
 				mtime_set(k, network, clock_wall());
 				keyfs_request_check(k);
@@ -279,6 +318,8 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	if (rc == 0 || rc == -ENOENT) {
 		if (k->cache)
 			cache_invalidate(k->cache, network);
+		if (k->addresses)
+			address_book_forget(k->addresses, network);
 		list_note(k, network, false);
 		mtime_set(k, network, clock_wall());
 		keyfs_request_check(k);
@@ -290,6 +331,34 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
 	return audit_finish(k, c, KEY_OP_REMOVE, network, rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+int keystore_address(struct keyfs *k, const struct caller *c, const char *network,
+                     char out[EVM_ADDRESS_TEXT + 1])
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+	struct secret *key = NULL;
+	bool cached = false;
+
+	if (!k->addresses)
+		return -ENOENT;   /* key_format any: keys are not EVM keys */
+	if (!access_allowed(k->access, c, network, ACCESS_ADDRESS))
+		return deny(k, c, KEY_OP_ADDRESS, network, "access denied", NULL, t0);
+	if (address_book_lookup(k->addresses, network, out, NULL) == 0) {
+		metrics_observe_op(k->metrics_index, KEY_OP_ADDRESS, true, clock_monotonic() - t0);
+		return 0;
+	}
+
+	/* Not seen yet: fetch as the daemon, derive, keep; the key stays here. */
+	int rc = fetch(k, network, false, &key, &cached, &err);
+	secret_free(key);
+	if (rc == 0 && address_book_lookup(k->addresses, network, out, NULL) < 0)
+		rc = -EILSEQ;   /* the stored key is not an EVM key (or no memory) */
+	rc = fetch_finish(k, c, KEY_OP_ADDRESS, network, rc, cached, false, &err,
+	                  note_auth_failure(k, &err), t0, "address not derived");
+	/* The FUSE layer sees EIO for a key it cannot make an address of. */
+	return rc == -EILSEQ ? -EIO : rc;
 }
 
 /* Make the cached listing usable; returns with list_lock held.
@@ -344,6 +413,17 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 	return rc < 0 && !k->list_valid ? rc : 0;
 }
 
+/* Copy the (refreshed) cached listing into out. */
+static int list_copy(struct keyfs *k, struct strlist *out, struct backend_err *err, bool *called)
+{
+	int rc = list_refresh(k, err, called);
+	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
+		if (strlist_add(out, k->list.items[i]) < 0)
+			rc = -ENOMEM;
+	pthread_mutex_unlock(&k->list_lock);
+	return rc;
+}
+
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 {
 	double t0 = clock_monotonic();
@@ -353,17 +433,22 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	if (!access_allowed(k->access, c, "", ACCESS_LIST))
 		return deny(k, c, KEY_OP_LIST, "", "access denied", NULL, t0);
 
-	int rc = list_refresh(k, &err, &called);
-	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
-		if (strlist_add(out, k->list.items[i]) < 0)
-			rc = -ENOMEM;
-	pthread_mutex_unlock(&k->list_lock);
-
+	int rc = list_copy(k, out, &err, &called);
 	const char *anomaly = note_auth_failure(k, &err);
 	if (!called)   /* served from the listing cache: still an operation */
 		metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
 	return audit_finish(k, c, KEY_OP_LIST, "", rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+int keystore_names(struct keyfs *k, struct strlist *out)
+{
+	struct backend_err err = { { 0 }, false };
+	bool called = false;
+	int rc = list_copy(k, out, &err, &called);
+	if (called)
+		note_auth_failure(k, &err);
+	return rc;
 }
 
 int keystore_check(struct keyfs *k, const struct caller *c, const char *network,

@@ -9,7 +9,7 @@
  *
  * Rendering decisions:
  * - operations / duration series exist for every configured backend (and
- *   any backend that recorded an operation anyway), all 4 ops x 2 statuses,
+ *   any backend that recorded an operation anyway), all 5 ops x 2 statuses,
  *   zeros included, so rate() works from the first scrape.
  * - cache series exist only for backends configured as remote: the cache
  *   sits in front of those only (contract), and a backend without a cache
@@ -51,7 +51,7 @@ static const char *const bucket_labels[METRICS_BUCKETS] = {
 static const char *const backend_names[METRICS_BACKEND_COUNT] = {
 	"file", "env", "keyring", "vault", "aws",
 };
-static const char *const op_names[KEY_OP_COUNT] = { "get", "store", "remove", "list" };
+static const char *const op_names[KEY_OP_COUNT] = { "get", "store", "remove", "list", "address" };
 static const char *const anomaly_names[METRICS_ANOMALY_COUNT] = {
 	"burst", "off_hours", "auth_failures", "rate_limited",
 };

@@ -12,14 +12,15 @@
 #include <stdbool.h>
 #include "strbuf.h"
 
-enum key_op { KEY_OP_GET, KEY_OP_STORE, KEY_OP_REMOVE, KEY_OP_LIST, KEY_OP_COUNT };
+/* KEY_OP_ADDRESS: a read of addresses/<network> (contract section 12). */
+enum key_op { KEY_OP_GET, KEY_OP_STORE, KEY_OP_REMOVE, KEY_OP_LIST, KEY_OP_ADDRESS, KEY_OP_COUNT };
 
 enum metrics_backend {
 	METRICS_BACKEND_FILE, METRICS_BACKEND_ENV, METRICS_BACKEND_KEYRING,
 	METRICS_BACKEND_VAULT, METRICS_BACKEND_AWS, METRICS_BACKEND_COUNT
 };
 
-/* "get" "store" "remove" "list" */
+/* "get" "store" "remove" "list" "address" */
 const char *key_op_name(enum key_op op);
 /* Index for a backend label ("file" ... "aws"); -1 when unknown. */
 int metrics_backend_index(const char *name);

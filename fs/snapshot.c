@@ -16,9 +16,11 @@ struct snapshot {
 
 int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out)
 {
-	(void)k;
 	(void)n;
-	return metrics_render(out);
+	int rc = metrics_render(out);
+	if (rc == 0 && k->addresses && k->cfg->keyfs.metrics_addresses)
+		rc = address_book_render_info(k->addresses, out);
+	return rc;
 }
 
 int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out)

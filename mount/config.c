@@ -607,6 +607,7 @@ static const struct field access_rule_fields[] = {
 	{ "write", FIELD_PRINCIPALS, offsetof(struct config_access_rule, write) },
 	{ "remove", FIELD_PRINCIPALS, offsetof(struct config_access_rule, remove) },
 	{ "list", FIELD_PRINCIPALS, offsetof(struct config_access_rule, list) },
+	{ "address", FIELD_PRINCIPALS, offsetof(struct config_access_rule, address) },
 	{ NULL },
 };
 
@@ -617,6 +618,7 @@ static void free_rule(struct config_access_rule *r)
 	strlist_clear(&r->write);
 	strlist_clear(&r->remove);
 	strlist_clear(&r->list);
+	strlist_clear(&r->address);
 }
 
 static void free_access(struct config_keyfs *k)
@@ -655,7 +657,7 @@ static int parse_access(struct loader *L, const struct field *f, yaml_node_t *va
 		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
 		if (!item || item->type != YAML_MAPPING_NODE)
 			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
-			               "expected a mapping (networks:, read:, write:, remove:, list:) for %s",
+			               "expected a mapping (networks:, read:, write:, remove:, list:, address:) for %s",
 			               item_name);
 		k->access[i].line = (int)item->start_mark.line + 1;
 		int rc = load_mapping(L, item, access_rule_fields, &k->access[i], item_name);
@@ -781,6 +783,7 @@ static const char *const log_formats[] = { "json", "text", NULL };
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const audit_failures[] = { "deny", "allow", NULL };
 static const char *const key_formats[] = { "evm", "any", NULL };
+static const char *const booleans[] = { "false", "true", NULL };
 
 static const struct field file_fields[] = {
 	{ "path", FIELD_PATH, offsetof(struct config_file, path) },
@@ -880,6 +883,7 @@ static const struct field keyfs_fields[] = {
 	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
 	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
 	{ "run_as", FIELD_STRING, K(run_as) },
+	{ "metrics_addresses", FIELD_ENUM, K(metrics_addresses), .choices = booleans },
 	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
 	  .parse = check_business_hours },
 	{ "anomaly", FIELD_SECTION, K(anomaly), .fields = anomaly_fields },
@@ -1336,6 +1340,7 @@ void config_print(const struct config *cfg, FILE *out)
 			print_list(out, 6, "write", &r->write);
 			print_list(out, 6, "remove", &r->remove);
 			print_list(out, 6, "list", &r->list);
+			print_list(out, 6, "address", &r->address);
 		}
 	}
 	print_int(out, 2, "health_interval_seconds", k->health_interval_seconds);
@@ -1343,6 +1348,7 @@ void config_print(const struct config *cfg, FILE *out)
 	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
 	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
 	print_str(out, 2, "run_as", k->run_as);
+	fprintf(out, "  metrics_addresses: %s\n", booleans[k->metrics_addresses ? 1 : 0]);
 	if (k->business_hours.set) {
 		const struct config_business_hours *bh = &k->business_hours;
 		bool first = true;

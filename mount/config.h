@@ -85,6 +85,7 @@ struct config_access_rule {
 	struct strlist write;
 	struct strlist remove;
 	struct strlist list;
+	struct strlist address;   /* addresses/<network>; `read` implies it */
 	int line;                 /* where the rule starts, for messages */
 };
 
@@ -119,6 +120,7 @@ struct config_keyfs {
 	int cache_max_entries;        /* default 10000 */
 	int list_cache_seconds;       /* default 5 */
 	char *run_as;                 /* user to drop to after mounting as root */
+	int metrics_addresses;        /* 0/1 (false/true): omikuji_keyfs_key_info in metrics */
 	struct config_business_hours business_hours;
 	struct config_anomaly anomaly;
 	struct config_rate_limit rate_limit;

@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "config.h"
 #include "daemon.h"
+#include "evm_address.h"
 #include "keyformat.h"
 #include "log.h"
 #include "secret.h"
@@ -37,13 +38,15 @@ static const char usage_text[] =
 "        foreground; -d: FUSE debug output; -o: FUSE options, e.g. allow_other;\n"
 "        --no-audit: write no audit log, for measuring its cost only)\n"
 "  key import --network NET [--key KEY | --file PATH] [-c CONFIG]\n"
-"        store a key (from standard input without --key/--file; no echo)\n"
+"        store a key (from standard input without --key/--file; no echo) and\n"
+"        print the EVM address it controls\n"
 "  key export --network NET [--yes] [-c CONFIG]\n"
 "        print a key to standard output (asks on a terminal unless --yes)\n"
 "  key remove --network NET [--yes] [-c CONFIG]\n"
 "        remove a key (asks on a terminal unless --yes)\n"
-"  key list [-c CONFIG]\n"
-"        list the networks that have a key\n"
+"  key list [--addresses] [-c CONFIG]\n"
+"        list the networks that have a key (--addresses: each with its EVM\n"
+"        address, derived without printing the key)\n"
 "  audit verify [AUDIT_LOG]\n"
 "        check the audit log's hash chain; names the first bad line\n"
 "  check-config [-c CONFIG]\n"
@@ -70,6 +73,7 @@ struct cli {
 	bool foreground;
 	bool debug;
 	bool no_audit;
+	bool addresses;    /* key list --addresses */
 	const char *fuse_options;
 	int argc;          /* positional arguments left */
 	char **argv;
@@ -90,7 +94,7 @@ static int fail(int code, const char *fmt, ...)
 /* Parse the options of a subcommand (argv[0] is the subcommand's name). */
 static int parse_options(int argc, char **argv, struct cli *cli)
 {
-	enum { OPT_INSECURE = 256, OPT_NO_AUDIT };
+	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_ADDRESSES };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "network", required_argument, NULL, 'n' },
@@ -102,6 +106,7 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		{ "options", required_argument, NULL, 'o' },
 		{ "insecure-config-permissions", no_argument, NULL, OPT_INSECURE },
 		{ "no-audit", no_argument, NULL, OPT_NO_AUDIT },
+		{ "addresses", no_argument, NULL, OPT_ADDRESSES },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -124,6 +129,7 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_INSECURE: cli->insecure_perms = true; break;
 		case OPT_NO_AUDIT: cli->no_audit = true; break;
+		case OPT_ADDRESSES: cli->addresses = true; break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -277,7 +283,11 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 		return rc;
 	}
 	struct backend_err err = { { 0 }, false };
+	char address[EVM_ADDRESS_TEXT + 1] = "";
 	rc = key ? b->ops->store(b, cli->network, key, &err) : -ENOMEM;
+	if (rc == 0 && cfg->keyfs.key_format == KEY_FORMAT_EVM &&
+	    evm_address_derive(key->data, key->len, address) < 0)
+		address[0] = 0;
 	secret_free(key);
 	b->ops->close(b);
 	if (rc < 0)
@@ -285,6 +295,8 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 		            b ? config_storage_name(cfg->storage_type) : "", err.msg[0] ? err.msg : strerror(-rc));
 	fprintf(stderr, "stored the key for network '%s' in the %s backend\n", cli->network,
 	        config_storage_name(cfg->storage_type));
+	if (address[0])   /* on stdout alone, for scripts: addr=$(... key import ...) */
+		printf("%s\n", address);
 	return 0;
 }
 
@@ -332,9 +344,34 @@ static int cmd_key_remove(const struct cli *cli, const struct config *cfg)
 	return 0;
 }
 
+/* "NETWORK ADDRESS" for --addresses: each key is fetched, its address
+ * derived, and the key wiped; a key that cannot be read prints "-" and a
+ * line on stderr, and makes the command fail after the whole list. */
+static int print_address_line(struct backend *b, const struct config *cfg, const char *network)
+{
+	struct backend_err err = { { 0 }, false };
+	struct secret *key = NULL;
+	char address[EVM_ADDRESS_TEXT + 1] = "-";
+	int rc = cfg->keyfs.key_format == KEY_FORMAT_EVM ? b->ops->get(b, network, &key, &err)
+	                                                : -EINVAL;
+	if (rc == 0 && evm_address_derive(key->data, key->len, address) < 0) {
+		rc = -EINVAL;
+		snprintf(address, sizeof(address), "-");
+	}
+	secret_free(key);
+	printf("%s %s\n", network, address);
+	if (rc == -EINVAL)
+		return fail(EXIT_FAIL, "no address for '%s': %s", network,
+		            cfg->keyfs.key_format == KEY_FORMAT_EVM ? "the stored key is not an evm key"
+		                                                     : "key_format is not evm");
+	if (rc < 0)
+		return fail(EXIT_FAIL, "cannot read the key for '%s': %s", network,
+		            err.msg[0] ? err.msg : strerror(-rc));
+	return 0;
+}
+
 static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 {
-	(void)cli;
 	struct backend *b = NULL;
 	int rc = open_backend(cfg, &b);
 	if (rc)
@@ -342,17 +379,23 @@ static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 	struct backend_err err = { { 0 }, false };
 	struct strlist names = STRLIST_INIT;
 	rc = b->ops->list(b, &names, &err);
-	b->ops->close(b);
 	if (rc < 0) {
+		b->ops->close(b);
 		strlist_clear(&names);
 		return fail(EXIT_FAIL, "cannot list keys: %s", err.msg[0] ? err.msg : strerror(-rc));
 	}
 	strlist_sort_unique(&names);
-	for (size_t i = 0; i < names.n; i++)
-		if (network_name_valid(names.items[i]))
+	for (size_t i = 0; i < names.n; i++) {
+		if (!network_name_valid(names.items[i]))
+			continue;
+		if (!cli->addresses)
 			puts(names.items[i]);
+		else if (print_address_line(b, cfg, names.items[i]) != 0)
+			rc = EXIT_FAIL;
+	}
+	b->ops->close(b);
 	strlist_clear(&names);
-	return 0;
+	return rc;
 }
 
 static int cmd_key(int argc, char **argv, struct cli *cli)
@@ -365,6 +408,8 @@ static int cmd_key(int argc, char **argv, struct cli *cli)
 		return rc;
 	if (cli->argc > 0)
 		return fail(EXIT_USAGE, "key %s: unexpected argument '%s'", sub, cli->argv[0]);
+	if (cli->addresses && strcmp(sub, "list") != 0)
+		return fail(EXIT_USAGE, "key %s: --addresses belongs to key list", sub);
 	int (*fn)(const struct cli *, const struct config *) = NULL;
 	if (strcmp(sub, "import") == 0)
 		fn = cmd_key_import;
