@@ -15,7 +15,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(SRC, "servers"))
-from keyfslib import Mount, metric, new_key, run  # noqa: E402
+from keyfslib import Mount, metric, new_key, run, start_for_other_users  # noqa: E402
+from test_security import as_nobody  # noqa: E402
 from test_vault_mount import PREFIX, vault_config  # noqa: E402
 import vaultlib  # noqa: E402
 
@@ -77,11 +78,6 @@ def address_of(key_text):
 
 KNOWN_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 KNOWN_ADDRESS = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
-
-
-def as_nobody(cmd):
-    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           "bash", "-c", cmd], capture_output=True, text=True, timeout=60, cwd="/")
 
 
 def read(path):
@@ -270,10 +266,7 @@ class SecondUserTest(unittest.TestCase):
 """
 
     def setUp(self):
-        self.m = Mount(extra_args=["-o", "allow_other"], keyfs_extra=self.rules)
-        self.addCleanup(self.m.cleanup)
-        os.chmod(self.m.root, 0o755)
-        self.m.start()
+        self.m = start_for_other_users(self, keyfs_extra=self.rules)
         self.keys = {"eth-mainnet": new_key(), "base": new_key()}
         for net, key in self.keys.items():
             self.m.write_key(net, key + "\n")
@@ -312,10 +305,7 @@ class SecondUserTest(unittest.TestCase):
 @unittest.skipUnless(os.geteuid() == 0, "needs root: setpriv and -o allow_other")
 class NoRulesTest(unittest.TestCase):
     def test_everyone_reads_addresses_without_rules(self):
-        m = Mount(extra_args=["-o", "allow_other"])
-        self.addCleanup(m.cleanup)
-        os.chmod(m.root, 0o755)
-        m.start()
+        m = start_for_other_users(self)
         key = new_key()
         m.write_key("eth", key + "\n")
         r = as_nobody(f"cat {m.path('addresses', 'eth')}; ls {m.path('addresses')}")
