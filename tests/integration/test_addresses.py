@@ -161,13 +161,14 @@ class FileMountTest(unittest.TestCase):
     def test_read_only(self):
         m = self.m
         m.write_key("eth", new_key() + "\n")
-        for action in (lambda: open(m.path("addresses", "eth"), "w"),
-                       lambda: open(m.path("addresses", "new"), "w"),
-                       lambda: os.unlink(m.path("addresses", "eth")),
-                       lambda: os.utime(m.path("addresses", "eth"))):
+        for action, code in ((lambda: open(m.path("addresses", "eth"), "w"), errno.EACCES),
+                             (lambda: open(m.path("addresses", "new"), "w"), errno.EACCES),
+                             (lambda: os.unlink(m.path("addresses", "eth")), errno.EPERM),
+                             (lambda: os.utime(m.path("addresses", "eth")), errno.EPERM),
+                             (lambda: os.mkdir(m.path("addresses", "d")), errno.EPERM)):
             with self.assertRaises(OSError) as cm:
                 action()
-            self.assertIn(cm.exception.errno, (errno.EACCES, errno.EPERM), cm.exception)
+            self.assertEqual(cm.exception.errno, code, cm.exception)
         self.assertTrue(os.path.exists(m.key_path("eth")))
 
     def test_key_info_metric_is_opt_in(self):
@@ -346,8 +347,9 @@ class VaultAddressTest(unittest.TestCase):
         self.assertEqual(read(m.path("addresses", "eth")), address_of(keys["eth"]) + "\n")
         self.assertEqual(self.data_gets("eth"), 1)
         new = m.audit_lines()[before:]
-        self.assertEqual([(x["operation"], x["network"], x["status"], x["uid"]) for x in new],
-                         [("address", "eth", True, os.getuid())])
+        self.assertEqual([(x["operation"], x["network"], x["status"], x["uid"], x["gid"])
+                          for x in new], [("address", "eth", True, os.getuid(), os.getgid())])
+        self.assertGreater(new[0]["pid"], 0)
         # Known now: more reads, ls -l, and the key read itself (cached) cost
         # the backend nothing.
         for _ in range(3):
@@ -381,9 +383,16 @@ class VaultAddressTest(unittest.TestCase):
         with self.assertRaises(OSError) as cm:
             read(m.path("addresses", "eth"))
         self.assertEqual(cm.exception.errno, errno.EIO)
+        vs.fault("403")
+        with self.assertRaises(OSError) as cm:
+            read(m.path("addresses", "eth"))
+        self.assertEqual(cm.exception.errno, errno.EACCES)
         vs.clear_fault()
         self.assertTrue(read(m.path("addresses", "eth")).startswith("0x"))
         self.assertTrue(os.path.ismount(m.mnt))
+        outcomes = [(x["operation"], x["status"]) for x in m.audit_lines()
+                    if x["network"] == "eth"]
+        self.assertEqual(outcomes, [("address", False), ("address", False), ("address", True)])
 
 
 if __name__ == "__main__":
