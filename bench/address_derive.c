@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 	/* One network, a new key version each time: what a rotation costs. */
 	t0 = now_ns();
 	for (long i = 0; i < n; i++)
-		if (address_book_note(book, "bench", "file", keys[i], (double)i) != 0)
+		if (address_book_note(book, "bench", "file", keys[i], (double)i, (double)i) != 0)
 			return 1;
 	double note_new = (now_ns() - t0) / (double)n;
 
@@ -86,7 +86,7 @@ int main(int argc, char **argv)
 	const struct secret *last = keys[n - 1];
 	t0 = now_ns();
 	for (long i = 0; i < n; i++)
-		if (address_book_note(book, "bench", "file", last, 0) != 0)
+		if (address_book_note(book, "bench", "file", last, 0, (double)(n + i)) != 0)
 			return 1;
 	double note_same = (now_ns() - t0) / (double)n;
 

@@ -32,6 +32,7 @@ struct address_entry {
 	char address[EVM_ADDRESS_TEXT + 1];
 	uint8_t fingerprint[KECCAK256_DIGEST_SIZE];
 	double mtime;
+	double seen;                  /* of the newest note applied (monotonic) */
 	struct address_entry *next;
 };
 
@@ -131,7 +132,7 @@ static void fingerprint(const struct address_book *b, const struct secret *key,
 }
 
 int address_book_note(struct address_book *b, const char *network, const char *backend,
-                      const struct secret *key, double wall)
+                      const struct secret *key, double wall, double seen)
 {
 	uint8_t fp[KECCAK256_DIGEST_SIZE];
 	char address[EVM_ADDRESS_TEXT + 1];
@@ -141,15 +142,20 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 	pthread_mutex_lock(&b->lock);
 	struct address_entry *e = *entry_slot(b, network);
 	bool known = e && memcmp(e->fingerprint, fp, sizeof(fp)) == 0;
+	bool outdated = e && seen < e->seen;
+	if (known && !outdated)
+		e->seen = seen;
 	pthread_mutex_unlock(&b->lock);
-	if (known)
+	if (known || outdated)
 		goto out;
 
 	rc = evm_address_derive(key->data, key->len, address);
 	pthread_mutex_lock(&b->lock);
 	struct address_entry **pp = entry_slot(b, network);
 	e = *pp;
-	if (rc < 0) {
+	if (e && seen < e->seen) {
+		rc = 0;   /* a newer version was noted while we derived */
+	} else if (rc < 0) {
 		if (e && rc == -EINVAL) {
 			*pp = e->next;
 			b->count--;
@@ -164,6 +170,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			memcpy(e->fingerprint, fp, sizeof(fp));
 			snprintf(e->backend, sizeof(e->backend), "%s", backend);
 			e->mtime = wall;
+			e->seen = seen;
 			if (b->count >= b->nbuckets)
 				table_grow(b);
 			pp = entry_slot(b, network);
@@ -177,6 +184,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 		}
 		memcpy(e->fingerprint, fp, sizeof(fp));
 		snprintf(e->backend, sizeof(e->backend), "%s", backend);
+		e->seen = seen;
 	}
 	pthread_mutex_unlock(&b->lock);
 out:

@@ -29,10 +29,14 @@ void address_book_free(struct address_book *b);   /* NULL allowed; wipes */
  * refetch), from the backend instance named backend (borrowed, copied).
  * Derives the address unless the same version was seen before; the entry's
  * mtime moves to wall when the address differs from the one it had.
+ * `seen` (monotonic seconds) is when key was known to be current: for a
+ * fetch, when it started; for a store, when it completed.  A note older
+ * than the one the entry holds is ignored, so a fetch that read the old key
+ * while a store replaced it cannot bring the old address back.
  * 0, -EINVAL when the key is not an EVM key (any earlier entry is dropped:
  * it no longer describes the key), -ENOMEM. */
 int address_book_note(struct address_book *b, const char *network, const char *backend,
-                      const struct secret *key, double wall);
+                      const struct secret *key, double wall, double seen);
 /* The key of network is gone. */
 void address_book_forget(struct address_book *b, const char *network);
 /* 0 with out (NUL-terminated address) and *mtime filled, or -ENOENT. */

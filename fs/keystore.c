@@ -154,11 +154,13 @@ static int backend_fetch(void *ctx, const char *network, struct secret **out,
 }
 
 /* The addresses/ book follows every key version the mount sees. */
-static int address_note(struct keyfs *k, const char *network, const struct secret *key)
+static int address_note(struct keyfs *k, const char *network, const struct secret *key,
+                        double seen)
 {
 	if (!k->addresses)
 		return 0;
-	int rc = address_book_note(k->addresses, network, k->backend_name, key, clock_wall());
+	int rc = address_book_note(k->addresses, network, k->backend_name, key, clock_wall(),
+	                           seen);
 	if (rc == -EINVAL)
 		log_kv(LOG_LEVEL_WARN, "stored key is not an evm key: no address", "network", network,
 		       (char *)NULL);
@@ -172,6 +174,7 @@ static int fetch(struct keyfs *k, const char *network, bool refresh, struct secr
                  bool *cached, struct backend_err *err)
 {
 	int rc;
+	double started = clock_monotonic();
 	*cached = false;
 	if (k->cache) {
 		enum cache_result how = CACHE_MISS;
@@ -201,7 +204,7 @@ static int fetch(struct keyfs *k, const char *network, bool refresh, struct secr
 			metrics_last_refresh(network, clock_wall());
 	}
 	if (rc == 0)
-		address_note(k, network, *out);
+		address_note(k, network, *out, started);
 	else if (rc == -ENOENT && k->addresses)
 		address_book_forget(k->addresses, network);
 	return rc;
@@ -284,7 +287,7 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 			if (rc == 0) {
 				if (k->cache)
 					cache_put(k->cache, network, key);
-				address_note(k, network, key);
+				address_note(k, network, key, clock_monotonic());
 				list_note(k, network, true);
 				mtime_set(k, network, clock_wall());
 				keyfs_request_check(k);

@@ -210,32 +210,32 @@ Test(address_book, versions_and_mtimes)
 
 	struct secret *a = key_of(KEY_A), *a_upper = key_of("4C0883A69102937D6231471B5DBB6204FE5129617082792AE468D01A3F362318");
 	struct secret *bkey = key_of(KEY_B), *junk = key_of("not an evm key");
-	cr_expect_eq(address_book_note(b, "eth", "file", a, 100.0), 0);
+	cr_expect_eq(address_book_note(b, "eth", "file", a, 100.0, 100.0), 0);
 	cr_expect_eq(address_book_lookup(b, "eth", out, &mtime), 0);
 	cr_expect_str_eq(out, ADDR_A);
 	cr_expect_eq(mtime, 100.0);
 
 	/* The same version again: nothing changes. */
-	cr_expect_eq(address_book_note(b, "eth", "file", a, 200.0), 0);
+	cr_expect_eq(address_book_note(b, "eth", "file", a, 200.0, 200.0), 0);
 	address_book_lookup(b, "eth", out, &mtime);
 	cr_expect_eq(mtime, 100.0, "same key version keeps the mtime");
 	/* Other text, same key: derived again, same address, mtime kept. */
-	cr_expect_eq(address_book_note(b, "eth", "file", a_upper, 300.0), 0);
+	cr_expect_eq(address_book_note(b, "eth", "file", a_upper, 300.0, 300.0), 0);
 	address_book_lookup(b, "eth", out, &mtime);
 	cr_expect_str_eq(out, ADDR_A);
 	cr_expect_eq(mtime, 100.0, "an unchanged address keeps its mtime");
 	/* Rotation. */
-	cr_expect_eq(address_book_note(b, "eth", "vault", bkey, 400.0), 0);
+	cr_expect_eq(address_book_note(b, "eth", "vault", bkey, 400.0, 400.0), 0);
 	address_book_lookup(b, "eth", out, &mtime);
 	cr_expect_str_eq(out, ADDR_B);
 	cr_expect_eq(mtime, 400.0);
 	/* A second network does not disturb the first. */
-	cr_expect_eq(address_book_note(b, "base", "file", a, 500.0), 0);
+	cr_expect_eq(address_book_note(b, "base", "file", a, 500.0, 500.0), 0);
 	address_book_lookup(b, "eth", out, NULL);
 	cr_expect_str_eq(out, ADDR_B);
 
 	/* A key that is not an EVM key: no address, the old one dropped. */
-	cr_expect_eq(address_book_note(b, "eth", "file", junk, 600.0), -EINVAL);
+	cr_expect_eq(address_book_note(b, "eth", "file", junk, 600.0, 600.0), -EINVAL);
 	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), -ENOENT);
 	address_book_forget(b, "base");
 	cr_expect_eq(address_book_lookup(b, "base", out, NULL), -ENOENT);
@@ -243,6 +243,31 @@ Test(address_book, versions_and_mtimes)
 
 	secret_free(a);
 	secret_free(a_upper);
+	secret_free(bkey);
+	secret_free(junk);
+	address_book_free(b);
+}
+
+Test(address_book, an_older_note_never_wins)
+{
+	struct address_book *b = NULL;
+	char out[EVM_ADDRESS_TEXT + 1];
+	double mtime;
+	cr_assert_eq(address_book_new(&b), 0);
+	struct secret *a = key_of(KEY_A), *bkey = key_of(KEY_B), *junk = key_of("junk");
+	/* A store of B completes at t=20; a fetch that started at t=10 read A. */
+	cr_expect_eq(address_book_note(b, "eth", "file", bkey, 1000.0, 20.0), 0);
+	cr_expect_eq(address_book_note(b, "eth", "file", a, 1001.0, 10.0), 0);
+	cr_expect_eq(address_book_note(b, "eth", "file", junk, 1001.0, 10.0), 0, "ignored");
+	address_book_lookup(b, "eth", out, &mtime);
+	cr_expect_str_eq(out, ADDR_B);
+	cr_expect_eq(mtime, 1000.0);
+	/* A later fetch sees A: a real rotation. */
+	cr_expect_eq(address_book_note(b, "eth", "file", a, 1002.0, 30.0), 0);
+	address_book_lookup(b, "eth", out, &mtime);
+	cr_expect_str_eq(out, ADDR_A);
+	cr_expect_eq(mtime, 1002.0);
+	secret_free(a);
 	secret_free(bkey);
 	secret_free(junk);
 	address_book_free(b);
@@ -256,7 +281,7 @@ Test(address_book, many_networks_grow_the_table)
 	char name[32], out[EVM_ADDRESS_TEXT + 1];
 	for (int i = 0; i < 300; i++) {
 		snprintf(name, sizeof(name), "net-%d", i);
-		cr_assert_eq(address_book_note(b, name, "file", a, i), 0);
+		cr_assert_eq(address_book_note(b, name, "file", a, i, i), 0);
 	}
 	for (int i = 0; i < 300; i++) {
 		snprintf(name, sizeof(name), "net-%d", i);
@@ -278,8 +303,8 @@ Test(address_book, key_info_rendering)
 	strbuf_reset(&out);
 
 	struct secret *a = key_of(KEY_A), *bkey = key_of(KEY_B);
-	address_book_note(b, "zeta", "vault", a, 1);
-	address_book_note(b, "alpha", "file", bkey, 1);
+	address_book_note(b, "zeta", "vault", a, 1, 1);
+	address_book_note(b, "alpha", "file", bkey, 1, 1);
 	cr_expect_eq(address_book_render_info(b, &out), 0);
 	const char *first = strstr(out.buf,
 		"omikuji_keyfs_key_info{backend=\"file\",network=\"alpha\",address=\"" ADDR_B "\"} 1\n");
