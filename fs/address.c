@@ -255,7 +255,8 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 	if (lost)
 		return -ENOMEM;
 
-	qsort(rows, n, sizeof(*rows), info_row_cmp);
+	if (n)
+		qsort(rows, n, sizeof(*rows), info_row_cmp);
 	/* Network and backend names are [A-Za-z0-9._-] and addresses hex: no
 	 * label value here needs escaping. */
 	strbuf_printf(out, "# HELP %s The EVM address of each network's key as the mount last "
