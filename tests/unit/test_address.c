@@ -16,6 +16,8 @@
 #include "address.h"
 #include "evm_address.h"
 #include "keccak.h"
+#include "config.h"
+#include <unistd.h>
 
 static void hex(const uint8_t *p, size_t n, char *out)
 {
@@ -376,4 +378,47 @@ Test(address_access, address_grant_and_read_implies_it)
 		strlist_clear(&r[i].read);
 		strlist_clear(&r[i].list);
 	}
+}
+
+/* ---- configuration --------------------------------------------------------- */
+
+static int load_yaml(const char *text, struct config *cfg, char *err, size_t errlen)
+{
+	char path[] = "/tmp/keyfs-address-config-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	int rc = config_load(path, 0, cfg, err, errlen);
+	unlink(path);
+	return rc;
+}
+
+Test(address_config, address_principals_and_metrics_addresses)
+{
+	struct config cfg;
+	char err[512] = "";
+	int rc = load_yaml("keyfs:\n"
+	                   "  metrics_addresses: true\n"
+	                   "  access:\n"
+	                   "    - networks: [\"eth-*\"]\n"
+	                   "      address: [\"uid:9100\", \"gid:42\"]\n", &cfg, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_expect_eq(cfg.keyfs.metrics_addresses, 1);
+	cr_assert_eq(cfg.keyfs.n_access, 1);
+	cr_expect_eq(cfg.keyfs.access[0].address.n, 2);
+	cr_expect_str_eq(cfg.keyfs.access[0].address.items[0], "uid:9100");
+	config_free(&cfg);
+
+	rc = load_yaml("keyfs:\n  access: []\n", &cfg, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_expect_eq(cfg.keyfs.metrics_addresses, 0, "off by default");
+	config_free(&cfg);
+
+	rc = load_yaml("keyfs:\n  metrics_addresses: maybe\n", &cfg, err, sizeof(err));
+	cr_expect_lt(rc, 0);
+	cr_expect(strstr(err, ":2:") && strstr(err, "metrics_addresses"), "%s", err);
+	rc = load_yaml("keyfs:\n  access:\n    - address: [\"root\"]\n", &cfg, err, sizeof(err));
+	cr_expect_lt(rc, 0);
+	cr_expect(strstr(err, "bad principal 'root'") != NULL, "%s", err);
 }
