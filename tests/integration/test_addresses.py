@@ -301,6 +301,9 @@ class SecondUserTest(unittest.TestCase):
         self.assertEqual(metric(mt, "omikuji_key_access_denied_total", operation="get"), 1)
         self.assertEqual(metric(mt, "omikuji_key_operations_total", operation="address",
                                 backend="file", status="failure"), 1)
+        # address lines belong to the hash chain like any other
+        r = m.cli("audit", "verify", m.audit_log, config=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 @unittest.skipUnless(os.geteuid() == 0, "needs root: setpriv and -o allow_other")
@@ -361,6 +364,8 @@ class VaultAddressTest(unittest.TestCase):
         self.assertEqual(m.read_key("eth").strip(), keys["eth"])
         self.assertEqual(self.data_gets("eth"), 1)
         self.assertEqual(len(m.audit_lines()), before + 2, "one address fetch, one get")
+        r = m.cli("audit", "verify", m.audit_log, config=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_refetch_of_a_rotated_key_updates_the_address(self):
         m, vs = self.m, self.vs

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "access.h"
+#include "audit.h"
 #include "address.h"
 #include "evm_address.h"
 #include "keccak.h"
@@ -421,4 +422,36 @@ Test(address_config, address_principals_and_metrics_addresses)
 	rc = load_yaml("keyfs:\n  access:\n    - address: [\"root\"]\n", &cfg, err, sizeof(err));
 	cr_expect_lt(rc, 0);
 	cr_expect(strstr(err, "bad principal 'root'") != NULL, "%s", err);
+}
+
+/* ---- audit --------------------------------------------------------------- */
+
+Test(address_audit, address_lines_verify)
+{
+	char dir[] = "/tmp/keyfs-address-audit-XXXXXX", path[128], err[256];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/audit.log", dir);
+	struct audit *a = NULL;
+	cr_assert_eq(audit_open(path, AUDIT_FAILURE_DENY, &a, err, sizeof(err)), 0, "%s", err);
+	struct audit_record r = {
+		.op = KEY_OP_ADDRESS, .network = "eth", .storage_type = "file", .status = true,
+		.uid = 65534, .gid = 65534, .pid = 1, .process = "cat",
+	};
+	cr_assert_eq(audit_write(a, &r), 0);
+	r.status = false;
+	r.error = "access denied";
+	cr_assert_eq(audit_write(a, &r), 0);
+	audit_close(a);
+	long bad = -1;
+	FILE *report = fopen("/dev/null", "w");
+	cr_expect_eq(audit_verify(path, report, &bad), 0, "bad line %ld", bad);
+	fclose(report);
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	cr_assert(fgets(line, sizeof(line), f));
+	cr_expect(strstr(line, "\"operation\":\"address\"") != NULL, "%s", line);
+	cr_expect(strstr(line, "\"cached\"") == NULL, "cached is for get only");
+	fclose(f);
+	unlink(path);
+	rmdir(dir);
 }
