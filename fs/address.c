@@ -26,14 +26,15 @@
 #define ADDRESS_BOOK_MAX 100000   /* bound on entries, as the metrics tables */
 #define SALT_BYTES 32
 
+/* Small on purpose: one per network the mount has seen, up to the 10 000s. */
 struct address_entry {
-	char network[65];
-	char backend[65];
-	char address[EVM_ADDRESS_TEXT + 1];
-	uint8_t fingerprint[KECCAK256_DIGEST_SIZE];
+	struct address_entry *next;
+	const char *backend;          /* borrowed, see address_book_note() */
 	double mtime;
 	double seen;                  /* of the newest note applied (monotonic) */
-	struct address_entry *next;
+	uint8_t fingerprint[KECCAK256_DIGEST_SIZE];
+	char address[EVM_ADDRESS_TEXT + 1];
+	char network[];               /* NUL-terminated */
 };
 
 struct address_book {
@@ -162,13 +163,14 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			entry_free(e);
 		}
 	} else if (!e) {
-		if (b->count >= ADDRESS_BOOK_MAX || !(e = calloc(1, sizeof(*e)))) {
+		size_t len = strlen(network) + 1;
+		if (b->count >= ADDRESS_BOOK_MAX || !(e = calloc(1, sizeof(*e) + len))) {
 			rc = -ENOMEM;
 		} else {
-			snprintf(e->network, sizeof(e->network), "%s", network);
+			memcpy(e->network, network, len);
 			memcpy(e->address, address, sizeof(address));
 			memcpy(e->fingerprint, fp, sizeof(fp));
-			snprintf(e->backend, sizeof(e->backend), "%s", backend);
+			e->backend = backend;
 			e->mtime = wall;
 			e->seen = seen;
 			if (b->count >= b->nbuckets)
@@ -183,7 +185,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			e->mtime = wall;
 		}
 		memcpy(e->fingerprint, fp, sizeof(fp));
-		snprintf(e->backend, sizeof(e->backend), "%s", backend);
+		e->backend = backend;
 		e->seen = seen;
 	}
 	pthread_mutex_unlock(&b->lock);
@@ -243,8 +245,8 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 	if (b->count && (rows = malloc(b->count * sizeof(*rows)))) {
 		for (size_t i = 0; i < b->nbuckets; i++) {
 			for (struct address_entry *e = b->table[i]; e; e = e->next) {
-				memcpy(rows[n].network, e->network, sizeof(rows[n].network));
-				memcpy(rows[n].backend, e->backend, sizeof(rows[n].backend));
+				snprintf(rows[n].network, sizeof(rows[n].network), "%s", e->network);
+				snprintf(rows[n].backend, sizeof(rows[n].backend), "%s", e->backend);
 				memcpy(rows[n].address, e->address, sizeof(rows[n].address));
 				n++;
 			}

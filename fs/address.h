@@ -26,7 +26,8 @@ int address_book_new(struct address_book **out);
 void address_book_free(struct address_book *b);   /* NULL allowed; wipes */
 
 /* The mount saw this version of network's key (a read, a store, a
- * refetch), from the backend instance named backend (borrowed, copied).
+ * refetch), from the backend instance named backend (borrowed: it must
+ * outlive the book, as the names of a mount's backends do).
  * Derives the address unless the same version was seen before; the entry's
  * mtime moves to wall when the address differs from the one it had.
  * `seen` (monotonic seconds) is when key was known to be current: for a
