@@ -9,6 +9,7 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -366,6 +367,26 @@ class VaultAddressTest(unittest.TestCase):
         self.assertEqual(len(m.audit_lines()), before + 2, "one address fetch, one get")
         r = m.cli("audit", "verify", m.audit_log, config=False)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_concurrent_first_reads_fetch_once(self):
+        m, vs = self.m, self.vs
+        key = new_key()
+        vs.kv_put(f"{PREFIX}/eth", {"private_key": key})
+        route = vs.kv_path("data", f"{PREFIX}/eth")
+        vs.reset_stats()
+        vs.fault("slow", count=1, delay=0.3, path_prefix=route)
+        results = []
+
+        def reader():
+            results.append(read(m.path("addresses", "eth")))
+        threads = [threading.Thread(target=reader) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        vs.clear_fault()
+        self.assertEqual(results, [address_of(key) + "\n"] * 20)
+        self.assertEqual(self.data_gets("eth"), 1, "one backend fetch for 20 first readers")
 
     def test_refetch_of_a_rotated_key_updates_the_address(self):
         m, vs = self.m, self.vs

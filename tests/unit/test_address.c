@@ -9,6 +9,7 @@
  * Python secp256k1 and pycryptodome's Keccak at run time. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,4 +455,56 @@ Test(address_audit, address_lines_verify)
 	fclose(f);
 	unlink(path);
 	rmdir(dir);
+}
+
+/* ---- concurrency ----------------------------------------------------------- */
+
+struct churn {
+	struct address_book *book;
+	const struct secret *keys[2];
+	int id;
+	long lookups_ok;
+};
+
+/* Notes alternate two versions on shared networks while others read: every
+ * lookup must see one of the two addresses, never a torn one. */
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+	char name[16], out[EVM_ADDRESS_TEXT + 1];
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "net-%d", i % 8);
+		if ((i + c->id) % 3 == 0) {
+			cr_assert_eq(address_book_note(c->book, name, "file", c->keys[(i / 3) % 2],
+			                               1000.0 + i, (double)(c->id * 1000 + i)), 0);
+		} else if ((i + c->id) % 7 == 0) {
+			address_book_forget(c->book, name);
+		} else if (address_book_lookup(c->book, name, out, NULL) == 0) {
+			cr_assert(strcmp(out, ADDR_A) == 0 || strcmp(out, ADDR_B) == 0, "%s", out);
+			c->lookups_ok++;
+		}
+	}
+	return NULL;
+}
+
+Test(address_book, concurrent_notes_lookups_forgets)
+{
+	struct address_book *b = NULL;
+	cr_assert_eq(address_book_new(&b), 0);
+	struct secret *a = key_of(KEY_A), *bkey = key_of(KEY_B);
+	struct churn c[8];
+	pthread_t t[8];
+	for (int i = 0; i < 8; i++) {
+		c[i] = (struct churn){ b, { a, bkey }, i, 0 };
+		cr_assert_eq(pthread_create(&t[i], NULL, churn_main, &c[i]), 0);
+	}
+	long ok = 0;
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		ok += c[i].lookups_ok;
+	}
+	cr_expect_gt(ok, 0, "some lookups found an entry");
+	secret_free(a);
+	secret_free(bkey);
+	address_book_free(b);
 }
