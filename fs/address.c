@@ -26,7 +26,9 @@
 #define ADDRESS_BOOK_MAX 100000   /* bound on entries, as the metrics tables */
 #define SALT_BYTES 32
 
-/* Small on purpose: one per network the mount has seen, up to the 10 000s. */
+/* Small on purpose: one per network the mount has seen, up to the 10 000s.
+ * An entry with an empty address is a tombstone: the key is gone (or not
+ * an EVM key) as of `seen`, so older notes are refused. */
 struct address_entry {
 	struct address_entry *next;
 	const char *backend;          /* borrowed, see address_book_note() */
@@ -100,6 +102,33 @@ static struct address_entry **entry_slot(struct address_book *b, const char *net
 	return pp;
 }
 
+static void table_grow(struct address_book *b);
+
+/* Make e a tombstone as of seen.  Lock held. */
+static void entry_clear(struct address_entry *e, double seen)
+{
+	e->address[0] = 0;
+	secret_wipe(e->fingerprint, sizeof(e->fingerprint));
+	e->seen = seen;
+}
+
+/* A new entry for network, linked in; NULL at the bound or without
+ * memory.  Lock held. */
+static struct address_entry *entry_add(struct address_book *b, const char *network)
+{
+	size_t len = strlen(network) + 1;
+	struct address_entry *e;
+	if (b->count >= ADDRESS_BOOK_MAX || !(e = calloc(1, sizeof(*e) + len)))
+		return NULL;
+	memcpy(e->network, network, len);
+	if (b->count >= b->nbuckets)
+		table_grow(b);
+	struct address_entry **pp = entry_slot(b, network);
+	*pp = e;
+	b->count++;
+	return e;
+}
+
 /* Best effort: a failed calloc only makes chains longer. */
 static void table_grow(struct address_book *b)
 {
@@ -152,32 +181,21 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 
 	rc = evm_address_derive(key->data, key->len, address);
 	pthread_mutex_lock(&b->lock);
-	struct address_entry **pp = entry_slot(b, network);
-	e = *pp;
+	e = *entry_slot(b, network);
 	if (e && seen < e->seen) {
 		rc = 0;   /* a newer version was noted while we derived */
 	} else if (rc < 0) {
-		if (e && rc == -EINVAL) {
-			*pp = e->next;
-			b->count--;
-			entry_free(e);
-		}
+		if (e && rc == -EINVAL)
+			entry_clear(e, seen);
 	} else if (!e) {
-		size_t len = strlen(network) + 1;
-		if (b->count >= ADDRESS_BOOK_MAX || !(e = calloc(1, sizeof(*e) + len))) {
+		if (!(e = entry_add(b, network))) {
 			rc = -ENOMEM;
 		} else {
-			memcpy(e->network, network, len);
 			memcpy(e->address, address, sizeof(address));
 			memcpy(e->fingerprint, fp, sizeof(fp));
 			e->backend = backend;
 			e->mtime = wall;
 			e->seen = seen;
-			if (b->count >= b->nbuckets)
-				table_grow(b);
-			pp = entry_slot(b, network);
-			*pp = e;
-			b->count++;
 		}
 	} else {
 		if (strcmp(e->address, address) != 0) {
@@ -194,16 +212,14 @@ out:
 	return rc;
 }
 
-void address_book_forget(struct address_book *b, const char *network)
+void address_book_forget(struct address_book *b, const char *network, double seen)
 {
 	pthread_mutex_lock(&b->lock);
-	struct address_entry **pp = entry_slot(b, network);
-	struct address_entry *e = *pp;
-	if (e) {
-		*pp = e->next;
-		b->count--;
-		entry_free(e);
-	}
+	struct address_entry *e = *entry_slot(b, network);
+	if (!e)
+		e = entry_add(b, network);   /* at the bound: no tombstone, best effort */
+	if (e && seen >= e->seen)
+		entry_clear(e, seen);
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -213,7 +229,7 @@ int address_book_lookup(struct address_book *b, const char *network,
 	int rc = -ENOENT;
 	pthread_mutex_lock(&b->lock);
 	struct address_entry *e = *entry_slot(b, network);
-	if (e) {
+	if (e && e->address[0]) {
 		memcpy(out, e->address, EVM_ADDRESS_TEXT + 1);
 		if (mtime)
 			*mtime = e->mtime;
@@ -245,6 +261,8 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 	if (b->count && (rows = malloc(b->count * sizeof(*rows)))) {
 		for (size_t i = 0; i < b->nbuckets; i++) {
 			for (struct address_entry *e = b->table[i]; e; e = e->next) {
+				if (!e->address[0])
+					continue;
 				snprintf(rows[n].network, sizeof(rows[n].network), "%s", e->network);
 				snprintf(rows[n].backend, sizeof(rows[n].backend), "%s", e->backend);
 				memcpy(rows[n].address, e->address, sizeof(rows[n].address));
@@ -285,14 +303,15 @@ int address_render(struct keyfs *k, const struct node *n, struct strbuf *out)
 	return out->error;
 }
 
+/* addresses/<net> exists exactly when keys/<net> does (the same cached
+ * listing, never a key fetch); the book only says when it last changed. */
 int address_stat(struct keyfs *k, const char *network, double *mtime)
 {
 	if (!k->addresses)
 		return -ENOENT;
 	char address[EVM_ADDRESS_TEXT + 1];
-	if (address_book_lookup(k->addresses, network, address, mtime) == 0)
-		return 0;
-	*mtime = k->start_wall;
+	if (address_book_lookup(k->addresses, network, address, mtime) < 0)
+		*mtime = k->start_wall;
 	return keystore_exists(k, network);
 }
 

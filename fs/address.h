@@ -34,12 +34,14 @@ void address_book_free(struct address_book *b);   /* NULL allowed; wipes */
  * fetch, when it started; for a store, when it completed.  A note older
  * than the one the entry holds is ignored, so a fetch that read the old key
  * while a store replaced it cannot bring the old address back.
- * 0, -EINVAL when the key is not an EVM key (any earlier entry is dropped:
- * it no longer describes the key), -ENOMEM. */
+ * 0, -EINVAL when the key is not an EVM key (any earlier address is
+ * dropped: it no longer describes the key), -ENOMEM. */
 int address_book_note(struct address_book *b, const char *network, const char *backend,
                       const struct secret *key, double wall, double seen);
-/* The key of network is gone. */
-void address_book_forget(struct address_book *b, const char *network);
+/* The key of network is gone (removed, or the backend said not found) as of
+ * `seen` (monotonic): its address is dropped, and a note older than that
+ * (a fetch that read the key before the removal) cannot bring it back. */
+void address_book_forget(struct address_book *b, const char *network, double seen);
 /* 0 with out (NUL-terminated address) and *mtime filled, or -ENOENT. */
 int address_book_lookup(struct address_book *b, const char *network,
                         char out[EVM_ADDRESS_TEXT + 1], double *mtime);

@@ -206,7 +206,7 @@ static int fetch(struct keyfs *k, const char *network, bool refresh, struct secr
 	if (rc == 0)
 		address_note(k, network, *out, started);
 	else if (rc == -ENOENT && k->addresses)
-		address_book_forget(k->addresses, network);
+		address_book_forget(k->addresses, network, started);
 	return rc;
 }
 
@@ -322,7 +322,7 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 		if (k->cache)
 			cache_invalidate(k->cache, network);
 		if (k->addresses)
-			address_book_forget(k->addresses, network);
+			address_book_forget(k->addresses, network, clock_monotonic());
 		list_note(k, network, false);
 		mtime_set(k, network, clock_wall());
 		keyfs_request_check(k);

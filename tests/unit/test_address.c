@@ -241,9 +241,9 @@ Test(address_book, versions_and_mtimes)
 	/* A key that is not an EVM key: no address, the old one dropped. */
 	cr_expect_eq(address_book_note(b, "eth", "file", junk, 600.0, 600.0), -EINVAL);
 	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), -ENOENT);
-	address_book_forget(b, "base");
+	address_book_forget(b, "base", 700.0);
 	cr_expect_eq(address_book_lookup(b, "base", out, NULL), -ENOENT);
-	address_book_forget(b, "never-there");
+	address_book_forget(b, "never-there", 700.0);
 
 	secret_free(a);
 	secret_free(a_upper);
@@ -266,6 +266,15 @@ Test(address_book, an_older_note_never_wins)
 	address_book_lookup(b, "eth", out, &mtime);
 	cr_expect_str_eq(out, ADDR_B);
 	cr_expect_eq(mtime, 1000.0);
+	/* A removal at t=25; a fetch that started at t=22 cannot bring B back,
+	 * nor can a rendering show it. */
+	address_book_forget(b, "eth", 25.0);
+	cr_expect_eq(address_book_note(b, "eth", "file", bkey, 1001.5, 22.0), 0);
+	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), -ENOENT);
+	struct strbuf info = STRBUF_INIT;
+	cr_expect_eq(address_book_render_info(b, &info), 0);
+	cr_expect(strstr(info.buf, "network=\"eth\"") == NULL, "%s", info.buf);
+	strbuf_reset(&info);
 	/* A later fetch sees A: a real rotation. */
 	cr_expect_eq(address_book_note(b, "eth", "file", a, 1002.0, 30.0), 0);
 	address_book_lookup(b, "eth", out, &mtime);
@@ -478,7 +487,7 @@ static void *churn_main(void *arg)
 			cr_assert_eq(address_book_note(c->book, name, "file", c->keys[(i / 3) % 2],
 			                               1000.0 + i, (double)(c->id * 1000 + i)), 0);
 		} else if ((i + c->id) % 7 == 0) {
-			address_book_forget(c->book, name);
+			address_book_forget(c->book, name, (double)(c->id * 1000 + i));
 		} else if (address_book_lookup(c->book, name, out, NULL) == 0) {
 			cr_assert(strcmp(out, ADDR_A) == 0 || strcmp(out, ADDR_B) == 0, "%s", out);
 			c->lookups_ok++;
