@@ -6,12 +6,16 @@
  *
  *   address_derive [-n N]
  *
- * Prints "derive_ns=... note_new_ns=... note_same_ns=... keys=N".
+ * Also the heap the book holds per network (mallinfo2 before and after
+ * noting N networks).
+ *
+ * Prints "derive_ns=... note_new_ns=... note_same_ns=... book_bytes_per_network=... keys=N".
  */
 #include "address.h"
 #include "evm_address.h"
 #include "secret.h"
 
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,11 +94,25 @@ int main(int argc, char **argv)
 			return 1;
 	double note_same = (now_ns() - t0) / (double)n;
 
+	/* N networks, one key each: the book's memory per network. */
+	struct address_book *wide = NULL;
+	size_t heap0 = mallinfo2().uordblks;
+	if (address_book_new(&wide) < 0)
+		return 1;
+	for (long i = 0; i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "network-%06ld", i);
+		if (address_book_note(wide, name, "vault", keys[i], 0, 0) != 0)
+			return 1;
+	}
+	double per_network = (double)(mallinfo2().uordblks - heap0) / (double)n;
+	address_book_free(wide);
+
 	for (long i = 0; i < n; i++)
 		secret_free(keys[i]);
 	free(keys);
 	address_book_free(book);
-	printf("derive_ns=%.1f note_new_ns=%.1f note_same_ns=%.1f keys=%ld\n", derive, note_new,
-	       note_same, n);
+	printf("derive_ns=%.1f note_new_ns=%.1f note_same_ns=%.1f book_bytes_per_network=%.1f "
+	       "keys=%ld\n", derive, note_new, note_same, per_network, n);
 	return 0;
 }

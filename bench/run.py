@@ -376,6 +376,9 @@ keyfs:
                  "derivation alone", derive)
         self.add("version check every key read makes (same version)", note_same, "us/op",
                  "cached key read via mount (above)", kv)
+        book = statistics.median(r["book_bytes_per_network"] for r in runs)
+        self.add("address book heap per network (%d networks)" % keys, book, "bytes",
+                 None, None)
         self.notes.append("addresses: %d backend GETs during %d address and cached reads; "
                           "derivation over %d random keys x %d runs" % (
                               backend, 2 * self.reps * n, keys, self.reps))
@@ -532,6 +535,8 @@ def fmt(v, unit):
         return "%.1f MiB" % v
     if unit == "calls":
         return "%d" % v
+    if unit == "bytes":
+        return "%.0f B" % v
     return "%g" % v
 
 
