@@ -32,6 +32,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
+#include "fileowner.h"
 #include "keyformat.h"
 #include "log.h"
 
@@ -46,6 +47,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -205,7 +207,7 @@ static int file_mkdir_p(const char *dir)
 			continue;
 		char c = *p;
 		*p = '\0';
-		if (mkdir(d, 0700) < 0 && errno != EEXIST) {
+		if (fileowner_mkdir(d, 0700) < 0 && errno != EEXIST) {
 			rc = -errno;
 			break;
 		}
@@ -227,20 +229,41 @@ static int file_fsync_dir(const char *dir)
 	return rc;
 }
 
-/* Take the cross-process lock; returns the fd to close, or -errno. */
+/* How long a writer waits for another process's write (`key import` beside
+ * a mount) before it gives up with ETIMEDOUT. */
+#define FILE_FLOCK_DEADLINE_SECONDS 10.0
+
+/* Take the cross-process lock; returns the fd to close, or -errno.  Never
+ * called with fb->lock held: readers must not queue behind another
+ * process's write. */
 static int file_flock(struct file_backend *fb, struct backend_err *err)
 {
-	int fd = open(fb->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(fb->lock_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0)
+		fileowner_inherit(fd, fb->lock_path, fb->path);
+	else if (errno == EEXIST)
+		fd = open(fb->lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		int e = errno;
 		backend_err_set(err, "cannot open lock file %s: %s", fb->lock_path, strerror(e));
 		return -EIO;
 	}
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno == EINTR)
-			continue;
+	double deadline = clock_monotonic() + FILE_FLOCK_DEADLINE_SECONDS;
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;
+		if (e == EWOULDBLOCK && clock_monotonic() < deadline) {
+			struct timespec pause = { 0, 5 * 1000 * 1000 };
+			nanosleep(&pause, NULL);
+			continue;
+		}
+		if (e == EINTR)
+			continue;
 		close(fd);
+		if (e == EWOULDBLOCK) {
+			backend_err_set(err, "%s is locked by another writer for more than %.0f s",
+			                fb->lock_path, FILE_FLOCK_DEADLINE_SECONDS);
+			return -ETIMEDOUT;
+		}
 		backend_err_set(err, "cannot lock %s: %s", fb->lock_path, strerror(e));
 		return -EIO;
 	}
@@ -515,6 +538,7 @@ static int file_load_master(struct file_backend *fb, struct backend_err *err)
 			rc = -EIO;
 			goto out;
 		}
+		fileowner_inherit(tfd, fb->master_path, NULL);
 		unsigned char raw[FILE_KEY_LEN];
 		rc = RAND_bytes(raw, sizeof(raw)) == 1 ? 0 : -EIO;
 		if (rc == 0)
@@ -812,7 +836,10 @@ static int file_write_store(struct file_backend *fb, const struct secret *plain,
 	}
 	tmp_created = true;
 	struct stat st;
-	int e = file_write_all(fd, buf, total);
+	/* Root (`key import`) keeps the store readable by a run_as daemon. */
+	int e = fileowner_inherit(fd, fb->path, fb->path);
+	if (e == 0)
+		e = file_write_all(fd, buf, total);
 	if (e == 0 && fsync(fd) < 0)
 		e = -errno;
 	if (e == 0 && fstat(fd, &st) < 0)
@@ -976,11 +1003,12 @@ static int file_update(struct file_backend *fb, const char *network, const struc
                        struct backend_err *err)
 {
 	struct secret *plain = NULL, *copy = NULL;
-	pthread_mutex_lock(&fb->lock);
+	/* The cross-process lock first, then the in-process one. */
 	int lockfd = file_flock(fb, err);
-	int rc = lockfd < 0 ? lockfd : 0;
-	if (rc == 0)
-		rc = file_refresh(fb, err);
+	if (lockfd < 0)
+		return lockfd;
+	pthread_mutex_lock(&fb->lock);
+	int rc = file_refresh(fb, err);
 	if (rc < 0)
 		goto out;
 	struct file_entry *e = file_map_find(&fb->map, network);

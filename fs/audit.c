@@ -23,9 +23,10 @@
  * buffering and no fsync: once write(2) returned the line is in the kernel's
  * page cache, so a crash of the daemon loses nothing, while a crash of the
  * machine may lose the last lines (the chain then ends early; it does not
- * break).  A failed or short write does not advance the chain; a short write
- * is terminated with a newline so the next line starts clean, and verify
- * flags the torn line.
+ * break).  A failed or short write does not advance the chain; the torn part
+ * of a short write is truncated away (the daemon is the only writer), or,
+ * if that fails, terminated with a newline so the next line starts clean,
+ * and verify flags the torn line.
  *
  * Restart: audit_open() reads the file backwards from its end to the last
  * line that parses and continues its seq and hash.  A torn last line (no
@@ -33,14 +34,22 @@
  * the file as evidence and verify reports it.
  *
  * Rotation: audit_reopen() opens the path again and the chain carries on, so
- * the first line of a rotated-in file has seq > 1.  audit_verify() on such a
- * file alone cannot check that line's link to its predecessor (nothing extra
- * is stored): it reports "chain starts at seq N (continues a rotated file)"
- * as information and checks every later link.  Verifying the concatenation
- * of the rotated files, oldest first, checks the links across files too.
+ * the first line of a rotated-in file has seq > 1.  Verify takes the files
+ * oldest first as one chain.  A chain that does not start at seq 1 is a
+ * failure (lines are missing at the start) unless --start SEQ:HASH, a
+ * checkpoint the daemon wrote to its application log, says where it
+ * resumes; a chain that ends before --expect-seq (the gauge
+ * omikuji_keyfs_audit_last_seq) is missing lines at the end.
+ *
+ * Intent lines: in deny mode a store or remove first writes a line with
+ * `"intent":true` (after `status`, status true: the change is about to be
+ * made) and only then changes the backend; the usual line with the outcome
+ * follows.  When the intent line cannot be written, the backend is left
+ * unchanged and the caller gets EIO.
  */
 #include "audit.h"
 #include "clock.h"
+#include "fileowner.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -207,6 +216,8 @@ static void audit_format_prefix(struct audit *a, const struct audit_record *r,
 		strbuf_append(b, LIT(",\"status\":true"));
 	else
 		strbuf_append(b, LIT(",\"status\":false"));
+	if (r->intent)
+		strbuf_append(b, LIT(",\"intent\":true"));
 	if (r->op == KEY_OP_GET) {
 		if (r->cached)
 			strbuf_append(b, LIT(",\"cached\":true"));
@@ -240,7 +251,14 @@ static int audit_write_line(int fd, const char *buf, size_t len)
 	if (n < 0)
 		return -errno;
 	if ((size_t)n != len) {
-		/* End the torn line so the next one parses; verify flags it. */
+		/* A short write (disk full): this process is the log's only
+		 * writer (audit_lock.h), so cut the torn part off again and the
+		 * file stays a clean chain.  If that fails, end the torn line so
+		 * the next one parses; verify flags it. */
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= n &&
+		    ftruncate(fd, st.st_size - n) == 0)
+			return -EIO;
 		if (write(fd, "\n", 1) < 0) {
 			/* nothing more to do: the failure is reported anyway */
 		}
@@ -273,6 +291,7 @@ int audit_write(struct audit *a, const struct audit_record *r)
 	if (rc == 0) {
 		a->seq++;
 		memcpy(a->prev_hash, hash, sizeof(hash));
+		metrics_audit_last_seq(a->seq);
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (rc == 0)
@@ -306,7 +325,7 @@ static int audit_make_parent(const char *path)
 			continue;
 		char saved = *p;
 		*p = 0;
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		if (fileowner_mkdir(dir, 0700) < 0 && errno != EEXIST) {
 			rc = -errno;
 			goto out;
 		}
@@ -416,7 +435,14 @@ static int audit_open_fd(const char *path)
 	int rc = audit_make_parent(path);
 	if (rc < 0)
 		return rc;
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		/* Created by root (`key import`): keep it writable for run_as. */
+		fileowner_inherit(fd, path, NULL);
+		return fd;
+	}
+	if (errno == EEXIST)
+		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -485,6 +511,7 @@ int audit_open(const char *path, enum audit_failure mode, struct audit **out,
 		         path, strerror(-rc));
 		goto fail;
 	}
+	metrics_audit_last_seq(a->seq);
 	*out = a;
 	return 0;
 fail:
@@ -503,6 +530,19 @@ int audit_reopen(struct audit *a)
 	pthread_mutex_unlock(&a->lock);
 	close(old);
 	return 0;
+}
+
+bool audit_denies(const struct audit *a)
+{
+	return a->mode == AUDIT_FAILURE_DENY;
+}
+
+void audit_checkpoint(struct audit *a, unsigned long long *seq, char hash[AUDIT_HASH_HEX + 1])
+{
+	pthread_mutex_lock(&a->lock);
+	*seq = a->seq;
+	memcpy(hash, a->prev_hash, AUDIT_HASH_HEX + 1);
+	pthread_mutex_unlock(&a->lock);
 }
 
 void audit_close(struct audit *a)
@@ -568,120 +608,195 @@ static const char *audit_check_fields(json_t *root)
 	json_t *refresh = json_object_get(root, "refresh");
 	if (refresh && (!is_get || !json_is_true(refresh)))
 		return "refresh is only present, as true, on get";
+	json_t *intent = json_object_get(root, "intent");
+	if (intent && (!json_is_true(intent) || !json_is_true(status) ||
+	               !(audit_json_string_is(root, "operation", "store") ||
+	                 audit_json_string_is(root, "operation", "remove"))))
+		return "intent is only present, as true, on a successful store or remove";
 	if (json_integer_value(json_object_get(root, "seq")) < 1)
 		return "seq is not positive";
 	return NULL;
 }
 
-/* Beyond audit.h: a file that cannot be opened or read returns -errno
- * (nothing printed, *bad_line 0); 1 is kept for "read, and not intact". */
-int audit_verify(const char *path, FILE *report, long *bad_line)
+/* The state of one chain across the files that hold it. */
+struct audit_chain {
+	const struct audit_verify_options *opt;
+	EVP_MD *sha256;
+	EVP_MD_CTX *md;
+	char prev[AUDIT_HASH_HEX + 1];
+	unsigned long long first_seq, last_seq;
+	long lines;                  /* over all files */
+};
+
+/* Check one line (without its newline) against the chain.  0 when it
+ * links, else 1 with the reason printed. */
+static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
+                            const char *path, long lineno, FILE *report)
 {
-	char prev[AUDIT_HASH_HEX + 1], stored[AUDIT_HASH_HEX + 1], computed[AUDIT_HASH_HEX + 1];
-	unsigned long long first_seq = 0, last_seq = 0;
-	EVP_MD *sha256 = NULL;
-	EVP_MD_CTX *md = NULL;
+	char stored[AUDIT_HASH_HEX + 1], computed[AUDIT_HASH_HEX + 1];
+	json_error_t jerr;
+	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		fprintf(report, "%s: line %ld: not valid JSON (column %d: %s)\n", path, lineno,
+		        jerr.column, jerr.text);
+		return 1;
+	}
+	const char *why = audit_check_fields(root);
+	unsigned long long seq = why ? 0 : (unsigned long long)json_integer_value(
+		json_object_get(root, "seq"));
+	json_decref(root);
+	if (why) {
+		fprintf(report, "%s: line %ld: %s\n", path, lineno, why);
+		return 1;
+	}
+	long prefix_len = audit_split(line, len, stored);
+	if (prefix_len < 0) {
+		fprintf(report, "%s: line %ld: does not end with the hash field\n", path, lineno);
+		return 1;
+	}
+	if (c->lines == 0) {
+		const struct audit_verify_options *o = c->opt;
+		c->first_seq = seq;
+		if (o->have_start && seq == o->start_seq) {
+			/* The checkpointed line itself: its hash is the anchor. */
+			if (strcmp(stored, o->start_hash) != 0) {
+				fprintf(report, "%s: line %ld: seq %llu does not have the hash --start "
+				        "gives\n", path, lineno, seq);
+				return 1;
+			}
+			memcpy(c->prev, stored, sizeof(c->prev));
+			c->last_seq = seq;
+			c->lines++;
+			return 0;
+		}
+		unsigned long long want = o->have_start ? o->start_seq + 1 : 1;
+		if (seq != want) {
+			if (o->have_start)
+				fprintf(report, "%s: line %ld: chain starts at seq %llu, but --start "
+				        "resumes after seq %llu\n", path, lineno, seq, o->start_seq);
+			else
+				fprintf(report, "%s: line %ld: chain starts at seq %llu: lines 1..%llu "
+				        "are missing (give the rotated files first, or --start SEQ:HASH "
+				        "from a checkpoint)\n", path, lineno, seq, seq - 1);
+			return 1;
+		}
+		memcpy(c->prev, o->have_start ? o->start_hash : audit_zero_hash, sizeof(c->prev));
+	} else if (seq != c->last_seq + 1) {
+		fprintf(report, "%s: line %ld: seq %llu, expected %llu (a line was removed, "
+		        "inserted or reordered)\n", path, lineno, seq, c->last_seq + 1);
+		return 1;
+	}
+	if (audit_sha256_hex(c->md, c->sha256, c->prev, line, (size_t)prefix_len, computed) < 0) {
+		fprintf(report, "%s: line %ld: cannot compute SHA-256\n", path, lineno);
+		return 1;
+	}
+	if (strcmp(computed, stored) != 0) {
+		fprintf(report, "%s: line %ld: hash mismatch (the line was edited, or the "
+		        "line before it was replaced)\n", path, lineno);
+		return 1;
+	}
+	memcpy(c->prev, stored, sizeof(c->prev));
+	c->last_seq = seq;
+	c->lines++;
+	return 0;
+}
+
+/* One file of the chain: 0, 1 (with *bad_line) or -errno. */
+static int audit_chain_file(struct audit_chain *c, const char *path, FILE *report,
+                            long *bad_line)
+{
 	char *line = NULL;
 	size_t cap = 0;
 	long lineno = 0;
-	int result = 1;
-	FILE *f;
-
-	*bad_line = 0;
-	f = fopen(path, "re");
+	int result = 0;
+	FILE *f = fopen(path, "re");
 	if (!f)
 		return -errno;
-	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	md = EVP_MD_CTX_new();
-	if (!sha256 || !md) {
-		result = -ENOMEM;
-		goto out;
-	}
-
 	for (;;) {
 		errno = 0;
 		ssize_t n = getline(&line, &cap, f);
 		if (n < 0) {
-			if (ferror(f)) {
+			if (ferror(f))
 				result = errno ? -errno : -EIO;
-				goto out;
-			}
 			break;
 		}
 		lineno++;
 		size_t len = (size_t)n;
 		if (line[len - 1] != '\n') {
-			fprintf(report, "line %ld: truncated (no newline at the end of the file)\n", lineno);
-			*bad_line = lineno;
-			goto out;
+			fprintf(report, "%s: line %ld: truncated (no newline at the end of the file)\n",
+			        path, lineno);
+			result = 1;
+		} else {
+			result = audit_chain_line(c, line, len - 1, path, lineno, report);
 		}
-		len--;
-		json_error_t jerr;
-		json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!root) {
-			fprintf(report, "line %ld: not valid JSON (column %d: %s)\n", lineno,
-			        jerr.column, jerr.text);
+		if (result) {
 			*bad_line = lineno;
-			goto out;
+			break;
 		}
-		const char *why = audit_check_fields(root);
-		unsigned long long seq = why ? 0 : (unsigned long long)json_integer_value(
-			json_object_get(root, "seq"));
-		json_decref(root);
-		if (why) {
-			fprintf(report, "line %ld: %s\n", lineno, why);
-			*bad_line = lineno;
-			goto out;
-		}
-		long prefix_len = audit_split(line, len, stored);
-		if (prefix_len < 0) {
-			fprintf(report, "line %ld: does not end with the hash field\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		if (lineno == 1) {
-			first_seq = seq;
-			if (seq == 1) {
-				memcpy(prev, audit_zero_hash, sizeof(prev));
-			} else {
-				/* Its predecessor is in the rotated file: trust the
-				 * stored hash as the start of this file's chain. */
-				fprintf(report, "line 1: chain starts at seq %llu (continues a rotated file)\n",
-				        seq);
-				memcpy(prev, stored, sizeof(prev));
-				last_seq = seq;
-				continue;
-			}
-		} else if (seq != last_seq + 1) {
-			fprintf(report, "line %ld: seq %llu, expected %llu (a line was removed, "
-			        "inserted or reordered)\n", lineno, seq, last_seq + 1);
-			*bad_line = lineno;
-			goto out;
-		}
-		if (audit_sha256_hex(md, sha256, prev, line, (size_t)prefix_len, computed) < 0) {
-			fprintf(report, "line %ld: cannot compute SHA-256\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		if (strcmp(computed, stored) != 0) {
-			fprintf(report, "line %ld: hash mismatch (the line was edited, or the "
-			        "line before it was replaced)\n", lineno);
-			*bad_line = lineno;
-			goto out;
-		}
-		memcpy(prev, stored, sizeof(prev));
-		last_seq = seq;
 	}
-	if (lineno == 0)
-		fprintf(report, "audit log OK: 0 lines\n");
-	else
-		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", lineno, first_seq,
-		        last_seq);
-	result = 0;
-out:
 	free(line);
-	EVP_MD_CTX_free(md);
-	EVP_MD_free(sha256);
 	fclose(f);
 	return result;
+}
+
+int audit_parse_start(const char *text, struct audit_verify_options *opt)
+{
+	char *end = NULL;
+	if (!text || *text < '0' || *text > '9')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long seq = strtoull(text, &end, 10);
+	if (errno || *end != ':' || !audit_is_hash(end + 1, strlen(end + 1)))
+		return -EINVAL;
+	opt->have_start = true;
+	opt->start_seq = seq;
+	memcpy(opt->start_hash, end + 1, AUDIT_HASH_HEX + 1);
+	return 0;
+}
+
+int audit_verify_files(const char *const *files, size_t n,
+                       const struct audit_verify_options *opt, FILE *report,
+                       size_t *bad_file, long *bad_line)
+{
+	static const struct audit_verify_options none;
+	struct audit_chain c = { .opt = opt ? opt : &none };
+	int result = 0;
+
+	*bad_file = 0;
+	*bad_line = 0;
+	c.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	c.md = EVP_MD_CTX_new();
+	if (!c.sha256 || !c.md) {
+		result = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n && result == 0; i++) {
+		*bad_file = i;
+		result = audit_chain_file(&c, files[i], report, bad_line);
+	}
+	if (result)
+		goto out;
+	const char *last = n ? files[n - 1] : "";
+	unsigned long long end = c.lines ? c.last_seq : c.opt->have_start ? c.opt->start_seq : 0;
+	if (c.opt->have_expect && end < c.opt->expect_seq) {
+		fprintf(report, "%s: chain ends at seq %llu, but the daemon wrote up to seq %llu: "
+		        "lines are missing at the end\n", last, end, c.opt->expect_seq);
+		result = 1;
+		goto out;
+	}
+	if (c.lines == 0)
+		fprintf(report, "audit log OK: 0 lines\n");
+	else
+		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", c.lines, c.first_seq,
+		        c.last_seq);
+out:
+	EVP_MD_CTX_free(c.md);
+	EVP_MD_free(c.sha256);
+	return result;
+}
+
+int audit_verify(const char *path, FILE *report, long *bad_line)
+{
+	size_t bad_file;
+	return audit_verify_files(&path, 1, NULL, report, &bad_file, bad_line);
 }

@@ -24,6 +24,8 @@ struct audit_record {
 	bool status;              /* success */
 	bool cached;              /* get only: served from cache */
 	bool refresh;             /* get only: a forced refetch (touch) */
+	bool intent;              /* store/remove only: the line written before the
+	                           * backend is changed (deny mode), see audit.c */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -46,9 +48,36 @@ int audit_write(struct audit *a, const struct audit_record *r);
 int audit_reopen(struct audit *a);
 void audit_close(struct audit *a);
 
-/* Verify the chain in path.  Returns 0 when intact; else 1 and *bad_line
- * (1-based) names the first bad line, with a reason printed to report;
- * -errno (and *bad_line 0) when the file cannot be opened or read. */
+/* Does a failed write fail the operation (deny mode)? */
+bool audit_denies(const struct audit *a);
+
+/* The chain's end now: seq and hash of the last line written (0 and 64
+ * '0's when none).  For the checkpoints in the application log. */
+void audit_checkpoint(struct audit *a, unsigned long long *seq, char hash[65]);
+
+/* Where the chain of the files to verify starts and ends (contract §9). */
+struct audit_verify_options {
+	bool have_start;               /* --start SEQ:HASH: the chain resumes after */
+	unsigned long long start_seq;  /* line start_seq, whose hash is start_hash */
+	char start_hash[65];
+	bool have_expect;              /* --expect-seq N: the last seq written */
+	unsigned long long expect_seq;
+};
+
+/* Parse "SEQ:HASH" (HASH 64 lower-case hex digits) into opt.  0 or -EINVAL. */
+int audit_parse_start(const char *text, struct audit_verify_options *opt);
+
+/* Verify files[0..n) as one chain, in that order (rotated files first).
+ * It must start at seq 1, or resume where opt's start says; it must reach
+ * opt's expected seq; every line in between must link.  Returns 0 when
+ * intact; else 1, *bad_file (index) and *bad_line (1-based in that file, 0
+ * when the end is missing) name the first problem, with a reason printed to
+ * report; -errno when a file cannot be read (*bad_file names it). */
+int audit_verify_files(const char *const *files, size_t n,
+                       const struct audit_verify_options *opt, FILE *report,
+                       size_t *bad_file, long *bad_line);
+
+/* audit_verify_files() of one file with no options. */
 int audit_verify(const char *path, FILE *report, long *bad_line);
 
 #endif

@@ -63,6 +63,10 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	}
 
 	if (audit_enabled) {
+		pid_t holder = 0;
+		rc = audit_lock_take(cfg->keyfs.audit_log, &k->audit_lock, &holder, err, errlen);
+		if (rc < 0)
+			goto fail;
 		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
 		if (rc < 0)
 			goto fail;
@@ -124,30 +128,50 @@ static void reload(struct keyfs *k)
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
 }
 
+void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
+{
+	if (!k->audit)
+		return;
+	unsigned long long seq;
+	char hash[65], seq_text[24];
+	audit_checkpoint(k->audit, &seq, hash);
+	if (!at_stop && seq == atomic_load(&k->checkpoint_seq))
+		return;   /* nothing new since the last one */
+	atomic_store(&k->checkpoint_seq, seq);
+	snprintf(seq_text, sizeof(seq_text), "%llu", seq);
+	log_kv(LOG_LEVEL_INFO, "audit checkpoint", "audit_log", k->cfg->keyfs.audit_log,
+	       "seq", seq_text, "hash", hash, "at", at_stop ? "stop" : "interval", (char *)NULL);
+}
+
 static void *maintenance_main(void *arg)
 {
 	struct keyfs *k = arg;
 	double interval = k->cfg->keyfs.health_interval_seconds;
+	double checkpoint_interval = k->cfg->keyfs.audit_checkpoint_seconds;
 	double next_check = 0;
+	double next_checkpoint = clock_monotonic() + checkpoint_interval;
 	while (!k->stopping) {
 		double now = clock_monotonic();
-		if (k->check_requested) {
-			k->check_requested = 0;
+		if (now >= next_checkpoint) {
+			keyfs_audit_checkpoint(k, false);
+			next_checkpoint = now + checkpoint_interval;
+		}
+		if (atomic_exchange(&k->check_requested, 0)) {
 			next_check = now;
 		}
 		if (now >= next_check) {
 			health_check_now(k);
 			next_check = clock_monotonic() + interval;
 		}
-		int timeout_ms = (int)((next_check - clock_monotonic()) * 1000) + 1;
+		double next = next_check < next_checkpoint ? next_check : next_checkpoint;
+		int timeout_ms = (int)((next - clock_monotonic()) * 1000) + 1;
 		struct pollfd p = { .fd = k->wake_pipe[0], .events = POLLIN };
 		if (poll(&p, 1, timeout_ms < 1 ? 1 : timeout_ms) > 0) {
 			char buf[64];
 			while (read(k->wake_pipe[0], buf, sizeof(buf)) > 0)
 				;
 		}
-		if (k->reload_requested) {
-			k->reload_requested = 0;
+		if (atomic_exchange(&k->reload_requested, 0)) {
 			reload(k);
 		}
 	}
@@ -180,6 +204,7 @@ void keyfs_free(struct keyfs *k)
 	address_book_free(k->addresses);
 	access_free(k->access);
 	audit_close(k->audit);
+	audit_lock_release(k->audit_lock);
 	cache_free(k->cache);
 	if (k->backend)
 		k->backend->ops->close(k->backend);
@@ -245,6 +270,43 @@ static void caller_comm(pid_t pid, char *buf, size_t size)
 	comm_cache.slot[i].at = now;
 	snprintf(comm_cache.slot[i].comm, sizeof(comm_cache.slot[i].comm), "%s", buf);
 	pthread_mutex_unlock(&comm_cache.lock);
+}
+
+/* Supplementary groups of pid from /proc/<pid>/status ("Groups:"). */
+static int read_groups(pid_t pid, gid_t *groups, int max)
+{
+	char path[64], line[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	int n = -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		n = 0;
+		char *p = line + 7, *end;
+		for (;;) {
+			unsigned long g = strtoul(p, &end, 10);
+			if (end == p || n == max)
+				break;
+			groups[n++] = (gid_t)g;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return n;
+}
+
+void keyfs_caller_from_peer(struct keyfs *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->uid = uid;
+	c->gid = gid;
+	c->pid = pid;
+	c->ngroups = k->cfg->keyfs.access_set ? read_groups(pid, c->groups, CALLER_MAX_GROUPS) : -1;
+	caller_comm(pid, c->process, sizeof(c->process));
 }
 
 void keyfs_caller_current(struct keyfs *k, struct caller *c)

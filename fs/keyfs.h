@@ -11,11 +11,13 @@
 #define OMIKUJI_KEYFS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include "access.h"
 #include "address.h"
 #include "audit.h"
+#include "audit_lock.h"
 #include "backend.h"
 #include "cache.h"
 #include "config.h"
@@ -45,6 +47,8 @@ struct keyfs {
 	enum metrics_backend metrics_index;
 	struct cache *cache;          /* NULL for local backends (file, env) */
 	struct audit *audit;          /* owned; NULL = audit disabled (tests, bench) */
+	struct audit_lock *audit_lock; /* owned; held while audit is open (one writer) */
+	atomic_ullong checkpoint_seq; /* seq of the last checkpoint logged */
 	struct access *access;        /* owned */
 	struct anomaly *anomaly;      /* owned */
 	struct address_book *addresses;   /* owned; NULL unless key_format is evm */
@@ -74,9 +78,9 @@ struct keyfs {
 	pthread_t health_thread;
 	bool health_thread_started;
 	int wake_pipe[2];             /* wakes the maintenance thread (SIGHUP, stop) */
-	volatile int stopping;
-	volatile int reload_requested;
-	volatile int check_requested; /* a store/remove changed what health/ shows */
+	atomic_int stopping;
+	atomic_int reload_requested;  /* set from the SIGHUP handler (lock-free atomic) */
+	atomic_int check_requested;   /* a store/remove changed what health/ shows */
 };
 
 /* Build a keyfs for cfg: opens the backend, audit log, access rules.
@@ -86,6 +90,12 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
               struct keyfs **out, char *err, size_t errlen);
 /* Start the health/maintenance thread (after daemonizing: fork drops threads). */
 int keyfs_start(struct keyfs *k);
+/* Write the audit chain's end (seq, hash) to the application log, so that
+ * `audit verify --start SEQ:HASH` can anchor it outside the file.  The
+ * maintenance thread does it every keyfs.audit_checkpoint_seconds when
+ * lines were added; at_stop writes it unconditionally (call after the
+ * last request, from the thread that stops). */
+void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop);
 /* Ask the maintenance thread to reopen logs and reload access rules. */
 void keyfs_request_reload(struct keyfs *k);
 /* Ask for a health check now (after a change the detail lines show). */
@@ -94,6 +104,9 @@ void keyfs_free(struct keyfs *k);
 
 /* Fill a caller from the current FUSE request (fuse_get_context). */
 void keyfs_caller_current(struct keyfs *k, struct caller *c);
+/* Fill a caller from a peer's credentials (SO_PEERCRED of the control
+ * socket, or the CLI's own ids): groups and command name from /proc. */
+void keyfs_caller_from_peer(struct keyfs *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c);
 
 /* The wrapped operations.  Results are 0 or -errno as the FUSE layer returns
  * them (-EACCES denied or refused, -ENOENT, -EIO, -EROFS, ...). */
@@ -131,6 +144,10 @@ int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
 /* Mark keys/<network> as being created (an open file not yet stored), so it
  * exists for getattr; end with keystore_creating(k, net, false). */
 void keystore_creating(struct keyfs *k, const char *network, bool on);
+/* The reason of the last keystore_*() failure in this thread ("" when
+ * none): what the audit line's `error` says, for the control socket and the
+ * CLI to print.  Never key material. */
+const char *keystore_last_error(void);
 /* Access decision without performing the operation (access(2)). */
 bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
                       enum access_op op);

@@ -36,31 +36,63 @@ static const char *errno_reason(int rc)
 	}
 }
 
+/* The audit record of op by c on network, the outcome fields unset. */
+static struct audit_record audit_record_for(struct keyfs *k, const struct caller *c,
+                                            enum key_op op, const char *network)
+{
+	struct audit_record r = {
+		.op = op,
+		.network = network,
+		.storage_type = k->backend_name,
+		.uid = c->uid,
+		.gid = c->gid,
+		.pid = c->pid,
+		.process = c->process,
+	};
+	return r;
+}
+
+static __thread char keystore_error[BACKEND_ERR_MAX];
+
+const char *keystore_last_error(void)
+{
+	return keystore_error;
+}
+
 /* Write the audit line; in deny mode a failed write fails the operation. */
 static int audit_finish(struct keyfs *k, const struct caller *c, enum key_op op,
                         const char *network, int rc, bool cached, bool refresh,
                         const char *error, const char *anomaly)
 {
+	snprintf(keystore_error, sizeof(keystore_error), "%s", rc == 0 ? "" : error ? error : "");
 	if (!k->audit)
 		return rc;
-	struct audit_record r = {
-		.op = op,
-		.network = network,
-		.storage_type = k->backend_name,
-		.status = rc == 0,
-		.cached = cached,
-		.refresh = refresh,
-		.uid = c->uid,
-		.gid = c->gid,
-		.pid = c->pid,
-		.process = c->process,
-		.error = rc == 0 ? NULL : error,
-		.anomaly = anomaly,
-	};
+	struct audit_record r = audit_record_for(k, c, op, network);
+	r.status = rc == 0;
+	r.cached = cached;
+	r.refresh = refresh;
+	r.error = rc == 0 ? NULL : error;
+	r.anomaly = anomaly;
 	int arc = audit_write(k->audit, &r);
-	if (arc < 0 && rc == 0)
+	if (arc < 0 && rc == 0) {
+		snprintf(keystore_error, sizeof(keystore_error), "the audit log is not writable");
 		return arc;
+	}
 	return rc;
+}
+
+/* Deny mode: record that a store or remove is about to change the backend,
+ * before it does; when that line cannot be written the change is not made
+ * (-EIO).  Allow mode writes no intent line: it proceeds either way. */
+static int audit_intent(struct keyfs *k, const struct caller *c, enum key_op op,
+                        const char *network)
+{
+	if (!k->audit || !audit_denies(k->audit))
+		return 0;
+	struct audit_record r = audit_record_for(k, c, op, network);
+	r.status = true;
+	r.intent = true;
+	return audit_write(k->audit, &r);
 }
 
 /* Shared end of every denied attempt: counted, audited, EACCES. */
@@ -281,6 +313,9 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 		struct secret *key = secret_from(content->data + start, len);
 		if (!key) {
 			rc = -ENOMEM;
+		} else if ((rc = audit_intent(k, c, KEY_OP_STORE, network)) < 0) {
+			secret_free(key);
+			why = "audit log not writable: the backend was not changed";
 		} else {
 			rc = k->backend->ops->store(k->backend, network, key, &err);
 			health_record(k, rc, &err);
@@ -316,7 +351,16 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	if (!access_allowed(k->access, c, network, ACCESS_REMOVE))
 		return deny(k, c, KEY_OP_REMOVE, network, "access denied", NULL, t0);
 
-	int rc = k->backend->ops->remove(k->backend, network, &err);
+	int rc = audit_intent(k, c, KEY_OP_REMOVE, network);
+	if (rc < 0) {
+		metrics_observe_op(k->metrics_index, KEY_OP_REMOVE, false, clock_monotonic() - t0);
+		log_kv(LOG_LEVEL_ERROR, "key not removed: the audit log is not writable",
+		       "network", network, (char *)NULL);
+		snprintf(keystore_error, sizeof(keystore_error),
+		         "audit log not writable: the backend was not changed");
+		return rc;
+	}
+	rc = k->backend->ops->remove(k->backend, network, &err);
 	health_record(k, rc, &err);
 	if (rc == 0 || rc == -ENOENT) {
 		if (k->cache)
@@ -344,8 +388,10 @@ int keystore_address(struct keyfs *k, const struct caller *c, const char *networ
 	struct secret *key = NULL;
 	bool cached = false;
 
-	if (!k->addresses)
-		return -ENOENT;   /* key_format any: keys are not EVM keys */
+	if (!k->addresses) {   /* key_format any: keys are not EVM keys */
+		snprintf(keystore_error, sizeof(keystore_error), "key_format is not evm");
+		return -ENOENT;
+	}
 	if (!access_allowed(k->access, c, network, ACCESS_ADDRESS))
 		return deny(k, c, KEY_OP_ADDRESS, network, "access denied", NULL, t0);
 	if (address_book_lookup(k->addresses, network, out, NULL) == 0) {

@@ -85,6 +85,8 @@ static struct {
 	atomic_uint_fast64_t access_denied[KEY_OP_COUNT];
 	atomic_uint_fast64_t anomalies[METRICS_ANOMALY_COUNT];
 	atomic_uint_fast64_t audit_write_errors;
+	atomic_uint_fast64_t audit_last_seq;
+	atomic_bool audit_enabled;
 	_Atomic double start_time;
 } reg;
 
@@ -166,6 +168,8 @@ void metrics_init(void)
 	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++)
 		atomic_store(&reg.anomalies[k], 0);
 	atomic_store(&reg.audit_write_errors, 0);
+	atomic_store(&reg.audit_last_seq, 0);
+	atomic_store(&reg.audit_enabled, false);
 	/* The process started before its first init; a re-init (tests) keeps it. */
 	if (atomic_load(&reg.start_time) == 0.0)
 		atomic_store(&reg.start_time, clock_wall());
@@ -266,6 +270,12 @@ void metrics_anomaly(const char *kind)
 void metrics_audit_write_error(void)
 {
 	counter_inc(&reg.audit_write_errors);
+}
+
+void metrics_audit_last_seq(unsigned long long seq)
+{
+	atomic_store(&reg.audit_last_seq, seq);
+	atomic_store(&reg.audit_enabled, true);
 }
 
 /* --- the freshness table ------------------------------------------------- */
@@ -711,6 +721,12 @@ static void render_security(struct strbuf *out)
 	       "Audit records that could not be written.");
 	sample_u64(out, "omikuji_keyfs_audit_write_errors_total", "",
 	           counter_get(&reg.audit_write_errors));
+	if (atomic_load(&reg.audit_enabled)) {
+		family(out, "omikuji_keyfs_audit_last_seq", "gauge",
+		       "Sequence number of the last audit line written (audit verify --expect-seq).");
+		sample_u64(out, "omikuji_keyfs_audit_last_seq", "",
+		           (uint64_t)atomic_load(&reg.audit_last_seq));
+	}
 }
 
 struct refresh_snapshot {

@@ -40,6 +40,9 @@ void metrics_auth_failure(enum metrics_backend b);
 void metrics_access_denied(enum key_op op);
 void metrics_anomaly(const char *kind);     /* "burst" "off_hours" "auth_failures" "rate_limited" */
 void metrics_audit_write_error(void);
+/* The seq of the last audit line written (0: none yet); the gauge
+ * omikuji_keyfs_audit_last_seq is shown once this was called. */
+void metrics_audit_last_seq(unsigned long long seq);
 void metrics_last_refresh(const char *network, double wall_seconds);
 
 /* Render the exposition format 0.0.4 (ends with a newline, no timestamps).

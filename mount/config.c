@@ -879,6 +879,7 @@ static const struct field keyfs_fields[] = {
 	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
 	{ "access", FIELD_CUSTOM, .parse = parse_access },
 	{ "health_interval_seconds", FIELD_INT, K(health_interval_seconds), 1, DAY },
+	{ "audit_checkpoint_seconds", FIELD_INT, K(audit_checkpoint_seconds), 1, DAY },
 	{ "max_stale_seconds", FIELD_INT, K(max_stale_seconds), 0, 7 * DAY },
 	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
 	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
@@ -962,6 +963,7 @@ static int config_defaults(struct config *cfg)
 	cfg->keyfs.audit_failure = AUDIT_FAILURE_DENY;
 	cfg->keyfs.key_format = KEY_FORMAT_EVM;
 	cfg->keyfs.health_interval_seconds = 15;
+	cfg->keyfs.audit_checkpoint_seconds = 300;
 	cfg->keyfs.max_stale_seconds = 3600;
 	cfg->keyfs.cache_max_entries = 10000;
 	cfg->keyfs.list_cache_seconds = 5;
@@ -1344,6 +1346,7 @@ void config_print(const struct config *cfg, FILE *out)
 		}
 	}
 	print_int(out, 2, "health_interval_seconds", k->health_interval_seconds);
+	print_int(out, 2, "audit_checkpoint_seconds", k->audit_checkpoint_seconds);
 	print_int(out, 2, "max_stale_seconds", k->max_stale_seconds);
 	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
 	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);

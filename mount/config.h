@@ -116,6 +116,7 @@ struct config_keyfs {
 	size_t n_access;
 	bool access_set;
 	int health_interval_seconds;  /* default 15 */
+	int audit_checkpoint_seconds; /* audit seq+hash to the app log; default 300 */
 	int max_stale_seconds;        /* default 3600 */
 	int cache_max_entries;        /* default 10000 */
 	int list_cache_seconds;       /* default 5 */

@@ -1,21 +1,45 @@
-/* daemon.c - the mount sequence, in the order sshfs uses so that set-up
- * errors still reach the terminal: build the state (backend, audit log,
- * access rules), create the FUSE object, mount, then daemonize, start the
- * threads, drop privileges, and serve. */
+/* daemon.c - the start sequence (contract section 9, daemon(7)).
+ *
+ * 1. Where the terminal still sees it: resolve the mountpoint to an absolute
+ *    path (the daemon leaves its working directory; the unmount at stop
+ *    needs the same path) and look up `run_as`.
+ * 2. Without -f: fork with a readiness pipe.  The parent waits on the pipe
+ *    and exits 0 only when the child says it serves, else non-zero with the
+ *    child's one-line reason.  Everything after this happens in the
+ *    process that serves: locks, threads, D-Bus/libsecret connections and
+ *    memory locks do not survive fork().
+ * 3. Become `run_as` (effective ids; root stays reachable until step 5) so
+ *    that what the service user reopens later (log files, the audit log,
+ *    the store) is opened as that user now.
+ * 4. Open: log files, the backend, the audit log and its one-writer lock,
+ *    the access rules (keyfs_new); the FUSE object.
+ * 5. Mount, with the real uid already `run_as`, so the mount belongs to the
+ *    service user who must unmount it at stop; then drop root for good.
+ * 6. Start: lock key memory, start the threads (keyfs_start), then report
+ *    ready (pipe to the parent, sd_notify READY=1) and serve.
+ * 7. Stop: STOPPING=1, an audit checkpoint in the application log, unmount.
+ */
 #include "daemon.h"
+#include "control.h"
 #include "keyfs.h"
 #include "log.h"
+#include "secret.h"
 #include "tree.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 static struct keyfs *signal_keyfs;
@@ -34,35 +58,271 @@ void daemon_harden(void)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* Drop to run_as after mounting (the mount needs root, serving does not). */
-static int drop_privileges(const char *user)
+/* --- run_as ---------------------------------------------------------- */
+
+struct run_as {
+	bool set;                 /* root drops to this user */
+	char name[256];
+	uid_t uid;
+	gid_t gid;
+};
+
+int daemon_check_run_as(const struct config *cfg, char *err, size_t errlen)
 {
+	const char *user = cfg->keyfs.run_as;
+	if (!user || !*user)
+		return 0;
+	errno = 0;
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {
-		fprintf(stderr, "omikuji-keyfs: run_as: unknown user '%s'\n", user);
-		return -1;
+		snprintf(err, errlen, "keyfs.run_as: unknown user '%s'%s%s", user,
+		         errno ? ": " : "", errno ? strerror(errno) : "");
+		return -ENOENT;
 	}
-	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
-		fprintf(stderr, "omikuji-keyfs: run_as %s: %s\n", user, strerror(errno));
-		return -1;
-	}
-	if (setuid(0) == 0) {
-		fprintf(stderr, "omikuji-keyfs: run_as %s: could regain root, refusing to run\n", user);
-		return -1;
-	}
-	daemon_harden();   /* setuid resets the dumpable flag */
 	return 0;
 }
 
-int daemon_run(const struct config *cfg, const struct daemon_options *opt)
+static int run_as_resolve(const struct config *cfg, struct run_as *ra, char *err, size_t errlen)
 {
-	char err[512] = "";
+	memset(ra, 0, sizeof(*ra));
+	int rc = daemon_check_run_as(cfg, err, errlen);
+	if (rc < 0 || !cfg->keyfs.run_as || !*cfg->keyfs.run_as || getuid() != 0)
+		return rc;
+	struct passwd *pw = getpwnam(cfg->keyfs.run_as);
+	if (!pw || snprintf(ra->name, sizeof(ra->name), "%s", pw->pw_name) >= (int)sizeof(ra->name)) {
+		snprintf(err, errlen, "keyfs.run_as: cannot resolve '%s'", cfg->keyfs.run_as);
+		return -ENOENT;
+	}
+	ra->set = true;
+	ra->uid = pw->pw_uid;
+	ra->gid = pw->pw_gid;
+	return 0;
+}
+
+/* Act as the user (real and effective ids), keeping root as the saved
+ * uid so that mounting can still be done as root. */
+static int run_as_become(const struct run_as *ra, char *err, size_t errlen)
+{
+	if (initgroups(ra->name, ra->gid) < 0 || setresgid(ra->gid, ra->gid, 0) < 0 ||
+	    setresuid(ra->uid, ra->uid, 0) < 0) {
+		snprintf(err, errlen, "run_as %s: %s", ra->name, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Real uid the user, effective root: libfuse mounts with mount(2) and
+ * records the real uid as the mount's owner (user_id=), so the user can
+ * unmount it (fusermount3 -u) once it is no longer root. */
+static int run_as_mount_ids(const struct run_as *ra)
+{
+	return setresuid(ra->uid, 0, 0) < 0 ? -errno : 0;
+}
+
+/* Drop root for good. */
+static int run_as_drop(const struct run_as *ra, char *err, size_t errlen)
+{
+	if (setresuid(ra->uid, 0, 0) < 0 || setresgid(ra->gid, ra->gid, ra->gid) < 0 ||
+	    setresuid(ra->uid, ra->uid, ra->uid) < 0) {
+		snprintf(err, errlen, "run_as %s: %s", ra->name, strerror(errno));
+		return -errno;
+	}
+	if (setuid(0) == 0 || seteuid(0) == 0) {
+		snprintf(err, errlen, "run_as %s: could regain root, refusing to run", ra->name);
+		return -EPERM;
+	}
+	daemon_harden();   /* changing ids resets the dumpable flag */
+	return 0;
+}
+
+/* --- the readiness pipe ------------------------------------------------ */
+
+struct start {
+	int ready_fd;     /* write end in the daemonized child; -1 in the foreground */
+};
+
+/* Report a start failure: to the waiting parent (which prints it) or, in
+ * the foreground, to stderr; and to the application log. */
+static void start_failed(struct start *st, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void start_failed(struct start *st, const char *fmt, ...)
+{
+	char line[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_kv(LOG_LEVEL_ERROR, "start failed", "error", line, (char *)NULL);
+	if (st->ready_fd >= 0) {
+		ssize_t n = write(st->ready_fd, line, strlen(line));
+		(void)n;
+		close(st->ready_fd);
+		st->ready_fd = -1;
+	} else {
+		fprintf(stderr, "omikuji-keyfs: %s\n", line);
+	}
+}
+
+/* The mount serves: release the waiting parent, or tell systemd. */
+static void start_ready(struct start *st)
+{
+	if (st->ready_fd >= 0) {
+		/* The parent, which systemd knows, sends READY=1 with our pid. */
+		ssize_t n = write(st->ready_fd, "R", 1);
+		(void)n;
+		close(st->ready_fd);
+		st->ready_fd = -1;
+	} else {
+		sd_notify(0, "READY=1");
+	}
+}
+
+/* Parent side: wait for the child's verdict; the exit code of `mount`. */
+static int start_wait(pid_t child, int fd)
+{
+	char buf[800];
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof(buf) - 1)
+			break;
+	}
+	close(fd);
+	buf[len] = 0;
+	if (len == 1 && buf[0] == 'R') {
+		sd_notifyf(0, "READY=1\nMAINPID=%ld", (long)child);
+		return 0;
+	}
+	int status = 0;
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	if (len > 0)
+		fprintf(stderr, "omikuji-keyfs: %s\n", buf);
+	else if (WIFSIGNALED(status))
+		fprintf(stderr, "omikuji-keyfs: the daemon was killed by signal %d before it served\n",
+		        WTERMSIG(status));
+	else
+		fprintf(stderr, "omikuji-keyfs: the daemon exited with status %d before it served\n",
+		        WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	return 1;
+}
+
+/* fork() with a readiness pipe.  Returns in the child (0, st->ready_fd
+ * set) only; the parent exits here with the start's verdict. */
+static int start_fork(struct start *st)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		fprintf(stderr, "omikuji-keyfs: cannot daemonize: pipe: %s\n", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "omikuji-keyfs: cannot daemonize: fork: %s\n", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		exit(start_wait(pid, p[0]));
+	}
+	close(p[0]);
+	st->ready_fd = p[1];
+	setsid();
+	return 0;
+}
+
+/* Detach from the terminal once serving: stdin/stdout/stderr to /dev/null. */
+static void start_detach(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	if (chdir("/") < 0) {
+		/* the mountpoint and every config path are absolute */
+	}
+}
+
+/* --- the application log in the background ----------------------------- */
+
+/* Contract section 9: $XDG_STATE_HOME/omikuji-keyfs/omikuji-keyfs.log,
+ * root: /var/log/omikuji-keyfs/omikuji-keyfs.log. */
+static int default_log_path(uid_t invoker, char *out, size_t size)
+{
+	const char *state = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+	int n;
+	if (invoker == 0)
+		n = snprintf(out, size, "/var/log/omikuji-keyfs/omikuji-keyfs.log");
+	else if (state && state[0] == '/')
+		n = snprintf(out, size, "%s/omikuji-keyfs/omikuji-keyfs.log", state);
+	else if (home && home[0] == '/')
+		n = snprintf(out, size, "%s/.local/state/omikuji-keyfs/omikuji-keyfs.log", home);
+	else
+		return -ENOENT;
+	return n < (int)size ? 0 : -ENAMETOOLONG;
+}
+
+/* Root that drops to run_as: the default log directory and file are this
+ * program's own; give them to that user, so that the service user opens
+ * (and on SIGHUP reopens) the file itself. */
+static void prepare_log_dir(const char *path, const struct run_as *ra)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return;
+	*slash = 0;
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return;   /* the open reports it */
+	if (!ra->set)
+		return;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (chown(dir, ra->uid, ra->gid) < 0 || fd < 0 || fchown(fd, ra->uid, ra->gid) < 0) {
+		/* the open as run_as reports what is wrong */
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* --- the sequence -------------------------------------------------------- */
+
+struct serve {
+	const struct config *cfg;
+	const struct daemon_options *opt;
+	const char *mountpoint;      /* absolute */
+	struct run_as run_as;
+	struct start start;
+	uid_t invoker;               /* getuid() at start */
+};
+
+static int serve(struct serve *s)
+{
+	char err[768] = "";
 	struct keyfs *k = NULL;
+	struct control *control = NULL;
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *loop = NULL;
-	int code = 1;
+	const struct config *cfg = s->cfg;
+	const struct daemon_options *opt = s->opt;
+	bool background = s->start.ready_fd >= 0;
 	bool mounted = false;
+	bool handlers = false;
+	int code = 1;
+	int rc;
 
 	char *fuse_argv[8];
 	int fuse_argc = 0;
@@ -79,28 +339,45 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 	fuse_argv[fuse_argc] = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(fuse_argc, fuse_argv);
 
+	char log_path[4096] = "";
+	if (background && default_log_path(s->invoker, log_path, sizeof(log_path)) == 0 &&
+	    s->invoker == 0)
+		prepare_log_dir(log_path, &s->run_as);
+
+	if (s->run_as.set && run_as_become(&s->run_as, err, sizeof(err)) < 0) {
+		start_failed(&s->start, "%s", err);
+		goto out;
+	}
+	/* Log files are reopened as the serving user; in the background the
+	 * terminal streams go to the contract's default file. */
+	if (s->run_as.set && log_configure(&cfg->logging, err, sizeof(err)) < 0) {
+		start_failed(&s->start, "%s", err);
+		goto out;
+	}
+	if (background && log_path[0] && log_streams_to_file(log_path, err, sizeof(err)) < 0) {
+		start_failed(&s->start, "%s", err);
+		goto out;
+	}
+
 	metrics_init();
-	int rc = keyfs_new(cfg, getuid(), getgid(), opt->audit, &k, err, sizeof(err));
+	rc = keyfs_new(cfg, s->invoker, getgid(), opt->audit, &k, err, sizeof(err));
 	if (rc < 0) {
-		fprintf(stderr, "omikuji-keyfs: %s\n", err);
+		start_failed(&s->start, "%s", err);
 		goto out;
 	}
 	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
 	if (!fuse) {
-		fprintf(stderr, "omikuji-keyfs: invalid FUSE options '%s'\n",
-		        opt->fuse_options ? opt->fuse_options : "");
+		start_failed(&s->start, "invalid FUSE options '%s'",
+		             opt->fuse_options ? opt->fuse_options : "");
 		goto out;
 	}
-	if (fuse_mount(fuse, opt->mountpoint) != 0) {
-		fprintf(stderr, "omikuji-keyfs: cannot mount on %s (does it exist, is it already a mount, "
-		        "is /dev/fuse available?)\n", opt->mountpoint);
-		goto out;
-	}
-	mounted = true;
+	/* Before mounting: a SIGTERM from now on ends the loop (or keeps it
+	 * from starting), and the unmount below always runs. */
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
-		fprintf(stderr, "omikuji-keyfs: cannot install signal handlers\n");
+		start_failed(&s->start, "cannot install signal handlers");
 		goto out;
 	}
+	handlers = true;
 	signal_keyfs = k;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -109,48 +386,118 @@ int daemon_run(const struct config *cfg, const struct daemon_options *opt)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
 
-	if (!opt->foreground && !opt->debug && fuse_daemonize(0) != 0) {
-		fprintf(stderr, "omikuji-keyfs: cannot daemonize\n");
+	if (s->run_as.set && run_as_mount_ids(&s->run_as) < 0) {
+		start_failed(&s->start, "run_as %s: cannot regain root to mount: %s",
+		             s->run_as.name, strerror(errno));
 		goto out;
 	}
+	if (fuse_mount(fuse, s->mountpoint) != 0) {
+		start_failed(&s->start, "cannot mount on %s (does it exist, is it already a mount, "
+		             "is /dev/fuse available? allow_other needs user_allow_other in "
+		             "/etc/fuse.conf when not root)", s->mountpoint);
+		goto out;
+	}
+	mounted = true;
+	if (s->run_as.set && run_as_drop(&s->run_as, err, sizeof(err)) < 0) {
+		start_failed(&s->start, "%s", err);
+		goto out;
+	}
+
+	/* Locks are not inherited across fork(): lock the key pool here. */
+	rc = secret_relock();
+	if (rc < 0)
+		log_kv(LOG_LEVEL_WARN, "cannot lock key memory (RLIMIT_MEMLOCK?)", "error",
+		       strerror(-rc), (char *)NULL);
 	rc = keyfs_start(k);
 	if (rc < 0) {
-		log_kv(LOG_LEVEL_ERROR, "cannot start the maintenance thread", "error", strerror(-rc),
-		       (char *)NULL);
+		start_failed(&s->start, "cannot start the maintenance thread: %s", strerror(-rc));
 		goto out;
 	}
-	if (cfg->keyfs.run_as && getuid() == 0 && drop_privileges(cfg->keyfs.run_as) < 0)
+	/* The key commands act through the mount that writes the audit log. */
+	if (opt->audit && control_start(k, &control, err, sizeof(err)) < 0) {
+		start_failed(&s->start, "%s", err);
 		goto out;
-
-	char version[32];
-	snprintf(version, sizeof(version), "%s", KEYFS_VERSION);
-	log_kv(LOG_LEVEL_INFO, "mounted", "mountpoint", opt->mountpoint,
-	       "backend", k->backend_name, "version", version, (char *)NULL);
-	if (!opt->audit)
-		log_kv(LOG_LEVEL_WARN, "audit log disabled (--no-audit): key accesses are not recorded",
-		       (char *)NULL);
-
+	}
 	loop = fuse_loop_cfg_create();
-	if (!loop)
+	if (!loop) {
+		start_failed(&s->start, "out of memory");
 		goto out;
+	}
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
 	fuse_loop_cfg_set_max_threads(loop, 64);
+
+	char pid[24];
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	log_kv(LOG_LEVEL_INFO, "mounted", "mountpoint", s->mountpoint,
+	       "backend", k->backend_name, "version", KEYFS_VERSION, "pid", pid,
+	       (char *)NULL);
+	if (!opt->audit)
+		log_kv(LOG_LEVEL_WARN, "audit log disabled (--no-audit): key accesses are not recorded",
+		       (char *)NULL);
+	if (background)
+		start_detach();
+	start_ready(&s->start);
+
 	/* 0, or the number of the signal (SIGTERM, SIGINT) that ended the loop:
 	 * both are a clean stop.  Negative is an error. */
 	code = fuse_loop_mt(fuse, loop) < 0 ? 1 : 0;
-	log_kv(LOG_LEVEL_INFO, "unmounting", "mountpoint", opt->mountpoint, (char *)NULL);
+	sd_notify(0, "STOPPING=1");
+	log_kv(LOG_LEVEL_INFO, "unmounting", "mountpoint", s->mountpoint, (char *)NULL);
+	fuse_unmount(fuse);   /* no request can arrive after this */
+	mounted = false;
+	control_stop(control);
+	control = NULL;
+	keyfs_audit_checkpoint(k, true);
 out:
 	signal_keyfs = NULL;
+	control_stop(control);
 	if (loop)
 		fuse_loop_cfg_destroy(loop);
 	if (fuse) {
-		fuse_remove_signal_handlers(fuse_get_session(fuse));
+		if (handlers)
+			fuse_remove_signal_handlers(fuse_get_session(fuse));
 		if (mounted)
 			fuse_unmount(fuse);
 		fuse_destroy(fuse);
 	}
 	keyfs_free(k);
 	fuse_opt_free_args(&args);
+	return code;
+}
+
+int daemon_run(const struct config *cfg, const struct daemon_options *opt)
+{
+	struct serve s = {
+		.cfg = cfg,
+		.opt = opt,
+		.start = { .ready_fd = -1 },
+		.invoker = getuid(),
+	};
+	char err[512] = "";
+
+	char *mnt = realpath(opt->mountpoint, NULL);
+	if (!mnt) {
+		fprintf(stderr, "omikuji-keyfs: mountpoint %s: %s\n", opt->mountpoint, strerror(errno));
+		return 1;
+	}
+	struct stat st;
+	if (stat(mnt, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "omikuji-keyfs: mountpoint %s: not a directory\n", opt->mountpoint);
+		free(mnt);
+		return 1;
+	}
+	s.mountpoint = mnt;
+	if (run_as_resolve(cfg, &s.run_as, err, sizeof(err)) < 0) {
+		fprintf(stderr, "omikuji-keyfs: %s\n", err);
+		free(mnt);
+		return 2;
+	}
+	if (!opt->foreground && !opt->debug && start_fork(&s.start) < 0) {
+		free(mnt);
+		return 1;
+	}
+	int code = serve(&s);
+	free(mnt);
 	return code;
 }

@@ -3,6 +3,7 @@
 #define OMIKUJI_DAEMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include "config.h"
 
 struct daemon_options {
@@ -13,9 +14,16 @@ struct daemon_options {
 	bool audit;          /* false only for benchmarks (--no-audit) */
 };
 
-/* Mount and serve until unmounted or SIGTERM/SIGINT.  Set-up errors are
- * printed to stderr before any fork.  Returns the process exit code. */
+/* Mount and serve until unmounted or SIGTERM/SIGINT.  Without -f the
+ * calling process returns only through exit(): 0 once the daemonized child
+ * serves, non-zero with the child's one-line reason when its start failed
+ * (see daemon.c for the sequence).  Returns the exit code of the process
+ * that served (or failed to start). */
 int daemon_run(const struct config *cfg, const struct daemon_options *opt);
+
+/* Is keyfs.run_as (if set) a known user?  0, or -errno with one line in
+ * err.  Used by `mount` before forking and by `check-config`. */
+int daemon_check_run_as(const struct config *cfg, char *err, size_t errlen);
 
 /* Process hardening for every command: no core dumps, not ptrace-able by
  * other users' processes. */

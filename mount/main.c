@@ -9,8 +9,10 @@
 #include "audit.h"
 #include "backend.h"
 #include "config.h"
+#include "control.h"
 #include "daemon.h"
 #include "evm_address.h"
+#include "keyfs.h"
 #include "keyformat.h"
 #include "log.h"
 #include "secret.h"
@@ -46,9 +48,11 @@ static const char usage_text[] =
 "        remove a key (asks on a terminal unless --yes)\n"
 "  key list [--addresses] [-c CONFIG]\n"
 "        list the networks that have a key (--addresses: each with its EVM\n"
-"        address, derived without printing the key)\n"
-"  audit verify [AUDIT_LOG]\n"
-"        check the audit log's hash chain; names the first bad line\n"
+"        address; the key never leaves the mount or the backend layer)\n"
+"  audit verify [--start SEQ:HASH] [--expect-seq N] [AUDIT_LOG...]\n"
+"        check the files (rotated ones first) as one hash chain; names the\n"
+"        first bad line (--start: where the chain resumes, from a checkpoint;\n"
+"        --expect-seq: the last seq the daemon wrote)\n"
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
@@ -73,8 +77,10 @@ struct cli {
 	bool foreground;
 	bool debug;
 	bool no_audit;
-	bool addresses;    /* key list --addresses */
+	bool addresses;                /* key list --addresses */
 	const char *fuse_options;
+	const char *audit_start;       /* audit verify --start SEQ:HASH */
+	const char *audit_expect_seq;  /* audit verify --expect-seq N */
 	int argc;          /* positional arguments left */
 	char **argv;
 };
@@ -94,7 +100,7 @@ static int fail(int code, const char *fmt, ...)
 /* Parse the options of a subcommand (argv[0] is the subcommand's name). */
 static int parse_options(int argc, char **argv, struct cli *cli)
 {
-	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_ADDRESSES };
+	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_START, OPT_EXPECT_SEQ, OPT_ADDRESSES };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "network", required_argument, NULL, 'n' },
@@ -106,6 +112,8 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		{ "options", required_argument, NULL, 'o' },
 		{ "insecure-config-permissions", no_argument, NULL, OPT_INSECURE },
 		{ "no-audit", no_argument, NULL, OPT_NO_AUDIT },
+		{ "start", required_argument, NULL, OPT_START },
+		{ "expect-seq", required_argument, NULL, OPT_EXPECT_SEQ },
 		{ "addresses", no_argument, NULL, OPT_ADDRESSES },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -129,6 +137,8 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_INSECURE: cli->insecure_perms = true; break;
 		case OPT_NO_AUDIT: cli->no_audit = true; break;
+		case OPT_START: cli->audit_start = optarg; break;
+		case OPT_EXPECT_SEQ: cli->audit_expect_seq = optarg; break;
 		case OPT_ADDRESSES: cli->addresses = true; break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -147,7 +157,11 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 	return 0;
 }
 
-static int load_config(const struct cli *cli, struct config *cfg)
+/* Load the config and configure the application log.  for_key: the key
+ * commands, for which the daemon's log file may not be writable by the user
+ * who runs them beside a mount (they then log nowhere rather than fail),
+ * and whose own output is on stdout/stderr (stream targets are dropped). */
+static int load_config_as(const struct cli *cli, struct config *cfg, bool for_key)
 {
 	char err[512] = "";
 	char *path = config_find(cli->config_path);
@@ -157,20 +171,133 @@ static int load_config(const struct cli *cli, struct config *cfg)
 	if (rc < 0)
 		return fail(EXIT_USAGE, "%s", err);
 	if (log_configure(&cfg->logging, err, sizeof(err)) < 0) {
-		config_free(cfg);
-		return fail(EXIT_USAGE, "%s", err);
+		if (!for_key) {
+			config_free(cfg);
+			return fail(EXIT_USAGE, "%s", err);
+		}
+		struct config_logging none;
+		memset(&none, 0, sizeof(none));
+		log_configure(&none, err, sizeof(err));
 	}
+	if (for_key)
+		log_drop_streams();
 	return 0;
 }
 
-static int open_backend(const struct config *cfg, struct backend **b)
+static int load_config(const struct cli *cli, struct config *cfg)
 {
-	struct backend_err err = { { 0 }, false };
-	int rc = backend_open(cfg, b, &err);
-	if (rc < 0)
-		return fail(EXIT_FAIL, "%s backend: %s", config_storage_name(cfg->storage_type),
-		            err.msg[0] ? err.msg : strerror(-rc));
-	return 0;
+	return load_config_as(cli, cfg, false);
+}
+
+/* Where a key command acts (contract section 9): through the mount that
+ * writes the same audit log when one runs (control.h), else on the backend
+ * through the same keystore path as the mount (access rules, the audit
+ * line in the one chain, under the audit log's writer lock). */
+struct key_target {
+	const struct config *cfg;
+	pid_t mount_pid;          /* > 0: through this mount */
+	struct keyfs *k;          /* else: our own, holding the audit lock */
+	struct caller self;
+};
+
+static int key_target_open(const struct config *cfg, struct key_target *t)
+{
+	char err[768] = "";
+	memset(t, 0, sizeof(*t));
+	t->cfg = cfg;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		pid_t holder = audit_lock_holder(cfg->keyfs.audit_log);
+		if (holder < 0)
+			return fail(EXIT_FAIL, "cannot read the lock of the audit log %s: %s",
+			            cfg->keyfs.audit_log, strerror(-holder));
+		if (holder > 0) {
+			t->mount_pid = holder;
+			return 0;
+		}
+		metrics_init();
+		int rc = keyfs_new(cfg, getuid(), getgid(), true, &t->k, err, sizeof(err));
+		if (rc == -EBUSY)
+			continue;   /* a mount started in between: go through it */
+		if (rc < 0)
+			return fail(EXIT_FAIL, "%s", err);
+		keyfs_caller_from_peer(t->k, getuid(), getgid(), getpid(), &t->self);
+		return 0;
+	}
+	return fail(EXIT_FAIL, "%s", err);
+}
+
+static void key_target_close(struct key_target *t)
+{
+	keyfs_free(t->k);
+	t->k = NULL;
+}
+
+/* Run op; 0 or -errno (> 0: exit code, the line is printed).  *reply gets
+ * the key (get) or the names one per line (list); *why the reason of a
+ * failure (static or in why_buf). */
+static int key_target_call(struct key_target *t, enum key_op op, const char *network,
+                           const struct secret *key, struct secret **reply,
+                           char *why_buf, size_t why_len)
+{
+	*reply = NULL;
+	why_buf[0] = 0;
+	if (t->mount_pid > 0) {
+		char err[768] = "";
+		int status = 0;
+		struct secret *answer = NULL;
+		if (control_call(t->cfg->keyfs.audit_log, t->mount_pid, op, network, key, &status,
+		                 &answer, err, sizeof(err)) < 0)
+			return fail(EXIT_FAIL, "%s", err);
+		if (status < 0) {
+			snprintf(why_buf, why_len, "%s", (char *)answer->data);
+			secret_free(answer);
+			return status;
+		}
+		*reply = answer;
+		return 0;
+	}
+	int rc;
+	struct strlist names = STRLIST_INIT;
+	switch (op) {
+	case KEY_OP_GET:
+		rc = keystore_get(t->k, &t->self, network, false, reply);
+		break;
+	case KEY_OP_STORE:
+		rc = keystore_store(t->k, &t->self, network, key);
+		break;
+	case KEY_OP_REMOVE:
+		rc = keystore_remove(t->k, &t->self, network);
+		break;
+	case KEY_OP_ADDRESS: {
+		char address[EVM_ADDRESS_TEXT + 1];
+		rc = keystore_address(t->k, &t->self, network, address);
+		if (rc == 0 && !(*reply = secret_from(address, strlen(address))))
+			rc = -ENOMEM;
+		break;
+	}
+	default:
+		rc = keystore_list(t->k, &t->self, &names);
+		if (rc == 0 && !(*reply = secret_new(0)))
+			rc = -ENOMEM;
+		for (size_t i = 0; rc == 0 && i < names.n; i++)
+			if (secret_append(*reply, names.items[i], strlen(names.items[i])) < 0 ||
+			    secret_append(*reply, "\n", 1) < 0)
+				rc = -ENOMEM;
+		strlist_clear(&names);
+		break;
+	}
+	if (rc < 0) {
+		snprintf(why_buf, why_len, "%s", keystore_last_error());
+		secret_free(*reply);
+		*reply = NULL;
+	}
+	return rc;
+}
+
+/* The reason to print for a failed key operation. */
+static const char *key_reason(int rc, const char *why)
+{
+	return why && *why ? why : strerror(-rc);
 }
 
 static int require_network(const struct cli *cli)
@@ -276,25 +403,31 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	}
 	struct secret *key = secret_from(raw->data + start, len);
 	secret_free(raw);
-	struct backend *b = NULL;
-	rc = open_backend(cfg, &b);
-	if (rc) {
+	if (!key)
+		return fail(EXIT_FAIL, "out of memory");
+	struct key_target t;
+	if ((rc = key_target_open(cfg, &t))) {
 		secret_free(key);
 		return rc;
 	}
-	struct backend_err err = { { 0 }, false };
+	char reason[BACKEND_ERR_MAX];
+	struct secret *reply = NULL;
 	char address[EVM_ADDRESS_TEXT + 1] = "";
-	rc = key ? b->ops->store(b, cli->network, key, &err) : -ENOMEM;
+	rc = key_target_call(&t, KEY_OP_STORE, cli->network, key, &reply, reason, sizeof(reason));
 	if (rc == 0 && cfg->keyfs.key_format == KEY_FORMAT_EVM &&
 	    evm_address_derive(key->data, key->len, address) < 0)
 		address[0] = 0;
 	secret_free(key);
-	b->ops->close(b);
+	secret_free(reply);
+	key_target_close(&t);
+	if (rc > 0)
+		return rc;
 	if (rc < 0)
-		return fail(EXIT_FAIL, "cannot store the key for '%s' in %s: %s", cli->network,
-		            b ? config_storage_name(cfg->storage_type) : "", err.msg[0] ? err.msg : strerror(-rc));
-	fprintf(stderr, "stored the key for network '%s' in the %s backend\n", cli->network,
-	        config_storage_name(cfg->storage_type));
+		return fail(EXIT_FAIL, "cannot store the key for '%s' in the %s backend: %s", cli->network,
+		            config_storage_name(cfg->storage_type), key_reason(rc, reason));
+	fprintf(stderr, "stored the key for network '%s' in the %s backend%s\n", cli->network,
+	        config_storage_name(cfg->storage_type),
+	        t.mount_pid > 0 ? " (through the running mount)" : "");
 	if (address[0])   /* on stdout alone, for scripts: addr=$(... key import ...) */
 		printf("%s\n", address);
 	return 0;
@@ -305,18 +438,20 @@ static int cmd_key_export(const struct cli *cli, const struct config *cfg)
 	int rc = require_network(cli);
 	if (rc || (rc = confirm(cli, "Print the private key")))
 		return rc;
-	struct backend *b = NULL;
-	if ((rc = open_backend(cfg, &b)))
+	struct key_target t;
+	if ((rc = key_target_open(cfg, &t)))
 		return rc;
-	struct backend_err err = { { 0 }, false };
+	char why[BACKEND_ERR_MAX];
 	struct secret *key = NULL;
-	rc = b->ops->get(b, cli->network, &key, &err);
-	b->ops->close(b);
+	rc = key_target_call(&t, KEY_OP_GET, cli->network, NULL, &key, why, sizeof(why));
+	key_target_close(&t);
+	if (rc > 0)
+		return rc;
 	if (rc == -ENOENT)
 		return fail(EXIT_FAIL, "no key for network '%s'", cli->network);
 	if (rc < 0)
 		return fail(EXIT_FAIL, "cannot read the key for '%s': %s", cli->network,
-		            err.msg[0] ? err.msg : strerror(-rc));
+		            key_reason(rc, why));
 	fwrite(key->data, 1, key->len, stdout);
 	fputc('\n', stdout);
 	fflush(stdout);
@@ -329,73 +464,79 @@ static int cmd_key_remove(const struct cli *cli, const struct config *cfg)
 	int rc = require_network(cli);
 	if (rc || (rc = confirm(cli, "Remove the key")))
 		return rc;
-	struct backend *b = NULL;
-	if ((rc = open_backend(cfg, &b)))
+	struct key_target t;
+	if ((rc = key_target_open(cfg, &t)))
 		return rc;
-	struct backend_err err = { { 0 }, false };
-	rc = b->ops->remove(b, cli->network, &err);
-	b->ops->close(b);
+	char why[BACKEND_ERR_MAX];
+	struct secret *reply = NULL;
+	rc = key_target_call(&t, KEY_OP_REMOVE, cli->network, NULL, &reply, why, sizeof(why));
+	secret_free(reply);
+	key_target_close(&t);
+	if (rc > 0)
+		return rc;
 	if (rc == -ENOENT)
 		return fail(EXIT_FAIL, "no key for network '%s'", cli->network);
 	if (rc < 0)
 		return fail(EXIT_FAIL, "cannot remove the key for '%s': %s", cli->network,
-		            err.msg[0] ? err.msg : strerror(-rc));
+		            key_reason(rc, why));
 	fprintf(stderr, "removed the key for network '%s'\n", cli->network);
 	return 0;
 }
 
-/* "NETWORK ADDRESS" for --addresses: each key is fetched, its address
- * derived, and the key wiped; a key that cannot be read prints "-" and a
- * line on stderr, and makes the command fail after the whole list. */
-static int print_address_line(struct backend *b, const struct config *cfg, const char *network)
+/* "NETWORK ADDRESS" lines for --addresses: each address comes from the
+ * keystore's address operation (through the mount when one runs: its book,
+ * no key fetch for a known key), so the key never reaches this process.
+ * One that cannot be had prints "NETWORK -" and a line on stderr, and the
+ * command fails after the whole list. */
+static int print_addresses(struct key_target *t, const struct secret *names)
 {
-	struct backend_err err = { { 0 }, false };
-	struct secret *key = NULL;
-	char address[EVM_ADDRESS_TEXT + 1] = "-";
-	int rc = cfg->keyfs.key_format == KEY_FORMAT_EVM ? b->ops->get(b, network, &key, &err)
-	                                                : -EINVAL;
-	if (rc == 0 && evm_address_derive(key->data, key->len, address) < 0) {
-		rc = -EINVAL;
-		snprintf(address, sizeof(address), "-");
+	int status = 0;
+	const char *p = (const char *)names->data, *end = p + names->len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char network[65];
+		if (len > 0 && len < sizeof(network)) {
+			memcpy(network, p, len);
+			network[len] = 0;
+			char why[BACKEND_ERR_MAX];
+			struct secret *address = NULL;
+			int rc = key_target_call(t, KEY_OP_ADDRESS, network, NULL, &address, why,
+			                         sizeof(why));
+			if (rc > 0)
+				return rc;
+			printf("%s %s\n", network, rc == 0 ? (const char *)address->data : "-");
+			fflush(stdout);
+			if (rc < 0)
+				status = fail(EXIT_FAIL, "no address for '%s': %s", network,
+				              key_reason(rc, why));
+			secret_free(address);
+		}
+		p += len + 1;
 	}
-	secret_free(key);
-	printf("%s %s\n", network, address);
-	if (rc == -EINVAL)
-		return fail(EXIT_FAIL, "no address for '%s': %s", network,
-		            cfg->keyfs.key_format == KEY_FORMAT_EVM ? "the stored key is not an evm key"
-		                                                     : "key_format is not evm");
-	if (rc < 0)
-		return fail(EXIT_FAIL, "cannot read the key for '%s': %s", network,
-		            err.msg[0] ? err.msg : strerror(-rc));
-	return 0;
+	return status;
 }
 
 static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 {
-	struct backend *b = NULL;
-	int rc = open_backend(cfg, &b);
+	struct key_target t;
+	int rc = key_target_open(cfg, &t);
 	if (rc)
 		return rc;
-	struct backend_err err = { { 0 }, false };
-	struct strlist names = STRLIST_INIT;
-	rc = b->ops->list(b, &names, &err);
-	if (rc < 0) {
-		b->ops->close(b);
-		strlist_clear(&names);
-		return fail(EXIT_FAIL, "cannot list keys: %s", err.msg[0] ? err.msg : strerror(-rc));
-	}
-	strlist_sort_unique(&names);
-	for (size_t i = 0; i < names.n; i++) {
-		if (!network_name_valid(names.items[i]))
-			continue;
-		if (!cli->addresses)
-			puts(names.items[i]);
-		else if (print_address_line(b, cfg, names.items[i]) != 0)
-			rc = EXIT_FAIL;
-	}
-	b->ops->close(b);
-	strlist_clear(&names);
-	return rc;
+	char why[BACKEND_ERR_MAX];
+	struct secret *names = NULL;
+	rc = key_target_call(&t, KEY_OP_LIST, "", NULL, &names, why, sizeof(why));
+	if (rc == 0 && cli->addresses)
+		rc = print_addresses(&t, names);
+	else if (rc == 0)
+		fwrite(names->data, 1, names->len, stdout);
+	key_target_close(&t);
+	secret_free(names);
+	if (rc > 0)
+		return rc;
+	if (rc < 0)
+		return fail(EXIT_FAIL, "cannot list keys: %s", key_reason(rc, why));
+	return 0;
 }
 
 static int cmd_key(int argc, char **argv, struct cli *cli)
@@ -422,7 +563,7 @@ static int cmd_key(int argc, char **argv, struct cli *cli)
 	else
 		return fail(EXIT_USAGE, "key: unknown command '%s' (expected import, export, remove, list)", sub);
 	struct config cfg;
-	if ((rc = load_config(cli, &cfg)))
+	if ((rc = load_config_as(cli, &cfg, true)))
 		return rc;
 	rc = fn(cli, &cfg);
 	config_free(&cfg);
@@ -452,29 +593,48 @@ static int cmd_mount(struct cli *cli)
 static int cmd_audit(int argc, char **argv, struct cli *cli)
 {
 	if (argc < 2 || strcmp(argv[1], "verify") != 0)
-		return fail(EXIT_USAGE, "audit: expected 'verify [AUDIT_LOG]'");
+		return fail(EXIT_USAGE, "audit: expected 'verify [--start SEQ:HASH] [--expect-seq N] "
+		            "[AUDIT_LOG...]'");
 	int rc = parse_options(argc - 1, argv + 1, cli);
 	if (rc)
 		return rc;
-	if (cli->argc > 1)
-		return fail(EXIT_USAGE, "audit verify: expected at most one AUDIT_LOG");
+	struct audit_verify_options opt;
+	memset(&opt, 0, sizeof(opt));
+	if (cli->audit_start && audit_parse_start(cli->audit_start, &opt) < 0)
+		return fail(EXIT_USAGE, "audit verify: --start wants SEQ:HASH (a checkpoint's seq and "
+		            "its 64 hex digit hash), not '%s'", cli->audit_start);
+	if (cli->audit_expect_seq) {
+		char *end = NULL;
+		errno = 0;
+		unsigned long long n = strtoull(cli->audit_expect_seq, &end, 10);
+		if (errno || !*cli->audit_expect_seq || *end || cli->audit_expect_seq[0] == '-')
+			return fail(EXIT_USAGE, "audit verify: --expect-seq wants a number, not '%s'",
+			            cli->audit_expect_seq);
+		opt.have_expect = true;
+		opt.expect_seq = n;
+	}
 	struct config cfg;
-	const char *path;
+	const char *const *files = (const char *const *)cli->argv;
+	size_t n = (size_t)cli->argc;
+	const char *one[1];
 	bool loaded = false;
-	if (cli->argc == 1) {
-		path = cli->argv[0];
-	} else {
+	if (n == 0) {
 		if ((rc = load_config(cli, &cfg)))
 			return rc;
 		loaded = true;
-		path = cfg.keyfs.audit_log;
+		one[0] = cfg.keyfs.audit_log;
+		files = one;
+		n = 1;
 	}
+	size_t bad_file = 0;
 	long bad = 0;
-	rc = audit_verify(path, stdout, &bad);
+	rc = audit_verify_files(files, n, &opt, stdout, &bad_file, &bad);
 	if (rc < 0)
-		rc = fail(EXIT_FAIL, "cannot read %s: %s", path, strerror(-rc));
+		rc = fail(EXIT_FAIL, "cannot read %s: %s", files[bad_file], strerror(-rc));
+	else if (rc > 0 && bad > 0)
+		rc = fail(EXIT_FAIL, "%s: chain broken at line %ld", files[bad_file], bad);
 	else if (rc > 0)
-		rc = fail(EXIT_FAIL, "%s: chain broken at line %ld", path, bad);
+		rc = fail(EXIT_FAIL, "%s: chain incomplete at the end", files[n - 1]);
 	if (loaded)
 		config_free(&cfg);
 	return rc;
@@ -494,7 +654,8 @@ static int cmd_check_config(struct cli *cli)
 	char err[512] = "";
 	struct access *acc = NULL;
 	struct anomaly *an = NULL;
-	if (access_new(&cfg.keyfs, getuid(), &acc, err, sizeof(err)) < 0 ||
+	if (daemon_check_run_as(&cfg, err, sizeof(err)) < 0 ||
+	    access_new(&cfg.keyfs, getuid(), &acc, err, sizeof(err)) < 0 ||
 	    anomaly_new(&cfg.keyfs, NULL, &an, err, sizeof(err)) < 0) {
 		rc = fail(EXIT_USAGE, "%s: %s", cfg.source ? cfg.source : "built-in defaults", err);
 		access_free(acc);

@@ -4,12 +4,14 @@
 #include "log.h"
 #include "config.h"
 #include "clock.h"
+#include "fileowner.h"
 #include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,17 +62,31 @@ static void make_parents(const char *path)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		mkdir(dir, 0750);
+		fileowner_mkdir(dir, 0750);
 		*p = '/';
 	}
 }
 
+/* A file root creates takes its directory's owner (fileowner.h), so that a
+ * daemon that drops to run_as can reopen it. */
+static int open_log_file_once(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd >= 0) {
+		fileowner_inherit(fd, path, NULL);
+		return fd;
+	}
+	if (errno != EEXIST)
+		return -1;
+	return open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+}
+
 static int open_log_file(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = open_log_file_once(path);
 	if (fd < 0 && errno == ENOENT) {
 		make_parents(path);
-		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		fd = open_log_file_once(path);
 	}
 	return fd;
 }
@@ -145,6 +161,52 @@ int log_configure(const struct config_logging *cfg, char *err, unsigned long err
 			openlog("omikuji-keyfs", LOG_PID, LOG_DAEMON);
 	pthread_mutex_unlock(&log_lock);
 	return 0;
+}
+
+int log_streams_to_file(const char *path, char *err, unsigned long errlen)
+{
+	int streams = 0;
+	pthread_mutex_lock(&log_lock);
+	for (int i = 0; i < n_targets; i++)
+		if (targets[i].kind == TARGET_FD)
+			streams++;
+	pthread_mutex_unlock(&log_lock);
+	if (streams == 0)
+		return 0;
+	int fd = open_log_file(path);
+	char *copy = fd >= 0 ? strdup(path) : NULL;
+	if (!copy) {
+		int e = fd < 0 ? errno : ENOMEM;
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen, "logging: cannot open %s: %s", path, strerror(e));
+		return -e;
+	}
+	pthread_mutex_lock(&log_lock);
+	int out = 0;
+	bool placed = false;
+	for (int i = 0; i < n_targets; i++) {
+		if (targets[i].kind != TARGET_FD) {
+			targets[out++] = targets[i];
+		} else if (!placed) {
+			targets[out++] = (struct target){ TARGET_FILE, fd, copy };
+			placed = true;
+		}
+	}
+	n_targets = out;
+	pthread_mutex_unlock(&log_lock);
+	return 1;
+}
+
+void log_drop_streams(void)
+{
+	pthread_mutex_lock(&log_lock);
+	int out = 0;
+	for (int i = 0; i < n_targets; i++)
+		if (targets[i].kind != TARGET_FD)
+			targets[out++] = targets[i];
+	n_targets = out;
+	pthread_mutex_unlock(&log_lock);
 }
 
 void log_reopen(void)

@@ -14,6 +14,14 @@ struct config_logging;
 
 /* Apply a logging config (reopens files).  0 or -errno with a reason in err. */
 int log_configure(const struct config_logging *cfg, char *err, unsigned long errlen);
+/* Daemonizing closes stdout and stderr: replace the stream targets (one or
+ * both) by one file target at path, opened (parents created) now.  1 when
+ * something was redirected, 0 when there was no stream target, -errno with
+ * a reason in err when path cannot be opened (targets unchanged). */
+int log_streams_to_file(const char *path, char *err, unsigned long errlen);
+/* Remove the stdout/stderr targets: for commands whose own output is on
+ * those streams (the `key` commands print exactly one line). */
+void log_drop_streams(void);
 /* Reopen file targets (SIGHUP, logrotate). */
 void log_reopen(void);
 /* Close every target. */

@@ -29,6 +29,14 @@ struct free_slot {
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct free_slot *pool_free;
 
+/* Every chunk ever mapped (they are never unmapped), so that a child of
+ * fork(), which inherits the pages but not their locks, can lock them again. */
+struct pool_chunk {
+	struct pool_chunk *next;
+	unsigned char *base;
+};
+static struct pool_chunk *pool_chunks;
+
 /* Add one chunk's slots to the free list.  Called with pool_lock held. */
 static int pool_grow(void)
 {
@@ -36,6 +44,14 @@ static int pool_grow(void)
 	                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (chunk == MAP_FAILED)
 		return -ENOMEM;
+	struct pool_chunk *rec = malloc(sizeof(*rec));
+	if (!rec) {
+		munmap(chunk, CHUNK_SIZE);
+		return -ENOMEM;
+	}
+	rec->base = chunk;
+	rec->next = pool_chunks;
+	pool_chunks = rec;
 	(void)mlock(chunk, CHUNK_SIZE);
 	(void)madvise(chunk, CHUNK_SIZE, MADV_DONTDUMP);
 	for (size_t off = 0; off + SLOT_SIZE <= CHUNK_SIZE; off += SLOT_SIZE) {
@@ -68,6 +84,19 @@ static void pool_give(unsigned char *p)
 	slot->next = pool_free;
 	pool_free = slot;
 	pthread_mutex_unlock(&pool_lock);
+}
+
+int secret_relock(void)
+{
+	int rc = 0;
+	pthread_mutex_lock(&pool_lock);
+	if (!pool_chunks && pool_grow() < 0)
+		rc = -ENOMEM;
+	for (struct pool_chunk *c = pool_chunks; c; c = c->next)
+		if (mlock(c->base, CHUNK_SIZE) < 0 && rc == 0)
+			rc = -errno;
+	pthread_mutex_unlock(&pool_lock);
+	return rc;
 }
 
 /* Locked, zeroed storage for cap + 1 bytes. */

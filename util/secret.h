@@ -47,6 +47,13 @@ void secret_free(struct secret *s);
  * threads. */
 void secret_json_allocator_install(void);
 
+/* Lock the pool's pages in this process (mapping the first chunk if there
+ * is none yet).  Locks are not inherited across fork(): the serving process
+ * calls this after daemonizing, so the pages that hold keys (including the
+ * ones its parent mapped) are locked where the keys live.  0 or -errno
+ * (RLIMIT_MEMLOCK); the pages stay usable either way. */
+int secret_relock(void);
+
 /* Wipe len bytes at p (for stack buffers and library-owned copies). */
 void secret_wipe(void *p, size_t len);
 

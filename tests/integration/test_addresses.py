@@ -148,6 +148,17 @@ class FileMountTest(unittest.TestCase):
         m.write_key("eth", second.upper().replace("0X", "0x") + "\n")
         self.assertEqual(os.stat(m.path("addresses", "eth")).st_mtime_ns, after)
 
+    def test_key_import_beside_the_mount_changes_the_address(self):
+        m = self.m
+        first, second = new_key(), new_key()
+        m.write_key("eth", first + "\n")
+        self.assertEqual(read(m.path("addresses", "eth")), address_of(first) + "\n")
+        r = m.cli("key", "import", "--network", "eth", input=second + "\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("through the running mount", r.stderr)
+        self.assertEqual(r.stdout, address_of(second) + "\n")
+        self.assertEqual(read(m.path("addresses", "eth")), address_of(second) + "\n")
+
     def test_remove_and_unknown(self):
         m = self.m
         m.write_key("eth", new_key() + "\n")
@@ -367,6 +378,25 @@ class VaultAddressTest(unittest.TestCase):
         self.assertEqual(len(m.audit_lines()), before + 2, "one address fetch, one get")
         r = m.cli("audit", "verify", m.audit_log, config=False)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_key_list_addresses_through_the_mount(self):
+        m, vs = self.m, self.vs
+        keys = {"eth": new_key(), "base": new_key()}
+        for net, key in keys.items():
+            vs.kv_put(f"{PREFIX}/{net}", {"private_key": key})
+        read(m.path("addresses", "eth"))     # known to the mount from now on
+        vs.reset_stats()
+        before = len(m.audit_lines())
+        r = m.cli("key", "list", "--addresses")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(),
+                         [f"base {address_of(keys['base'])}", f"eth {address_of(keys['eth'])}"])
+        # Through the mount: eth's address from its book, base fetched once
+        # by the mount; the command itself never held a key.
+        self.assertEqual(self.data_gets("eth"), 0)
+        self.assertEqual(self.data_gets("base"), 1)
+        new = [(x["operation"], x["network"]) for x in m.audit_lines()[before:]]
+        self.assertEqual(new, [("list", ""), ("address", "base")])
 
     def test_concurrent_first_reads_fetch_once(self):
         m, vs = self.m, self.vs

@@ -37,7 +37,7 @@ class CliTest(unittest.TestCase):
         cases = [[], ["frobnicate"], ["key"], ["key", "frob"], ["mount"], ["mount", "a", "b"],
                  ["key", "import"], ["key", "import", "--network", "bad name"],
                  ["key", "export", "--network"], ["mount", "--bogus", "x"], ["audit"],
-                 ["audit", "verify", "a", "b"]]
+                 ["audit", "verify", "--start", "x"], ["audit", "verify", "--expect-seq", "-1"]]
         for args in cases:
             r = subprocess.run([KEYFS_BIN, *args], capture_output=True, text=True,
                                env=self.m.env, stdin=subprocess.DEVNULL)

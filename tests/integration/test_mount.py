@@ -291,7 +291,8 @@ class SignalTest(unittest.TestCase):
                                 os.path.join(m.root, "missing")],
                                capture_output=True, text=True, env=m.env, timeout=30)
             self.assertNotEqual(r.returncode, 0)
-            self.assertIn("cannot mount", r.stderr)
+            self.assertIn("mountpoint", r.stderr)
+            self.assertIn("No such file or directory", r.stderr)
         finally:
             m.cleanup()
 

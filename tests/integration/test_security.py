@@ -53,6 +53,15 @@ class AuditTrailTest(unittest.TestCase):
         ]
         for op, action, ok in cases:
             new = self.delta(action)
+            # deny mode (the default): a successful store or remove is
+            # preceded by its intent line, written before the backend changed
+            if ok and op in ("store", "remove"):
+                self.assertEqual(len(new), 2, f"{op}: {new}")
+                intent = new.pop(0)
+                self.assertIs(intent["intent"], True)
+                self.assertEqual((intent["operation"], intent["network"]),
+                                 (op, "ethereum-mainnet"))
+                self.assertNotIn("intent", new[0])
             self.assertEqual(len(new), 1, f"{op}: {new}")
             line = new[0]
             missing = AUDIT_FIELDS - set(line)
@@ -97,7 +106,7 @@ class AuditTrailTest(unittest.TestCase):
                            capture_output=True, text=True, check=True)
         got = [json.loads(l) for l in r.stdout.splitlines()]
         self.assertEqual(got, [l for l in lines if l["network"] == "ethereum-mainnet"])
-        self.assertEqual(len(got), 3)
+        self.assertEqual(len(got), 4)   # store intent, store, get, denied get
 
     def test_verify_detects_tampering_and_restart_continues(self):
         m = self.m
@@ -320,6 +329,8 @@ class ReopenAndPrivilegeTest(unittest.TestCase):
         m = Mount(storage="env", extra_args=["-o", "allow_other"],
                   keyfs_extra="  run_as: nobody\n", env={"OMIKUJI_KEY_ETH": key})
         try:
+            # The service user opens (and reopens) the logs itself.
+            os.chown(m.root, 65534, 65534)
             m.start()
             status = open(f"/proc/{m.proc.pid}/status").read()
             uids = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]

@@ -243,6 +243,28 @@ class VaultKeysTest(VaultMountCase):
         for out in (r.stdout, r.stderr):
             self.assertNotIn(self.vs.root_token, out)
 
+    def test_cli_remove_through_the_mount_drops_the_cached_key(self):
+        # Contract section 9: a key command beside a mount acts through it,
+        # so a removed (compromised) key is not served from the cache.
+        key = new_key()
+        r = self.m.cli("key", "import", "--network", "base", "--key", key)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("through the running mount", r.stderr)
+        self.assertEqual(self.m.read_key("base"), key + "\n")   # cached now (TTL 300 s)
+        r = self.m.cli("key", "remove", "--network", "base", "--yes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(FileNotFoundError):
+            self.m.read_key("base")
+        with self.assertRaises(hvac.exceptions.InvalidPath):
+            self.hv_get("base")
+        lines = self.m.audit_lines()
+        removes = [l for l in lines if l["operation"] == "remove" and "intent" not in l]
+        self.assertEqual(removes[-1]["process"], "omikuji-keyfs")
+        self.assertEqual(removes[-1]["uid"], os.getuid())
+        m = self.m.metrics()
+        self.assertEqual(metric(m, "omikuji_key_operations_total", operation="remove",
+                                backend="vault", status="success"), 1)
+
     def test_health_file(self):
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

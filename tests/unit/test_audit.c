@@ -522,8 +522,8 @@ Test(audit, reopen_after_rename_continues_the_chain)
 	audit_close(a);
 
 	expect_intact(rotated, "audit log OK: 11 lines, seq 1..11");
-	expect_intact(logpath, "audit log OK: 5 lines, seq 12..16");
-	expect_intact(logpath, "chain starts at seq 12");
+	/* Alone, the new file misses its start (contract section 9). */
+	expect_bad(logpath, 1, "chain starts at seq 12: lines 1..11 are missing");
 	struct lines l = read_lines(logpath);
 	cr_assert_eq(l.n, 5);
 	cr_expect_eq(line_seq(l.v[0]), 12);
@@ -696,4 +696,163 @@ Test(audit, failed_write_does_not_break_the_chain)
 	write_n(a, 3, 3);
 	audit_close(a);
 	expect_intact(logpath, "audit log OK: 6 lines, seq 1..6");
+}
+
+/* --- issue 8: one chain over files, --start, --expect-seq, intent lines ---- */
+
+/* Verify files as one chain with options; returns the result, fills report. */
+static int verify_chain(const char *const *files, size_t n, const struct audit_verify_options *o,
+                        size_t *bad_file, long *bad_line, char *report, size_t size)
+{
+	FILE *rep = fmemopen(report, size, "w");
+	cr_assert_not_null(rep);
+	int rc = audit_verify_files(files, n, o, rep, bad_file, bad_line);
+	fclose(rep);
+	return rc;
+}
+
+/* Write lines [from, to) of l to path. */
+static void write_range(const char *path, const struct lines *l, size_t from, size_t to)
+{
+	struct lines part = { l->v + from, to - from };
+	write_lines(path, &part);
+}
+
+/* "SEQ:HASH" of line i (0-based) of l. */
+static void start_of(const struct lines *l, size_t i, char *out, size_t size)
+{
+	json_t *root = json_loads(l->v[i], 0, NULL);
+	cr_assert_not_null(root);
+	snprintf(out, size, "%lld:%s", (long long)json_integer_value(json_object_get(root, "seq")),
+	         json_string_value(json_object_get(root, "hash")));
+	json_decref(root);
+}
+
+Test(audit, rotated_files_verify_as_one_chain_in_order)
+{
+	struct audit *a = open_log(logpath, AUDIT_FAILURE_DENY);
+	write_n(a, 12, 0);
+	audit_close(a);
+	struct lines l = read_lines(logpath);
+	char f1[160], f2[160], f3[160], report[4096] = "";
+	snprintf(f1, sizeof(f1), "%s/a.2", tmpdir);
+	snprintf(f2, sizeof(f2), "%s/a.1", tmpdir);
+	snprintf(f3, sizeof(f3), "%s/a", tmpdir);
+	write_range(f1, &l, 0, 4);
+	write_range(f2, &l, 4, 9);
+	write_range(f3, &l, 9, 12);
+	size_t bf;
+	long bl;
+	const char *in_order[] = { f1, f2, f3 };
+	cr_expect_eq(verify_chain(in_order, 3, NULL, &bf, &bl, report, sizeof(report)), 0, "%s", report);
+	cr_expect_not_null(strstr(report, "audit log OK: 12 lines, seq 1..12"), "%s", report);
+	/* Out of order: the second file given does not continue the first. */
+	const char *swapped[] = { f1, f3, f2 };
+	cr_expect_eq(verify_chain(swapped, 3, NULL, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_eq(bf, 1);
+	cr_expect_eq(bl, 1);
+	cr_expect_not_null(strstr(report, "seq 10, expected 5"), "%s", report);
+	/* A missing middle file. */
+	const char *gap[] = { f1, f3 };
+	cr_expect_eq(verify_chain(gap, 2, NULL, &bf, &bl, report, sizeof(report)), 1);
+	free_lines(&l);
+}
+
+/* A log of n lines, read back into l; cut is the path for a cut copy. */
+static struct lines log_of(int n, char *cut, size_t size)
+{
+	struct audit *a = open_log(logpath, AUDIT_FAILURE_DENY);
+	write_n(a, n, 0);
+	audit_close(a);
+	snprintf(cut, size, "%s/cut", tmpdir);
+	return read_lines(logpath);
+}
+
+Test(audit, head_truncation_fails_unless_start_anchors_it)
+{
+	char cut[160], report[4096] = "", start[128];
+	struct lines l = log_of(10, cut, sizeof(cut));
+	write_range(cut, &l, 3, 10);          /* lines with seq 1..3 removed */
+	const char *files[] = { cut };
+	size_t bf;
+	long bl;
+	cr_expect_eq(verify_chain(files, 1, NULL, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_eq(bl, 1);
+	cr_expect_not_null(strstr(report, "chain starts at seq 4: lines 1..3 are missing"), "%s", report);
+
+	/* The checkpoint of seq 3 says where the chain resumes. */
+	struct audit_verify_options o;
+	memset(&o, 0, sizeof(o));
+	start_of(&l, 2, start, sizeof(start));
+	cr_assert_eq(audit_parse_start(start, &o), 0);
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 0, "%s", report);
+	/* Anchored at a line the file still has (seq 4 itself). */
+	start_of(&l, 3, start, sizeof(start));
+	cr_assert_eq(audit_parse_start(start, &o), 0);
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 0, "%s", report);
+	/* A wrong hash for the anchor, or one more line missing, fails. */
+	start_of(&l, 1, start, sizeof(start));
+	cr_assert_eq(audit_parse_start(start, &o), 0);
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_not_null(strstr(report, "--start resumes after seq 2"), "%s", report);
+	start_of(&l, 2, start, sizeof(start));
+	char *colon = strchr(start, ':');
+	colon[1] = colon[1] == 'a' ? 'b' : 'a';
+	cr_assert_eq(audit_parse_start(start, &o), 0);
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_not_null(strstr(report, "hash mismatch"), "%s", report);
+	/* Malformed --start values. */
+	cr_expect_eq(audit_parse_start("3", &o), -EINVAL);
+	cr_expect_eq(audit_parse_start("x:00", &o), -EINVAL);
+	cr_expect_eq(audit_parse_start("3:ABCDEF", &o), -EINVAL);
+	free_lines(&l);
+}
+
+Test(audit, tail_truncation_fails_with_expect_seq)
+{
+	char cut[160], report[4096] = "";
+	struct lines l = log_of(10, cut, sizeof(cut));
+	write_range(cut, &l, 0, 7);           /* the last three lines removed */
+	const char *files[] = { cut };
+	size_t bf;
+	long bl;
+	struct audit_verify_options o;
+	memset(&o, 0, sizeof(o));
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 0,
+	             "without --expect-seq a cut tail cannot be seen");
+	o.have_expect = true;
+	o.expect_seq = 10;
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_eq(bl, 0);
+	cr_expect_not_null(strstr(report, "chain ends at seq 7, but the daemon wrote up to seq 10"),
+	                   "%s", report);
+	const char *whole[] = { logpath };
+	cr_expect_eq(verify_chain(whole, 1, &o, &bf, &bl, report, sizeof(report)), 0, "%s", report);
+	/* An emptied file with an expected seq fails too. */
+	write_range(cut, &l, 0, 0);
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 1);
+	free_lines(&l);
+}
+
+Test(audit, intent_line_is_chained_and_checked)
+{
+	struct audit *a = open_log(logpath, AUDIT_FAILURE_DENY);
+	struct audit_record r = record(KEY_OP_STORE, "eth", true);
+	r.intent = true;
+	cr_assert_eq(audit_write(a, &r), 0);
+	r.intent = false;
+	cr_assert_eq(audit_write(a, &r), 0);
+	cr_expect(audit_denies(a));
+	unsigned long long seq;
+	char hash[65];
+	audit_checkpoint(a, &seq, hash);
+	cr_expect_eq(seq, 2);
+	audit_close(a);
+	struct lines l = read_lines(logpath);
+	cr_assert_eq(l.n, 2);
+	cr_expect_not_null(strstr(l.v[0], "\"status\":true,\"intent\":true,\"uid\""), "%s", l.v[0]);
+	cr_expect_null(strstr(l.v[1], "intent"));
+	cr_expect_not_null(strstr(l.v[1], hash), "the checkpoint is the last line's hash");
+	expect_intact(logpath, "audit log OK: 2 lines, seq 1..2");
+	free_lines(&l);
 }

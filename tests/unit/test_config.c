@@ -110,6 +110,7 @@ static void expect_defaults(const struct config *c)
 	cr_expect_not(c->keyfs.access_set);
 	cr_expect_eq(c->keyfs.n_access, 0);
 	cr_expect_eq(c->keyfs.health_interval_seconds, 15);
+	cr_expect_eq(c->keyfs.audit_checkpoint_seconds, 300);
 	cr_expect_eq(c->keyfs.max_stale_seconds, 3600);
 	cr_expect_eq(c->keyfs.cache_max_entries, 10000);
 	cr_expect_eq(c->keyfs.list_cache_seconds, 5);

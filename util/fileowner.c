@@ -1,0 +1,50 @@
+/* fileowner.c - see fileowner.h. */
+#include "fileowner.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+int fileowner_mkdir(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) < 0)
+		return -1;
+	if (geteuid() == 0) {
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0) {
+			fileowner_inherit(fd, path, NULL);
+			close(fd);
+		}
+	}
+	return 0;
+}
+
+int fileowner_inherit(int fd, const char *path, const char *like)
+{
+	struct stat st;
+	if (geteuid() != 0)
+		return 0;
+	if (!like || stat(like, &st) < 0) {
+		char *dir = strdup(path);
+		if (!dir)
+			return -ENOMEM;
+		char *slash = strrchr(dir, '/');
+		if (!slash)
+			strcpy(dir, ".");
+		else if (slash == dir)
+			dir[1] = 0;
+		else
+			*slash = 0;
+		int rc = stat(dir, &st);
+		free(dir);
+		if (rc < 0)
+			return -errno;
+	}
+	if (st.st_uid == 0 && st.st_gid == 0)
+		return 0;
+	return fchown(fd, st.st_uid, st.st_gid) < 0 ? -errno : 0;
+}
