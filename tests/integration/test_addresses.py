@@ -6,6 +6,7 @@ pycryptodome's Keccak-256 (Debian's python3-pycryptodome), with EIP-55
 written out from the EIP.  Run with /usr/bin/python3.
 """
 import errno
+import hashlib
 import os
 import subprocess
 import sys
@@ -328,6 +329,20 @@ class NoRulesTest(unittest.TestCase):
         self.assertEqual(r.stdout.split(), [address_of(key), "eth"])
         r = as_nobody(f"cat {m.key_path('eth')}")
         self.assertIn("Permission denied", r.stderr)
+        # The key commands' control socket answers an address request from
+        # any local user too, and nothing more without a grant.
+        sock = "\\0omikuji-keyfs/" + hashlib.sha256(
+            os.path.realpath(m.audit_log).encode()).hexdigest()[:32]
+        client = ("import socket,sys\n"
+                  "s=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET)\n"
+                  f"s.connect('{sock}')\n"
+                  "s.send(sys.argv[1].encode()+b' eth\\n')\n"
+                  "print(s.recv(4096).decode().replace(chr(10),' ').strip())\n")
+        r = as_nobody(f"/usr/bin/python3 -c \"{client}\" address")
+        self.assertEqual(r.stdout.split(), ["0", address_of(key)], r.stderr)
+        r = as_nobody(f"/usr/bin/python3 -c \"{client}\" get")
+        self.assertEqual(r.stdout.split()[0], str(errno.EACCES), r.stderr)
+        self.assertNotIn(key[2:], r.stdout)
 
 
 class VaultAddressTest(unittest.TestCase):
