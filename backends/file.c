@@ -32,6 +32,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
+#include "file_internal.h"
 #include "fileowner.h"
 #include "keyformat.h"
 #include "log.h"
@@ -871,6 +872,23 @@ out:
 	free(tmp);
 	EVP_CIPHER_CTX_free(ctx);
 	free(buf);
+	return rc;
+}
+
+int file_map_roundtrip(const void *data, size_t len)
+{
+	struct file_map m = { NULL, 0, 0 };
+	struct secret *plain = secret_from(data, len), *again = NULL;
+	if (!plain)
+		return -ENOMEM;
+	int rc = file_map_parse(plain, &m);
+	if (rc == 0)
+		rc = file_map_serialise(&m, NULL, NULL, NULL, &again);
+	if (rc == 0 && !secret_equal(again, plain))
+		rc = -EPROTO;
+	secret_free(again);
+	file_map_clear(&m);
+	secret_free(plain);
 	return rc;
 }
 

@@ -36,6 +36,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -229,6 +230,12 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 	int rc = -EIO;
 	json_t *root = NULL;
 	*out = NULL;
+	if (status == 404 && body && memmem(body, len, "no handler for route", 20)) {
+		/* Not a missing key: the KV mount is not there (wrong
+		 * mount_path, or a namespace that is missing or wrong). */
+		vault_why(why, whylen, "no such KV mount (check mount_path and namespace)");
+		return -EIO;
+	}
 	if (status == 404) {
 		vault_why(why, whylen, "no such key");
 		return -ENOENT;
@@ -593,7 +600,7 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 	int rc;
 	struct secret *token_hdr = NULL;
 	char *ns_hdr = NULL;
-	char url[VAULT_PATH_MAX + 512];
+	char url[VAULT_URL_MAX + VAULT_PATH_MAX * 2 + 300];
 	char err[128] = "";
 	const char *headers[5];
 	size_t nh = 0;
@@ -628,7 +635,12 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 	unsigned max_attempts = (unsigned)v->n_urls + (unsigned)http_client_max_retries(v->http);
 	unsigned backoffs = 0, distinct = 1;
 	for (unsigned attempt = 1; ; attempt++) {
-		snprintf(url, sizeof(url), "%s%s", v->urls[idx], path);
+		if (snprintf(url, sizeof(url), "%s%s", v->urls[idx], path) >= (int)sizeof(url)) {
+			/* never send a cut path: it would name another secret */
+			vault_why(why, whylen, "request URL too long");
+			rc = -ENAMETOOLONG;
+			goto out;
+		}
 		struct http_request req = {
 			.method = method, .url = url, .headers = headers,
 			.body = body ? body->data : NULL, .body_len = body ? body->len : 0,
@@ -783,7 +795,7 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 		rc = secret_append(body, "}", 1);
 	if (rc)
 		goto out;
-	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->approle_mount);
+	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->approle_mount);  /* fits: mount < VAULT_PATH_MAX */
 	rc = vault_send(v, "POST", path, NULL, body, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
@@ -1139,9 +1151,9 @@ static bool vault_metadata_latest_deleted(const struct http_response *resp)
  * deadline; a key whose metadata cannot be read is kept (it may exist). */
 static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *names, double deadline)
 {
-	static bool warned;
+	static atomic_bool warned;
 	if (names->n > VAULT_LIST_FILTER_MAX) {
-		if (!__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED)) {
+		if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed)) {
 			char n[32];
 			snprintf(n, sizeof(n), "%zu", names->n);
 			log_kv(LOG_LEVEL_INFO, "vault listing too long to filter deleted keys",
@@ -1216,9 +1228,9 @@ static void vault_health(struct backend *b, struct backend_health *out)
 	 * also moves a fail-over back to a preferred URL once it recovers. */
 	for (size_t i = 0; i < v->n_urls; i++) {
 		struct http_response resp = { 0 };
-		char url[VAULT_PATH_MAX + 64];
+		char url[VAULT_URL_MAX + 64];
 		static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
-		snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);
+		snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);  /* fits */
 		struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
 		                            .idempotent = true };
 		int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
@@ -1334,6 +1346,10 @@ static int vault_open_config(struct vault_backend *v, const struct config_vault 
 		}
 		if (strpbrk(u, " \t\r\n?#")) {
 			backend_err_set(err, "vault: url must not hold spaces, a query or a fragment");
+			return -EINVAL;
+		}
+		if (strlen(u) > VAULT_URL_MAX) {
+			backend_err_set(err, "vault: url longer than %d characters", VAULT_URL_MAX);
 			return -EINVAL;
 		}
 		if (!(v->urls[v->n_urls] = strdup(u)))

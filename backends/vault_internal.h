@@ -18,6 +18,9 @@
 #include "strlist.h"
 
 #define VAULT_PATH_MAX 2048
+/* Longest accepted `url:` (scheme, host, port, optional base path); checked
+ * at open, so request URLs are never cut. */
+#define VAULT_URL_MAX 1024
 
 /* ---- paths --------------------------------------------------------------- */
 

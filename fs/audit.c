@@ -51,11 +51,13 @@
 #include "clock.h"
 #include "fileowner.h"
 #include "log.h"
+#include "secret.h"
 #include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -85,6 +87,7 @@ struct audit {
 	struct strbuf line;             /* reused for every line (no malloc per write) */
 	EVP_MD *sha256;                 /* fetched once: no implicit fetch per line */
 	EVP_MD_CTX *md;
+	EVP_MAC_CTX *mac;               /* keyed chain (audit_set_key), else NULL */
 	time_t ts_second;               /* second that ts_prefix formats */
 	char ts_prefix[32];             /* "YYYY-MM-DDTHH:MM:SS" */
 };
@@ -110,6 +113,51 @@ static int audit_sha256_hex(EVP_MD_CTX *md, const EVP_MD *sha256, const char *pr
 	}
 	out[AUDIT_HASH_HEX] = 0;
 	return 0;
+}
+
+/* The link of a keyed chain (keyfs.audit_key_file): HMAC-SHA256 under the
+ * key instead of SHA-256, over the same bytes, so that whoever can write the
+ * log but does not hold the key cannot recompute the chain.  mac NULL: the
+ * plain SHA-256 link. */
+static int audit_link_hex(EVP_MD_CTX *md, const EVP_MD *sha256, EVP_MAC_CTX *mac,
+                          const char *prev, const char *data, size_t len,
+                          char out[AUDIT_HASH_HEX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	size_t n = 0;
+
+	if (!mac)
+		return audit_sha256_hex(md, sha256, prev, data, len, out);
+	/* A NULL key re-initialises with the key set by audit_mac_new(). */
+	if (EVP_MAC_init(mac, NULL, 0, NULL) != 1 ||
+	    EVP_MAC_update(mac, (const unsigned char *)prev, AUDIT_HASH_HEX) != 1 ||
+	    EVP_MAC_update(mac, (const unsigned char *)data, len) != 1 ||
+	    EVP_MAC_final(mac, digest, &n, sizeof(digest)) != 1 || n != AUDIT_HASH_HEX / 2)
+		return -EIO;
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[digest[i] >> 4];
+		out[2 * i + 1] = hex[digest[i] & 0xf];
+	}
+	out[AUDIT_HASH_HEX] = 0;
+	return 0;
+}
+
+/* An HMAC-SHA256 context holding key; NULL on failure. */
+static EVP_MAC_CTX *audit_mac_new(const struct secret *key)
+{
+	EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = alg ? EVP_MAC_CTX_new(alg) : NULL;
+	EVP_MAC_free(alg);   /* the context keeps its own reference */
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	if (ctx && EVP_MAC_init(ctx, key->data, key->len, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
 }
 
 static bool audit_is_hash(const char *s, size_t len)
@@ -279,7 +327,7 @@ int audit_write(struct audit *a, const struct audit_record *r)
 	audit_format_prefix(a, r, a->seq + 1);
 	rc = b->error;
 	if (rc == 0)
-		rc = audit_sha256_hex(a->md, a->sha256, a->prev_hash, b->buf, b->len, hash);
+		rc = audit_link_hex(a->md, a->sha256, a->mac, a->prev_hash, b->buf, b->len, hash);
 	if (rc == 0) {
 		strbuf_append(b, LIT(",\"hash\":\""));
 		strbuf_append(b, hash, AUDIT_HASH_HEX);
@@ -532,6 +580,63 @@ int audit_reopen(struct audit *a)
 	return 0;
 }
 
+int audit_set_key(struct audit *a, const struct secret *key)
+{
+	EVP_MAC_CTX *mac = audit_mac_new(key);
+	if (!mac)
+		return -EIO;
+	pthread_mutex_lock(&a->lock);
+	EVP_MAC_CTX_free(a->mac);
+	a->mac = mac;
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+int audit_key_load(const char *path, struct secret **out, char *err, size_t errlen)
+{
+	struct stat st;
+	int rc = 0;
+	*out = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "audit key %s: %s", path, strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "audit key %s: not a regular file", path);
+	} else if (st.st_mode & 077) {
+		rc = -EPERM;
+		snprintf(err, errlen, "audit key %s is readable by group or others: chmod 600 it", path);
+	} else if (st.st_size < AUDIT_KEY_MIN || st.st_size > AUDIT_KEY_MAX) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "audit key %s: %d to %d bytes expected", path, AUDIT_KEY_MIN,
+		         AUDIT_KEY_MAX);
+	}
+	struct secret *key = rc == 0 ? secret_new((size_t)st.st_size) : NULL;
+	if (rc == 0 && !key)
+		rc = -ENOMEM;
+	while (rc == 0 && key->len < (size_t)st.st_size) {
+		ssize_t n = read(fd, key->data + key->len, (size_t)st.st_size - key->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			snprintf(err, errlen, "audit key %s: cannot read it", path);
+			break;
+		}
+		key->len += (size_t)n;
+	}
+	close(fd);
+	if (rc < 0) {
+		secret_free(key);
+		return rc;
+	}
+	*out = key;
+	return 0;
+}
+
 bool audit_denies(const struct audit *a)
 {
 	return a->mode == AUDIT_FAILURE_DENY;
@@ -552,6 +657,7 @@ void audit_close(struct audit *a)
 	if (a->fd >= 0)
 		close(a->fd);
 	strbuf_reset(&a->line);
+	EVP_MAC_CTX_free(a->mac);
 	EVP_MD_CTX_free(a->md);
 	EVP_MD_free(a->sha256);
 	pthread_mutex_destroy(&a->lock);
@@ -623,6 +729,7 @@ struct audit_chain {
 	const struct audit_verify_options *opt;
 	EVP_MD *sha256;
 	EVP_MD_CTX *md;
+	EVP_MAC_CTX *mac;            /* --key: a keyed chain */
 	char prev[AUDIT_HASH_HEX + 1];
 	unsigned long long first_seq, last_seq;
 	long lines;                  /* over all files */
@@ -686,13 +793,16 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 		        "inserted or reordered)\n", path, lineno, seq, c->last_seq + 1);
 		return 1;
 	}
-	if (audit_sha256_hex(c->md, c->sha256, c->prev, line, (size_t)prefix_len, computed) < 0) {
+	if (audit_link_hex(c->md, c->sha256, c->mac, c->prev, line, (size_t)prefix_len,
+	                   computed) < 0) {
 		fprintf(report, "%s: line %ld: cannot compute SHA-256\n", path, lineno);
 		return 1;
 	}
 	if (strcmp(computed, stored) != 0) {
 		fprintf(report, "%s: line %ld: hash mismatch (the line was edited, or the "
-		        "line before it was replaced)\n", path, lineno);
+		        "line before it was replaced%s)\n", path, lineno,
+		        c->mac ? ", or the key is not the log's" :
+		        c->lines == 0 ? "; a keyed log needs --key" : "");
 		return 1;
 	}
 	memcpy(c->prev, stored, sizeof(c->prev));
@@ -766,6 +876,10 @@ int audit_verify_files(const char *const *files, size_t n,
 	*bad_line = 0;
 	c.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	c.md = EVP_MD_CTX_new();
+	if (c.opt->key && !(c.mac = audit_mac_new(c.opt->key))) {
+		result = -EIO;
+		goto out;
+	}
 	if (!c.sha256 || !c.md) {
 		result = -ENOMEM;
 		goto out;
@@ -790,6 +904,7 @@ int audit_verify_files(const char *const *files, size_t n,
 		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", c.lines, c.first_seq,
 		        c.last_seq);
 out:
+	EVP_MAC_CTX_free(c.mac);
 	EVP_MD_CTX_free(c.md);
 	EVP_MD_free(c.sha256);
 	return result;

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include "config.h"
 #include "metrics.h"
+#include "secret.h"
 
 struct audit;
 
@@ -48,6 +49,19 @@ int audit_write(struct audit *a, const struct audit_record *r);
 int audit_reopen(struct audit *a);
 void audit_close(struct audit *a);
 
+/* Keyed chain (keyfs.audit_key_file): from now on every link is
+ * HMAC-SHA256 under key instead of SHA-256, so that whoever can write the
+ * log but does not hold the key cannot recompute the chain.  The key is
+ * copied (into OpenSSL's context).  0 or -EIO. */
+int audit_set_key(struct audit *a, const struct secret *key);
+
+#define AUDIT_KEY_MIN 32
+#define AUDIT_KEY_MAX 4096
+/* Read an audit key file: a regular file of AUDIT_KEY_MIN..AUDIT_KEY_MAX
+ * bytes, not readable by group or others.  0 and *out (secret_free), or
+ * -errno with one line in err. */
+int audit_key_load(const char *path, struct secret **out, char *err, size_t errlen);
+
 /* Does a failed write fail the operation (deny mode)? */
 bool audit_denies(const struct audit *a);
 
@@ -62,6 +76,7 @@ struct audit_verify_options {
 	char start_hash[65];
 	bool have_expect;              /* --expect-seq N: the last seq written */
 	unsigned long long expect_seq;
+	const struct secret *key;      /* --key: a keyed chain's key, else NULL */
 };
 
 /* Parse "SEQ:HASH" (HASH 64 lower-case hex digits) into opt.  0 or -EINVAL. */

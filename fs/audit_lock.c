@@ -48,6 +48,12 @@ int audit_lock_take(const char *audit_path, struct audit_lock **out, pid_t *hold
 		snprintf(err, errlen, "audit log lock: out of memory");
 		return -ENOMEM;
 	}
+	rc = fileowner_mkdir_parents(audit_path, 0700);
+	if (rc < 0) {
+		snprintf(err, errlen, "audit log %s: cannot create its directory: %s", audit_path,
+		         strerror(-rc));
+		goto out;
+	}
 	/* World-readable: it holds only a pid, which the key commands of any
 	 * user read to find (and check) the mount's control socket. */
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);

@@ -274,15 +274,13 @@ void control_stop(struct control *ctl)
 
 /* --- client -------------------------------------------------------------- */
 
-int control_call(const char *audit_path, pid_t holder, enum key_op op, const char *network,
-                 const struct secret *key, int *status, struct secret **reply,
-                 char *err, size_t errlen)
+/* Connect to the control socket of audit_path and check that its server is
+ * holder.  The fd, or -errno with one line in err. */
+static int control_connect(const char *audit_path, pid_t holder, char *err, size_t errlen)
 {
 	struct sockaddr_un sa;
 	socklen_t len;
-	struct secret *msg = NULL, *answer = NULL;
 	int rc = control_address(audit_path, &sa, &len);
-	*reply = NULL;
 	if (rc < 0) {
 		snprintf(err, errlen, "control socket of %s: %s", audit_path, strerror(-rc));
 		return rc;
@@ -292,16 +290,41 @@ int control_call(const char *audit_path, pid_t holder, enum key_op op, const cha
 		rc = -errno;
 		snprintf(err, errlen, "the mount (pid %d) that writes %s does not answer on its "
 		         "control socket: %s", (int)holder, audit_path, strerror(-rc));
-		goto out;
+		if (fd >= 0)
+			close(fd);
+		return rc;
 	}
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 || cred.pid != holder) {
-		rc = -EPERM;
 		snprintf(err, errlen, "the control socket of %s is not served by the mount that "
 		         "holds its lock (pid %d): refusing to talk to it", audit_path, (int)holder);
-		goto out;
+		close(fd);
+		return -EPERM;
 	}
+	return fd;
+}
+
+int control_probe(const char *audit_path, pid_t holder)
+{
+	char err[256];
+	int fd = control_connect(audit_path, holder, err, sizeof(err));
+	if (fd < 0)
+		return fd;
+	close(fd);   /* the server reads EOF and moves on */
+	return 0;
+}
+
+int control_call(const char *audit_path, pid_t holder, enum key_op op, const char *network,
+                 const struct secret *key, int *status, struct secret **reply,
+                 char *err, size_t errlen)
+{
+	struct secret *msg = NULL, *answer = NULL;
+	int rc;
+	*reply = NULL;
+	int fd = control_connect(audit_path, holder, err, errlen);
+	if (fd < 0)
+		return fd;
 	control_timeout(fd, CONTROL_CLIENT_TIMEOUT_SECONDS);
 	char head[96];
 	int hlen = snprintf(head, sizeof(head), "%s %s\n", control_op_names[op],

@@ -39,6 +39,10 @@ struct control;
 int control_start(struct keyfs *k, struct control **out, char *err, size_t errlen);
 void control_stop(struct control *c);
 
+/* Client: is there a mount with pid holder serving the control socket of
+ * audit_path?  0 yes; -errno no (nothing listens, or another pid does). */
+int control_probe(const char *audit_path, pid_t holder);
+
 /* Client: send op on network (key for store, else NULL) to the mount whose
  * pid is holder and which writes audit_path.  Returns 0 when the mount
  * answered, with *status the operation's 0 or -errno and *reply its

@@ -22,9 +22,11 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 {
 	struct health_state *h = &k->health;
 	pthread_mutex_lock(&h->lock);
-	bool was_up = h->up, was_checked = h->checked;
-	h->checked = true;
-	h->up = up;
+	bool was_up = atomic_load_explicit(&h->up, memory_order_relaxed);
+	bool was_checked = atomic_load_explicit(&h->checked, memory_order_relaxed);
+	/* health_record() reads these two without the lock. */
+	atomic_store_explicit(&h->checked, true, memory_order_relaxed);
+	atomic_store_explicit(&h->up, up, memory_order_relaxed);
 	h->checked_at = clock_wall();
 	if (latency >= 0)
 		h->latency_seconds = latency;
@@ -49,8 +51,8 @@ void health_record(struct keyfs *k, int rc, const struct backend_err *err)
 {
 	if (outcome_is_failure(rc))
 		health_set(k, false, -1, err && err->msg[0] ? err->msg : strerror(-rc), NULL);
-	else if (!__atomic_load_n(&k->health.up, __ATOMIC_RELAXED) ||
-	         !__atomic_load_n(&k->health.checked, __ATOMIC_RELAXED))
+	else if (!atomic_load_explicit(&k->health.up, memory_order_relaxed) ||
+	         !atomic_load_explicit(&k->health.checked, memory_order_relaxed))
 		health_set(k, true, -1, NULL, NULL);
 	/* An up backend that answers again changes nothing: skip the lock. */
 }

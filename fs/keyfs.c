@@ -70,6 +70,15 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
 		if (rc < 0)
 			goto fail;
+		if (cfg->keyfs.audit_key_file) {
+			struct secret *key = NULL;
+			rc = audit_key_load(cfg->keyfs.audit_key_file, &key, err, errlen);
+			if (rc == 0 && (rc = audit_set_key(k->audit, key)) < 0)
+				snprintf(err, errlen, "audit key: cannot set up HMAC-SHA256");
+			secret_free(key);
+			if (rc < 0)
+				goto fail;
+		}
 	}
 	rc = access_new(&cfg->keyfs, mount_uid, &k->access, err, errlen);
 	if (rc < 0)

@@ -31,8 +31,8 @@ struct handle;
  * outcomes of real operations; read without ever waiting on a backend. */
 struct health_state {
 	pthread_mutex_t lock;
-	bool checked;                 /* at least one check or outcome recorded */
-	bool up;
+	atomic_bool checked;          /* at least one check or outcome recorded */
+	atomic_bool up;               /* both read without the lock by health_record() */
 	double checked_at;            /* wall seconds */
 	double latency_seconds;
 	long consecutive_failures;

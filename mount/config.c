@@ -194,6 +194,23 @@ out:
 	return rc;
 }
 
+/* Remember the ${VAR} names a secret field expands, so that
+ * config_forget_secrets() can wipe them from the environment too. */
+static void note_secret_vars(struct loader *L, yaml_node_t *node)
+{
+	const char *v = (const char *)node->data.scalar.value;
+	for (const char *p = strstr(v, "${"); p; p = strstr(p + 2, "${")) {
+		const char *close = strchr(p + 2, '}');
+		if (!close || close - p - 2 >= 256 || (p > v && p[-1] == '$'))
+			continue;
+		char var[256];
+		memcpy(var, p + 2, (size_t)(close - p - 2));
+		var[close - p - 2] = 0;
+		if (!strlist_contains(&L->cfg->secret_env, var))
+			strlist_add(&L->cfg->secret_env, var);
+	}
+}
+
 static int home_dir(const char **home)
 {
 	const char *h = getenv("HOME");
@@ -440,6 +457,8 @@ static int load_field(struct loader *L, const struct field *f, yaml_node_t *valu
 		rc = expand_tilde(L, value, name, &s);
 	if (f->kind == FIELD_SECRET && literal && !L->inline_secret[0])
 		snprintf(L->inline_secret, sizeof(L->inline_secret), "%s", name);
+	if (f->kind == FIELD_SECRET && s)
+		note_secret_vars(L, value);
 	if (rc == 0 && (f->kind == FIELD_CHOICE || f->kind == FIELD_ENUM)) {
 		int idx = s ? choice_index(f->choices, s) : -1;
 		if (s && idx < 0)
@@ -876,6 +895,7 @@ static const struct field rate_limit_fields[] = {
 static const struct field keyfs_fields[] = {
 	{ "audit_log", FIELD_PATH, K(audit_log) },
 	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures },
+	{ "audit_key_file", FIELD_PATH, K(audit_key_file) },
 	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
 	{ "access", FIELD_CUSTOM, .parse = parse_access },
 	{ "health_interval_seconds", FIELD_INT, K(health_interval_seconds), 1, DAY },
@@ -1329,6 +1349,7 @@ void config_print(const struct config *cfg, FILE *out)
 	fputs("keyfs:\n", out);
 	print_str(out, 2, "audit_log", k->audit_log);
 	fprintf(out, "  audit_failure: %s\n", audit_failures[k->audit_failure]);
+	print_str(out, 2, "audit_key_file", k->audit_key_file);
 	fprintf(out, "  key_format: %s\n", key_formats[k->key_format]);
 	if (!k->access_set) {
 		fputs("  # access: (not set: only the mounting user and root)\n", out);
@@ -1392,8 +1413,28 @@ static void free_secret_string(char **s)
 	*s = NULL;
 }
 
+/* Wipe an environment variable's value in place, then remove it. */
+static void wipe_env(const char *name)
+{
+	char *value = getenv(name);
+	if (value) {
+		secret_wipe(value, strlen(value));
+		unsetenv(name);
+	}
+}
+
+void config_forget_secrets(struct config *cfg)
+{
+	free_secret_string(&cfg->vault.token);
+	free_secret_string(&cfg->vault.secret_id);
+	wipe_env("OMIKUJI_KEYFS_PASSPHRASE");
+	for (size_t i = 0; i < cfg->secret_env.n; i++)
+		wipe_env(cfg->secret_env.items[i]);
+}
+
 void config_free(struct config *cfg)
 {
+	strlist_clear(&cfg->secret_env);
 	free(cfg->source);
 	free(cfg->file.path);
 	free(cfg->file.passphrase_file);
@@ -1426,6 +1467,7 @@ void config_free(struct config *cfg)
 	free(cfg->keyfs.audit_log);
 	free_access(&cfg->keyfs);
 	free(cfg->keyfs.run_as);
+	free(cfg->keyfs.audit_key_file);
 	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -111,6 +111,7 @@ struct config_rate_limit {
 struct config_keyfs {
 	char *audit_log;          /* default $XDG_STATE_HOME/omikuji-keyfs/audit.log */
 	enum audit_failure audit_failure;   /* default deny */
+	char *audit_key_file;     /* HMAC key of a keyed chain; NULL: plain SHA-256 chain */
 	enum key_format key_format;         /* default evm */
 	struct config_access_rule *access;  /* NULL with n_access 0 and !access_set: default rule */
 	size_t n_access;
@@ -136,6 +137,7 @@ struct config {
 	struct config_aws aws;
 	struct config_logging logging;
 	struct config_keyfs keyfs;
+	struct strlist secret_env;    /* ${VAR} names that secret fields expanded */
 };
 
 /* Which file would be loaded: -c PATH, $OMIKUJI_CONFIG, ./omikuji.yaml,
@@ -156,6 +158,12 @@ int config_load(const char *path, unsigned flags, struct config *out, char *err,
 /* Print the effective config as YAML with secrets (token, secret_id,
  * passphrase) shown as "********". */
 void config_print(const struct config *cfg, FILE *out);
+
+/* Once the backend holds its own copies: wipe and free the secrets the
+ * config holds (vault.token, vault.secret_id) and wipe and remove
+ * $OMIKUJI_KEYFS_PASSPHRASE from the environment, so the serving process
+ * keeps one copy of each, in the backend's locked memory. */
+void config_forget_secrets(struct config *cfg);
 
 void config_free(struct config *cfg);
 

@@ -301,7 +301,7 @@ static void prepare_log_dir(const char *path, const struct run_as *ra)
 /* --- the sequence -------------------------------------------------------- */
 
 struct serve {
-	const struct config *cfg;
+	struct config *cfg;
 	const struct daemon_options *opt;
 	const char *mountpoint;      /* absolute */
 	struct run_as run_as;
@@ -316,7 +316,7 @@ static int serve(struct serve *s)
 	struct control *control = NULL;
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *loop = NULL;
-	const struct config *cfg = s->cfg;
+	struct config *cfg = s->cfg;
 	const struct daemon_options *opt = s->opt;
 	bool background = s->start.ready_fd >= 0;
 	bool mounted = false;
@@ -365,6 +365,7 @@ static int serve(struct serve *s)
 		start_failed(&s->start, "%s", err);
 		goto out;
 	}
+	config_forget_secrets(cfg);   /* the backend holds its own copies */
 	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
 	if (!fuse) {
 		start_failed(&s->start, "invalid FUSE options '%s'",
@@ -466,7 +467,7 @@ out:
 	return code;
 }
 
-int daemon_run(const struct config *cfg, const struct daemon_options *opt)
+int daemon_run(struct config *cfg, const struct daemon_options *opt)
 {
 	struct serve s = {
 		.cfg = cfg,

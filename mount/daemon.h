@@ -18,8 +18,9 @@ struct daemon_options {
  * calling process returns only through exit(): 0 once the daemonized child
  * serves, non-zero with the child's one-line reason when its start failed
  * (see daemon.c for the sequence).  Returns the exit code of the process
- * that served (or failed to start). */
-int daemon_run(const struct config *cfg, const struct daemon_options *opt);
+ * that served (or failed to start).  The config's secrets are wiped once the
+ * backend holds its own copies (config_forget_secrets). */
+int daemon_run(struct config *cfg, const struct daemon_options *opt);
 
 /* Is keyfs.run_as (if set) a known user?  0, or -errno with one line in
  * err.  Used by `mount` before forking and by `check-config`. */

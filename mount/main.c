@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_FAIL 1
@@ -49,10 +50,11 @@ static const char usage_text[] =
 "  key list [--addresses] [-c CONFIG]\n"
 "        list the networks that have a key (--addresses: each with its EVM\n"
 "        address; the key never leaves the mount or the backend layer)\n"
-"  audit verify [--start SEQ:HASH] [--expect-seq N] [AUDIT_LOG...]\n"
+"  audit verify [--start SEQ:HASH] [--expect-seq N] [--key FILE] [AUDIT_LOG...]\n"
 "        check the files (rotated ones first) as one hash chain; names the\n"
 "        first bad line (--start: where the chain resumes, from a checkpoint;\n"
-"        --expect-seq: the last seq the daemon wrote)\n"
+"        --expect-seq: the last seq the daemon wrote; --key: the HMAC key of\n"
+"        a keyed chain, keyfs.audit_key_file)\n"
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
@@ -205,19 +207,28 @@ static int key_target_open(const struct config *cfg, struct key_target *t)
 	char err[768] = "";
 	memset(t, 0, sizeof(*t));
 	t->cfg = cfg;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	/* The writer is a mount (go through it), or another key command or a
+	 * mount still starting (wait for it, briefly), or nobody (be it). */
+	struct timespec pause = { 0, 50 * 1000 * 1000 };
+	for (int attempt = 0; attempt < 100; attempt++) {
+		if (attempt)
+			nanosleep(&pause, NULL);
 		pid_t holder = audit_lock_holder(cfg->keyfs.audit_log);
 		if (holder < 0)
 			return fail(EXIT_FAIL, "cannot read the lock of the audit log %s: %s",
 			            cfg->keyfs.audit_log, strerror(-holder));
 		if (holder > 0) {
+			snprintf(err, sizeof(err), "the audit log %s is in use by pid %d, which does "
+			         "not answer on its control socket", cfg->keyfs.audit_log, (int)holder);
+			if (control_probe(cfg->keyfs.audit_log, holder) < 0)
+				continue;
 			t->mount_pid = holder;
 			return 0;
 		}
 		metrics_init();
 		int rc = keyfs_new(cfg, getuid(), getgid(), true, &t->k, err, sizeof(err));
 		if (rc == -EBUSY)
-			continue;   /* a mount started in between: go through it */
+			continue;   /* someone took it in between */
 		if (rc < 0)
 			return fail(EXIT_FAIL, "%s", err);
 		keyfs_caller_from_peer(t->k, getuid(), getgid(), getpid(), &t->self);
@@ -618,6 +629,7 @@ static int cmd_audit(int argc, char **argv, struct cli *cli)
 	size_t n = (size_t)cli->argc;
 	const char *one[1];
 	bool loaded = false;
+	const char *key_file = cli->key;   /* --key FILE: a keyed chain */
 	if (n == 0) {
 		if ((rc = load_config(cli, &cfg)))
 			return rc;
@@ -625,10 +637,23 @@ static int cmd_audit(int argc, char **argv, struct cli *cli)
 		one[0] = cfg.keyfs.audit_log;
 		files = one;
 		n = 1;
+		if (!key_file)
+			key_file = cfg.keyfs.audit_key_file;
+	}
+	struct secret *key = NULL;
+	if (key_file) {
+		char err[512] = "";
+		if (audit_key_load(key_file, &key, err, sizeof(err)) < 0) {
+			if (loaded)
+				config_free(&cfg);
+			return fail(EXIT_USAGE, "audit verify: %s", err);
+		}
+		opt.key = key;
 	}
 	size_t bad_file = 0;
 	long bad = 0;
 	rc = audit_verify_files(files, n, &opt, stdout, &bad_file, &bad);
+	secret_free(key);
 	if (rc < 0)
 		rc = fail(EXIT_FAIL, "cannot read %s: %s", files[bad_file], strerror(-rc));
 	else if (rc > 0 && bad > 0)

@@ -48,3 +48,30 @@ int fileowner_inherit(int fd, const char *path, const char *like)
 		return 0;
 	return fchown(fd, st.st_uid, st.st_gid) < 0 ? -errno : 0;
 }
+
+int fileowner_mkdir_parents(const char *path, mode_t mode)
+{
+	char *dir = strdup(path);
+	int rc = 0;
+	if (!dir)
+		return -ENOMEM;
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		for (char *p = dir + 1; ; p++) {
+			if (*p != '/' && *p != 0)
+				continue;
+			char saved = *p;
+			*p = 0;
+			if (fileowner_mkdir(dir, mode) < 0 && errno != EEXIST) {
+				rc = -errno;
+				break;
+			}
+			*p = saved;
+			if (saved == 0)
+				break;
+		}
+	}
+	free(dir);
+	return rc;
+}

@@ -20,4 +20,8 @@ int fileowner_inherit(int fd, const char *path, const char *like);
  * included). */
 int fileowner_mkdir(const char *path, mode_t mode);
 
+/* fileowner_mkdir() of every missing directory above the file at path
+ * (mkdir -p of its dirname).  0 or -errno. */
+int fileowner_mkdir_parents(const char *path, mode_t mode);
+
 #endif

@@ -11,5 +11,5 @@ libs="$(pkg-config --libs libcurl jansson libcrypto yaml-0.1) -lpthread"
 # shellcheck disable=SC2086
 clang $flags $inc -o "$here/fuzz_parsers" "$here/fuzz_parsers.c" \
 	util/*.c backends/backend.c backends/keyformat.c backends/vault.c backends/http.c \
-	backends/file.c backends/env.c mount/config.c $libs
+	backends/file.c backends/env.c mount/config.c fs/audit.c fs/metrics.c $libs
 echo "built $here/fuzz_parsers"

@@ -1,15 +1,17 @@
 """Helpers for the integration tests: a real omikuji-keyfs mount on a temp dir.
 
-The daemon runs with -f in the background; `Mount` waits until the mount is
-live (and fails if the daemon exits first), and always unmounts and reaps it
-in `stop()`.  Keys are throwaway values generated per test.
+The daemon runs with -f in the background; `Mount` waits for its sd_notify
+READY=1 (and fails if the daemon exits first), and always unmounts and reaps
+it in `stop()`.  Keys are throwaway values generated per test.
 """
 import hashlib
 import json
 import re
 import os
 import secrets
+import select
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -58,6 +60,14 @@ def require_fuse():
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
         print("SKIP: /dev/fuse or fusermount3 not available")
         sys.exit(77)
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        print("SKIP: /dev/fuse cannot be opened by this user")
+        sys.exit(77)
+
+
+# Tests that act as a second user (setpriv) or mount with allow_other.
+needs_root = unittest.skipUnless(os.geteuid() == 0,
+                                 "needs root: acts as another user (setpriv) with allow_other")
 
 
 class Mount:
@@ -112,18 +122,36 @@ keyfs:
                               timeout=60, stdin=None if input is not None else subprocess.DEVNULL)
 
     def start(self, timeout=10):
+        """Start with -f and wait for the daemon's READY=1 (sd_notify on a
+        datagram socket of our own): sent once it serves, after run_as."""
+        notify_path = os.path.join(self.root, "notify.sock")
+        if os.path.exists(notify_path):
+            os.unlink(notify_path)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        os.chmod(notify_path, 0o777)   # a run_as daemon sends too
+        env = dict(self.env, NOTIFY_SOCKET=notify_path)
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
             [KEYFS_BIN, "mount", "-f", "-c", self.config, *self.extra_args, self.mnt],
-            stdout=self.stderr, stderr=self.stderr, env=self.env, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode} before mounting: {self.daemon_stderr()}")
+            stdout=self.stderr, stderr=self.stderr, env=env, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"daemon exited with {self.proc.returncode} before mounting: {self.daemon_stderr()}")
+                ready, _, _ = select.select([notify], [], [], 0.05)
+                if ready and b"READY=1" in notify.recv(4096).split(b"\n"):
+                    if not is_mounted(self.mnt):
+                        raise AssertionError("READY=1 but the mount is not there")
+                    return self
             if is_mounted(self.mnt):
-                return self
-            time.sleep(0.02)
-        raise AssertionError("mount did not come up in time")
+                raise AssertionError("mounted but no READY=1 on NOTIFY_SOCKET (a run_as daemon "
+                                     "must be able to reach the test's root directory)")
+            raise AssertionError("mount did not come up in time")
+        finally:
+            notify.close()
+            os.unlink(notify_path)
 
     def daemon_stderr(self):
         try:
@@ -202,8 +230,18 @@ def parse_metrics(text):
     return out
 
 
-def metric(m, name, **labels):
-    return m.get((name, frozenset(labels.items())), 0.0)
+_REQUIRED = object()
+
+
+def metric(m, name, default=_REQUIRED, **labels):
+    """The value of one series; an absent series fails the test unless a
+    default is given (a renamed or missing series must not read as 0)."""
+    key = (name, frozenset(labels.items()))
+    if key in m:
+        return m[key]
+    if default is _REQUIRED:
+        raise AssertionError(f"no series {name}{labels} in metrics")
+    return default
 
 
 def start_for_other_users(testcase, **kwargs):

@@ -35,6 +35,9 @@ def wait_exit(pid, timeout=10):
         os.close(fd)
 
 
+SANITIZED = os.environ.get("KEYFS_SANITIZE", "none") not in ("", "none")
+
+
 def vmlck_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -101,12 +104,36 @@ class BackgroundStartTest(unittest.TestCase):
         # The serving process is a session leader detached from our terminal.
         self.assertEqual(os.getsid(b.pid), b.pid)
 
+    def test_built_in_defaults_on_a_fresh_home(self):
+        # The README's first command: no config, nothing under HOME yet.
+        b = Background(self)
+        home = os.path.join(b.m.root, "home")
+        env = {"HOME": home, "XDG_STATE_HOME": "", "XDG_DATA_HOME": "", "XDG_CONFIG_HOME": ""}
+        os.mkdir(home)   # empty: no config is found (not even ./omikuji.yaml)
+        r = subprocess.run([KEYFS_BIN, "mount", b.m.mnt], capture_output=True, text=True,
+                           env={**b.m.env, **env}, cwd=home, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        audit = os.path.join(home, ".local/state/omikuji-keyfs/audit.log")
+        b.m.audit_log = audit
+        b.pid = b.daemon_pid()
+        key = new_key()
+        r = subprocess.run([KEYFS_BIN, "key", "import", "--network", "eth", "--key", key],
+                           capture_output=True, text=True, env={**b.m.env, **env},
+                           cwd=home, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("through the running mount", r.stderr)
+        self.assertEqual(b.m.read_key("eth"), key + "\n")
+        self.assertTrue(os.path.exists(os.path.join(home, ".local/share/omikuji-keyfs/keys.enc")))
+
     def test_key_memory_locked_in_the_background(self):
         b = Background(self)
         b.start()
         key = new_key()
         b.m.write_key("eth", key + "\n")
         b.m.read_key("eth")
+        if SANITIZED:
+            self.skipTest("the sanitizers make mlock() a no-op")
         self.assertGreater(vmlck_kb(b.pid), 0)
 
     def test_unknown_run_as_fails_before_forking(self):
@@ -305,7 +332,8 @@ class RunAsBackgroundTest(unittest.TestCase):
         self.assertEqual(set(uids), {"65534"})
         b.m.write_key("eth", key + "\n")
         self.assertEqual(b.m.read_key("eth"), key + "\n")
-        self.assertGreater(vmlck_kb(b.pid), 0)
+        if not SANITIZED:   # the sanitizers make mlock() a no-op
+            self.assertGreater(vmlck_kb(b.pid), 0)
         for name in ("audit.log", "audit.log.lock", "app.log"):
             self.assertEqual(os.stat(os.path.join(b.m.root, name)).st_uid, 65534, name)
         # SIGHUP reopens as the service user
@@ -385,6 +413,22 @@ class CliBesideMountTest(unittest.TestCase):
         self.assertEqual(lines[-1]["operation"], "store")
         r = verify("--expect-seq", str(len(lines)), b.m.audit_log)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_concurrent_commands_without_a_mount_take_turns(self):
+        b = Background(self)
+        keys = {f"n{i}": new_key() for i in range(4)}
+        procs = [subprocess.Popen([KEYFS_BIN, "key", "import", "--network", n, "--key", k,
+                                   "-c", b.m.config], env=b.m.env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for n, k in keys.items()]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 0, err)
+        lines = b.m.audit_lines()
+        self.assertEqual(len(lines), 8)   # an intent and an outcome line each
+        self.assertEqual(verify("--expect-seq", "8", b.m.audit_log).returncode, 0)
+        r = b.m.cli("key", "list")
+        self.assertEqual(r.stdout.split(), sorted(keys))
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to act as another user")
     def test_access_rules_apply_to_the_invoking_user(self):
@@ -488,6 +532,29 @@ class AuditAnchorTest(unittest.TestCase):
         self.assertEqual(verify(old, new).returncode, 0)
         self.assertEqual(verify(new, old).returncode, 1)
         self.assertEqual(verify(new).returncode, 1)
+
+    def test_keyed_chain(self):
+        b = Background(self, keyfs_extra="  audit_key_file: KEYFILE\n")
+        keyfile = os.path.join(b.m.root, "audit.key")
+        with open(keyfile, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(keyfile, 0o600)
+        with open(b.m.config) as f:
+            text = f.read()
+        with open(b.m.config, "w") as f:
+            f.write(text.replace("KEYFILE", keyfile))
+        r = b.m.cli("key", "import", "--network", "eth", "--key", new_key())   # no mount
+        self.assertEqual(r.returncode, 0, r.stderr)
+        b.start()
+        b.m.read_key("eth")
+        b.stop()
+        r = verify("--key", keyfile, b.m.audit_log)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = b.m.cli("audit", "verify")   # the key from the config
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = verify(b.m.audit_log)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("a keyed log needs --key", r.stdout)
 
     def test_periodic_checkpoint(self):
         b = Background(self, keyfs_extra="  audit_checkpoint_seconds: 1\n")

@@ -15,9 +15,10 @@ faults and read request counters.  Stdlib only; run with /usr/bin/python3:
 Where this server deliberately differs from real Vault, or where the interface
 (tests/servers, "VAULT TEST SERVER INTERFACE") left a choice open:
   * Wrong or missing X-Vault-Namespace (when --namespace is set) answers
-    403 {"errors":["permission denied"]}; real Vault answers 404 for paths under
-    an unknown namespace.  The namespace may also be given as a path prefix
-    (/v1/NS/secret/...), as real Vault accepts.
+    404 {"errors":["no handler for route \"<path>\". route entry not found."]},
+    as real Vault answers for a path under a namespace (or root namespace)
+    where that mount does not exist.  The namespace may also be given as a
+    path prefix (/v1/NS/secret/...), as real Vault accepts.
   * sys/health, sys/seal-status and sys/init need neither token nor namespace
     (as in Vault, where they are unauthenticated root-namespace endpoints).
   * Reading a KV v2 version that is soft-deleted or destroyed answers 404 with
@@ -373,7 +374,8 @@ class Handler(BaseHTTPRequestHandler):
                                 if not ns and rel.startswith(st.namespace + "/"):
                                         rel = rel[len(st.namespace) + 1:]
                                 else:
-                                        self.errors(403, "permission denied")
+                                        self.errors(404, 'no handler for route "%s". '
+                                                    'route entry not found.' % rel)
                                         return
                 try:
                         req = json.loads(body) if body.strip() else {}

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "audit.h"
 #include "metrics.h"
+#include "secret.h"
 #include "strbuf.h"
 
 static char tmpdir[64];
@@ -855,4 +856,59 @@ Test(audit, intent_line_is_chained_and_checked)
 	cr_expect_not_null(strstr(l.v[1], hash), "the checkpoint is the last line's hash");
 	expect_intact(logpath, "audit log OK: 2 lines, seq 1..2");
 	free_lines(&l);
+}
+
+Test(audit, keyed_chain_needs_its_key)
+{
+	char keypath[160], report[4096] = "";
+	snprintf(keypath, sizeof(keypath), "%s/audit.key", tmpdir);
+	unsigned char raw[32];
+	for (size_t i = 0; i < sizeof(raw); i++)
+		raw[i] = (unsigned char)(i * 7 + 1);
+	int fd = open(keypath, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, raw, sizeof(raw)), (ssize_t)sizeof(raw));
+	close(fd);
+	struct secret *key = NULL;
+	char err[256] = "";
+	cr_assert_eq(audit_key_load(keypath, &key, err, sizeof(err)), 0, "%s", err);
+
+	struct audit *a = open_log(logpath, AUDIT_FAILURE_DENY);
+	cr_assert_eq(audit_set_key(a, key), 0);
+	write_n(a, 5, 0);
+	audit_close(a);
+
+	const char *files[] = { logpath };
+	size_t bf;
+	long bl;
+	struct audit_verify_options o;
+	memset(&o, 0, sizeof(o));
+	/* Without the key the links do not check (SHA-256 is not HMAC). */
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_eq(bl, 1);
+	cr_expect_not_null(strstr(report, "a keyed log needs --key"), "%s", report);
+	o.key = key;
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 0, "%s", report);
+	/* A forger who edits a line and recomputes plain SHA-256 links fails. */
+	struct lines l = read_lines(logpath);
+	char *p = strstr(l.v[2], "\"net-2\"");
+	cr_assert_not_null(p);
+	p[5] = '9';
+	write_lines(logpath, &l);
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_eq(bl, 3);
+	free_lines(&l);
+	/* Another key does not verify it either. */
+	key->data[0] ^= 1;
+	cr_expect_eq(verify_chain(files, 1, &o, &bf, &bl, report, sizeof(report)), 1);
+	cr_expect_eq(bl, 1);
+	secret_free(key);
+
+	/* Key files: too short, or readable by others, are refused. */
+	chmod(keypath, 0644);
+	cr_expect_eq(audit_key_load(keypath, &key, err, sizeof(err)), -EPERM);
+	cr_expect_not_null(strstr(err, "chmod 600"), "%s", err);
+	chmod(keypath, 0600);
+	cr_assert_eq(truncate(keypath, 16), 0);
+	cr_expect_eq(audit_key_load(keypath, &key, err, sizeof(err)), -EINVAL);
 }

@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/rand.h>
 #include "backend.h"
@@ -881,4 +883,45 @@ Test(file_backend, crash_safety_under_sigkill)
 	/* sanity of the test itself: kills did land after several stores */
 	cr_expect_gt(progressed, 0);
 	free_keys(others, CRASH_OTHERS);
+}
+
+/* Issue 8: a writer waits for another process's write at most 10 s, and
+ * readers never queue behind it (the flock is never taken under the lock
+ * that get and list need). */
+Test(file_backend, foreign_flock_times_out_writers_not_readers)
+{
+	struct backend *b = open_ok(store_path, NULL);
+	struct secret *k = random_key();
+	store_ok(b, "eth", k);
+	char lock[160];
+	snprintf(lock, sizeof(lock), "%s.lock", store_path);
+	/* Another open file description: conflicts like another process. */
+	int fd = open(lock, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(flock(fd, LOCK_EX), 0);
+
+	struct backend_err err = { "", false };
+	struct secret *got = NULL;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_expect_eq(b->ops->get(b, "eth", &got, &err), 0, "%s", err.msg);
+	struct strlist names = STRLIST_INIT;
+	cr_expect_eq(b->ops->list(b, &names, &err), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_expect(secret_equal(got, k));
+	cr_expect_lt((double)(t1.tv_sec - t0.tv_sec), 2.0, "readers waited on the flock");
+	strlist_clear(&names);
+	secret_free(got);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_expect_eq(b->ops->store(b, "eth", k, &err), -ETIMEDOUT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_expect_not_null(strstr(err.msg, "locked by another writer"), "%s", err.msg);
+	double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_expect(waited >= 9.5 && waited < 30, "waited %.1f s", waited);
+
+	close(fd);   /* released: writes go through again */
+	store_ok(b, "eth", k);
+	secret_free(k);
+	b->ops->close(b);
 }

@@ -542,6 +542,15 @@ Test(vault_open, config_errors, .init = cfg_init, .fini = cfg_fini)
 	cr_expect_eq(try_open(&e), -EINVAL, "no url");
 	strlist_add(&cfg.vault.urls, "ftp://127.0.0.1/");
 	cr_expect_eq(try_open(&e), -EINVAL, "not http(s)");
+	/* A URL so long that request URLs would be cut is refused at open. */
+	strlist_clear(&cfg.vault.urls);
+	char longurl[VAULT_URL_MAX + 32];
+	int n = snprintf(longurl, sizeof(longurl), "http://127.0.0.1:8200/");
+	memset(longurl + n, 'a', sizeof(longurl) - 1 - (size_t)n);
+	longurl[sizeof(longurl) - 1] = 0;
+	strlist_add(&cfg.vault.urls, longurl);
+	cr_expect_eq(try_open(&e), -EINVAL, "url too long");
+	cr_expect(strstr(e.msg, "longer than"), "%s", e.msg);
 }
 
 Test(vault_open, unreachable_opens_and_fails_calls, .init = cfg_init, .fini = cfg_fini)
