@@ -106,6 +106,8 @@ struct file_backend {
 	struct file_map map;
 	bool cached;
 	bool absent;               /* cached: the store file does not exist */
+	bool had_store;            /* the store existed (read or written) since open */
+	bool master_created;       /* file_open() created the master key file */
 	dev_t dev;
 	ino_t ino;
 	off_t size;
@@ -560,6 +562,7 @@ static int file_load_master(struct file_backend *fb, struct backend_err *err)
 			goto out;
 		}
 		(void)file_fsync_dir(fb->dir);
+		fb->master_created = true;
 		/* loop: read it back (ours, or the one that won a race) */
 	}
 	if (fd < 0) {
@@ -742,10 +745,18 @@ out:
 /* Bring the cached map up to date with the file.  Called with fb->lock. */
 static int file_refresh(struct file_backend *fb, struct backend_err *err)
 {
-	int fd = open(fb->path, O_RDONLY | O_CLOEXEC);
+	/* Never block in open (a FIFO put at the path would hang every key
+	 * operation behind fb->lock) and never follow a symlink. */
+	int fd = open(fb->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0) {
 		int e = errno;
 		file_map_clear(&fb->map);
+		if (e == ENOENT && fb->had_store) {
+			/* Not an empty store: every key would seem to have gone. */
+			fb->cached = false;
+			backend_err_set(err, "the key store %s was removed while in use", fb->path);
+			return -EIO;
+		}
 		if (e == ENOENT) {
 			fb->cached = true;
 			fb->absent = true;
@@ -763,6 +774,14 @@ static int file_refresh(struct file_backend *fb, struct backend_err *err)
 		rc = -EIO;
 		goto out;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		file_map_clear(&fb->map);
+		fb->cached = false;
+		backend_err_set(err, "%s is not a regular file", fb->path);
+		rc = -EIO;
+		goto out;
+	}
+	fb->had_store = true;
 	if (file_same_identity(fb, &st)) {
 		unsigned char nonce[FILE_NONCE_LEN];
 		if (file_pread_all(fd, nonce, sizeof(nonce), FILE_NONCE_OFF) == 0 &&
@@ -863,6 +882,7 @@ static int file_write_store(struct file_backend *fb, const struct secret *plain,
 		log_kv(LOG_LEVEL_WARN, "cannot fsync the key store directory",
 		       "backend", "file", "path", fb->dir, (char *)NULL);
 	file_set_identity(fb, &st, buf + FILE_NONCE_OFF);
+	fb->had_store = true;
 	rc = 0;
 out:
 	if (fd >= 0)
@@ -910,6 +930,27 @@ static void file_close(struct backend *b)
 	free(fb->master_path);
 	free(fb->tmp_prefix);
 	free(fb);
+}
+
+/* A master key file without its store.  Just created: write the empty
+ * store now, so that from here on a missing store always means a deleted
+ * one.  Otherwise the store was deleted (or never restored): refuse, rather
+ * than start an empty store that looks like every key vanished. */
+static int file_master_without_store(struct file_backend *fb, struct backend_err *err)
+{
+	if (!fb->master_created) {
+		backend_err_set(err, "%s is missing but its master key file exists: restore it, or "
+		                "to start over empty remove %s", fb->path, fb->master_path);
+		return -EIO;
+	}
+	struct secret *plain = NULL;
+	int rc = file_map_serialise(&fb->map, NULL, NULL, NULL, &plain);
+	if (rc == 0)
+		rc = file_write_store(fb, plain, err);
+	secret_free(plain);
+	if (rc == 0)
+		fb->absent = false;
+	return rc;
 }
 
 static int file_open(const struct config *cfg, struct backend **out, struct backend_err *err)
@@ -975,6 +1016,8 @@ static int file_open(const struct config *cfg, struct backend **out, struct back
 	/* Read the store now, so that a wrong passphrase or a damaged file
 	 * fails the mount at start instead of the first read. */
 	rc = file_refresh(fb, err);
+	if (rc == 0 && !fb->scrypt_mode && fb->absent)
+		rc = file_master_without_store(fb, err);
 	if (rc < 0)
 		goto fail;
 	if (fb->scrypt_mode && !fb->key) {

@@ -14,6 +14,10 @@
 #include <time.h>
 #include <sys/random.h>
 #include <curl/curl.h>
+#include <malloc.h>
+#include <openssl/ssl.h>
+
+#include "secret.h"
 
 #ifndef KEYFS_VERSION
 #define KEYFS_VERSION "unknown"
@@ -46,9 +50,51 @@ struct http_client {
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
 static CURLcode http_global_rc = CURLE_FAILED_INIT;
 
+/* curl's own buffers hold what passes through it: request headers (the
+ * Vault token), receive buffers (key bytes before our write callback sees
+ * them).  Every block curl frees is wiped first, so those copies do not
+ * linger in the heap. */
+static void http_wipe_free(void *p)
+{
+	if (p) {
+		secret_wipe(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void *http_wipe_realloc(void *p, size_t size)
+{
+	if (!p)
+		return malloc(size);
+	if (size == 0) {
+		http_wipe_free(p);
+		return NULL;
+	}
+	size_t old = malloc_usable_size(p);
+	void *q = malloc(size);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old < size ? old : size);
+	http_wipe_free(p);
+	return q;
+}
+
 static void http_global_init(void)
 {
-	http_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	http_global_rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, http_wipe_free,
+	                                      http_wipe_realloc, strdup, calloc);
+}
+
+/* TLS: OpenSSL keeps the last decrypted record in its read buffer unless
+ * asked to cleanse it after handing it over. */
+static CURLcode http_ssl_ctx(CURL *h, void *ssl_ctx, void *arg)
+{
+	(void)h;
+	(void)arg;
+#ifdef SSL_OP_CLEANSE_PLAINTEXT
+	SSL_CTX_set_options((SSL_CTX *)ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+#endif
+	return CURLE_OK;
 }
 
 static void http_share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ctx)
@@ -225,6 +271,9 @@ static size_t http_write_cb(char *p, size_t size, size_t n, void *ctx)
 		s->no_memory = true;
 		return 0;
 	}
+	/* p is curl's receive buffer: the bytes now live in a locked secret,
+	 * and curl does not read delivered data again. */
+	secret_wipe(p, len);
 	return len;
 }
 
@@ -253,6 +302,8 @@ static int http_setup(struct http_client *c, CURL *h, const struct http_request 
 	SET(CURLOPT_PROXY, "");       /* "" disables proxies from the environment */
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	if (!strncmp(req->url, "https:", 6))   /* best effort: other TLS back-ends lack it */
+		(void)curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx);
 	if (c->ca_cert)
 		SET(CURLOPT_CAINFO, c->ca_cert);
 	if (c->client_cert)

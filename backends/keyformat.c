@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <openssl/bn.h>
 
+#include "secret.h"
+
 /* n, the order of the secp256k1 group (SEC 2, section 2.4.1). */
 static const char SECP256K1_ORDER_HEX[] =
 	"FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141";
@@ -99,5 +101,84 @@ int keyformat_validate(enum key_format fmt, const unsigned char *p, size_t len,
 		*start = b;
 	if (keylen)
 		*keylen = n;
+	return 0;
+}
+
+int keyformat_prefix_ok(enum key_format fmt, const unsigned char *p, size_t len,
+                        const char **why)
+{
+	size_t b = 0;
+	while (b < len && is_space(p[b]))
+		b++;
+	size_t e = b;   /* end of the key's significant bytes so far */
+	if (fmt == KEY_FORMAT_ANY) {
+		for (size_t i = b; i < len; i++) {
+			if (is_space(p[i]))
+				continue;   /* significant only once more text follows */
+			if (p[i] < 0x20 || p[i] > 0x7e)
+				goto not_printable;
+			e = i + 1;
+		}
+		/* Whitespace other than a space inside the key is not printable. */
+		for (size_t i = b; i < e; i++)
+			if (p[i] < 0x20)
+				goto not_printable;
+		if (e - b > KEY_MAX_BYTES) {
+			*why = "key larger than 4096 bytes";
+			return -EFBIG;
+		}
+		return 0;
+not_printable:
+		*why = "key contains non-printable bytes";
+		return -EINVAL;
+	}
+	size_t i = b;
+	if (i < len && p[i] == '0' && i + 1 < len && (p[i + 1] == 'x' || p[i + 1] == 'X'))
+		i += 2;
+	size_t digits = 0;
+	for (; i < len && !is_space(p[i]); i++) {
+		if (!is_hex(p[i])) {
+			*why = "key contains a character that is not a hex digit";
+			return -EINVAL;
+		}
+		if (++digits > 64) {
+			*why = "an evm key is 64 hex digits with an optional 0x";
+			return -EINVAL;
+		}
+	}
+	for (; i < len; i++) {
+		if (!is_space(p[i])) {
+			*why = "text after the key";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int keyformat_canonical(enum key_format fmt, const unsigned char *p, size_t len,
+                        struct secret **out, const char **why)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t start = 0, n = 0;
+	*out = NULL;
+	int rc = keyformat_validate(fmt, p, len, &start, &n, why);
+	if (rc < 0)
+		return rc;
+	if (fmt == KEY_FORMAT_ANY) {
+		*out = secret_from(p + start, n);
+		return *out ? 0 : -ENOMEM;
+	}
+	const unsigned char *digits = p + start + (n == 66 ? 2 : 0);
+	struct secret *s = secret_new(66);
+	if (!s)
+		return -ENOMEM;
+	s->data[0] = '0';
+	s->data[1] = 'x';
+	for (size_t i = 0; i < 64; i++) {
+		unsigned char c = digits[i];
+		s->data[2 + i] = c >= 'A' && c <= 'F' ? (unsigned char)hex[c - 'A' + 10] : c;
+	}
+	s->len = 66;
+	*out = s;
 	return 0;
 }

@@ -1122,10 +1122,17 @@ static int vault_remove(struct backend *b, const char *network, struct backend_e
  * Vault keeps a removed key's metadata, so LIST still names it. */
 static bool vault_metadata_latest_deleted(const struct http_response *resp)
 {
-	if (resp->status != 200 || !resp->body)
+	if (!resp->body)
+		return false;
+	return vault_parse_metadata_deleted(resp->status, resp->body->data, resp->body->len);
+}
+
+bool vault_parse_metadata_deleted(long status, const void *body, size_t len)
+{
+	if (status != 200)
 		return false;
 	json_error_t jerr;
-	json_t *root = json_loadb((const char *)resp->body->data, resp->body->len, 0, &jerr);
+	json_t *root = json_loadb((const char *)body, len, 0, &jerr);
 	bool deleted = false;
 	json_t *data = root ? json_object_get(root, "data") : NULL;
 	json_t *current = data ? json_object_get(data, "current_version") : NULL;

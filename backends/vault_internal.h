@@ -80,6 +80,9 @@ int vault_parse_auth(long status, const void *body, size_t len, double now,
                      char *why, size_t whylen);
 
 /* A lookup-self answer: data.ttl and data.renewable into *timing. */
+/* A KV v2 metadata answer: is the latest version deleted or destroyed? */
+bool vault_parse_metadata_deleted(long status, const void *body, size_t len);
+
 int vault_parse_lookup(long status, const void *body, size_t len, double now,
                        struct vault_token_timing *timing, char *why, size_t whylen);
 

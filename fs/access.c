@@ -453,6 +453,40 @@ bool access_allowed(struct access *a, const struct caller *c, const char *networ
 	return allowed;
 }
 
+bool access_any_grant(struct access *a, const struct caller *c, const char *network)
+{
+	for (int op = 0; op < ACCESS_N_OPS; op++)
+		if (access_allowed(a, c, network, (enum access_op)op))
+			return true;
+	return false;
+}
+
+bool access_allowed_somewhere(struct access *a, const struct caller *c, enum access_op op)
+{
+	if (!a || !c || (unsigned)op >= ACCESS_N_OPS)
+		return false;
+	if (!a->rules_set)
+		return c->uid == a->mount_uid || c->uid == 0;
+	bool allowed = false;
+	pthread_rwlock_rdlock(&a->lock);
+	const struct ruleset *rs = a->current;
+	for (size_t i = 0; i < rs->n && !allowed; i++)
+		allowed = caller_matches(&rs->rules[i].ops[op], c);
+	pthread_rwlock_unlock(&a->lock);
+	return allowed;
+}
+
+int access_resolve_group(const char *spec, gid_t *out)
+{
+	unsigned id;
+	int rc = parse_id(spec, &id);
+	if (rc < 0)
+		rc = lookup_name(spec, true, &id);
+	if (rc == 0)
+		*out = (gid_t)id;
+	return rc;
+}
+
 void access_free(struct access *a)
 {
 	if (!a)

@@ -41,6 +41,13 @@ int access_reload(struct access *a, char *err, size_t errlen);
 bool access_allowed(struct access *a, const struct caller *c, const char *network,
                     enum access_op op);
 void access_free(struct access *a);
+/* Has caller any grant (read, write, remove or list) on network?  A name
+ * without one does not exist for that caller (ENOENT, hidden in listings). */
+bool access_any_grant(struct access *a, const struct caller *c, const char *network);
+/* Does some rule grant op to caller, for any network (access(W_OK) on keys/)? */
+bool access_allowed_somewhere(struct access *a, const struct caller *c, enum access_op op);
+/* A group given as a name or a number: 0 and *out, -ENOENT, or -errno. */
+int access_resolve_group(const char *spec, gid_t *out);
 
 /* Anomaly detection and the per-caller rate limit. */
 struct anomaly;

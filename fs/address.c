@@ -303,16 +303,17 @@ int address_render(struct keyfs *k, const struct node *n, struct strbuf *out)
 	return out->error;
 }
 
-/* addresses/<net> exists exactly when keys/<net> does (the same cached
- * listing, never a key fetch); the book only says when it last changed. */
-int address_stat(struct keyfs *k, const char *network, double *mtime)
+/* addresses/<net> exists for a caller exactly when keys/<net> does (the
+ * same lookup: cached listing, hidden without any grant, never a key
+ * fetch); the book only says when it last changed. */
+int address_stat(struct keyfs *k, const struct caller *c, const char *network, double *mtime)
 {
 	if (!k->addresses)
 		return -ENOENT;
 	char address[EVM_ADDRESS_TEXT + 1];
 	if (address_book_lookup(k->addresses, network, address, mtime) < 0)
 		*mtime = k->start_wall;
-	return keystore_exists(k, network);
+	return keystore_lookup(k, c, network);
 }
 
 int address_list(struct keyfs *k, const struct caller *c, struct strlist *out)

@@ -87,6 +87,7 @@ struct audit {
 	struct strbuf line;             /* reused for every line (no malloc per write) */
 	EVP_MD *sha256;                 /* fetched once: no implicit fetch per line */
 	EVP_MD_CTX *md;
+	double path_checked_at;         /* monotonic time the path was last compared */
 	EVP_MAC_CTX *mac;               /* keyed chain (audit_set_key), else NULL */
 	time_t ts_second;               /* second that ts_prefix formats */
 	char ts_prefix[32];             /* "YYYY-MM-DDTHH:MM:SS" */
@@ -289,6 +290,8 @@ static void audit_format_prefix(struct audit *a, const struct audit_record *r,
 	audit_append_u64(b, seq);
 }
 
+static int audit_check_file(struct audit *a);
+
 /* One write(2); anything but the whole line is a failure. */
 static int audit_write_line(int fd, const char *buf, size_t len)
 {
@@ -334,6 +337,8 @@ int audit_write(struct audit *a, const struct audit_record *r)
 		strbuf_append(b, LIT("\"}\n"));
 		rc = b->error;
 	}
+	if (rc == 0)
+		rc = audit_check_file(a);
 	if (rc == 0)
 		rc = audit_write_line(a->fd, b->buf, b->len);
 	if (rc == 0) {
@@ -478,20 +483,111 @@ out:
 	return rc;
 }
 
-static int audit_open_fd(const char *path)
+/* Whose files may the log be?  Ours, root's, or (as fileowner_inherit()
+ * gives a file root creates for a run_as daemon) the directory owner's. */
+static bool audit_owner_ok(const char *path, uid_t owner)
 {
+	if (owner == geteuid() || owner == 0)
+		return true;
+	char *dir = strdup(path);
+	if (!dir)
+		return false;
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	struct stat st;
+	bool ok = stat(dir, &st) == 0 && st.st_uid == owner;
+	free(dir);
+	return ok;
+}
+
+/* Open the log for appending.  Never through a symlink (a user who can
+ * write the directory must not point the daemon's lines at another file),
+ * never a FIFO (it would block), and a regular file only when its owner is
+ * one audit_owner_ok() accepts.  A character device (/dev/null) is the
+ * operator's explicit choice and allowed.  *why says what was wrong. */
+static int audit_open_fd(const char *path, const char **why)
+{
+	struct stat st;
+	*why = NULL;
 	int rc = audit_make_parent(path);
 	if (rc < 0)
 		return rc;
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+	int fd = open(path, flags | O_CREAT | O_EXCL, 0600);
 	if (fd >= 0) {
 		/* Created by root (`key import`): keep it writable for run_as. */
 		fileowner_inherit(fd, path, NULL);
 		return fd;
 	}
 	if (errno == EEXIST)
-		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+		fd = open(path, flags);
+	if (fd < 0) {
+		rc = -errno;
+		if (rc == -ELOOP)
+			*why = "is a symbolic link (refused: the audit log is never opened through one)";
+		else if (rc == -ENXIO)
+			*why = "is a FIFO (refused: the audit log must be a regular file)";
+		return rc;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+	} else if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+		rc = -EINVAL;
+		*why = "is not a regular file";
+	} else if (S_ISREG(st.st_mode) && !audit_owner_ok(path, st.st_uid)) {
+		rc = -EPERM;
+		*why = "is owned by another user (refused: it must be owned by the daemon's user "
+		       "or root)";
+	}
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* Called with the lock held before each line: has the file we append to
+ * been removed or replaced at its path (rm, mv, a new file or symlink put
+ * there)?  Then reopen the path, so lines never go into an unlinked file.
+ * One fstat per line; the path itself is looked at at most once a second. */
+static int audit_check_file(struct audit *a)
+{
+	struct stat fst, pst;
+	if (fstat(a->fd, &fst) < 0)
+		return -errno;
+	if (!S_ISREG(fst.st_mode))
+		return 0;
+	bool replaced = fst.st_nlink == 0;
+	double now = clock_monotonic();
+	if (!replaced && now - a->path_checked_at >= 1.0) {
+		a->path_checked_at = now;
+		/* A path we may not look at (run_as below a private directory)
+		 * is not a replaced one. */
+		if (lstat(a->path, &pst) < 0)
+			replaced = errno == ENOENT || errno == ENOTDIR;
+		else
+			replaced = pst.st_dev != fst.st_dev || pst.st_ino != fst.st_ino;
+	}
+	if (!replaced)
+		return 0;
+	const char *why = NULL;
+	int fd = audit_open_fd(a->path, &why);
+	if (fd < 0) {
+		log_kv(LOG_LEVEL_ERROR, "the audit log was removed or replaced and cannot be reopened",
+		       "path", a->path, "error", why ? why : strerror(-fd), (char *)NULL);
+		return fd;
+	}
+	log_kv(LOG_LEVEL_WARN, "the audit log was removed or replaced: reopened it", "path", a->path,
+	       (char *)NULL);
+	close(a->fd);
+	a->fd = fd;
+	a->path_checked_at = now;
+	return 0;
 }
 
 /* Continue the chain of an existing file. */
@@ -501,11 +597,16 @@ static int audit_load_state(struct audit *a)
 	bool torn = false;
 	int rc = 0;
 
-	int rfd = open(a->path, O_RDONLY | O_CLOEXEC);
+	struct stat wst;
+	int rfd = open(a->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (rfd < 0)
 		return -errno;
-	if (fstat(rfd, &st) < 0) {
+	if (fstat(rfd, &st) < 0 || fstat(a->fd, &wst) < 0) {
 		rc = -errno;
+		goto out;
+	}
+	if (st.st_dev != wst.st_dev || st.st_ino != wst.st_ino) {
+		rc = -EAGAIN;   /* replaced between the two opens */
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode))
@@ -547,10 +648,11 @@ int audit_open(const char *path, enum audit_failure mode, struct audit **out,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	a->fd = audit_open_fd(path);
+	const char *why = NULL;
+	a->fd = audit_open_fd(path, &why);
 	if (a->fd < 0) {
 		rc = a->fd;
-		snprintf(err, errlen, "audit log %s: %s", path, strerror(-rc));
+		snprintf(err, errlen, "audit log %s: %s", path, why ? why : strerror(-rc));
 		goto fail;
 	}
 	rc = audit_load_state(a);
@@ -569,7 +671,8 @@ fail:
 
 int audit_reopen(struct audit *a)
 {
-	int fd = audit_open_fd(a->path);
+	const char *why = NULL;
+	int fd = audit_open_fd(a->path, &why);
 	if (fd < 0)
 		return fd;   /* keep writing to the old file rather than lose lines */
 	pthread_mutex_lock(&a->lock);
@@ -733,10 +836,20 @@ struct audit_chain {
 	char prev[AUDIT_HASH_HEX + 1];
 	unsigned long long first_seq, last_seq;
 	long lines;                  /* over all files */
+	long bad_lines;              /* reported so far */
+	long read;                   /* lines read, good and bad */
+	bool resync;                 /* after a malformed line: anchor on the next good one */
 };
 
 /* Check one line (without its newline) against the chain.  0 when it
- * links, else 1 with the reason printed. */
+ * links, else 1 with the reason printed.
+ *
+ * A bad line does not end the check.  A malformed one (not JSON, a field
+ * missing, torn) sets c->resync: the next well-formed line is taken as the
+ * chain's new anchor ("chain resumes").  A well-formed line that does not
+ * link (edited, removed or reordered lines) is reported and becomes the
+ * anchor itself, so the line after it is checked against it.  A caller
+ * who gets one bad line written cannot hide what follows it. */
 static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
                             const char *path, long lineno, FILE *report)
 {
@@ -746,6 +859,7 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 	if (!root) {
 		fprintf(report, "%s: line %ld: not valid JSON (column %d: %s)\n", path, lineno,
 		        jerr.column, jerr.text);
+		c->resync = true;
 		return 1;
 	}
 	const char *why = audit_check_fields(root);
@@ -754,12 +868,19 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 	json_decref(root);
 	if (why) {
 		fprintf(report, "%s: line %ld: %s\n", path, lineno, why);
+		c->resync = true;
 		return 1;
 	}
 	long prefix_len = audit_split(line, len, stored);
 	if (prefix_len < 0) {
 		fprintf(report, "%s: line %ld: does not end with the hash field\n", path, lineno);
+		c->resync = true;
 		return 1;
+	}
+	if (c->resync) {
+		fprintf(report, "%s: line %ld: chain resumes at seq %llu\n", path, lineno, seq);
+		c->resync = false;
+		goto anchor;
 	}
 	if (c->lines == 0) {
 		const struct audit_verify_options *o = c->opt;
@@ -769,7 +890,7 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 			if (strcmp(stored, o->start_hash) != 0) {
 				fprintf(report, "%s: line %ld: seq %llu does not have the hash --start "
 				        "gives\n", path, lineno, seq);
-				return 1;
+				goto mislinked;
 			}
 			memcpy(c->prev, stored, sizeof(c->prev));
 			c->last_seq = seq;
@@ -785,13 +906,13 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 				fprintf(report, "%s: line %ld: chain starts at seq %llu: lines 1..%llu "
 				        "are missing (give the rotated files first, or --start SEQ:HASH "
 				        "from a checkpoint)\n", path, lineno, seq, seq - 1);
-			return 1;
+			goto mislinked;
 		}
 		memcpy(c->prev, o->have_start ? o->start_hash : audit_zero_hash, sizeof(c->prev));
 	} else if (seq != c->last_seq + 1) {
 		fprintf(report, "%s: line %ld: seq %llu, expected %llu (a line was removed, "
 		        "inserted or reordered)\n", path, lineno, seq, c->last_seq + 1);
-		return 1;
+		goto mislinked;
 	}
 	if (audit_link_hex(c->md, c->sha256, c->mac, c->prev, line, (size_t)prefix_len,
 	                   computed) < 0) {
@@ -803,12 +924,22 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 		        "line before it was replaced%s)\n", path, lineno,
 		        c->mac ? ", or the key is not the log's" :
 		        c->lines == 0 ? "; a keyed log needs --key" : "");
-		return 1;
+		goto mislinked;
 	}
+anchor:
+	if (c->lines == 0)
+		c->first_seq = seq;
 	memcpy(c->prev, stored, sizeof(c->prev));
 	c->last_seq = seq;
 	c->lines++;
 	return 0;
+mislinked:
+	if (c->lines == 0)
+		c->first_seq = seq;
+	memcpy(c->prev, stored, sizeof(c->prev));
+	c->last_seq = seq;
+	c->lines++;
+	return 1;
 }
 
 /* One file of the chain: 0, 1 (with *bad_line) or -errno. */
@@ -832,16 +963,20 @@ static int audit_chain_file(struct audit_chain *c, const char *path, FILE *repor
 		}
 		lineno++;
 		size_t len = (size_t)n;
+		int bad;
+		c->read++;
 		if (line[len - 1] != '\n') {
 			fprintf(report, "%s: line %ld: truncated (no newline at the end of the file)\n",
 			        path, lineno);
-			result = 1;
+			c->resync = true;
+			bad = 1;
 		} else {
-			result = audit_chain_line(c, line, len - 1, path, lineno, report);
+			bad = audit_chain_line(c, line, len - 1, path, lineno, report);
 		}
-		if (result) {
-			*bad_line = lineno;
-			break;
+		if (bad) {
+			if (!c->bad_lines++)
+				*bad_line = lineno;
+			result = 1;
 		}
 	}
 	free(line);
@@ -884,12 +1019,26 @@ int audit_verify_files(const char *const *files, size_t n,
 		result = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < n && result == 0; i++) {
-		*bad_file = i;
-		result = audit_chain_file(&c, files[i], report, bad_line);
+	/* Every file is checked, past bad lines; *bad_file and *bad_line keep
+	 * the first problem. */
+	for (size_t i = 0; i < n && result >= 0; i++) {
+		long bad = 0;
+		int rc = audit_chain_file(&c, files[i], report, &bad);
+		if (rc < 0 || (rc > 0 && result == 0)) {
+			*bad_file = i;
+			*bad_line = bad;
+		}
+		if (rc != 0)
+			result = rc;
 	}
-	if (result)
+	if (result < 0)
 		goto out;
+	if (c.bad_lines) {
+		fprintf(report, "audit log NOT intact: %ld bad line%s of %ld, the first at line %ld "
+		        "of %s\n", c.bad_lines, c.bad_lines == 1 ? "" : "s", c.read,
+		        *bad_line, files[*bad_file]);
+		goto out;
+	}
 	const char *last = n ? files[n - 1] : "";
 	unsigned long long end = c.lines ? c.last_seq : c.opt->have_start ? c.opt->start_seq : 0;
 	if (c.opt->have_expect && end < c.opt->expect_seq) {

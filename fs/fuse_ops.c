@@ -18,22 +18,22 @@
 static const struct tree_entry tree[] = {
 	{ "/",                             NODE_DIR,      DIR_MODE,  NULL, 0, false },
 	{ "/keys",                         NODE_DIR,      DIR_MODE,  NULL, NODE_KEY, true },
-	{ "/metrics",                      NODE_SNAPSHOT, VIRT_MODE, snapshot_render_metrics, 0, false },
-	{ "/health",                       NODE_DIR,      DIR_MODE,  NULL, NODE_SNAPSHOT, true },
-	{ "/textfile",                     NODE_DIR,      DIR_MODE,  NULL, 0, false },
-	{ "/textfile/omikuji_keyfs.prom",  NODE_SNAPSHOT, VIRT_MODE, snapshot_render_metrics, 0, false },
-	{ "/addresses",                    NODE_DIR,      DIR_MODE,  NULL, NODE_ADDRESS, true },
+	{ "/metrics",                      NODE_SNAPSHOT, VIRT_MODE, snapshot_render_metrics, 0, false, true },
+	{ "/health",                       NODE_DIR,      DIR_MODE,  NULL, NODE_SNAPSHOT, true, true },
+	{ "/textfile",                     NODE_DIR,      DIR_MODE,  NULL, 0, false, true },
+	{ "/textfile/omikuji_keyfs.prom",  NODE_SNAPSHOT, VIRT_MODE, snapshot_render_metrics, 0, false, true },
+	{ "/addresses",                    NODE_DIR,      DIR_MODE,  NULL, NODE_ADDRESS, true, false },
 };
 #define TREE_SIZE (sizeof(tree) / sizeof(tree[0]))
 
 /* health/<backend> files: the family's render function. */
 static const struct tree_entry health_file = {
-	"/health/*", NODE_SNAPSHOT, VIRT_MODE, snapshot_render_health, 0, false
+	"/health/*", NODE_SNAPSHOT, VIRT_MODE, snapshot_render_health, 0, false, true
 };
 
 /* addresses/<network> files: rendered at open, like health files. */
 static const struct tree_entry address_file = {
-	"/addresses/*", NODE_ADDRESS, VIRT_MODE, address_render, 0, false
+	"/addresses/*", NODE_ADDRESS, VIRT_MODE, address_render, 0, false, false
 };
 
 static struct keyfs *current_keyfs(void)
@@ -101,6 +101,46 @@ static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode
 	st->st_atim = st->st_mtim;
 }
 
+/* metrics, textfile/ and health/ carry keyfs.monitoring_mode and _group
+ * (node_exporter runs as its own user); directories get x where they
+ * have r.  Shown by getattr and enforced here, as default_permissions is
+ * off. */
+static mode_t monitoring_mode(const struct keyfs *k, const struct node *n)
+{
+	mode_t m = (mode_t)k->cfg->keyfs.monitoring_mode & 0444;
+	return n->kind == NODE_DIR ? m | (m >> 2) : m;
+}
+
+static bool monitoring_allowed(struct keyfs *k, const struct node *n)
+{
+	mode_t m = monitoring_mode(k, n);
+	if ((m & 0444) == 0444)
+		return true;
+	const struct fuse_context *ctx = fuse_get_context();
+	if (ctx->uid == 0 || ctx->uid == k->mount_uid)
+		return m & 0400;
+	if (m & 0040) {
+		if (ctx->gid == k->monitoring_gid)
+			return true;
+		gid_t groups[CALLER_MAX_GROUPS];
+		int ng = fuse_getgroups(CALLER_MAX_GROUPS, groups);
+		for (int i = 0; i < ng && i < CALLER_MAX_GROUPS; i++)
+			if (groups[i] == k->monitoring_gid)
+				return true;
+	}
+	return m & 0004;
+}
+
+/* An evm key always reads as 67 bytes ("0x", 64 hex digits, newline: the
+ * canonical form).  The size matters beyond stat: a MAP_PRIVATE mmap (the
+ * kernel refuses MAP_SHARED of a direct-I/O file with ENODEV) reads pages
+ * up to it, and past it the reader gets SIGBUS. */
+static void key_file_size(const struct keyfs *k, struct stat *st)
+{
+	if (k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
+		st->st_size = 67;
+}
+
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -111,20 +151,30 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		return rc;
 	switch (n.kind) {
 	case NODE_DIR:
-		fill_stat(k, st, S_IFDIR, n.entry->mode, k->start_wall);
+		fill_stat(k, st, S_IFDIR, n.entry->monitoring ? monitoring_mode(k, &n) : n.entry->mode,
+		          k->start_wall);
+		if (n.entry->monitoring)
+			st->st_gid = k->monitoring_gid;
 		return 0;
 	case NODE_SNAPSHOT:
-		fill_stat(k, st, S_IFREG, n.entry->mode, clock_wall());
+		fill_stat(k, st, S_IFREG, monitoring_mode(k, &n), clock_wall());
+		st->st_gid = k->monitoring_gid;
 		return 0;
-	case NODE_KEY:
-		rc = keystore_exists(k, n.name);
+	case NODE_KEY: {
+		struct caller c;
+		keyfs_caller_current(k, &c);
+		rc = keystore_lookup(k, &c, n.name);
 		if (rc < 0)
 			return rc;
 		fill_stat(k, st, S_IFREG, KEY_MODE, keystore_mtime(k, n.name));
+		key_file_size(k, st);
 		return 0;
+	}
 	case NODE_ADDRESS: {
 		double mtime;
-		rc = address_stat(k, n.name, &mtime);
+		struct caller c;
+		keyfs_caller_current(k, &c);
+		rc = address_stat(k, &c, n.name, &mtime);
 		if (rc < 0)
 			return rc;
 		fill_stat(k, st, S_IFREG, n.entry->mode, mtime);
@@ -148,6 +198,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 		return rc;
 	if (n.kind != NODE_DIR)
 		return -ENOTDIR;
+	if (n.entry->monitoring && !monitoring_allowed(k, &n))
+		return -EACCES;
 	fill(buf, ".", NULL, 0, 0);
 	fill(buf, "..", NULL, 0, 0);
 
@@ -188,6 +240,9 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	case NODE_KEY:
 		return keyfile_open(k, &n, fi);
 	case NODE_SNAPSHOT:
+		if (!monitoring_allowed(k, &n))
+			return -EACCES;
+		return snapshot_open(k, &n, fi);
 	case NODE_ADDRESS:
 		return snapshot_open(k, &n, fi);
 	case NODE_DIR:
@@ -263,11 +318,16 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 
 static int op_release(const char *path, struct fuse_file_info *fi)
 {
-	(void)path;
-	if (handle_kind(fi) == HANDLE_KEY)
+	if (handle_kind(fi) == HANDLE_KEY) {
 		keyfile_release(current_keyfs(), fi);
-	else
+		/* A MAP_PRIVATE mapping read the key through the page cache:
+		 * drop those pages now that the file is closed (nothing to drop
+		 * after plain direct-I/O reads). */
+		if (path)
+			fuse_invalidate_path(fuse_get_context()->fuse, path);
+	} else {
 		snapshot_release(current_keyfs(), fi);
+	}
 	return 0;
 }
 
@@ -318,6 +378,9 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 		return rc;
 	if (n.kind != NODE_KEY)
 		return -EPERM;
+	/* touch of a new name: nothing to refetch, nothing to audit */
+	if (keystore_is_creating(k, n.name))
+		return 0;
 	struct caller c;
 	struct secret *key = NULL;
 	keyfs_caller_current(k, &c);
@@ -338,14 +401,21 @@ static int op_access(const char *path, int mask)
 	keyfs_caller_current(k, &c);
 	switch (n.kind) {
 	case NODE_DIR:
-		if (mask & W_OK)
+		if (n.entry->monitoring && !monitoring_allowed(k, &n))
 			return -EACCES;
-		if (n.entry->has_children && n.entry->child_kind == NODE_KEY && (mask & R_OK) &&
-		    !keystore_allowed(k, &c, "", ACCESS_LIST))
-			return -EACCES;
-		return 0;
+		if (n.entry->has_children && n.entry->child_kind == NODE_KEY) {
+			if ((mask & R_OK) && !keystore_allowed(k, &c, "", ACCESS_LIST))
+				return -EACCES;
+			/* keys/ is writable for a caller some rule lets create keys */
+			if ((mask & W_OK) && !access_allowed_somewhere(k->access, &c, ACCESS_WRITE))
+				return -EACCES;
+			return 0;
+		}
+		return (mask & W_OK) ? -EACCES : 0;
 	case NODE_SNAPSHOT:
-		return (mask & (W_OK | X_OK)) ? -EACCES : 0;
+		if (mask & (W_OK | X_OK))
+			return -EACCES;
+		return monitoring_allowed(k, &n) ? 0 : -EACCES;
 	case NODE_ADDRESS:
 		if (mask & (W_OK | X_OK))
 			return -EACCES;
@@ -353,10 +423,12 @@ static int op_access(const char *path, int mask)
 			return -EACCES;
 		if (mask == F_OK) {
 			double mtime;
-			return address_stat(k, n.name, &mtime);
+			return address_stat(k, &c, n.name, &mtime);
 		}
 		return 0;
 	case NODE_KEY:
+		if (!access_any_grant(k->access, &c, n.name))
+			return -ENOENT;
 		if (mask & X_OK)
 			return -EACCES;
 		if ((mask & R_OK) && !keystore_allowed(k, &c, n.name, ACCESS_READ))
@@ -430,9 +502,15 @@ static int op_mknod(const char *path, mode_t mode, dev_t dev)
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	/* Key files change behind our back (rotation, other writers): keep the
-	 * kernel's attribute and entry caches short, and never cache data. */
-	cfg->entry_timeout = 1.0;
-	cfg->attr_timeout = 1.0;
+	 * kernel's attribute and entry caches short, and never cache data.
+	 * With other users on the mount, whether keys/<name> exists depends on
+	 * who asks (a caller without a grant gets ENOENT) while those caches
+	 * are shared by all users: then none at all (a cached read costs about
+	 * a fifth more, measured in the issue 9 report). */
+	struct keyfs *k = fuse_get_context()->private_data;
+	double timeout = k->other_users ? 0 : 1.0;
+	cfg->entry_timeout = timeout;
+	cfg->attr_timeout = timeout;
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 0;
 	cfg->direct_io = 1;
@@ -440,7 +518,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->hard_remove = 1;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	return fuse_get_context()->private_data;
+	return k;
 }
 
 /* After the loop: files closed by their programs whose RELEASE was still

@@ -10,11 +10,22 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Outcomes that say something about reachability: the backend answered
- * (even "not found" or "refused") or it did not. */
-static bool outcome_is_failure(int rc)
+/* Outcomes that say the backend is not usable: it did not answer, or it
+ * answered by refusing our credentials (a 403 on every request is not
+ * "up").  "not found" and read-only answers are the backend working. */
+static bool outcome_is_failure(int rc, const struct backend_err *err)
 {
-	return rc == -EIO || rc == -ETIMEDOUT || rc == -ENOMEM;
+	return rc == -EIO || rc == -ETIMEDOUT || rc == -ENOMEM ||
+	       (rc == -EACCES && err && err->auth_failure);
+}
+
+/* Called with h->lock held.  last_error says what is wrong now: it is
+ * cleared when the condition that set it is gone (the backend is up again;
+ * for an invalid value, when that network reads valid again). */
+static void health_clear_error(struct health_state *h)
+{
+	h->last_error[0] = 0;
+	h->invalid_network[0] = 0;
 }
 
 static void health_set(struct keyfs *k, bool up, double latency, const char *error,
@@ -32,8 +43,11 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 		h->latency_seconds = latency;
 	if (up) {
 		h->consecutive_failures = 0;
+		if (!h->invalid_network[0])
+			health_clear_error(h);
 	} else {
 		h->consecutive_failures++;
+		h->invalid_network[0] = 0;
 		snprintf(h->last_error, sizeof(h->last_error), "%s", error && *error ? error : "unavailable");
 	}
 	if (detail)
@@ -49,12 +63,47 @@ static void health_set(struct keyfs *k, bool up, double latency, const char *err
 
 void health_record(struct keyfs *k, int rc, const struct backend_err *err)
 {
-	if (outcome_is_failure(rc))
+	if (outcome_is_failure(rc, err)) {
+		if (rc == -EACCES)
+			atomic_store_explicit(&k->health.auth_refused, true, memory_order_relaxed);
 		health_set(k, false, -1, err && err->msg[0] ? err->msg : strerror(-rc), NULL);
-	else if (!atomic_load_explicit(&k->health.up, memory_order_relaxed) ||
-	         !atomic_load_explicit(&k->health.checked, memory_order_relaxed))
+		return;
+	}
+	/* The backend answered a real request with our credentials. */
+	if (atomic_load_explicit(&k->health.auth_refused, memory_order_relaxed))
+		atomic_store_explicit(&k->health.auth_refused, false, memory_order_relaxed);
+	if (!atomic_load_explicit(&k->health.up, memory_order_relaxed) ||
+	    !atomic_load_explicit(&k->health.checked, memory_order_relaxed))
 		health_set(k, true, -1, NULL, NULL);
 	/* An up backend that answers again changes nothing: skip the lock. */
+}
+
+void health_note_invalid(struct keyfs *k, const char *network, const char *msg)
+{
+	struct health_state *h = &k->health;
+	pthread_mutex_lock(&h->lock);
+	snprintf(h->last_error, sizeof(h->last_error), "%s: %s", network, msg);
+	snprintf(h->invalid_network, sizeof(h->invalid_network), "%s", network);
+	pthread_mutex_unlock(&h->lock);
+	log_kv(LOG_LEVEL_WARN, "backend returned an invalid key", "network", network,
+	       "backend", k->backend_name, "error", msg, (char *)NULL);
+}
+
+void health_note_valid(struct keyfs *k, const char *network)
+{
+	struct health_state *h = &k->health;
+	pthread_mutex_lock(&h->lock);
+	if (h->invalid_network[0] && strcmp(h->invalid_network, network) == 0)
+		health_clear_error(h);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* A check that has not finished this long after it started means the
+ * backend is stalled (a hung server, a FIFO where a file should be). */
+static double health_check_deadline(const struct keyfs *k)
+{
+	double interval = k->cfg->keyfs.health_interval_seconds;
+	return interval > 5 ? interval : 5;
 }
 
 void health_check_now(struct keyfs *k)
@@ -62,7 +111,25 @@ void health_check_now(struct keyfs *k)
 	struct backend_health bh;
 	memset(&bh, 0, sizeof(bh));
 	double t0 = clock_monotonic();
+	atomic_store_explicit(&k->health.check_started_ms, (long long)(t0 * 1000) + 1, memory_order_relaxed);
 	k->backend->ops->health(k->backend, &bh);
+	/* The probe does not see a refusal of data requests (a policy that
+	 * allows token lookups but not key reads): after real requests were
+	 * refused, only a request of that kind that succeeds clears it. */
+	if (bh.up && atomic_load_explicit(&k->health.auth_refused, memory_order_relaxed)) {
+		struct strlist names = STRLIST_INIT;
+		struct backend_err err = { { 0 }, false };
+		int rc = k->backend->ops->list(k->backend, &names, &err);
+		strlist_clear(&names);
+		if (rc == 0) {
+			atomic_store_explicit(&k->health.auth_refused, false, memory_order_relaxed);
+		} else {
+			bh.up = false;
+			snprintf(bh.error, sizeof(bh.error), "%s",
+			         err.msg[0] ? err.msg : "requests refused by the backend");
+		}
+	}
+	atomic_store_explicit(&k->health.check_started_ms, 0LL, memory_order_relaxed);
 	double latency = bh.latency_seconds > 0 ? bh.latency_seconds : clock_monotonic() - t0;
 	health_set(k, bh.up, latency, bh.error, bh.detail);
 }
@@ -71,14 +138,20 @@ int health_render(struct keyfs *k, struct strbuf *out)
 {
 	struct health_state *h = &k->health;
 	char when[40] = "never";
+	char stalled[96] = "";
+	long long started_ms = atomic_load_explicit(&h->check_started_ms, memory_order_relaxed);
+	double running = started_ms > 0 ? clock_monotonic() - (double)started_ms / 1000 : 0;
+	if (running > health_check_deadline(k))
+		snprintf(stalled, sizeof(stalled), "health check not finished after %.0f s "
+		         "(backend stalled)", running);
 	pthread_mutex_lock(&h->lock);
 	if (h->checked)
 		clock_rfc3339(h->checked_at, when, sizeof(when));
 	strbuf_printf(out, "%s\nbackend: %s\nchecked_at: %s\nlatency_seconds: %.6f\n"
 	              "consecutive_failures: %ld\nlast_error: %s\n",
-	              h->checked && h->up ? "up" : "down", k->backend_name, when,
+	              h->checked && h->up && !stalled[0] ? "up" : "down", k->backend_name, when,
 	              h->latency_seconds, h->consecutive_failures,
-	              h->last_error[0] ? h->last_error : "none");
+	              stalled[0] ? stalled : h->last_error[0] ? h->last_error : "none");
 	strbuf_puts(out, h->detail);
 	if (h->detail[0] && h->detail[strlen(h->detail) - 1] != '\n')
 		strbuf_puts(out, "\n");

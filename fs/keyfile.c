@@ -11,6 +11,7 @@
 #include "keyformat.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,9 +159,25 @@ int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
 	secret_wipe(f->written->data + off, f->written->len - (size_t)off);
 	f->written->len = (size_t)off;
 	rc = secret_append(f->written, buf, size);
+	/* buf is libfuse's receive buffer, reused for the next request but not
+	 * wiped: the written key is in a locked secret now, so wipe it there.
+	 * libfuse does not read the data of a write after the callback. */
+	secret_wipe((void *)(uintptr_t)buf, size);
 	if (rc < 0)
 		goto out;
 	f->pending = true;
+	const char *why = NULL;
+	if (keyformat_prefix_ok(k->cfg->keyfs.key_format, f->written->data, f->written->len,
+	                        &why) < 0) {
+		/* Can never become a key: refuse this write(2) now (printf and
+		 * `echo -n` see it); the store path validates, audits, counts. */
+		f->pending = false;
+		rc = keystore_store(k, &f->opener, f->network, f->written);
+		discard_written(f);
+		if (rc == 0)
+			rc = -EINVAL;
+		goto out;
+	}
 	if (f->written->len > 0 && f->written->data[f->written->len - 1] == '\n') {
 		f->pending = false;
 		rc = keystore_store(k, &f->opener, f->network, f->written);

@@ -80,6 +80,15 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 				goto fail;
 		}
 	}
+	k->monitoring_gid = mount_gid;
+	if (cfg->keyfs.monitoring_group) {
+		rc = access_resolve_group(cfg->keyfs.monitoring_group, &k->monitoring_gid);
+		if (rc < 0) {
+			snprintf(err, errlen, "keyfs.monitoring_group: %s: %s", cfg->keyfs.monitoring_group,
+			         rc == -ENOENT ? "no such group" : strerror(-rc));
+			goto fail;
+		}
+	}
 	rc = access_new(&cfg->keyfs, mount_uid, &k->access, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -243,10 +252,11 @@ static void read_comm(pid_t pid, char *buf, size_t size)
 		buf[0] = 0;
 		return;
 	}
+	/* The kernel ends comm with one newline; a newline the process put
+	 * in its own name stays (the audit line escapes it). */
+	if (buf[n - 1] == '\n')
+		n--;
 	buf[n] = 0;
-	char *nl = strchr(buf, '\n');
-	if (nl)
-		*nl = 0;
 }
 
 /* The caller's command name for the audit line, remembered per pid for up

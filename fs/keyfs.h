@@ -37,6 +37,9 @@ struct health_state {
 	double latency_seconds;
 	long consecutive_failures;
 	char last_error[BACKEND_ERR_MAX];
+	char invalid_network[65];     /* last_error is about this network's value, else "" */
+	atomic_bool auth_refused;     /* real requests were refused (403): down until one passes */
+	atomic_llong check_started_ms; /* monotonic ms of the check in progress, 0 = none */
 	char detail[BACKEND_HEALTH_DETAIL_MAX];
 };
 
@@ -54,6 +57,8 @@ struct keyfs {
 	struct address_book *addresses;   /* owned; NULL unless key_format is evm */
 	uid_t mount_uid;
 	gid_t mount_gid;
+	gid_t monitoring_gid;         /* group of metrics, textfile/, health/ */
+	bool other_users;             /* mounted with allow_other (set before fuse_new) */
 	double start_wall;
 
 	/* The keys/ listing, cached for cfg->keyfs.list_cache_seconds. */
@@ -63,6 +68,8 @@ struct keyfs {
 	bool list_valid;
 	bool list_refreshing;         /* one caller is asking the backend (unlocked) */
 	int list_last_rc;             /* outcome of the last refresh */
+	double list_failed_at;        /* monotonic time of the last failed refresh */
+	char list_last_error[BACKEND_ERR_MAX];
 	pthread_cond_t list_cond;     /* signalled when a refresh ends */
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
@@ -119,7 +126,8 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
                    const struct secret *content);
 int keystore_remove(struct keyfs *k, const struct caller *c, const char *network);
 /* The keys/ listing (sorted, valid names only) for a caller: checked and
- * audited.  *out must be empty; caller clears it. */
+ * audited; only names the caller has some grant on.  *out must be empty;
+ * caller clears it. */
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out);
 /* The address of network's key for addresses/<network>: checked against
  * ACCESS_ADDRESS (a denial is counted and audited as `address`); answered
@@ -137,6 +145,11 @@ int keystore_names(struct keyfs *k, struct strlist *out);
  * fails); never fetches a key.  Not audited.  When the backend cannot list
  * and no listing was ever had, answers 0: the open's fetch then decides. */
 int keystore_exists(struct keyfs *k, const char *network);
+/* Does keys/<network> exist for this caller at all?  A caller with no grant
+ * on network gets -ENOENT (audited and counted as a denied get: an attempt
+ * to reach a key), so names and mtimes do not leak past the rules; else
+ * keystore_exists(). */
+int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network);
 /* Check op for caller before the operation itself (open of a key for
  * writing): a denial is counted and audited here and gives -EACCES. */
 int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
@@ -144,6 +157,7 @@ int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
 /* Mark keys/<network> as being created (an open file not yet stored), so it
  * exists for getattr; end with keystore_creating(k, net, false). */
 void keystore_creating(struct keyfs *k, const char *network, bool on);
+bool keystore_is_creating(struct keyfs *k, const char *network);
 /* The reason of the last keystore_*() failure in this thread ("" when
  * none): what the audit line's `error` says, for the control socket and the
  * CLI to print.  Never key material. */
@@ -158,6 +172,11 @@ double keystore_mtime(struct keyfs *k, const char *network);
 int health_render(struct keyfs *k, struct strbuf *out);
 /* Record the outcome of a real backend call (feeds health/ and backend_up). */
 void health_record(struct keyfs *k, int rc, const struct backend_err *err);
+/* A value the backend returned for network failed validation: named in
+ * last_error (the backend's up/down is unchanged) until a valid value of
+ * that network is read (health_note_valid). */
+void health_note_invalid(struct keyfs *k, const char *network, const char *msg);
+void health_note_valid(struct keyfs *k, const char *network);
 /* Run one health check now (the checker thread calls this). */
 void health_check_now(struct keyfs *k);
 

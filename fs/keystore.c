@@ -5,6 +5,7 @@
 #include "keyfs.h"
 #include "clock.h"
 #include "keyformat.h"
+#include "hash.h"
 #include "log.h"
 
 #include <errno.h>
@@ -176,12 +177,38 @@ static void list_note(struct keyfs *k, const char *network, bool present)
 	pthread_mutex_unlock(&k->list_lock);
 }
 
+/* What a backend returns is checked against key_format before anything
+ * (the cache, a reader) sees it, and handed on in canonical form: a broken
+ * or hostile backend cannot feed readers a 900 KB "key" or terminal escape
+ * sequences.  An invalid value is EIO, counted, and named in health's
+ * last_error; the backend itself answered, so it stays up. */
+static int backend_value_check(struct keyfs *k, const char *network, struct secret **value,
+                               struct backend_err *err)
+{
+	const char *why = NULL;
+	struct secret *canonical = NULL;
+	int rc = keyformat_canonical(k->cfg->keyfs.key_format, (*value)->data, (*value)->len,
+	                             &canonical, &why);
+	secret_free(*value);
+	*value = canonical;
+	if (rc == 0 || rc == -ENOMEM)
+		return rc;
+	snprintf(err->msg, sizeof(err->msg), "backend returned an invalid key: %s", why);
+	metrics_invalid_value(k->metrics_index);
+	health_note_invalid(k, network, err->msg);
+	return -EIO;
+}
+
 static int backend_fetch(void *ctx, const char *network, struct secret **out,
                          struct backend_err *err)
 {
 	struct keyfs *k = ctx;
 	int rc = k->backend->ops->get(k->backend, network, out, err);
 	health_record(k, rc, err);
+	if (rc == 0)
+		rc = backend_value_check(k, network, out, err);
+	if (rc == 0)
+		health_note_valid(k, network);
 	return rc;
 }
 
@@ -225,14 +252,15 @@ static int fetch(struct keyfs *k, const char *network, bool refresh, struct secr
 		}
 		if (rc == 0 && how == CACHE_MISS) {
 			double now = clock_wall();
-			metrics_last_refresh(network, now);
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, now);
 			if (changed)
 				mtime_set(k, network, now);
 		}
 		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
 	} else {
 		rc = backend_fetch(k, network, out, err);
-		if (rc == 0)
+		if (rc == 0 && k->cfg->keyfs.metrics_per_network)
 			metrics_last_refresh(network, clock_wall());
 	}
 	if (rc == 0)
@@ -302,18 +330,16 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
 	const char *why = NULL;
-	size_t start = 0, len = 0;
 
 	if (!access_allowed(k->access, c, network, ACCESS_WRITE))
 		return deny(k, c, KEY_OP_STORE, network, "access denied", NULL, t0);
 
-	int rc = keyformat_validate(k->cfg->keyfs.key_format, content->data, content->len,
-	                            &start, &len, &why);
+	/* Stored, cached and served in canonical form (evm: 0x + lower case). */
+	struct secret *key = NULL;
+	int rc = keyformat_canonical(k->cfg->keyfs.key_format, content->data, content->len,
+	                             &key, &why);
 	if (rc == 0) {
-		struct secret *key = secret_from(content->data + start, len);
-		if (!key) {
-			rc = -ENOMEM;
-		} else if ((rc = audit_intent(k, c, KEY_OP_STORE, network)) < 0) {
+		if ((rc = audit_intent(k, c, KEY_OP_STORE, network)) < 0) {
 			secret_free(key);
 			why = "audit log not writable: the backend was not changed";
 		} else {
@@ -417,6 +443,10 @@ int keystore_address(struct keyfs *k, const struct caller *c, const char *networ
  * - otherwise this caller asks the backend, without holding the lock.
  * With no listing at all, callers wait for the one refresh in flight and
  * share its outcome.  On a failed refresh the previous listing is kept. */
+/* After a failed listing the backend is not asked again for this long:
+ * every lookup of a name would otherwise ask a hung backend in turn. */
+#define LIST_NEGATIVE_SECONDS 2.0
+
 static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 {
 	pthread_mutex_lock(&k->list_lock);
@@ -424,6 +454,10 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 		double now = clock_monotonic();
 		if (k->list_valid && now - k->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
 			return 0;
+		if (k->list_last_rc < 0 && now - k->list_failed_at < LIST_NEGATIVE_SECONDS) {
+			snprintf(err->msg, sizeof(err->msg), "%s", k->list_last_error);
+			return k->list_valid ? 0 : k->list_last_rc;
+		}
 		if (!k->list_refreshing)
 			break;
 		if (k->list_valid)
@@ -452,6 +486,11 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 	pthread_mutex_lock(&k->list_lock);
 	k->list_refreshing = false;
 	k->list_last_rc = rc;
+	if (rc < 0) {
+		k->list_failed_at = clock_monotonic();
+		snprintf(k->list_last_error, sizeof(k->list_last_error), "%s",
+		         err->msg[0] ? err->msg : errno_reason(rc));
+	}
 	if (rc == 0) {
 		strlist_clear(&k->list);
 		k->list = valid;
@@ -462,12 +501,15 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 	return rc < 0 && !k->list_valid ? rc : 0;
 }
 
-/* Copy the (refreshed) cached listing into out. */
-static int list_copy(struct keyfs *k, struct strlist *out, struct backend_err *err, bool *called)
+/* Copy the (refreshed) cached listing into out: with a caller, only the
+ * networks it has some grant for. */
+static int list_copy(struct keyfs *k, const struct caller *c, struct strlist *out,
+                     struct backend_err *err, bool *called)
 {
 	int rc = list_refresh(k, err, called);
 	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
-		if (strlist_add(out, k->list.items[i]) < 0)
+		if ((!c || access_any_grant(k->access, c, k->list.items[i])) &&
+		    strlist_add(out, k->list.items[i]) < 0)
 			rc = -ENOMEM;
 	pthread_mutex_unlock(&k->list_lock);
 	return rc;
@@ -482,7 +524,7 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	if (!access_allowed(k->access, c, "", ACCESS_LIST))
 		return deny(k, c, KEY_OP_LIST, "", "access denied", NULL, t0);
 
-	int rc = list_copy(k, out, &err, &called);
+	int rc = list_copy(k, c, out, &err, &called);
 	const char *anomaly = note_auth_failure(k, &err);
 	if (!called)   /* served from the listing cache: still an operation */
 		metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
@@ -494,10 +536,44 @@ int keystore_names(struct keyfs *k, struct strlist *out)
 {
 	struct backend_err err = { { 0 }, false };
 	bool called = false;
-	int rc = list_copy(k, out, &err, &called);
+	int rc = list_copy(k, NULL, out, &err, &called);
 	if (called)
 		note_auth_failure(k, &err);
 	return rc;
+}
+
+/* The kernel looks a path up more than once for one open (path walk, then
+ * open): a probe of one name by one process is audited once a second. */
+#define PROBE_SLOTS 64
+static struct {
+	pthread_mutex_t lock;
+	struct { pid_t pid; size_t name_hash; double at; } slot[PROBE_SLOTS];
+} probes = { PTHREAD_MUTEX_INITIALIZER, { { 0, 0, 0 } } };
+
+static bool probe_is_new(pid_t pid, const char *network)
+{
+	size_t h = hash_string(network);
+	unsigned i = (unsigned)((h ^ (size_t)pid) % PROBE_SLOTS);
+	double now = clock_monotonic();
+	pthread_mutex_lock(&probes.lock);
+	bool seen = probes.slot[i].pid == pid && probes.slot[i].name_hash == h &&
+	            now - probes.slot[i].at < 1.0;
+	probes.slot[i].pid = pid;
+	probes.slot[i].name_hash = h;
+	probes.slot[i].at = now;
+	pthread_mutex_unlock(&probes.lock);
+	return !seen;
+}
+
+int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network)
+{
+	if (!access_any_grant(k->access, c, network)) {
+		if (probe_is_new(c->pid, network))
+			deny(k, c, KEY_OP_GET, network, "no grant for this network", NULL,
+			     clock_monotonic());
+		return -ENOENT;
+	}
+	return keystore_exists(k, network);
 }
 
 int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
@@ -525,6 +601,14 @@ void keystore_creating(struct keyfs *k, const char *network, bool on)
 	pthread_mutex_unlock(&k->list_lock);
 }
 
+bool keystore_is_creating(struct keyfs *k, const char *network)
+{
+	pthread_mutex_lock(&k->list_lock);
+	bool creating = strlist_contains(&k->creating, network);
+	pthread_mutex_unlock(&k->list_lock);
+	return creating;
+}
+
 int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
@@ -532,10 +616,7 @@ int keystore_exists(struct keyfs *k, const char *network)
 	/* A cached key exists without asking for a listing. */
 	if (k->cache && cache_contains(k->cache, network))
 		return 0;
-	pthread_mutex_lock(&k->list_lock);
-	bool creating = strlist_contains(&k->creating, network);
-	pthread_mutex_unlock(&k->list_lock);
-	if (creating)
+	if (keystore_is_creating(k, network))
 		return 0;
 	int rc = list_refresh(k, &err, &called);
 	if (rc == 0)

@@ -82,6 +82,7 @@ static struct {
 	atomic_long cache_size[METRICS_BACKEND_COUNT];
 	atomic_int backend_up[METRICS_BACKEND_COUNT];            /* -1 = never set */
 	atomic_uint_fast64_t auth_failures[METRICS_BACKEND_COUNT];
+	atomic_uint_fast64_t invalid_values[METRICS_BACKEND_COUNT];
 	atomic_uint_fast64_t access_denied[KEY_OP_COUNT];
 	atomic_uint_fast64_t anomalies[METRICS_ANOMALY_COUNT];
 	atomic_uint_fast64_t audit_write_errors;
@@ -162,6 +163,7 @@ void metrics_init(void)
 		atomic_store(&reg.cache_size[b], 0);
 		atomic_store(&reg.backend_up[b], -1);
 		atomic_store(&reg.auth_failures[b], 0);
+		atomic_store(&reg.invalid_values[b], 0);
 	}
 	for (int op = 0; op < KEY_OP_COUNT; op++)
 		atomic_store(&reg.access_denied[op], 0);
@@ -245,6 +247,12 @@ void metrics_auth_failure(enum metrics_backend b)
 {
 	if (backend_ok(b))
 		counter_inc(&reg.auth_failures[b]);
+}
+
+void metrics_invalid_value(enum metrics_backend b)
+{
+	if (backend_ok(b))
+		counter_inc(&reg.invalid_values[b]);
 }
 
 void metrics_access_denied(enum key_op op)
@@ -711,6 +719,9 @@ static void render_security(struct strbuf *out)
 	render_per_backend(out, "omikuji_key_backend_auth_failures_total",
 	                   "Backend calls that failed to authenticate.",
 	                   reg.auth_failures, backend_rendered);
+	render_per_backend(out, "omikuji_key_backend_invalid_values_total",
+	                   "Values read from the backend that are not valid keys (never served).",
+	                   reg.invalid_values, backend_rendered);
 	family(out, "omikuji_key_anomalies_total", "counter",
 	       "Unusual key access patterns detected, by kind.");
 	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++)

@@ -37,6 +37,7 @@ void metrics_cache_miss(enum metrics_backend b);
 void metrics_cache_size(enum metrics_backend b, long entries);
 void metrics_backend_up(enum metrics_backend b, bool up);
 void metrics_auth_failure(enum metrics_backend b);
+void metrics_invalid_value(enum metrics_backend b);   /* a backend value failed key_format */
 void metrics_access_denied(enum key_op op);
 void metrics_anomaly(const char *kind);     /* "burst" "off_hours" "auth_failures" "rate_limited" */
 void metrics_audit_write_error(void);

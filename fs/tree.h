@@ -38,6 +38,7 @@ struct tree_entry {
 	node_render_fn render;     /* NODE_SNAPSHOT: content generated at open */
 	enum node_kind child_kind; /* NODE_DIR with a family of children */
 	bool has_children;         /* keys/, addresses/ (networks), health/ (backends) */
+	bool monitoring;           /* metrics, textfile/, health/: keyfs.monitoring_mode/group */
 };
 
 struct node {
@@ -71,8 +72,9 @@ int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf 
 /* The addresses/ family, in address.c.  address_render is the snapshot
  * renderer of addresses/<network> (checked, and audited when it fetches). */
 int address_render(struct keyfs *k, const struct node *n, struct strbuf *out);
-/* getattr: 0 with the mtime to show, or -ENOENT; never fetches a key. */
-int address_stat(struct keyfs *k, const char *network, double *mtime);
+/* getattr: 0 with the mtime to show, or -ENOENT (no key, or as for keys/,
+ * a network the caller has no grant for); never fetches a key. */
+int address_stat(struct keyfs *k, const struct caller *c, const char *network, double *mtime);
 /* readdir: the networks of keys/ whose address c may read. */
 int address_list(struct keyfs *k, const struct caller *c, struct strlist *out);
 

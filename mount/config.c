@@ -804,6 +804,30 @@ static const char *const audit_failures[] = { "deny", "allow", NULL };
 static const char *const key_formats[] = { "evm", "any", NULL };
 static const char *const booleans[] = { "false", "true", NULL };
 
+/* An octal permission mode such as 0440 (read bits only: these files are
+ * read-only). */
+static int parse_monitoring_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+                                 void *base, const char *name)
+{
+	(void)f;
+	char *s = NULL, *end;
+	int rc;
+	if (value->type != YAML_SCALAR_NODE || is_null(value))
+		return fail_at(L, &value->start_mark, -EINVAL, "expected an octal mode such as 0440 for %s",
+		               name);
+	rc = expand(L, value, name, &s, NULL);
+	if (rc)
+		return rc;
+	long v = strtol(s, &end, 8);
+	if (!s[0] || *end || v < 0 || v > 0777 || (v & 0333))
+		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must be octal read bits such as 0440 "
+		             "(got %.16s)", name, s);
+	else
+		((struct config_keyfs *)base)->monitoring_mode = (int)v;
+	free(s);
+	return rc;
+}
+
 static const struct field file_fields[] = {
 	{ "path", FIELD_PATH, offsetof(struct config_file, path) },
 	{ "passphrase_file", FIELD_PATH, offsetof(struct config_file, passphrase_file) },
@@ -904,6 +928,9 @@ static const struct field keyfs_fields[] = {
 	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
 	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
 	{ "run_as", FIELD_STRING, K(run_as) },
+	{ "metrics_per_network", FIELD_ENUM, K(metrics_per_network), .choices = booleans },
+	{ "monitoring_mode", FIELD_CUSTOM, .parse = parse_monitoring_mode },
+	{ "monitoring_group", FIELD_STRING, K(monitoring_group) },
 	{ "metrics_addresses", FIELD_ENUM, K(metrics_addresses), .choices = booleans },
 	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
 	  .parse = check_business_hours },
@@ -987,6 +1014,8 @@ static int config_defaults(struct config *cfg)
 	cfg->keyfs.max_stale_seconds = 3600;
 	cfg->keyfs.cache_max_entries = 10000;
 	cfg->keyfs.list_cache_seconds = 5;
+	cfg->keyfs.metrics_per_network = 1;
+	cfg->keyfs.monitoring_mode = 0444;
 	cfg->keyfs.business_hours.days_mask = 0x3e;   /* Mon-Fri */
 	cfg->keyfs.anomaly.burst_reads = 20;
 	cfg->keyfs.anomaly.burst_window_seconds = 10;
@@ -1372,6 +1401,9 @@ void config_print(const struct config *cfg, FILE *out)
 	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
 	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
 	print_str(out, 2, "run_as", k->run_as);
+	fprintf(out, "  metrics_per_network: %s\n", booleans[k->metrics_per_network ? 1 : 0]);
+	fprintf(out, "  monitoring_mode: \"%04o\"\n", (unsigned)k->monitoring_mode);
+	print_str(out, 2, "monitoring_group", k->monitoring_group);
 	fprintf(out, "  metrics_addresses: %s\n", booleans[k->metrics_addresses ? 1 : 0]);
 	if (k->business_hours.set) {
 		const struct config_business_hours *bh = &k->business_hours;
@@ -1467,6 +1499,7 @@ void config_free(struct config *cfg)
 	free(cfg->keyfs.audit_log);
 	free_access(&cfg->keyfs);
 	free(cfg->keyfs.run_as);
+	free(cfg->keyfs.monitoring_group);
 	free(cfg->keyfs.audit_key_file);
 	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));

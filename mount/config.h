@@ -122,6 +122,9 @@ struct config_keyfs {
 	int cache_max_entries;        /* default 10000 */
 	int list_cache_seconds;       /* default 5 */
 	char *run_as;                 /* user to drop to after mounting as root */
+	int metrics_per_network;      /* 1 (default): series with a network label; 0: none */
+	int monitoring_mode;          /* permission bits of metrics, textfile/, health/ (0444) */
+	char *monitoring_group;       /* their group (name or number); NULL: the mounting user's */
 	int metrics_addresses;        /* 0/1 (false/true): omikuji_keyfs_key_info in metrics */
 	struct config_business_hours business_hours;
 	struct config_anomaly anomaly;

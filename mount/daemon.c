@@ -27,6 +27,7 @@
 #include "tree.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -43,6 +44,20 @@
 #include <unistd.h>
 
 static struct keyfs *signal_keyfs;
+
+/* Is name one of the comma-separated -o options? */
+static bool fuse_option_given(const char *options, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = options; p && *p; ) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
 
 static void on_sighup(int sig)
 {
@@ -365,6 +380,7 @@ static int serve(struct serve *s)
 		start_failed(&s->start, "%s", err);
 		goto out;
 	}
+	k->other_users = fuse_option_given(opt->fuse_options, "allow_other");
 	config_forget_secrets(cfg);   /* the backend holds its own copies */
 	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
 	if (!fuse) {
@@ -409,16 +425,28 @@ static int serve(struct serve *s)
 	if (rc < 0)
 		log_kv(LOG_LEVEL_WARN, "cannot lock key memory (RLIMIT_MEMLOCK?)", "error",
 		       strerror(-rc), (char *)NULL);
+	/* The threads started here (and the ones they start: backend
+	 * connections, GDBus) must never take SIGTERM/SIGINT/SIGHUP: libfuse's
+	 * handler only sets a flag, and the loop notices it when the signal
+	 * interrupts the main thread's wait.  A stop signal delivered to another
+	 * thread would leave the mount serving.  New threads inherit the mask of
+	 * their creator, so block everything while starting them. */
+	sigset_t all_signals, main_mask;
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &main_mask);
 	rc = keyfs_start(k);
 	if (rc < 0) {
+		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
 		start_failed(&s->start, "cannot start the maintenance thread: %s", strerror(-rc));
 		goto out;
 	}
 	/* The key commands act through the mount that writes the audit log. */
 	if (opt->audit && control_start(k, &control, err, sizeof(err)) < 0) {
+		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
 		start_failed(&s->start, "%s", err);
 		goto out;
 	}
+	pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		start_failed(&s->start, "out of memory");

@@ -405,17 +405,15 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 			            errno == EFBIG ? "larger than 4096 bytes" : strerror(errno));
 		return fail(EXIT_FAIL, "cannot read the key (larger than 4096 bytes?)");
 	}
-	size_t start = 0, len = 0;
+	/* Stored in canonical form, as a write through the mount stores it. */
 	const char *why = NULL;
-	rc = keyformat_validate(cfg->keyfs.key_format, raw->data, raw->len, &start, &len, &why);
-	if (rc < 0) {
-		secret_free(raw);
-		return fail(EXIT_FAIL, "invalid key for network '%s': %s", cli->network, why);
-	}
-	struct secret *key = secret_from(raw->data + start, len);
+	struct secret *key = NULL;
+	rc = keyformat_canonical(cfg->keyfs.key_format, raw->data, raw->len, &key, &why);
 	secret_free(raw);
-	if (!key)
+	if (rc == -ENOMEM)
 		return fail(EXIT_FAIL, "out of memory");
+	if (rc < 0)
+		return fail(EXIT_FAIL, "invalid key for network '%s': %s", cli->network, why);
 	struct key_target t;
 	if ((rc = key_target_open(cfg, &t))) {
 		secret_free(key);

@@ -66,10 +66,43 @@ int strbuf_printf(struct strbuf *b, const char *fmt, ...)
 	return rc;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 when the bytes
+ * there are not one (stray continuation byte, overlong form, surrogate,
+ * beyond U+10FFFF, or cut short by the end of the string). */
+static size_t utf8_sequence_len(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	size_t n;
+	unsigned min, cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2; cp = c & 0x1f; min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3; cp = c & 0x0f; min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4; cp = c & 0x07; min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)   /* also stops at the terminating NUL */
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* Whatever the bytes (a caller's process name is theirs to choose), the
+ * output is valid JSON string content and valid UTF-8: control characters
+ * and DEL are escaped, bytes that are not well-formed UTF-8 become U+FFFD. */
 int strbuf_json_escape(struct strbuf *b, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p; ) {
 		int rc;
+		size_t n = 1;
 		switch (*p) {
 		case '"':  rc = strbuf_puts(b, "\\\""); break;
 		case '\\': rc = strbuf_puts(b, "\\\\"); break;
@@ -77,13 +110,18 @@ int strbuf_json_escape(struct strbuf *b, const char *s)
 		case '\r': rc = strbuf_puts(b, "\\r"); break;
 		case '\t': rc = strbuf_puts(b, "\\t"); break;
 		default:
-			if (*p < 0x20)
+			if (*p < 0x20 || *p == 0x7f) {
 				rc = strbuf_printf(b, "\\u%04x", *p);
-			else
-				rc = strbuf_append(b, p, 1);
+			} else if ((n = utf8_sequence_len(p)) == 0) {
+				n = 1;
+				rc = strbuf_puts(b, "\\ufffd");
+			} else {
+				rc = strbuf_append(b, p, n);
+			}
 		}
 		if (rc)
 			return rc;
+		p += n;
 	}
 	return b->error;
 }

@@ -1,7 +1,9 @@
 /* fuzz_parsers.c - libFuzzer harness for the parsers that read untrusted
- * input: Vault's responses (KV read, list, login, token lookup), key
- * content validation, the YAML config loader, the audit log's tail
- * recovery (what a restart continues from) and the file store's decrypted
+ * input: Vault's responses (KV read, list, login, token lookup, metadata),
+ * key content validation (with the write-time prefix check and the
+ * canonical form as properties), the YAML config loader, the audit log's
+ * tail recovery (what a restart continues from), the audit line writer (any
+ * caller text must give lines that verify) and the file store's decrypted
  * map.  Fuzzing is by hand (see README.md in this folder); `meson test`
  * replays the corpus through the same function (fuzz-replay).
  *
@@ -76,11 +78,79 @@ static void fuzz_audit_recovery(const uint8_t *data, size_t size)
 	unlink(path);
 }
 
+/* Split data at NUL bytes into up to n C strings (the rest stays ""). */
+static void fuzz_fields(const uint8_t *data, size_t size, char fields[][128], int n)
+{
+	int f = 0;
+	size_t k = 0;
+	for (int i = 0; i < n; i++)
+		fields[i][0] = 0;
+	for (size_t i = 0; i < size && f < n; i++) {
+		if (data[i] == 0 || k == 127) {
+			fields[f][k] = 0;
+			f++;
+			k = 0;
+			continue;
+		}
+		fields[f][k++] = (char)data[i];
+		fields[f][k] = 0;
+	}
+}
+
+/* Whatever a caller controls (process name, and the network and error
+ * text for good measure), the written log verifies. */
+static void fuzz_audit(const uint8_t *data, size_t size)
+{
+	static char path[64];
+	char fields[3][128];
+	char err[256];
+	if (!path[0])
+		snprintf(path, sizeof(path), "/tmp/keyfs-fuzz-writer-%d.log", (int)getpid());
+	unlink(path);
+	fuzz_fields(data, size, fields, 3);
+	struct audit *a = NULL;
+	if (audit_open(path, AUDIT_FAILURE_DENY, &a, err, sizeof(err)) < 0)
+		abort();
+	struct audit_record r = {
+		.op = KEY_OP_GET, .network = fields[1], .storage_type = "vault",
+		.status = false, .uid = 1, .gid = 1, .pid = 1, .process = fields[0],
+		.error = fields[2], .anomaly = fields[2][0] ? fields[2] : NULL,
+	};
+	int rc = audit_write(a, &r);
+	r.op = KEY_OP_STORE;
+	r.status = true;
+	rc |= audit_write(a, &r);
+	audit_close(a);
+	FILE *null = fopen("/dev/null", "w");
+	long bad = 0;
+	if (rc == 0 && audit_verify(path, null, &bad) != 0)
+		abort();   /* a line the writer made does not verify */
+	fclose(null);
+}
+
+/* The write-time check never refuses a prefix of a valid key, and the
+ * canonical form is itself valid and canonical. */
+static void fuzz_keyformat_properties(enum key_format fmt, const uint8_t *data, size_t size)
+{
+	struct secret *c = NULL, *c2 = NULL;
+	const char *why = NULL;
+	if (keyformat_canonical(fmt, data, size, &c, &why) != 0)
+		return;
+	for (size_t i = 0; i <= size; i++)
+		if (keyformat_prefix_ok(fmt, data, i, &why) != 0)
+			abort();
+	if (keyformat_canonical(fmt, c->data, c->len, &c2, &why) != 0 || c2->len != c->len ||
+	    memcmp(c->data, c2->data, c->len) != 0)
+		abort();
+	secret_free(c);
+	secret_free(c2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t which = data[0] % 8;
+	uint8_t which = data[0] % 11;
 	data++;
 	size--;
 	char why[200];
@@ -119,6 +189,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 6:
 		fuzz_audit_recovery(data, size);
+		break;
+	case 8:
+		fuzz_audit(data, size);
+		break;
+	case 9:
+		fuzz_keyformat_properties(size && (data[0] & 1) ? KEY_FORMAT_ANY : KEY_FORMAT_EVM,
+		                          data, size);
+		break;
+	case 10:
+		vault_parse_metadata_deleted(status, data, size);
 		break;
 	default:
 		if (file_map_roundtrip(data, size) == -EPROTO)

@@ -277,11 +277,15 @@ class SecondUserTest(unittest.TestCase):
     - networks: ["base"]
       read: ["uid:0"]
       write: ["uid:0"]
+      list: ["uid:65534"]
+    - networks: ["polygon"]
+      read: ["uid:0"]
+      write: ["uid:0"]
 """
 
     def setUp(self):
         self.m = start_for_other_users(self, keyfs_extra=self.rules)
-        self.keys = {"eth-mainnet": new_key(), "base": new_key()}
+        self.keys = {"eth-mainnet": new_key(), "base": new_key(), "polygon": new_key()}
         for net, key in self.keys.items():
             self.m.write_key(net, key + "\n")
 
@@ -294,12 +298,15 @@ class SecondUserTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("Permission denied", r.stderr)
         self.assertEqual(r.stdout, "")
-        # No grant for base: the address is refused too, and the listing
-        # shows only what this caller may read the address of.
+        # A list grant but no address grant for base: the address is refused,
+        # and the listing shows only what this caller may read the address of.
         r = as_nobody(f"cat {m.path('addresses', 'base')}")
         self.assertIn("Permission denied", r.stderr)
         r = as_nobody(f"ls {m.path('addresses')}")
         self.assertEqual(r.stdout.split(), ["eth-mainnet"])
+        # No grant at all for polygon: as in keys/, it does not exist.
+        r = as_nobody(f"stat {m.path('addresses', 'polygon')}")
+        self.assertIn("No such file", r.stderr)
         r = as_nobody(f"test -r {m.path('addresses', 'eth-mainnet')} && echo A; "
                       f"test -r {m.path('addresses', 'base')} && echo B; true")
         self.assertEqual(r.stdout.split(), ["A"])
@@ -308,10 +315,12 @@ class SecondUserTest(unittest.TestCase):
 
         denials = [(line["operation"], line["network"]) for line in m.audit_lines()
                    if line["uid"] == 65534 and not line["status"]]
-        self.assertEqual(denials, [("get", "eth-mainnet"), ("address", "base")])
+        self.assertEqual(denials, [("get", "eth-mainnet"), ("address", "base"),
+                                   ("get", "polygon")])
         mt = m.metrics()
         self.assertEqual(metric(mt, "omikuji_key_access_denied_total", operation="address"), 1)
-        self.assertEqual(metric(mt, "omikuji_key_access_denied_total", operation="get"), 1)
+        # the key read, and the probe of polygon (counted as keys/ probes are)
+        self.assertEqual(metric(mt, "omikuji_key_access_denied_total", operation="get"), 2)
         self.assertEqual(metric(mt, "omikuji_key_operations_total", operation="address",
                                 backend="file", status="failure"), 1)
         # address lines belong to the hash chain like any other

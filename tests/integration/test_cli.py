@@ -67,7 +67,7 @@ class CliTest(unittest.TestCase):
         r = self.m.cli("key", "export", "--network", "eth", "--yes")
         self.assertEqual((r.returncode, r.stdout), (0, k1 + "\n"), r.stderr)
         r = self.m.cli("key", "export", "--network", "base", "--yes")
-        self.assertEqual(r.stdout, k2 + "\n")
+        self.assertEqual(r.stdout, "0x" + k2 + "\n")   # stored in canonical form (issue 9)
         r = self.m.cli("key", "export", "--network", "polygon", "--yes")
         self.assertEqual(r.stdout, k3 + "\n")
 

@@ -63,7 +63,8 @@ class KeyFileTest(MountTestCase):
             f.write(key + "\n")
         r = self.m.sh(f"cp {src} keys/base && cp keys/base {self.m.root}/out.key")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(open(os.path.join(self.m.root, "out.key")).read(), key + "\n")
+        # read back in the canonical form: 0x + 64 lower-case hex digits
+        self.assertEqual(open(os.path.join(self.m.root, "out.key")).read(), "0x" + key + "\n")
 
     def test_no_trailing_newline_stored_at_close(self):
         key = new_key()
@@ -79,9 +80,15 @@ class KeyFileTest(MountTestCase):
             self.assertNotEqual(r.returncode, 0, bad)
             self.assertIn("Invalid argument", r.stderr)
             self.assertEqual(self.m.read_key("eth"), key + "\n", bad)
-        # the same through a write(2) without a newline: the error comes from close
+        # content that can never become a key fails at that write(2) (issue 9)
         fd = os.open(self.m.key_path("eth"), os.O_WRONLY | os.O_TRUNC)
-        os.write(fd, b"nonsense")
+        with self.assertRaises(OSError) as cm:
+            os.write(fd, b"nonsense")
+        os.close(fd)
+        self.assertEqual(cm.exception.errno, errno.EINVAL)
+        # an incomplete key without a newline: the error comes from close
+        fd = os.open(self.m.key_path("eth"), os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, b"0x1234")
         with self.assertRaises(OSError) as cm:
             os.close(fd)
         self.assertEqual(cm.exception.errno, errno.EINVAL)
@@ -100,7 +107,9 @@ class KeyFileTest(MountTestCase):
         self.assertEqual(self.m.read_key("eth"), key + "\n")
         r = self.m.sh("head -c 8000 /dev/zero | tr '\\0' a > keys/eth")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("too large", r.stderr)
+        # the 65th hex digit already makes it invalid (issue 9): EINVAL at that write
+        self.assertIn("Invalid argument", r.stderr)
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
 
     def test_network_names(self):
         with self.assertRaises(FileNotFoundError):

@@ -517,17 +517,16 @@ Test(audit, reopen_after_rename_continues_the_chain)
 	char rotated[160];
 	snprintf(rotated, sizeof(rotated), "%s.1", logpath);
 	cr_assert_eq(rename(logpath, rotated), 0);
-	write_n(a, 1, 10);                 /* before SIGHUP: still goes to the old file */
 	cr_assert_eq(audit_reopen(a), 0);
-	write_n(a, 5, 11);
+	write_n(a, 6, 10);
 	audit_close(a);
 
-	expect_intact(rotated, "audit log OK: 11 lines, seq 1..11");
+	expect_intact(rotated, "audit log OK: 10 lines, seq 1..10");
 	/* Alone, the new file misses its start (contract section 9). */
-	expect_bad(logpath, 1, "chain starts at seq 12: lines 1..11 are missing");
+	expect_bad(logpath, 1, "chain starts at seq 11: lines 1..10 are missing");
 	struct lines l = read_lines(logpath);
-	cr_assert_eq(l.n, 5);
-	cr_expect_eq(line_seq(l.v[0]), 12);
+	cr_assert_eq(l.n, 6);
+	cr_expect_eq(line_seq(l.v[0]), 11);
 	free_lines(&l);
 
 	/* The rotated files concatenated oldest first form one chain. */
@@ -543,7 +542,7 @@ Test(audit, reopen_after_rename_continues_the_chain)
 	expect_intact(all, "audit log OK: 16 lines, seq 1..16");
 
 	/* ...and a line edited at the start of the new file breaks that link. */
-	char *p = strstr(cur.v[0], "\"net-11\"");
+	char *p = strstr(cur.v[0], "\"net-10\"");
 	cr_assert_not_null(p);
 	p[5] = '7';
 	both.v = calloc(old.n + cur.n, sizeof(char *));
@@ -552,7 +551,7 @@ Test(audit, reopen_after_rename_continues_the_chain)
 	both.n = old.n + cur.n;
 	write_lines(all, &both);
 	free(both.v);
-	expect_bad(all, 12, "hash mismatch");
+	expect_bad(all, 11, "hash mismatch");
 	free_lines(&old);
 	free_lines(&cur);
 }
@@ -911,4 +910,154 @@ Test(audit, keyed_chain_needs_its_key)
 	chmod(keypath, 0600);
 	cr_assert_eq(truncate(keypath, 16), 0);
 	cr_expect_eq(audit_key_load(keypath, &key, err, sizeof(err)), -EINVAL);
+}
+
+/* --- issue 9: hostile callers and a hostile file system --------------------- */
+
+/* Every byte a caller can choose (its process name, via PR_SET_NAME) gives
+ * valid JSON and valid UTF-8, and verify passes. */
+Test(audit, hostile_process_names_stay_valid_json_and_utf8)
+{
+	static const char *names[] = {
+		"\xff\xfe", "a\"b\\c", "\x01\x1b[31mred\x7f", "caf\xc3\xa9", "cut\xe2\x82",
+		"\xed\xa0\x80surrogate", "\xc0\xafoverlong", "\xf4\x90\x80\x80" "big", "ok\xf0\x9f\x94\x91",
+	};
+	struct audit *a = open_log(logpath, AUDIT_FAILURE_DENY);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct audit_record r = record(KEY_OP_GET, "net", false);
+		r.process = names[i];
+		r.error = names[i];
+		cr_assert_eq(audit_write(a, &r), 0);
+	}
+	audit_close(a);
+	expect_intact(logpath, "audit log OK: 9 lines");
+	struct lines l = read_lines(logpath);
+	const char *want[] = { "\xef\xbf\xbd\xef\xbf\xbd", "a\"b\\c", "\x01\x1b[31mred\x7f",
+	                       "caf\xc3\xa9", "cut\xef\xbf\xbd\xef\xbf\xbd" };
+	for (size_t i = 0; i < l.n; i++) {
+		json_error_t e;
+		json_t *root = json_loads(l.v[i], 0, &e);   /* jansson rejects bad UTF-8 */
+		cr_assert_not_null(root, "line %zu: %s", i + 1, e.text);
+		if (i < sizeof(want) / sizeof(want[0]))
+			cr_expect_str_eq(json_string_value(json_object_get(root, "process")), want[i]);
+		json_decref(root);
+		for (const char *p = l.v[i]; *p; p++)
+			cr_expect(*p != '\x1b' && *p != '\x7f', "raw control byte on line %zu", i + 1);
+	}
+	free_lines(&l);
+}
+
+/* A bad line is reported and the check goes on: a later edit is found too. */
+Test(audit, verify_reports_a_bad_line_and_resynchronises)
+{
+	write_ten();
+	struct lines l = read_lines(logpath);
+	free(l.v[2]);
+	l.v[2] = strdup("{\"process\":\"\xff\xfe\"\n");
+	char *p = strstr(l.v[6], "\"net-6\"");
+	cr_assert_not_null(p);
+	p[5] = '9';
+	write_lines(logpath, &l);
+	free_lines(&l);
+	char report[4096] = "";
+	long bad;
+	cr_expect_eq(verify(logpath, &bad, report, sizeof(report)), 1);
+	cr_expect_eq(bad, 3);
+	cr_expect_not_null(strstr(report, "line 3: not valid JSON"), "%s", report);
+	cr_expect_not_null(strstr(report, "line 4: chain resumes at seq 4"), "%s", report);
+	cr_expect_not_null(strstr(report, "line 7: hash mismatch"), "%s", report);
+	cr_expect_not_null(strstr(report, "2 bad lines of 10, the first at line 3"), "%s", report);
+	cr_expect_null(strstr(report, "line 8:"), "line 8 links to line 7: %s", report);
+}
+
+Test(audit, refuses_a_symlink_a_fifo_and_a_stranger_file)
+{
+	char target[160], err[256];
+	struct audit *a = NULL;
+	snprintf(target, sizeof(target), "%s/elsewhere", tmpdir);
+	int fd = open(target, O_CREAT | O_WRONLY, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(symlink(target, logpath), 0);
+	cr_expect_eq(audit_open(logpath, AUDIT_FAILURE_DENY, &a, err, sizeof(err)), -ELOOP);
+	cr_expect_not_null(strstr(err, "symbolic link"), "%s", err);
+	struct stat st;
+	cr_expect_eq(stat(target, &st), 0);
+	cr_expect_eq(st.st_size, 0, "the symlink's target was written to");
+	unlink(logpath);
+
+	cr_assert_eq(mkfifo(logpath, 0600), 0);
+	cr_expect_lt(audit_open(logpath, AUDIT_FAILURE_DENY, &a, err, sizeof(err)), 0);
+	cr_expect_not_null(strstr(err, "FIFO"), "%s", err);
+	unlink(logpath);
+
+	if (geteuid() == 0) {
+		fd = open(logpath, O_CREAT | O_WRONLY, 0666);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(fchown(fd, 65534, 65534), 0);
+		close(fd);
+		cr_expect_eq(audit_open(logpath, AUDIT_FAILURE_DENY, &a, err, sizeof(err)), -EPERM);
+		cr_expect_not_null(strstr(err, "owned by another user"), "%s", err);
+	}
+	cr_expect_null(a);
+}
+
+/* rm of the log: the next line goes to a new file at the path, never into
+ * the unlinked one; the new file's chain continues. */
+Test(audit, a_removed_log_is_reopened_before_the_next_line)
+{
+	struct audit *a = open_log(logpath, AUDIT_FAILURE_DENY);
+	write_n(a, 3, 0);
+	struct audit_verify_options o = { .have_start = true, .start_seq = 3 };
+	struct lines l = read_lines(logpath);
+	json_t *last = parse(l.v[2]);
+	snprintf(o.start_hash, sizeof(o.start_hash), "%s",
+	         json_string_value(json_object_get(last, "hash")));
+	json_decref(last);
+	free_lines(&l);
+	cr_assert_eq(unlink(logpath), 0);
+	write_n(a, 2, 3);
+	l = read_lines(logpath);
+	cr_expect_eq(l.n, 2);
+	if (l.n)
+		cr_expect_eq(line_seq(l.v[0]), 4);
+	free_lines(&l);
+	/* the new file continues the chain from the checkpoint of line 3 */
+	const char *files[] = { logpath };
+	char report[4096] = "";
+	size_t bad_file;
+	long bad_line;
+	cr_expect_eq(verify_chain(files, 1, &o, &bad_file, &bad_line, report, sizeof(report)), 0,
+	             "%s", report);
+
+	/* A symlink put in its place is not followed: the write fails. */
+	cr_assert_eq(unlink(logpath), 0);
+	char target[160];
+	snprintf(target, sizeof(target), "%s/elsewhere", tmpdir);
+	int fd = open(target, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	cr_assert_eq(symlink(target, logpath), 0);
+	struct audit_record r = record(KEY_OP_GET, "net", true);
+	cr_expect_eq(audit_write(a, &r), -EIO);
+	struct stat st;
+	cr_expect_eq(stat(target, &st), 0);
+	cr_expect_eq(st.st_size, 0);
+	audit_close(a);
+}
+
+/* mv of the log (without a SIGHUP): noticed within a second. */
+Test(audit, a_renamed_log_is_noticed_within_a_second)
+{
+	struct audit *a = open_log(logpath, AUDIT_FAILURE_DENY);
+	write_n(a, 2, 0);
+	char moved[160];
+	snprintf(moved, sizeof(moved), "%s.moved", logpath);
+	cr_assert_eq(rename(logpath, moved), 0);
+	usleep(1100 * 1000);
+	write_n(a, 1, 2);
+	audit_close(a);
+	struct lines l = read_lines(logpath);
+	cr_expect_eq(l.n, 1);
+	free_lines(&l);
+	expect_intact(moved, "audit log OK: 2 lines");
 }

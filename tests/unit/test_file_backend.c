@@ -293,7 +293,9 @@ Test(file_backend, missing_store_is_empty_and_dirs_created)
 	cr_expect_eq(get_rc(b, "ethereum"), -ENOENT);
 	struct backend_err err = { "", false };
 	cr_expect_eq(b->ops->remove(b, "ethereum", &err), -ENOENT);
-	cr_expect_eq(access(path, F_OK), -1, "no store before the first write");
+	/* The master key file was created, and with it an empty store, so
+	 * that a missing store later means a deleted one (issue 9). */
+	cr_expect_eq(access(path, F_OK), 0, "an empty store is written with a new master key");
 
 	char dir[256];
 	snprintf(dir, sizeof(dir), "%s/a/b", tmpdir);
@@ -767,9 +769,10 @@ Test(file_backend, cross_instance_visibility)
 	cr_expect(holds(a, "from-child", k3), "a does not see the child's store");
 	cr_expect(holds(b, "from-child", k3), "b does not see the child's store");
 
-	/* store file deleted behind our back: an empty store, not the cache */
+	/* store file deleted behind our back: an error, neither the cache nor
+	 * an empty store (every key would seem to have vanished; issue 9) */
 	cr_assert_eq(unlink(store_path), 0);
-	cr_expect_eq(get_rc(a, "from-child"), -ENOENT);
+	cr_expect_eq(get_rc(a, "from-child"), -EIO);
 
 	secret_free(k1);
 	secret_free(k2);
@@ -924,4 +927,50 @@ Test(file_backend, foreign_flock_times_out_writers_not_readers)
 	store_ok(b, "eth", k);
 	secret_free(k);
 	b->ops->close(b);
+}
+
+/* --- issue 9: a hostile file system ------------------------------------------- */
+
+Test(file_backend, master_key_without_its_store_is_refused)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/keys.enc", tmpdir);
+	struct backend *b = open_ok(path, NULL);
+	struct secret *k = secret_from("0x1111", 6);
+	struct backend_err err = { "", false };
+	cr_assert_eq(b->ops->store(b, "eth", k, &err), 0);
+	b->ops->close(b);
+	cr_assert_eq(unlink(path), 0);
+	struct backend *c = NULL;
+	cr_expect_eq(try_open(path, NULL, &c, &err), -EIO);
+	cr_expect_not_null(strstr(err.msg, "master key file"), "%s", err.msg);
+	cr_expect_not_null(strstr(err.msg, "start over"), "%s", err.msg);
+	cr_expect_eq(access(path, F_OK), -1, "no empty store was made");
+	/* Starting over is explicit: remove the master key file. */
+	char master[300];
+	snprintf(master, sizeof(master), "%s.master", path);
+	cr_assert_eq(unlink(master), 0);
+	b = open_ok(path, NULL);
+	cr_expect_eq(list_count(b), 0);
+	b->ops->close(b);
+	secret_free(k);
+}
+
+/* A FIFO at the store's path fails at once instead of hanging, at start
+ * and at run time. */
+Test(file_backend, fifo_at_the_store_path_never_blocks)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/keys.enc", tmpdir);
+	struct backend *b = open_ok(path, NULL);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	alarm(10);   /* a hang fails the test instead of blocking it */
+	cr_expect_eq(get_rc(b, "eth"), -EIO);
+	b->ops->close(b);
+	struct backend *c = NULL;
+	struct backend_err err = { "", false };
+	cr_expect_eq(try_open(path, NULL, &c, &err), -EIO);
+	cr_expect_not_null(strstr(err.msg, "not a regular file"), "%s", err.msg);
+	alarm(0);
 }

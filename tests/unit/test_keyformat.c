@@ -75,3 +75,26 @@ Test(network, names)
 	name[65] = 0;
 	cr_expect_not(network_name_valid(name), "65 chars");
 }
+
+/* issue 9: the write-time check never refuses what can still become a key
+ * (found by the fuzz harness: trailing blanks after a newline). */
+Test(keyformat, prefix_check_accepts_every_prefix_of_a_valid_key)
+{
+	static const char *valid_any[] = { "approle_mo0\"]\n     \r\r\r", "a b\n", "  x  " };
+	for (size_t k = 0; k < sizeof(valid_any) / sizeof(valid_any[0]); k++) {
+		const unsigned char *p = (const unsigned char *)valid_any[k];
+		size_t len = strlen(valid_any[k]);
+		cr_assert_eq(keyformat_validate(KEY_FORMAT_ANY, p, len, NULL, NULL, NULL), 0);
+		for (size_t i = 0; i <= len; i++) {
+			const char *why = NULL;
+			cr_expect_eq(keyformat_prefix_ok(KEY_FORMAT_ANY, p, i, &why), 0,
+			             "prefix %zu of case %zu: %s", i, k, why);
+		}
+	}
+	const char *why = NULL;
+	cr_expect_eq(keyformat_prefix_ok(KEY_FORMAT_ANY, (const unsigned char *)"a\tb", 3, &why),
+	             -EINVAL);
+	cr_expect_eq(keyformat_prefix_ok(KEY_FORMAT_EVM, (const unsigned char *)"0x12 3", 6, &why),
+	             -EINVAL);
+	cr_expect_eq(keyformat_prefix_ok(KEY_FORMAT_EVM, (const unsigned char *)" 0X1f", 5, &why), 0);
+}
