@@ -218,6 +218,18 @@ class KeyInfoMetricTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
+    def test_no_key_info_without_per_network_series(self):
+        m = Mount(keyfs_extra="  metrics_addresses: true\n  metrics_per_network: false\n")
+        self.addCleanup(m.cleanup)
+        m.start()
+        m.write_key("eth-mainnet", new_key() + "\n")
+        read(m.path("addresses", "eth-mainnet"))
+        text = read(m.path("metrics"))
+        self.assertIn("omikuji_key_operations_total", text)
+        self.assertNotIn("omikuji_keyfs_key_info", text)
+        self.assertNotIn("eth-mainnet", text)
+
+
 class AnyFormatTest(unittest.TestCase):
     def test_no_addresses_for_key_format_any(self):
         m = Mount(key_format="any")
