@@ -455,9 +455,13 @@ bool access_allowed(struct access *a, const struct caller *c, const char *networ
 
 bool access_any_grant(struct access *a, const struct caller *c, const char *network)
 {
-	for (int op = 0; op < ACCESS_N_OPS; op++)
+	for (int op = 0; op < ACCESS_N_OPS; op++) {
+		/* Without rules addresses are public, which is no grant on the key. */
+		if (op == ACCESS_ADDRESS && a && !a->rules_set)
+			continue;
 		if (access_allowed(a, c, network, (enum access_op)op))
 			return true;
+	}
 	return false;
 }
 

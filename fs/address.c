@@ -303,9 +303,10 @@ int address_render(struct keyfs *k, const struct node *n, struct strbuf *out)
 	return out->error;
 }
 
-/* addresses/<net> exists for a caller exactly when keys/<net> does (the
- * same lookup: cached listing, hidden without any grant, never a key
- * fetch); the book only says when it last changed. */
+/* addresses/<net> exists when keys/<net> has a key (the cached listing,
+ * never a key fetch) and, for a caller who may not read the address, as
+ * keys/<net> does for it (hidden without any grant); the book only says
+ * when it last changed. */
 int address_stat(struct keyfs *k, const struct caller *c, const char *network, double *mtime)
 {
 	if (!k->addresses)
@@ -313,6 +314,8 @@ int address_stat(struct keyfs *k, const struct caller *c, const char *network, d
 	char address[EVM_ADDRESS_TEXT + 1];
 	if (address_book_lookup(k->addresses, network, address, mtime) < 0)
 		*mtime = k->start_wall;
+	if (keystore_allowed(k, c, network, ACCESS_ADDRESS))
+		return keystore_exists(k, network);
 	return keystore_lookup(k, c, network);
 }
 

@@ -348,8 +348,10 @@ class NoRulesTest(unittest.TestCase):
         m.write_key("eth", key + "\n")
         r = as_nobody(f"cat {m.path('addresses', 'eth')}; ls {m.path('addresses')}")
         self.assertEqual(r.stdout.split(), [address_of(key), "eth"])
+        # The key is not there for nobody at all (no grant: hidden, as keys/ does).
         r = as_nobody(f"cat {m.key_path('eth')}")
-        self.assertIn("Permission denied", r.stderr)
+        self.assertIn("No such file", r.stderr)
+        self.assertEqual(r.stdout, "")
         # The key commands' control socket answers an address request from
         # any local user too, and nothing more without a grant.
         sock = "\\0omikuji-keyfs/" + hashlib.sha256(
