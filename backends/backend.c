@@ -1,10 +1,12 @@
 /* backend.c - backend lookup and the helpers every backend shares. */
 #include "backend.h"
-#include "config.h"
+#include "backend_config.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void backend_err_set(struct backend_err *e, const char *fmt, ...)
 {
@@ -16,28 +18,58 @@ void backend_err_set(struct backend_err *e, const char *fmt, ...)
 	va_end(ap);
 }
 
-const struct backend_ops *backend_ops_for(int storage_type)
+/* The registry: one row per type, the only list of types there is.  The
+ * config accepts exactly these storage_type names (in this order in its
+ * messages); a row whose ops are NULL is a type this build does not have. */
+static const struct backend_type backend_types[] = {
+	{ "file", "file", "file", &file_backend_ops, BACKEND_LISTS_CHEAPLY },
+	{ "env", "env", NULL, &env_backend_ops, BACKEND_READ_ONLY | BACKEND_LISTS_CHEAPLY },
+	{ "keyring", "keyring", "keyring", &keyring_backend_ops, BACKEND_REMOTE | BACKEND_SESSION_BUS },
+	{ "vault", "vault", "vault", &vault_backend_ops, BACKEND_REMOTE },
+	{ "aws-secrets", "aws", "aws_secrets", &aws_backend_ops, BACKEND_REMOTE },
+};
+#define BACKEND_TYPES (sizeof(backend_types) / sizeof(backend_types[0]))
+
+const struct backend_type *backend_type_find(const char *name)
 {
-	switch ((enum storage_type)storage_type) {
-	case STORAGE_FILE:  return &file_backend_ops;
-	case STORAGE_ENV:   return &env_backend_ops;
-	case STORAGE_VAULT: return &vault_backend_ops;
-	case STORAGE_KEYRING:
-	case STORAGE_AWS:
-		return NULL;
-	}
+	for (size_t i = 0; name && i < BACKEND_TYPES; i++)
+		if (strcmp(backend_types[i].name, name) == 0)
+			return &backend_types[i];
 	return NULL;
 }
 
-int backend_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+const struct backend_type *backend_type_at(size_t i)
 {
-	const struct backend_ops *ops = backend_ops_for(cfg->storage_type);
-	if (!ops) {
+	return i < BACKEND_TYPES ? &backend_types[i] : NULL;
+}
+
+int backend_open(const struct config_backend *section, struct backend **out,
+                 struct backend_err *err)
+{
+	const struct backend_type *t = section->type;
+	*out = NULL;
+	if (!t || !t->ops) {
 		backend_err_set(err, "storage_type '%s' is not supported by this build",
-		                config_storage_name(cfg->storage_type));
+		                t ? t->name : "(none)");
 		return -ENOTSUP;
 	}
-	return ops->open(cfg, out, err);
+	int rc = t->ops->open(section, section->name, out, err);
+	if (rc < 0)
+		return rc;
+	(*out)->type = t;
+	snprintf((*out)->name, sizeof((*out)->name), "%s", section->name);
+	return 0;
+}
+
+double backend_deadline(double deadline, double timeout_seconds)
+{
+	double own = clock_monotonic() + timeout_seconds;
+	return deadline > 0 && deadline < own ? deadline : own;
+}
+
+int backend_start(struct backend *b, struct backend_err *err)
+{
+	return b->ops->start ? b->ops->start(b, err) : 0;
 }
 
 static bool network_char(char c, bool first)

@@ -49,9 +49,11 @@ static size_t env_trimmed_len(const char *value)
 	return len;
 }
 
-static int env_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int env_open(const struct config_backend *cfg, const char *name, struct backend **out,
+                    struct backend_err *err)
 {
 	(void)cfg;
+	(void)name;
 	(void)err;
 	struct env_backend *eb = calloc(1, sizeof(*eb));
 	if (!eb)
@@ -61,7 +63,7 @@ static int env_open(const struct config *cfg, struct backend **out, struct backe
 	return 0;
 }
 
-static int env_get(struct backend *b, const char *network, struct secret **out,
+static int env_get(struct backend *b, const char *network, struct secret **out, double deadline,
                    struct backend_err *err)
 {
 	(void)b;
@@ -79,14 +81,15 @@ static int env_get(struct backend *b, const char *network, struct secret **out,
 }
 
 static int env_store(struct backend *b, const char *network, const struct secret *key,
-                     struct backend_err *err)
+                     double deadline, struct backend_err *err)
 {
 	(void)b; (void)network; (void)key;
 	backend_err_set(err, "env backend is read-only");
 	return -EROFS;
 }
 
-static int env_remove(struct backend *b, const char *network, struct backend_err *err)
+static int env_remove(struct backend *b, const char *network, double deadline,
+                      struct backend_err *err)
 {
 	(void)b; (void)network;
 	backend_err_set(err, "env backend is read-only");
@@ -118,7 +121,8 @@ static int env_network_of(const char *var, char **out)
 	return 1;
 }
 
-static int env_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int env_list(struct backend *b, struct strlist *out, double deadline,
+                    struct backend_err *err)
 {
 	(void)b;
 	(void)err;
@@ -156,9 +160,6 @@ static void env_close(struct backend *b)
 }
 
 const struct backend_ops env_backend_ops = {
-	.name = "env",
-	.storage_type = "env",
-	.remote = false,
 	.open = env_open,
 	.get = env_get,
 	.store = env_store,

@@ -31,7 +31,7 @@
  */
 #include "backend.h"
 #include "clock.h"
-#include "config.h"
+#include "backend_config.h"
 #include "file_internal.h"
 #include "fileowner.h"
 #include "keyformat.h"
@@ -287,7 +287,7 @@ static void file_clean_temps(struct file_backend *fb)
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
 			log_kv(LOG_LEVEL_INFO, "removed leftover temp file of the key store",
-			       "backend", "file", "file", de->d_name, (char *)NULL);
+			       "storage_type", "file", "file", de->d_name, (char *)NULL);
 	}
 	closedir(d);
 }
@@ -880,7 +880,7 @@ static int file_write_store(struct file_backend *fb, const struct secret *plain,
 	 * durability across a power cut, so it is logged, not returned. */
 	if (file_fsync_dir(fb->dir) < 0)
 		log_kv(LOG_LEVEL_WARN, "cannot fsync the key store directory",
-		       "backend", "file", "path", fb->dir, (char *)NULL);
+		       "storage_type", "file", "path", fb->dir, (char *)NULL);
 	file_set_identity(fb, &st, buf + FILE_NONCE_OFF);
 	fb->had_store = true;
 	rc = 0;
@@ -953,8 +953,10 @@ static int file_master_without_store(struct file_backend *fb, struct backend_err
 	return rc;
 }
 
-static int file_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int file_open(const struct config_backend *cfg, const char *name, struct backend **out,
+                     struct backend_err *err)
 {
+	(void)name;
 	const char *path = cfg->file.path;
 	if (!path || !*path || path[strlen(path) - 1] == '/') {
 		backend_err_set(err, "file backend: key_storage.file.path is not set to a file");
@@ -1042,7 +1044,7 @@ fail:
 	return rc;
 }
 
-static int file_get(struct backend *b, const char *network, struct secret **out,
+static int file_get(struct backend *b, const char *network, struct secret **out, double deadline,
                     struct backend_err *err)
 {
 	struct file_backend *fb = file_of(b);
@@ -1111,7 +1113,7 @@ out:
 }
 
 static int file_store(struct backend *b, const char *network, const struct secret *key,
-                      struct backend_err *err)
+                      double deadline, struct backend_err *err)
 {
 	if (!network_name_valid(network)) {
 		backend_err_set(err, "invalid network name");
@@ -1124,7 +1126,8 @@ static int file_store(struct backend *b, const char *network, const struct secre
 	return file_update(file_of(b), network, key, err);
 }
 
-static int file_remove(struct backend *b, const char *network, struct backend_err *err)
+static int file_remove(struct backend *b, const char *network, double deadline,
+                       struct backend_err *err)
 {
 	if (!network_name_valid(network)) {
 		backend_err_set(err, "invalid network name");
@@ -1133,7 +1136,8 @@ static int file_remove(struct backend *b, const char *network, struct backend_er
 	return file_update(file_of(b), network, NULL, err);
 }
 
-static int file_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int file_list(struct backend *b, struct strlist *out, double deadline,
+                     struct backend_err *err)
 {
 	struct file_backend *fb = file_of(b);
 	pthread_mutex_lock(&fb->lock);
@@ -1171,9 +1175,6 @@ static void file_health(struct backend *b, struct backend_health *out)
 }
 
 const struct backend_ops file_backend_ops = {
-	.name = "file",
-	.storage_type = "file",
-	.remote = false,
 	.open = file_open,
 	.get = file_get,
 	.store = file_store,

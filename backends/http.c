@@ -317,6 +317,11 @@ static int http_setup(struct http_client *c, CURL *h, const struct http_request 
 	SET(CURLOPT_WRITEFUNCTION, http_write_cb);
 	SET(CURLOPT_WRITEDATA, sink);
 	SET(CURLOPT_SHARE, c->share);
+	if (req->aws_sigv4) {
+		SET(CURLOPT_AWS_SIGV4, req->aws_sigv4);
+		SET(CURLOPT_USERNAME, req->aws_access_key ? req->aws_access_key : "");
+		SET(CURLOPT_PASSWORD, req->aws_secret_key ? req->aws_secret_key : "");
+	}
 
 	const char *m = req->method;
 	if (!strcmp(m, "GET") && !req->body) {
@@ -376,13 +381,17 @@ int http_perform(struct http_client *c, const struct http_request *req, double d
 	struct http_sink sink = { 0 };
 	CURL *h = NULL;
 
-	/* "Expect:" stops curl from waiting for a 100-continue on big bodies. */
-	struct curl_slist *t = curl_slist_append(NULL, "Expect:");
-	if (!t) {
-		rc = -ENOMEM;
-		goto out;
+	/* "Expect:" stops curl from waiting for a 100-continue on big bodies.
+	 * Not with SigV4: libcurl 7.88 would sign it (see http.h). */
+	struct curl_slist *t;
+	if (!req->aws_sigv4) {
+		t = curl_slist_append(NULL, "Expect:");
+		if (!t) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		headers = t;
 	}
-	headers = t;
 	for (const char *const *hl = req->headers; hl && *hl; hl++) {
 		if (strpbrk(*hl, "\r\n")) {
 			http_set_err(err, errlen, "invalid header line");
@@ -559,20 +568,55 @@ bool http_backoff_sleep(struct http_client *c, unsigned retry, double deadline)
 	return true;
 }
 
-int http_request(struct http_client *c, const struct http_request *req, double deadline,
-                 struct http_response *resp, char *err, size_t errlen)
+/* The one retry loop: same-server retries with back-off and, with several
+ * servers, fail-over (a server not tried yet is tried at once, without
+ * waiting).  At most n servers + max_retries attempts, all within one
+ * deadline. */
+int http_request_failover(struct http_client *c, const struct http_request *req,
+                          const struct http_failover *f, double deadline,
+                          struct http_response *resp, char *err, size_t errlen)
 {
 	if (deadline <= 0)
 		deadline = clock_monotonic() + c->timeout_seconds;
-	int rc = http_perform(c, req, deadline, resp, err, errlen);
-	for (unsigned retry = 1; retry <= (unsigned)c->max_retries; retry++) {
-		if (!http_retryable(rc, resp->status, req->idempotent))
+	bool servers = f && f->n;
+	size_t n = servers ? f->n : 1;
+	size_t idx = servers ? f->start % n : 0;
+	unsigned max_attempts = (unsigned)n + (unsigned)c->max_retries;
+	unsigned backoffs = 0, distinct = 1;
+	int rc;
+	for (unsigned attempt = 1; ; attempt++) {
+		struct http_request one = *req;
+		char *url = NULL;
+		if (servers) {
+			if (asprintf(&url, "%s%s", f->bases[idx], req->url) < 0)
+				return -ENOMEM;
+			one.url = url;
+		}
+		rc = http_perform(c, &one, deadline, resp, err, errlen);
+		free(url);
+		bool again = f && f->should_retry ? f->should_retry(rc, resp->status, req->idempotent)
+		                                  : http_retryable(rc, resp->status, req->idempotent);
+		if (!again || attempt >= max_attempts)
 			break;
-		if (!http_backoff_sleep(c, retry, deadline))
+		size_t next = idx;
+		if (n > 1 && f->should_failover && f->should_failover(rc, resp->status)) {
+			next = (idx + 1) % n;
+			if (f->moved)
+				f->moved(f->ctx, idx, next, rc, resp->status);
+		}
+		if (next != idx && distinct < n)
+			distinct++;   /* a server not tried yet: no reason to wait */
+		else if (!http_backoff_sleep(c, ++backoffs, deadline))
 			break;
-		rc = http_perform(c, req, deadline, resp, err, errlen);
+		idx = next;
 	}
 	return rc;
+}
+
+int http_request(struct http_client *c, const struct http_request *req, double deadline,
+                 struct http_response *resp, char *err, size_t errlen)
+{
+	return http_request_failover(c, req, NULL, deadline, resp, err, errlen);
 }
 
 int http_escape_segment(const char *s, char *out, size_t outlen)

@@ -26,9 +26,9 @@
  * server said it did not process it (429, 503).  The
  * schedule (http_backoff_delay) and the classification (http_retryable) are
  * pure functions so that tests check them without sleeping; the sleep itself
- * is injectable through http_client_opts.sleep.  Backends that need their
- * own loop (vault's fail-over between URLs) call http_perform() and reuse
- * those helpers.
+ * is injectable through http_client_opts.sleep.  Fail-over between servers
+ * (vault's urls) is the same loop, http_request_failover(), with the
+ * backend's own classification: there is one retry loop.
  *
  * Time: every request has a deadline on the monotonic clock (seconds, see
  * clock.h).  One attempt gets CURLOPT_TIMEOUT_MS = what is left of it;
@@ -91,6 +91,19 @@ struct http_request {
 	const void *body;           /* borrowed, NULL = none */
 	size_t body_len;
 	bool idempotent;            /* see "Retries" above */
+	/* AWS Signature Version 4 by libcurl (CURLOPT_AWS_SIGV4), NULL = none:
+	 * "aws:amz:REGION:SERVICE".  libcurl signs every header of `headers`
+	 * (so X-Amz-Security-Token and Content-Type are signed) and adds
+	 * Authorization and X-Amz-Date.  With signing on, this layer does NOT
+	 * add its "Expect:" line: libcurl 7.88 signs that header-removal line
+	 * as a header "expect" it then does not send, and every such request
+	 * is refused (tests/integration/test_aws_mount.py shows it).
+	 * aws_access_key/aws_secret_key are borrowed; libcurl keeps its own
+	 * copies until the handle returns to the pool (curl_easy_reset frees
+	 * them; libcurl does not wipe them). */
+	const char *aws_sigv4;
+	const char *aws_access_key;
+	const char *aws_secret_key;
 };
 
 struct http_response {
@@ -123,6 +136,29 @@ int http_perform(struct http_client *c, const struct http_request *req, double d
  * retry the last answer (e.g. a 503) is returned with 0. */
 int http_request(struct http_client *c, const struct http_request *req, double deadline,
                  struct http_response *resp, char *err, size_t errlen);
+
+/* Fail-over between servers for http_request_failover(). */
+struct http_failover {
+	const char *const *bases;   /* base URLs (no trailing '/'); req->url is the path */
+	size_t n;
+	size_t start;               /* the base to try first */
+	/* Should this outcome move on to the next base?  NULL: never. */
+	bool (*should_failover)(int rc, long status);
+	/* Is it worth another attempt at all?  NULL: http_retryable. */
+	bool (*should_retry)(int rc, long status, bool idempotent);
+	/* Told when the loop moves from base `from` to `to`; NULL allowed. */
+	void (*moved)(void *ctx, size_t from, size_t to, int rc, long status);
+	void *ctx;
+};
+
+/* The retry loop of http_request() over several servers: at most n +
+ * max_retries attempts within one deadline; an outcome should_failover
+ * accepts moves to the next base (a base not tried yet is tried at once,
+ * otherwise the usual back-off applies).  f NULL or f->n 0: req->url is
+ * absolute, exactly http_request(). */
+int http_request_failover(struct http_client *c, const struct http_request *req,
+                          const struct http_failover *f, double deadline,
+                          struct http_response *resp, char *err, size_t errlen);
 
 /* Pure: should this outcome be retried?  rc is http_perform()'s result,
  * status the HTTP status when rc == 0.  Retried: -ECONNREFUSED, 429 and 503

@@ -3,9 +3,10 @@
 #define OMIKUJI_KEYFORMAT_H
 
 #include <stddef.h>
-#include "config.h"
 
 #define KEY_MAX_BYTES 4096
+
+enum key_format { KEY_FORMAT_EVM, KEY_FORMAT_ANY };   /* keyfs.key_format */
 
 /* Validate the len bytes at p as a key of format fmt.  Surrounding ASCII
  * whitespace (the newline of `echo`) is ignored; on success *start and

@@ -25,8 +25,9 @@
  *     of logging in again.
  */
 #include "backend.h"
-#include "config.h"
+#include "backend_config.h"
 #include "http.h"
+#include "credential.h"
 #include "log.h"
 #include "vault_internal.h"
 
@@ -47,14 +48,6 @@
 
 enum vault_auth { VAULT_AUTH_TOKEN, VAULT_AUTH_APPROLE };
 
-struct vault_token {
-	struct secret *value;             /* NULL: none yet (login needed) */
-	struct vault_token_timing timing;
-	bool timing_known;                /* from a login, renewal or lookup */
-	double next_renew_at;             /* after a failed renewal: retry then */
-	unsigned generation;              /* bumped whenever value changes */
-};
-
 struct vault_backend {
 	struct backend base;              /* first: the fs layer holds &base */
 	struct http_client *http;
@@ -72,9 +65,8 @@ struct vault_backend {
 	char created_by[300];
 	clock_fn now;
 
-	pthread_mutex_t state_lock;       /* token, url_index, last_status */
-	pthread_mutex_t auth_lock;        /* held across login/renew I/O */
-	struct vault_token token;
+	pthread_mutex_t state_lock;       /* url_index */
+	struct credential token;          /* refresh_lock held across login/renew I/O */
 	size_t url_index;
 };
 
@@ -91,38 +83,6 @@ static void vault_why(char *why, size_t whylen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, whylen, fmt, ap);
 	va_end(ap);
-}
-
-/* Wipe every string value of a parsed tree (bodies may hold keys or
- * tokens), then free it. */
-static void vault_json_wipe(json_t *j)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-	switch (json_typeof(j)) {
-	case JSON_STRING:
-		secret_wipe((void *)json_string_value(j), json_string_length(j));
-		break;
-	case JSON_OBJECT:
-		json_object_foreach(j, k, v)
-			vault_json_wipe(v);
-		break;
-	case JSON_ARRAY:
-		json_array_foreach(j, i, v)
-			vault_json_wipe(v);
-		break;
-	default:
-		break;
-	}
-}
-
-static void vault_json_free(json_t *j)
-{
-	if (!j)
-		return;
-	vault_json_wipe(j);
-	json_decref(j);
 }
 
 static json_t *vault_json_load(const void *body, size_t len, char *why, size_t whylen)
@@ -290,8 +250,27 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 	*out = secret_from(json_string_value(v), json_string_length(v));
 	rc = *out ? 0 : -ENOMEM;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
+}
+
+double vault_parse_kv_created(const void *body, size_t len)
+{
+	char why[8];
+	double t = 0;
+	json_t *root = vault_json_load(body, len, why, sizeof(why));
+	json_t *meta = json_object_get(json_object_get(root, "data"), "metadata");
+	const char *text = json_string_value(json_object_get(meta, "created_time"));
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *rest = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	if (rest) {
+		t = (double)timegm(&tm);
+		if (*rest == '.')
+			t += strtod(rest, NULL);   /* ".123456789Z": strtod stops at the Z */
+	}
+	secret_json_free(root);
+	return t;
 }
 
 int vault_parse_kv_list(long status, const void *body, size_t len, struct strlist *out,
@@ -332,7 +311,7 @@ int vault_parse_kv_list(long status, const void *body, size_t len, struct strlis
 	}
 	rc = 0;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
 }
 
@@ -413,7 +392,7 @@ static int vault_auth_status(long status, char *why, size_t whylen)
 }
 
 int vault_parse_auth(long status, const void *body, size_t len, double now,
-                     struct secret **token, struct vault_token_timing *timing,
+                     struct secret **token, struct credential_timing *timing,
                      char *why, size_t whylen)
 {
 	int rc = vault_auth_status(status, why, whylen);
@@ -459,12 +438,12 @@ int vault_parse_auth(long status, const void *body, size_t len, double now,
 	timing->obtained_at = now;
 	rc = 0;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
 }
 
 int vault_parse_lookup(long status, const void *body, size_t len, double now,
-                       struct vault_token_timing *timing, char *why, size_t whylen)
+                       struct credential_timing *timing, char *why, size_t whylen)
 {
 	int rc = vault_auth_status(status, why, whylen);
 	if (rc)
@@ -485,30 +464,8 @@ int vault_parse_lookup(long status, const void *body, size_t len, double now,
 	timing->obtained_at = now;
 	rc = 0;
 out:
-	vault_json_free(root);
+	secret_json_free(root);
 	return rc;
-}
-
-/* ---- token timing ---------------------------------------------------------------- */
-
-double vault_token_renew_at(const struct vault_token_timing *t)
-{
-	if (!t->renewable || t->ttl <= 0)
-		return -1;
-	return t->obtained_at + t->ttl * 2.0 / 3.0;
-}
-
-bool vault_token_renew_due(const struct vault_token_timing *t, double now)
-{
-	double at = vault_token_renew_at(t);
-	return at >= 0 && now >= at;
-}
-
-bool vault_token_expired(const struct vault_token_timing *t, double now)
-{
-	if (t->ttl <= 0)
-		return false;
-	return now >= t->obtained_at + t->ttl - 1.0;
 }
 
 /* ---- classification ------------------------------------------------------------- */
@@ -573,6 +530,12 @@ static double vault_deadline(struct vault_backend *v)
 	return clock_monotonic() + http_client_timeout_seconds(v->http);
 }
 
+/* A call's deadline: the caller's when earlier than the instance's own. */
+static double vault_call_deadline(struct vault_backend *v, double deadline)
+{
+	return backend_deadline(deadline, http_client_timeout_seconds(v->http));
+}
+
 static const char *vault_http_reason(int rc, long status)
 {
 	if (rc == -ETIMEDOUT)
@@ -592,6 +555,32 @@ static const char *vault_http_reason(int rc, long status)
 /* One logical request with retries and fail-over; token may be NULL (login,
  * health).  Returns 0 with an answer in resp (any status), or -ETIMEDOUT /
  * -EIO / -ENOMEM with a reason in why. */
+static bool vault_retry_policy(int rc, long status, bool idempotent)
+{
+	(void)idempotent;   /* every Vault request here is */
+	return vault_should_retry(rc, status);
+}
+
+/* The shared retry loop moved on: the next request starts there too,
+ * unless another thread already moved it. */
+static void vault_moved(void *ctx, size_t from, size_t to, int rc, long status)
+{
+	struct vault_backend *v = ctx;
+	bool moved = false;
+	pthread_mutex_lock(&v->state_lock);
+	if (v->url_index == from) {
+		v->url_index = to;
+		moved = true;
+	}
+	pthread_mutex_unlock(&v->state_lock);
+	if (moved) {
+		const char *r = vault_http_reason(rc, status);
+		log_kv(LOG_LEVEL_WARN, "vault: failing over to the next URL",
+		       "backend", v->base.name, "from", v->urls[from], "to", v->urls[to],
+		       "reason", r ? r : "error", (char *)NULL);
+	}
+}
+
 static int vault_send(struct vault_backend *v, const char *method, const char *path,
                       const struct secret *token, const struct secret *body,
                       double deadline, struct http_response *resp,
@@ -600,7 +589,6 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 	int rc;
 	struct secret *token_hdr = NULL;
 	char *ns_hdr = NULL;
-	char url[VAULT_URL_MAX + VAULT_PATH_MAX * 2 + 300];
 	char err[128] = "";
 	const char *headers[5];
 	size_t nh = 0;
@@ -632,47 +620,17 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 	size_t idx = v->url_index;
 	pthread_mutex_unlock(&v->state_lock);
 
-	unsigned max_attempts = (unsigned)v->n_urls + (unsigned)http_client_max_retries(v->http);
-	unsigned backoffs = 0, distinct = 1;
-	for (unsigned attempt = 1; ; attempt++) {
-		if (snprintf(url, sizeof(url), "%s%s", v->urls[idx], path) >= (int)sizeof(url)) {
-			/* never send a cut path: it would name another secret */
-			vault_why(why, whylen, "request URL too long");
-			rc = -ENAMETOOLONG;
-			goto out;
-		}
-		struct http_request req = {
-			.method = method, .url = url, .headers = headers,
-			.body = body ? body->data : NULL, .body_len = body ? body->len : 0,
-			.idempotent = true,
-		};
-		rc = http_perform(v->http, &req, deadline, resp, err, sizeof(err));
-		if (!vault_should_retry(rc, resp->status) || attempt >= max_attempts)
-			break;
-		size_t next = idx;
-		if (v->n_urls > 1 && vault_should_failover(rc, resp->status)) {
-			next = (idx + 1) % v->n_urls;
-			bool moved = false;
-			pthread_mutex_lock(&v->state_lock);
-			if (v->url_index == idx) {
-				v->url_index = next;
-				moved = true;
-			}
-			pthread_mutex_unlock(&v->state_lock);
-			if (moved) {
-				const char *r = vault_http_reason(rc, resp->status);
-				log_kv(LOG_LEVEL_WARN, "vault: failing over to the next URL",
-				       "backend", "vault", "from", v->urls[idx], "to", v->urls[next],
-				       "reason", r ? r : "error", (char *)NULL);
-			}
-		}
-		if (next != idx && distinct < v->n_urls) {
-			distinct++;   /* a fresh URL: no reason to wait */
-		} else if (!http_backoff_sleep(v->http, ++backoffs, deadline)) {
-			break;
-		}
-		idx = next;
-	}
+	struct http_request req = {
+		.method = method, .url = path, .headers = headers,
+		.body = body ? body->data : NULL, .body_len = body ? body->len : 0,
+		.idempotent = true,
+	};
+	struct http_failover fo = {
+		.bases = (const char *const *)v->urls, .n = v->n_urls, .start = idx,
+		.should_failover = vault_should_failover, .should_retry = vault_retry_policy,
+		.moved = vault_moved, .ctx = v,
+	};
+	rc = http_request_failover(v->http, &req, &fo, deadline, resp, err, sizeof(err));
 	if (rc == -EMSGSIZE) {
 		vault_why(why, whylen, "vault response too large");
 		rc = -EIO;
@@ -743,28 +701,7 @@ out:
 	return rc;
 }
 
-/* Install a new token value (takes ownership). Caller holds auth_lock. */
-static void vault_token_install(struct vault_backend *v, struct secret *value,
-                                const struct vault_token_timing *timing)
-{
-	pthread_mutex_lock(&v->state_lock);
-	if (value) {
-		secret_free(v->token.value);
-		v->token.value = value;
-		v->token.generation++;
-	}
-	if (timing) {
-		v->token.timing = *timing;
-		v->token.timing_known = true;
-	} else if (value) {
-		v->token.timing_known = false;
-		memset(&v->token.timing, 0, sizeof(v->token.timing));
-	}
-	v->token.next_renew_at = 0;
-	pthread_mutex_unlock(&v->state_lock);
-}
-
-/* AppRole login.  Caller holds auth_lock. */
+/* AppRole login.  Caller holds token.refresh_lock. */
 static int vault_login(struct vault_backend *v, double deadline, char *why, size_t whylen)
 {
 	int rc;
@@ -799,17 +736,17 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 	rc = vault_send(v, "POST", path, NULL, body, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
-	struct vault_token_timing timing;
+	struct credential_timing timing;
 	rc = vault_parse_auth(resp.status, resp.body ? resp.body->data : NULL,
 	                      resp.body ? resp.body->len : 0, v->now(), &token, &timing,
 	                      why, whylen);
 	if (rc)
 		goto out;
-	vault_token_install(v, token, &timing);
+	credential_install(&v->token, token, &timing);
 	token = NULL;
 out:
 	if (rc)
-		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "backend", "vault",
+		log_kv(LOG_LEVEL_WARN, "vault: approle login failed", "storage_type", v->base.name,
 		       "error", why ? why : "", (char *)NULL);
 	http_response_clear(&resp);
 	secret_free(sid);
@@ -818,23 +755,13 @@ out:
 	return rc;
 }
 
-static struct secret *vault_token_snapshot(struct vault_backend *v, unsigned *generation)
-{
-	pthread_mutex_lock(&v->state_lock);
-	struct secret *t = secret_dup(v->token.value);
-	if (generation)
-		*generation = v->token.generation;
-	pthread_mutex_unlock(&v->state_lock);
-	return t;
-}
-
 /* renew-self (or lookup-self when `lookup`) with the current token.  Caller
- * holds auth_lock.  Updates the timing on success. */
+ * holds token.refresh_lock.  Updates the timing on success. */
 static int vault_token_refresh_timing(struct vault_backend *v, bool lookup, double deadline,
                                       char *why, size_t whylen)
 {
 	struct http_response resp = { 0 };
-	struct secret *tok = vault_token_snapshot(v, NULL);
+	struct secret *tok = credential_snapshot(&v->token, NULL);
 	struct secret *body = NULL;
 	int rc;
 	if (!tok)
@@ -851,13 +778,13 @@ static int vault_token_refresh_timing(struct vault_backend *v, bool lookup, doub
 	                tok, body, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
-	struct vault_token_timing timing;
+	struct credential_timing timing;
 	const void *b = resp.body ? resp.body->data : NULL;
 	size_t bl = resp.body ? resp.body->len : 0;
 	rc = lookup ? vault_parse_lookup(resp.status, b, bl, v->now(), &timing, why, whylen)
 	            : vault_parse_auth(resp.status, b, bl, v->now(), NULL, &timing, why, whylen);
 	if (!rc)
-		vault_token_install(v, NULL, &timing);
+		credential_install(&v->token, NULL, &timing);
 out:
 	http_response_clear(&resp);
 	secret_free(tok);
@@ -868,33 +795,20 @@ out:
 /* Make sure there is a token worth sending: log in when there is none or it
  * expired (approle), renew when due.  Errors of a renewal are not fatal
  * while the token is still valid. */
-static void vault_token_needs(struct vault_backend *v, bool *need_login, bool *need_renew)
-{
-	pthread_mutex_lock(&v->state_lock);
-	double now = v->now();
-	bool have = v->token.value != NULL;
-	bool expired = have && v->token.timing_known &&
-	               vault_token_expired(&v->token.timing, now);
-	*need_login = v->auth == VAULT_AUTH_APPROLE && (!have || expired);
-	*need_renew = have && !expired && v->token.timing_known &&
-	              vault_token_renew_due(&v->token.timing, now) &&
-	              now >= v->token.next_renew_at;
-	pthread_mutex_unlock(&v->state_lock);
-}
-
 static int vault_ensure_token(struct vault_backend *v, double deadline, char *why, size_t whylen)
 {
 	int rc = 0;
 	bool need_login, need_renew;
 
-	vault_token_needs(v, &need_login, &need_renew);
+	bool approle = v->auth == VAULT_AUTH_APPROLE;
+	credential_needs(&v->token, approle, &need_login, &need_renew);
 	if (!need_login && !need_renew)
 		return 0;
 	/* Someone else may be doing it: queue, then look again. */
-	pthread_mutex_lock(&v->auth_lock);
-	vault_token_needs(v, &need_login, &need_renew);
+	pthread_mutex_lock(&v->token.refresh_lock);
+	credential_needs(&v->token, approle, &need_login, &need_renew);
 	if (!need_login && !need_renew) {
-		pthread_mutex_unlock(&v->auth_lock);
+		pthread_mutex_unlock(&v->token.refresh_lock);
 		return 0;
 	}
 	if (need_login) {
@@ -902,23 +816,18 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 	} else {
 		rc = vault_token_refresh_timing(v, false, deadline, why, whylen);
 		if (rc) {
-			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "backend", "vault",
+			log_kv(LOG_LEVEL_WARN, "vault: token renewal failed", "storage_type", v->base.name,
 			       "error", why ? why : "", (char *)NULL);
 			if (v->auth == VAULT_AUTH_APPROLE) {
 				rc = vault_login(v, deadline, why, whylen);
 			} else {
 				/* Keep using it while it lasts; try again later. */
-				pthread_mutex_lock(&v->state_lock);
-				double now = v->now();
-				double end = v->token.timing.obtained_at + v->token.timing.ttl;
-				double wait = (end - now) / 3.0;
-				v->token.next_renew_at = now + (wait > 1.0 ? wait : 1.0);
-				pthread_mutex_unlock(&v->state_lock);
+				credential_retry_later(&v->token);
 				rc = 0;
 			}
 		}
 	}
-	pthread_mutex_unlock(&v->auth_lock);
+	pthread_mutex_unlock(&v->token.refresh_lock);
 	return rc;
 }
 
@@ -928,11 +837,8 @@ static int vault_reauth(struct vault_backend *v, unsigned used, double deadline,
                         char *why, size_t whylen)
 {
 	int rc = -EACCES;
-	pthread_mutex_lock(&v->auth_lock);
-	pthread_mutex_lock(&v->state_lock);
-	bool changed = v->token.generation != used;
-	pthread_mutex_unlock(&v->state_lock);
-	if (changed) {
+	pthread_mutex_lock(&v->token.refresh_lock);
+	if (credential_changed(&v->token, used)) {
 		rc = 0;
 	} else if (v->auth == VAULT_AUTH_APPROLE) {
 		rc = vault_login(v, deadline, why, whylen);
@@ -940,18 +846,18 @@ static int vault_reauth(struct vault_backend *v, unsigned used, double deadline,
 		struct secret *t = NULL;
 		rc = vault_read_secret_file(v->token_file, &t, why, whylen);
 		if (!rc) {
-			struct secret *cur = vault_token_snapshot(v, NULL);
+			struct secret *cur = credential_snapshot(&v->token, NULL);
 			bool same = secret_equal(cur, t);
 			secret_free(cur);
 			if (same) {
 				secret_free(t);
 				rc = -EACCES;   /* nothing new to try */
 			} else {
-				vault_token_install(v, t, NULL);
+				credential_install(&v->token, t, NULL);
 			}
 		}
 	}
-	pthread_mutex_unlock(&v->auth_lock);
+	pthread_mutex_unlock(&v->token.refresh_lock);
 	return rc;
 }
 
@@ -969,7 +875,7 @@ static int vault_call(struct vault_backend *v, const char *method, const char *p
 		if (rc)
 			break;
 		unsigned gen;
-		struct secret *tok = vault_token_snapshot(v, &gen);
+		struct secret *tok = credential_snapshot(&v->token, &gen);
 		if (!tok) {
 			vault_why(why, sizeof(why), "not logged in");
 			rc = -EACCES;
@@ -1040,6 +946,8 @@ static int vault_fetch(struct vault_backend *v, const char *network, double dead
 		                         resp.body ? resp.body->len : 0, out, why, sizeof(why));
 		if (rc)
 			backend_err_set(err, "vault: %s", why);
+		else if (err)
+			err->updated_at = vault_parse_kv_created(resp.body->data, resp.body->len);
 	} else {
 		rc = vault_fail_status(resp.status, err);
 	}
@@ -1048,10 +956,11 @@ static int vault_fetch(struct vault_backend *v, const char *network, double dead
 }
 
 static int vault_get(struct backend *b, const char *network, struct secret **out,
-                     struct backend_err *err)
+                     double deadline, struct backend_err *err)
 {
 	bool answered;
-	return vault_fetch(vault_of(b), network, vault_deadline(vault_of(b)), out, &answered, err);
+	return vault_fetch(vault_of(b), network, vault_call_deadline(vault_of(b), deadline), out,
+	                   &answered, err);
 }
 
 static void vault_created_at(char *buf, size_t size)
@@ -1064,7 +973,7 @@ static void vault_created_at(char *buf, size_t size)
 }
 
 static int vault_store(struct backend *b, const char *network, const struct secret *key,
-                       struct backend_err *err)
+                       double deadline, struct backend_err *err)
 {
 	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
@@ -1080,7 +989,7 @@ static int vault_store(struct backend *b, const char *network, const struct secr
 		backend_err_set(err, "vault: out of memory");
 		return rc;
 	}
-	rc = vault_call(v, "POST", path, body, vault_deadline(v), &resp, err);
+	rc = vault_call(v, "POST", path, body, vault_call_deadline(v, deadline), &resp, err);
 	if (!rc && (resp.status < 200 || resp.status > 299))
 		rc = vault_fail_status(resp.status, err);
 	http_response_clear(&resp);
@@ -1088,7 +997,8 @@ static int vault_store(struct backend *b, const char *network, const struct secr
 	return rc;
 }
 
-static int vault_remove(struct backend *b, const char *network, struct backend_err *err)
+static int vault_remove(struct backend *b, const char *network, double call_deadline,
+                        struct backend_err *err)
 {
 	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
@@ -1099,7 +1009,7 @@ static int vault_remove(struct backend *b, const char *network, struct backend_e
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
-	double deadline = vault_deadline(v);
+	double deadline = vault_call_deadline(v, call_deadline);
 	/* Vault answers 204 to a DELETE of nothing: look first, so that rm of a
 	 * missing (or already deleted) key is ENOENT.  A read, not metadata,
 	 * because policies that let us use keys grant read on data/.  A latest
@@ -1186,7 +1096,8 @@ static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *nam
 	names->n = keep;
 }
 
-static int vault_list(struct backend *b, struct strlist *out, struct backend_err *err)
+static int vault_list(struct backend *b, struct strlist *out, double call_deadline,
+                      struct backend_err *err)
 {
 	struct vault_backend *v = vault_of(b);
 	struct http_response resp = { 0 };
@@ -1195,7 +1106,7 @@ static int vault_list(struct backend *b, struct strlist *out, struct backend_err
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
-	double deadline = vault_deadline(v);
+	double deadline = vault_call_deadline(v, call_deadline);
 	int rc = vault_call(v, "LIST", path, NULL, deadline, &resp, err);
 	if (rc)
 		return rc;
@@ -1218,63 +1129,76 @@ static int vault_list(struct backend *b, struct strlist *out, struct backend_err
 	return rc;
 }
 
+/* One node's sys/health: its status, or unreachable. */
+static enum vault_node_status vault_node_probe(struct vault_backend *v, size_t i, double deadline)
+{
+	struct http_response resp = { 0 };
+	char url[VAULT_URL_MAX + 64];
+	static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
+	snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);  /* fits */
+	struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
+	                            .idempotent = true };
+	int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
+	enum vault_node_status st = vault_node_status_from_health(rc ? 0 : resp.status);
+	http_response_clear(&resp);
+	return st;
+}
+
+/* Upkeep, from the checker thread before each probe: settle on the first
+ * active node in configured order (a fail-over moves back to a preferred
+ * URL once it recovers) and keep the token alive on an idle mount (renew
+ * when due, log in again when it was refused). */
+static void vault_maintain(struct backend *b)
+{
+	struct vault_backend *v = vault_of(b);
+	double deadline = vault_deadline(v);
+	char why[VAULT_WHY] = "";
+
+	for (size_t i = 0; i < v->n_urls; i++) {
+		if (vault_node_probe(v, i, deadline) == VAULT_NODE_ACTIVE) {
+			pthread_mutex_lock(&v->state_lock);
+			v->url_index = i;
+			pthread_mutex_unlock(&v->state_lock);
+			break;
+		}
+	}
+	if (vault_ensure_token(v, deadline, why, sizeof(why)) != 0)
+		return;
+	pthread_mutex_lock(&v->token.refresh_lock);
+	int rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
+	pthread_mutex_unlock(&v->token.refresh_lock);
+	if (rc == -EACCES) {
+		unsigned gen;
+		secret_free(credential_snapshot(&v->token, &gen));
+		vault_reauth(v, gen, deadline, why, sizeof(why));
+	}
+}
+
+/* The probe: the node in use answers as active and the token works. */
 static void vault_health(struct backend *b, struct backend_health *out)
 {
 	struct vault_backend *v = vault_of(b);
 	double t0 = clock_monotonic();
 	double deadline = t0 + http_client_timeout_seconds(v->http);
-	enum vault_node_status *st = calloc(v->n_urls, sizeof(*st));
 	char why[VAULT_WHY] = "";
-	size_t active = v->n_urls;
 
-	if (!st) {
-		snprintf(out->error, sizeof(out->error), "out of memory");
-		return;
-	}
-	/* Probe in configured order and settle on the first active node, which
-	 * also moves a fail-over back to a preferred URL once it recovers. */
-	for (size_t i = 0; i < v->n_urls; i++) {
-		struct http_response resp = { 0 };
-		char url[VAULT_URL_MAX + 64];
-		static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
-		snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);  /* fits */
-		struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
-		                            .idempotent = true };
-		int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
-		st[i] = vault_node_status_from_health(rc ? 0 : resp.status);
-		http_response_clear(&resp);
-		if (st[i] == VAULT_NODE_ACTIVE) {
-			active = i;
-			break;
-		}
-	}
 	pthread_mutex_lock(&v->state_lock);
-	if (active < v->n_urls)
-		v->url_index = active;
 	size_t cur = v->url_index;
 	pthread_mutex_unlock(&v->state_lock);
+	enum vault_node_status st = vault_node_probe(v, cur, deadline);
 
-	out->up = active < v->n_urls;
+	out->up = st == VAULT_NODE_ACTIVE;
 	if (!out->up) {
 		snprintf(out->error, sizeof(out->error), "no active vault node (%s: %s)",
-		         v->urls[cur], vault_node_status_name(st[cur]));
+		         v->urls[cur], vault_node_status_name(st));
 	} else {
-		/* Due renewals and missing logins happen here too, so that an
-		 * idle mount keeps its token alive; the lookup checks it works. */
-		int rc = vault_ensure_token(v, deadline, why, sizeof(why));
-		if (!rc) {
-			pthread_mutex_lock(&v->auth_lock);
+		int rc = -EACCES;
+		struct secret *tok = credential_snapshot(&v->token, NULL);
+		if (tok) {
+			secret_free(tok);
+			pthread_mutex_lock(&v->token.refresh_lock);
 			rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
-			pthread_mutex_unlock(&v->auth_lock);
-			if (rc == -EACCES) {
-				unsigned gen;
-				secret_free(vault_token_snapshot(v, &gen));
-				if (vault_reauth(v, gen, deadline, why, sizeof(why)) == 0) {
-					pthread_mutex_lock(&v->auth_lock);
-					rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
-					pthread_mutex_unlock(&v->auth_lock);
-				}
-			}
+			pthread_mutex_unlock(&v->token.refresh_lock);
 		}
 		if (rc) {
 			out->up = false;
@@ -1283,26 +1207,14 @@ static void vault_health(struct backend *b, struct backend_health *out)
 		}
 	}
 
-	char expires[64] = "unknown";
-	pthread_mutex_lock(&v->state_lock);
-	if (v->token.value && v->token.timing_known) {
-		if (v->token.timing.ttl <= 0) {
-			snprintf(expires, sizeof(expires), "never");
-		} else {
-			double left = v->token.timing.obtained_at + v->token.timing.ttl - v->now();
-			char ts[40];
-			clock_rfc3339(clock_wall() + left, ts, sizeof(ts));
-			snprintf(expires, sizeof(expires), "%s", ts);
-		}
-	}
-	pthread_mutex_unlock(&v->state_lock);
+	char expires[64];
+	credential_expiry_text(&v->token, expires, sizeof(expires));
 
 	snprintf(out->detail, sizeof(out->detail),
 	         "address: %s\nvault_status: %s\ntoken_expires: %s\nauth_method: %s\n",
-	         v->urls[cur], vault_node_status_name(st[cur]), expires,
+	         v->urls[cur], vault_node_status_name(st), expires,
 	         v->auth == VAULT_AUTH_APPROLE ? "approle" : "token");
 	out->latency_seconds = clock_monotonic() - t0;
-	free(st);
 }
 
 static void vault_close(struct backend *b)
@@ -1319,9 +1231,8 @@ static void vault_close(struct backend *b)
 	free(v->role_id);
 	secret_free(v->secret_id);
 	free(v->secret_id_file);
-	secret_free(v->token.value);
+	credential_destroy(&v->token);
 	pthread_mutex_destroy(&v->state_lock);
-	pthread_mutex_destroy(&v->auth_lock);
 	free(v);
 }
 
@@ -1413,7 +1324,7 @@ static int vault_open_config(struct vault_backend *v, const struct config_vault 
 			backend_err_set(err, "vault: auth_method token needs token or token_file");
 			return -EINVAL;
 		}
-		vault_token_install(v, t, NULL);
+		credential_install(&v->token, t, NULL);
 	} else if (!strcmp(c->auth_method, "approle")) {
 		v->auth = VAULT_AUTH_APPROLE;
 		if (!c->role_id || !*c->role_id) {
@@ -1449,8 +1360,10 @@ static int vault_open_config(struct vault_backend *v, const struct config_vault 
 	return rc;
 }
 
-static int vault_open(const struct config *cfg, struct backend **out, struct backend_err *err)
+static int vault_open(const struct config_backend *cfg, const char *name, struct backend **out,
+                      struct backend_err *err)
 {
+	(void)name;
 	*out = NULL;
 	struct vault_backend *v = calloc(1, sizeof(*v));
 	if (!v) {
@@ -1460,7 +1373,7 @@ static int vault_open(const struct config *cfg, struct backend **out, struct bac
 	v->base.ops = &vault_backend_ops;
 	v->now = clock_monotonic;
 	pthread_mutex_init(&v->state_lock, NULL);
-	pthread_mutex_init(&v->auth_lock, NULL);
+	credential_init(&v->token, v->now);
 	int rc = vault_open_config(v, &cfg->vault, err);
 	if (rc) {
 		if (rc == -ENOMEM)
@@ -1468,21 +1381,30 @@ static int vault_open(const struct config *cfg, struct backend **out, struct bac
 		vault_close(&v->base);
 		return rc;
 	}
+	v->base.cache_ttl_seconds = cfg->vault.cache_ttl_seconds;
+	*out = &v->base;
+	return 0;
+}
+
+static int vault_start(struct backend *b, struct backend_err *err)
+{
+	(void)err;
+	struct vault_backend *v = vault_of(b);
+	int rc;
 
 	/* A first contact, bounded by the timeout and never fatal: the mount
 	 * comes up even while Vault is away, and calls retry the login. */
 	char why[VAULT_WHY] = "";
 	double deadline = vault_deadline(v);
-	pthread_mutex_lock(&v->auth_lock);
+	pthread_mutex_lock(&v->token.refresh_lock);
 	if (v->auth == VAULT_AUTH_APPROLE)
 		rc = vault_login(v, deadline, why, sizeof(why));
 	else
 		rc = vault_token_refresh_timing(v, true, deadline, why, sizeof(why));
-	pthread_mutex_unlock(&v->auth_lock);
+	pthread_mutex_unlock(&v->token.refresh_lock);
 	if (rc)
 		log_kv(LOG_LEVEL_WARN, "vault: no working token yet, will retry on use",
-		       "backend", "vault", "error", why, (char *)NULL);
-	*out = &v->base;
+		       "storage_type", v->base.name, "error", why, (char *)NULL);
 	return 0;
 }
 
@@ -1491,6 +1413,7 @@ static int vault_open(const struct config *cfg, struct backend **out, struct bac
 void vault_backend_set_clock(struct backend *b, clock_fn now)
 {
 	vault_of(b)->now = now ? now : clock_monotonic;
+	credential_set_clock(&vault_of(b)->token, now);
 }
 
 size_t vault_backend_url_index(struct backend *b)
@@ -1504,18 +1427,17 @@ size_t vault_backend_url_index(struct backend *b)
 
 struct secret *vault_backend_token_copy(struct backend *b)
 {
-	return vault_token_snapshot(vault_of(b), NULL);
+	return credential_snapshot(&vault_of(b)->token, NULL);
 }
 
 const struct backend_ops vault_backend_ops = {
-	.name = "vault",
-	.storage_type = "vault",
-	.remote = true,
 	.open = vault_open,
+	.start = vault_start,
 	.get = vault_get,
 	.store = vault_store,
 	.remove = vault_remove,
 	.list = vault_list,
 	.health = vault_health,
+	.maintain = vault_maintain,
 	.close = vault_close,
 };

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "backend.h"
+#include "credential.h"
 #include "clock.h"
 #include "secret.h"
 #include "strlist.h"
@@ -46,6 +47,9 @@ int vault_kv_path(const char *mount, const char *prefix, const char *kind,
  * (a soft-deleted or destroyed latest version): -ENOENT.  Malformed JSON,
  * missing or mistyped members, an empty key, a body over HTTP_BODY_MAX,
  * any other status: -EIO. */
+/* The created_time of the version a KV v2 read answer holds (unix seconds,
+ * the fraction kept), or 0 when absent or malformed. */
+double vault_parse_kv_created(const void *body, size_t len);
 int vault_parse_kv_read(long status, const void *body, size_t len, struct secret **out,
                         char *why, size_t whylen);
 
@@ -63,20 +67,13 @@ int vault_build_write_body(const struct secret *key, const char *network,
                            const char *created_at, const char *created_by,
                            struct secret **out);
 
-/* Token lifetime as read from Vault.  Times are on the backend's clock. */
-struct vault_token_timing {
-	bool renewable;
-	double obtained_at;   /* when ttl was read */
-	double ttl;           /* seconds from obtained_at; 0 = never expires */
-};
-
 /* The `auth` object of an approle login or a renew-self answer (status 200
  * only): auth.client_token (*token, NULL allowed when the caller already has
  * it), auth.lease_duration (-> ttl) and auth.renewable.  The token must be
  * printable ASCII without spaces.  403: -EACCES; 400 (bad role or secret
  * ID): -EACCES; other: -EIO. */
 int vault_parse_auth(long status, const void *body, size_t len, double now,
-                     struct secret **token, struct vault_token_timing *timing,
+                     struct secret **token, struct credential_timing *timing,
                      char *why, size_t whylen);
 
 /* A lookup-self answer: data.ttl and data.renewable into *timing. */
@@ -84,17 +81,7 @@ int vault_parse_auth(long status, const void *body, size_t len, double now,
 bool vault_parse_metadata_deleted(long status, const void *body, size_t len);
 
 int vault_parse_lookup(long status, const void *body, size_t len, double now,
-                       struct vault_token_timing *timing, char *why, size_t whylen);
-
-/* ---- token timing -------------------------------------------------------- */
-
-/* When a renewable token with a TTL is due for renewal: obtained_at + 2/3 of
- * its TTL.  A negative value means never (not renewable, or no TTL). */
-double vault_token_renew_at(const struct vault_token_timing *t);
-bool vault_token_renew_due(const struct vault_token_timing *t, double now);
-/* The token's TTL has run out (a second of margin so that a request does not
- * race the expiry).  Never true for ttl 0. */
-bool vault_token_expired(const struct vault_token_timing *t, double now);
+                       struct credential_timing *timing, char *why, size_t whylen);
 
 /* ---- status classification -------------------------------------------------- */
 

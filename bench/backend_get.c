@@ -56,19 +56,19 @@ int main(int argc, char **argv)
 	}
 	struct backend *b = NULL;
 	struct backend_err berr = { { 0 }, false };
-	if (backend_open(&cfg, &b, &berr) < 0) {
+	if (backend_open(&cfg.key_storage, &b, &berr) < 0 || backend_start(b, &berr) < 0) {
 		fprintf(stderr, "open: %s\n", berr.msg);
 		return 1;
 	}
 	long errors = 0;
 	struct secret *key = NULL;
-	if (b->ops->get(b, network, &key, &berr) < 0)   /* warm: token, connection */
+	if (b->ops->get(b, network, &key, 0, &berr) < 0)   /* warm: token, connection */
 		errors++;
 	secret_free(key);
 	double t0 = now_ns();
 	for (long i = 0; i < n; i++) {
 		key = NULL;
-		if (b->ops->get(b, network, &key, &berr) < 0)
+		if (b->ops->get(b, network, &key, 0, &berr) < 0)
 			errors++;
 		secret_free(key);
 	}

@@ -1,14 +1,17 @@
-/* curlget.c - the baseline of the Vault read benchmark: N libcurl GETs of
- * one URL with a single reused easy handle (so one kept-alive connection)
- * and the X-Vault-Token header, i.e. the least any Vault client must do
- * per uncached read.
+/* curlget.c - the baselines of the uncached read benchmarks: N libcurl
+ * requests with a single reused easy handle (so one kept-alive connection),
+ * i.e. the least any client must do per uncached read.
  *
  *   VAULT_TOKEN=... curlget [-n N] URL
+ *       Vault: GETs of URL with the X-Vault-Token header.
+ *   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... curlget [-n N] -a REGION -s SECRET_ID URL
+ *       AWS Secrets Manager: POSTs of GetSecretValue for SECRET_ID to URL/,
+ *       signed by libcurl's CURLOPT_AWS_SIGV4.
  *
- * The token comes from the environment, never argv (argv is world-readable
- * in /proc).  The body is counted, never printed (it holds a key).  Prints
- * "ops=... ns_per_op=... errors=... bytes_min=... bytes_max=..."; exit 0
- * when every request answered 200.
+ * Tokens and keys come from the environment, never argv (argv is
+ * world-readable in /proc).  The body is counted, never printed (it holds a
+ * key).  Prints "ops=... ns_per_op=... errors=... bytes_min=...
+ * bytes_max=..."; exit 0 when every request answered 200.
  */
 #include <curl/curl.h>
 #include <limits.h>
@@ -38,6 +41,52 @@ static double now_ns(void)
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+static int usage(void)
+{
+	fprintf(stderr, "usage: VAULT_TOKEN=... curlget [-n N] URL\n"
+	        "       AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... "
+	        "curlget [-n N] -a REGION -s SECRET_ID URL\n");
+	return 2;
+}
+
+/* The Vault request: GET with the token header. */
+static int setup_vault(CURL *h, struct curl_slist **headers, char **header, size_t *hlen)
+{
+	const char *token = getenv("VAULT_TOKEN");
+	if (!token || !*token)
+		return usage();
+	*hlen = strlen("X-Vault-Token: ") + strlen(token) + 1;
+	*header = malloc(*hlen);
+	if (!*header)
+		return 2;
+	snprintf(*header, *hlen, "X-Vault-Token: %s", token);
+	*headers = curl_slist_append(NULL, *header);
+	return *headers ? 0 : 2;
+}
+
+/* The Secrets Manager request: a signed POST of GetSecretValue.  No
+ * header-removal lines: libcurl 7.88 would sign them (backends/http.h). */
+static int setup_aws(CURL *h, const char *region, const char *secret_id,
+                     struct curl_slist **headers, char *provider, size_t plen,
+                     char *body, size_t blen)
+{
+	const char *ak = getenv("AWS_ACCESS_KEY_ID"), *sk = getenv("AWS_SECRET_ACCESS_KEY");
+	if (!ak || !sk || !secret_id || strpbrk(secret_id, "\"\\"))
+		return usage();
+	snprintf(provider, plen, "aws:amz:%s:secretsmanager", region);
+	snprintf(body, blen, "{\"SecretId\":\"%s\"}", secret_id);
+	*headers = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.1");
+	if (*headers)
+		*headers = curl_slist_append(*headers, "X-Amz-Target: secretsmanager.GetSecretValue");
+	if (!*headers)
+		return 2;
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, provider);
+	curl_easy_setopt(h, CURLOPT_USERNAME, ak);
+	curl_easy_setopt(h, CURLOPT_PASSWORD, sk);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	long n = 1000;
@@ -46,33 +95,41 @@ int main(int argc, char **argv)
 	CURL *h = NULL;
 	struct curl_slist *headers = NULL;
 	char *header = NULL;
+	size_t hlen = 0;
+	const char *region = NULL, *secret_id = NULL;
+	char provider[128], body[600], url[1024];
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		if (opt != 'n') {
-			fprintf(stderr, "usage: VAULT_TOKEN=... curlget [-n N] URL\n");
-			return 2;
-		}
-		n = strtol(optarg, NULL, 10);
+	while ((opt = getopt(argc, argv, "n:a:s:")) != -1) {
+		if (opt == 'n')
+			n = strtol(optarg, NULL, 10);
+		else if (opt == 'a')
+			region = optarg;
+		else if (opt == 's')
+			secret_id = optarg;
+		else
+			return usage();
 	}
-	const char *token = getenv("VAULT_TOKEN");
-	if (optind != argc - 1 || n < 1 || !token || !*token) {
-		fprintf(stderr, "usage: VAULT_TOKEN=... curlget [-n N] URL\n");
-		return 2;
-	}
+	if (optind != argc - 1 || n < 1)
+		return usage();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		return 2;
-	size_t hlen = strlen("X-Vault-Token: ") + strlen(token) + 1;
-	header = malloc(hlen);
-	if (!header)
-		goto out;
-	snprintf(header, hlen, "X-Vault-Token: %s", token);
-	headers = curl_slist_append(NULL, header);
 	h = curl_easy_init();
-	if (!headers || !h)
+	if (!h)
 		goto out;
+	if (region) {
+		snprintf(url, sizeof(url), "%s/", argv[optind]);
+		code = setup_aws(h, region, secret_id, &headers, provider, sizeof(provider),
+		                 body, sizeof(body));
+	} else {
+		snprintf(url, sizeof(url), "%s", argv[optind]);
+		code = setup_vault(h, &headers, &header, &hlen);
+	}
+	if (code)
+		goto out;
+	code = 2;
 
 	struct sink sink = { 0 };
-	curl_easy_setopt(h, CURLOPT_URL, argv[optind]);
+	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROXY, "");

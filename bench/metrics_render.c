@@ -42,20 +42,20 @@ int main(int argc, char **argv)
 	}
 
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
-	metrics_backend_up(METRICS_BACKEND_VAULT, true);
+	metrics_backend_register("vault", true);
+	metrics_backend_up(metrics_backend_register("vault", true), true);
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	for (long i = 0; i < networks; i++) {
 		char name[64];
 		snprintf(name, sizeof(name), "bench-net-%05ld", i);
-		metrics_cache_miss(METRICS_BACKEND_VAULT);
-		metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, true, 0.0004 + 1e-6 * (double)(i % 50));
+		metrics_cache_miss(metrics_backend_register("vault", true));
+		metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, true, 0.0004 + 1e-6 * (double)(i % 50));
 		metrics_last_refresh(name, (double)wall.tv_sec + (double)i * 1e-3);
-		metrics_cache_hit(METRICS_BACKEND_VAULT);
-		metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, true, 0.00001);
+		metrics_cache_hit(metrics_backend_register("vault", true));
+		metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, true, 0.00001);
 	}
-	metrics_cache_size(METRICS_BACKEND_VAULT, networks);
+	metrics_cache_size(metrics_backend_register("vault", true), networks);
 
 	size_t bytes = 0;
 	double t0 = now_ns();

@@ -7,6 +7,9 @@
  *   readloop -b -t T PATH           T threads open PATH once, all released
  *                                   by one barrier (concurrent cold reads)
  *   readloop -l LISTFILE            every path in LISTFILE (one per line) once
+ *   readloop -b -t T -l LISTFILE    T threads released by one barrier, thread i
+ *                                   opens path i mod (paths in LISTFILE) once;
+ *                                   adds each thread's latency distribution
  *
  * Prints one line: "ops=... ns_per_op=... errors=... bytes_min=... bytes_max=..."
  * (ns_per_op is wall time divided by the opens of one thread: with one
@@ -36,6 +39,7 @@ struct worker {
 	long bytes_min;
 	long bytes_max;
 	int first_errno;
+	double lat_ns;          /* barrier mode: release to the end of this thread's reads */
 };
 
 static pthread_barrier_t start_barrier;
@@ -84,6 +88,7 @@ static void *worker_run(void *arg)
 	w->bytes_max = 0;
 	if (use_barrier)
 		pthread_barrier_wait(&start_barrier);
+	double t0 = now_ns();
 	for (long i = 0; i < w->n; i++) {
 		long got = read_once(w->paths ? w->paths[i] : w->path, buf);
 		if (got < 0) {
@@ -97,6 +102,7 @@ static void *worker_run(void *arg)
 		if (got > w->bytes_max)
 			w->bytes_max = got;
 	}
+	w->lat_ns = now_ns() - t0;
 	/* The buffer held whatever was read (possibly a key). */
 	explicit_bzero(buf, READLOOP_BUF);
 	free(buf);
@@ -151,6 +157,12 @@ out:
 	return 0;
 }
 
+static int compare_doubles(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: readloop [-n N] [-t THREADS] [-b] PATH | readloop -l LISTFILE\n");
@@ -186,7 +198,8 @@ int main(int argc, char **argv)
 			        rc < 0 ? strerror(-rc) : "empty");
 			return 2;
 		}
-		threads = 1;
+		if (!use_barrier)
+			threads = 1;
 	}
 
 	struct worker *w = calloc((size_t)threads, sizeof(*w));
@@ -198,6 +211,11 @@ int main(int argc, char **argv)
 		w[i].path = list ? NULL : argv[optind];
 		w[i].paths = paths;
 		w[i].n = n;
+		if (list && use_barrier) {   /* one path each, round robin */
+			w[i].path = paths[i % n];
+			w[i].paths = NULL;
+			w[i].n = 1;
+		}
 	}
 	double t0 = now_ns();
 	long started = 0;
@@ -230,8 +248,21 @@ int main(int argc, char **argv)
 	}
 	if (bmin == LONG_MAX)
 		bmin = 0;
-	printf("ops=%ld ns_per_op=%.1f errors=%ld bytes_min=%ld bytes_max=%ld elapsed_ns=%.0f\n",
+	printf("ops=%ld ns_per_op=%.1f errors=%ld bytes_min=%ld bytes_max=%ld elapsed_ns=%.0f",
 	       ops, elapsed / (double)(ops / threads), errors, bmin, bmax, elapsed);
+	if (use_barrier) {
+		double *lat = malloc((size_t)threads * sizeof(*lat));
+		if (lat) {
+			for (long i = 0; i < threads; i++)
+				lat[i] = w[i].lat_ns;
+			qsort(lat, (size_t)threads, sizeof(*lat), compare_doubles);
+			printf(" lat_min_ns=%.0f lat_p50_ns=%.0f lat_p90_ns=%.0f lat_p99_ns=%.0f lat_max_ns=%.0f",
+			       lat[0], lat[threads / 2], lat[threads * 9 / 10], lat[threads * 99 / 100],
+			       lat[threads - 1]);
+			free(lat);
+		}
+	}
+	printf("\n");
 	if (errors)
 		fprintf(stderr, "readloop: %ld of %ld reads failed (first: %s)\n", errors, ops,
 		        strerror(first_errno));

@@ -3,6 +3,7 @@
 to its baseline measured in the same run, printed as a table with ratios.
 
     /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
+                                  [--only routing|scale|keyring]
 
 Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
 bench programs (`meson compile -C BUILDDIR`; a release build is what
@@ -33,13 +34,26 @@ SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "servers"))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 import vaultlib  # noqa: E402
+import awslib  # noqa: E402
 import keyfslib  # noqa: E402
+import keyringlib  # noqa: E402
 
 KV_MOUNT = "secret"
 PREFIX = "omikuji/keys"
 HOT = "bench-hot"          # the network of the cached-read loops
 COLD = "bench-cold"        # the network of the uncached (TTL 0) loops
 CONC = "bench-conc"        # read by 100 threads at once, never read before
+# The logging and keyfs sections of every bench mount ({root}: its directory).
+MOUNT_TAIL = """logging:
+  format: json
+  level: info
+  targets:
+    - type: file
+      path: {root}/app.log
+keyfs:
+  audit_log: {root}/audit.log
+  health_interval_seconds: 3600
+"""
 FILL = 10000               # networks cached for the RSS figure
 METRICS_NETS = 1000        # networks of traffic for the metrics figure
 
@@ -61,18 +75,21 @@ def parse_kv(line):
 
 
 class Bench:
-    def __init__(self, build, reps, quick):
+    def __init__(self, build, reps, quick, only=None):
+        self.only = only
         self.build = os.path.abspath(build)
         self.reps = reps
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
                     for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get",
-                                 "address_derive")}
+                                 "route", "keyringget", "gen_audit", "address_derive")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
         self.floor = None      # (Popen, mountpoint)
         self.vault = None
+        self.aws = None
+        self.keyring = None    # (keyringlib.SessionBus, keyringlib.KeyringDaemon)
         self.shm_file = None
         self.rows = []         # result rows, see add()
         self.notes = []
@@ -191,6 +208,14 @@ class Bench:
         if self.vault:
             self.vault.cleanup()
             self.vault = None
+        if self.aws:
+            self.aws.cleanup()
+            self.aws = None
+        if self.keyring:
+            bus, daemon = self.keyring
+            daemon.stop()
+            bus.stop()
+            self.keyring = None
         if self.shm_file and os.path.exists(self.shm_file):
             os.unlink(self.shm_file)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -225,17 +250,54 @@ key_storage:
     token: "${VAULT_TOKEN}"
     timeout_seconds: 5
     cache_ttl_seconds: %d
-logging:
-  format: json
-  level: info
-  targets:
-    - type: file
-      path: {root}/app.log
-keyfs:
-  audit_log: {root}/audit.log
-  health_interval_seconds: 3600
-  cache_max_entries: 20000
-""" % (self.vault.url, KV_MOUNT, PREFIX, ttl)
+""" % (self.vault.url, KV_MOUNT, PREFIX, ttl) + MOUNT_TAIL + """  cache_max_entries: 20000
+"""
+
+    # --- the keyring side -----------------------------------------------------------
+
+    def keyring_cold(self, n):
+        """An uncached (TTL 0) read through a keyring mount, against a real
+        gnome-keyring-daemon on a private bus, vs the same lookup made in
+        process with libsecret's simple API."""
+        tool = keyringlib.missing_tool()
+        if tool:
+            self.notes.append("keyring benchmark not run: %s is not installed" % tool)
+            return
+        log("5. keyring: uncached read through the mount vs bare "
+            "secret_password_lookup_sync, %d x %d" % (self.reps, n))
+        bus = keyringlib.SessionBus()
+        daemon = keyringlib.KeyringDaemon(os.path.join(self.root, "keyring-daemon"), None)
+        self.keyring = (bus, daemon)
+        bus.start()
+        daemon.env["DBUS_SESSION_BUS_ADDRESS"] = bus.address
+        daemon.start()
+        r = daemon.secret_tool("store", "--label=bench", "service", "omikuji", "username", COLD,
+                               input=keyfslib.new_key())
+        if r.returncode != 0:
+            raise BenchError("secret-tool store failed: %s" % r.stderr.strip()[:200])
+        m = self.keyfs_mount("keyring", """
+key_storage:
+  storage_type: keyring
+  keyring:
+    service: omikuji
+    cache_ttl_seconds: 0
+""" + MOUNT_TAIL, env={"DBUS_SESSION_BUS_ADDRESS": bus.address})
+        path = m.key_path(COLD)
+        bare = [self.bin["keyringget"], "-s", "omikuji", "-u", COLD]
+        self.readloop(path, 20)
+        self.run_prog(bare + ["-n", "20"], env=daemon.env)
+
+        def mount_rep():
+            return self.readloop_us(path, n, 67)
+
+        def bare_rep():
+            return self.run_prog(bare + ["-n", str(n)], env=daemon.env)["ns_per_op"] / 1000.0
+
+        (mv, ms, ml), (bv, bs, bl) = self.interleaved([mount_rep, bare_rep])
+        self.add("uncached keyring read via mount (TTL 0)", mv, "us/op",
+                 "secret_password_lookup_sync in process, same item", bv,
+                 spread=(ms, ml), base_spread=(bs, bl))
+        self.stop_mount(m)
 
     def data_route(self, net):
         return "/v1/%s/data/%s/%s" % (KV_MOUNT, PREFIX, net)
@@ -250,16 +312,7 @@ key_storage:
   storage_type: file
   file:
     path: {root}/store/keys.enc
-logging:
-  format: json
-  level: info
-  targets:
-    - type: file
-      path: {root}/app.log
-keyfs:
-  audit_log: {root}/audit.log
-  health_interval_seconds: 3600
-""")
+""" + MOUNT_TAIL)
         key = keyfslib.new_key()
         m.write_key("bench-file", key + "\n")
         self.shm_file = "/dev/shm/keyfs-bench-%d" % os.getpid()
@@ -324,6 +377,71 @@ keyfs:
         self.notes.append("TTL 0: %s backend GETs for %d reads per repetition" % (counts, n))
         return mv
 
+    def aws_cold(self, n):
+        """The aws-secrets backend's uncached read against the same signed
+        request made by bare libcurl (the AWS test server on both sides)."""
+        log("2b. aws: uncached read through the mount vs bare signed libcurl, %d x %d" % (
+            self.reps, n))
+        self.aws = awslib.AwsServer().start()
+        secret_id = "omikuji/" + COLD
+        self.aws.boto3_client().create_secret(
+            Name=secret_id, SecretString=json.dumps({"private_key": vaultlib.random_evm_key()}))
+        creds = {"AWS_ACCESS_KEY_ID": self.aws.access_key,
+                 "AWS_SECRET_ACCESS_KEY": self.aws.secret_key,
+                 "AWS_EC2_METADATA_DISABLED": "true"}
+        m = self.keyfs_mount("aws-cold", """
+key_storage:
+  storage_type: aws-secrets
+  aws_secrets:
+    region: %s
+    prefix: omikuji
+    endpoint_url: %s
+    cache_ttl_seconds: 0
+logging:
+  format: json
+  level: info
+  targets:
+    - type: file
+      path: {root}/app.log
+keyfs:
+  audit_log: {root}/audit.log
+""" % (self.aws.region, self.aws.url), env=creds)
+        path = m.key_path(COLD)
+        env = dict(os.environ, **creds)
+        argv = [self.bin["curlget"], "-a", self.aws.region, "-s", secret_id, self.aws.url]
+        self.readloop(path, 50)
+        self.run_prog(argv[:1] + ["-n", "50"] + argv[1:], env=env)
+        counts = []
+
+        def gets():
+            return self.aws.stats()["by_action"].get("GetSecretValue", 0)
+
+        def mount_rep():
+            before = gets()
+            us = self.readloop_us(path, n, 67)
+            counts.append(gets() - before)
+            return us
+
+        def curl_rep():
+            r = self.run_prog(argv[:1] + ["-n", str(n)] + argv[1:], env=env)
+            return r["ns_per_op"] / 1000.0
+
+        (mv, ms, ml), (cv, cs, cl) = self.interleaved([mount_rep, curl_rep])
+        per_read = [c / n for c in counts]
+        if any(abs(p - 1.0) > 1e-9 for p in per_read):
+            raise BenchError("TTL 0: GetSecretValue per read %r, expected exactly 1" % per_read)
+        rejected = self.aws.stats()["rejected_signatures"]
+        if rejected:
+            raise BenchError("%d signatures rejected" % rejected)
+        self.add("uncached aws read via mount (TTL 0)", mv, "us/op",
+                 "libcurl SigV4 POST GetSecretValue, reused handle", cv,
+                 spread=(ms, ml), base_spread=(cs, cl))
+        self.notes.append("aws TTL 0: %s GetSecretValue calls for %d reads per repetition, "
+                          "0 rejected signatures" % (counts, n))
+        self.stop_mount(m)
+        self.aws.cleanup()
+        self.aws = None
+
     def cached(self, hot, noaudit, floor_mnt, n, cold_us):
         log("3+4. cached read: audit on, --no-audit, floorfs, %d x %d" % (self.reps, n))
         hp, np_, fp = hot.key_path(HOT), noaudit.key_path(HOT), os.path.join(floor_mnt, "keys", HOT)
@@ -382,6 +500,45 @@ keyfs:
         self.notes.append("addresses: %d backend GETs during %d address and cached reads; "
                           "derivation over %d random keys x %d runs" % (
                               backend, 2 * self.reps * n, keys, self.reps))
+
+    def routed_config(self, instances, globs):
+        """vault_config(3600) plus `instances` file instances of `globs`
+        globs each, none matching HOT: every read of HOT is routed past all
+        of them to key_storage."""
+        text = self.vault_config(3600) + "  backends:\n"
+        for i in range(instances):
+            nets = ", ".join('"route%d-%d-*"' % (i, j) for j in range(globs))
+            text += ("    - name: files%d\n      storage_type: file\n"
+                     "      file: { path: {root}/store/files%d.enc }\n"
+                     "      networks: [%s]\n" % (i, i, nets))
+        return text
+
+    def routing(self, hot, n):
+        log("5. routing: cached read, 1 instance vs 8 instances of 100 globs, %d x %d"
+            % (self.reps, n))
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        routed = self.keyfs_mount("routed", self.routed_config(8, 100), env=env)
+        hp, rp = hot.key_path(HOT), routed.key_path(HOT)
+        for p in (hp, rp):
+            self.readloop(p, 200)
+        (hv, hs, hl), (rv, rs, rl) = self.interleaved([
+            lambda: self.readloop_us(hp, n, 67),
+            lambda: self.readloop_us(rp, n, 67)])
+        instances = len(os.listdir(routed.path("health")))
+        if instances != 9:
+            raise BenchError("routed mount has %d instances, expected 9" % instances)
+        self.add("cached vault read, 8 more instances of 100 globs each", rv, "us/op",
+                 "same, key_storage only (1 instance)", hv, target=1.02,
+                 spread=(rs, rl), base_spread=(hs, hl))
+        self.stop_mount(routed)
+        rs_ = [self.run_prog([self.bin["route"], "-n", "1000000"]) for _ in range(self.reps)]
+        many = statistics.median(r["ns_per_op"] for r in rs_)
+        one = statistics.median(r["ns_per_op_1"] for r in rs_)
+        first = statistics.median(r["first_ns"] for r in rs_)
+        self.add("router_route() in process, 8 x 100 globs, remembered", many, "ns/op",
+                 "same, key_storage only", one)
+        self.notes.append("the first route of a name past 8 x 100 non-matching globs took %.1f us "
+                          "(800 fnmatch calls); later ones are remembered" % (first / 1000.0))
 
     def concurrent(self, hot):
         log("3. 100 concurrent cold reads of one network (server slowed 0.3 s)")
@@ -463,7 +620,202 @@ keyfs:
         ms = (time.monotonic() - t0) * 1000.0
         return ms, self.vault.stats()["requests"]
 
+    def scale(self):
+        """--only scale: getattr of key files (what `ls -l keys/` does per
+        entry) in a mount that has seen N networks, N = 1 000 vs 10 000
+        (the per-network mtime lookup must not grow with N); then one whole
+        `ls -l keys/` of 10 000 keys from the listing cache, and a `stat`
+        while the listing is stale."""
+        small, big = (200, 2000) if self.quick else (1000, 10000)
+        self.vault = vaultlib.VaultServer().start()
+        nets = ["fill-%05d" % i for i in range(big)]
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        ms = self.keyfs_mount("seen-small", self.vault_config(3600), env=env)
+        mb = self.keyfs_mount("seen-big", self.vault_config(3600), env=env)
+        # Written through the mount: a store (a change) is what gives a key
+        # its own mtime, so each mount ends up with n networks in that table.
+        for m, n in ((ms, small), (mb, big)):
+            log("scale: writing %d keys through a mount" % n)
+            t0 = time.monotonic()
+            for x in nets[:n]:
+                with open(m.key_path(x), "w") as f:
+                    f.write(vaultlib.random_evm_key() + "\n")
+            self.notes.append("%d keys written through the mount in %.1f s" % (
+                n, time.monotonic() - t0))
+        probe = nets[:small]
+
+        def stat_us(m):
+            time.sleep(1.1)              # the kernel's attr/entry timeouts (1 s)
+            paths = [m.key_path(x) for x in probe]
+            t0 = time.perf_counter()
+            for p in paths:
+                os.stat(p)
+            return (time.perf_counter() - t0) * 1e6 / len(paths)
+        (b, bs, bl), (a, as_, al) = self.interleaved([lambda: stat_us(mb), lambda: stat_us(ms)])
+        self.add("stat keys/NET (getattr), mount has seen %d networks" % big, b, "us/op",
+                 "same, mount has seen %d" % small, a, spread=(bs, bl), base_spread=(as_, al),
+                 target=1.10)
+
+        keys_dir = mb.path("keys")
+        os.listdir(keys_dir)             # the first listing fills the listing cache
+
+        def ls_l_ms():
+            time.sleep(1.1)
+            t0 = time.perf_counter()
+            names = os.listdir(keys_dir)
+            for x in names:
+                os.stat(os.path.join(keys_dir, x))
+            ms_ = (time.perf_counter() - t0) * 1e3
+            if len(names) < big:
+                raise BenchError("keys/ listed %d names, expected %d" % (len(names), big))
+            return ms_
+
+        def ls_ms():
+            time.sleep(1.1)
+            t0 = time.perf_counter()
+            os.listdir(keys_dir)
+            return (time.perf_counter() - t0) * 1e3
+        (lv, ls_, ll), (dv, ds, dl) = self.interleaved([ls_l_ms, ls_ms])
+        self.add("`ls -l keys/` (listdir + stat each), %d keys, listing cached" % big, lv, "ms",
+                 spread=(ls_, ll))
+        self.add("`ls keys/` (listdir), %d keys, listing cached" % big, dv, "ms",
+                 spread=(ds, dl), ratio=dv / 50.0, target=1.0)
+        self.notes.append("`ls keys/` target: <= 50 ms (ratio column = figure / 50 ms)")
+        self.concurrent_many()
+
+    def concurrent_many(self, readers=1000, keys=100, delay=0.05):
+        """`readers` threads released at once over `keys` never-read networks,
+        each backend GET held `delay` s: exactly `keys` GETs, and the slowest
+        reader within 2 backend latencies + 20 ms.  Run with
+        max_calls_in_flight 128 (room for the 100 fetches), then with the
+        default 16, where the fetches past the bound fail at once (EIO, as
+        documented) and are counted."""
+        if self.quick:
+            readers = 200
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        budget_ms = 2 * delay * 1000 + 20
+        for bound in (128, 16):
+            nets = ["conc%d-%03d" % (bound, i) for i in range(keys)]
+            self.kv_put_many(nets)
+            m = self.keyfs_mount("conc-%d" % bound, self.vault_config(3600) +
+                                 "  max_calls_in_flight: %d\n" % bound, env=env)
+            lst = os.path.join(self.root, "conc-%d.list" % bound)
+            with open(lst, "w") as f:
+                f.write("".join(m.key_path(x) + "\n" for x in nets))
+            os.listdir(m.path("keys"))   # listing cached: lookups do not wait on it
+            log("scale: %d concurrent readers of %d uncached keys, GETs held %.0f ms, "
+                "max_calls_in_flight %d" % (readers, keys, delay * 1000, bound))
+            self.vault.reset_stats()
+            self.vault.fault("slow", count=-1, delay=delay,
+                             path_prefix="/v1/%s/data/%s/conc%d-" % (KV_MOUNT, PREFIX, bound))
+            try:
+                p = subprocess.run([self.bin["readloop"], "-b", "-t", str(readers), "-l", lst],
+                                   capture_output=True, text=True, timeout=300,
+                                   stdin=subprocess.DEVNULL)
+            finally:
+                self.vault.clear_fault()
+            if p.returncode not in (0, 1) or not p.stdout.strip():
+                raise BenchError("readloop failed (%d): %s" % (p.returncode, p.stderr[:300]))
+            r = parse_kv(p.stdout.strip().splitlines()[-1])
+            calls = sum(self.vault.route_count("GET", self.data_route(x)) for x in nets)
+            what = "%d readers of %d uncached keys, max_calls_in_flight %d" % (
+                readers, keys, bound)
+            self.add("backend GETs, " + what, calls, "calls", None, None,
+                     ratio=calls / float(keys), target=1.0 if bound >= keys else None)
+            self.add("failed reads, " + what, r["errors"], "reads", None, None)
+            self.add("slowest reader, %s (budget 2 x %.0f ms + 20 ms)" % (what, delay * 1000),
+                     r["lat_max_ns"] / 1e6, "ms", ratio=r["lat_max_ns"] / 1e6 / budget_ms,
+                     target=1.0)
+            self.notes.append("%s: reader latency ms min %.1f p50 %.1f p90 %.1f p99 %.1f "
+                              "max %.1f" % tuple([what] + [r[k] / 1e6 for k in (
+                                  "lat_min_ns", "lat_p50_ns", "lat_p90_ns", "lat_p99_ns",
+                                  "lat_max_ns")]))
+            self.stop_mount(m)
+
+    def run_routing_only(self):
+        """--only routing: the Vault server, one key_storage-only mount and the
+        routing comparison, nothing else."""
+        self.vault = vaultlib.VaultServer().start()
+        self.kv_put_many([HOT])
+        hot = self.keyfs_mount("hot", self.vault_config(3600),
+                               env={"VAULT_TOKEN": self.vault.root_token})
+        self.routing(hot, 2000 if self.quick else 10000)
+
+    def report(self):
+        """`report` over a generated, chained audit log of report_lines lines:
+        lines per second against `audit verify` of the same file (the chain
+        check the report runs first), peak RSS of both, and the report's peak
+        RSS on a tenth of the lines (constant memory: the ratio stays ~1)."""
+        n = self.report_lines
+        log("report: generating a %d-line audit log" % n)
+        path = os.path.join(self.root, "report-audit.log")
+        small = os.path.join(self.root, "report-audit-small.log")
+        end = time.time()
+        t0 = time.monotonic()
+        for p, lines in ((path, n), (small, max(1, n // 10))):
+            subprocess.run([self.bin["gen_audit"], "-n", str(lines), "-d", "60", "-e", "%.0f" % end,
+                            p], check=True, timeout=1800)
+        self.notes.append("report: generated %d audit lines (%.0f MB) in %.0f s" % (
+            n, os.path.getsize(path) / 1e6, time.monotonic() - t0))
+        until = datetime.datetime.fromtimestamp(end + 1, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+
+        def timed(argv):
+            t = time.monotonic()
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL)
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            err = p.stderr.read().decode()
+            p.stderr.close()
+            if p.returncode != 0:
+                raise BenchError("%s failed (%d): %s" % (argv[1:3], p.returncode, err[:300]))
+            return time.monotonic() - t, ru.ru_maxrss / 1024.0, ru.ru_utime + ru.ru_stime
+
+        out = os.path.join(self.root, "report.json")
+        report = [self.keyfs_bin, "report", "monthly", "--audit-log", path, "--until", until,
+                  "--format", "json", "-o", out]
+        verify = [self.keyfs_bin, "audit", "verify", path]
+        reps = 1 if n >= 5000000 else min(self.reps, 3)
+        log("report: %d x (report, audit verify) over %d lines" % (reps, n))
+        rt = [], []
+        for _ in range(reps):      # interleaved: drift hits both alike
+            rt[0].append(timed(report))
+            rt[1].append(timed(verify))
+        r_s = statistics.median(x[0] for x in rt[0])
+        v_s = statistics.median(x[0] for x in rt[1])
+        r_cpu = statistics.median(x[2] for x in rt[0])
+        v_cpu = statistics.median(x[2] for x in rt[1])
+        r_rss = max(x[1] for x in rt[0])
+        v_rss = max(x[1] for x in rt[1])
+        with open(out) as f:
+            doc = json.load(f)
+        if doc["chain"]["lines"] != n or not doc["chain"]["verified"]:
+            raise BenchError("report read %r" % doc["chain"])
+        small_s, small_rss, _ = timed([self.keyfs_bin, "report", "monthly", "--audit-log", small,
+                                    "--until", until, "--format", "json", "-o", out])
+        # CPU time is the figure that a shared machine does not distort;
+        # wall time is in the notes.
+        self.add("report monthly: audit lines per CPU second (%d lines)" % n, n / r_cpu,
+                 "lines/s", "audit verify, same file", n / v_cpu, lower_is_better=False)
+        self.add("report monthly: peak RSS (%d lines)" % n, r_rss, "MiB",
+                 "same report on %d lines" % max(1, n // 10), small_rss)
+        self.add("audit verify: peak RSS (%d lines)" % n, v_rss, "MiB")
+        self.notes.append("report over %d lines: %.1f s wall, %.1f s CPU (median of %d; %.0f "
+                          "lines/s wall); audit verify %.1f s wall, %.1f s CPU; report on %d "
+                          "lines %.1f s wall" % (n, r_s, r_cpu, reps, n / r_s, v_s, v_cpu,
+                                                 max(1, n // 10), small_s))
+
     def run(self):
+        if self.report_only:
+            self.report()
+            return
+        if self.only == "routing":
+            return self.run_routing_only()
+        if self.only == "keyring":
+            return self.keyring_cold(100 if self.quick else 500)
+        if self.only == "scale":
+            return self.scale()
         self.foundation()
         self.vault = vaultlib.VaultServer().start()
         # Only the three bench keys at first: with thousands of keys every
@@ -477,7 +829,9 @@ keyfs:
                                    env=env)
         floor_mnt = self.start_floor()
         cold_us = self.vault_cold(cold, 300 if self.quick else 1000)
+        self.aws_cold(300 if self.quick else 1000)
         self.cached(hot, noaudit, floor_mnt, 2000 if self.quick else 10000, cold_us)
+        self.routing(hot, 2000 if self.quick else 10000)
         self.addresses(hot, 2000 if self.quick else 10000)
         self.concurrent(hot)
         small_ms, small_req = self.stale_lookup(noaudit)
@@ -494,6 +848,8 @@ keyfs:
             len(fill) + 3), big_ms, "ms", "same, Vault holds 3 keys", small_ms)
         self.notes.append("that stat made %d Vault requests with %d keys, %d with 3 keys" % (
             big_req, len(fill) + 3, small_req))
+        self.keyring_cold(100 if self.quick else 500)
+        self.report()
 
     # --- output -----------------------------------------------------------------
 
@@ -527,6 +883,8 @@ def fmt_num(v):
 def fmt(v, unit):
     if unit == "us/op":
         return "%s us" % fmt_num(v)
+    if unit == "ns/op":
+        return "%.1f ns" % v
     if unit == "x":
         return "%.1fx" % v
     if unit == "ms":
@@ -537,6 +895,8 @@ def fmt(v, unit):
         return "%d" % v
     if unit == "bytes":
         return "%.0f B" % v
+    if unit == "lines/s":
+        return "%.0f lines/s" % v
     return "%g" % v
 
 
@@ -579,12 +939,19 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
+    ap.add_argument("--only", choices=["routing", "scale", "keyring"], help="run one comparison only")
+    ap.add_argument("--report-lines", type=int, default=None,
+                    help="audit lines for the report benchmark (default 10 M, 1 M with --quick)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run only the report benchmark")
     args = ap.parse_args()
 
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
         print("SKIP: needs root, /dev/fuse and fusermount3")
         return 77
-    b = Bench(args.build, max(1, args.reps), args.quick)
+    b = Bench(args.build, max(1, args.reps), args.quick, args.only)
+    b.report_lines = args.report_lines or (1000000 if args.quick else 10000000)
+    b.report_only = args.report_only
     for p in list(b.bin.values()) + [b.keyfs_bin]:
         if not os.access(p, os.X_OK):
             print("missing %s: run meson compile -C %s" % (p, args.build), file=sys.stderr)

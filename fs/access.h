@@ -1,5 +1,4 @@
-/* access.h - who may do what to which key (contract sections 4 and 5), and
- * the anomaly signals of the monitoring guide.
+/* access.h - who may do what to which key (contract sections 4 and 5).
  *
  * Names (user:, group:) are resolved to ids when the rules are built and on
  * access_reload() (SIGHUP): no name-service lookup on the hot path.
@@ -48,22 +47,5 @@ bool access_any_grant(struct access *a, const struct caller *c, const char *netw
 bool access_allowed_somewhere(struct access *a, const struct caller *c, enum access_op op);
 /* A group given as a name or a number: 0 and *out, -ENOENT, or -errno. */
 int access_resolve_group(const char *spec, gid_t *out);
-
-/* Anomaly detection and the per-caller rate limit. */
-struct anomaly;
-
-struct anomaly_verdict {
-	const char *kind;    /* NULL, or "burst" "off_hours" "auth_failures" "rate_limited" */
-	bool deny;           /* rate limit exceeded: deny with EACCES */
-};
-
-int anomaly_new(const struct config_keyfs *cfg, clock_fn wall_now, struct anomaly **out,
-                char *err, size_t errlen);
-/* Called for every key read (get) by a caller before it is served. */
-struct anomaly_verdict anomaly_check_read(struct anomaly *an, const struct caller *c);
-/* Called for every backend auth failure; returns "auth_failures" when the
- * per-minute threshold is crossed, else NULL. */
-const char *anomaly_auth_failure(struct anomaly *an);
-void anomaly_free(struct anomaly *an);
 
 #endif

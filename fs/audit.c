@@ -91,6 +91,8 @@ struct audit {
 	EVP_MAC_CTX *mac;               /* keyed chain (audit_set_key), else NULL */
 	time_t ts_second;               /* second that ts_prefix formats */
 	char ts_prefix[32];             /* "YYYY-MM-DDTHH:MM:SS" */
+	mode_t file_mode;               /* audit_set_access(); 0 = as created (0600) */
+	gid_t file_gid;                 /* (gid_t)-1 = keep */
 };
 
 static const char audit_zero_hash[AUDIT_HASH_HEX + 1] =
@@ -637,6 +639,7 @@ int audit_open(const char *path, enum audit_failure mode, struct audit **out,
 	}
 	a->fd = -1;
 	a->mode = mode;
+	a->file_gid = (gid_t)-1;
 	a->line.limit = AUDIT_LINE_MAX;
 	memcpy(a->prev_hash, audit_zero_hash, sizeof(audit_zero_hash));
 	pthread_mutex_init(&a->lock, NULL);
@@ -669,12 +672,53 @@ fail:
 	return rc;
 }
 
+/* Mode and group of the file on fd, and a directory the log shippers of
+ * that group can enter when it is ours and closed to the group. */
+static int audit_apply_access(struct audit *a, int fd)
+{
+	if (!a->file_mode)
+		return 0;
+	if (a->file_gid != (gid_t)-1 && fchown(fd, (uid_t)-1, a->file_gid) < 0)
+		return -errno;
+	if (fchmod(fd, a->file_mode) < 0)
+		return -errno;
+	char *dir = strdup(a->path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	struct stat st;
+	if (slash && slash != dir && (a->file_mode & 0040)) {
+		*slash = 0;
+		if (stat(dir, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & 0010)) {
+			if (a->file_gid != (gid_t)-1 && st.st_gid != a->file_gid)
+				(void)chown(dir, (uid_t)-1, a->file_gid);
+			(void)chmod(dir, (st.st_mode & 07777) | 0050);
+		}
+	}
+	free(dir);
+	return 0;
+}
+
+int audit_set_access(struct audit *a, mode_t mode, gid_t gid)
+{
+	pthread_mutex_lock(&a->lock);
+	a->file_mode = mode;
+	a->file_gid = gid;
+	int rc = audit_apply_access(a, a->fd);
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
 int audit_reopen(struct audit *a)
 {
 	const char *why = NULL;
 	int fd = audit_open_fd(a->path, &why);
 	if (fd < 0)
 		return fd;   /* keep writing to the old file rather than lose lines */
+	pthread_mutex_lock(&a->lock);
+	int arc = audit_apply_access(a, fd);
+	pthread_mutex_unlock(&a->lock);
+	if (arc < 0)
+		log_kv(LOG_LEVEL_WARN, "audit log reopened without its mode or group", "path", a->path,
+		       "error", strerror(-arc), (char *)NULL);
 	pthread_mutex_lock(&a->lock);
 	int old = a->fd;
 	a->fd = fd;
@@ -838,11 +882,55 @@ struct audit_chain {
 	long lines;                  /* over all files */
 	long bad_lines;              /* reported so far */
 	long read;                   /* lines read, good and bad */
+	long links;                  /* hashes checked and matching */
 	bool resync;                 /* after a malformed line: anchor on the next good one */
+	bool anchor_next;            /* audit_chain_restart(): trust the next line */
 };
 
-/* Check one line (without its newline) against the chain.  0 when it
- * links, else 1 with the reason printed.
+struct audit_chain *audit_chain_new(const struct audit_verify_options *opt)
+{
+	static const struct audit_verify_options none;
+	struct audit_chain *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->opt = opt ? opt : &none;
+	c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	c->md = EVP_MD_CTX_new();
+	if (c->opt->key)
+		c->mac = audit_mac_new(c->opt->key);
+	if (!c->sha256 || !c->md || (c->opt->key && !c->mac)) {
+		audit_chain_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void audit_chain_free(struct audit_chain *c)
+{
+	if (!c)
+		return;
+	EVP_MAC_CTX_free(c->mac);
+	EVP_MD_CTX_free(c->md);
+	EVP_MD_free(c->sha256);
+	free(c);
+}
+
+void audit_chain_restart(struct audit_chain *c)
+{
+	c->anchor_next = true;
+}
+
+unsigned long long audit_chain_first_seq(const struct audit_chain *c)
+{
+	return c->first_seq;
+}
+
+unsigned long long audit_chain_last_seq(const struct audit_chain *c)
+{
+	return c->last_seq;
+}
+
+/* Check one line (without its newline) against the chain.
  *
  * A bad line does not end the check.  A malformed one (not JSON, a field
  * missing, torn) sets c->resync: the next well-formed line is taken as the
@@ -850,35 +938,54 @@ struct audit_chain {
  * link (edited, removed or reordered lines) is reported and becomes the
  * anchor itself, so the line after it is checked against it.  A caller
  * who gets one bad line written cannot hide what follows it. */
-static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
-                            const char *path, long lineno, FILE *report)
+int audit_chain_check(struct audit_chain *c, const char *line, size_t len, bool complete,
+                      char *why, size_t whylen, json_t **parsed)
 {
 	char stored[AUDIT_HASH_HEX + 1], computed[AUDIT_HASH_HEX + 1];
-	json_error_t jerr;
-	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		fprintf(report, "%s: line %ld: not valid JSON (column %d: %s)\n", path, lineno,
-		        jerr.column, jerr.text);
+
+	why[0] = 0;
+	if (parsed)
+		*parsed = NULL;
+	c->read++;
+	if (!complete) {
+		snprintf(why, whylen, "truncated (no newline at the end of the file)");
 		c->resync = true;
 		return 1;
 	}
-	const char *why = audit_check_fields(root);
-	unsigned long long seq = why ? 0 : (unsigned long long)json_integer_value(
+	json_error_t jerr;
+	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(why, whylen, "not valid JSON (column %d: %s)", jerr.column, jerr.text);
+		c->resync = true;
+		return 1;
+	}
+	const char *bad = audit_check_fields(root);
+	unsigned long long seq = bad ? 0 : (unsigned long long)json_integer_value(
 		json_object_get(root, "seq"));
-	json_decref(root);
-	if (why) {
-		fprintf(report, "%s: line %ld: %s\n", path, lineno, why);
+	if (parsed)
+		*parsed = root;
+	else
+		json_decref(root);
+	if (bad) {
+		snprintf(why, whylen, "%s", bad);
 		c->resync = true;
 		return 1;
 	}
 	long prefix_len = audit_split(line, len, stored);
 	if (prefix_len < 0) {
-		fprintf(report, "%s: line %ld: does not end with the hash field\n", path, lineno);
+		snprintf(why, whylen, "does not end with the hash field");
 		c->resync = true;
 		return 1;
 	}
+	if (c->anchor_next) {
+		/* Its predecessor is not in the input: its stored hash anchors
+		 * what follows. */
+		c->anchor_next = false;
+		c->resync = false;
+		goto anchor;
+	}
 	if (c->resync) {
-		fprintf(report, "%s: line %ld: chain resumes at seq %llu\n", path, lineno, seq);
+		snprintf(why, whylen, "chain resumes at seq %llu", seq);
 		c->resync = false;
 		goto anchor;
 	}
@@ -888,8 +995,7 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 		if (o->have_start && seq == o->start_seq) {
 			/* The checkpointed line itself: its hash is the anchor. */
 			if (strcmp(stored, o->start_hash) != 0) {
-				fprintf(report, "%s: line %ld: seq %llu does not have the hash --start "
-				        "gives\n", path, lineno, seq);
+				snprintf(why, whylen, "seq %llu does not have the hash --start gives", seq);
 				goto mislinked;
 			}
 			memcpy(c->prev, stored, sizeof(c->prev));
@@ -900,32 +1006,32 @@ static int audit_chain_line(struct audit_chain *c, const char *line, size_t len,
 		unsigned long long want = o->have_start ? o->start_seq + 1 : 1;
 		if (seq != want) {
 			if (o->have_start)
-				fprintf(report, "%s: line %ld: chain starts at seq %llu, but --start "
-				        "resumes after seq %llu\n", path, lineno, seq, o->start_seq);
+				snprintf(why, whylen, "chain starts at seq %llu, but --start resumes after "
+				         "seq %llu", seq, o->start_seq);
 			else
-				fprintf(report, "%s: line %ld: chain starts at seq %llu: lines 1..%llu "
-				        "are missing (give the rotated files first, or --start SEQ:HASH "
-				        "from a checkpoint)\n", path, lineno, seq, seq - 1);
+				snprintf(why, whylen, "chain starts at seq %llu: lines 1..%llu are missing "
+				         "(give the rotated files first, or --start SEQ:HASH from a "
+				         "checkpoint)", seq, seq - 1);
 			goto mislinked;
 		}
 		memcpy(c->prev, o->have_start ? o->start_hash : audit_zero_hash, sizeof(c->prev));
 	} else if (seq != c->last_seq + 1) {
-		fprintf(report, "%s: line %ld: seq %llu, expected %llu (a line was removed, "
-		        "inserted or reordered)\n", path, lineno, seq, c->last_seq + 1);
+		snprintf(why, whylen, "seq %llu, expected %llu (a line was removed, inserted or "
+		         "reordered)", seq, c->last_seq + 1);
 		goto mislinked;
 	}
 	if (audit_link_hex(c->md, c->sha256, c->mac, c->prev, line, (size_t)prefix_len,
 	                   computed) < 0) {
-		fprintf(report, "%s: line %ld: cannot compute SHA-256\n", path, lineno);
+		snprintf(why, whylen, "cannot compute SHA-256");
 		return 1;
 	}
 	if (strcmp(computed, stored) != 0) {
-		fprintf(report, "%s: line %ld: hash mismatch (the line was edited, or the "
-		        "line before it was replaced%s)\n", path, lineno,
-		        c->mac ? ", or the key is not the log's" :
-		        c->lines == 0 ? "; a keyed log needs --key" : "");
+		snprintf(why, whylen, "hash mismatch (the line was edited, or the line before it "
+		         "was replaced%s)", c->mac ? ", or the key is not the log's" :
+		         c->links == 0 ? "; a keyed log needs --key" : "");
 		goto mislinked;
 	}
+	c->links++;
 anchor:
 	if (c->lines == 0)
 		c->first_seq = seq;
@@ -946,6 +1052,7 @@ mislinked:
 static int audit_chain_file(struct audit_chain *c, const char *path, FILE *report,
                             long *bad_line)
 {
+	char why[256];
 	char *line = NULL;
 	size_t cap = 0;
 	long lineno = 0;
@@ -963,16 +1070,11 @@ static int audit_chain_file(struct audit_chain *c, const char *path, FILE *repor
 		}
 		lineno++;
 		size_t len = (size_t)n;
-		int bad;
-		c->read++;
-		if (line[len - 1] != '\n') {
-			fprintf(report, "%s: line %ld: truncated (no newline at the end of the file)\n",
-			        path, lineno);
-			c->resync = true;
-			bad = 1;
-		} else {
-			bad = audit_chain_line(c, line, len - 1, path, lineno, report);
-		}
+		bool complete = line[len - 1] == '\n';
+		int bad = audit_chain_check(c, line, complete ? len - 1 : len, complete, why,
+		                            sizeof(why), NULL);
+		if (why[0])
+			fprintf(report, "%s: line %ld: %s\n", path, lineno, why);
 		if (bad) {
 			if (!c->bad_lines++)
 				*bad_line = lineno;
@@ -1003,27 +1105,18 @@ int audit_verify_files(const char *const *files, size_t n,
                        const struct audit_verify_options *opt, FILE *report,
                        size_t *bad_file, long *bad_line)
 {
-	static const struct audit_verify_options none;
-	struct audit_chain c = { .opt = opt ? opt : &none };
 	int result = 0;
 
 	*bad_file = 0;
 	*bad_line = 0;
-	c.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	c.md = EVP_MD_CTX_new();
-	if (c.opt->key && !(c.mac = audit_mac_new(c.opt->key))) {
-		result = -EIO;
-		goto out;
-	}
-	if (!c.sha256 || !c.md) {
-		result = -ENOMEM;
-		goto out;
-	}
+	struct audit_chain *c = audit_chain_new(opt);
+	if (!c)
+		return opt && opt->key ? -EIO : -ENOMEM;
 	/* Every file is checked, past bad lines; *bad_file and *bad_line keep
 	 * the first problem. */
 	for (size_t i = 0; i < n && result >= 0; i++) {
 		long bad = 0;
-		int rc = audit_chain_file(&c, files[i], report, &bad);
+		int rc = audit_chain_file(c, files[i], report, &bad);
 		if (rc < 0 || (rc > 0 && result == 0)) {
 			*bad_file = i;
 			*bad_line = bad;
@@ -1033,29 +1126,27 @@ int audit_verify_files(const char *const *files, size_t n,
 	}
 	if (result < 0)
 		goto out;
-	if (c.bad_lines) {
+	if (c->bad_lines) {
 		fprintf(report, "audit log NOT intact: %ld bad line%s of %ld, the first at line %ld "
-		        "of %s\n", c.bad_lines, c.bad_lines == 1 ? "" : "s", c.read,
+		        "of %s\n", c->bad_lines, c->bad_lines == 1 ? "" : "s", c->read,
 		        *bad_line, files[*bad_file]);
 		goto out;
 	}
 	const char *last = n ? files[n - 1] : "";
-	unsigned long long end = c.lines ? c.last_seq : c.opt->have_start ? c.opt->start_seq : 0;
-	if (c.opt->have_expect && end < c.opt->expect_seq) {
+	unsigned long long end = c->lines ? c->last_seq : c->opt->have_start ? c->opt->start_seq : 0;
+	if (c->opt->have_expect && end < c->opt->expect_seq) {
 		fprintf(report, "%s: chain ends at seq %llu, but the daemon wrote up to seq %llu: "
-		        "lines are missing at the end\n", last, end, c.opt->expect_seq);
+		        "lines are missing at the end\n", last, end, c->opt->expect_seq);
 		result = 1;
 		goto out;
 	}
-	if (c.lines == 0)
+	if (c->lines == 0)
 		fprintf(report, "audit log OK: 0 lines\n");
 	else
-		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", c.lines, c.first_seq,
-		        c.last_seq);
+		fprintf(report, "audit log OK: %ld lines, seq %llu..%llu\n", c->lines, c->first_seq,
+		        c->last_seq);
 out:
-	EVP_MAC_CTX_free(c.mac);
-	EVP_MD_CTX_free(c.md);
-	EVP_MD_free(c.sha256);
+	audit_chain_free(c);
 	return result;
 }
 

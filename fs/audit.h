@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <jansson.h>
 #include <sys/types.h>
 #include "config.h"
 #include "metrics.h"
@@ -44,6 +45,12 @@ int audit_open(const char *path, enum audit_failure mode, struct audit **out,
  * mode -EIO (the caller fails the access), in allow mode 0 after counting
  * metrics_audit_write_error() and logging. */
 int audit_write(struct audit *a, const struct audit_record *r);
+
+/* Give the log file mode (0600..0660) and group gid ((gid_t)-1: keep), now
+ * and after every reopen, so a log shipper in that group can read it; a
+ * directory of ours around it that the group cannot enter gets g+rx (and
+ * the group).  0 or -errno (fchown to a group the process is not in). */
+int audit_set_access(struct audit *a, mode_t mode, gid_t gid);
 
 /* Reopen the path (SIGHUP after logrotate).  0 or -errno. */
 int audit_reopen(struct audit *a);
@@ -94,5 +101,36 @@ int audit_verify_files(const char *const *files, size_t n,
 
 /* audit_verify_files() of one file with no options. */
 int audit_verify(const char *path, FILE *report, long *bad_line);
+
+/* The chain check of one line at a time, the definition of a good line for
+ * audit_verify_files() and for every other reader (the report): feed it the
+ * lines of the files in order, oldest first, as one chain. */
+struct audit_chain;
+
+/* opt (borrowed, may be NULL) says where the chain starts, as for
+ * audit_verify_files().  NULL when out of memory.  Free with
+ * audit_chain_free (NULL allowed). */
+struct audit_chain *audit_chain_new(const struct audit_verify_options *opt);
+void audit_chain_free(struct audit_chain *c);
+
+/* Check the next line: its bytes without the newline, complete false when
+ * the input ended before a newline.  Returns 0 when the line is good and
+ * extends the chain (why is "" or a note, e.g. "chain resumes at seq N"), 1
+ * when it is bad with the reason in why.  The check goes on past a bad line
+ * (audit.c: a malformed line makes the next well-formed one the anchor, a
+ * mislinked one is the anchor itself).  When parsed is non-NULL it receives
+ * the line's JSON object whenever the line parsed as JSON (good or not; the
+ * caller json_decref()s it), else NULL. */
+int audit_chain_check(struct audit_chain *c, const char *line, size_t len, bool complete,
+                      char *why, size_t whylen, json_t **parsed);
+
+/* Trust the next well-formed line as an anchor (its predecessor is not
+ * available), e.g. before the first line of an input whose earlier lines
+ * are gone. */
+void audit_chain_restart(struct audit_chain *c);
+
+/* seq of the first line checked, and of the last (0: none). */
+unsigned long long audit_chain_first_seq(const struct audit_chain *c);
+unsigned long long audit_chain_last_seq(const struct audit_chain *c);
 
 #endif

@@ -368,6 +368,7 @@ int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *
 	if (err) {
 		err->msg[0] = 0;
 		err->auth_failure = false;
+		err->updated_at = 0;
 	}
 
 	pthread_mutex_lock(&c->lock);

@@ -160,6 +160,8 @@ static void control_serve(struct control *ctl, int fd)
 		rc = key ? keystore_store(ctl->k, &c, network, key) : -ENOMEM;
 		secret_free(key);
 		key = NULL;
+		if (rc == 0)
+			strbuf_printf(&text, "%s", keystore_last_store());
 		break;
 	case KEY_OP_REMOVE:
 		rc = keystore_remove(ctl->k, &c, network);

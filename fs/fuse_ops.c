@@ -78,7 +78,7 @@ int tree_resolve(struct keyfs *k, const char *path, struct node *n)
 			                    e->child_kind, name };
 			return 0;
 		}
-		if (strcmp(name, k->backend_name) != 0)
+		if (!keyfs_instance(k, name))
 			return -ENOENT;
 		*n = (struct node){ &health_file, NODE_SNAPSHOT, name };
 		return 0;
@@ -93,7 +93,7 @@ static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode
 	st->st_nlink = type == S_IFDIR ? 2 : 1;
 	st->st_uid = k->mount_uid;
 	st->st_gid = k->mount_gid;
-	st->st_size = 0;   /* direct I/O: readers read to EOF; a size would mean fetching */
+	st->st_size = 0;   /* key files: keystore_size(), known without fetching */
 	st->st_blksize = 4096;
 	st->st_mtim.tv_sec = (time_t)mtime;
 	st->st_mtim.tv_nsec = (long)((mtime - (double)(time_t)mtime) * 1e9);
@@ -135,12 +135,6 @@ static bool monitoring_allowed(struct keyfs *k, const struct node *n)
  * canonical form).  The size matters beyond stat: a MAP_PRIVATE mmap (the
  * kernel refuses MAP_SHARED of a direct-I/O file with ENODEV) reads pages
  * up to it, and past it the reader gets SIGBUS. */
-static void key_file_size(const struct keyfs *k, struct stat *st)
-{
-	if (k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
-		st->st_size = 67;
-}
-
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -167,7 +161,8 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		if (rc < 0)
 			return rc;
 		fill_stat(k, st, S_IFREG, KEY_MODE, keystore_mtime(k, n.name));
-		key_file_size(k, st);
+		/* What a read returns (evm: always 67), without fetching. */
+		st->st_size = keystore_size(k, n.name);
 		return 0;
 	}
 	case NODE_ADDRESS: {
@@ -213,7 +208,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	if (!n.entry->has_children)
 		return 0;
 	if (n.entry->child_kind == NODE_SNAPSHOT) {
-		fill(buf, k->backend_name, NULL, 0, 0);
+		for (size_t i = 0; i < k->n_instances; i++)
+			fill(buf, k->instances[i]->name, NULL, 0, 0);
 		return 0;
 	}
 	struct caller c;
@@ -366,7 +362,9 @@ static int op_unlink(const char *path)
 	return keystore_remove(k, &c, n.name);
 }
 
-/* `touch keys/<net>` forces a refetch of that key (audited as a refresh). */
+/* `touch keys/<net>` forces a refetch of that key (audited as a refresh).
+ * The mount's own touch (a rotation notice for inotify watchers) is not a
+ * caller's: it is answered at once. */
 static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
 	(void)tv;
@@ -379,7 +377,7 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 	if (n.kind != NODE_KEY)
 		return -EPERM;
 	/* touch of a new name: nothing to refetch, nothing to audit */
-	if (keystore_is_creating(k, n.name))
+	if (keyfs_request_is_own(k) || keystore_is_creating(k, n.name))
 		return 0;
 	struct caller c;
 	struct secret *key = NULL;

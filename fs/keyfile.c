@@ -79,9 +79,8 @@ int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *f
 		struct secret *key = NULL;
 		rc = keystore_get(k, &f->opener, n->name, false, &key);
 		if (rc == 0) {
-			f->content = secret_new(key->len + 1);
-			if (!f->content || secret_append(f->content, key->data, key->len) < 0 ||
-			    secret_append(f->content, "\n", 1) < 0)
+			f->content = keystore_content(k, key);
+			if (!f->content)
 				rc = -ENOMEM;
 		}
 		secret_free(key);

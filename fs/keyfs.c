@@ -1,6 +1,8 @@
-/* keyfs.c - life cycle of a mount's state: open the backend, cache, audit
- * log and access rules; the maintenance thread (health checks, SIGHUP
- * reloads); the caller of the current FUSE request. */
+/* keyfs.c - life cycle of a mount's state: open the backend instances
+ * (each with its cache and metric series), audit log and access rules;
+ * start them after daemonizing; one health checker thread per instance and
+ * the maintenance thread (SIGHUP reloads); the caller of the current FUSE
+ * request. */
 #include "keyfs.h"
 #include "clock.h"
 #include "log.h"
@@ -8,16 +10,120 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <grp.h>
+#include <limits.h>
+#include <openssl/rand.h>
 #include <poll.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+extern char **environ;
+
+/* keyfs.audit_log_mode and audit_log_group (a name or a gid). */
+static int audit_access(struct keyfs *k, char *err, size_t errlen)
+{
+	const struct config_keyfs *kc = &k->cfg->keyfs;
+	gid_t gid = (gid_t)-1;
+	if (kc->audit_log_mode == 0600 && !kc->audit_log_group)
+		return 0;
+	if (kc->audit_log_group) {
+		char *end = NULL;
+		struct group *g = getgrnam(kc->audit_log_group);
+		unsigned long n = strtoul(kc->audit_log_group, &end, 10);
+		if (g) {
+			gid = g->gr_gid;
+		} else if (*kc->audit_log_group && !*end) {
+			gid = (gid_t)n;
+		} else {
+			snprintf(err, errlen, "keyfs.audit_log_group: unknown group '%s'", kc->audit_log_group);
+			return -EINVAL;
+		}
+	}
+	int rc = audit_set_access(k->audit, (mode_t)kc->audit_log_mode, gid);
+	if (rc < 0)
+		snprintf(err, errlen, "audit log %s: cannot set mode %04o%s%s: %s (the group must be "
+		         "one of the mounting user's)", kc->audit_log, (unsigned)kc->audit_log_mode,
+		         kc->audit_log_group ? " and group " : "",
+		         kc->audit_log_group ? kc->audit_log_group : "", strerror(-rc));
+	return rc;
+}
+
+/* Open one instance: its backend (no I/O beyond local checks), its cache
+ * with its own TTL, its metric series. */
+static int instance_new(struct keyfs *k, const struct config_backend *cb, struct instance **out,
+                        char *err, size_t errlen)
+{
+	struct backend_err berr = { { 0 }, false };
+	struct instance *in = calloc(1, sizeof(*in));
+	if (!in) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	in->k = k;
+	in->cfg = cb;
+	in->name = cb->name;
+	in->max_in_flight = config_max_calls_in_flight(k->cfg, cb);
+	pthread_mutex_init(&in->list_lock, NULL);
+	pthread_cond_init(&in->list_cond, NULL);
+	pthread_mutex_init(&in->health.lock, NULL);
+	pthread_mutex_init(&in->wake_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&in->wake_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	*out = in;
+
+	int rc = backend_open(cb, &in->backend, &berr);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s backend '%s': %s", config_storage_name(cb), cb->name,
+		         berr.msg[0] ? berr.msg : strerror(-rc));
+		return rc;
+	}
+	bool remote = cb->type->flags & BACKEND_REMOTE;
+	in->metrics = metrics_backend_register(in->name, remote);
+	if (remote) {
+		struct cache_config cc = {
+			.ttl_seconds = in->backend->cache_ttl_seconds,
+			.max_stale_seconds = k->cfg->keyfs.max_stale_seconds,
+			.max_entries = (size_t)k->cfg->keyfs.cache_max_entries,
+			.now = NULL,
+		};
+		in->cache = cache_new(&cc);
+		if (!in->cache) {
+			snprintf(err, errlen, "cannot create the cache: out of memory");
+			return -ENOMEM;
+		}
+		metrics_cache_size(in->metrics, 0);
+	}
+	return 0;
+}
+
+static void instance_free(struct instance *in)
+{
+	if (!in)
+		return;
+	cache_free(in->cache);
+	if (in->backend)
+		in->backend->ops->close(in->backend);
+	strlist_clear(&in->list);
+	pthread_mutex_destroy(&in->list_lock);
+	pthread_cond_destroy(&in->list_cond);
+	pthread_mutex_destroy(&in->health.lock);
+	pthread_mutex_destroy(&in->wake_lock);
+	pthread_cond_destroy(&in->wake_cond);
+	free(in);
+}
 
 int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
               struct keyfs **out, char *err, size_t errlen)
 {
-	struct backend_err berr = { { 0 }, false };
 	struct keyfs *k = calloc(1, sizeof(*k));
 	int rc;
 	if (!k)
@@ -27,39 +133,41 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	k->mount_gid = mount_gid;
 	k->start_wall = clock_wall();
 	k->wake_pipe[0] = k->wake_pipe[1] = -1;
-	pthread_mutex_init(&k->list_lock, NULL);
-	pthread_cond_init(&k->list_cond, NULL);
+	pthread_mutex_init(&k->creating_lock, NULL);
 	pthread_mutex_init(&k->mtime_lock, NULL);
+	pthread_mutex_init(&k->changed_lock, NULL);
 	pthread_mutex_init(&k->handles_lock, NULL);
-	pthread_mutex_init(&k->health.lock, NULL);
 
-	rc = backend_open(cfg, &k->backend, &berr);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s backend: %s", config_storage_name(cfg->storage_type),
-		         berr.msg[0] ? berr.msg : strerror(-rc));
+	size_t n = 1 + cfg->keyfs.n_backends;
+	k->instances = calloc(n, sizeof(*k->instances));
+	if (!k->instances || router_from_config(cfg, &k->router) < 0) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	k->backend_name = k->backend->ops->name;
-	k->metrics_index = (enum metrics_backend)metrics_backend_index(k->backend_name);
-	metrics_set_configured(k->metrics_index, k->backend->ops->remote);
-
-	if (k->backend->ops->remote) {
-		int ttl = cfg->storage_type == STORAGE_VAULT ? cfg->vault.cache_ttl_seconds
-		        : cfg->storage_type == STORAGE_AWS ? cfg->aws.cache_ttl_seconds
-		        : cfg->keyring.cache_ttl_seconds;
-		struct cache_config cc = {
-			.ttl_seconds = ttl,
-			.max_stale_seconds = cfg->keyfs.max_stale_seconds,
-			.max_entries = (size_t)cfg->keyfs.cache_max_entries,
-			.now = NULL,
-		};
-		k->cache = cache_new(&cc);
-		if (!k->cache) {
-			rc = -ENOMEM;
-			snprintf(err, errlen, "cannot create the cache: out of memory");
+	if (RAND_bytes(k->seen_key, sizeof(k->seen_key)) != 1) {
+		rc = -EIO;
+		snprintf(err, errlen, "cannot get random bytes for the key fingerprints");
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		log_kv(LOG_LEVEL_WARN, "configuration", "warning", cfg->warnings.items[i], (char *)NULL);
+	for (size_t i = 0; i < n; i++) {
+		const struct config_backend *cb = i == 0 ? &cfg->key_storage : &cfg->keyfs.backends[i - 1];
+		k->n_instances = i + 1;
+		rc = instance_new(k, cb, &k->instances[i], err, errlen);
+		if (rc < 0)
 			goto fail;
-		}
-		metrics_cache_size(k->metrics_index, 0);
+	}
+
+	struct strbuf names = STRBUF_INIT;
+	for (size_t i = 0; i < n; i++)
+		strbuf_printf(&names, "%s%s", i ? "," : "", k->instances[i]->name);
+	if (names.error || !(k->all_names = strbuf_detach(&names, NULL))) {
+		strbuf_reset(&names);
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
 	}
 
 	if (audit_enabled) {
@@ -68,6 +176,9 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 		if (rc < 0)
 			goto fail;
 		rc = audit_open(cfg->keyfs.audit_log, cfg->keyfs.audit_failure, &k->audit, err, errlen);
+		if (rc < 0)
+			goto fail;
+		rc = audit_access(k, err, errlen);
 		if (rc < 0)
 			goto fail;
 		if (cfg->keyfs.audit_key_file) {
@@ -112,6 +223,19 @@ fail:
 	return rc;
 }
 
+struct instance *keyfs_route(struct keyfs *k, const char *network)
+{
+	return k->instances[router_route(k->router, network)];
+}
+
+struct instance *keyfs_instance(struct keyfs *k, const char *name)
+{
+	for (size_t i = 0; i < k->n_instances; i++)
+		if (strcmp(k->instances[i]->name, name) == 0)
+			return k->instances[i];
+	return NULL;
+}
+
 static void wake(struct keyfs *k)
 {
 	if (k->wake_pipe[1] >= 0) {
@@ -127,10 +251,12 @@ void keyfs_request_reload(struct keyfs *k)
 	wake(k);
 }
 
-void keyfs_request_check(struct keyfs *k)
+void instance_request_check(struct instance *in)
 {
-	k->check_requested = 1;
-	wake(k);
+	pthread_mutex_lock(&in->wake_lock);
+	in->check_requested = true;
+	pthread_cond_signal(&in->wake_cond);
+	pthread_mutex_unlock(&in->wake_lock);
 }
 
 static void reload(struct keyfs *k)
@@ -144,6 +270,109 @@ static void reload(struct keyfs *k)
 		log_kv(LOG_LEVEL_ERROR, "access rules not reloaded; the old ones stay", "error", err,
 		       (char *)NULL);
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
+}
+
+int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint)
+{
+	k->fuse = fuse;
+	char *abs = realpath(mountpoint, NULL);
+	if (!abs)
+		return -errno;
+	free(k->mountpoint);
+	k->mountpoint = abs;
+	return 0;
+}
+
+void keyfs_key_changed(struct keyfs *k, const char *network)
+{
+	pthread_mutex_lock(&k->changed_lock);
+	if (!strlist_contains(&k->changed, network))
+		strlist_add(&k->changed, network);
+	pthread_mutex_unlock(&k->changed_lock);
+	wake(k);
+}
+
+bool keyfs_request_is_own(struct keyfs *k)
+{
+	pid_t pid = fuse_get_context()->pid;
+	pid_t own = atomic_load(&k->notify_tid);
+	return pid == getpid() || (own && pid == own);
+}
+
+/* keyfs.on_change: run `PROGRAM NETWORK` (never the key) without a shell,
+ * stdin from /dev/null; reaped by pid later, never waited for. */
+static void run_on_change(struct keyfs *k, const char *network)
+{
+	const char *prog = k->cfg->keyfs.on_change;
+	size_t slot = 0, n = sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]);
+	while (slot < n && k->on_change_pids[slot])
+		slot++;
+	if (slot == n) {
+		log_kv(LOG_LEVEL_WARN, "on_change not run: too many still running", "network", network,
+		       (char *)NULL);
+		return;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	char *argv[] = { (char *)prog, (char *)network, NULL };
+	pid_t pid;
+	int rc = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		log_kv(LOG_LEVEL_ERROR, "on_change could not be run", "program", prog,
+		       "network", network, "error", strerror(rc), (char *)NULL);
+		return;
+	}
+	k->on_change_pids[slot] = pid;
+}
+
+static void reap_on_change(struct keyfs *k)
+{
+	for (size_t i = 0; i < sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]); i++) {
+		int status;
+		if (!k->on_change_pids[i] || waitpid(k->on_change_pids[i], &status, WNOHANG) == 0)
+			continue;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			char code[16];
+			snprintf(code, sizeof(code), "%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			log_kv(LOG_LEVEL_WARN, "on_change failed", "program", k->cfg->keyfs.on_change,
+			       "exit_status", code, (char *)NULL);
+		}
+		k->on_change_pids[i] = 0;
+	}
+}
+
+/* Deliver the queued rotation notices.  The kernel raises inotify events
+ * only for changes made through the VFS, and FUSE's invalidation notices
+ * raise none, so the mount touches the file through itself: the kernel
+ * sends that SETATTR back here (answered at once, see op_utimens) and tells
+ * every watcher IN_ATTRIB, with the new mtime already in its reply. */
+static void deliver_changes(struct keyfs *k)
+{
+	struct strlist names = STRLIST_INIT;
+	pthread_mutex_lock(&k->changed_lock);
+	names = k->changed;
+	k->changed = (struct strlist)STRLIST_INIT;
+	pthread_mutex_unlock(&k->changed_lock);
+	for (size_t i = 0; i < names.n && !k->stopping; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "/keys/%s", names.items[i]);
+		if (k->fuse)
+			fuse_invalidate_path(k->fuse, path);
+		log_kv(LOG_LEVEL_INFO, "key changed in the backend", "network", names.items[i],
+		       "storage_type", keyfs_route(k, names.items[i])->name, (char *)NULL);
+		if (!k->mountpoint ||
+		    snprintf(path, sizeof(path), "%s/keys/%s", k->mountpoint, names.items[i]) >=
+		    (int)sizeof(path))
+			continue;
+		if (utimensat(AT_FDCWD, path, NULL, 0) < 0)
+			log_kv(LOG_LEVEL_DEBUG, "rotation notice not delivered", "network", names.items[i],
+			       "error", strerror(errno), (char *)NULL);
+	}
+	for (size_t i = 0; k->cfg->keyfs.on_change && i < names.n && !k->stopping; i++)
+		run_on_change(k, names.items[i]);
+	strlist_clear(&names);
 }
 
 void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
@@ -161,28 +390,47 @@ void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
 	       "seq", seq_text, "hash", hash, "at", at_stop ? "stop" : "interval", (char *)NULL);
 }
 
+/* One checker per instance: a hung probe delays only its own health/ file. */
+static void *health_main(void *arg)
+{
+	struct instance *in = arg;
+	struct keyfs *k = in->k;
+	double interval = k->cfg->keyfs.health_interval_seconds;
+	pthread_mutex_lock(&in->wake_lock);
+	while (!atomic_load(&k->stopping)) {
+		in->check_requested = false;
+		pthread_mutex_unlock(&in->wake_lock);
+		health_check_now(in);
+		pthread_mutex_lock(&in->wake_lock);
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += (time_t)interval;
+		until.tv_nsec += (long)((interval - (double)(time_t)interval) * 1e9);
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!atomic_load(&k->stopping) && !in->check_requested &&
+		       pthread_cond_timedwait(&in->wake_cond, &in->wake_lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&in->wake_lock);
+	return NULL;
+}
+
 static void *maintenance_main(void *arg)
 {
 	struct keyfs *k = arg;
-	double interval = k->cfg->keyfs.health_interval_seconds;
+	atomic_store(&k->notify_tid, gettid());
 	double checkpoint_interval = k->cfg->keyfs.audit_checkpoint_seconds;
-	double next_check = 0;
 	double next_checkpoint = clock_monotonic() + checkpoint_interval;
-	while (!k->stopping) {
+	while (!atomic_load(&k->stopping)) {
 		double now = clock_monotonic();
 		if (now >= next_checkpoint) {
 			keyfs_audit_checkpoint(k, false);
 			next_checkpoint = now + checkpoint_interval;
 		}
-		if (atomic_exchange(&k->check_requested, 0)) {
-			next_check = now;
-		}
-		if (now >= next_check) {
-			health_check_now(k);
-			next_check = clock_monotonic() + interval;
-		}
-		double next = next_check < next_checkpoint ? next_check : next_checkpoint;
-		int timeout_ms = (int)((next - clock_monotonic()) * 1000) + 1;
+		int timeout_ms = (int)((next_checkpoint - clock_monotonic()) * 1000) + 1;
 		struct pollfd p = { .fd = k->wake_pipe[0], .events = POLLIN };
 		if (poll(&p, 1, timeout_ms < 1 ? 1 : timeout_ms) > 0) {
 			char buf[64];
@@ -192,16 +440,39 @@ static void *maintenance_main(void *arg)
 		if (atomic_exchange(&k->reload_requested, 0)) {
 			reload(k);
 		}
+		deliver_changes(k);
+		reap_on_change(k);
 	}
 	return NULL;
 }
 
-int keyfs_start(struct keyfs *k)
+int keyfs_start(struct keyfs *k, char *err, size_t errlen)
 {
-	int rc = pthread_create(&k->health_thread, NULL, maintenance_main, k);
-	if (rc)
+	for (size_t i = 0; i < k->n_instances; i++) {
+		struct instance *in = k->instances[i];
+		struct backend_err berr = { { 0 }, false };
+		int rc = backend_start(in->backend, &berr);
+		if (rc < 0) {
+			snprintf(err, errlen, "backend '%s' did not start: %s", in->name,
+			         berr.msg[0] ? berr.msg : strerror(-rc));
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < k->n_instances; i++) {
+		struct instance *in = k->instances[i];
+		int rc = pthread_create(&in->health_thread, NULL, health_main, in);
+		if (rc) {
+			snprintf(err, errlen, "cannot start the health checker: %s", strerror(rc));
+			return -rc;
+		}
+		in->health_thread_started = true;
+	}
+	int rc = pthread_create(&k->maintenance_thread, NULL, maintenance_main, k);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the maintenance thread: %s", strerror(rc));
 		return -rc;
-	k->health_thread_started = true;
+	}
+	k->maintenance_thread_started = true;
 	return 0;
 }
 
@@ -209,10 +480,19 @@ void keyfs_free(struct keyfs *k)
 {
 	if (!k)
 		return;
-	if (k->health_thread_started) {
-		k->stopping = 1;
+	atomic_store(&k->stopping, 1);
+	if (k->maintenance_thread_started) {
 		wake(k);
-		pthread_join(k->health_thread, NULL);
+		pthread_join(k->maintenance_thread, NULL);
+	}
+	for (size_t i = 0; i < k->n_instances; i++) {
+		struct instance *in = k->instances[i];
+		if (!in || !in->health_thread_started)
+			continue;
+		pthread_mutex_lock(&in->wake_lock);
+		pthread_cond_broadcast(&in->wake_cond);
+		pthread_mutex_unlock(&in->wake_lock);
+		pthread_join(in->health_thread, NULL);
 	}
 	if (k->wake_pipe[0] >= 0)
 		close(k->wake_pipe[0]);
@@ -223,18 +503,19 @@ void keyfs_free(struct keyfs *k)
 	access_free(k->access);
 	audit_close(k->audit);
 	audit_lock_release(k->audit_lock);
-	cache_free(k->cache);
-	if (k->backend)
-		k->backend->ops->close(k->backend);
-	strlist_clear(&k->list);
+	for (size_t i = 0; i < k->n_instances; i++)
+		instance_free(k->instances[i]);
+	free(k->instances);
+	router_free(k->router);
+	free(k->all_names);
 	strlist_clear(&k->creating);
-	strlist_clear(&k->mtime_names);
-	free(k->mtimes);
-	pthread_mutex_destroy(&k->list_lock);
-	pthread_cond_destroy(&k->list_cond);
+	keystore_mtime_free(k);
+	strlist_clear(&k->changed);
+	free(k->mountpoint);
+	pthread_mutex_destroy(&k->changed_lock);
+	pthread_mutex_destroy(&k->creating_lock);
 	pthread_mutex_destroy(&k->mtime_lock);
 	pthread_mutex_destroy(&k->handles_lock);
-	pthread_mutex_destroy(&k->health.lock);
 	free(k);
 }
 

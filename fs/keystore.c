@@ -1,16 +1,23 @@
 /* keystore.c - the one place where a caller's key operation meets the
- * backend: access rules, anomaly signals, cache, metrics, health and audit
- * wrap every call here, in that order, so the FUSE layer and the backends
- * stay free of cross-cutting code. */
+ * backend: routing, access rules, anomaly signals, cache, the bound on
+ * calls in flight, metrics, health and audit wrap every call here, in that
+ * order, so the FUSE layer and the backends stay free of cross-cutting
+ * code. */
 #include "keyfs.h"
 #include "clock.h"
-#include "keyformat.h"
 #include "hash.h"
+#include "keyformat.h"
 #include "log.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* How long an existence check (getattr, lookup) waits for a listing. */
+#define KEYSTORE_LOOKUP_SECONDS 1.0
 
 static enum access_op access_op_for(enum key_op op)
 {
@@ -38,13 +45,13 @@ static const char *errno_reason(int rc)
 }
 
 /* The audit record of op by c on network, the outcome fields unset. */
-static struct audit_record audit_record_for(struct keyfs *k, const struct caller *c,
+static struct audit_record audit_record_for(const char *storage_type, const struct caller *c,
                                             enum key_op op, const char *network)
 {
 	struct audit_record r = {
 		.op = op,
 		.network = network,
-		.storage_type = k->backend_name,
+		.storage_type = storage_type,
 		.uid = c->uid,
 		.gid = c->gid,
 		.pid = c->pid,
@@ -60,15 +67,23 @@ const char *keystore_last_error(void)
 	return keystore_error;
 }
 
+/* Whether this thread's last successful store replaced a key. */
+static __thread bool keystore_replaced;
+
+const char *keystore_last_store(void)
+{
+	return keystore_replaced ? "replaced" : "created";
+}
+
 /* Write the audit line; in deny mode a failed write fails the operation. */
-static int audit_finish(struct keyfs *k, const struct caller *c, enum key_op op,
-                        const char *network, int rc, bool cached, bool refresh,
+static int audit_finish(struct keyfs *k, const char *storage_type, const struct caller *c,
+                        enum key_op op, const char *network, int rc, bool cached, bool refresh,
                         const char *error, const char *anomaly)
 {
 	snprintf(keystore_error, sizeof(keystore_error), "%s", rc == 0 ? "" : error ? error : "");
 	if (!k->audit)
 		return rc;
-	struct audit_record r = audit_record_for(k, c, op, network);
+	struct audit_record r = audit_record_for(storage_type, c, op, network);
 	r.status = rc == 0;
 	r.cached = cached;
 	r.refresh = refresh;
@@ -85,96 +100,256 @@ static int audit_finish(struct keyfs *k, const struct caller *c, enum key_op op,
 /* Deny mode: record that a store or remove is about to change the backend,
  * before it does; when that line cannot be written the change is not made
  * (-EIO).  Allow mode writes no intent line: it proceeds either way. */
-static int audit_intent(struct keyfs *k, const struct caller *c, enum key_op op,
-                        const char *network)
+static int audit_intent(struct keyfs *k, const char *storage_type, const struct caller *c,
+                        enum key_op op, const char *network)
 {
 	if (!k->audit || !audit_denies(k->audit))
 		return 0;
-	struct audit_record r = audit_record_for(k, c, op, network);
+	struct audit_record r = audit_record_for(storage_type, c, op, network);
 	r.status = true;
 	r.intent = true;
 	return audit_write(k->audit, &r);
 }
 
 /* Shared end of every denied attempt: counted, audited, EACCES. */
-static int deny(struct keyfs *k, const struct caller *c, enum key_op op, const char *network,
-                const char *why, const char *anomaly, double t0)
+static int deny(struct keyfs *k, struct instance *in, const struct caller *c, enum key_op op,
+                const char *network, const char *why, const char *anomaly, double t0)
 {
 	metrics_access_denied(op);
-	metrics_observe_op(k->metrics_index, op, false, clock_monotonic() - t0);
+	metrics_observe_op(in->metrics, op, false, clock_monotonic() - t0);
 	log_kv(LOG_LEVEL_WARN, "key access denied", "operation", key_op_name(op),
 	       "network", network, "reason", why, (char *)NULL);
-	return audit_finish(k, c, op, network, -EACCES, false, false, why, anomaly);
+	return audit_finish(k, op == KEY_OP_LIST ? k->all_names : in->name, c, op, network,
+	                    -EACCES, false, false, why, anomaly);
+}
+
+/* The bound on calls in flight: a hung backend holds at most max_in_flight
+ * FUSE threads; the next call fails at once with EIO (counted), so the
+ * other instances and the monitoring files keep their threads. */
+static int in_flight_enter(struct instance *in, struct backend_err *err)
+{
+	int n = __atomic_add_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+	if (n > in->max_in_flight) {
+		__atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+		metrics_in_flight_rejected(in->metrics);
+		backend_err_set(err, "%d calls already in flight to backend '%s' (max_calls_in_flight)",
+		                in->max_in_flight, in->name);
+		return -EIO;
+	}
+	metrics_in_flight_add(in->metrics, 1);
+	return 0;
+}
+
+static void in_flight_leave(struct instance *in)
+{
+	__atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+	metrics_in_flight_add(in->metrics, -1);
 }
 
 /* Count a backend auth failure and the anomaly it may signal. */
-static const char *note_auth_failure(struct keyfs *k, const struct backend_err *err)
+static const char *note_auth_failure(struct keyfs *k, struct instance *in,
+                                     const struct backend_err *err)
 {
 	if (!err->auth_failure)
 		return NULL;
-	metrics_auth_failure(k->metrics_index);
+	metrics_auth_failure(in->metrics);
 	const char *kind = anomaly_auth_failure(k->anomaly);
 	if (kind)
 		metrics_anomaly(kind);
 	return kind;
 }
 
+/* Per-network mtimes: a chained hash table under mtime_lock, so the
+ * getattr of every key file (ls -l keys/) is O(1) rather than a scan of
+ * every network seen. */
+struct mtime_entry {
+	struct mtime_entry *next;
+	double wall;
+	size_t size;                  /* bytes a read returns; 0 = not known yet */
+	unsigned char mac[32];        /* HMAC-SHA256(seen_key, the value as read) */
+	bool has_mac;
+	char network[];
+};
+
+static struct mtime_entry *mtime_find_locked(struct keyfs *k, const char *network)
+{
+	if (!k->mtime_nbuckets)
+		return NULL;
+	struct mtime_entry *e = k->mtime_table[hash_string(network) & (k->mtime_nbuckets - 1)];
+	while (e && strcmp(e->network, network) != 0)
+		e = e->next;
+	return e;
+}
+
+/* Double the buckets once there are as many entries as buckets. */
+static int mtime_grow_locked(struct keyfs *k)
+{
+	if (k->mtime_count < k->mtime_nbuckets)
+		return 0;
+	size_t n = k->mtime_nbuckets ? k->mtime_nbuckets * 2 : 64;
+	struct mtime_entry **t = calloc(n, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
+		struct mtime_entry *e = k->mtime_table[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			size_t h = hash_string(e->network) & (n - 1);
+			e->next = t[h];
+			t[h] = e;
+		}
+	}
+	free(k->mtime_table);
+	k->mtime_table = t;
+	k->mtime_nbuckets = n;
+	return 0;
+}
+
+/* The entry of network, added (with the mount's start time) when missing;
+ * NULL when out of memory.  mtime_lock held. */
+static struct mtime_entry *mtime_entry_locked(struct keyfs *k, const char *network)
+{
+	struct mtime_entry *e = mtime_find_locked(k, network);
+	if (!e && mtime_grow_locked(k) == 0) {
+		size_t len = strlen(network) + 1;
+		if ((e = calloc(1, sizeof(*e) + len))) {
+			memcpy(e->network, network, len);
+			e->wall = k->start_wall;
+			size_t h = hash_string(network) & (k->mtime_nbuckets - 1);
+			e->next = k->mtime_table[h];
+			k->mtime_table[h] = e;
+			k->mtime_count++;
+		}
+	}
+	return e;
+}
+
 static void mtime_set(struct keyfs *k, const char *network, double wall)
 {
 	pthread_mutex_lock(&k->mtime_lock);
-	size_t i;
-	for (i = 0; i < k->mtime_names.n; i++)
-		if (strcmp(k->mtime_names.items[i], network) == 0)
-			break;
-	if (i == k->mtime_names.n) {
-		double *m = realloc(k->mtimes, (k->mtime_names.n + 1) * sizeof(*m));
-		if (!m || strlist_add(&k->mtime_names, network) < 0) {
-			if (m)
-				k->mtimes = m;
-			pthread_mutex_unlock(&k->mtime_lock);
-			return;
-		}
-		k->mtimes = m;
-	}
-	k->mtimes[i] = wall;
+	struct mtime_entry *e = mtime_entry_locked(k, network);
+	if (e)   /* out of memory: the key keeps the mount's start time */
+		e->wall = wall;
 	pthread_mutex_unlock(&k->mtime_lock);
+}
+
+/* Note the value the mount now has for network (content as reads return
+ * it).  Returns true when it differs from the value seen before: a
+ * rotation, which moves the mtime.  forget: the key was removed. */
+static bool seen_note(struct keyfs *k, const char *network, const struct secret *content,
+                      bool forget)
+{
+	unsigned char mac[32];
+	unsigned int maclen = 0;
+	if (content && !HMAC(EVP_sha256(), k->seen_key, sizeof(k->seen_key), content->data,
+	                     content->len, mac, &maclen))
+		content = NULL;
+	bool changed = false;
+	double now = clock_wall();
+	pthread_mutex_lock(&k->mtime_lock);
+	struct mtime_entry *e = mtime_entry_locked(k, network);
+	if (e && forget) {
+		e->has_mac = false;
+		e->size = 0;
+		e->wall = now;
+	} else if (e && content) {
+		changed = e->has_mac && memcmp(e->mac, mac, sizeof(mac)) != 0;
+		if (changed)
+			e->wall = now;
+		memcpy(e->mac, mac, sizeof(mac));
+		e->has_mac = true;
+		e->size = content->len;
+	}
+	pthread_mutex_unlock(&k->mtime_lock);
+	return changed;
+}
+
+/* "0x", 64 hex digits and the newline: what a read of an evm key returns. */
+#define KEYSTORE_EVM_FILE_SIZE 67
+
+void keystore_mtime_free(struct keyfs *k)
+{
+	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
+		struct mtime_entry *e = k->mtime_table[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(k->mtime_table);
+	k->mtime_table = NULL;
+	k->mtime_nbuckets = k->mtime_count = 0;
 }
 
 double keystore_mtime(struct keyfs *k, const char *network)
 {
 	double t = k->start_wall;
 	pthread_mutex_lock(&k->mtime_lock);
-	for (size_t i = 0; i < k->mtime_names.n; i++) {
-		if (strcmp(k->mtime_names.items[i], network) == 0) {
-			t = k->mtimes[i];
-			break;
-		}
-	}
+	struct mtime_entry *e = mtime_find_locked(k, network);
+	if (e)
+		t = e->wall;
 	pthread_mutex_unlock(&k->mtime_lock);
 	return t;
 }
 
-/* The listing cache follows our own stores and removes at once. */
-static void list_note(struct keyfs *k, const char *network, bool present)
+off_t keystore_size(struct keyfs *k, const char *network)
 {
-	pthread_mutex_lock(&k->list_lock);
-	if (k->list_valid) {
-		bool has = strlist_contains(&k->list, network);
+	size_t size = 0;
+	pthread_mutex_lock(&k->mtime_lock);
+	struct mtime_entry *e = mtime_find_locked(k, network);
+	if (e)
+		size = e->size;
+	pthread_mutex_unlock(&k->mtime_lock);
+	if (size == 0 && k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
+		size = KEYSTORE_EVM_FILE_SIZE;
+	return (off_t)size;
+}
+
+struct secret *keystore_content(struct keyfs *k, const struct secret *key)
+{
+	(void)k;   /* keys reach here canonical (backend_value_check, keystore_store) */
+	struct secret *out = secret_new(key->len + 1);
+	if (out && (secret_append(out, key->data, key->len) < 0 || secret_append(out, "\n", 1) < 0)) {
+		secret_free(out);
+		out = NULL;
+	}
+	return out;
+}
+
+/* A value fetched from the backend: remember it; a rotation moves the
+ * mtime and wakes inotify watchers (keyfs_key_changed). */
+static void note_fetched(struct keyfs *k, const char *network, const struct secret *key,
+                         const struct backend_err *err)
+{
+	if (err->updated_at > 0 && k->cfg->keyfs.metrics_per_network)
+		metrics_key_updated(network, err->updated_at);
+	struct secret *content = keystore_content(k, key);
+	if (content && seen_note(k, network, content, false))
+		keyfs_key_changed(k, network);
+	secret_free(content);
+}
+
+/* The listing cache follows our own stores and removes at once. */
+static void list_note(struct instance *in, const char *network, bool present)
+{
+	pthread_mutex_lock(&in->list_lock);
+	if (in->list_valid) {
+		bool has = strlist_contains(&in->list, network);
 		if (present && !has) {
-			strlist_add(&k->list, network);
-			strlist_sort_unique(&k->list);
+			strlist_add(&in->list, network);
+			strlist_sort_unique(&in->list);
 		} else if (!present && has) {
 			size_t out = 0;
-			for (size_t i = 0; i < k->list.n; i++) {
-				if (strcmp(k->list.items[i], network) == 0)
-					free(k->list.items[i]);
+			for (size_t i = 0; i < in->list.n; i++) {
+				if (strcmp(in->list.items[i], network) == 0)
+					free(in->list.items[i]);
 				else
-					k->list.items[out++] = k->list.items[i];
+					in->list.items[out++] = in->list.items[i];
 			}
-			k->list.n = out;
+			in->list.n = out;
 		}
 	}
-	pthread_mutex_unlock(&k->list_lock);
+	pthread_mutex_unlock(&in->list_lock);
 }
 
 /* What a backend returns is checked against key_format before anything
@@ -182,107 +357,114 @@ static void list_note(struct keyfs *k, const char *network, bool present)
  * or hostile backend cannot feed readers a 900 KB "key" or terminal escape
  * sequences.  An invalid value is EIO, counted, and named in health's
  * last_error; the backend itself answered, so it stays up. */
-static int backend_value_check(struct keyfs *k, const char *network, struct secret **value,
+static int backend_value_check(struct instance *in, const char *network, struct secret **value,
                                struct backend_err *err)
 {
 	const char *why = NULL;
 	struct secret *canonical = NULL;
-	int rc = keyformat_canonical(k->cfg->keyfs.key_format, (*value)->data, (*value)->len,
+	int rc = keyformat_canonical(in->k->cfg->keyfs.key_format, (*value)->data, (*value)->len,
 	                             &canonical, &why);
 	secret_free(*value);
 	*value = canonical;
 	if (rc == 0 || rc == -ENOMEM)
 		return rc;
 	snprintf(err->msg, sizeof(err->msg), "backend returned an invalid key: %s", why);
-	metrics_invalid_value(k->metrics_index);
-	health_note_invalid(k, network, err->msg);
+	metrics_invalid_value(in->metrics);
+	health_note_invalid(in, network, err->msg);
 	return -EIO;
 }
 
 static int backend_fetch(void *ctx, const char *network, struct secret **out,
                          struct backend_err *err)
 {
-	struct keyfs *k = ctx;
-	int rc = k->backend->ops->get(k->backend, network, out, err);
-	health_record(k, rc, err);
+	struct instance *in = ctx;
+	int rc = in_flight_enter(in, err);
+	if (rc == 0) {
+		rc = in->backend->ops->get(in->backend, network, out, 0, err);
+		in_flight_leave(in);
+	}
+	health_record(in, rc, err);
 	if (rc == 0)
-		rc = backend_value_check(k, network, out, err);
+		rc = backend_value_check(in, network, out, err);
 	if (rc == 0)
-		health_note_valid(k, network);
+		health_note_valid(in, network);
 	return rc;
 }
 
-/* The addresses/ book follows every key version the mount sees. */
-static int address_note(struct keyfs *k, const char *network, const struct secret *key,
+/* The addresses/ book follows every key version the mount sees; the book
+ * names the instance the key came from. */
+static int address_note(struct instance *in, const char *network, const struct secret *key,
                         double seen)
 {
+	struct keyfs *k = in->k;
 	if (!k->addresses)
 		return 0;
-	int rc = address_book_note(k->addresses, network, k->backend_name, key, clock_wall(),
-	                           seen);
+	int rc = address_book_note(k->addresses, network, in->name, key, clock_wall(), seen);
 	if (rc == -EINVAL)
 		log_kv(LOG_LEVEL_WARN, "stored key is not an evm key: no address", "network", network,
-		       (char *)NULL);
+		       "storage_type", in->name, (char *)NULL);
 	return rc;
 }
 
-/* The key of network from the cache or the backend, counted in the cache
- * and freshness metrics, noted in the address book.  Not checked, not
- * audited: the callers do that. */
-static int fetch(struct keyfs *k, const char *network, bool refresh, struct secret **out,
+/* The key of network from the instance's cache or its backend, counted in
+ * the cache and freshness metrics, noted in the address book.  Not checked,
+ * not audited: the callers do that. */
+static int fetch(struct instance *in, const char *network, bool refresh, struct secret **out,
                  bool *cached, struct backend_err *err)
 {
+	struct keyfs *k = in->k;
 	int rc;
 	double started = clock_monotonic();
 	*cached = false;
-	if (k->cache) {
+	if (in->cache) {
 		enum cache_result how = CACHE_MISS;
 		bool changed = false;
 		if (refresh)
-			cache_invalidate(k->cache, network);
-		rc = cache_get(k->cache, network, backend_fetch, k, out, &how, &changed, err);
+			cache_invalidate(in->cache, network);
+		rc = cache_get(in->cache, network, backend_fetch, in, out, &how, &changed, err);
 		if (rc == 0 && how == CACHE_HIT) {
-			metrics_cache_hit(k->metrics_index);
+			metrics_cache_hit(in->metrics);
 			*cached = true;
 		} else if (rc == 0 && how == CACHE_STALE) {
-			metrics_cache_stale_hit(k->metrics_index);
+			metrics_cache_stale_hit(in->metrics);
 			*cached = true;
 		} else {
-			metrics_cache_miss(k->metrics_index);
+			metrics_cache_miss(in->metrics);
 		}
 		if (rc == 0 && how == CACHE_MISS) {
-			double now = clock_wall();
 			if (k->cfg->keyfs.metrics_per_network)
-				metrics_last_refresh(network, now);
-			if (changed)
-				mtime_set(k, network, now);
+				metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out, err);
 		}
-		metrics_cache_size(k->metrics_index, (long)cache_size(k->cache));
+		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
 	} else {
-		rc = backend_fetch(k, network, out, err);
-		if (rc == 0 && k->cfg->keyfs.metrics_per_network)
-			metrics_last_refresh(network, clock_wall());
+		rc = backend_fetch(in, network, out, err);
+		if (rc == 0) {
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out, err);
+		}
 	}
 	if (rc == 0)
-		address_note(k, network, *out, started);
+		address_note(in, network, *out, started);
 	else if (rc == -ENOENT && k->addresses)
 		address_book_forget(k->addresses, network, started);
 	return rc;
 }
 
 /* The end of an operation that fetched a key (get, address): timed into the
- * metrics, a failure logged, the audit line written. */
-static int fetch_finish(struct keyfs *k, const struct caller *c, enum key_op op,
-                        const char *network, int rc, bool cached, bool refresh,
+ * instance's metrics, a failure logged, the audit line written. */
+static int fetch_finish(struct keyfs *k, struct instance *in, const struct caller *c,
+                        enum key_op op, const char *network, int rc, bool cached, bool refresh,
                         const struct backend_err *err, const char *anomaly, double t0,
                         const char *failed)
 {
 	const char *why = err->msg[0] ? err->msg : errno_reason(rc);
-	metrics_observe_op(k->metrics_index, op, rc == 0, clock_monotonic() - t0);
+	metrics_observe_op(in->metrics, op, rc == 0, clock_monotonic() - t0);
 	if (rc < 0 && rc != -ENOENT)
-		log_kv(LOG_LEVEL_WARN, failed, "network", network, "backend", k->backend_name,
+		log_kv(LOG_LEVEL_WARN, failed, "network", network, "storage_type", in->name,
 		       "error", why, (char *)NULL);
-	return audit_finish(k, c, op, network, rc, cached, refresh, why, anomaly);
+	return audit_finish(k, in->name, c, op, network, rc, cached, refresh, why, anomaly);
 }
 
 bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
@@ -296,26 +478,27 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
+	struct instance *in = keyfs_route(k, network);
 	bool cached = false;
 	int rc;
 
 	*out = NULL;
 	if (!access_allowed(k->access, c, network, ACCESS_READ))
-		return deny(k, c, KEY_OP_GET, network, "access denied", NULL, t0);
+		return deny(k, in, c, KEY_OP_GET, network, "access denied", NULL, t0);
 
 	struct anomaly_verdict verdict = anomaly_check_read(k->anomaly, c);
 	if (verdict.kind)
 		metrics_anomaly(verdict.kind);
 	if (verdict.deny)
-		return deny(k, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
+		return deny(k, in, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
 
-	rc = fetch(k, network, refresh, out, &cached, &err);
+	rc = fetch(in, network, refresh, out, &cached, &err);
 
 	const char *anomaly = verdict.kind;
-	const char *auth_anomaly = note_auth_failure(k, &err);
+	const char *auth_anomaly = note_auth_failure(k, in, &err);
 	if (auth_anomaly)
 		anomaly = auth_anomaly;
-	rc = fetch_finish(k, c, KEY_OP_GET, network, rc, cached, refresh, &err, anomaly, t0,
+	rc = fetch_finish(k, in, c, KEY_OP_GET, network, rc, cached, refresh, &err, anomaly, t0,
 	                  "key read failed");
 	if (rc < 0) {
 		secret_free(*out);
@@ -329,43 +512,57 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
+	struct instance *in = keyfs_route(k, network);
 	const char *why = NULL;
 
 	if (!access_allowed(k->access, c, network, ACCESS_WRITE))
-		return deny(k, c, KEY_OP_STORE, network, "access denied", NULL, t0);
+		return deny(k, in, c, KEY_OP_STORE, network, "access denied", NULL, t0);
 
 	/* Stored, cached and served in canonical form (evm: 0x + lower case). */
 	struct secret *key = NULL;
 	int rc = keyformat_canonical(k->cfg->keyfs.key_format, content->data, content->len,
 	                             &key, &why);
+	/* Created or replaced, as the listing (not a fetch of the old key) says. */
+	keystore_replaced = rc == 0 && keystore_exists(k, network) == 0;
 	if (rc == 0) {
-		if ((rc = audit_intent(k, c, KEY_OP_STORE, network)) < 0) {
+		if ((rc = audit_intent(k, in->name, c, KEY_OP_STORE, network)) < 0) {
 			secret_free(key);
 			why = "audit log not writable: the backend was not changed";
 		} else {
-			rc = k->backend->ops->store(k->backend, network, key, &err);
-			health_record(k, rc, &err);
+			rc = in_flight_enter(in, &err);
 			if (rc == 0) {
-				if (k->cache)
-					cache_put(k->cache, network, key);
-				address_note(k, network, key, clock_monotonic());
-				list_note(k, network, true);
+				rc = in->backend->ops->store(in->backend, network, key, 0, &err);
+				in_flight_leave(in);
+			}
+			health_record(in, rc, &err);
+			if (rc == 0) {
+				if (in->cache)
+					cache_put(in->cache, network, key);
+				address_note(in, network, key, clock_monotonic());
+				list_note(in, network, true);
+				/* A new value stored through the mount (a write, or a key
+				 * command through the control socket, which raises no VFS
+				 * event of its own) is a rotation too. */
+				struct secret *stored = keystore_content(k, key);
+				if (stored && seen_note(k, network, stored, false))
+					keyfs_key_changed(k, network);
+				secret_free(stored);
 				mtime_set(k, network, clock_wall());
-				keyfs_request_check(k);
+				instance_request_check(in);
 			}
 			secret_free(key);
 		}
 	}
-	const char *anomaly = note_auth_failure(k, &err);
-	metrics_observe_op(k->metrics_index, KEY_OP_STORE, rc == 0, clock_monotonic() - t0);
+	const char *anomaly = note_auth_failure(k, in, &err);
+	metrics_observe_op(in->metrics, KEY_OP_STORE, rc == 0, clock_monotonic() - t0);
 	if (rc == 0)
-		log_kv(LOG_LEVEL_INFO, "key stored", "network", network, "backend", k->backend_name,
+		log_kv(LOG_LEVEL_INFO, "key stored", "network", network, "storage_type", in->name,
 		       (char *)NULL);
 	else
 		log_kv(LOG_LEVEL_WARN, "key store failed", "network", network,
-		       "backend", k->backend_name,
+		       "storage_type", in->name,
 		       "error", why ? why : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
-	return audit_finish(k, c, KEY_OP_STORE, network, rc, false, false,
+	return audit_finish(k, in->name, c, KEY_OP_STORE, network, rc, false, false,
 	                    why ? why : err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
@@ -373,36 +570,41 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
+	struct instance *in = keyfs_route(k, network);
 
 	if (!access_allowed(k->access, c, network, ACCESS_REMOVE))
-		return deny(k, c, KEY_OP_REMOVE, network, "access denied", NULL, t0);
+		return deny(k, in, c, KEY_OP_REMOVE, network, "access denied", NULL, t0);
 
-	int rc = audit_intent(k, c, KEY_OP_REMOVE, network);
+	int rc = audit_intent(k, in->name, c, KEY_OP_REMOVE, network);
 	if (rc < 0) {
-		metrics_observe_op(k->metrics_index, KEY_OP_REMOVE, false, clock_monotonic() - t0);
+		metrics_observe_op(in->metrics, KEY_OP_REMOVE, false, clock_monotonic() - t0);
 		log_kv(LOG_LEVEL_ERROR, "key not removed: the audit log is not writable",
 		       "network", network, (char *)NULL);
 		snprintf(keystore_error, sizeof(keystore_error),
 		         "audit log not writable: the backend was not changed");
 		return rc;
 	}
-	rc = k->backend->ops->remove(k->backend, network, &err);
-	health_record(k, rc, &err);
+	rc = in_flight_enter(in, &err);
+	if (rc == 0) {
+		rc = in->backend->ops->remove(in->backend, network, 0, &err);
+		in_flight_leave(in);
+	}
+	health_record(in, rc, &err);
 	if (rc == 0 || rc == -ENOENT) {
-		if (k->cache)
-			cache_invalidate(k->cache, network);
+		if (in->cache)
+			cache_invalidate(in->cache, network);
 		if (k->addresses)
 			address_book_forget(k->addresses, network, clock_monotonic());
-		list_note(k, network, false);
-		mtime_set(k, network, clock_wall());
-		keyfs_request_check(k);
+		list_note(in, network, false);
+		seen_note(k, network, NULL, true);
+		instance_request_check(in);
 	}
-	const char *anomaly = note_auth_failure(k, &err);
-	metrics_observe_op(k->metrics_index, KEY_OP_REMOVE, rc == 0, clock_monotonic() - t0);
+	const char *anomaly = note_auth_failure(k, in, &err);
+	metrics_observe_op(in->metrics, KEY_OP_REMOVE, rc == 0, clock_monotonic() - t0);
 	log_kv(rc == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, rc == 0 ? "key removed" : "key remove failed",
-	       "network", network, "backend", k->backend_name,
+	       "network", network, "storage_type", in->name,
 	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
-	return audit_finish(k, c, KEY_OP_REMOVE, network, rc, false, false,
+	return audit_finish(k, in->name, c, KEY_OP_REMOVE, network, rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
@@ -411,6 +613,7 @@ int keystore_address(struct keyfs *k, const struct caller *c, const char *networ
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
+	struct instance *in = keyfs_route(k, network);
 	struct secret *key = NULL;
 	bool cached = false;
 
@@ -419,62 +622,71 @@ int keystore_address(struct keyfs *k, const struct caller *c, const char *networ
 		return -ENOENT;
 	}
 	if (!access_allowed(k->access, c, network, ACCESS_ADDRESS))
-		return deny(k, c, KEY_OP_ADDRESS, network, "access denied", NULL, t0);
+		return deny(k, in, c, KEY_OP_ADDRESS, network, "access denied", NULL, t0);
 	if (address_book_lookup(k->addresses, network, out, NULL) == 0) {
-		metrics_observe_op(k->metrics_index, KEY_OP_ADDRESS, true, clock_monotonic() - t0);
+		metrics_observe_op(in->metrics, KEY_OP_ADDRESS, true, clock_monotonic() - t0);
 		return 0;
 	}
 
 	/* Not seen yet: fetch as the daemon, derive, keep; the key stays here. */
-	int rc = fetch(k, network, false, &key, &cached, &err);
+	int rc = fetch(in, network, false, &key, &cached, &err);
 	secret_free(key);
 	if (rc == 0 && address_book_lookup(k->addresses, network, out, NULL) < 0)
 		rc = -EILSEQ;   /* the stored key is not an EVM key (or no memory) */
-	rc = fetch_finish(k, c, KEY_OP_ADDRESS, network, rc, cached, false, &err,
-	                  note_auth_failure(k, &err), t0, "address not derived");
+	rc = fetch_finish(k, in, c, KEY_OP_ADDRESS, network, rc, cached, false, &err,
+	                  note_auth_failure(k, in, &err), t0, "address not derived");
 	/* The FUSE layer sees EIO for a key it cannot make an address of. */
 	return rc == -EILSEQ ? -EIO : rc;
 }
 
-/* Make the cached listing usable; returns with list_lock held.
+/* Make an instance's cached listing usable; returns with its list_lock held.
  * - fresh (younger than list_cache_seconds): used as it is;
  * - stale while another caller refreshes it: the stale one is used, so
  *   lookups never queue behind a slow backend;
  * - otherwise this caller asks the backend, without holding the lock.
  * With no listing at all, callers wait for the one refresh in flight and
- * share its outcome.  On a failed refresh the previous listing is kept. */
+ * share its outcome.  On a failed refresh the previous listing is kept.
+ * deadline (0: the instance's own timeout) bounds the backend call. */
 /* After a failed listing the backend is not asked again for this long:
  * every lookup of a name would otherwise ask a hung backend in turn. */
 #define LIST_NEGATIVE_SECONDS 2.0
 
-static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
+static int list_refresh(struct instance *in, double deadline, struct backend_err *err,
+                        bool *called)
 {
-	pthread_mutex_lock(&k->list_lock);
+	struct keyfs *k = in->k;
+	pthread_mutex_lock(&in->list_lock);
 	for (;;) {
 		double now = clock_monotonic();
-		if (k->list_valid && now - k->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
+		if (in->list_valid && now - in->list_fetched_at < k->cfg->keyfs.list_cache_seconds)
 			return 0;
-		if (k->list_last_rc < 0 && now - k->list_failed_at < LIST_NEGATIVE_SECONDS) {
-			snprintf(err->msg, sizeof(err->msg), "%s", k->list_last_error);
-			return k->list_valid ? 0 : k->list_last_rc;
+		if (in->list_last_rc < 0 && now - in->list_failed_at < LIST_NEGATIVE_SECONDS) {
+			snprintf(err->msg, sizeof(err->msg), "%s", in->list_last_error);
+			return in->list_valid ? 0 : in->list_last_rc;
 		}
-		if (!k->list_refreshing)
+		if (!in->list_refreshing)
 			break;
-		if (k->list_valid)
+		if (in->list_valid)
 			return 0;
-		pthread_cond_wait(&k->list_cond, &k->list_lock);
-		if (!k->list_refreshing)
-			return k->list_valid ? 0 : k->list_last_rc;
+		pthread_cond_wait(&in->list_cond, &in->list_lock);
+		if (!in->list_refreshing)
+			return in->list_valid ? 0 : in->list_last_rc;
 	}
-	k->list_refreshing = true;
-	pthread_mutex_unlock(&k->list_lock);
+	in->list_refreshing = true;
+	pthread_mutex_unlock(&in->list_lock);
 
 	struct strlist fresh = STRLIST_INIT;
 	double t0 = clock_monotonic();
-	int rc = k->backend->ops->list(k->backend, &fresh, err);
+	int rc = in_flight_enter(in, err);
+	if (rc == 0) {
+		rc = in->backend->ops->list(in->backend, &fresh, deadline, err);
+		in_flight_leave(in);
+	}
 	*called = true;
-	health_record(k, rc, err);
-	metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
+	/* A timeout of a call we cut short says nothing about the backend. */
+	if (!(deadline > 0 && rc == -ETIMEDOUT))
+		health_record(in, rc, err);
+	metrics_observe_op(in->metrics, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
 	/* Keep only names the tree can show. */
 	struct strlist valid = STRLIST_INIT;
 	for (size_t i = 0; rc == 0 && i < fresh.n; i++)
@@ -483,63 +695,144 @@ static int list_refresh(struct keyfs *k, struct backend_err *err, bool *called)
 	strlist_clear(&fresh);
 	strlist_sort_unique(&valid);
 
-	pthread_mutex_lock(&k->list_lock);
-	k->list_refreshing = false;
-	k->list_last_rc = rc;
+	pthread_mutex_lock(&in->list_lock);
+	in->list_refreshing = false;
+	in->list_last_rc = rc;
 	if (rc < 0) {
-		k->list_failed_at = clock_monotonic();
-		snprintf(k->list_last_error, sizeof(k->list_last_error), "%s",
+		in->list_failed_at = clock_monotonic();
+		snprintf(in->list_last_error, sizeof(in->list_last_error), "%s",
 		         err->msg[0] ? err->msg : errno_reason(rc));
 	}
 	if (rc == 0) {
-		strlist_clear(&k->list);
-		k->list = valid;
-		k->list_valid = true;
-		k->list_fetched_at = clock_monotonic();
+		strlist_clear(&in->list);
+		in->list = valid;
+		in->list_valid = true;
+		in->list_fetched_at = clock_monotonic();
+	} else {
+		strlist_clear(&valid);
 	}
-	pthread_cond_broadcast(&k->list_cond);
-	return rc < 0 && !k->list_valid ? rc : 0;
+	pthread_cond_broadcast(&in->list_cond);
+	return rc < 0 && !in->list_valid ? rc : 0;
 }
 
-/* Copy the (refreshed) cached listing into out: with a caller, only the
- * networks it has some grant for. */
-static int list_copy(struct keyfs *k, const struct caller *c, struct strlist *out,
-                     struct backend_err *err, bool *called)
+/* One instance's part of a keys/ listing: a copy of its names. */
+struct list_part {
+	struct instance *in;
+	struct strlist names;
+	struct backend_err err;
+	bool called;
+	int rc;
+};
+
+/* Is the instance's listing young enough to be used without a refresh? */
+static bool list_fresh(struct instance *in)
 {
-	int rc = list_refresh(k, err, called);
-	for (size_t i = 0; rc == 0 && i < k->list.n; i++)
-		if ((!c || access_any_grant(k->access, c, k->list.items[i])) &&
-		    strlist_add(out, k->list.items[i]) < 0)
+	pthread_mutex_lock(&in->list_lock);
+	bool fresh = in->list_valid &&
+	             clock_monotonic() - in->list_fetched_at < in->k->cfg->keyfs.list_cache_seconds;
+	pthread_mutex_unlock(&in->list_lock);
+	return fresh;
+}
+
+static void *list_part_run(void *arg)
+{
+	struct list_part *p = arg;
+	p->rc = list_refresh(p->in, 0, &p->err, &p->called);
+	for (size_t i = 0; p->rc == 0 && i < p->in->list.n; i++)
+		if (strlist_add(&p->names, p->in->list.items[i]) < 0)
+			p->rc = -ENOMEM;
+	pthread_mutex_unlock(&p->in->list_lock);
+	return NULL;
+}
+
+/* The union of every instance's listing (the router decides which
+ * instance a name shown belongs to), as keys/ shows it: with a caller, only
+ * the networks it has some grant on.  The listing fails only when no
+ * instance could answer; err then says why. */
+static int list_union(struct keyfs *k, const struct caller *c, struct strlist *out,
+                      struct backend_err *err_out, double t0)
+{
+	/* Every instance lists at once, each bounded by its own timeout and
+	 * in-flight bound: a slow one delays the listing by its own deadline,
+	 * not by the sum of all of them. */
+	size_t n = k->n_instances;
+	struct list_part *parts = calloc(n, sizeof(*parts));
+	pthread_t *threads = calloc(n, sizeof(*threads));
+	bool *started = calloc(n, sizeof(*started));
+	const struct strlist **lists = calloc(n, sizeof(*lists));
+	int rc = parts && threads && started && lists ? 0 : -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		parts[i].in = k->instances[i];
+		if (n > 1 && !list_fresh(parts[i].in) &&
+		    pthread_create(&threads[i], NULL, list_part_run, &parts[i]) == 0)
+			started[i] = true;
+		else
+			list_part_run(&parts[i]);
+	}
+	size_t failed = 0;
+	int first_rc = 0;
+	struct backend_err err = { { 0 }, false };
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (started[i])
+			pthread_join(threads[i], NULL);
+		struct list_part *p = &parts[i];
+		lists[i] = p->rc == 0 ? &p->names : NULL;
+		if (p->rc < 0) {
+			failed++;
+			if (!first_rc) {
+				first_rc = p->rc;
+				err = p->err;
+			}
+			log_kv(LOG_LEVEL_WARN, "backend could not list; its keys are missing from keys/",
+			       "storage_type", p->in->name,
+			       "error", p->err.msg[0] ? p->err.msg : errno_reason(p->rc), (char *)NULL);
+		}
+		if (p->called)
+			note_auth_failure(k, p->in, &p->err);
+		else if (c)   /* keys/ served from the listing cache: still an operation */
+			metrics_observe_op(p->in->metrics, KEY_OP_LIST, p->rc == 0, clock_monotonic() - t0);
+	}
+	/* The listing fails only when no instance could answer. */
+	if (rc == 0 && failed == n)
+		rc = first_rc;
+	/* Names the caller has no grant on are not shown (the rules decide
+	 * what exists for whom). */
+	struct strlist all = STRLIST_INIT;
+	if (rc == 0)
+		rc = router_union(k->router, lists, &all);
+	for (size_t i = 0; rc == 0 && i < all.n; i++)
+		if ((!c || access_any_grant(k->access, c, all.items[i])) &&
+		    strlist_add(out, all.items[i]) < 0)
 			rc = -ENOMEM;
-	pthread_mutex_unlock(&k->list_lock);
+	strlist_clear(&all);
+	for (size_t i = 0; parts && i < n; i++)
+		strlist_clear(&parts[i].names);
+	free(parts);
+	free(threads);
+	free(started);
+	free(lists);
+	*err_out = err;
 	return rc;
 }
 
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 {
 	double t0 = clock_monotonic();
-	struct backend_err err = { { 0 }, false };
-	bool called = false;
+	struct instance *first = k->instances[0];
 
 	if (!access_allowed(k->access, c, "", ACCESS_LIST))
-		return deny(k, c, KEY_OP_LIST, "", "access denied", NULL, t0);
+		return deny(k, first, c, KEY_OP_LIST, "", "access denied", NULL, t0);
 
-	int rc = list_copy(k, c, out, &err, &called);
-	const char *anomaly = note_auth_failure(k, &err);
-	if (!called)   /* served from the listing cache: still an operation */
-		metrics_observe_op(k->metrics_index, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
-	return audit_finish(k, c, KEY_OP_LIST, "", rc, false, false,
-	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+	struct backend_err err = { { 0 }, false };
+	int rc = list_union(k, c, out, &err, t0);
+	return audit_finish(k, k->all_names, c, KEY_OP_LIST, "", rc, false, false,
+	                    err.msg[0] ? err.msg : errno_reason(rc), NULL);
 }
 
 int keystore_names(struct keyfs *k, struct strlist *out)
 {
 	struct backend_err err = { { 0 }, false };
-	bool called = false;
-	int rc = list_copy(k, NULL, out, &err, &called);
-	if (called)
-		note_auth_failure(k, &err);
-	return rc;
+	return list_union(k, NULL, out, &err, clock_monotonic());
 }
 
 /* The kernel looks a path up more than once for one open (path walk, then
@@ -569,8 +862,8 @@ int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network
 {
 	if (!access_any_grant(k->access, c, network)) {
 		if (probe_is_new(c->pid, network))
-			deny(k, c, KEY_OP_GET, network, "no grant for this network", NULL,
-			     clock_monotonic());
+			deny(k, keyfs_route(k, network), c, KEY_OP_GET, network,
+			     "no grant for this network", NULL, clock_monotonic());
 		return -ENOENT;
 	}
 	return keystore_exists(k, network);
@@ -581,12 +874,13 @@ int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
 {
 	if (access_allowed(k->access, c, network, access_op_for(op)))
 		return 0;
-	return deny(k, c, op, network, "access denied", NULL, clock_monotonic());
+	return deny(k, keyfs_route(k, network), c, op, network, "access denied", NULL,
+	            clock_monotonic());
 }
 
 void keystore_creating(struct keyfs *k, const char *network, bool on)
 {
-	pthread_mutex_lock(&k->list_lock);
+	pthread_mutex_lock(&k->creating_lock);
 	if (on) {
 		strlist_add(&k->creating, network);
 	} else {
@@ -598,33 +892,48 @@ void keystore_creating(struct keyfs *k, const char *network, bool on)
 			}
 		}
 	}
-	pthread_mutex_unlock(&k->list_lock);
+	pthread_mutex_unlock(&k->creating_lock);
 }
 
 bool keystore_is_creating(struct keyfs *k, const char *network)
 {
-	pthread_mutex_lock(&k->list_lock);
+	pthread_mutex_lock(&k->creating_lock);
 	bool creating = strlist_contains(&k->creating, network);
-	pthread_mutex_unlock(&k->list_lock);
+	pthread_mutex_unlock(&k->creating_lock);
 	return creating;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The listing is kept sorted and unique (list_refresh, list_note): a lookup
+ * is a binary search, not a scan of every key. */
+static bool list_has(const struct strlist *l, const char *network)
+{
+	return l->n && bsearch(&network, l->items, l->n, sizeof(*l->items), compare_names);
 }
 
 int keystore_exists(struct keyfs *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
+	struct instance *in = keyfs_route(k, network);
 	bool called = false;
 	/* A cached key exists without asking for a listing. */
-	if (k->cache && cache_contains(k->cache, network))
+	if (in->cache && cache_contains(in->cache, network))
 		return 0;
 	if (keystore_is_creating(k, network))
 		return 0;
-	int rc = list_refresh(k, &err, &called);
+	/* A lookup (stat, open) should not wait a full timeout_seconds for a
+	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
+	int rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
 	if (rc == 0)
-		rc = strlist_contains(&k->list, network) ? 0 : -ENOENT;
+		rc = list_has(&in->list, network) ? 0 : -ENOENT;
 	else
 		rc = 0;   /* cannot list: let the open's own fetch decide (and be audited) */
-	pthread_mutex_unlock(&k->list_lock);
+	pthread_mutex_unlock(&in->list_lock);
 	if (called)
-		note_auth_failure(k, &err);
+		note_auth_failure(k, in, &err);
 	return rc;
 }

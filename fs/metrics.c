@@ -1,8 +1,10 @@
 /* metrics.c - the Prometheus registry and its text rendering (contract
  * section 6, exposition format 0.0.4).
  *
- * Every counter, gauge and histogram bucket is a C11 atomic in a fixed
- * array, so the key-read path only does relaxed atomic adds.  The one
+ * Every counter, gauge and histogram bucket is a C11 atomic, so the
+ * key-read path only does relaxed atomic adds.  Backend series live in one
+ * struct per registered instance, on a list that only grows (registration
+ * at start, under a lock; rendering walks it without one).  The one
  * dynamic family (last refresh per network) lives in a small hash table
  * under its own mutex, touched only on backend fetches and, briefly, by
  * metrics_render() to snapshot it.
@@ -20,11 +22,13 @@
  * - a histogram's _count is the sum of its bucket snapshot, so +Inf bucket
  *   and _count always agree within one rendering, even under updates.
  */
+#include "backend.h"
 #include "hash.h"
 #include "metrics.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -48,9 +52,6 @@ static const char *const bucket_labels[METRICS_BUCKETS] = {
 	"0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
 };
 
-static const char *const backend_names[METRICS_BACKEND_COUNT] = {
-	"file", "env", "keyring", "vault", "aws",
-};
 static const char *const op_names[KEY_OP_COUNT] = { "get", "store", "remove", "list", "address" };
 static const char *const anomaly_names[METRICS_ANOMALY_COUNT] = {
 	"burst", "off_hours", "auth_failures", "rate_limited",
@@ -66,23 +67,33 @@ struct histogram {
 struct refresh_entry {
 	char *network;
 	char *label;         /* network escaped for a label value */
-	char value[VALUE_TEXT_MAX];   /* formatted when set, so rendering only copies */
+	char value[VALUE_TEXT_MAX];   /* formatted when set, so rendering only copies; "" = unset */
+	char updated[VALUE_TEXT_MAX]; /* the backend's own time of the value; "" = unknown */
 	struct refresh_entry *next;   /* hash chain */
 };
 
+struct metrics_backend {
+	char *name;
+	char *label;                 /* name escaped for a label value */
+	bool cached;
+	atomic_uint_fast64_t ops[KEY_OP_COUNT][2];   /* [..][0]=success */
+	struct histogram durations[KEY_OP_COUNT];
+	atomic_uint_fast64_t cache_hits;
+	atomic_uint_fast64_t cache_misses;
+	atomic_uint_fast64_t cache_stale_hits;
+	atomic_long cache_size;
+	atomic_int backend_up;            /* -1 = never set */
+	atomic_uint_fast64_t auth_failures;
+	atomic_uint_fast64_t invalid_values;
+	atomic_long in_flight;
+	atomic_uint_fast64_t in_flight_rejected;
+	struct metrics_backend *_Atomic next;   /* registration order */
+};
+
+static pthread_mutex_t backends_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct metrics_backend *_Atomic backends_head;
+
 static struct {
-	atomic_bool configured[METRICS_BACKEND_COUNT];
-	atomic_bool remote[METRICS_BACKEND_COUNT];
-	atomic_bool used[METRICS_BACKEND_COUNT];
-	atomic_uint_fast64_t ops[METRICS_BACKEND_COUNT][KEY_OP_COUNT][2];   /* [..][0]=success */
-	struct histogram durations[METRICS_BACKEND_COUNT][KEY_OP_COUNT];
-	atomic_uint_fast64_t cache_hits[METRICS_BACKEND_COUNT];
-	atomic_uint_fast64_t cache_misses[METRICS_BACKEND_COUNT];
-	atomic_uint_fast64_t cache_stale_hits[METRICS_BACKEND_COUNT];
-	atomic_long cache_size[METRICS_BACKEND_COUNT];
-	atomic_int backend_up[METRICS_BACKEND_COUNT];            /* -1 = never set */
-	atomic_uint_fast64_t auth_failures[METRICS_BACKEND_COUNT];
-	atomic_uint_fast64_t invalid_values[METRICS_BACKEND_COUNT];
 	atomic_uint_fast64_t access_denied[KEY_OP_COUNT];
 	atomic_uint_fast64_t anomalies[METRICS_ANOMALY_COUNT];
 	atomic_uint_fast64_t audit_write_errors;
@@ -104,20 +115,11 @@ const char *key_op_name(enum key_op op)
 	return (unsigned)op < KEY_OP_COUNT ? op_names[op] : "unknown";
 }
 
-int metrics_backend_index(const char *name)
-{
-	if (!name)
-		return -1;
-	for (int i = 0; i < METRICS_BACKEND_COUNT; i++)
-		if (strcmp(backend_names[i], name) == 0)
-			return i;
-	return -1;
-}
+static int escape_label(struct strbuf *b, const char *s);
 
-static bool backend_ok(enum metrics_backend b)
-{
-	return (unsigned)b < METRICS_BACKEND_COUNT;
-}
+#define FOR_EACH_BACKEND(b) \
+	for (struct metrics_backend *b = atomic_load_explicit(&backends_head, memory_order_acquire); \
+	     b; b = atomic_load_explicit(&b->next, memory_order_acquire))
 
 static void counter_inc(atomic_uint_fast64_t *c)
 {
@@ -145,26 +147,17 @@ static void refresh_clear_locked(void)
 
 void metrics_init(void)
 {
-	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
-		atomic_store(&reg.configured[b], false);
-		atomic_store(&reg.remote[b], false);
-		atomic_store(&reg.used[b], false);
-		for (int op = 0; op < KEY_OP_COUNT; op++) {
-			atomic_store(&reg.ops[b][op][0], 0);
-			atomic_store(&reg.ops[b][op][1], 0);
-			struct histogram *h = &reg.durations[b][op];
-			for (int i = 0; i <= METRICS_BUCKETS; i++)
-				atomic_store(&h->buckets[i], 0);
-			atomic_store(&h->sum_ns, 0);
-		}
-		atomic_store(&reg.cache_hits[b], 0);
-		atomic_store(&reg.cache_misses[b], 0);
-		atomic_store(&reg.cache_stale_hits[b], 0);
-		atomic_store(&reg.cache_size[b], 0);
-		atomic_store(&reg.backend_up[b], -1);
-		atomic_store(&reg.auth_failures[b], 0);
-		atomic_store(&reg.invalid_values[b], 0);
+	/* Only tests re-init, with no thread updating a registered series. */
+	pthread_mutex_lock(&backends_lock);
+	struct metrics_backend *b = atomic_exchange(&backends_head, NULL);
+	while (b) {
+		struct metrics_backend *next = atomic_load(&b->next);
+		free(b->name);
+		free(b->label);
+		free(b);
+		b = next;
 	}
+	pthread_mutex_unlock(&backends_lock);
 	for (int op = 0; op < KEY_OP_COUNT; op++)
 		atomic_store(&reg.access_denied[op], 0);
 	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++)
@@ -181,29 +174,52 @@ void metrics_init(void)
 	pthread_mutex_unlock(&refresh.lock);
 }
 
-void metrics_set_configured(enum metrics_backend b, bool remote)
+struct metrics_backend *metrics_backend_register(const char *name, bool cached)
 {
-	if (!backend_ok(b))
-		return;
-	atomic_store(&reg.remote[b], remote);
-	atomic_store(&reg.configured[b], true);
+	struct metrics_backend *found = NULL, *last = NULL;
+	pthread_mutex_lock(&backends_lock);
+	FOR_EACH_BACKEND(b) {
+		if (strcmp(b->name, name) == 0)
+			found = b;
+		last = b;
+	}
+	if (found)
+		goto out;
+	struct strbuf label = STRBUF_INIT;
+	found = calloc(1, sizeof(*found));
+	if (!found || !(found->name = strdup(name)) || escape_label(&label, name) != 0) {
+		strbuf_reset(&label);
+		if (found)
+			free(found->name);
+		free(found);
+		found = NULL;
+		goto out;
+	}
+	found->label = strbuf_detach(&label, NULL);
+	found->cached = cached;
+	atomic_init(&found->backend_up, -1);
+	/* Published last, fully built: render walks the list without the lock. */
+	if (last)
+		atomic_store_explicit(&last->next, found, memory_order_release);
+	else
+		atomic_store_explicit(&backends_head, found, memory_order_release);
+out:
+	pthread_mutex_unlock(&backends_lock);
+	return found;
 }
 
-void metrics_observe_op(enum metrics_backend b, enum key_op op, bool success, double seconds)
+void metrics_observe_op(struct metrics_backend *b, enum key_op op, bool success, double seconds)
 {
-	if (!backend_ok(b) || (unsigned)op >= KEY_OP_COUNT)
+	if (!b || (unsigned)op >= KEY_OP_COUNT)
 		return;
-	/* A load first: the flag is set once, so the hot path stays read-only on it. */
-	if (!atomic_load_explicit(&reg.used[b], memory_order_relaxed))
-		atomic_store_explicit(&reg.used[b], true, memory_order_relaxed);
-	counter_inc(&reg.ops[b][op][success ? 0 : 1]);
+	counter_inc(&b->ops[op][success ? 0 : 1]);
 
 	if (!(seconds > 0))   /* negative, zero or NaN: a clock step, count as 0 */
 		seconds = 0;
 	int i = 0;
 	while (i < METRICS_BUCKETS && seconds > bucket_bounds[i])
 		i++;
-	struct histogram *h = &reg.durations[b][op];
+	struct histogram *h = &b->durations[op];
 	counter_inc(&h->buckets[i]);
 	/* 2^64 ns is 584 years; clamp one absurd observation rather than wrap. */
 	double ns = seconds * 1e9;
@@ -211,48 +227,60 @@ void metrics_observe_op(enum metrics_backend b, enum key_op op, bool success, do
 	atomic_fetch_add_explicit(&h->sum_ns, add, memory_order_relaxed);
 }
 
-void metrics_cache_hit(enum metrics_backend b)
+void metrics_cache_hit(struct metrics_backend *b)
 {
-	if (backend_ok(b))
-		counter_inc(&reg.cache_hits[b]);
+	if (b)
+		counter_inc(&b->cache_hits);
 }
 
-void metrics_cache_stale_hit(enum metrics_backend b)
+void metrics_cache_stale_hit(struct metrics_backend *b)
 {
-	if (!backend_ok(b))
+	if (!b)
 		return;
-	counter_inc(&reg.cache_stale_hits[b]);
-	counter_inc(&reg.cache_hits[b]);
+	counter_inc(&b->cache_stale_hits);
+	counter_inc(&b->cache_hits);
 }
 
-void metrics_cache_miss(enum metrics_backend b)
+void metrics_cache_miss(struct metrics_backend *b)
 {
-	if (backend_ok(b))
-		counter_inc(&reg.cache_misses[b]);
+	if (b)
+		counter_inc(&b->cache_misses);
 }
 
-void metrics_cache_size(enum metrics_backend b, long entries)
+void metrics_cache_size(struct metrics_backend *b, long entries)
 {
-	if (backend_ok(b))
-		atomic_store_explicit(&reg.cache_size[b], entries, memory_order_relaxed);
+	if (b)
+		atomic_store_explicit(&b->cache_size, entries, memory_order_relaxed);
 }
 
-void metrics_backend_up(enum metrics_backend b, bool up)
+void metrics_backend_up(struct metrics_backend *b, bool up)
 {
-	if (backend_ok(b))
-		atomic_store_explicit(&reg.backend_up[b], up ? 1 : 0, memory_order_relaxed);
+	if (b)
+		atomic_store_explicit(&b->backend_up, up ? 1 : 0, memory_order_relaxed);
 }
 
-void metrics_auth_failure(enum metrics_backend b)
+void metrics_auth_failure(struct metrics_backend *b)
 {
-	if (backend_ok(b))
-		counter_inc(&reg.auth_failures[b]);
+	if (b)
+		counter_inc(&b->auth_failures);
 }
 
-void metrics_invalid_value(enum metrics_backend b)
+void metrics_in_flight_add(struct metrics_backend *b, long delta)
 {
-	if (backend_ok(b))
-		counter_inc(&reg.invalid_values[b]);
+	if (b)
+		atomic_fetch_add_explicit(&b->in_flight, delta, memory_order_relaxed);
+}
+
+void metrics_in_flight_rejected(struct metrics_backend *b)
+{
+	if (b)
+		counter_inc(&b->in_flight_rejected);
+}
+
+void metrics_invalid_value(struct metrics_backend *b)
+{
+	if (b)
+		counter_inc(&b->invalid_values);
 }
 
 void metrics_access_denied(enum key_op op)
@@ -435,10 +463,16 @@ static struct refresh_entry *refresh_entry_new(const char *network)
 	if (!e)
 		return NULL;
 	e->network = strdup(network);
-	if (escape_label(&label, network) == 0)
-		e->label = strbuf_detach(&label, NULL);
-	else
+	if (escape_label(&label, network) == 0) {
+		/* Exactly its length: a strbuf starts at 256 bytes, which was a
+		 * third of the memory of every cached key (massif). */
+		size_t len;
+		char *l = strbuf_detach(&label, &len);
+		char *fit = realloc(l, len + 1);
+		e->label = fit ? fit : l;
+	} else {
 		strbuf_reset(&label);
+	}
 	if (!e->network || !e->label) {
 		free(e->network);
 		free(e->label);
@@ -448,7 +482,8 @@ static struct refresh_entry *refresh_entry_new(const char *network)
 	return e;
 }
 
-void metrics_last_refresh(const char *network, double wall_seconds)
+/* Set one of a network's timestamps (offset of the field in the entry). */
+static void network_time_set(const char *network, size_t field, double wall_seconds)
 {
 	char text[VALUE_TEXT_MAX];
 	if (!network)
@@ -459,7 +494,7 @@ void metrics_last_refresh(const char *network, double wall_seconds)
 		size_t h = hash_string(network) & (refresh.nbuckets - 1);
 		for (struct refresh_entry *e = refresh.table[h]; e; e = e->next) {
 			if (strcmp(e->network, network) == 0) {
-				memcpy(e->value, text, sizeof(text));
+				memcpy((char *)e + field, text, sizeof(text));
 				goto out;
 			}
 		}
@@ -471,13 +506,23 @@ void metrics_last_refresh(const char *network, double wall_seconds)
 	struct refresh_entry *e = refresh_entry_new(network);
 	if (!e)
 		goto out;
-	memcpy(e->value, text, sizeof(text));
+	memcpy((char *)e + field, text, sizeof(text));
 	size_t h = hash_string(network) & (refresh.nbuckets - 1);
 	e->next = refresh.table[h];
 	refresh.table[h] = e;
 	refresh.order[refresh.count++] = e;
 out:
 	pthread_mutex_unlock(&refresh.lock);
+}
+
+void metrics_last_refresh(const char *network, double wall_seconds)
+{
+	network_time_set(network, offsetof(struct refresh_entry, value), wall_seconds);
+}
+
+void metrics_key_updated(const char *network, double wall_seconds)
+{
+	network_time_set(network, offsetof(struct refresh_entry, updated), wall_seconds);
 }
 
 /* --- rendering ----------------------------------------------------------- */
@@ -597,17 +642,6 @@ static const char *labels_of(struct line *l, const char *n1, const char *v1,
 	return l->buf;
 }
 
-/* Backends whose operation series are rendered. */
-static bool backend_rendered(int b)
-{
-	return atomic_load(&reg.configured[b]) || atomic_load(&reg.used[b]);
-}
-
-static bool backend_cached(int b)
-{
-	return atomic_load(&reg.configured[b]) && atomic_load(&reg.remote[b]);
-}
-
 static void render_operations(struct strbuf *out)
 {
 	static const char *const status_names[2] = { "success", "failure" };
@@ -615,15 +649,13 @@ static void render_operations(struct strbuf *out)
 	struct line l;
 
 	family(out, name, "counter", "Key operations by operation, backend and outcome.");
-	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
-		if (!backend_rendered(b))
-			continue;
+	FOR_EACH_BACKEND(b) {
 		for (int op = 0; op < KEY_OP_COUNT; op++)
 			for (int s = 0; s < 2; s++)
 				sample_u64(out, name,
 				           labels_of(&l, "operation", op_names[op], "backend",
-				                     backend_names[b], "status", status_names[s]),
-				           counter_get(&reg.ops[b][op][s]));
+				                     b->label, "status", status_names[s]),
+				           counter_get(&b->ops[op][s]));
 	}
 }
 
@@ -633,20 +665,18 @@ static void render_durations(struct strbuf *out)
 
 	family(out, "omikuji_key_operation_duration_seconds", "histogram",
 	       "Duration of key operations in seconds, as the caller saw them.");
-	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
-		if (!backend_rendered(b))
-			continue;
+	FOR_EACH_BACKEND(b) {
 		for (int op = 0; op < KEY_OP_COUNT; op++) {
-			struct histogram *h = &reg.durations[b][op];
+			struct histogram *h = &b->durations[op];
 			uint64_t cumulative = 0;
 			for (int i = 0; i <= METRICS_BUCKETS; i++) {
 				cumulative += counter_get(&h->buckets[i]);
-				labels_of(&l, "operation", op_names[op], "backend", backend_names[b],
+				labels_of(&l, "operation", op_names[op], "backend", b->label,
 				          "le", i < METRICS_BUCKETS ? bucket_labels[i] : "+Inf");
 				sample_u64(out, "omikuji_key_operation_duration_seconds_bucket",
 				           l.buf, cumulative);
 			}
-			labels_of(&l, "operation", op_names[op], "backend", backend_names[b],
+			labels_of(&l, "operation", op_names[op], "backend", b->label,
 			          NULL, NULL);
 			sample_double(out, "omikuji_key_operation_duration_seconds_sum", l.buf,
 			              (double)counter_get(&h->sum_ns) / 1e9);
@@ -656,16 +686,18 @@ static void render_durations(struct strbuf *out)
 	}
 }
 
+/* One counter family with a sample per backend (cached ones only when
+ * only_cached); value picks the counter of a backend. */
 static void render_per_backend(struct strbuf *out, const char *name, const char *help,
-                               atomic_uint_fast64_t *values, bool (*include)(int))
+                               size_t offset, bool only_cached)
 {
 	struct line l;
 	family(out, name, "counter", help);
-	for (int b = 0; b < METRICS_BACKEND_COUNT; b++)
-		if (include(b))
+	FOR_EACH_BACKEND(b)
+		if (b->cached || !only_cached)
 			sample_u64(out, name,
-			           labels_of(&l, "backend", backend_names[b], NULL, NULL, NULL, NULL),
-			           counter_get(&values[b]));
+			           labels_of(&l, "backend", b->label, NULL, NULL, NULL, NULL),
+			           counter_get((atomic_uint_fast64_t *)((char *)b + offset)));
 }
 
 static void render_cache(struct strbuf *out)
@@ -674,20 +706,20 @@ static void render_cache(struct strbuf *out)
 
 	render_per_backend(out, "omikuji_key_cache_hits_total",
 	                   "Key reads served from the cache (stale ones included).",
-	                   reg.cache_hits, backend_cached);
+	                   offsetof(struct metrics_backend, cache_hits), true);
 	render_per_backend(out, "omikuji_key_cache_misses_total",
 	                   "Key reads that had to ask the backend.",
-	                   reg.cache_misses, backend_cached);
+	                   offsetof(struct metrics_backend, cache_misses), true);
 	render_per_backend(out, "omikuji_key_cache_stale_hits_total",
 	                   "Expired cache entries served because the backend failed.",
-	                   reg.cache_stale_hits, backend_cached);
+	                   offsetof(struct metrics_backend, cache_stale_hits), true);
 	family(out, "omikuji_key_cache_size", "gauge", "Keys currently cached.");
-	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
-		if (!backend_cached(b))
+	FOR_EACH_BACKEND(b) {
+		if (!b->cached)
 			continue;
-		long size = atomic_load(&reg.cache_size[b]);
+		long size = atomic_load(&b->cache_size);
 		sample_u64(out, "omikuji_key_cache_size",
-		           labels_of(&l, "backend", backend_names[b], NULL, NULL, NULL, NULL),
+		           labels_of(&l, "backend", b->label, NULL, NULL, NULL, NULL),
 		           size > 0 ? (uint64_t)size : 0);
 	}
 }
@@ -697,13 +729,24 @@ static void render_backend_up(struct strbuf *out)
 	struct line l;
 	family(out, "omikuji_key_backend_up", "gauge",
 	       "1 when the last health check of the backend succeeded, else 0.");
-	for (int b = 0; b < METRICS_BACKEND_COUNT; b++) {
-		int up = atomic_load(&reg.backend_up[b]);
+	FOR_EACH_BACKEND(b) {
+		int up = atomic_load(&b->backend_up);
 		if (up >= 0)
 			sample_u64(out, "omikuji_key_backend_up",
-			           labels_of(&l, "backend", backend_names[b], NULL, NULL, NULL, NULL),
+			           labels_of(&l, "backend", b->label, NULL, NULL, NULL, NULL),
 			           (uint64_t)up);
 	}
+	family(out, "omikuji_key_backend_calls_in_flight", "gauge",
+	       "Calls to the backend waiting for its answer now.");
+	FOR_EACH_BACKEND(b) {
+		long n = atomic_load(&b->in_flight);
+		sample_u64(out, "omikuji_key_backend_calls_in_flight",
+		           labels_of(&l, "backend", b->label, NULL, NULL, NULL, NULL),
+		           n > 0 ? (uint64_t)n : 0);
+	}
+	render_per_backend(out, "omikuji_key_backend_calls_rejected_total",
+	                   "Calls failed at once (EIO) because max_calls_in_flight were pending.",
+	                   offsetof(struct metrics_backend, in_flight_rejected), false);
 }
 
 static void render_security(struct strbuf *out)
@@ -718,10 +761,10 @@ static void render_security(struct strbuf *out)
 		           counter_get(&reg.access_denied[op]));
 	render_per_backend(out, "omikuji_key_backend_auth_failures_total",
 	                   "Backend calls that failed to authenticate.",
-	                   reg.auth_failures, backend_rendered);
+	                   offsetof(struct metrics_backend, auth_failures), false);
 	render_per_backend(out, "omikuji_key_backend_invalid_values_total",
 	                   "Values read from the backend that are not valid keys (never served).",
-	                   reg.invalid_values, backend_rendered);
+	                   offsetof(struct metrics_backend, invalid_values), false);
 	family(out, "omikuji_key_anomalies_total", "counter",
 	       "Unusual key access patterns detected, by kind.");
 	for (int k = 0; k < METRICS_ANOMALY_COUNT; k++)
@@ -743,7 +786,30 @@ static void render_security(struct strbuf *out)
 struct refresh_snapshot {
 	const char *label;
 	char value[VALUE_TEXT_MAX];
+	char updated[VALUE_TEXT_MAX];
 };
+
+static void render_network_times(struct strbuf *out, const char *prefix,
+                                 const struct refresh_snapshot *snap, size_t n, size_t field)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *value = (const char *)&snap[i] + field;
+		if (!value[0])
+			continue;
+		struct line l;
+		line_init(&l);
+		line_put(&l, prefix);
+		line_put(&l, snap[i].label);
+		line_put(&l, "\"} ");
+		line_put(&l, value);
+		line_put(&l, "\n");
+		if (!l.overflow) {
+			strbuf_append(out, l.buf, l.len);
+			continue;
+		}
+		strbuf_printf(out, "%s%s\"} %s\n", prefix, snap[i].label, value);
+	}
+}
 
 static void render_refresh(struct strbuf *out)
 {
@@ -764,6 +830,7 @@ static void render_refresh(struct strbuf *out)
 			for (size_t i = 0; i < n; i++) {
 				snap[i].label = refresh.order[i]->label;
 				memcpy(snap[i].value, refresh.order[i]->value, VALUE_TEXT_MAX);
+				memcpy(snap[i].updated, refresh.order[i]->updated, VALUE_TEXT_MAX);
 			}
 		}
 	}
@@ -772,21 +839,29 @@ static void render_refresh(struct strbuf *out)
 	if (lost && !out->error)
 		out->error = -ENOMEM;
 
-	for (size_t i = 0; i < n; i++) {
-		struct line l;
-		line_init(&l);
-		line_put(&l, prefix);
-		line_put(&l, snap[i].label);
-		line_put(&l, "\"} ");
-		line_put(&l, snap[i].value);
-		line_put(&l, "\n");
-		if (!l.overflow) {
-			strbuf_append(out, l.buf, l.len);
-			continue;
-		}
-		strbuf_printf(out, "%s%s\"} %s\n", prefix, snap[i].label, snap[i].value);
-	}
+	render_network_times(out, prefix, snap, n, offsetof(struct refresh_snapshot, value));
+	family(out, "omikuji_key_updated_timestamp_seconds", "gauge",
+	       "Unix time the backend itself says a network's current key was written "
+	       "(Vault: the version's created_time); for rotation-age alerts.");
+	render_network_times(out, "omikuji_key_updated_timestamp_seconds{network=\"", snap, n,
+	                     offsetof(struct refresh_snapshot, updated));
 	free(snap);
+}
+
+int metrics_render_api_calls(struct strbuf *out, const char *backend,
+                             const struct backend_api_calls *calls, size_t n, bool header)
+{
+	static const char name[] = "omikuji_keyfs_aws_api_calls_total";
+	struct line l;
+	if (!n)
+		return out->error;
+	if (header)
+		family(out, name, "counter",
+		       "Requests sent to AWS Secrets Manager, by action (each is billed).");
+	for (size_t i = 0; i < n; i++)
+		sample_u64(out, name, labels_of(&l, "backend", backend, "action", calls[i].action,
+		                                NULL, NULL), calls[i].count);
+	return out->error;
 }
 
 int metrics_render(struct strbuf *out)
@@ -801,14 +876,14 @@ int metrics_render(struct strbuf *out)
 	family(out, "omikuji_keyfs_build_info", "gauge", "Build information; the value is always 1.");
 	sample_u64(out, "omikuji_keyfs_build_info", "version=\"" KEYFS_VERSION "\"", 1);
 
-	family(out, "process_start_time_seconds", "gauge",
-	       "Start time of the process since unix epoch in seconds.");
+	family(out, "omikuji_keyfs_start_time_seconds", "gauge",
+	       "Unix time the mount started (named apart from node_exporter's process_*).");
 	double start = atomic_load(&reg.start_time);
 	if (start == 0.0) {   /* rendered before metrics_init() */
 		start = clock_wall();
 		atomic_store(&reg.start_time, start);
 	}
-	sample_double(out, "process_start_time_seconds", "", start);
+	sample_double(out, "omikuji_keyfs_start_time_seconds", "", start);
 
 	/* -ENOMEM, or -E2BIG when the caller capped the buffer. */
 	return out->error;

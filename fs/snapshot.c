@@ -18,6 +18,16 @@ int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf
 {
 	(void)n;
 	int rc = metrics_render(out);
+	bool first = true;
+	for (size_t i = 0; rc == 0 && k && i < k->n_instances; i++) {
+		struct instance *in = k->instances[i];
+		if (!in->backend || !in->backend->ops->api_calls)
+			continue;
+		struct backend_api_calls calls[32];
+		size_t nc = in->backend->ops->api_calls(in->backend, calls, 32);
+		rc = metrics_render_api_calls(out, in->name, calls, nc, first);
+		first = false;
+	}
 	/* key_info names networks: metrics_per_network: false leaves it out too. */
 	if (rc == 0 && k->addresses && k->cfg->keyfs.metrics_addresses &&
 	    k->cfg->keyfs.metrics_per_network)
@@ -27,8 +37,8 @@ int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf
 
 int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out)
 {
-	(void)n;
-	return health_render(k, out);
+	struct instance *in = keyfs_instance(k, n->name);
+	return in ? health_render(in, out) : -ENOENT;
 }
 
 int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi)

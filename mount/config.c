@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "backend.h"
 #include "secret.h"
 #include "strbuf.h"
 
@@ -43,7 +44,7 @@ struct loader {
 	yaml_document_t *doc;
 	struct config *cfg;
 	char inline_secret[256];     /* first secret field given literally, "" if none */
-	bool vault_url_seen;         /* `url` or `urls` already given */
+	const void *vault_url_seen;  /* the vault section whose `url` or `urls` was given */
 	bool start_seen, end_seen;   /* business_hours.start / .end given */
 	const yaml_mark_t *key_mark; /* of the key being loaded */
 };
@@ -75,9 +76,13 @@ struct field {
 	const struct field *fields;    /* FIELD_SECTION */
 	field_parser *parse;           /* FIELD_CUSTOM, or a check after FIELD_SECTION */
 	const char *hint;              /* appended to "unknown key" of a near miss */
+	/* Defaults, printing and freeing are driven by the table too (see
+	 * fields_defaults/fields_print/fields_free), so a new field is a row. */
+	const char *def;               /* default of a string field; NULL: not set */
+	long def_int;                  /* default of FIELD_INT / FIELD_ENUM */
+	bool holds_list;               /* FIELD_CUSTOM whose offset holds a struct strlist */
 };
 
-_Static_assert(sizeof(enum storage_type) == sizeof(int), "FIELD_ENUM writes an int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "FIELD_ENUM writes an int");
 _Static_assert(sizeof(enum audit_failure) == sizeof(int), "FIELD_ENUM writes an int");
 _Static_assert(sizeof(enum key_format) == sizeof(int), "FIELD_ENUM writes an int");
@@ -482,6 +487,36 @@ static int load_field(struct loader *L, const struct field *f, yaml_node_t *valu
 	return 0;
 }
 
+/* Edit distance of two short strings, capped at 3 (enough to tell a typo). */
+static int edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 40 || lb > 40 || (la > lb ? la - lb : lb - la) > 3)
+		return 3;
+	int d[41][41];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+			d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+	return d[la][lb] > 3 ? 3 : d[la][lb];
+}
+
+/* An unknown top-level key this close to one of our own sections is a
+ * typo (an error), not an Omikuji section to skip. */
+static bool near_own_section(const struct field *fields, const char *k)
+{
+	for (const struct field *f = fields; f->key; f++)
+		if (f->kind != FIELD_SKIP && edit_distance(f->key, k) <= 2)
+			return true;
+	return false;
+}
+
 static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
                         void *base, const char *path)
 {
@@ -516,10 +551,21 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 		for (f = fields; f->key; f++)
 			if (strcmp(f->key, k) == 0)
 				break;
+		if (!f->key && !(path && *path) && !near_own_section(fields, k)) {
+			/* A section of a newer Omikuji: not ours to judge. */
+			char w[512];
+			snprintf(w, sizeof(w), "%s:%zu:%zu: unknown top-level section '%.64s' skipped "
+			         "(Omikuji's own?)", L->file, key->start_mark.line + 1,
+			         key->start_mark.column + 1, k);
+			if (strlist_add(&L->cfg->warnings, w) < 0)
+				return fail_at(L, &key->start_mark, -ENOMEM, "out of memory");
+			continue;
+		}
 		if (!f->key) {
 			const char *hint = "";
 			for (const struct field *h = fields; h->key; h++)
-				if (h->hint && strcmp(h->hint, k) == 0)
+				if ((h->hint && strcmp(h->hint, k) == 0) ||
+				    (!(path && *path) && h->kind != FIELD_SKIP && edit_distance(h->key, k) <= 2))
 					hint = h->key;
 			return fail_at(L, &key->start_mark, -EINVAL, "unknown key '%.64s' %s%s%s%s%s",
 			               k, path && *path ? "in " : "at the top level", path ? path : "",
@@ -544,10 +590,16 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 	char *s = NULL;
 	int rc;
 
-	if (L->vault_url_seen)
+	if (L->vault_url_seen == v) {
+		char section[256];
+		snprintf(section, sizeof(section), "%s", name);
+		char *dot = strrchr(section, '.');
+		if (dot)
+			*dot = 0;
 		return fail_at(L, L->key_mark, -EINVAL,
-		               "both url and urls are given in key_storage.vault; use one of them");
-	L->vault_url_seen = true;
+		               "both url and urls are given in %s; use one of them", section);
+	}
+	L->vault_url_seen = v;
 	if (strcmp(f->key, "urls") == 0)
 		return get_strlist(L, value, name, &v->urls, check_nonempty);
 	rc = get_string(L, value, name, &s, NULL);
@@ -557,6 +609,88 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 	if (s && strlist_take(&v->urls, s) < 0)
 		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
 	return 0;
+}
+
+/* An octal file mode such as "0640" for the audit log: the owner reads and
+ * writes; the group may read (log shippers) or read and write; no others. */
+static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+                           void *base, const char *name)
+{
+	char *s = NULL, *end = NULL;
+	int rc = get_string(L, value, name, &s, NULL);
+	if (rc || !s)
+		return rc;
+	long mode = strtol(s, &end, 8);
+	if (!*s || *end || (mode & ~0660L) || (mode & 0600L) != 0600L)
+		rc = fail_at(L, &value->start_mark, -EINVAL,
+		             "%s: expected an octal mode from 0600 to 0660 such as \"0640\" (owner "
+		             "read-write, group at most read-write, nothing for others), not '%s'", name, s);
+	else
+		*(int *)((char *)base + f->offset) = (int)mode;
+	free(s);
+	return rc;
+}
+
+/* Is the host of an http(s) URL a loopback address? */
+static bool url_host_is_loopback(const char *url)
+{
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	const char *at = strchr(h, '@');
+	const char *slash = strchr(h, '/');
+	if (at && (!slash || at < slash))
+		h = at + 1;
+	size_t n = strcspn(h, "/?#");
+	if (n >= 5 && strncmp(h, "[::1]", 5) == 0)
+		return true;
+	size_t host = strcspn(h, ":/?#");
+	return (host == 9 && strncmp(h, "localhost", 9) == 0) || strncmp(h, "127.", 4) == 0;
+}
+
+/* The token or credentials would cross the network in clear: refused unless
+ * allow_insecure_http, a warning otherwise (loopback or allowed). */
+static int check_http_url(struct loader *L, yaml_node_t *value, const char *name, const char *url,
+                          int allowed)
+{
+	if (strncasecmp(url, "http://", 7) != 0)
+		return 0;
+	bool loopback = url_host_is_loopback(url);
+	if (!loopback && !allowed)
+		return fail_at(L, &value->start_mark, -EINVAL,
+		               "%s: %s is plain http: credentials and keys would cross the network in "
+		               "clear; use https://, or set allow_insecure_http: true", name, url);
+	char *w = NULL;
+	if (asprintf(&w, "%s: %s is plain http: credentials and keys travel unencrypted%s", name, url,
+	             loopback ? " (loopback only)" : " (allow_insecure_http: true)") >= 0)
+		strlist_take(&L->cfg->warnings, w);
+	return 0;
+}
+
+/* Plain-http URLs of an instance's remote backend (its own section only). */
+static int check_backend_http(struct loader *L, yaml_node_t *value, const char *name,
+                              const struct config_backend *b)
+{
+	int rc = 0;
+	const char *type = b->type ? b->type->name : "";
+	char where[160];
+	if (strcmp(type, "vault") == 0) {
+		snprintf(where, sizeof(where), "%s.vault", name);
+		for (size_t i = 0; rc == 0 && i < b->vault.urls.n; i++)
+			rc = check_http_url(L, value, where, b->vault.urls.items[i],
+			                    b->vault.allow_insecure_http);
+	}
+	if (strcmp(type, "aws-secrets") == 0 && b->aws.endpoint_url) {
+		snprintf(where, sizeof(where), "%s.aws_secrets.endpoint_url", name);
+		rc = check_http_url(L, value, where, b->aws.endpoint_url, b->aws.allow_insecure_http);
+	}
+	return rc;
+}
+
+static int check_key_storage(struct loader *L, const struct field *f, yaml_node_t *value,
+                             void *base, const char *name)
+{
+	(void)f;
+	return check_backend_http(L, value, name, base);
 }
 
 static const char *const log_target_types[] = { "file", "stdout", "stderr", "syslog", NULL };
@@ -791,12 +925,163 @@ static int check_rate_limit(struct loader *L, const struct field *f, yaml_node_t
 	return 0;
 }
 
+static int parse_storage_type(struct loader *L, const struct field *f, yaml_node_t *value,
+                              void *base, const char *name)
+{
+	struct config_backend *b = base;
+	char *s = NULL;
+	int rc = get_string(L, value, name, &s, NULL);
+	if (rc || !s)
+		return rc;
+	const struct backend_type *t = backend_type_find(s);
+	if (!t) {
+		char list[256] = "";
+		const struct backend_type *r;
+		for (size_t i = 0; (r = backend_type_at(i)); i++) {
+			size_t len = strlen(list);
+			snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", r->name);
+		}
+		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must be one of %s (got '%.64s')",
+		             name, list, s);
+	} else {
+		b->type = t;
+	}
+	free(s);
+	return rc;
+}
+
+/* Shell globs over network names: the name characters plus * ? [ ] ! ^. */
+static int check_glob(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 128)
+		return fail_at(L, &node->start_mark, -EINVAL,
+		               "%s: a glob must have 1 to 128 characters", name);
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '[') {
+			const char *close = strchr(s + i + 2, ']');
+			if (i + 1 >= n || !close)
+				return fail_at(L, &node->start_mark, -EINVAL,
+				               "%s: unclosed [ in the glob '%.64s'", name, s);
+			i = (size_t)(close - s);
+			continue;
+		}
+		if (!isalnum((unsigned char)c) && !strchr("._-*?", c))
+			return fail_at(L, &node->start_mark, -EINVAL,
+			               "%s: '%c' cannot occur in a network name or glob ('%.64s')",
+			               name, c, s);
+	}
+	return 0;
+}
+
+static int parse_networks(struct loader *L, const struct field *f, yaml_node_t *value,
+                          void *base, const char *name)
+{
+	struct config_backend *b = base;
+	return get_strlist(L, value, name, &b->networks, check_glob);
+}
+
+static bool valid_instance_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > BACKEND_NAME_MAX - 1 || !(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+			return false;
+	return true;
+}
+
+static bool is_type_name(const char *s)
+{
+	const struct backend_type *t;
+	for (size_t i = 0; (t = backend_type_at(i)); i++)
+		if (strcmp(t->name, s) == 0 || strcmp(t->instance_name, s) == 0)
+			return true;
+	return false;
+}
+
+static int backend_defaults(struct config_backend *b);
+static void backend_free(struct config_backend *b);
+static const struct field backend_entry_fields[];
+
+static void free_backends(struct config_keyfs *k)
+{
+	for (size_t i = 0; i < k->n_backends; i++)
+		backend_free(&k->backends[i]);
+	free(k->backends);
+	k->backends = NULL;
+	k->n_backends = 0;
+}
+
+/* keyfs.backends: named instances, each parsed with the same section tables
+ * as key_storage. */
+static int parse_backends(struct loader *L, const struct field *f, yaml_node_t *value,
+                          void *base, const char *name)
+{
+	struct config_keyfs *k = base;
+	free_backends(k);
+	if (is_null(value))
+		return 0;
+	if (value->type != YAML_SEQUENCE_NODE)
+		return fail_at(L, &value->start_mark, -EINVAL, "expected a list of backends for %s", name);
+	size_t n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
+	if (n == 0)
+		return 0;
+	k->backends = calloc(n, sizeof(*k->backends));
+	if (!k->backends)
+		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
+		struct config_backend *b = &k->backends[i];
+		char item_name[256];
+		int rc;
+
+		k->n_backends = i + 1;
+		if (backend_defaults(b) < 0)
+			return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		b->type = NULL;
+		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
+		if (!item || item->type != YAML_MAPPING_NODE)
+			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
+			               "expected a mapping (name:, storage_type:, networks:, ...) for %s",
+			               item_name);
+		b->line = (int)item->start_mark.line + 1;
+		b->column = (int)item->start_mark.column + 1;
+		free(b->name);
+		b->name = NULL;
+		rc = load_mapping(L, item, backend_entry_fields, b, item_name);
+		if (rc)
+			return rc;
+		if (!b->name)
+			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a name", item_name);
+		if (!valid_instance_name(b->name))
+			return fail_at(L, &item->start_mark, -EINVAL,
+			               "%s: bad name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,31})",
+			               item_name, b->name);
+		if (is_type_name(b->name))
+			return fail_at(L, &item->start_mark, -EINVAL,
+			               "%s: the name '%s' is a backend type's; choose another", item_name,
+			               b->name);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(k->backends[j].name, b->name) == 0)
+				return fail_at(L, &item->start_mark, -EINVAL,
+				               "%s: duplicate backend name '%s' (first at line %d)",
+				               item_name, b->name, k->backends[j].line);
+		if (!b->type)
+			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a storage_type", item_name);
+		if ((rc = check_backend_http(L, item, item_name, b)))
+			return rc;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* the schema */
 
 #define DAY (24 * 3600)
 
-static const char *const storage_names[] = { "file", "env", "keyring", "vault", "aws-secrets", NULL };
 static const char *const auth_methods[] = { "token", "approle", NULL };
 static const char *const log_formats[] = { "json", "text", NULL };
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
@@ -835,31 +1120,35 @@ static const struct field file_fields[] = {
 };
 
 static const struct field keyring_fields[] = {
-	{ "service", FIELD_STRING, offsetof(struct config_keyring, service) },
-	{ "cache_ttl_seconds", FIELD_INT, offsetof(struct config_keyring, cache_ttl_seconds), 0, DAY },
+	{ "service", FIELD_STRING, offsetof(struct config_keyring, service), .def = "omikuji" },
+	{ "timeout_seconds", FIELD_INT, offsetof(struct config_keyring, timeout_seconds), 1, 600,
+	  .def_int = 5 },
+	{ "cache_ttl_seconds", FIELD_INT, offsetof(struct config_keyring, cache_ttl_seconds), 0, DAY,
+	  .def_int = 300 },
 	{ NULL },
 };
 
 #define V(m) offsetof(struct config_vault, m)
 static const struct field vault_fields[] = {
 	{ "url", FIELD_CUSTOM, .parse = parse_vault_url },
-	{ "urls", FIELD_CUSTOM, .parse = parse_vault_url },
-	{ "mount_path", FIELD_STRING, V(mount_path) },
-	{ "path_prefix", FIELD_STRING, V(path_prefix) },
-	{ "auth_method", FIELD_CHOICE, V(auth_method), .choices = auth_methods },
+	{ "urls", FIELD_CUSTOM, V(urls), .parse = parse_vault_url, .holds_list = true },
+	{ "mount_path", FIELD_STRING, V(mount_path), .def = "secret" },
+	{ "path_prefix", FIELD_STRING, V(path_prefix), .def = "omikuji/keys" },
+	{ "auth_method", FIELD_CHOICE, V(auth_method), .choices = auth_methods, .def = "token" },
 	{ "token", FIELD_SECRET, V(token) },
 	{ "token_file", FIELD_PATH, V(token_file) },
 	{ "role_id", FIELD_STRING, V(role_id) },
 	{ "secret_id", FIELD_SECRET, V(secret_id) },
 	{ "secret_id_file", FIELD_PATH, V(secret_id_file) },
-	{ "approle_mount", FIELD_STRING, V(approle_mount) },
+	{ "approle_mount", FIELD_STRING, V(approle_mount), .def = "approle" },
 	{ "namespace", FIELD_STRING, V(namespace) },
 	{ "ca_cert", FIELD_PATH, V(ca_cert) },
 	{ "client_cert", FIELD_PATH, V(client_cert) },
 	{ "client_key", FIELD_PATH, V(client_key) },
-	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600 },
-	{ "max_retries", FIELD_INT, V(max_retries), 0, 20 },
-	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY },
+	{ "timeout_seconds", FIELD_INT, V(timeout_seconds), 1, 600, .def_int = 5 },
+	{ "max_retries", FIELD_INT, V(max_retries), 0, 20, .def_int = 3 },
+	{ "cache_ttl_seconds", FIELD_INT, V(cache_ttl_seconds), 0, DAY, .def_int = 300 },
+	{ "allow_insecure_http", FIELD_ENUM, V(allow_insecure_http), .choices = booleans },
 	{ NULL },
 };
 #undef V
@@ -867,24 +1156,44 @@ static const struct field vault_fields[] = {
 #define A(m) offsetof(struct config_aws, m)
 static const struct field aws_fields[] = {
 	{ "region", FIELD_STRING, A(region) },
-	{ "prefix", FIELD_STRING, A(prefix) },
+	{ "prefix", FIELD_STRING, A(prefix), .def = "omikuji" },
 	{ "endpoint_url", FIELD_STRING, A(endpoint_url) },
 	{ "profile", FIELD_STRING, A(profile) },
-	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600 },
-	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY },
+	{ "ca_cert", FIELD_PATH, A(ca_cert) },
+	{ "timeout_seconds", FIELD_INT, A(timeout_seconds), 1, 600, .def_int = 5 },
+	{ "max_retries", FIELD_INT, A(max_retries), 0, 10, .def_int = 3 },
+	{ "recovery_window_days", FIELD_INT, A(recovery_window_days), 7, 30, .def_int = 7 },
+	{ "cache_ttl_seconds", FIELD_INT, A(cache_ttl_seconds), 0, DAY, .def_int = 300 },
+	{ "allow_insecure_http", FIELD_ENUM, A(allow_insecure_http), .choices = booleans },
 	{ NULL },
 };
 #undef A
 
-#define C(m) offsetof(struct config, m)
+#define B(m) offsetof(struct config_backend, m)
 static const struct field key_storage_fields[] = {
-	{ "storage_type", FIELD_ENUM, C(storage_type), .choices = storage_names, .hint = "backend" },
-	{ "keyring", FIELD_SECTION, C(keyring), .fields = keyring_fields },
-	{ "vault", FIELD_SECTION, C(vault), .fields = vault_fields },
-	{ "aws_secrets", FIELD_SECTION, C(aws), .fields = aws_fields },
-	{ "file", FIELD_SECTION, C(file), .fields = file_fields },
+	{ "storage_type", FIELD_CUSTOM, .parse = parse_storage_type, .hint = "backend" },
+	{ "keyring", FIELD_SECTION, B(keyring), .fields = keyring_fields },
+	{ "vault", FIELD_SECTION, B(vault), .fields = vault_fields },
+	{ "aws_secrets", FIELD_SECTION, B(aws), .fields = aws_fields },
+	{ "file", FIELD_SECTION, B(file), .fields = file_fields },
 	{ NULL },
 };
+
+/* An entry of keyfs.backends: key_storage's keys plus its own. */
+static const struct field backend_entry_fields[] = {
+	{ "name", FIELD_STRING, B(name) },
+	{ "storage_type", FIELD_CUSTOM, .parse = parse_storage_type, .hint = "backend" },
+	{ "networks", FIELD_CUSTOM, .parse = parse_networks },
+	{ "max_calls_in_flight", FIELD_INT, B(max_calls_in_flight), 1, 1024 },
+	{ "keyring", FIELD_SECTION, B(keyring), .fields = keyring_fields },
+	{ "vault", FIELD_SECTION, B(vault), .fields = vault_fields },
+	{ "aws_secrets", FIELD_SECTION, B(aws), .fields = aws_fields },
+	{ "file", FIELD_SECTION, B(file), .fields = file_fields },
+	{ NULL },
+};
+#undef B
+
+#define C(m) offsetof(struct config, m)
 
 static const struct field logging_fields[] = {
 	{ "format", FIELD_ENUM, offsetof(struct config_logging, format), .choices = log_formats },
@@ -918,6 +1227,8 @@ static const struct field rate_limit_fields[] = {
 #define K(m) offsetof(struct config_keyfs, m)
 static const struct field keyfs_fields[] = {
 	{ "audit_log", FIELD_PATH, K(audit_log) },
+	{ "audit_log_mode", FIELD_CUSTOM, K(audit_log_mode), .parse = parse_file_mode },
+	{ "audit_log_group", FIELD_STRING, K(audit_log_group) },
 	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures },
 	{ "audit_key_file", FIELD_PATH, K(audit_key_file) },
 	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
@@ -928,10 +1239,13 @@ static const struct field keyfs_fields[] = {
 	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
 	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
 	{ "run_as", FIELD_STRING, K(run_as) },
+	{ "on_change", FIELD_PATH, K(on_change) },
 	{ "metrics_per_network", FIELD_ENUM, K(metrics_per_network), .choices = booleans },
 	{ "monitoring_mode", FIELD_CUSTOM, .parse = parse_monitoring_mode },
 	{ "monitoring_group", FIELD_STRING, K(monitoring_group) },
 	{ "metrics_addresses", FIELD_ENUM, K(metrics_addresses), .choices = booleans },
+	{ "backends", FIELD_CUSTOM, .parse = parse_backends },
+	{ "max_calls_in_flight", FIELD_INT, K(max_calls_in_flight), 1, 1024 },
 	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
 	  .parse = check_business_hours },
 	{ "anomaly", FIELD_SECTION, K(anomaly), .fields = anomaly_fields },
@@ -945,7 +1259,8 @@ static const struct field keyfs_fields[] = {
  * database_cleanup, metrics, gas_price_feeds, scheduled_tasks,
  * event_monitors) are skipped whole: the same file serves both programs. */
 static const struct field top_fields[] = {
-	{ "key_storage", FIELD_SECTION, 0, .fields = key_storage_fields },
+	{ "key_storage", FIELD_SECTION, C(key_storage), .fields = key_storage_fields,
+	  .parse = check_key_storage },
 	{ "logging", FIELD_SECTION, C(logging), .fields = logging_fields },
 	{ "keyfs", FIELD_SECTION, C(keyfs), .fields = keyfs_fields },
 	{ "networks", FIELD_SKIP },
@@ -981,24 +1296,52 @@ static char *xdg_path(const char *var, const char *fallback, const char *suffix)
 	return out;
 }
 
+/* Defaults of a table's fields (recursing into sections): the rows say
+ * them.  0 or -ENOMEM. */
+static int fields_defaults(const struct field *fields, void *base)
+{
+	for (const struct field *f = fields; f->key; f++) {
+		void *slot = (char *)base + f->offset;
+		switch (f->kind) {
+		case FIELD_STRING:
+		case FIELD_PATH:
+		case FIELD_SECRET:
+		case FIELD_CHOICE:
+			if (f->def && !(*(char **)slot = strdup(f->def)))
+				return -ENOMEM;
+			break;
+		case FIELD_INT:
+		case FIELD_ENUM:
+			*(int *)slot = (int)f->def_int;
+			break;
+		case FIELD_SECTION:
+			if (fields_defaults(f->fields, slot) < 0)
+				return -ENOMEM;
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+/* The defaults of every type section of one instance. */
+static int backend_defaults(struct config_backend *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->type = backend_type_find("file");
+	if (fields_defaults(key_storage_fields, b) < 0)
+		return -ENOMEM;
+	/* The one default a row cannot hold: it depends on the environment. */
+	b->file.path = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc");
+	return b->file.path ? 0 : -ENOMEM;
+}
+
 static int config_defaults(struct config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->storage_type = STORAGE_FILE;
-	cfg->file.path = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc");
-	cfg->keyring.service = strdup("omikuji");
-	cfg->keyring.cache_ttl_seconds = 300;
-	cfg->vault.mount_path = strdup("secret");
-	cfg->vault.path_prefix = strdup("omikuji/keys");
-	cfg->vault.auth_method = strdup("token");
-	cfg->vault.approle_mount = strdup("approle");
-	cfg->vault.timeout_seconds = 5;
-	cfg->vault.max_retries = 3;
-	cfg->vault.cache_ttl_seconds = 300;
-	cfg->aws.region = strdup("us-east-1");
-	cfg->aws.prefix = strdup("omikuji");
-	cfg->aws.timeout_seconds = 5;
-	cfg->aws.cache_ttl_seconds = 300;
+	if (backend_defaults(&cfg->key_storage) < 0)
+		return -ENOMEM;
 	cfg->logging.format = LOG_FORMAT_JSON;
 	cfg->logging.level = strdup("info");
 	cfg->logging.targets = calloc(1, sizeof(*cfg->logging.targets));
@@ -1008,6 +1351,7 @@ static int config_defaults(struct config *cfg)
 	}
 	cfg->keyfs.audit_log = xdg_path("XDG_STATE_HOME", ".local/state", "omikuji-keyfs/audit.log");
 	cfg->keyfs.audit_failure = AUDIT_FAILURE_DENY;
+	cfg->keyfs.audit_log_mode = 0600;
 	cfg->keyfs.key_format = KEY_FORMAT_EVM;
 	cfg->keyfs.health_interval_seconds = 15;
 	cfg->keyfs.audit_checkpoint_seconds = 300;
@@ -1020,10 +1364,9 @@ static int config_defaults(struct config *cfg)
 	cfg->keyfs.anomaly.burst_reads = 20;
 	cfg->keyfs.anomaly.burst_window_seconds = 10;
 	cfg->keyfs.anomaly.auth_failures_per_minute = 3;
+	cfg->keyfs.max_calls_in_flight = 16;
 
-	if (!cfg->file.path || !cfg->keyring.service || !cfg->vault.mount_path ||
-	    !cfg->vault.path_prefix || !cfg->vault.auth_method || !cfg->vault.approle_mount ||
-	    !cfg->aws.region || !cfg->aws.prefix || !cfg->logging.level ||
+	if (!cfg->logging.level ||
 	    !cfg->logging.targets || !cfg->logging.targets[0].type || !cfg->keyfs.audit_log)
 		return -ENOMEM;
 	return 0;
@@ -1183,14 +1526,22 @@ int config_load(const char *path, unsigned flags, struct config *out, char *err,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	if (path) {
+		rc = read_file(path, &data, &len, &mode, err, errlen);
+		if (rc)
+			goto out;
+		rc = parse_document(&L, data, len);
+		if (rc)
+			goto out;
+	}
+	out->key_storage.name = strdup(out->key_storage.type->instance_name);
+	if (!out->key_storage.name) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
 	if (!path)
 		return 0;
-	rc = read_file(path, &data, &len, &mode, err, errlen);
-	if (rc)
-		goto out;
-	rc = parse_document(&L, data, len);
-	if (rc)
-		goto out;
 	if (L.inline_secret[0] && (mode & 077) && !(flags & CONFIG_ALLOW_INSECURE_PERMS)) {
 		snprintf(err, errlen, "%s: holds a secret (%s) but is readable by group/others "
 		         "(mode %04o); chmod 600 it or pass --insecure-config-permissions",
@@ -1313,10 +1664,59 @@ static void print_hhmm(FILE *out, int indent, const char *key, int minutes)
 	fprintf(out, "%*s%s: \"%02d:%02d\"\n", indent, "", key, minutes / 60, minutes % 60);
 }
 
+/* A table's fields as YAML (secrets masked), recursing into sections. */
+static void fields_print(FILE *out, int indent, const struct field *fields, const void *base)
+{
+	for (const struct field *f = fields; f->key; f++) {
+		const void *slot = (const char *)base + f->offset;
+		switch (f->kind) {
+		case FIELD_STRING:
+		case FIELD_PATH:
+		case FIELD_CHOICE:
+			print_str(out, indent, f->key, *(char *const *)slot);
+			break;
+		case FIELD_SECRET:
+			print_secret(out, indent, f->key, *(char *const *)slot);
+			break;
+		case FIELD_INT:
+			print_int(out, indent, f->key, *(const int *)slot);
+			break;
+		case FIELD_ENUM:
+			fprintf(out, "%*s%s: %s\n", indent, "", f->key, f->choices[*(const int *)slot]);
+			break;
+		case FIELD_STRLIST:
+		case FIELD_PRINCIPALS:
+			print_list(out, indent, f->key, slot);
+			break;
+		case FIELD_CUSTOM:
+			if (f->holds_list)
+				print_list(out, indent, f->key, slot);
+			break;
+		case FIELD_SECTION:
+			fprintf(out, "%*s%s:\n", indent, "", f->key);
+			fields_print(out, indent + 2, f->fields, slot);
+			break;
+		case FIELD_SKIP:
+			break;
+		}
+	}
+}
+
+/* The type sections of an instance: all of them for key_storage (Omikuji
+ * reads them too), only its own type's for a keyfs.backends entry. */
+static void print_backend_sections(FILE *out, int in, const struct config_backend *b, bool all)
+{
+	const char *own = b->type ? b->type->section : NULL;
+	for (const struct field *f = key_storage_fields; f->key; f++) {
+		if (f->kind != FIELD_SECTION || (!all && !(own && strcmp(own, f->key) == 0)))
+			continue;
+		const struct field one[] = { *f, { NULL } };
+		fields_print(out, in, one, b);
+	}
+}
+
 void config_print(const struct config *cfg, FILE *out)
 {
-	const struct config_vault *v = &cfg->vault;
-	const struct config_aws *a = &cfg->aws;
 	const struct config_keyfs *k = &cfg->keyfs;
 
 	if (cfg->source) {
@@ -1330,38 +1730,9 @@ void config_print(const struct config *cfg, FILE *out)
 	}
 
 	fputs("key_storage:\n", out);
-	fprintf(out, "  storage_type: %s\n", config_storage_name(cfg->storage_type));
-	fputs("  keyring:\n", out);
-	print_str(out, 4, "service", cfg->keyring.service);
-	print_int(out, 4, "cache_ttl_seconds", cfg->keyring.cache_ttl_seconds);
-	fputs("  vault:\n", out);
-	print_list(out, 4, "urls", &v->urls);
-	print_str(out, 4, "mount_path", v->mount_path);
-	print_str(out, 4, "path_prefix", v->path_prefix);
-	print_str(out, 4, "auth_method", v->auth_method);
-	print_secret(out, 4, "token", v->token);
-	print_str(out, 4, "token_file", v->token_file);
-	print_str(out, 4, "role_id", v->role_id);
-	print_secret(out, 4, "secret_id", v->secret_id);
-	print_str(out, 4, "secret_id_file", v->secret_id_file);
-	print_str(out, 4, "approle_mount", v->approle_mount);
-	print_str(out, 4, "namespace", v->namespace);
-	print_str(out, 4, "ca_cert", v->ca_cert);
-	print_str(out, 4, "client_cert", v->client_cert);
-	print_str(out, 4, "client_key", v->client_key);
-	print_int(out, 4, "timeout_seconds", v->timeout_seconds);
-	print_int(out, 4, "max_retries", v->max_retries);
-	print_int(out, 4, "cache_ttl_seconds", v->cache_ttl_seconds);
-	fputs("  aws_secrets:\n", out);
-	print_str(out, 4, "region", a->region);
-	print_str(out, 4, "prefix", a->prefix);
-	print_str(out, 4, "endpoint_url", a->endpoint_url);
-	print_str(out, 4, "profile", a->profile);
-	print_int(out, 4, "timeout_seconds", a->timeout_seconds);
-	print_int(out, 4, "cache_ttl_seconds", a->cache_ttl_seconds);
-	fputs("  file:\n", out);
-	print_str(out, 4, "path", cfg->file.path);
-	print_str(out, 4, "passphrase_file", cfg->file.passphrase_file);
+	fprintf(out, "  # instance: %s\n", cfg->key_storage.name ? cfg->key_storage.name : "");
+	fprintf(out, "  storage_type: %s\n", config_storage_name(&cfg->key_storage));
+	print_backend_sections(out, 2, &cfg->key_storage, false);   /* only the active section */
 
 	fputs("logging:\n", out);
 	fprintf(out, "  format: %s\n", log_formats[cfg->logging.format]);
@@ -1377,6 +1748,8 @@ void config_print(const struct config *cfg, FILE *out)
 
 	fputs("keyfs:\n", out);
 	print_str(out, 2, "audit_log", k->audit_log);
+	fprintf(out, "  audit_log_mode: \"%04o\"\n", (unsigned)k->audit_log_mode);
+	print_str(out, 2, "audit_log_group", k->audit_log_group);
 	fprintf(out, "  audit_failure: %s\n", audit_failures[k->audit_failure]);
 	print_str(out, 2, "audit_key_file", k->audit_key_file);
 	fprintf(out, "  key_format: %s\n", key_formats[k->key_format]);
@@ -1401,10 +1774,23 @@ void config_print(const struct config *cfg, FILE *out)
 	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
 	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
 	print_str(out, 2, "run_as", k->run_as);
+	print_str(out, 2, "on_change", k->on_change);
 	fprintf(out, "  metrics_per_network: %s\n", booleans[k->metrics_per_network ? 1 : 0]);
 	fprintf(out, "  monitoring_mode: \"%04o\"\n", (unsigned)k->monitoring_mode);
 	print_str(out, 2, "monitoring_group", k->monitoring_group);
 	fprintf(out, "  metrics_addresses: %s\n", booleans[k->metrics_addresses ? 1 : 0]);
+	print_int(out, 2, "max_calls_in_flight", k->max_calls_in_flight);
+	fprintf(out, "  backends:%s\n", k->n_backends ? "" : " []");
+	for (size_t i = 0; i < k->n_backends; i++) {
+		const struct config_backend *b = &k->backends[i];
+		fprintf(out, "    # from line %d\n", b->line);
+		print_str(out, 4, "- name", b->name);
+		fprintf(out, "      storage_type: %s\n", config_storage_name(b));
+		print_list(out, 6, "networks", &b->networks);
+		if (b->max_calls_in_flight)
+			print_int(out, 6, "max_calls_in_flight", b->max_calls_in_flight);
+		print_backend_sections(out, 6, b, false);
+	}
 	if (k->business_hours.set) {
 		const struct config_business_hours *bh = &k->business_hours;
 		bool first = true;
@@ -1445,6 +1831,46 @@ static void free_secret_string(char **s)
 	*s = NULL;
 }
 
+/* Free what a table's fields own (wiping secrets), recursing into sections. */
+static void fields_free(const struct field *fields, void *base)
+{
+	for (const struct field *f = fields; f->key; f++) {
+		void *slot = (char *)base + f->offset;
+		switch (f->kind) {
+		case FIELD_STRING:
+		case FIELD_PATH:
+		case FIELD_CHOICE:
+			free(*(char **)slot);
+			*(char **)slot = NULL;
+			break;
+		case FIELD_SECRET:
+			free_secret_string(slot);
+			break;
+		case FIELD_STRLIST:
+		case FIELD_PRINCIPALS:
+			strlist_clear(slot);
+			break;
+		case FIELD_CUSTOM:
+			if (f->holds_list)
+				strlist_clear(slot);
+			break;
+		case FIELD_SECTION:
+			fields_free(f->fields, slot);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void backend_free(struct config_backend *b)
+{
+	free(b->name);
+	strlist_clear(&b->networks);
+	fields_free(key_storage_fields, b);
+	memset(b, 0, sizeof(*b));
+}
+
 /* Wipe an environment variable's value in place, then remove it. */
 static void wipe_env(const char *name)
 {
@@ -1455,10 +1881,24 @@ static void wipe_env(const char *name)
 	}
 }
 
+/* Wipe and free every secret field of a table (recursing into sections). */
+static void fields_forget_secrets(const struct field *fields, void *base)
+{
+	for (const struct field *f = fields; f->key; f++) {
+		void *slot = (char *)base + f->offset;
+		if (f->kind == FIELD_SECRET)
+			free_secret_string(slot);
+		else if (f->kind == FIELD_SECTION)
+			fields_forget_secrets(f->fields, slot);
+	}
+}
+
 void config_forget_secrets(struct config *cfg)
 {
-	free_secret_string(&cfg->vault.token);
-	free_secret_string(&cfg->vault.secret_id);
+	/* Every instance's sections: key_storage's and keyfs.backends'. */
+	fields_forget_secrets(key_storage_fields, &cfg->key_storage);
+	for (size_t i = 0; i < cfg->keyfs.n_backends; i++)
+		fields_forget_secrets(key_storage_fields, &cfg->keyfs.backends[i]);
 	wipe_env("OMIKUJI_KEYFS_PASSPHRASE");
 	for (size_t i = 0; i < cfg->secret_env.n; i++)
 		wipe_env(cfg->secret_env.items[i]);
@@ -1468,46 +1908,31 @@ void config_free(struct config *cfg)
 {
 	strlist_clear(&cfg->secret_env);
 	free(cfg->source);
-	free(cfg->file.path);
-	free(cfg->file.passphrase_file);
-	free(cfg->keyring.service);
-
-	struct config_vault *v = &cfg->vault;
-	strlist_clear(&v->urls);
-	free(v->mount_path);
-	free(v->path_prefix);
-	free(v->auth_method);
-	free_secret_string(&v->token);
-	free(v->token_file);
-	free(v->role_id);
-	free_secret_string(&v->secret_id);
-	free(v->secret_id_file);
-	free(v->approle_mount);
-	free(v->namespace);
-	free(v->ca_cert);
-	free(v->client_cert);
-	free(v->client_key);
-
-	free(cfg->aws.region);
-	free(cfg->aws.prefix);
-	free(cfg->aws.endpoint_url);
-	free(cfg->aws.profile);
+	backend_free(&cfg->key_storage);
 
 	free(cfg->logging.level);
 	free_targets(&cfg->logging);
 
 	free(cfg->keyfs.audit_log);
+	free(cfg->keyfs.audit_log_group);
+	strlist_clear(&cfg->warnings);
 	free_access(&cfg->keyfs);
+	free_backends(&cfg->keyfs);
+	strlist_clear(&cfg->warnings);
 	free(cfg->keyfs.run_as);
+	free(cfg->keyfs.on_change);
 	free(cfg->keyfs.monitoring_group);
 	free(cfg->keyfs.audit_key_file);
 	free(cfg->keyfs.business_hours.timezone);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-const char *config_storage_name(enum storage_type t)
+const char *config_storage_name(const struct config_backend *b)
 {
-	if ((unsigned)t >= sizeof(storage_names) / sizeof(storage_names[0]) - 1)
-		return "unknown";
-	return storage_names[t];
+	return b && b->type ? b->type->name : "unknown";
+}
+
+int config_max_calls_in_flight(const struct config *cfg, const struct config_backend *b)
+{
+	return b->max_calls_in_flight > 0 ? b->max_calls_in_flight : cfg->keyfs.max_calls_in_flight;
 }

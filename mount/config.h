@@ -5,8 +5,13 @@
  * section.  `${VAR}` is expanded from the environment in every scalar, `~`
  * at the start of paths.  Unknown keys are errors that name file, line and
  * column; top-level sections that Omikuji uses and this program does not are
- * skipped.  Every char * below is owned by the struct config and freed by
- * config_free(); a NULL string means "not set".
+ * skipped, and so is any other unknown top-level section (a newer Omikuji's),
+ * with a warning in cfg->warnings, unless its name is a near miss of one of
+ * ours (`keyfss`), which is an error.  Every char * below is owned by the
+ * struct config and freed by config_free(); a NULL string means "not set".
+ * The types the lower layers read (a backend instance's section, the
+ * logging section, the key format) are declared in their own headers, so
+ * that util/ and backends/ never include this one (the build enforces it).
  */
 #ifndef OMIKUJI_CONFIG_H
 #define OMIKUJI_CONFIG_H
@@ -14,70 +19,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include "backend_config.h"   /* the backend sections (a lower layer) */
+#include "keyformat.h"        /* enum key_format */
+#include "log.h"              /* struct config_logging */
 #include "strlist.h"
 
-enum storage_type {
-	STORAGE_FILE,      /* "file" (embedded default) */
-	STORAGE_ENV,       /* "env" */
-	STORAGE_KEYRING,   /* "keyring" */
-	STORAGE_VAULT,     /* "vault" */
-	STORAGE_AWS,       /* "aws-secrets" */
-};
-
-enum key_format { KEY_FORMAT_EVM, KEY_FORMAT_ANY };
 enum audit_failure { AUDIT_FAILURE_DENY, AUDIT_FAILURE_ALLOW };
-enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
-
-struct config_file {
-	char *path;             /* default $XDG_DATA_HOME/omikuji-keyfs/keys.enc */
-	char *passphrase_file;  /* else $OMIKUJI_KEYFS_PASSPHRASE, else a master-key file */
-};
-
-struct config_keyring {
-	char *service;          /* default "omikuji" */
-	int cache_ttl_seconds;  /* default 300 */
-};
-
-struct config_vault {
-	struct strlist urls;    /* `url:` or `urls: [..]`; tried in order */
-	char *mount_path;       /* default "secret" */
-	char *path_prefix;      /* default "omikuji/keys" */
-	char *auth_method;      /* "token" (default) | "approle" */
-	char *token;            /* secret */
-	char *token_file;
-	char *role_id;
-	char *secret_id;        /* secret */
-	char *secret_id_file;
-	char *approle_mount;    /* default "approle" */
-	char *namespace;
-	char *ca_cert;
-	char *client_cert;
-	char *client_key;
-	int timeout_seconds;    /* default 5 */
-	int max_retries;        /* default 3 */
-	int cache_ttl_seconds;  /* default 300 */
-};
-
-struct config_aws {
-	char *region;           /* default us-east-1 */
-	char *prefix;           /* default "omikuji" */
-	char *endpoint_url;
-	char *profile;
-	int timeout_seconds;    /* default 5 */
-	int cache_ttl_seconds;  /* default 300 */
-};
-
-struct config_log_target {
-	char *type;             /* "file" | "stdout" | "stderr" | "syslog" */
-	char *path;             /* file only */
-};
-
-struct config_logging {
-	enum log_format format; /* default json */
-	char *level;            /* "debug" | "info" (default) | "warn" | "error" */
-	struct config_log_target *targets;  /* default: one stderr target */
-	size_t n_targets;
-};
 
 struct config_access_rule {
 	struct strlist networks;  /* shell globs; empty = all */
@@ -110,6 +57,8 @@ struct config_rate_limit {
 
 struct config_keyfs {
 	char *audit_log;          /* default $XDG_STATE_HOME/omikuji-keyfs/audit.log */
+	int audit_log_mode;       /* permission bits of the audit log, default 0600 */
+	char *audit_log_group;    /* group given to the audit log (name or gid), NULL = keep */
 	enum audit_failure audit_failure;   /* default deny */
 	char *audit_key_file;     /* HMAC key of a keyed chain; NULL: plain SHA-256 chain */
 	enum key_format key_format;         /* default evm */
@@ -122,6 +71,10 @@ struct config_keyfs {
 	int cache_max_entries;        /* default 10000 */
 	int list_cache_seconds;       /* default 5 */
 	char *run_as;                 /* user to drop to after mounting as root */
+	char *on_change;              /* program run as `on_change NETWORK` on a rotation */
+	struct config_backend *backends;  /* keyfs.backends, in routing order */
+	size_t n_backends;
+	int max_calls_in_flight;      /* per instance, default 16 */
 	int metrics_per_network;      /* 1 (default): series with a network label; 0: none */
 	int monitoring_mode;          /* permission bits of metrics, textfile/, health/ (0444) */
 	char *monitoring_group;       /* their group (name or number); NULL: the mounting user's */
@@ -133,13 +86,10 @@ struct config_keyfs {
 
 struct config {
 	char *source;                 /* file loaded, NULL for built-in defaults */
-	enum storage_type storage_type;   /* default file */
-	struct config_file file;
-	struct config_keyring keyring;
-	struct config_vault vault;
-	struct config_aws aws;
+	struct config_backend key_storage;   /* the default instance */
 	struct config_logging logging;
 	struct config_keyfs keyfs;
+	struct strlist warnings;      /* "file:line:col: ..." for the caller to print */
 	struct strlist secret_env;    /* ${VAR} names that secret fields expanded */
 };
 
@@ -170,6 +120,9 @@ void config_forget_secrets(struct config *cfg);
 
 void config_free(struct config *cfg);
 
-const char *config_storage_name(enum storage_type t);  /* "file", ..., "aws-secrets" */
+/* The storage_type name of an instance ("file", ..., "aws-secrets"). */
+const char *config_storage_name(const struct config_backend *b);
+/* Calls in flight allowed for instance b. */
+int config_max_calls_in_flight(const struct config *cfg, const struct config_backend *b);
 
 #endif

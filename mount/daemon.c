@@ -11,18 +11,21 @@
  * 3. Become `run_as` (effective ids; root stays reachable until step 5) so
  *    that what the service user reopens later (log files, the audit log,
  *    the store) is opened as that user now.
- * 4. Open: log files, the backend, the audit log and its one-writer lock,
- *    the access rules (keyfs_new); the FUSE object.
+ * 4. Open: log files, every backend instance (its open: local checks, no
+ *    network), the audit log and its one-writer lock, the access rules
+ *    (keyfs_new); the FUSE object.
  * 5. Mount, with the real uid already `run_as`, so the mount belongs to the
  *    service user who must unmount it at stop; then drop root for good.
- * 6. Start: lock key memory, start the threads (keyfs_start), then report
- *    ready (pipe to the parent, sd_notify READY=1) and serve.
+ * 6. Start: lock key memory, start the backends (a Vault's first login)
+ *    and the threads, one health checker per instance (keyfs_start), then
+ *    report ready (pipe to the parent, sd_notify READY=1) and serve.
  * 7. Stop: STOPPING=1, an audit checkpoint in the application log, unmount.
  */
 #include "daemon.h"
 #include "control.h"
 #include "keyfs.h"
 #include "log.h"
+#include "mountpoint.h"
 #include "secret.h"
 #include "tree.h"
 
@@ -382,10 +385,13 @@ static int serve(struct serve *s)
 	}
 	k->other_users = fuse_option_given(opt->fuse_options, "allow_other");
 	config_forget_secrets(cfg);   /* the backend holds its own copies */
+	struct stderr_capture capture;
+	stderr_capture_begin(&capture);
 	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
+	stderr_capture_end(&capture, err, sizeof(err));
 	if (!fuse) {
-		start_failed(&s->start, "invalid FUSE options '%s'",
-		             opt->fuse_options ? opt->fuse_options : "");
+		start_failed(&s->start, "invalid FUSE options '%s': %s",
+		             opt->fuse_options ? opt->fuse_options : "", err);
 		goto out;
 	}
 	/* Before mounting: a SIGTERM from now on ends the loop (or keeps it
@@ -408,13 +414,12 @@ static int serve(struct serve *s)
 		             s->run_as.name, strerror(errno));
 		goto out;
 	}
-	if (fuse_mount(fuse, s->mountpoint) != 0) {
-		start_failed(&s->start, "cannot mount on %s (does it exist, is it already a mount, "
-		             "is /dev/fuse available? allow_other needs user_allow_other in "
-		             "/etc/fuse.conf when not root)", s->mountpoint);
+	if (mountpoint_mount(fuse, s->mountpoint, err, sizeof(err)) != 0) {
+		start_failed(&s->start, "%s", err);
 		goto out;
 	}
 	mounted = true;
+	keyfs_attach(k, fuse, s->mountpoint);   /* rotation notices; best effort */
 	if (s->run_as.set && run_as_drop(&s->run_as, err, sizeof(err)) < 0) {
 		start_failed(&s->start, "%s", err);
 		goto out;
@@ -434,10 +439,10 @@ static int serve(struct serve *s)
 	sigset_t all_signals, main_mask;
 	sigfillset(&all_signals);
 	pthread_sigmask(SIG_BLOCK, &all_signals, &main_mask);
-	rc = keyfs_start(k);
+	rc = keyfs_start(k, err, sizeof(err));
 	if (rc < 0) {
 		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
-		start_failed(&s->start, "cannot start the maintenance thread: %s", strerror(-rc));
+		start_failed(&s->start, "%s", err);
 		goto out;
 	}
 	/* The key commands act through the mount that writes the audit log. */
@@ -459,7 +464,7 @@ static int serve(struct serve *s)
 	char pid[24];
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	log_kv(LOG_LEVEL_INFO, "mounted", "mountpoint", s->mountpoint,
-	       "backend", k->backend_name, "version", KEYFS_VERSION, "pid", pid,
+	       "storage_type", k->all_names, "version", KEYFS_VERSION, "pid", pid,
 	       (char *)NULL);
 	if (!opt->audit)
 		log_kv(LOG_LEVEL_WARN, "audit log disabled (--no-audit): key accesses are not recorded",
@@ -505,6 +510,12 @@ int daemon_run(struct config *cfg, const struct daemon_options *opt)
 	};
 	char err[512] = "";
 
+	/* One line that says what to do: stale mount, already mounted, not a
+	 * directory, /dev/fuse not usable. */
+	if (mountpoint_check(opt->mountpoint, err, sizeof(err)) < 0) {
+		fprintf(stderr, "omikuji-keyfs: %s\n", err);
+		return 1;
+	}
 	char *mnt = realpath(opt->mountpoint, NULL);
 	if (!mnt) {
 		fprintf(stderr, "omikuji-keyfs: mountpoint %s: %s\n", opt->mountpoint, strerror(errno));

@@ -6,6 +6,7 @@
  * `key export`, to stdout.
  */
 #include "access.h"
+#include "anomaly.h"
 #include "audit.h"
 #include "backend.h"
 #include "config.h"
@@ -15,9 +16,12 @@
 #include "keyfs.h"
 #include "keyformat.h"
 #include "log.h"
+#include "report.h"
+#include "router.h"
 #include "secret.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,13 +52,22 @@ static const char usage_text[] =
 "  key remove --network NET [--yes] [-c CONFIG]\n"
 "        remove a key (asks on a terminal unless --yes)\n"
 "  key list [--addresses] [-c CONFIG]\n"
-"        list the networks that have a key (--addresses: each with its EVM\n"
-"        address; the key never leaves the mount or the backend layer)\n"
+"        list the networks that have a key (every backend instance;\n"
+"        --addresses: each with its EVM address; the key never leaves the\n"
+"        mount or the backend layer)\n"
+"  key migrate [--from NAME|env] [--to NAME] [--network NET]...\n"
+"              [--remove-source] [--force] [-c CONFIG]\n"
+"        copy keys between backend instances (default: from the environment\n"
+"        to key_storage), reading each back to verify; never replaces a\n"
+"        different key without --force\n"
 "  audit verify [--start SEQ:HASH] [--expect-seq N] [--key FILE] [AUDIT_LOG...]\n"
 "        check the files (rotated ones first) as one hash chain; names the\n"
 "        first bad line (--start: where the chain resumes, from a checkpoint;\n"
 "        --expect-seq: the last seq the daemon wrote; --key: the HMAC key of\n"
 "        a keyed chain, keyfs.audit_key_file)\n"
+"  report weekly|monthly [--audit-log FILE]... [--until DATE] [--prometheus URL]\n"
+"         [--format text|json|html] [-o FILE]\n"
+"        the security report of the monitoring guide (see report --help)\n"
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
@@ -67,12 +80,98 @@ static const char usage_text[] =
 "  -h, --help                        this help\n"
 "  -V, --version                     print the version\n"
 "\n"
-"Exit status: 0 success, 1 operation failed, 2 usage or configuration error.\n";
+"Exit status: 0 success, 1 operation failed, 2 usage or configuration error.\n"
+"COMMAND --help shows one command's options; omikuji-keyfs(1) has everything.\n";
+
+/* `omikuji-keyfs CMD --help`: the lines of usage_text for that command,
+ * then the options every command takes. */
+static const struct {
+	const char *command;   /* "mount", "key import", ... */
+	const char *text;
+} command_help[] = {
+	{ "mount",
+"Usage: omikuji-keyfs mount [-c CONFIG] [-f] [-d] [-o FUSEOPT[,...]] [--no-audit] MOUNTPOINT\n"
+"       omikuji-keyfs CONFIG|none MOUNTPOINT [-o FUSEOPT[,...]]   (mount helper: fstab, mount -t)\n"
+"\n"
+"Mount the key tree on MOUNTPOINT; returns once the mount serves.\n"
+"  -f, --foreground   stay in the foreground (systemd, tests)\n"
+"  -d, --debug        FUSE debug output (implies -f)\n"
+"  -o, --options OPTS FUSE mount options, e.g. allow_other\n"
+"      --no-audit     write no audit log (only for measuring its cost)\n"
+"Stop with fusermount3 -u MOUNTPOINT (or umount, or SIGTERM).\n" },
+	{ "key",
+"Usage: omikuji-keyfs key import|export|remove|list [OPTIONS]\n"
+"\n"
+"  key import --network NET [--key KEY | --file PATH]   store a key (stdin without\n"
+"                                      --key/--file, no echo); says created or replaced\n"
+"  key export --network NET [--yes]    print a key (asks on a terminal unless --yes)\n"
+"  key remove --network NET [--yes]    remove a key (asks on a terminal unless --yes)\n"
+"  key list                            list the networks that have a key\n" },
+	{ "key import",
+"Usage: omikuji-keyfs key import --network NET [--key KEY | --file PATH] [-c CONFIG]\n"
+"\n"
+"Store the key of NET in the backend, from --key, --file or standard input (read\n"
+"without echo on a terminal); prints whether it created or replaced the key.\n" },
+	{ "key export",
+"Usage: omikuji-keyfs key export --network NET [--yes] [-c CONFIG]\n"
+"\n"
+"Print the key of NET to standard output (asks on a terminal unless --yes).\n" },
+	{ "key remove",
+"Usage: omikuji-keyfs key remove --network NET [--yes] [-c CONFIG]\n"
+"\n"
+"Remove the key of NET from the backend (asks on a terminal unless --yes).\n" },
+	{ "key list",
+"Usage: omikuji-keyfs key list [-c CONFIG]\n"
+"\n"
+"List the networks that have a key, one per line.\n" },
+	{ "audit",
+"Usage: omikuji-keyfs audit verify [--start SEQ:HASH] [--expect-seq N] [--key FILE] [AUDIT_LOG...]\n"
+"\n"
+"Check the files (rotated ones first; default: keyfs.audit_log of the config)\n"
+"as one hash chain; exits 1 naming the first edited, removed or reordered line.\n"
+"  --start SEQ:HASH   where the chain resumes (an audit checkpoint of the log)\n"
+"  --expect-seq N     the last seq the daemon wrote (gauge omikuji_keyfs_audit_last_seq)\n"
+"  --key FILE         the HMAC key of a keyed chain (keyfs.audit_key_file)\n" },
+	{ "check-config",
+"Usage: omikuji-keyfs check-config [-c CONFIG]\n"
+"\n"
+"Validate the configuration and print it with secrets masked (only the active\n"
+"backend's section); warns about http:// URLs of remote backends.\n" },
+};
+
+static const char common_help[] =
+"\n"
+"Options for every command:\n"
+"  -c, --config PATH                 configuration file (else $OMIKUJI_CONFIG,\n"
+"                                    ./omikuji.yaml, ~/.config/omikuji/omikuji.yaml,\n"
+"                                    /etc/omikuji/omikuji.yaml, built-in defaults)\n"
+"      --insecure-config-permissions accept a group/world-readable config file\n"
+"                                    that holds a secret\n"
+"  -h, --help                        this help\n"
+"See omikuji-keyfs(1).\n";
+
+static void print_help(const char *command)
+{
+	for (size_t i = 0; command && i < sizeof(command_help) / sizeof(command_help[0]); i++) {
+		if (strcmp(command_help[i].command, command) == 0) {
+			fputs(command_help[i].text, stdout);
+			fputs(common_help, stdout);
+			return;
+		}
+	}
+	fputs(usage_text, stdout);
+}
 
 struct cli {
+	const char *help_topic;   /* the command whose --help parse_options prints */
 	const char *config_path;
 	bool insecure_perms;
 	const char *network;
+	struct strlist networks;   /* every --network, in order */
+	const char *from;
+	const char *to;
+	bool remove_source;
+	bool force;
 	const char *key;
 	const char *key_file;
 	bool yes;
@@ -102,7 +201,8 @@ static int fail(int code, const char *fmt, ...)
 /* Parse the options of a subcommand (argv[0] is the subcommand's name). */
 static int parse_options(int argc, char **argv, struct cli *cli)
 {
-	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_START, OPT_EXPECT_SEQ, OPT_ADDRESSES };
+	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_START, OPT_EXPECT_SEQ, OPT_FROM, OPT_TO,
+	       OPT_REMOVE_SOURCE, OPT_FORCE, OPT_ADDRESSES };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "network", required_argument, NULL, 'n' },
@@ -117,6 +217,10 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		{ "start", required_argument, NULL, OPT_START },
 		{ "expect-seq", required_argument, NULL, OPT_EXPECT_SEQ },
 		{ "addresses", no_argument, NULL, OPT_ADDRESSES },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "remove-source", no_argument, NULL, OPT_REMOVE_SOURCE },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -126,7 +230,15 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 	while ((c = getopt_long(argc, argv, "+c:n:k:F:yfdo:h", options, NULL)) != -1) {
 		switch (c) {
 		case 'c': cli->config_path = optarg; break;
-		case 'n': cli->network = optarg; break;
+		case 'n':
+			cli->network = optarg;
+			if (strlist_add(&cli->networks, optarg) < 0)
+				return fail(EXIT_FAIL, "out of memory");
+			break;
+		case OPT_FROM: cli->from = optarg; break;
+		case OPT_TO: cli->to = optarg; break;
+		case OPT_REMOVE_SOURCE: cli->remove_source = true; break;
+		case OPT_FORCE: cli->force = true; break;
 		case 'k': cli->key = optarg; break;
 		case 'F': cli->key_file = optarg; break;
 		case 'y': cli->yes = true; break;
@@ -143,7 +255,7 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		case OPT_EXPECT_SEQ: cli->audit_expect_seq = optarg; break;
 		case OPT_ADDRESSES: cli->addresses = true; break;
 		case 'h':
-			fputs(usage_text, stdout);
+			print_help(cli->help_topic);
 			exit(0);
 		case '?':
 		default:
@@ -172,6 +284,8 @@ static int load_config_as(const struct cli *cli, struct config *cfg, bool for_ke
 	free(path);
 	if (rc < 0)
 		return fail(EXIT_USAGE, "%s", err);
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		fprintf(stderr, "omikuji-keyfs: warning: %s\n", cfg->warnings.items[i]);
 	if (log_configure(&cfg->logging, err, sizeof(err)) < 0) {
 		if (!for_key) {
 			config_free(cfg);
@@ -311,6 +425,99 @@ static const char *key_reason(int rc, const char *why)
 	return why && *why ? why : strerror(-rc);
 }
 
+/* The backend instances of a configuration, routed as the mount routes
+ * them: instance 0 is key_storage, i+1 is keyfs.backends[i].  Each is
+ * opened (and started) on first use, so a command touches only the
+ * backends it needs. */
+struct cli_backends {
+	const struct config *cfg;
+	struct router *router;
+	struct backend **opened;
+	size_t n;
+};
+
+static const struct config_backend *cli_section(const struct cli_backends *cb, size_t i)
+{
+	return i == 0 ? &cb->cfg->key_storage : &cb->cfg->keyfs.backends[i - 1];
+}
+
+static int cli_backends_init(struct cli_backends *cb, const struct config *cfg)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->cfg = cfg;
+	cb->n = 1 + cfg->keyfs.n_backends;
+	cb->opened = calloc(cb->n, sizeof(*cb->opened));
+	if (!cb->opened || router_from_config(cfg, &cb->router) < 0) {
+		free(cb->opened);
+		return fail(EXIT_FAIL, "out of memory");
+	}
+	return 0;
+}
+
+static void cli_backends_free(struct cli_backends *cb)
+{
+	for (size_t i = 0; i < cb->n; i++)
+		if (cb->opened[i])
+			cb->opened[i]->ops->close(cb->opened[i]);
+	free(cb->opened);
+	router_free(cb->router);
+}
+
+/* Open and start a configured section (the one-line error is printed). */
+static int open_section(const struct config_backend *sec, struct backend **out)
+{
+	struct backend_err err = { { 0 }, false };
+	int rc = backend_open(sec, out, &err);
+	if (rc == 0 && (rc = backend_start(*out, &err)) < 0) {
+		(*out)->ops->close(*out);
+		*out = NULL;
+	}
+	if (rc < 0)
+		return fail(EXIT_FAIL, "%s backend '%s': %s", config_storage_name(sec), sec->name,
+		            err.msg[0] ? err.msg : strerror(-rc));
+	return 0;
+}
+
+static int cli_backend(struct cli_backends *cb, size_t i, struct backend **out)
+{
+	if (!cb->opened[i]) {
+		int rc = open_section(cli_section(cb, i), &cb->opened[i]);
+		if (rc)
+			return rc;
+	}
+	*out = cb->opened[i];
+	return 0;
+}
+
+/* Index of the instance called name; fails with the configured names. */
+static int cli_find(struct cli_backends *cb, const char *name, size_t *index)
+{
+	char names[512] = "";
+	for (size_t i = 0; i < cb->n; i++) {
+		const char *n = cli_section(cb, i)->name;
+		if (strcmp(n, name) == 0) {
+			*index = i;
+			return 0;
+		}
+		size_t len = strlen(names);
+		snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", n);
+	}
+	return fail(EXIT_USAGE, "no backend instance named '%s' (configured: %s)", name, names);
+}
+
+/* The instance a network routes to (for messages; the mount routes the
+ * operation itself). */
+static const struct config_backend *routed_section(const struct config *cfg, const char *network)
+{
+	struct router *r = NULL;
+	size_t i = 0;
+	if (router_from_config(cfg, &r) == 0) {
+		i = router_route(r, network);
+		router_free(r);
+	}
+	return i == 0 ? &cfg->key_storage : &cfg->keyfs.backends[i - 1];
+}
+
 static int require_network(const struct cli *cli)
 {
 	if (!cli->network)
@@ -427,15 +634,22 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	    evm_address_derive(key->data, key->len, address) < 0)
 		address[0] = 0;
 	secret_free(key);
+	/* The mount answers "created" or "replaced"; without a mount, this
+	 * thread's store said it. */
+	const char *outcome = t.mount_pid <= 0 ? keystore_last_store()
+	                    : reply && reply->len == 8 && !memcmp(reply->data, "replaced", 8) ? "replaced"
+	                    : reply && reply->len == 7 && !memcmp(reply->data, "created", 7) ? "created"
+	                    : "stored";
 	secret_free(reply);
 	key_target_close(&t);
 	if (rc > 0)
 		return rc;
+	const struct config_backend *to = routed_section(cfg, cli->network);
 	if (rc < 0)
-		return fail(EXIT_FAIL, "cannot store the key for '%s' in the %s backend: %s", cli->network,
-		            config_storage_name(cfg->storage_type), key_reason(rc, reason));
-	fprintf(stderr, "stored the key for network '%s' in the %s backend%s\n", cli->network,
-	        config_storage_name(cfg->storage_type),
+		return fail(EXIT_FAIL, "cannot store the key for '%s' in backend '%s': %s", cli->network,
+		            to->name, key_reason(rc, reason));
+	fprintf(stderr, "%s the key for network '%s' in backend '%s' (%s)%s\n", outcome, cli->network,
+	        to->name, config_storage_name(to),
 	        t.mount_pid > 0 ? " (through the running mount)" : "");
 	if (address[0])   /* on stdout alone, for scripts: addr=$(... key import ...) */
 		printf("%s\n", address);
@@ -526,6 +740,7 @@ static int print_addresses(struct key_target *t, const struct secret *names)
 	return status;
 }
 
+/* The union of every instance's listing, as keys/ shows it. */
 static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 {
 	struct key_target t;
@@ -548,11 +763,182 @@ static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 	return 0;
 }
 
+/* Copy one network's key from src to dst and read it back (contract
+ * section 8).  0, or the exit code after printing why. */
+static int migrate_one(const struct cli *cli, const struct config *cfg, struct backend *src,
+                       struct backend *dst, const char *network)
+{
+	struct backend_err err = { { 0 }, false };
+	struct secret *raw = NULL, *key = NULL, *there = NULL, *back = NULL;
+	size_t start = 0, len = 0;
+	const char *why = NULL;
+	int code = 0;
+
+	int rc = src->ops->get(src, network, &raw, 0, &err);
+	if (rc < 0) {
+		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, src->name,
+		            rc == -ENOENT ? "no key" : err.msg[0] ? err.msg : strerror(-rc));
+		goto out;
+	}
+	if (keyformat_validate(cfg->keyfs.key_format, raw->data, raw->len, &start, &len, &why) < 0) {
+		code = fail(EXIT_FAIL, "%s: the key in '%s' is not valid: %s", network, src->name, why);
+		goto out;
+	}
+	if (!(key = secret_from(raw->data + start, len))) {
+		code = fail(EXIT_FAIL, "out of memory");
+		goto out;
+	}
+	rc = dst->ops->get(dst, network, &there, 0, &err);
+	if (rc < 0 && rc != -ENOENT) {
+		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, dst->name,
+		            err.msg[0] ? err.msg : strerror(-rc));
+		goto out;
+	}
+	bool same = rc == 0 && there->len == key->len &&
+	            CRYPTO_memcmp(there->data, key->data, key->len) == 0;
+	if (rc == 0 && !same && !cli->force) {
+		code = fail(EXIT_FAIL, "%s: '%s' already holds a different key; not replaced "
+		            "(--force replaces it)", network, dst->name);
+		goto out;
+	}
+	if (!same) {
+		rc = dst->ops->store(dst, network, key, 0, &err);
+		if (rc < 0) {
+			code = fail(EXIT_FAIL, "%s: cannot store in '%s': %s", network, dst->name,
+			            err.msg[0] ? err.msg : strerror(-rc));
+			goto out;
+		}
+	}
+	/* Verified read-back: what dst now answers is what src holds. */
+	rc = dst->ops->get(dst, network, &back, 0, &err);
+	if (rc < 0 || back->len != key->len || CRYPTO_memcmp(back->data, key->data, key->len) != 0) {
+		code = fail(EXIT_FAIL, "%s: read-back from '%s' %s; the source is kept", network,
+		            dst->name, rc < 0 ? "failed" : "differs");
+		goto out;
+	}
+	if (cli->remove_source && (rc = src->ops->remove(src, network, 0, &err)) < 0) {
+		code = fail(EXIT_FAIL, "%s: copied and verified, but not removed from '%s': %s", network,
+		            src->name, err.msg[0] ? err.msg : strerror(-rc));
+		goto out;
+	}
+	fprintf(stderr, "%s: %s '%s' -> '%s', verified%s\n", network,
+	        same ? "already in" : "copied", src->name, dst->name,
+	        cli->remove_source ? ", removed from the source" : "");
+out:
+	secret_free(raw);
+	secret_free(key);
+	secret_free(there);
+	secret_free(back);
+	return code;
+}
+
+static int cmd_key_migrate(const struct cli *cli, const struct config *cfg)
+{
+	const char *from = cli->from ? cli->from : "env";
+	const char *to = cli->to ? cli->to : cfg->key_storage.name;
+	struct config_backend env_section;
+	struct backend *env_backend = NULL, *src = NULL, *dst = NULL;
+	struct strlist networks = STRLIST_INIT;
+	struct cli_backends cb;
+	size_t src_index = 0, dst_index = 0;
+	bool src_configured = true;
+	int rc = cli_backends_init(&cb, cfg);
+	if (rc)
+		return rc;
+
+	for (size_t i = 0; i < cli->networks.n; i++)
+		if (!network_name_valid(cli->networks.items[i])) {
+			rc = fail(EXIT_USAGE, "invalid network name '%s'", cli->networks.items[i]);
+			goto out;
+		}
+	/* "env" is the environment even when no instance is called so, as in
+	 * Omikuji's own `key migrate`. */
+	if (strcmp(from, "env") == 0) {
+		src_configured = false;
+		for (size_t i = 0; i < cb.n; i++)
+			if (strcmp(cli_section(&cb, i)->name, "env") == 0) {
+				src_configured = true;
+				src_index = i;
+			}
+	} else if ((rc = cli_find(&cb, from, &src_index))) {
+		goto out;
+	}
+	if ((rc = cli_find(&cb, to, &dst_index)))
+		goto out;
+	if (src_configured && src_index == dst_index) {
+		rc = fail(EXIT_USAGE, "key migrate: --from and --to name the same backend '%s'", to);
+		goto out;
+	}
+	if (src_configured) {
+		rc = cli_backend(&cb, src_index, &src);
+	} else {
+		memset(&env_section, 0, sizeof(env_section));
+		env_section.name = (char *)"env";
+		env_section.type = backend_type_find("env");
+		rc = open_section(&env_section, &env_backend);
+		src = env_backend;
+	}
+	if (rc || (rc = cli_backend(&cb, dst_index, &dst)))
+		goto out;
+	if (cli->remove_source && (src->type->flags & BACKEND_READ_ONLY)) {
+		rc = fail(EXIT_USAGE, "--remove-source: backend '%s' (%s) is read-only", src->name,
+		          src->type->name);
+		goto out;
+	}
+
+	if (cli->networks.n) {
+		for (size_t i = 0; i < cli->networks.n; i++)
+			strlist_add(&networks, cli->networks.items[i]);
+	} else {
+		struct backend_err err = { { 0 }, false };
+		struct strlist listed = STRLIST_INIT;
+		int r = src->ops->list(src, &listed, 0, &err);
+		if (r < 0) {
+			strlist_clear(&listed);
+			rc = fail(EXIT_FAIL, "cannot list the keys of '%s': %s", src->name,
+			          err.msg[0] ? err.msg : strerror(-r));
+			goto out;
+		}
+		for (size_t i = 0; i < listed.n; i++)
+			if (network_name_valid(listed.items[i]))
+				strlist_add(&networks, listed.items[i]);
+		strlist_clear(&listed);
+	}
+	strlist_sort_unique(&networks);
+	if (networks.n == 0)
+		fprintf(stderr, "nothing to migrate: '%s' holds no keys\n", src->name);
+	for (size_t i = 0; i < networks.n; i++) {
+		int r = migrate_one(cli, cfg, src, dst, networks.items[i]);
+		if (r) {
+			rc = r;
+			continue;
+		}
+		size_t routed = router_route(cb.router, networks.items[i]);
+		if (routed != dst_index)
+			fprintf(stderr, "note: %s routes to '%s', not '%s': the mount reads it from '%s'\n",
+			        networks.items[i], cli_section(&cb, routed)->name, dst->name,
+			        cli_section(&cb, routed)->name);
+	}
+out:
+	strlist_clear(&networks);
+	if (env_backend)
+		env_backend->ops->close(env_backend);
+	cli_backends_free(&cb);
+	return rc;
+}
+
 static int cmd_key(int argc, char **argv, struct cli *cli)
 {
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		print_help("key");
+		return 0;
+	}
 	if (argc < 2)
-		return fail(EXIT_USAGE, "key: expected import, export, remove or list (see --help)");
+		return fail(EXIT_USAGE, "key: expected import, export, remove, list or migrate (see --help)");
 	const char *sub = argv[1];
+	char topic[32];
+	snprintf(topic, sizeof(topic), "key %s", sub);
+	cli->help_topic = topic;
 	int rc = parse_options(argc - 1, argv + 1, cli);
 	if (rc)
 		return rc;
@@ -569,8 +955,11 @@ static int cmd_key(int argc, char **argv, struct cli *cli)
 		fn = cmd_key_remove;
 	else if (strcmp(sub, "list") == 0)
 		fn = cmd_key_list;
+	else if (strcmp(sub, "migrate") == 0)
+		fn = cmd_key_migrate;
 	else
-		return fail(EXIT_USAGE, "key: unknown command '%s' (expected import, export, remove, list)", sub);
+		return fail(EXIT_USAGE, "key: unknown command '%s' (expected import, export, remove, "
+		            "list, migrate)", sub);
 	struct config cfg;
 	if ((rc = load_config_as(cli, &cfg, true)))
 		return rc;
@@ -599,8 +988,49 @@ static int cmd_mount(struct cli *cli)
 	return rc;
 }
 
+/* The mount-helper form (contract section 10): mount.fuse3 runs
+ * `omikuji-keyfs CONFIG MOUNTPOINT -o OPTIONS` for an fstab line or
+ * `mount -t fuse.omikuji-keyfs CONFIG MOUNTPOINT`; CONFIG `none` means the
+ * search order.  Recognised when the first word is no command: an existing
+ * file, `none`, or a path, followed by a mountpoint. */
+static bool is_helper_form(int argc, char **argv)
+{
+	if (argc < 3 || argv[1][0] == '-' || argv[2][0] == '-')
+		return false;
+	return strcmp(argv[1], "none") == 0 || strchr(argv[1], '/') != NULL ||
+	       access(argv[1], F_OK) == 0;
+}
+
+static int cmd_mount_helper(int argc, char **argv, struct cli *cli)
+{
+	const char *config = argv[1];
+	const char *mountpoint = argv[2];
+	/* mount.fuse3 may add options after the mountpoint: -o OPTS only. */
+	cli->help_topic = "mount";
+	int rc = parse_options(argc - 2, argv + 2, cli);
+	if (rc)
+		return rc;
+	if (cli->argc > 0)
+		return fail(EXIT_USAGE, "unexpected argument '%s' after %s %s (expected -o OPTIONS)",
+		            cli->argv[0], config, mountpoint);
+	if (strcmp(config, "none") != 0) {
+		if (cli->config_path)
+			return fail(EXIT_USAGE, "give the configuration once: %s or -c %s", config,
+			            cli->config_path);
+		cli->config_path = config;
+	}
+	cli->argc = 1;
+	cli->argv = argv + 2;
+	return cmd_mount(cli);
+}
+
 static int cmd_audit(int argc, char **argv, struct cli *cli)
 {
+	cli->help_topic = "audit";
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		print_help("audit");
+		return 0;
+	}
 	if (argc < 2 || strcmp(argv[1], "verify") != 0)
 		return fail(EXIT_USAGE, "audit: expected 'verify [--start SEQ:HASH] [--expect-seq N] "
 		            "[AUDIT_LOG...]'");
@@ -671,7 +1101,6 @@ static int cmd_check_config(struct cli *cli)
 	int rc = load_config(cli, &cfg);
 	if (rc)
 		return rc;
-	const struct backend_ops *ops = backend_ops_for(cfg.storage_type);
 	/* Resolve what the daemon resolves at start: user and group names of
 	 * the access rules, the business-hours time zone. */
 	char err[512] = "";
@@ -688,12 +1117,42 @@ static int cmd_check_config(struct cli *cli)
 	access_free(acc);
 	anomaly_free(an);
 	config_print(&cfg, stdout);
-	if (!ops)
-		rc = fail(EXIT_USAGE, "%s: storage_type '%s' is not supported by this build",
-		          cfg.source ? cfg.source : "built-in defaults",
-		          config_storage_name(cfg.storage_type));
+	for (size_t i = 0; i <= cfg.keyfs.n_backends; i++) {
+		const struct config_backend *b = i == 0 ? &cfg.key_storage : &cfg.keyfs.backends[i - 1];
+		if (!b->type->ops) {
+			if (i == 0)
+				rc = fail(EXIT_USAGE, "%s: storage_type '%s' is not supported by this build",
+				          cfg.source ? cfg.source : "built-in defaults", b->type->name);
+			else
+				rc = fail(EXIT_USAGE, "%s:%d:%d: backend '%s': storage_type '%s' is not "
+				          "supported by this build", cfg.source, b->line, b->column, b->name,
+				          b->type->name);
+		}
+	}
 	config_free(&cfg);
 	return rc;
+}
+
+static int run_command(int argc, char **argv, struct cli *cli)
+{
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "key") == 0)
+		return cmd_key(argc - 1, argv + 1, cli);
+	if (strcmp(cmd, "audit") == 0)
+		return cmd_audit(argc - 1, argv + 1, cli);
+	if (strcmp(cmd, "report") == 0)
+		return report_main(argc - 1, argv + 1);
+	if (is_helper_form(argc, argv))
+		return cmd_mount_helper(argc, argv, cli);
+	cli->help_topic = cmd;
+	int rc = parse_options(argc - 1, argv + 1, cli);
+	if (rc)
+		return rc;
+	if (strcmp(cmd, "mount") == 0)
+		return cmd_mount(cli);
+	if (strcmp(cmd, "check-config") == 0)
+		return cmd_check_config(cli);
+	return fail(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);
 }
 
 int main(int argc, char **argv)
@@ -714,16 +1173,7 @@ int main(int argc, char **argv)
 		printf("omikuji-keyfs %s\n", KEYFS_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "key") == 0)
-		return cmd_key(argc - 1, argv + 1, &cli);
-	if (strcmp(cmd, "audit") == 0)
-		return cmd_audit(argc - 1, argv + 1, &cli);
-	int rc = parse_options(argc - 1, argv + 1, &cli);
-	if (rc)
-		return rc;
-	if (strcmp(cmd, "mount") == 0)
-		return cmd_mount(&cli);
-	if (strcmp(cmd, "check-config") == 0)
-		return cmd_check_config(&cli);
-	return fail(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);
+	int rc = run_command(argc, argv, &cli);
+	strlist_clear(&cli.networks);
+	return rc;
 }

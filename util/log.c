@@ -2,7 +2,6 @@
  * or syslog targets.  One lock serialises writers; each line is one write(2)
  * so lines from threads never interleave. */
 #include "log.h"
-#include "config.h"
 #include "clock.h"
 #include "fileowner.h"
 #include "strbuf.h"

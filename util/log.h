@@ -8,9 +8,24 @@
 #ifndef OMIKUJI_LOG_H
 #define OMIKUJI_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 
-struct config_logging;
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+
+/* The `logging:` section as config_load() fills it (owned by the config). */
+struct config_log_target {
+	char *type;             /* "file" | "stdout" | "stderr" | "syslog" */
+	char *path;             /* file only */
+};
+
+struct config_logging {
+	enum log_format format; /* default json */
+	char *level;            /* "debug" | "info" (default) | "warn" | "error" */
+	struct config_log_target *targets;  /* default: one stderr target */
+	size_t n_targets;
+};
 
 /* Apply a logging config (reopens files).  0 or -errno with a reason in err. */
 int log_configure(const struct config_logging *cfg, char *err, unsigned long errlen);

@@ -1,8 +1,11 @@
 /* secret.c - locked, wiped buffers for key material. */
 #include "secret.h"
+#include "log.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,6 +40,17 @@ struct pool_chunk {
 };
 static struct pool_chunk *pool_chunks;
 
+/* Past RLIMIT_MEMLOCK secrets stay readable but may be swapped out: say so
+ * once, so an operator with many keys knows to raise the limit. */
+static void note_mlock_failure(int err)
+{
+	static atomic_bool warned;
+	if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
+		log_kv(LOG_LEVEL_WARN, "key memory no longer locked (raise RLIMIT_MEMLOCK, "
+		       "LimitMEMLOCK= in the unit); keys stay readable", "error", strerror(err),
+		       (char *)NULL);
+}
+
 /* Add one chunk's slots to the free list.  Called with pool_lock held. */
 static int pool_grow(void)
 {
@@ -52,7 +66,8 @@ static int pool_grow(void)
 	rec->base = chunk;
 	rec->next = pool_chunks;
 	pool_chunks = rec;
-	(void)mlock(chunk, CHUNK_SIZE);
+	if (mlock(chunk, CHUNK_SIZE) < 0)
+		note_mlock_failure(errno);
 	(void)madvise(chunk, CHUNK_SIZE, MADV_DONTDUMP);
 	for (size_t off = 0; off + SLOT_SIZE <= CHUNK_SIZE; off += SLOT_SIZE) {
 		struct free_slot *slot = (struct free_slot *)(chunk + off);
@@ -109,8 +124,8 @@ static unsigned char *data_alloc(size_t cap, int *pooled)
 	*pooled = 0;
 	unsigned char *d = calloc(1, cap + 1);
 	/* Best effort: a small RLIMIT_MEMLOCK must not make keys unreadable. */
-	if (d)
-		(void)mlock(d, cap + 1);
+	if (d && mlock(d, cap + 1) < 0)
+		note_mlock_failure(errno);
 	return d;
 }
 
@@ -211,4 +226,34 @@ static void wiping_free(void *p)
 void secret_json_allocator_install(void)
 {
 	json_set_alloc_funcs(malloc, wiping_free);
+}
+
+static void secret_json_wipe(json_t *j)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	switch (json_typeof(j)) {
+	case JSON_STRING:
+		secret_wipe((void *)json_string_value(j), json_string_length(j));
+		break;
+	case JSON_OBJECT:
+		json_object_foreach(j, k, v)
+			secret_json_wipe(v);
+		break;
+	case JSON_ARRAY:
+		json_array_foreach(j, i, v)
+			secret_json_wipe(v);
+		break;
+	default:
+		break;
+	}
+}
+
+void secret_json_free(json_t *j)
+{
+	if (!j)
+		return;
+	secret_json_wipe(j);
+	json_decref(j);
 }

@@ -47,6 +47,11 @@ void secret_free(struct secret *s);
  * threads. */
 void secret_json_allocator_install(void);
 
+/* Wipe every string value of a parsed jansson tree (bodies of backend
+ * answers hold keys and tokens), then drop the reference.  NULL is allowed. */
+struct json_t;
+void secret_json_free(struct json_t *j);
+
 /* Lock the pool's pages in this process (mapping the first chunk if there
  * is none yet).  Locks are not inherited across fork(): the serving process
  * calls this after daemonizing, so the pages that hold keys (including the

@@ -3,8 +3,9 @@
  * key content validation (with the write-time prefix check and the
  * canonical form as properties), the YAML config loader, the audit log's
  * tail recovery (what a restart continues from), the audit line writer (any
- * caller text must give lines that verify) and the file store's decrypted
- * map.  Fuzzing is by hand (see README.md in this folder); `meson test`
+ * caller text must give lines that verify), the file store's decrypted
+ * map, and the AWS backend's (credential JSON of IMDS/containers, STS XML,
+ * Secrets Manager errors, SecretString, shared credentials/config files).  Fuzzing is by hand (see README.md in this folder); `meson test`
  * replays the corpus through the same function (fuzz-replay).
  *
  * The first input byte picks the parser; the rest is its input. */
@@ -19,6 +20,7 @@
 #include "file_internal.h"
 #include "keyformat.h"
 #include "vault_internal.h"
+#include "aws_internal.h"
 
 static void fuzz_config(const uint8_t *data, size_t size)
 {
@@ -146,11 +148,30 @@ static void fuzz_keyformat_properties(enum key_format fmt, const uint8_t *data, 
 	secret_free(c2);
 }
 
+static void fuzz_aws_profile(const uint8_t *data, size_t size)
+{
+	static char path[64];
+	if (!path[0])
+		snprintf(path, sizeof(path), "/tmp/keyfs-fuzz-%d.ini", (int)getpid());
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fwrite(data, 1, size, f);
+	fclose(f);
+	struct aws_profile p;
+	char why[200];
+	if (aws_profile_load(path, path, "default", &p, why, sizeof(why)) == 0) {
+		aws_profile_get(&p, "aws_access_key_id");
+		aws_profile_clear(&p);
+	}
+	unlink(path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t which = data[0] % 11;
+	uint8_t which = data[0] % 16;
 	data++;
 	size--;
 	char why[200];
@@ -170,13 +191,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	case 2: {
 		struct secret *tok = NULL;
-		struct vault_token_timing t;
+		struct credential_timing t;
 		vault_parse_auth(200, data, size, 1000.0, &tok, &t, why, sizeof(why));
 		secret_free(tok);
 		break;
 	}
 	case 3: {
-		struct vault_token_timing t;
+		struct credential_timing t;
 		vault_parse_lookup(200, data, size, 1000.0, &t, why, sizeof(why));
 		break;
 	}
@@ -200,7 +221,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 10:
 		vault_parse_metadata_deleted(status, data, size);
 		break;
-	default:
+	case 11: {
+		struct aws_credentials c = { 0 };
+		if (aws_parse_credentials_json(data, size, &c, why, sizeof(why)) == 0)
+			aws_credentials_clear(&c);
+		break;
+	}
+	case 12: {
+		struct aws_credentials c = { 0 };
+		char *text = strndup((const char *)data, size);
+		if (text && aws_parse_sts_response(status == 404 ? 400 : 200, text, strlen(text), &c,
+		                                   why, sizeof(why)) == 0)
+			aws_credentials_clear(&c);
+		free(text);
+		break;
+	}
+	case 13: {
+		char code[64], msg[160];
+		aws_parse_error(data, size, code, sizeof(code), msg, sizeof(msg));
+		break;
+	}
+	case 14: {
+		struct secret *out = NULL;
+		aws_parse_secret_string(data, size, &out, why, sizeof(why));
+		secret_free(out);
+		break;
+	}
+	case 15:
+		fuzz_aws_profile(data, size);
+		break;
+	default:   /* 7 */
 		if (file_map_roundtrip(data, size) == -EPROTO)
 			abort();   /* parse and serialise disagree */
 		break;

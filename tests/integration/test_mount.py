@@ -168,6 +168,24 @@ class KeyFileTest(MountTestCase):
         t2 = os.stat(self.m.key_path("eth")).st_mtime
         self.assertGreater(t2, t1)
 
+    def test_mtime_per_network_past_table_growth(self):
+        # Issue 15: mtimes live in a hash table that grows at 64 and 128
+        # networks; every key keeps the time of its own write.
+        when = {}
+        for i in range(130):
+            net = "m%03d" % i
+            t0 = time.time()
+            self.m.write_key(net, new_key() + "\n")
+            when[net] = (t0, time.time())
+        time.sleep(1.1)   # past the kernel attribute cache (1 s)
+        for net, (t0, t1) in when.items():
+            mt = os.stat(self.m.key_path(net)).st_mtime
+            self.assertGreaterEqual(mt, t0 - 0.01, net)
+            self.assertLessEqual(mt, t1 + 0.01, net)
+        first, last = os.stat(self.m.key_path("m000")).st_mtime, \
+            os.stat(self.m.key_path("m129")).st_mtime
+        self.assertLess(first, last)
+
     def test_touch_is_an_audited_refresh(self):
         self.m.write_key("eth", new_key() + "\n")
         r = self.m.sh("touch keys/eth")

@@ -13,6 +13,8 @@ import time
 import unittest
 import urllib.request
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(__file__))
 from keyfslib import Mount, MountTestCase, new_key, run  # noqa: E402
 
@@ -79,7 +81,7 @@ class LiveMetricsTest(MountTestCase):
                     "omikuji_key_cache_hits_total", "omikuji_key_cache_misses_total",
                     "omikuji_key_cache_size", "omikuji_key_backend_up",
                     "omikuji_key_access_denied_total", "omikuji_key_backend_auth_failures_total",
-                    "omikuji_keyfs_build_info", "process_start_time_seconds",
+                    "omikuji_keyfs_build_info", "omikuji_keyfs_start_time_seconds",
                     "omikuji_key_last_refresh_timestamp_seconds"):
             self.assertIn(f"# TYPE {fam} ", s)
         lines = set(s.splitlines())
@@ -121,23 +123,53 @@ class LiveMetricsTest(MountTestCase):
             self.assertIn('omikuji_key_operations_total{backend="file",operation="get",status="success"}', body)
             self.assertIn('omikuji_key_backend_up{backend="file"} 1', body)
             self.assertRegex(body, r'node_textfile_mtime_seconds\{file="[^"]*omikuji_keyfs.prom"\}')
+            # a second scrape, then: our series are served, none collided
+            # with node_exporter's own (process_*, go_*, node_*)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                body = r.read().decode()
+            self.assertIn("omikuji_keyfs_start_time_seconds ", body)
         finally:
             ne.terminate()
             ne.wait(timeout=10)
             log.close()
+        with open(os.path.join(self.m.root, "node_exporter.log")) as f:
+            ne_log = f.read()
+        self.assertIn("Listening on", ne_log)   # the log is node_exporter's, and complete
+        self.assertNotIn("collected before", ne_log)
+        self.assertNotIn("level=error", ne_log)
+        with open(self.m.path("metrics")) as f:
+            for fam in exported_families(f.read()):
+                self.assertFalse(fam.startswith(("process_", "go_", "node_", "promhttp_")), fam)
 
 
 class RulesAndDashboardTest(MountTestCase):
     def test_promtool_rules(self):
         need("promtool")
         rules = os.path.join(EXAMPLES, "prometheus")
-        r = subprocess.run(["promtool", "check", "rules", "alerts.yml"], cwd=rules,
+        rule_files = sorted(f for f in os.listdir(rules)
+                            if f.endswith(".yml") and not f.endswith("_test.yml"))
+        self.assertEqual(rule_files, ["alerts.yml", "recording.yml"])
+        r = subprocess.run(["promtool", "check", "rules", *rule_files], cwd=rules,
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        r = subprocess.run(["promtool", "test", "rules", "alerts_test.yml"], cwd=rules,
-                           capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("SUCCESS", r.stdout)
+        # every rule file has its unit tests, and every test file passes
+        for test_file in ("alerts_test.yml", "recording_test.yml"):
+            r = subprocess.run(["promtool", "test", "rules", test_file], cwd=rules,
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("SUCCESS", r.stdout)
+            self.assertNotIn("FAILED", r.stdout)
+        # every alert is exercised by a test
+        with open(os.path.join(rules, "alerts.yml")) as f:
+            alerts = set(re.findall(r"^\s*- alert: (\w+)", f.read(), re.M))
+        with open(os.path.join(rules, "alerts_test.yml")) as f:
+            tested = set(re.findall(r"alertname: (\w+)", f.read()))
+        self.assertEqual(alerts - tested, set())
+        with open(os.path.join(rules, "recording.yml")) as f:
+            recorded = set(re.findall(r"- record: (\S+)", f.read()))
+        with open(os.path.join(rules, "recording_test.yml")) as f:
+            tested = set(re.findall(r"- expr: (omikuji:\S+)", f.read()))
+        self.assertEqual(recorded - tested, set())
 
     def test_expressions_name_only_exported_series(self):
         mixed_traffic(self.m)
@@ -146,6 +178,8 @@ class RulesAndDashboardTest(MountTestCase):
         exprs = []
         with open(os.path.join(EXAMPLES, "prometheus", "alerts.yml")) as f:
             exprs += re.findall(r"expr:\s*\|?\s*\n?((?:.+\n?)+?)(?=\s+(?:for|labels):)", f.read())
+        with open(os.path.join(EXAMPLES, "prometheus", "recording.yml")) as f:
+            exprs += [r["expr"] for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
         with open(os.path.join(EXAMPLES, "grafana", "omikuji-keyfs.json")) as f:
             dash = json.load(f)
         for p in dash["panels"]:

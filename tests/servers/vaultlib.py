@@ -16,21 +16,17 @@ with vs.log_text().  stop() (also on exit of the `with`, and at interpreter
 exit as a fallback) ends it by its pid: SIGTERM, then SIGKILL if needed.
 """
 
-import atexit
 import http.client
 import json
 import os
 import secrets
-import shutil
-import signal
 import ssl
 import subprocess
-import tempfile
-import time
 import urllib.parse
 
+from serverproc import PYTHON, ServerProcess
+
 SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vault_server.py")
-PYTHON = "/usr/bin/python3"
 SECP256K1_ORDER = int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16)
 
 
@@ -63,7 +59,7 @@ def make_self_signed_cert(directory, name="vault"):
         return cert, key
 
 
-class VaultServer:
+class VaultServer(ServerProcess):
         """One vault_server.py process.  Arguments mirror its command line."""
 
         def __init__(self, root_token=None, approles=(), token_ttl=None,
@@ -76,15 +72,11 @@ class VaultServer:
                 self.namespace = namespace
                 self.host = host
                 self.extra_args = list(extra_args)
-                self.tmpdir = tempfile.mkdtemp(prefix="vault-server-")
+                self._init_process("vault-server-")
                 if tls and not tls_cert:
                         tls_cert, tls_key = make_self_signed_cert(self.tmpdir)
                 self.tls_cert, self.tls_key = tls_cert, tls_key
                 self.ca_file = tls_cert
-                self.port_file = os.path.join(self.tmpdir, "port")
-                self.log_path = os.path.join(self.tmpdir, "server.log")
-                self.proc = None
-                self.port = None
 
         # --- lifecycle -------------------------------------------------------
 
@@ -101,54 +93,7 @@ class VaultServer:
                 if self.tls_cert:
                         args += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
                 args += self.extra_args
-                self._log = open(self.log_path, "wb")
-                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                             stdout=self._log, stderr=self._log)
-                atexit.register(self.stop)
-                deadline = time.monotonic() + timeout
-                while True:
-                        if os.path.exists(self.port_file):
-                                with open(self.port_file) as f:
-                                        self.port = int(f.read().strip())
-                                return self
-                        if self.proc.poll() is not None:
-                                raise RuntimeError("vault_server exited with %d:\n%s"
-                                                   % (self.proc.returncode, self.log_text()))
-                        if time.monotonic() > deadline:
-                                self.stop()
-                                raise RuntimeError("vault_server did not start")
-                        time.sleep(0.05)
-
-        def stop(self):
-                proc, self.proc = self.proc, None
-                if proc is not None and proc.poll() is None:
-                        proc.send_signal(signal.SIGTERM)
-                        try:
-                                proc.wait(10)
-                        except subprocess.TimeoutExpired:
-                                proc.kill()
-                                proc.wait()
-                if proc is not None:
-                        self._log.close()
-                        self.returncode = proc.returncode
-
-        def cleanup(self):
-                self.stop()
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-        def __enter__(self):
-                return self.start()
-
-        def __exit__(self, *exc):
-                self.cleanup()
-                return False
-
-        def log_text(self):
-                try:
-                        with open(self.log_path, errors="replace") as f:
-                                return f.read()
-                except OSError:
-                        return ""
+                return self._launch(args, "vault_server", timeout)
 
         @property
         def scheme(self):

@@ -17,22 +17,26 @@ static void record_traffic(void)
 	char net[64];
 
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
-	metrics_set_configured(METRICS_BACKEND_AWS, true);
-	metrics_set_configured(METRICS_BACKEND_FILE, false);
-	metrics_set_configured(METRICS_BACKEND_ENV, false);
+	metrics_backend_register("vault", true);
+	metrics_backend_register("aws", true);
+	metrics_backend_register("file", false);
+	metrics_backend_register("env", false);
+	struct metrics_backend *all[] = {
+		metrics_backend_register("vault", true), metrics_backend_register("aws", true),
+		metrics_backend_register("file", false), metrics_backend_register("env", false),
+	};
 	for (int i = 0; i < 500; i++) {
-		enum metrics_backend b = (enum metrics_backend)(i % METRICS_BACKEND_COUNT);
+		struct metrics_backend *b = all[i % 4];
 		metrics_observe_op(b, (enum key_op)(i % KEY_OP_COUNT), i % 7 != 0, 0.00001 * (i * i % 9973));
 	}
-	metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, false, 30.0);
-	metrics_cache_hit(METRICS_BACKEND_VAULT);
-	metrics_cache_stale_hit(METRICS_BACKEND_VAULT);
-	metrics_cache_miss(METRICS_BACKEND_AWS);
-	metrics_cache_size(METRICS_BACKEND_VAULT, 12);
-	metrics_backend_up(METRICS_BACKEND_VAULT, true);
-	metrics_backend_up(METRICS_BACKEND_AWS, false);
-	metrics_auth_failure(METRICS_BACKEND_AWS);
+	metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, false, 30.0);
+	metrics_cache_hit(metrics_backend_register("vault", true));
+	metrics_cache_stale_hit(metrics_backend_register("vault", true));
+	metrics_cache_miss(metrics_backend_register("aws", true));
+	metrics_cache_size(metrics_backend_register("vault", true), 12);
+	metrics_backend_up(metrics_backend_register("vault", true), true);
+	metrics_backend_up(metrics_backend_register("aws", true), false);
+	metrics_auth_failure(metrics_backend_register("aws", true));
 	for (int op = 0; op < KEY_OP_COUNT; op++)
 		metrics_access_denied((enum key_op)op);
 	for (int k = 0; k < 4; k++)

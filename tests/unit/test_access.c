@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "access.h"
+#include "anomaly.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -554,6 +555,26 @@ Test(anomaly, unknown_time_zone_is_an_error)
 	cr_expect(strstr(err, "Europe/Nowhere") != NULL, "got '%s'", err);
 	cfg.business_hours.timezone = "../../etc/passwd";
 	cr_expect_eq(anomaly_new(&cfg, fake_clock, &an, err, sizeof(err)), -EINVAL);
+}
+
+Test(anomaly, posix_tz_strings_are_checked)
+{
+	static const char *const good[] = { "EST5EDT,M3.2.0,M11.1.0", "<+03>-3", "JST-9",
+	                                    "CET-1CEST,M3.5.0/2,M10.5.0/3", "AAA+5:30BBB,J60,300/1:30" };
+	static const char *const bad[] = { "ABC", "CET-1CEST,M3.5.0", "XX-1", "CET-25",
+	                                   "CET-1CEST,M13.1.0,M10.5.0", "CET-1 ", "" };
+	struct anomaly *an = NULL;
+	char err[256];
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct config_keyfs cfg = hours_cfg(good[i], 540, 1020, MON_FRI);
+		cr_expect_eq(anomaly_new(&cfg, fake_clock, &an, err, sizeof(err)), 0, "%s: %s", good[i], err);
+		anomaly_free(an);
+		an = NULL;
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct config_keyfs cfg = hours_cfg(bad[i], 540, 1020, MON_FRI);
+		cr_expect_eq(anomaly_new(&cfg, fake_clock, &an, err, sizeof(err)), -EINVAL, "'%s'", bad[i]);
+	}
 }
 
 Test(anomaly, rate_limit_denies_and_recovers)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 
+#include "backend.h"
 #include "config.h"
 
 /* Criterion forks one process per test, so setenv/chdir stay in the test. */
@@ -80,27 +81,30 @@ static void random_token(char *out, size_t hexlen)
 static void expect_defaults(const struct config *c)
 {
 	char want[PATH_MAX];
-	cr_expect_eq(c->storage_type, STORAGE_FILE);
+	cr_expect_eq(c->key_storage.type, backend_type_find("file"));
 	snprintf(want, sizeof(want), "%s/.local/share/omikuji-keyfs/keys.enc", tmpdir);
-	cr_expect_str_eq(c->file.path, want);
-	cr_expect_null(c->file.passphrase_file);
+	cr_expect_str_eq(c->key_storage.file.path, want);
+	cr_expect_null(c->key_storage.file.passphrase_file);
 	snprintf(want, sizeof(want), "%s/.local/state/omikuji-keyfs/audit.log", tmpdir);
 	cr_expect_str_eq(c->keyfs.audit_log, want);
-	cr_expect_str_eq(c->keyring.service, "omikuji");
-	cr_expect_eq(c->keyring.cache_ttl_seconds, 300);
-	cr_expect_eq(c->vault.urls.n, 0);
-	cr_expect_str_eq(c->vault.mount_path, "secret");
-	cr_expect_str_eq(c->vault.path_prefix, "omikuji/keys");
-	cr_expect_str_eq(c->vault.auth_method, "token");
-	cr_expect_str_eq(c->vault.approle_mount, "approle");
-	cr_expect_null(c->vault.token);
-	cr_expect_eq(c->vault.timeout_seconds, 5);
-	cr_expect_eq(c->vault.max_retries, 3);
-	cr_expect_eq(c->vault.cache_ttl_seconds, 300);
-	cr_expect_str_eq(c->aws.region, "us-east-1");
-	cr_expect_str_eq(c->aws.prefix, "omikuji");
-	cr_expect_eq(c->aws.timeout_seconds, 5);
-	cr_expect_eq(c->aws.cache_ttl_seconds, 300);
+	cr_expect_str_eq(c->key_storage.keyring.service, "omikuji");
+	cr_expect_eq(c->key_storage.keyring.cache_ttl_seconds, 300);
+	cr_expect_eq(c->key_storage.keyring.timeout_seconds, 5);
+	cr_expect_eq(c->key_storage.vault.urls.n, 0);
+	cr_expect_str_eq(c->key_storage.vault.mount_path, "secret");
+	cr_expect_str_eq(c->key_storage.vault.path_prefix, "omikuji/keys");
+	cr_expect_str_eq(c->key_storage.vault.auth_method, "token");
+	cr_expect_str_eq(c->key_storage.vault.approle_mount, "approle");
+	cr_expect_null(c->key_storage.vault.token);
+	cr_expect_eq(c->key_storage.vault.timeout_seconds, 5);
+	cr_expect_eq(c->key_storage.vault.max_retries, 3);
+	cr_expect_eq(c->key_storage.vault.cache_ttl_seconds, 300);
+	cr_expect_null(c->key_storage.aws.region);   /* resolved by the backend: env, profile, us-east-1 */
+	cr_expect_eq(c->key_storage.aws.max_retries, 3);
+	cr_expect_eq(c->key_storage.aws.recovery_window_days, 7);
+	cr_expect_str_eq(c->key_storage.aws.prefix, "omikuji");
+	cr_expect_eq(c->key_storage.aws.timeout_seconds, 5);
+	cr_expect_eq(c->key_storage.aws.cache_ttl_seconds, 300);
 	cr_expect_eq(c->logging.format, LOG_FORMAT_JSON);
 	cr_expect_str_eq(c->logging.level, "info");
 	cr_assert_eq(c->logging.n_targets, 1);
@@ -140,7 +144,7 @@ Test(config, defaults_follow_xdg)
 	setenv("XDG_DATA_HOME", "/srv/data", 1);
 	setenv("XDG_STATE_HOME", "relative/ignored", 1);  /* XDG: relative paths are ignored */
 	cr_assert_eq(config_load(NULL, 0, &c, err, sizeof(err)), 0, "%s", err);
-	cr_expect_str_eq(c.file.path, "/srv/data/omikuji-keyfs/keys.enc");
+	cr_expect_str_eq(c.key_storage.file.path, "/srv/data/omikuji-keyfs/keys.enc");
 	char want[PATH_MAX];
 	snprintf(want, sizeof(want), "%s/.local/state/omikuji-keyfs/audit.log", tmpdir);
 	cr_expect_str_eq(c.keyfs.audit_log, want);
@@ -164,9 +168,9 @@ Test(config, minimal)
 {
 	struct config c;
 	cr_assert_eq(config_load(fixture("minimal.yaml"), 0, &c, err, sizeof(err)), 0, "%s", err);
-	cr_expect_eq(c.storage_type, STORAGE_ENV);
-	cr_expect_str_eq(config_storage_name(c.storage_type), "env");
-	cr_expect_str_eq(c.vault.mount_path, "secret", "untouched sections keep defaults");
+	cr_expect_eq(c.key_storage.type, backend_type_find("env"));
+	cr_expect_str_eq(config_storage_name(&c.key_storage), "env");
+	cr_expect_str_eq(c.key_storage.vault.mount_path, "secret", "untouched sections keep defaults");
 	config_free(&c);
 }
 
@@ -174,8 +178,8 @@ Test(config, omikuji_sections_skipped)
 {
 	struct config c;
 	cr_assert_eq(config_load(fixture("omikuji-sections.yaml"), 0, &c, err, sizeof(err)), 0, "%s", err);
-	cr_expect_eq(c.storage_type, STORAGE_KEYRING);
-	cr_expect_str_eq(c.keyring.service, "omikuji-test");
+	cr_expect_eq(c.key_storage.type, backend_type_find("keyring"));
+	cr_expect_str_eq(c.key_storage.keyring.service, "omikuji-test");
 	config_free(&c);
 }
 
@@ -189,15 +193,15 @@ Test(config, full_example)
 	         getenv("TESTS_SOURCE_DIR") ? getenv("TESTS_SOURCE_DIR") : TESTS_SOURCE_DIR);
 	cr_assert_eq(config_load(path, 0, &c, err, sizeof(err)), 0, "%s", err);
 
-	cr_expect_eq(c.storage_type, STORAGE_VAULT);
-	cr_assert_eq(c.vault.urls.n, 1);
-	cr_expect_str_eq(c.vault.urls.items[0], "https://vault.example.com:8200");
-	cr_assert_not_null(c.vault.token);
-	cr_expect(strcmp(c.vault.token, token) == 0, "token comes from $VAULT_TOKEN");
-	cr_expect_str_eq(c.vault.auth_method, "token");
-	cr_expect_str_eq(c.vault.ca_cert, "/etc/ssl/certs/ca-certificates.crt");
+	cr_expect_eq(c.key_storage.type, backend_type_find("vault"));
+	cr_assert_eq(c.key_storage.vault.urls.n, 1);
+	cr_expect_str_eq(c.key_storage.vault.urls.items[0], "https://vault.example.com:8200");
+	cr_assert_not_null(c.key_storage.vault.token);
+	cr_expect(strcmp(c.key_storage.vault.token, token) == 0, "token comes from $VAULT_TOKEN");
+	cr_expect_str_eq(c.key_storage.vault.auth_method, "token");
+	cr_expect_str_eq(c.key_storage.vault.ca_cert, "/etc/ssl/certs/ca-certificates.crt");
 	snprintf(want, sizeof(want), "%s/.local/share/omikuji-keyfs/keys.enc", tmpdir);
-	cr_expect_str_eq(c.file.path, want, "~/ expanded");
+	cr_expect_str_eq(c.key_storage.file.path, want, "~/ expanded");
 	cr_expect_eq(c.logging.format, LOG_FORMAT_JSON);
 	cr_assert_eq(c.logging.n_targets, 2);
 	cr_expect_str_eq(c.logging.targets[0].type, "stderr");
@@ -233,7 +237,7 @@ Test(config, every_field)
 	const char *p = write_file("all.yaml",
 		"key_storage:\n"
 		"  storage_type: aws-secrets\n"
-		"  keyring: {service: svc, cache_ttl_seconds: 0}\n"
+		"  keyring: {service: svc, cache_ttl_seconds: 0, timeout_seconds: 9}\n"
 		"  vault:\n"
 		"    urls: [http://127.0.0.1:1, http://127.0.0.1:2]\n"
 		"    mount_path: kv\n"
@@ -273,35 +277,36 @@ Test(config, every_field)
 		"  anomaly: {burst_reads: 4, burst_window_seconds: 5, auth_failures_per_minute: 6}\n"
 		"  rate_limit: {reads_per_minute: 7}\n", 0600);
 	cr_assert_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
-	cr_expect_eq(c.storage_type, STORAGE_AWS);
-	cr_expect_str_eq(c.keyring.service, "svc");
-	cr_expect_eq(c.keyring.cache_ttl_seconds, 0);
-	cr_assert_eq(c.vault.urls.n, 2);
-	cr_expect_str_eq(c.vault.urls.items[1], "http://127.0.0.1:2");
-	cr_expect_str_eq(c.vault.mount_path, "kv");
-	cr_expect_str_eq(c.vault.path_prefix, "a/b");
-	cr_expect_str_eq(c.vault.auth_method, "approle");
-	cr_expect_str_eq(c.vault.token_file, "/run/t");
-	cr_expect_str_eq(c.vault.role_id, "role-1");
+	cr_expect_eq(c.key_storage.type, backend_type_find("aws-secrets"));
+	cr_expect_str_eq(c.key_storage.keyring.service, "svc");
+	cr_expect_eq(c.key_storage.keyring.cache_ttl_seconds, 0);
+	cr_expect_eq(c.key_storage.keyring.timeout_seconds, 9);
+	cr_assert_eq(c.key_storage.vault.urls.n, 2);
+	cr_expect_str_eq(c.key_storage.vault.urls.items[1], "http://127.0.0.1:2");
+	cr_expect_str_eq(c.key_storage.vault.mount_path, "kv");
+	cr_expect_str_eq(c.key_storage.vault.path_prefix, "a/b");
+	cr_expect_str_eq(c.key_storage.vault.auth_method, "approle");
+	cr_expect_str_eq(c.key_storage.vault.token_file, "/run/t");
+	cr_expect_str_eq(c.key_storage.vault.role_id, "role-1");
 	char want[PATH_MAX];
 	snprintf(want, sizeof(want), "%s/sid", tmpdir);
-	cr_expect_str_eq(c.vault.secret_id_file, want);
-	cr_expect_str_eq(c.vault.approle_mount, "ar");
-	cr_expect_str_eq(c.vault.namespace, "ns");
-	cr_expect_str_eq(c.vault.ca_cert, "/ca.pem");
-	cr_expect_str_eq(c.vault.client_cert, "/c.pem");
-	cr_expect_str_eq(c.vault.client_key, "/c.key");
-	cr_expect_eq(c.vault.timeout_seconds, 7);
-	cr_expect_eq(c.vault.max_retries, 0);
-	cr_expect_eq(c.vault.cache_ttl_seconds, 60);
-	cr_expect_str_eq(c.aws.region, "eu-west-1");
-	cr_expect_str_eq(c.aws.prefix, "p");
-	cr_expect_str_eq(c.aws.endpoint_url, "http://127.0.0.1:4566");
-	cr_expect_str_eq(c.aws.profile, "prof");
-	cr_expect_eq(c.aws.timeout_seconds, 9);
-	cr_expect_eq(c.aws.cache_ttl_seconds, 10);
-	cr_expect_str_eq(c.file.path, "/k.enc");
-	cr_expect_str_eq(c.file.passphrase_file, "/pp");
+	cr_expect_str_eq(c.key_storage.vault.secret_id_file, want);
+	cr_expect_str_eq(c.key_storage.vault.approle_mount, "ar");
+	cr_expect_str_eq(c.key_storage.vault.namespace, "ns");
+	cr_expect_str_eq(c.key_storage.vault.ca_cert, "/ca.pem");
+	cr_expect_str_eq(c.key_storage.vault.client_cert, "/c.pem");
+	cr_expect_str_eq(c.key_storage.vault.client_key, "/c.key");
+	cr_expect_eq(c.key_storage.vault.timeout_seconds, 7);
+	cr_expect_eq(c.key_storage.vault.max_retries, 0);
+	cr_expect_eq(c.key_storage.vault.cache_ttl_seconds, 60);
+	cr_expect_str_eq(c.key_storage.aws.region, "eu-west-1");
+	cr_expect_str_eq(c.key_storage.aws.prefix, "p");
+	cr_expect_str_eq(c.key_storage.aws.endpoint_url, "http://127.0.0.1:4566");
+	cr_expect_str_eq(c.key_storage.aws.profile, "prof");
+	cr_expect_eq(c.key_storage.aws.timeout_seconds, 9);
+	cr_expect_eq(c.key_storage.aws.cache_ttl_seconds, 10);
+	cr_expect_str_eq(c.key_storage.file.path, "/k.enc");
+	cr_expect_str_eq(c.key_storage.file.passphrase_file, "/pp");
 	cr_expect_eq(c.logging.format, LOG_FORMAT_TEXT);
 	cr_expect_str_eq(c.logging.level, "debug");
 	cr_assert_eq(c.logging.n_targets, 2);
@@ -339,7 +344,10 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{ "foo: 1\n", "1:1: unknown key 'foo' at the top level" },
+	{ "keyfss:\n  audit_log: /x\n",
+	  "1:1: unknown key 'keyfss' at the top level (did you mean 'keyfs'?)" },
+	{ "key-storage:\n  storage_type: vault\n",
+	  "1:1: unknown key 'key-storage' at the top level (did you mean 'key_storage'?)" },
 	{ "key_storage:\n  vault:\n    url: http://x\n    tokn: y\n",
 	  "4:5: unknown key 'tokn' in key_storage.vault" },
 	{ "keyfs:\n  anomaly:\n      burst_reads: 1\n      bursts: 2\n",
@@ -408,8 +416,28 @@ Test(config, errors_name_line_and_column)
 		snprintf(want, sizeof(want), "%s:%s", p, bad_cases[i].message);
 		cr_expect_str_eq(err, want, "case %zu: got [%s] want [%s]", i, err, want);
 		/* A failed load leaves nothing to free and a zeroed struct. */
-		cr_expect_null(c.file.path, "case %zu", i);
+		cr_expect_null(c.key_storage.file.path, "case %zu", i);
 	}
+}
+
+Test(config, unknown_top_level_section_is_skipped_with_a_warning)
+{
+	struct config c;
+	char want[PATH_MAX + 128];
+	const char *p = write_file("newer.yaml",
+	                           "price_oracles:\n  - a: 1\nkeyfs:\n  max_stale_seconds: 7\n", 0600);
+	cr_assert_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(c.keyfs.max_stale_seconds, 7, "the rest still loads");
+	cr_assert_eq(c.warnings.n, 1);
+	snprintf(want, sizeof(want), "%s:1:1: unknown top-level section 'price_oracles' skipped "
+	         "(Omikuji's own?)", p);
+	cr_expect_str_eq(c.warnings.items[0], want);
+	config_free(&c);
+	/* Omikuji's known sections are skipped without a word. */
+	p = write_file("known.yaml", "datafeeds: []\nnetworks: {}\n", 0600);
+	cr_assert_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(c.warnings.n, 0);
+	config_free(&c);
 }
 
 Test(config, fixture_unknown_nested)
@@ -475,12 +503,12 @@ Test(config, env_expansion)
 		"    path_prefix: a$b\n"
 		"    mount_path: \"${KEYFS_T_EMPTY}\"\n", 0600);
 	cr_assert_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(c.vault.urls.n, 1);
-	cr_expect_str_eq(c.vault.urls.items[0], "http://127.0.0.1:8201");
-	cr_expect_eq(c.vault.timeout_seconds, 11);
-	cr_expect_str_eq(c.vault.namespace, "cost-$5-x", "$$ is a literal $");
-	cr_expect_str_eq(c.vault.path_prefix, "a$b", "a lone $ stays");
-	cr_expect_str_eq(c.vault.mount_path, "secret", "empty after expansion keeps the default");
+	cr_assert_eq(c.key_storage.vault.urls.n, 1);
+	cr_expect_str_eq(c.key_storage.vault.urls.items[0], "http://127.0.0.1:8201");
+	cr_expect_eq(c.key_storage.vault.timeout_seconds, 11);
+	cr_expect_str_eq(c.key_storage.vault.namespace, "cost-$5-x", "$$ is a literal $");
+	cr_expect_str_eq(c.key_storage.vault.path_prefix, "a$b", "a lone $ stays");
+	cr_expect_str_eq(c.key_storage.vault.mount_path, "secret", "empty after expansion keeps the default");
 	config_free(&c);
 }
 
@@ -515,14 +543,14 @@ Test(config, tilde_expansion)
 		"keyfs: {audit_log: ~/a/audit.log}\n", 0600);
 	cr_assert_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
 	snprintf(want, sizeof(want), "%s/keys.enc", tmpdir);
-	cr_expect_str_eq(c.file.path, want);
-	cr_expect_str_eq(c.file.passphrase_file, tmpdir);
+	cr_expect_str_eq(c.key_storage.file.path, want);
+	cr_expect_str_eq(c.key_storage.file.passphrase_file, tmpdir);
 	/* ~user is not expanded: it is a relative path like any other, taken
 	 * relative to the config file's directory */
 	snprintf(want, sizeof(want), "%s/~other/t", tmpdir);
-	cr_expect_str_eq(c.vault.token_file, want, "~user is not expanded");
-	cr_expect_str_eq(c.vault.ca_cert, "/x/~/y", "only at the start");
-	cr_expect_str_eq(c.vault.role_id, "~/not-a-path", "not a path field");
+	cr_expect_str_eq(c.key_storage.vault.token_file, want, "~user is not expanded");
+	cr_expect_str_eq(c.key_storage.vault.ca_cert, "/x/~/y", "only at the start");
+	cr_expect_str_eq(c.key_storage.vault.role_id, "~/not-a-path", "not a path field");
 	snprintf(want, sizeof(want), "%s/a/audit.log", tmpdir);
 	cr_expect_str_eq(c.keyfs.audit_log, want);
 	config_free(&c);
@@ -548,7 +576,7 @@ Test(config, inline_token_needs_private_file)
 
 	p = write_file("s.yaml", yaml, 0600);
 	cr_expect_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
-	cr_expect(c.vault.token && strcmp(c.vault.token, token) == 0, "token loaded");
+	cr_expect(c.key_storage.vault.token && strcmp(c.key_storage.vault.token, token) == 0, "token loaded");
 	config_free(&c);
 
 	p = write_file("s.yaml", yaml, 0644);
@@ -580,7 +608,7 @@ Test(config, env_only_secret_accepted_world_readable)
 	const char *p = write_file("s.yaml", "key_storage:\n  vault:\n    token: \"${VAULT_TOKEN}\"\n"
 	                           "    role_id: literal-role-is-not-secret\n", 0644);
 	cr_expect_eq(config_load(p, 0, &c, err, sizeof(err)), 0, "%s", err);
-	cr_expect(c.vault.token && strcmp(c.vault.token, token) == 0, "token from the environment");
+	cr_expect(c.key_storage.vault.token && strcmp(c.key_storage.vault.token, token) == 0, "token from the environment");
 	config_free(&c);
 }
 
@@ -613,17 +641,18 @@ static void expect_same_list(const struct strlist *a, const struct strlist *b, c
 
 static void expect_same_config(const struct config *a, const struct config *b)
 {
-	SAME_INT(storage_type);
-	SAME_STR(file.path); SAME_STR(file.passphrase_file);
-	SAME_STR(keyring.service); SAME_INT(keyring.cache_ttl_seconds);
-	expect_same_list(&a->vault.urls, &b->vault.urls, "urls");
-	SAME_STR(vault.mount_path); SAME_STR(vault.path_prefix); SAME_STR(vault.auth_method);
-	SAME_STR(vault.token_file); SAME_STR(vault.role_id); SAME_STR(vault.secret_id_file);
-	SAME_STR(vault.approle_mount); SAME_STR(vault.namespace); SAME_STR(vault.ca_cert);
-	SAME_STR(vault.client_cert); SAME_STR(vault.client_key);
-	SAME_INT(vault.timeout_seconds); SAME_INT(vault.max_retries); SAME_INT(vault.cache_ttl_seconds);
-	SAME_STR(aws.region); SAME_STR(aws.prefix); SAME_STR(aws.endpoint_url); SAME_STR(aws.profile);
-	SAME_INT(aws.timeout_seconds); SAME_INT(aws.cache_ttl_seconds);
+	SAME_INT(key_storage.type);
+	SAME_STR(key_storage.file.path); SAME_STR(key_storage.file.passphrase_file);
+	SAME_STR(key_storage.keyring.service); SAME_INT(key_storage.keyring.cache_ttl_seconds);
+	SAME_INT(key_storage.keyring.timeout_seconds);
+	expect_same_list(&a->key_storage.vault.urls, &b->key_storage.vault.urls, "urls");
+	SAME_STR(key_storage.vault.mount_path); SAME_STR(key_storage.vault.path_prefix); SAME_STR(key_storage.vault.auth_method);
+	SAME_STR(key_storage.vault.token_file); SAME_STR(key_storage.vault.role_id); SAME_STR(key_storage.vault.secret_id_file);
+	SAME_STR(key_storage.vault.approle_mount); SAME_STR(key_storage.vault.namespace); SAME_STR(key_storage.vault.ca_cert);
+	SAME_STR(key_storage.vault.client_cert); SAME_STR(key_storage.vault.client_key);
+	SAME_INT(key_storage.vault.timeout_seconds); SAME_INT(key_storage.vault.max_retries); SAME_INT(key_storage.vault.cache_ttl_seconds);
+	SAME_STR(key_storage.aws.region); SAME_STR(key_storage.aws.prefix); SAME_STR(key_storage.aws.endpoint_url); SAME_STR(key_storage.aws.profile);
+	SAME_INT(key_storage.aws.timeout_seconds); SAME_INT(key_storage.aws.cache_ttl_seconds);
 	SAME_INT(logging.format); SAME_STR(logging.level);
 	cr_assert_eq(a->logging.n_targets, b->logging.n_targets);
 	for (size_t i = 0; i < a->logging.n_targets; i++) {
@@ -676,7 +705,7 @@ Test(config, print_masks_and_reloads)
 		"  rate_limit: {reads_per_minute: 9}\n", token, sid);
 	const char *p = write_file("orig.yaml", yaml, 0600);
 	cr_assert_eq(config_load(p, 0, &a, err, sizeof(err)), 0, "%s", err);
-	cr_expect_str_eq(a.vault.namespace, "odd \"quoted\" $name\\x");
+	cr_expect_str_eq(a.key_storage.vault.namespace, "odd \"quoted\" $name\\x");
 
 	char *printed = print_to_string(&a);
 	cr_expect(strstr(printed, token) == NULL, "token must not be printed");
@@ -690,7 +719,7 @@ Test(config, print_masks_and_reloads)
 	const char *q = write_file("printed.yaml", printed, 0600);
 	cr_assert_eq(config_load(q, 0, &b, err, sizeof(err)), 0, "printed YAML must load: %s", err);
 	expect_same_config(&a, &b);
-	cr_expect(b.vault.token && strcmp(b.vault.token, "********") == 0);
+	cr_expect(b.key_storage.vault.token && strcmp(b.key_storage.vault.token, "********") == 0);
 	free(printed);
 	config_free(&a);
 	config_free(&b);
@@ -805,7 +834,7 @@ Test(config, relative_paths_follow_the_config_file)
 	cr_assert_eq(chdir(saved), 0);
 	cr_assert_eq(rc, 0, "%s", err);
 	snprintf(want, sizeof(want), "%s/store/keys.enc", tmpdir);
-	cr_expect_str_eq(c.file.path, want);
+	cr_expect_str_eq(c.key_storage.file.path, want);
 	snprintf(want, sizeof(want), "%s/audit.log", tmpdir);
 	cr_expect_str_eq(c.keyfs.audit_log, want);
 	config_free(&c);

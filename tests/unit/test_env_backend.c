@@ -6,6 +6,7 @@
 #include <string.h>
 #include "backend.h"
 #include "config.h"
+#include "backend_test_open.h"
 
 extern char **environ;
 
@@ -34,12 +35,13 @@ TestSuite(env_backend, .init = clear_keys);
 
 static struct backend *must_open(void)
 {
-	struct config cfg;
+	struct config_backend cfg;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.storage_type = STORAGE_ENV;
+	cfg.type = backend_type_find("env");
+	cfg.name = (char *)"env";
 	struct backend *b = NULL;
 	struct backend_err err = { .msg = "" };
-	cr_assert_eq(env_backend_ops.open(&cfg, &b, &err), 0, "%s", err.msg);
+	cr_assert_eq(backend_test_open(&cfg, &b, &err), 0, "%s", err.msg);
 	return b;
 }
 
@@ -48,7 +50,7 @@ static char *get_str(struct backend *b, const char *net, int *rc)
 {
 	struct secret *s = NULL;
 	struct backend_err err = { .msg = "" };
-	*rc = b->ops->get(b, net, &s, &err);
+	*rc = b->ops->get(b, net, &s, 0, &err);
 	char *out = strdup(*rc == 0 ? (const char *)s->data : "");
 	secret_free(s);
 	return out;
@@ -125,7 +127,7 @@ Test(env_backend, list_maps_names_back)
 	struct backend *b = must_open();
 	struct strlist l = STRLIST_INIT;
 	struct backend_err err = { .msg = "" };
-	cr_assert_eq(b->ops->list(b, &l, &err), 0);
+	cr_assert_eq(b->ops->list(b, &l, 0, &err), 0);
 	cr_expect_eq(l.n, 2, "only non-empty OMIKUJI_KEY_<NAME> listed, got %zu", l.n);
 	cr_expect(strlist_contains(&l, "ethereum-mainnet"));
 	cr_expect(strlist_contains(&l, "bsc"));
@@ -145,15 +147,16 @@ Test(env_backend, read_only)
 	struct backend *b = must_open();
 	struct secret *k = secret_from("new", 3);
 	struct backend_err err = { .msg = "" };
-	cr_expect_eq(b->ops->store(b, "gnosis", k, &err), -EROFS);
+	cr_expect_eq(b->ops->store(b, "gnosis", k, 0, &err), -EROFS);
 	cr_expect_str_eq(err.msg, "env backend is read-only");
 	memset(&err, 0, sizeof(err));
-	cr_expect_eq(b->ops->remove(b, "gnosis", &err), -EROFS);
+	cr_expect_eq(b->ops->remove(b, "gnosis", 0, &err), -EROFS);
 	cr_expect_str_eq(err.msg, "env backend is read-only");
 	cr_expect_str_eq(getenv("OMIKUJI_KEY_GNOSIS"), "keep");
 	secret_free(k);
-	cr_expect_str_eq(env_backend_ops.name, "env");
-	cr_expect_str_eq(env_backend_ops.storage_type, "env");
-	cr_expect(!env_backend_ops.remote);
+	cr_expect_str_eq(b->name, "env");
+	cr_expect_str_eq(b->type->name, "env");
+	cr_expect(b->type->flags & BACKEND_READ_ONLY);
+	cr_expect(!(b->type->flags & BACKEND_REMOTE));
 	b->ops->close(b);
 }

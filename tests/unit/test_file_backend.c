@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 #include "backend.h"
 #include "config.h"
+#include "backend_test_open.h"
 
 #define HEADER_LEN 52
 #define NONCE_LEN 12
@@ -79,14 +80,15 @@ static struct secret *random_key(void)
 static int try_open(const char *path, const char *passphrase_file, struct backend **b,
                     struct backend_err *err)
 {
-	struct config cfg;
+	struct config_backend cfg;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.storage_type = STORAGE_FILE;
+	cfg.type = backend_type_find("file");
+	cfg.name = (char *)"file";
 	cfg.file.path = (char *)path;
 	cfg.file.passphrase_file = (char *)passphrase_file;
 	memset(err, 0, sizeof(*err));
 	*b = NULL;
-	return backend_open(&cfg, b, err);
+	return backend_test_open(&cfg, b, err);
 }
 
 static struct backend *open_ok(const char *path, const char *passphrase_file)
@@ -102,7 +104,7 @@ static struct backend *open_ok(const char *path, const char *passphrase_file)
 static void store_ok(struct backend *b, const char *net, const struct secret *key)
 {
 	struct backend_err err = { "", false };
-	int rc = b->ops->store(b, net, key, &err);
+	int rc = b->ops->store(b, net, key, 0, &err);
 	cr_assert_eq(rc, 0, "store %s failed (%d): %s", net, rc, err.msg);
 }
 
@@ -111,7 +113,7 @@ static bool holds(struct backend *b, const char *net, const struct secret *key)
 {
 	struct secret *s = NULL;
 	struct backend_err err = { "", false };
-	int rc = b->ops->get(b, net, &s, &err);
+	int rc = b->ops->get(b, net, &s, 0, &err);
 	bool same = rc == 0 && secret_equal(s, key);
 	secret_free(s);
 	return same;
@@ -120,7 +122,7 @@ static bool holds(struct backend *b, const char *net, const struct secret *key)
 static int get_rc(struct backend *b, const char *net)
 {
 	struct secret *s = NULL;
-	int rc = b->ops->get(b, net, &s, NULL);
+	int rc = b->ops->get(b, net, &s, 0, NULL);
 	secret_free(s);
 	return rc;
 }
@@ -128,7 +130,7 @@ static int get_rc(struct backend *b, const char *net)
 static size_t list_count(struct backend *b)
 {
 	struct strlist l = STRLIST_INIT;
-	cr_assert_eq(b->ops->list(b, &l, NULL), 0);
+	cr_assert_eq(b->ops->list(b, &l, 0, NULL), 0);
 	strlist_sort_unique(&l);
 	size_t n = l.n;
 	strlist_clear(&l);
@@ -206,8 +208,8 @@ Test(file_backend, roundtrip_many_networks)
 	char pass[65];
 	set_passphrase_env(pass, 16);
 	struct backend *b = open_ok(store_path, NULL);
-	cr_expect_str_eq(b->ops->name, "file");
-	cr_expect_not(b->ops->remote);
+	cr_expect_str_eq(b->type->name, "file");
+	cr_expect_not(b->type->flags & BACKEND_REMOTE);
 
 	enum { N = 60 };
 	struct secret **keys = populate(b, N);
@@ -218,7 +220,7 @@ Test(file_backend, roundtrip_many_networks)
 	}
 
 	struct strlist l = STRLIST_INIT;
-	cr_assert_eq(b->ops->list(b, &l, NULL), 0);
+	cr_assert_eq(b->ops->list(b, &l, 0, NULL), 0);
 	strlist_sort_unique(&l);
 	cr_expect_eq(l.n, N);
 	for (size_t i = 0; i < N; i++) {
@@ -241,8 +243,8 @@ Test(file_backend, roundtrip_many_networks)
 		char net[32];
 		snprintf(net, sizeof(net), "net-%zu", i);
 		struct backend_err err = { "", false };
-		cr_expect_eq(b->ops->remove(b, net, &err), 0, "remove %s: %s", net, err.msg);
-		cr_expect_eq(b->ops->remove(b, net, &err), -ENOENT, "second remove %s", net);
+		cr_expect_eq(b->ops->remove(b, net, 0, &err), 0, "remove %s: %s", net, err.msg);
+		cr_expect_eq(b->ops->remove(b, net, 0, &err), -ENOENT, "second remove %s", net);
 		secret_free(keys[i]);
 		keys[i] = NULL;
 		removed++;
@@ -292,7 +294,7 @@ Test(file_backend, missing_store_is_empty_and_dirs_created)
 	cr_expect_eq(list_count(b), 0);
 	cr_expect_eq(get_rc(b, "ethereum"), -ENOENT);
 	struct backend_err err = { "", false };
-	cr_expect_eq(b->ops->remove(b, "ethereum", &err), -ENOENT);
+	cr_expect_eq(b->ops->remove(b, "ethereum", 0, &err), -ENOENT);
 	/* The master key file was created, and with it an empty store, so
 	 * that a missing store later means a deleted one (issue 9). */
 	cr_expect_eq(access(path, F_OK), 0, "an empty store is written with a new master key");
@@ -323,9 +325,9 @@ Test(file_backend, invalid_arguments)
 	struct secret *k = random_key();
 	struct secret *empty = secret_new(4);
 	struct backend_err err = { "", false };
-	cr_expect_eq(b->ops->store(b, "bad/name", k, &err), -EINVAL);
-	cr_expect_eq(b->ops->store(b, "", k, &err), -EINVAL);
-	cr_expect_eq(b->ops->store(b, "ok", empty, &err), -EINVAL);
+	cr_expect_eq(b->ops->store(b, "bad/name", k, 0, &err), -EINVAL);
+	cr_expect_eq(b->ops->store(b, "", k, 0, &err), -EINVAL);
+	cr_expect_eq(b->ops->store(b, "ok", empty, 0, &err), -EINVAL);
 	cr_expect_eq(list_count(b), 0, "nothing stored");
 	secret_free(empty);
 	secret_free(k);
@@ -619,7 +621,7 @@ Test(file_backend, damage_seen_by_a_running_instance)
 	replace_file(store_path, orig, len);
 	struct backend_err err = { "", false };
 	struct secret *s = NULL;
-	cr_expect_eq(b->ops->get(b, "net-1", &s, &err), -EIO, "stale key served from cache");
+	cr_expect_eq(b->ops->get(b, "net-1", &s, 0, &err), -EIO, "stale key served from cache");
 	cr_expect_null(s);
 	cr_expect_not_null(strstr(err.msg, "corrupted"), "message: %s", err.msg);
 	struct backend_health h;
@@ -628,7 +630,7 @@ Test(file_backend, damage_seen_by_a_running_instance)
 	cr_expect_not(h.up);
 	cr_expect_neq(h.error[0], '\0');
 	/* a store over a damaged file is refused rather than losing the others */
-	cr_expect_eq(b->ops->store(b, "net-9", keys[0], &err), -EIO);
+	cr_expect_eq(b->ops->store(b, "net-9", keys[0], 0, &err), -EIO);
 	free(orig);
 	b->ops->close(b);
 	free_keys(keys, 3);
@@ -672,7 +674,7 @@ static void *worker_run(void *arg)
 	for (int i = 0; i < PER_THREAD; i++) {
 		char net[32];
 		snprintf(net, sizeof(net), "t%d-n%d", w->id, i);
-		if (b->ops->store(b, net, w->keys[i], &err) != 0)
+		if (b->ops->store(b, net, w->keys[i], 0, &err) != 0)
 			w->failures++;
 	}
 	if (!w->b)
@@ -747,7 +749,7 @@ Test(file_backend, cross_instance_visibility)
 		cr_expect(holds(a, "shared", (i % 2) ? k1 : k2), "a is stale at round %d", i);
 	}
 	struct backend_err err = { "", false };
-	cr_expect_eq(b->ops->remove(b, "shared", &err), 0);
+	cr_expect_eq(b->ops->remove(b, "shared", 0, &err), 0);
 	cr_expect_eq(get_rc(a, "shared"), -ENOENT, "a still sees a removed key");
 	cr_expect_eq(list_count(a), 0);
 
@@ -759,7 +761,7 @@ Test(file_backend, cross_instance_visibility)
 		struct backend_err cerr;
 		if (try_open(store_path, NULL, &c, &cerr) != 0)
 			_exit(1);
-		int rc = c->ops->store(c, "from-child", k3, &cerr);
+		int rc = c->ops->store(c, "from-child", k3, 0, &cerr);
 		c->ops->close(c);
 		_exit(rc == 0 ? 0 : 2);
 	}
@@ -804,7 +806,7 @@ static void crash_child(int round, int fd)
 		char v[67];
 		hot_value(v, round, seq);
 		struct secret *s = secret_from(v, strlen(v));
-		if (!s || b->ops->store(b, "hot", s, &err) != 0)
+		if (!s || b->ops->store(b, "hot", s, 0, &err) != 0)
 			_exit(4);
 		secret_free(s);
 		if (write(fd, &seq, sizeof(seq)) != (ssize_t)sizeof(seq))
@@ -854,7 +856,7 @@ Test(file_backend, crash_safety_under_sigkill)
 		int rc = try_open(store_path, NULL, &b, &err);
 		cr_assert_eq(rc, 0, "round %d: store does not open: %s", round, err.msg);
 		struct secret *s = NULL;
-		cr_assert_eq(b->ops->get(b, "hot", &s, &err), 0, "round %d: hot missing", round);
+		cr_assert_eq(b->ops->get(b, "hot", &s, 0, &err), 0, "round %d: hot missing", round);
 		int r = -1;
 		unsigned got = 0;
 		/* hot_value: "rNNNN-sNNNNNNNN-" (16) + 32 hex digits */
@@ -907,9 +909,9 @@ Test(file_backend, foreign_flock_times_out_writers_not_readers)
 	struct secret *got = NULL;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	cr_expect_eq(b->ops->get(b, "eth", &got, &err), 0, "%s", err.msg);
+	cr_expect_eq(b->ops->get(b, "eth", &got, 0, &err), 0, "%s", err.msg);
 	struct strlist names = STRLIST_INIT;
-	cr_expect_eq(b->ops->list(b, &names, &err), 0);
+	cr_expect_eq(b->ops->list(b, &names, 0, &err), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	cr_expect(secret_equal(got, k));
 	cr_expect_lt((double)(t1.tv_sec - t0.tv_sec), 2.0, "readers waited on the flock");
@@ -917,7 +919,7 @@ Test(file_backend, foreign_flock_times_out_writers_not_readers)
 	secret_free(got);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	cr_expect_eq(b->ops->store(b, "eth", k, &err), -ETIMEDOUT);
+	cr_expect_eq(b->ops->store(b, "eth", k, 0, &err), -ETIMEDOUT);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	cr_expect_not_null(strstr(err.msg, "locked by another writer"), "%s", err.msg);
 	double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -938,7 +940,7 @@ Test(file_backend, master_key_without_its_store_is_refused)
 	struct backend *b = open_ok(path, NULL);
 	struct secret *k = secret_from("0x1111", 6);
 	struct backend_err err = { "", false };
-	cr_assert_eq(b->ops->store(b, "eth", k, &err), 0);
+	cr_assert_eq(b->ops->store(b, "eth", k, 0, &err), 0);
 	b->ops->close(b);
 	cr_assert_eq(unlink(path), 0);
 	struct backend *c = NULL;

@@ -334,3 +334,71 @@ Test(http_transfer, small_answer_and_custom_method)
 	http_client_free(c);
 	mini_stop(&s);
 }
+
+/* ---- the one loop with fail-over --------------------------------------------------- */
+
+static bool refused_fails_over(int rc, long status)
+{
+	(void)status;
+	return rc == -ECONNREFUSED;
+}
+
+static size_t moves[8][2];
+static int n_moves;
+static void note_move(void *ctx, size_t from, size_t to, int rc, long status)
+{
+	(void)ctx;
+	(void)rc;
+	(void)status;
+	if (n_moves < 8) {
+		moves[n_moves][0] = from;
+		moves[n_moves][1] = to;
+	}
+	n_moves++;
+}
+
+Test(http_failover, dead_servers_are_skipped_without_waiting)
+{
+	struct mini_server s;
+	mini_start(&s, 2);
+	struct http_client *c = client(5, 2);
+	char dead1[64], dead2[64], live[64], err[128] = "";
+	snprintf(dead1, sizeof(dead1), "http://127.0.0.1:%d", closed_port());
+	snprintf(dead2, sizeof(dead2), "http://127.0.0.1:%d", closed_port());
+	snprintf(live, sizeof(live), "http://127.0.0.1:%d", s.port);
+	const char *bases[] = { dead1, dead2, live };
+	struct http_failover f = { .bases = bases, .n = 3, .start = 0,
+	                           .should_failover = refused_fails_over, .moved = note_move };
+	struct http_request q = { .method = "GET", .url = "/v1/sys/health", .idempotent = true };
+	struct http_response r = { 0 };
+	n_moves = 0;
+	cr_assert_eq(http_request_failover(c, &q, &f, 0, &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(r.status, 200);
+	cr_expect_eq(sleeps, 0, "servers not tried yet are tried at once");
+	cr_expect_eq(n_moves, 2);
+	cr_expect(moves[0][0] == 0 && moves[0][1] == 1 && moves[1][0] == 1 && moves[1][1] == 2);
+	http_response_clear(&r);
+	http_client_free(c);
+	mini_stop(&s);
+}
+
+Test(http_failover, all_dead_is_bounded_and_backs_off_after_a_full_round)
+{
+	struct http_client *c = client(5, 2);
+	char dead1[64], dead2[64], err[128] = "";
+	snprintf(dead1, sizeof(dead1), "http://127.0.0.1:%d", closed_port());
+	snprintf(dead2, sizeof(dead2), "http://127.0.0.1:%d", closed_port());
+	const char *bases[] = { dead1, dead2 };
+	struct http_failover f = { .bases = bases, .n = 2, .start = 1,
+	                           .should_failover = refused_fails_over, .moved = note_move };
+	struct http_request q = { .method = "GET", .url = "/x", .idempotent = true };
+	struct http_response r = { 0 };
+	n_moves = 0;
+	cr_expect_eq(http_request_failover(c, &q, &f, 0, &r, err, sizeof(err)), -ECONNREFUSED);
+	/* 2 servers + 2 retries = 4 attempts: 1 -> 0 at once, then two back-offs. */
+	cr_expect_eq(n_moves, 3);
+	cr_expect_eq(moves[0][0], 1, "starts where told");
+	cr_expect_eq(sleeps, 2);
+	http_response_clear(&r);
+	http_client_free(c);
+}

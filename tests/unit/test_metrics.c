@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backend.h"
 #include "metrics.h"
 
 /* --- a small exposition-format parser ----------------------------------- */
@@ -332,25 +333,25 @@ static const char *families_expected[] = {
 	"omikuji_key_backend_up", "omikuji_key_access_denied_total",
 	"omikuji_key_backend_auth_failures_total", "omikuji_key_anomalies_total",
 	"omikuji_keyfs_audit_write_errors_total", "omikuji_key_last_refresh_timestamp_seconds",
-	"omikuji_keyfs_build_info", "process_start_time_seconds",
+	"omikuji_keyfs_build_info", "omikuji_keyfs_start_time_seconds",
 };
 
 static void record_varied_traffic(void)
 {
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
-	metrics_set_configured(METRICS_BACKEND_FILE, false);
-	metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, true, 0.00002);
-	metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, true, 0.35);
-	metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, false, 12.0);
-	metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_STORE, true, 0.04);
-	metrics_observe_op(METRICS_BACKEND_FILE, KEY_OP_LIST, true, 0.0003);
-	metrics_cache_hit(METRICS_BACKEND_VAULT);
-	metrics_cache_stale_hit(METRICS_BACKEND_VAULT);
-	metrics_cache_miss(METRICS_BACKEND_VAULT);
-	metrics_cache_size(METRICS_BACKEND_VAULT, 3);
-	metrics_backend_up(METRICS_BACKEND_VAULT, false);
-	metrics_backend_up(METRICS_BACKEND_FILE, true);
-	metrics_auth_failure(METRICS_BACKEND_VAULT);
+	metrics_backend_register("vault", true);
+	metrics_backend_register("file", false);
+	metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, true, 0.00002);
+	metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, true, 0.35);
+	metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, false, 12.0);
+	metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_STORE, true, 0.04);
+	metrics_observe_op(metrics_backend_register("file", false), KEY_OP_LIST, true, 0.0003);
+	metrics_cache_hit(metrics_backend_register("vault", true));
+	metrics_cache_stale_hit(metrics_backend_register("vault", true));
+	metrics_cache_miss(metrics_backend_register("vault", true));
+	metrics_cache_size(metrics_backend_register("vault", true), 3);
+	metrics_backend_up(metrics_backend_register("vault", true), false);
+	metrics_backend_up(metrics_backend_register("file", false), true);
+	metrics_auth_failure(metrics_backend_register("vault", true));
 	metrics_access_denied(KEY_OP_REMOVE);
 	metrics_anomaly("burst");
 	metrics_audit_write_error();
@@ -361,10 +362,11 @@ Test(metrics, names)
 {
 	cr_expect_str_eq(key_op_name(KEY_OP_GET), "get");
 	cr_expect_str_eq(key_op_name(KEY_OP_LIST), "list");
-	cr_expect_eq(metrics_backend_index("vault"), METRICS_BACKEND_VAULT);
-	cr_expect_eq(metrics_backend_index("aws"), METRICS_BACKEND_AWS);
-	cr_expect_eq(metrics_backend_index("aws-secrets"), -1);
-	cr_expect_eq(metrics_backend_index(""), -1);
+	metrics_init();
+	struct metrics_backend *v = metrics_backend_register("vault", true);
+	cr_assert_not_null(v);
+	cr_expect_eq(metrics_backend_register("vault", false), v, "one series per instance name");
+	cr_expect_neq(metrics_backend_register("dr-vault", true), v);
 }
 
 Test(metrics, grammar_and_families)
@@ -382,7 +384,7 @@ Test(metrics, grammar_and_families)
 	cr_expect_str_eq(family_find(&x, "omikuji_key_cache_size")->type, "gauge");
 	cr_expect_str_eq(family_find(&x, "omikuji_key_operations_total")->type, "counter");
 	cr_expect_eq(value_of(&x, "omikuji_keyfs_build_info", "version", KEYFS_VERSION, NULL), 1);
-	double start = value_of(&x, "process_start_time_seconds", NULL);
+	double start = value_of(&x, "omikuji_keyfs_start_time_seconds", NULL);
 	cr_expect_gt(start, 1.5e9, "start time is a unix time");
 }
 
@@ -390,11 +392,11 @@ Test(metrics, operation_series_with_zeros)
 {
 	static const char *ops[] = { "get", "store", "remove", "list", "address" };
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_FILE, false);
-	metrics_set_configured(METRICS_BACKEND_AWS, true);
-	metrics_observe_op(METRICS_BACKEND_AWS, KEY_OP_GET, true, 0.1);
-	metrics_observe_op(METRICS_BACKEND_AWS, KEY_OP_GET, true, 0.2);
-	metrics_observe_op(METRICS_BACKEND_AWS, KEY_OP_REMOVE, false, 0.3);
+	metrics_backend_register("file", false);
+	metrics_backend_register("aws", true);
+	metrics_observe_op(metrics_backend_register("aws", true), KEY_OP_GET, true, 0.1);
+	metrics_observe_op(metrics_backend_register("aws", true), KEY_OP_GET, true, 0.2);
+	metrics_observe_op(metrics_backend_register("aws", true), KEY_OP_REMOVE, false, 0.3);
 	render_parse(&x);
 
 	cr_expect_eq(count_samples(&x, "omikuji_key_operations_total", NULL), 20,
@@ -424,9 +426,9 @@ Test(metrics, histogram_invariants)
 	const struct sample *buckets[32];
 
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
+	metrics_backend_register("vault", true);
 	for (size_t i = 0; i < sizeof(obs) / sizeof(*obs); i++) {
-		metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, i % 2 == 0, obs[i]);
+		metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, i % 2 == 0, obs[i]);
 		sum += obs[i] > 0 ? obs[i] : 0;   /* a negative duration counts as 0 */
 	}
 	render_parse(&x);
@@ -513,14 +515,14 @@ Test(metrics, refresh_table_many_networks)
 Test(metrics, cache_series_for_remote_backends)
 {
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_FILE, false);
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
+	metrics_backend_register("file", false);
+	metrics_backend_register("vault", true);
 	for (int i = 0; i < 5; i++)
-		metrics_cache_hit(METRICS_BACKEND_VAULT);
-	metrics_cache_stale_hit(METRICS_BACKEND_VAULT);
-	metrics_cache_miss(METRICS_BACKEND_VAULT);
-	metrics_cache_miss(METRICS_BACKEND_VAULT);
-	metrics_cache_size(METRICS_BACKEND_VAULT, 17);
+		metrics_cache_hit(metrics_backend_register("vault", true));
+	metrics_cache_stale_hit(metrics_backend_register("vault", true));
+	metrics_cache_miss(metrics_backend_register("vault", true));
+	metrics_cache_miss(metrics_backend_register("vault", true));
+	metrics_cache_size(metrics_backend_register("vault", true), 17);
 	render_parse(&x);
 	cr_expect_eq(value_of(&x, "omikuji_key_cache_hits_total", "backend", "vault", NULL), 6,
 	             "a stale hit is also a hit");
@@ -535,17 +537,17 @@ Test(metrics, cache_series_for_remote_backends)
 Test(metrics, backend_up_only_once_set)
 {
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
-	metrics_set_configured(METRICS_BACKEND_FILE, false);
+	metrics_backend_register("vault", true);
+	metrics_backend_register("file", false);
 	render_parse(&x);
 	cr_expect_eq(count_samples(&x, "omikuji_key_backend_up", NULL), 0,
 	             "no guess before the first health check");
-	metrics_backend_up(METRICS_BACKEND_VAULT, false);
+	metrics_backend_up(metrics_backend_register("vault", true), false);
 	render_parse(&x);
 	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "vault", NULL), 0);
 	cr_expect_eq(count_samples(&x, "omikuji_key_backend_up", NULL), 1);
-	metrics_backend_up(METRICS_BACKEND_VAULT, true);
-	metrics_backend_up(METRICS_BACKEND_FILE, true);
+	metrics_backend_up(metrics_backend_register("vault", true), true);
+	metrics_backend_up(metrics_backend_register("file", false), true);
 	render_parse(&x);
 	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "vault", NULL), 1);
 	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "file", NULL), 1);
@@ -555,11 +557,11 @@ Test(metrics, security_counters)
 {
 	static const char *kinds[] = { "burst", "off_hours", "auth_failures", "rate_limited" };
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
+	metrics_backend_register("vault", true);
 	metrics_access_denied(KEY_OP_GET);
 	metrics_access_denied(KEY_OP_GET);
 	metrics_access_denied(KEY_OP_STORE);
-	metrics_auth_failure(METRICS_BACKEND_VAULT);
+	metrics_auth_failure(metrics_backend_register("vault", true));
 	metrics_anomaly("off_hours");
 	metrics_anomaly("off_hours");
 	metrics_anomaly("no-such-kind");
@@ -583,12 +585,12 @@ Test(metrics, init_resets)
 	metrics_init();
 	record_varied_traffic();
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
+	metrics_backend_register("vault", true);
 	render_parse(&x);
 	for (size_t i = 0; i < x.nsamples; i++) {
 		const struct sample *s = &x.samples[i];
 		if (!strcmp(s->name, "omikuji_keyfs_build_info") ||
-		    !strcmp(s->name, "process_start_time_seconds"))
+		    !strcmp(s->name, "omikuji_keyfs_start_time_seconds"))
 			continue;
 		cr_expect_eq(s->value, 0, "%s not reset", s->name);
 	}
@@ -613,8 +615,8 @@ static void *observe_thread(void *arg)
 {
 	long id = (long)arg;
 	for (int i = 0; i < PER_THREAD; i++) {
-		metrics_observe_op(METRICS_BACKEND_VAULT, KEY_OP_GET, (i + id) % 4 != 0, 0.001);
-		metrics_cache_hit(METRICS_BACKEND_VAULT);
+		metrics_observe_op(metrics_backend_register("vault", true), KEY_OP_GET, (i + id) % 4 != 0, 0.001);
+		metrics_cache_hit(metrics_backend_register("vault", true));
 		if (i % 1000 == 0) {
 			char net[32];
 			snprintf(net, sizeof(net), "net-%ld-%d", id, i / 1000 % 10);
@@ -645,7 +647,7 @@ Test(metrics, concurrent_updates_are_exact)
 	pthread_t th[THREADS], renderer;
 
 	metrics_init();
-	metrics_set_configured(METRICS_BACKEND_VAULT, true);
+	metrics_backend_register("vault", true);
 	cr_assert_eq(pthread_create(&renderer, NULL, render_thread, NULL), 0);
 	for (long i = 0; i < THREADS; i++)
 		cr_assert_eq(pthread_create(&th[i], NULL, observe_thread, (void *)i), 0);
@@ -691,4 +693,56 @@ Test(metrics, refresh_timestamps_keep_microseconds)
 	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"c\"} 12.000000\n"));
 	cr_expect(strstr(text, "omikuji_key_last_refresh_timestamp_seconds{network=\"d\"} 1700000000.000000\n"));
 	free(text);
+}
+
+Test(metrics, instances_by_name_with_in_flight_series)
+{
+	metrics_init();
+	struct metrics_backend *file = metrics_backend_register("file", false);
+	struct metrics_backend *dr = metrics_backend_register("dr-vault", true);
+	metrics_in_flight_add(dr, 1);
+	metrics_in_flight_add(dr, 1);
+	metrics_in_flight_add(dr, -1);
+	metrics_in_flight_rejected(dr);
+	metrics_in_flight_rejected(dr);
+	metrics_observe_op(file, KEY_OP_GET, true, 0.001);
+	char *t = render();
+	cr_expect(strstr(t, "omikuji_key_backend_calls_in_flight{backend=\"dr-vault\"} 1\n"), "%s", t);
+	cr_expect(strstr(t, "omikuji_key_backend_calls_rejected_total{backend=\"dr-vault\"} 2\n"));
+	cr_expect(strstr(t, "omikuji_key_backend_calls_rejected_total{backend=\"file\"} 0\n"));
+	cr_expect(strstr(t, "omikuji_key_cache_hits_total{backend=\"dr-vault\"} 0\n"));
+	cr_expect_null(strstr(t, "omikuji_key_cache_hits_total{backend=\"file\"}"),
+	               "no cache series for a local instance");
+	cr_expect(strstr(t, "omikuji_key_operations_total{operation=\"get\",backend=\"file\","
+	                    "status=\"success\"} 1\n"));
+	/* Registration order is rendering order: file before dr-vault. */
+	cr_expect_lt(strstr(t, "backend=\"file\""), strstr(t, "backend=\"dr-vault\""));
+	free(t);
+}
+
+Test(metrics, aws_api_calls_family)
+{
+	struct backend_api_calls calls[] = {
+		{ "GetSecretValue", 12 }, { "PutSecretValue", 0 }, { "ListSecrets", 3 },
+	};
+	struct strbuf b = STRBUF_INIT;
+	metrics_init();
+	cr_assert_eq(metrics_render(&b), 0);
+	cr_assert_eq(metrics_render_api_calls(&b, "aws", calls, 3, true), 0);
+	cr_assert_eq(metrics_render_api_calls(&b, "aws", calls, 0, true), 0, "no actions: nothing");
+	cr_assert_eq(metrics_render_api_calls(&b, "aws-2", calls, 1, false), 0, "a second instance: no header");
+	char *text = strbuf_detach(&b, NULL);
+	parse_exposition(text, &x);
+	free(text);
+	struct family *f = family_find(&x, "omikuji_keyfs_aws_api_calls_total");
+	cr_assert_not_null(f);
+	cr_expect_str_eq(f->type, "counter");
+	cr_expect(f->has_help);
+	cr_expect_eq(count_samples(&x, "omikuji_keyfs_aws_api_calls_total", NULL), 4);
+	cr_expect_eq(value_of(&x, "omikuji_keyfs_aws_api_calls_total", "backend", "aws",
+	                      "action", "GetSecretValue", NULL), 12);
+	cr_expect_eq(value_of(&x, "omikuji_keyfs_aws_api_calls_total", "backend", "aws",
+	                      "action", "PutSecretValue", NULL), 0, "zeros are rendered");
+	cr_expect_eq(value_of(&x, "omikuji_keyfs_aws_api_calls_total", "backend", "aws",
+	                      "action", "ListSecrets", NULL), 3);
 }

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "http.h"
 #include "vault_internal.h"
+#include "backend_test_open.h"
 
 /* A throwaway key: 32 random bytes as hex. */
 static void random_key(char out[65])
@@ -332,7 +333,7 @@ Test(vault_auth, login_answer)
 	const char *b = "{\"auth\":{\"client_token\":\"hvs.testtoken123\",\"accessor\":\"a\","
 	                "\"policies\":[\"default\"],\"lease_duration\":1800,\"renewable\":true}}";
 	struct secret *t = NULL;
-	struct vault_token_timing tm = { 0 };
+	struct credential_timing tm = { 0 };
 	cr_assert_eq(vault_parse_auth(200, b, strlen(b), 50.0, &t, &tm, NULL, 0), 0);
 	cr_expect_eq(t->len, strlen("hvs.testtoken123"));
 	cr_expect_eq(memcmp(t->data, "hvs.testtoken123", t->len), 0);
@@ -345,7 +346,7 @@ Test(vault_auth, login_answer)
 Test(vault_auth, bad_answers)
 {
 	struct secret *t = NULL;
-	struct vault_token_timing tm = { 0 };
+	struct credential_timing tm = { 0 };
 	const char *rej = "{\"errors\":[\"invalid role or secret ID\"]}";
 	cr_expect_eq(vault_parse_auth(400, rej, strlen(rej), 0, &t, &tm, NULL, 0), -EACCES);
 	cr_expect_eq(vault_parse_auth(403, "{}", 2, 0, &t, &tm, NULL, 0), -EACCES);
@@ -371,7 +372,7 @@ Test(vault_auth, bad_answers)
 
 Test(vault_auth, lookup_answer)
 {
-	struct vault_token_timing tm = { .renewable = true, .ttl = 99 };
+	struct credential_timing tm = { .renewable = true, .ttl = 99 };
 	const char *root = "{\"data\":{\"ttl\":0,\"renewable\":false,\"expire_time\":null,\"policies\":[\"root\"]}}";
 	cr_assert_eq(vault_parse_lookup(200, root, strlen(root), 3, &tm, NULL, 0), 0);
 	cr_expect_eq(tm.ttl, 0.0);
@@ -388,38 +389,38 @@ Test(vault_auth, lookup_answer)
 
 Test(vault_token, renewal_at_two_thirds)
 {
-	struct vault_token_timing t = { .renewable = true, .obtained_at = 1000, .ttl = 3600 };
-	cr_expect_eq(vault_token_renew_at(&t), 3400.0);
-	cr_expect_not(vault_token_renew_due(&t, 1000));
-	cr_expect_not(vault_token_renew_due(&t, 2200), "half-way");
-	cr_expect_not(vault_token_renew_due(&t, 3399.9));
-	cr_expect(vault_token_renew_due(&t, 3400));
-	cr_expect(vault_token_renew_due(&t, 4500), "still due when late");
+	struct credential_timing t = { .renewable = true, .obtained_at = 1000, .ttl = 3600 };
+	cr_expect_eq(credential_renew_at(&t), 3400.0);
+	cr_expect_not(credential_renew_due(&t, 1000));
+	cr_expect_not(credential_renew_due(&t, 2200), "half-way");
+	cr_expect_not(credential_renew_due(&t, 3399.9));
+	cr_expect(credential_renew_due(&t, 3400));
+	cr_expect(credential_renew_due(&t, 4500), "still due when late");
 	t.ttl = 30;
-	cr_expect_not(vault_token_renew_due(&t, 1019.9));
-	cr_expect(vault_token_renew_due(&t, 1020));
+	cr_expect_not(credential_renew_due(&t, 1019.9));
+	cr_expect(credential_renew_due(&t, 1020));
 }
 
 Test(vault_token, never_renewed)
 {
-	struct vault_token_timing t = { .renewable = false, .obtained_at = 0, .ttl = 60 };
-	cr_expect(vault_token_renew_at(&t) < 0);
-	cr_expect_not(vault_token_renew_due(&t, 1e9), "not renewable");
+	struct credential_timing t = { .renewable = false, .obtained_at = 0, .ttl = 60 };
+	cr_expect(credential_renew_at(&t) < 0);
+	cr_expect_not(credential_renew_due(&t, 1e9), "not renewable");
 	t.renewable = true;
 	t.ttl = 0;
-	cr_expect(vault_token_renew_at(&t) < 0);
-	cr_expect_not(vault_token_renew_due(&t, 1e9), "no TTL (root)");
+	cr_expect(credential_renew_at(&t) < 0);
+	cr_expect_not(credential_renew_due(&t, 1e9), "no TTL (root)");
 }
 
 Test(vault_token, expiry)
 {
-	struct vault_token_timing t = { .renewable = true, .obtained_at = 100, .ttl = 60 };
-	cr_expect_not(vault_token_expired(&t, 100));
-	cr_expect_not(vault_token_expired(&t, 158.5));
-	cr_expect(vault_token_expired(&t, 159), "a second of margin");
-	cr_expect(vault_token_expired(&t, 1000));
+	struct credential_timing t = { .renewable = true, .obtained_at = 100, .ttl = 60 };
+	cr_expect_not(credential_expired(&t, 100));
+	cr_expect_not(credential_expired(&t, 158.5));
+	cr_expect(credential_expired(&t, 159), "a second of margin");
+	cr_expect(credential_expired(&t, 1000));
 	t.ttl = 0;
-	cr_expect_not(vault_token_expired(&t, 1e12), "ttl 0 never expires");
+	cr_expect_not(credential_expired(&t, 1e12), "ttl 0 never expires");
 }
 
 /* ---- classification ---------------------------------------------------------------------------- */
@@ -481,13 +482,14 @@ static int closed_port(void)
 	return ntohs(a.sin_port);
 }
 
-static struct config cfg;
+static struct config_backend cfg;
 static char token[40];
 
 static void cfg_init(void)
 {
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.storage_type = STORAGE_VAULT;
+	cfg.type = backend_type_find("vault");
+	cfg.name = (char *)"vault";
 	char k[65];
 	random_key(k);
 	snprintf(token, sizeof(token), "hvs.%.30s", k);
@@ -507,7 +509,7 @@ static void cfg_fini(void)
 static int try_open(struct backend_err *e)
 {
 	struct backend *b = NULL;
-	int rc = vault_backend_ops.open(&cfg, &b, e);
+	int rc = backend_test_open(&cfg, &b, e);
 	if (b)
 		vault_backend_ops.close(b);
 	return rc;
@@ -557,18 +559,19 @@ Test(vault_open, unreachable_opens_and_fails_calls, .init = cfg_init, .fini = cf
 {
 	struct backend *b = NULL;
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&cfg, &b, &e), 0, "opens while Vault is away: %s", e.msg);
+	cr_assert_eq(backend_test_open(&cfg, &b, &e), 0, "opens while Vault is away: %s", e.msg);
 	struct secret *k = NULL;
-	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, &e), -EIO);
+	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, 0, &e), -EIO);
 	cr_expect_null(k);
 	cr_expect_not(e.auth_failure);
 	cr_expect(strstr(e.msg, "unreachable"), "%s", e.msg);
 	cr_expect_null(strstr(e.msg, token), "no token in the reason");
 	struct strlist l = STRLIST_INIT;
-	cr_expect_eq(vault_backend_ops.list(b, &l, &e), -EIO);
+	cr_expect_eq(vault_backend_ops.list(b, &l, 0, &e), -EIO);
 	cr_expect_eq(l.n, 0);
 
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(b);
 	vault_backend_ops.health(b, &h);
 	cr_expect_not(h.up);
 	cr_expect(h.error[0]);
@@ -588,10 +591,10 @@ Test(vault_open, approle_opens_without_vault, .init = cfg_init, .fini = cfg_fini
 	cfg.vault.secret_id = token;
 	struct backend *b = NULL;
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&cfg, &b, &e), 0, "%s", e.msg);
+	cr_assert_eq(backend_test_open(&cfg, &b, &e), 0, "%s", e.msg);
 	cr_expect_null(vault_backend_token_copy(b), "no token yet");
 	struct secret *k = NULL;
-	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, &e), -EIO, "login retried on use, still unreachable");
+	cr_expect_eq(vault_backend_ops.get(b, "eth", &k, 0, &e), -EIO, "login retried on use, still unreachable");
 	cr_expect_null(strstr(e.msg, token));
 	vault_backend_ops.close(b);
 }

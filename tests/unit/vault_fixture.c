@@ -263,10 +263,11 @@ json_t *vsrv_get_json(struct vsrv *s, const char *path, long *status)
 	return j;
 }
 
-void vsrv_config(struct vsrv *s, struct config *cfg)
+void vsrv_config(struct vsrv *s, struct config_backend *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->storage_type = STORAGE_VAULT;
+	cfg->type = backend_type_find("vault");
+	cfg->name = (char *)"vault";
 	strlist_add(&cfg->vault.urls, s->url);
 	cfg->vault.mount_path = "secret";
 	cfg->vault.path_prefix = "omikuji/keys";
@@ -278,7 +279,7 @@ void vsrv_config(struct vsrv *s, struct config *cfg)
 		cfg->vault.ca_cert = s->ca_cert;
 }
 
-void vsrv_config_free(struct config *cfg)
+void vsrv_config_free(struct config_backend *cfg)
 {
 	strlist_clear(&cfg->vault.urls);
 }

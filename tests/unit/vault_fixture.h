@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include <jansson.h>
+#include "backend.h"
 #include "config.h"
 
 struct vsrv {
@@ -48,8 +49,8 @@ json_t *vsrv_get_json(struct vsrv *s, const char *path, long *status);
 
 /* A vault config pointing at s with the root token; strings borrowed from s
  * (cfg->vault.urls owned: free with vsrv_config_free). */
-void vsrv_config(struct vsrv *s, struct config *cfg);
-void vsrv_config_free(struct config *cfg);
+void vsrv_config(struct vsrv *s, struct config_backend *cfg);
+void vsrv_config_free(struct config_backend *cfg);
 
 /* A port on 127.0.0.1 that nobody listens on. */
 int vsrv_closed_port(void);

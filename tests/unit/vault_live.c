@@ -16,9 +16,10 @@
 #include "config.h"
 #include "vault_fixture.h"
 #include "vault_internal.h"
+#include "backend_test_open.h"
 
 static struct vsrv srv, srv2;
-static struct config cfg;
+static struct config_backend cfg;
 static struct backend *be;
 
 static void setup_plain(void)
@@ -41,7 +42,7 @@ static void teardown(void)
 static void open_backend(void)
 {
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&cfg, &be, &e), 0, "open: %s", e.msg);
+	cr_assert_eq(backend_test_open(&cfg, &be, &e), 0, "open: %s", e.msg);
 }
 
 static struct secret *new_key(void)
@@ -54,13 +55,13 @@ static struct secret *new_key(void)
 static int get(const char *net, struct secret **out, struct backend_err *e)
 {
 	memset(e, 0, sizeof(*e));
-	return vault_backend_ops.get(be, net, out, e);
+	return vault_backend_ops.get(be, net, out, 0, e);
 }
 
 static int store(const char *net, const struct secret *k)
 {
 	struct backend_err e = { 0 };
-	int rc = vault_backend_ops.store(be, net, k, &e);
+	int rc = vault_backend_ops.store(be, net, k, 0, &e);
 	cr_expect_eq(rc, 0, "store %s: %s", net, e.msg);
 	return rc;
 }
@@ -103,27 +104,27 @@ Test(vault_live, roundtrip, .init = setup_plain, .fini = teardown)
 	json_decref(j);
 
 	/* A key in a sub-folder shows up as "sub/" in the list: skipped. */
-	struct config sub = cfg;
+	struct config_backend sub = cfg;
 	sub.vault.path_prefix = "omikuji/keys/sub";
 	struct backend *bsub = NULL;
 	struct backend_err e = { 0 };
-	cr_assert_eq(vault_backend_ops.open(&sub, &bsub, &e), 0);
-	cr_expect_eq(vault_backend_ops.store(bsub, "deep", k1, &e), 0, "%s", e.msg);
+	cr_assert_eq(backend_test_open(&sub, &bsub, &e), 0);
+	cr_expect_eq(vault_backend_ops.store(bsub, "deep", k1, 0, &e), 0, "%s", e.msg);
 	vault_backend_ops.close(bsub);
 
 	struct strlist l = STRLIST_INIT;
-	cr_assert_eq(vault_backend_ops.list(be, &l, &e), 0, "%s", e.msg);
+	cr_assert_eq(vault_backend_ops.list(be, &l, 0, &e), 0, "%s", e.msg);
 	cr_expect_eq(l.n, 2);
 	cr_expect(strlist_contains(&l, "eth-mainnet"));
 	cr_expect(strlist_contains(&l, "polygon.main_1"));
 	strlist_clear(&l);
 
-	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", &e), 0, "%s", e.msg);
+	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", 0, &e), 0, "%s", e.msg);
 	struct secret *gone = NULL;
 	cr_expect_eq(get("eth-mainnet", &gone, &e), -ENOENT, "soft-deleted latest version");
 	cr_expect_null(gone);
-	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", &e), -ENOENT, "removed twice");
-	cr_expect_eq(vault_backend_ops.remove(be, "never-stored", &e), -ENOENT);
+	cr_expect_eq(vault_backend_ops.remove(be, "eth-mainnet", 0, &e), -ENOENT, "removed twice");
+	cr_expect_eq(vault_backend_ops.remove(be, "never-stored", 0, &e), -ENOENT);
 	cr_expect_eq(get("never-stored", &gone, &e), -ENOENT);
 	expect_key("polygon.main_1", k2);
 	secret_free(k1); secret_free(k2); secret_free(k3);
@@ -136,7 +137,7 @@ Test(vault_live, empty_list_and_custom_layout, .init = setup_plain, .fini = tear
 	open_backend();
 	struct strlist l = STRLIST_INIT;
 	struct backend_err e = { 0 };
-	cr_expect_eq(vault_backend_ops.list(be, &l, &e), 0, "404 is an empty list: %s", e.msg);
+	cr_expect_eq(vault_backend_ops.list(be, &l, 0, &e), 0, "404 is an empty list: %s", e.msg);
 	cr_expect_eq(l.n, 0);
 	struct secret *k = new_key();
 	store("bsc", k);
@@ -145,7 +146,7 @@ Test(vault_live, empty_list_and_custom_layout, .init = setup_plain, .fini = tear
 	json_t *j = vsrv_get_json(&srv, "/v1/secret/data/team%20a/keys/bsc", &st);
 	cr_expect_eq(st, 200, "segments escaped one by one, '/' kept");
 	json_decref(j);
-	cr_expect_eq(vault_backend_ops.list(be, &l, &e), 0);
+	cr_expect_eq(vault_backend_ops.list(be, &l, 0, &e), 0);
 	cr_expect(l.n == 1 && !strcmp(l.items[0], "bsc"));
 	strlist_clear(&l);
 	secret_free(k);
@@ -185,6 +186,7 @@ Test(vault_live, approle_relogin_after_expiry, .init = setup_plain, .fini = tear
 	secret_free(tok); secret_free(tok2); secret_free(k);
 
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up, "%s", h.error);
 	cr_expect(strstr(h.detail, "auth_method: approle\n"), "%s", h.detail);
@@ -256,9 +258,10 @@ Test(vault_live, wrong_token_is_eacces_with_auth_failure, .init = setup_plain, .
 	cr_expect_null(strstr(e.msg, wrong));
 	struct secret *key = new_key();
 	memset(&e, 0, sizeof(e));
-	cr_expect_eq(vault_backend_ops.store(be, "eth", key, &e), -EACCES);
+	cr_expect_eq(vault_backend_ops.store(be, "eth", key, 0, &e), -EACCES);
 	cr_expect(e.auth_failure);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect_not(h.up, "a rejected token makes the backend unusable");
 	cr_expect_null(strstr(h.detail, wrong));
@@ -358,6 +361,7 @@ Test(vault_live, sealed_is_eio, .init = setup_plain, .fini = teardown)
 	cr_expect_eq(get("eth", &k, &e), -EIO);
 	cr_expect(strstr(e.msg, "503"), "%s", e.msg);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect_not(h.up);
 	cr_expect(strstr(h.detail, "vault_status: sealed\n"), "%s", h.detail);
@@ -376,6 +380,22 @@ Test(vault_live, hang_times_out, .init = setup_plain, .fini = teardown)
 	vsrv_control(&srv, "/_test/fault", "{\"mode\":\"none\"}");
 }
 
+Test(vault_live, caller_deadline_cuts_a_hung_call, .init = setup_plain, .fini = teardown)
+{
+	cfg.vault.timeout_seconds = 20;
+	open_backend();
+	cr_assert_eq(vsrv_control(&srv, "/_test/fault",
+	             "{\"mode\":\"hang\",\"count\":-1,\"delay\":30,\"path_prefix\":\"/v1/secret/\"}"), 200);
+	struct strlist l = STRLIST_INIT;
+	struct backend_err e = { 0 };
+	double t0 = clock_monotonic();
+	cr_expect_eq(vault_backend_ops.list(be, &l, t0 + 0.5, &e), -ETIMEDOUT, "%s", e.msg);
+	double took = clock_monotonic() - t0;
+	cr_expect(took < 5.0, "the caller's 0.5 s deadline, not timeout_seconds 20 (took %.2f s)", took);
+	cr_expect_eq(l.n, 0);
+	vsrv_control(&srv, "/_test/fault", "{\"mode\":\"none\"}");
+}
+
 Test(vault_live, failover_when_first_url_dead, .init = setup_plain, .fini = teardown)
 {
 	char dead[64];
@@ -390,6 +410,7 @@ Test(vault_live, failover_when_first_url_dead, .init = setup_plain, .fini = tear
 	cr_expect_eq(vault_backend_url_index(be), 1, "moved to the second URL");
 	expect_key("eth", key);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up, "%s", h.error);
 	char want[128];
@@ -415,11 +436,13 @@ Test(vault_live, failback_to_first_after_health, .init = setup_plain, .fini = te
 	store("eth", key);   /* lands on srv2 */
 	cr_expect_eq(vault_backend_url_index(be), 1, "sealed first node: fail-over");
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up);
 	cr_expect_eq(vault_backend_url_index(be), 1, "first still sealed");
 	cr_assert_eq(vsrv_control(&srv, "/_test/fault", "{\"mode\":\"none\"}"), 200);
 	memset(&h, 0, sizeof(h));
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up);
 	cr_expect_eq(vault_backend_url_index(be), 0, "health moved back to the first URL");
@@ -514,6 +537,7 @@ Test(vault_live, root_token_never_renewed, .init = setup_plain, .fini = teardown
 	expect_key("eth", key);
 	cr_expect_eq(vsrv_stat(&srv, NULL, "POST /v1/auth/token/renew-self"), 0);
 	struct backend_health h = { 0 };
+	vault_backend_ops.maintain(be);
 	vault_backend_ops.health(be, &h);
 	cr_expect(h.up);
 	cr_expect(strstr(h.detail, "token_expires: never\n"), "%s", h.detail);
@@ -533,7 +557,7 @@ static void *worker_run(void *arg)
 	for (int i = 0; i < 10; i++) {
 		struct secret *got = NULL;
 		struct backend_err e = { 0 };
-		if (vault_backend_ops.get(be, "eth", &got, &e) != 0 || !secret_equal(got, w->key))
+		if (vault_backend_ops.get(be, "eth", &got, 0, &e) != 0 || !secret_equal(got, w->key))
 			w->failures++;
 		secret_free(got);
 	}

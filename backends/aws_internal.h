@@ -1,0 +1,160 @@
+/* aws_internal.h - the pieces of the AWS Secrets Manager backend that unit
+ * tests check without a server: the credential chain and its parsers
+ * (shared files, STS XML, credential JSON, timestamps), region and endpoint
+ * resolution, error classification and the SecretString format.  Not an
+ * interface for other modules: the fs layer only sees aws_backend_ops.
+ *
+ * Nothing here logs or copies into `why` a secret key, a session token, a
+ * web identity token or a response body.  Buffers that held one are wiped.
+ */
+#ifndef OMIKUJI_AWS_INTERNAL_H
+#define OMIKUJI_AWS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include "secret.h"
+
+struct http_client;
+
+/* Parse a JSON body (any JSON value): NULL when empty, too large or malformed (the parser's
+ * error text, which may quote the body, is wiped).  Free with
+ * secret_json_free(). */
+json_t *aws_json_load(const void *body, size_t len);
+
+/* ---- credentials ------------------------------------------------------------ */
+
+struct aws_credentials {
+	char access_key_id[128];
+	struct secret *secret_key;      /* NULL when none */
+	struct secret *session_token;   /* NULL for long-term keys */
+	double obtained_at;             /* wall seconds */
+	double expires_at;              /* wall seconds; 0 = does not expire */
+	char source[96];                /* "environment", "profile NAME", "web-identity",
+	                                 * "container", "imds" (health/aws shows it) */
+};
+
+/* Wipe and free what c holds; c is empty after. */
+void aws_credentials_clear(struct aws_credentials *c);
+
+/* What the chain needs besides the environment (read with getenv at each
+ * resolution, so a rotated token or credentials file is picked up). */
+struct aws_chain {
+	struct http_client *http;   /* for STS, container and IMDS */
+	const char *profile;        /* config's `profile:`, NULL = $AWS_PROFILE or "default" */
+	const char *region;         /* the resolved region (STS's regional endpoint) */
+};
+
+/* The credential chain, in the order of the AWS SDKs (aws-sdk-rust's
+ * DefaultCredentialsChain): environment; the shared credentials and config
+ * files' profile (static keys, or role_arn + web_identity_token_file); web
+ * identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (STS
+ * AssumeRoleWithWebIdentity); ECS/EKS container credentials; EC2 IMDSv2.
+ * The first source that is configured decides: its failure is the answer
+ * (a broken profile does not fall through to the instance's role).  0 with
+ * *out filled, -ENOENT when no source is configured, -EACCES when a source
+ * refused, -EIO/-ETIMEDOUT when it could not be reached.  why gets a
+ * one-line reason naming the source. */
+int aws_credentials_resolve(const struct aws_chain *chain, double deadline,
+                            struct aws_credentials *out, char *why, size_t whylen);
+
+/* When to refresh credentials that expire: 5 minutes before, or after 2/3
+ * of their lifetime when that is shorter.  Never (< 0) for expires_at 0. */
+double aws_credentials_refresh_at(const struct aws_credentials *c);
+/* Expired (with one second of margin for the request in flight). */
+bool aws_credentials_expired(const struct aws_credentials *c, double now);
+
+/* The container credentials URL: http://169.254.170.2 + $AWS_CONTAINER_
+ * CREDENTIALS_RELATIVE_URI, else $AWS_CONTAINER_CREDENTIALS_FULL_URI when it
+ * is https or http to loopback or the ECS/EKS addresses.  0, -ENOENT (neither
+ * set), -EINVAL (a FULL_URI elsewhere over http), -ENAMETOOLONG. */
+int aws_container_url(char *out, size_t outlen);
+
+/* ---- shared files ------------------------------------------------------------ */
+
+/* The key/value pairs of one profile: values may hold secrets and are wiped
+ * by aws_profile_clear(). */
+struct aws_profile {
+	char **keys;
+	char **values;
+	size_t n;
+	bool found;       /* the profile's section exists in some file */
+};
+
+/* Read profile `name` from the shared credentials file (section [name]) and
+ * the config file ([profile name], or [default]); a key in the credentials
+ * file wins.  Missing files are fine.  0, or -errno with why set when a
+ * file exists but cannot be read. */
+int aws_profile_load(const char *credentials_path, const char *config_path, const char *name,
+                     struct aws_profile *out, char *why, size_t whylen);
+/* The value of key (case-insensitive), NULL when absent. */
+const char *aws_profile_get(const struct aws_profile *p, const char *key);
+void aws_profile_clear(struct aws_profile *p);
+/* $AWS_SHARED_CREDENTIALS_FILE / $AWS_CONFIG_FILE, else ~/.aws/credentials and
+ * ~/.aws/config; malloc'd. */
+char *aws_credentials_file_path(void);
+char *aws_config_file_path(void);
+/* The profile name in use: config's, else $AWS_PROFILE, else "default". */
+const char *aws_profile_name(const char *configured);
+
+/* ---- parsers ------------------------------------------------------------------ */
+
+/* "2026-11-29T19:00:00Z", with optional fraction and "+00:00" style offset ->
+ * wall seconds; -1 when malformed. */
+double aws_parse_iso8601(const char *s);
+
+/* The credentials JSON of IMDS and the container endpoint:
+ * AccessKeyId, SecretAccessKey, Token, Expiration (IMDS also Code =
+ * "Success").  0 or -EIO. */
+int aws_parse_credentials_json(const void *body, size_t len, struct aws_credentials *out,
+                               char *why, size_t whylen);
+
+/* STS AssumeRoleWithWebIdentity's XML answer.  200: Credentials' four
+ * members; otherwise the Error Code and Message into why, -EACCES for
+ * 4xx, -EIO else. */
+int aws_parse_sts_response(long status, const char *body, size_t len,
+                           struct aws_credentials *out, char *why, size_t whylen);
+
+/* A Secrets Manager JSON error: __type (after any '#') into code, message
+ * or Message into message (printable ASCII only, truncated).  Both "" when
+ * the body is not such an error. */
+void aws_parse_error(const void *body, size_t len, char *code, size_t codelen,
+                     char *message, size_t messagelen);
+
+/* A SecretString in Omikuji's layout: a JSON object's private_key, else
+ * privateKey, key, value (first present and not null; must be a non-empty
+ * string); anything that is not a JSON object is the key itself, trimmed
+ * (a JSON string is unquoted).  0, -EIO with why, -ENOMEM. */
+int aws_parse_secret_string(const void *s, size_t len, struct secret **out,
+                            char *why, size_t whylen);
+
+/* ---- classification ------------------------------------------------------------ */
+
+enum aws_error_class {
+	AWS_ERR_NONE,
+	AWS_ERR_AUTH,          /* refused credentials or signature: EACCES, counted */
+	AWS_ERR_DENIED,        /* AccessDeniedException: EACCES, counted */
+	AWS_ERR_KMS,           /* DecryptionFailure: EACCES */
+	AWS_ERR_NOT_FOUND,     /* ResourceNotFoundException: ENOENT */
+	AWS_ERR_RETRY,         /* throttling, 5xx: retried, then EIO */
+	AWS_ERR_OTHER,         /* EIO */
+};
+enum aws_error_class aws_classify_error(long status, const char *code);
+/* AWS_ERR_AUTH codes where fresh credentials may help (expired, unknown). */
+bool aws_error_refreshable(const char *code);
+
+/* ---- region and endpoint ---------------------------------------------------------- */
+
+/* The first non-empty of configured, $AWS_REGION, $AWS_DEFAULT_REGION,
+ * profile_region, else "us-east-1".  *from names where it came from. */
+const char *aws_resolve_region(const char *configured, const char *profile_region,
+                               const char **from);
+/* The Secrets Manager endpoint: configured, $AWS_ENDPOINT_URL_SECRETS_MANAGER,
+ * $AWS_ENDPOINT_URL, else https://secretsmanager.REGION.amazonaws.com
+ * (.amazonaws.com.cn for cn- regions).  Trailing slashes dropped.  0,
+ * -EINVAL (not http/https, or holds a path, query or spaces), -ENAMETOOLONG. */
+int aws_resolve_endpoint(const char *configured, const char *region, char *out, size_t outlen);
+/* Same for STS ($AWS_ENDPOINT_URL_STS, $AWS_ENDPOINT_URL, regional). */
+int aws_resolve_sts_endpoint(const char *region, char *out, size_t outlen);
+
+#endif
