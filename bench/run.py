@@ -82,7 +82,7 @@ class Bench:
         self.quick = quick
         self.bin = {name: os.path.join(self.build, "bench", name)
                     for name in ("readloop", "curlget", "floorfs", "metrics_render", "backend_get",
-                                 "route", "keyringget", "gen_audit")}
+                                 "route", "keyringget", "gen_audit", "address_derive")}
         self.keyfs_bin = os.path.join(self.build, "omikuji-keyfs")
         self.root = tempfile.mkdtemp(prefix="keyfs-bench-")
         self.mounts = []       # keyfslib.Mount objects to stop
@@ -465,6 +465,42 @@ keyfs:
         if backend:
             raise BenchError("cached reads reached the backend %d times" % backend)
 
+    def addresses(self, hot, n):
+        """Issue 16: reading addresses/<net> against a cached read of the key
+        itself on the same mount, and the in-process cost per key version."""
+        log("5. addresses/: address read vs cached key read, %d x %d" % (self.reps, n))
+        ap, kp = hot.path("addresses", HOT), hot.key_path(HOT)
+        self.readloop(kp, 200)
+        self.readloop(ap, 200)
+        self.vault.reset_stats()
+        (av, as_, al), (kv, ks, kl) = self.interleaved([
+            lambda: self.readloop_us(ap, n, 43),
+            lambda: self.readloop_us(kp, n, 67)])
+        backend = self.vault.route_count("GET", self.data_route(HOT))
+        if backend:
+            raise BenchError("address and cached reads reached the backend %d times" % backend)
+        self.add("address read via mount (addresses/NET, known)", av, "us/op",
+                 "cached key read, same mount (keys/NET)", kv, target=1.0,
+                 spread=(as_, al), base_spread=(ks, kl))
+        keys = 200 if self.quick else 2000
+        runs = [self.run_prog([self.bin["address_derive"], "-n", str(keys)])
+                for _ in range(self.reps)]
+        derive = statistics.median(r["derive_ns"] for r in runs) / 1000.0
+        note_new = statistics.median(r["note_new_ns"] for r in runs) / 1000.0
+        note_same = statistics.median(r["note_same_ns"] for r in runs) / 1000.0
+        self.add("address derivation per key version (secp256k1+keccak+EIP-55)", derive,
+                 "us/op", "cached key read via mount (above)", kv)
+        self.add("address book note of a new key version (derive + keep)", note_new, "us/op",
+                 "derivation alone", derive)
+        self.add("version check every key read makes (same version)", note_same, "us/op",
+                 "cached key read via mount (above)", kv)
+        book = statistics.median(r["book_bytes_per_network"] for r in runs)
+        self.add("address book heap per network (%d networks)" % keys, book, "bytes",
+                 None, None)
+        self.notes.append("addresses: %d backend GETs during %d address and cached reads; "
+                          "derivation over %d random keys x %d runs" % (
+                              backend, 2 * self.reps * n, keys, self.reps))
+
     def routed_config(self, instances, globs):
         """vault_config(3600) plus `instances` file instances of `globs`
         globs each, none matching HOT: every read of HOT is routed past all
@@ -796,6 +832,7 @@ keyfs:
         self.aws_cold(300 if self.quick else 1000)
         self.cached(hot, noaudit, floor_mnt, 2000 if self.quick else 10000, cold_us)
         self.routing(hot, 2000 if self.quick else 10000)
+        self.addresses(hot, 2000 if self.quick else 10000)
         self.concurrent(hot)
         small_ms, small_req = self.stale_lookup(noaudit)
         fill = ["fill-%05d" % i for i in range(2000 if self.quick else FILL)]
@@ -856,6 +893,8 @@ def fmt(v, unit):
         return "%.1f MiB" % v
     if unit == "calls":
         return "%d" % v
+    if unit == "bytes":
+        return "%.0f B" % v
     if unit == "lines/s":
         return "%.0f lines/s" % v
     return "%g" % v

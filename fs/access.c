@@ -13,6 +13,10 @@
  * - A principal matches a caller by uid (`user:`, `uid:`) or, for `group:`
  *   and `gid:`, by the primary gid or any supplementary group the kernel
  *   reported (with ngroups -1, the primary gid only).
+ * - Reading addresses/<network> (ACCESS_ADDRESS) is granted to everyone
+ *   without rules (an address is public: it is what one funds), and with
+ *   rules by a rule's `address:` principals or its `read:` ones (whoever
+ *   may read a key can compute its address).
  * - Listing keys/ (ACCESS_LIST with network "") is granted by the `list:`
  *   principals of any rule, whatever its globs; asked with a network name,
  *   the globs apply as for the other operations.
@@ -40,9 +44,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ACCESS_N_OPS 4
+#define ACCESS_N_OPS 5
 
-static const char *const op_names[ACCESS_N_OPS] = { "read", "write", "remove", "list" };
+static const char *const op_names[ACCESS_N_OPS] = { "read", "write", "remove", "list", "address" };
 
 /* ---- access rules ------------------------------------------------------- */
 
@@ -79,6 +83,7 @@ static const struct strlist *rule_op_list(const struct config_access_rule *r, in
 	case ACCESS_READ: return &r->read;
 	case ACCESS_WRITE: return &r->write;
 	case ACCESS_REMOVE: return &r->remove;
+	case ACCESS_ADDRESS: return &r->address;
 	default: return &r->list;
 	}
 }
@@ -268,6 +273,7 @@ static void src_free(struct config_access_rule *src, size_t n)
 		strlist_clear(&src[i].write);
 		strlist_clear(&src[i].remove);
 		strlist_clear(&src[i].list);
+		strlist_clear(&src[i].address);
 	}
 	free(src);
 }
@@ -294,7 +300,8 @@ static int src_copy(const struct config_access_rule *from, size_t n,
 		    strlist_copy(&src[i].read, &from[i].read) ||
 		    strlist_copy(&src[i].write, &from[i].write) ||
 		    strlist_copy(&src[i].remove, &from[i].remove) ||
-		    strlist_copy(&src[i].list, &from[i].list)) {
+		    strlist_copy(&src[i].list, &from[i].list) ||
+		    strlist_copy(&src[i].address, &from[i].address)) {
 			src_free(src, n);
 			return -ENOMEM;
 		}
@@ -407,6 +414,13 @@ static bool rule_applies(const struct compiled_rule *r, const char *network, enu
 	return false;
 }
 
+static bool rule_grants(const struct compiled_rule *r, const char *network, enum access_op op,
+                        const struct caller *c)
+{
+	return r->ops[op].n_uids + r->ops[op].n_gids > 0 && rule_applies(r, network, op) &&
+	       caller_matches(&r->ops[op], c);
+}
+
 bool access_allowed(struct access *a, const struct caller *c, const char *network,
                     enum access_op op)
 {
@@ -415,15 +429,15 @@ bool access_allowed(struct access *a, const struct caller *c, const char *networ
 	if (!network)
 		network = "";
 	if (!a->rules_set)
-		return c->uid == a->mount_uid || c->uid == 0;
+		return op == ACCESS_ADDRESS || c->uid == a->mount_uid || c->uid == 0;
 
 	bool allowed = false;
 	pthread_rwlock_rdlock(&a->lock);
 	const struct ruleset *rs = a->current;
 	for (size_t i = 0; i < rs->n && !allowed; i++) {
 		const struct compiled_rule *r = &rs->rules[i];
-		allowed = r->ops[op].n_uids + r->ops[op].n_gids > 0 &&
-		          rule_applies(r, network, op) && caller_matches(&r->ops[op], c);
+		allowed = rule_grants(r, network, op, c) ||
+		          (op == ACCESS_ADDRESS && rule_grants(r, network, ACCESS_READ, c));
 	}
 	pthread_rwlock_unlock(&a->lock);
 	return allowed;
@@ -431,9 +445,13 @@ bool access_allowed(struct access *a, const struct caller *c, const char *networ
 
 bool access_any_grant(struct access *a, const struct caller *c, const char *network)
 {
-	for (int op = 0; op < ACCESS_N_OPS; op++)
+	for (int op = 0; op < ACCESS_N_OPS; op++) {
+		/* Without rules addresses are public, which is no grant on the key. */
+		if (op == ACCESS_ADDRESS && a && !a->rules_set)
+			continue;
 		if (access_allowed(a, c, network, (enum access_op)op))
 			return true;
+	}
 	return false;
 }
 

@@ -22,7 +22,10 @@ struct caller {
 	char process[32];                 /* comm of pid, "" if unknown */
 };
 
-enum access_op { ACCESS_READ, ACCESS_WRITE, ACCESS_REMOVE, ACCESS_LIST };
+/* ACCESS_ADDRESS: read addresses/<network>.  Without rules every caller
+ * that reaches the mount has it; with rules, the `address:` principals of
+ * a matching rule and, since a key tells its address, its `read:` ones. */
+enum access_op { ACCESS_READ, ACCESS_WRITE, ACCESS_REMOVE, ACCESS_LIST, ACCESS_ADDRESS };
 
 struct access;
 

@@ -850,9 +850,10 @@ static const char *audit_check_fields(json_t *root)
 	    !audit_json_string_is(root, "message", "Key storage operation"))
 		return "wrong target or message";
 	bool is_get = audit_json_string_is(root, "operation", "get");
-	if (!is_get && !audit_json_string_is(root, "operation", "store") &&
-	    !audit_json_string_is(root, "operation", "remove") &&
-	    !audit_json_string_is(root, "operation", "list"))
+	bool known_op = false;
+	for (int op = 0; op < KEY_OP_COUNT && !known_op; op++)
+		known_op = audit_json_string_is(root, "operation", key_op_name((enum key_op)op));
+	if (!known_op)
 		return "unknown operation";
 	json_t *cached = json_object_get(root, "cached");
 	if (is_get ? !json_is_boolean(cached) : cached != NULL)

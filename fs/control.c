@@ -29,7 +29,9 @@ struct control {
 	pthread_t thread;
 };
 
-static const char *const control_op_names[] = { "get", "store", "remove", "list" };
+static const char *const control_op_names[KEY_OP_COUNT] = {
+	"get", "store", "remove", "list", "address",
+};
 
 /* The abstract address of the audit log at audit_path. */
 static int control_address(const char *audit_path, struct sockaddr_un *sa, socklen_t *len)
@@ -131,7 +133,7 @@ static void control_serve(struct control *ctl, int fd)
 	if (space) {
 		*space = 0;
 		*nl = 0;
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < KEY_OP_COUNT; i++)
 			if (strcmp((char *)req->data, control_op_names[i]) == 0)
 				op = i;
 	}
@@ -164,6 +166,13 @@ static void control_serve(struct control *ctl, int fd)
 	case KEY_OP_REMOVE:
 		rc = keystore_remove(ctl->k, &c, network);
 		break;
+	case KEY_OP_ADDRESS: {
+		char address[EVM_ADDRESS_TEXT + 1];
+		rc = keystore_address(ctl->k, &c, network, address);
+		if (rc == 0)
+			strbuf_puts(&text, address);
+		break;
+	}
 	default:
 		rc = keystore_list(ctl->k, &c, &names);
 		for (size_t i = 0; rc == 0 && i < names.n; i++)

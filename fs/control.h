@@ -17,9 +17,10 @@
  *
  * Protocol: one request and one reply per connection, each one message.
  *   request: "<op> <network>\n" then the key bytes (store only);
- *            op is get | store | remove | list (network "-" for list)
+ *            op is get | store | remove | list | address (network "-" for list)
  *   reply:   "<errno>\n" (0 = success) then the key (get), the names one
- *            per line (list), or the reason of a failure.
+ *            per line (list), the EIP-55 address (address), or the reason
+ *            of a failure.
  * Messages that carry a key live in locked, wiped buffers (secret.h).
  */
 #ifndef OMIKUJI_CONTROL_H

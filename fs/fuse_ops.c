@@ -22,12 +22,18 @@ static const struct tree_entry tree[] = {
 	{ "/health",                       NODE_DIR,      DIR_MODE,  NULL, NODE_SNAPSHOT, true, true },
 	{ "/textfile",                     NODE_DIR,      DIR_MODE,  NULL, 0, false, true },
 	{ "/textfile/omikuji_keyfs.prom",  NODE_SNAPSHOT, VIRT_MODE, snapshot_render_metrics, 0, false, true },
+	{ "/addresses",                    NODE_DIR,      DIR_MODE,  NULL, NODE_ADDRESS, true, false },
 };
 #define TREE_SIZE (sizeof(tree) / sizeof(tree[0]))
 
 /* health/<backend> files: the family's render function. */
 static const struct tree_entry health_file = {
 	"/health/*", NODE_SNAPSHOT, VIRT_MODE, snapshot_render_health, 0, false, true
+};
+
+/* addresses/<network> files: rendered at open, like health files. */
+static const struct tree_entry address_file = {
+	"/addresses/*", NODE_ADDRESS, VIRT_MODE, address_render, 0, false, false
 };
 
 static struct keyfs *current_keyfs(void)
@@ -65,10 +71,11 @@ int tree_resolve(struct keyfs *k, const char *path, struct node *n)
 		const struct tree_entry *e = &tree[i];
 		if (!e->has_children || strlen(e->path) != plen || strncmp(e->path, path, plen) != 0)
 			continue;
-		if (e->child_kind == NODE_KEY) {
+		if (e->child_kind == NODE_KEY || e->child_kind == NODE_ADDRESS) {
 			if (!network_name_valid(name))
 				return -ENOENT;
-			*n = (struct node){ e, NODE_KEY, name };
+			*n = (struct node){ e->child_kind == NODE_KEY ? e : &address_file,
+			                    e->child_kind, name };
 			return 0;
 		}
 		if (!keyfs_instance(k, name))
@@ -158,6 +165,17 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		st->st_size = keystore_size(k, n.name);
 		return 0;
 	}
+	case NODE_ADDRESS: {
+		double mtime;
+		struct caller c;
+		keyfs_caller_current(k, &c);
+		rc = address_stat(k, &c, n.name, &mtime);
+		if (rc < 0)
+			return rc;
+		fill_stat(k, st, S_IFREG, n.entry->mode, mtime);
+		st->st_size = ADDRESS_FILE_SIZE;   /* fixed: no fetch needed to know it */
+		return 0;
+	}
 	}
 	return -ENOENT;
 }
@@ -197,7 +215,10 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	struct caller c;
 	struct strlist names = STRLIST_INIT;
 	keyfs_caller_current(k, &c);
-	rc = keystore_list(k, &c, &names);
+	if (n.entry->child_kind == NODE_ADDRESS)
+		rc = address_list(k, &c, &names);
+	else
+		rc = keystore_list(k, &c, &names);
 	for (size_t i = 0; rc == 0 && i < names.n; i++)
 		fill(buf, names.items[i], NULL, 0, 0);
 	strlist_clear(&names);
@@ -217,6 +238,8 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	case NODE_SNAPSHOT:
 		if (!monitoring_allowed(k, &n))
 			return -EACCES;
+		return snapshot_open(k, &n, fi);
+	case NODE_ADDRESS:
 		return snapshot_open(k, &n, fi);
 	case NODE_DIR:
 		return -EISDIR;
@@ -391,6 +414,16 @@ static int op_access(const char *path, int mask)
 		if (mask & (W_OK | X_OK))
 			return -EACCES;
 		return monitoring_allowed(k, &n) ? 0 : -EACCES;
+	case NODE_ADDRESS:
+		if (mask & (W_OK | X_OK))
+			return -EACCES;
+		if ((mask & R_OK) && !keystore_allowed(k, &c, n.name, ACCESS_ADDRESS))
+			return -EACCES;
+		if (mask == F_OK) {
+			double mtime;
+			return address_stat(k, &c, n.name, &mtime);
+		}
+		return 0;
 	case NODE_KEY:
 		if (!access_any_grant(k->access, &c, n.name))
 			return -ENOENT;

@@ -206,6 +206,11 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	rc = anomaly_new(&cfg->keyfs, NULL, &k->anomaly, err, errlen);
 	if (rc < 0)
 		goto fail;
+	if (cfg->keyfs.key_format == KEY_FORMAT_EVM &&
+	    (rc = address_book_new(&k->addresses)) < 0) {
+		snprintf(err, errlen, "cannot create the address book: %s", strerror(-rc));
+		goto fail;
+	}
 	if (pipe2(k->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
@@ -494,6 +499,7 @@ void keyfs_free(struct keyfs *k)
 	if (k->wake_pipe[1] >= 0)
 		close(k->wake_pipe[1]);
 	anomaly_free(k->anomaly);
+	address_book_free(k->addresses);
 	access_free(k->access);
 	audit_close(k->audit);
 	audit_lock_release(k->audit_lock);

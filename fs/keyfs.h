@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include "access.h"
+#include "address.h"
 #include "anomaly.h"
 #include "audit.h"
 #include "audit_lock.h"
@@ -95,6 +96,7 @@ struct keyfs {
 	atomic_ullong checkpoint_seq; /* seq of the last checkpoint logged */
 	struct access *access;        /* owned */
 	struct anomaly *anomaly;      /* owned */
+	struct address_book *addresses;   /* owned; NULL unless key_format is evm */
 	uid_t mount_uid;
 	gid_t mount_gid;
 	gid_t monitoring_gid;         /* group of metrics, textfile/, health/ */
@@ -180,6 +182,17 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
  * audited; only names the caller has some grant on.  *out must be empty;
  * caller clears it. */
 int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out);
+/* The address of network's key for addresses/<network>: checked against
+ * ACCESS_ADDRESS (a denial is counted and audited as `address`); answered
+ * from the address book when the mount has seen the key, else the key is
+ * fetched once as the daemon (cache and backend as for a read; audited as
+ * `address` with the caller's ids), its address derived and kept.  The key
+ * itself never leaves this call.  0, -EACCES, -ENOENT, -EIO, ... */
+int keystore_address(struct keyfs *k, const struct caller *c, const char *network,
+                     char out[EVM_ADDRESS_TEXT + 1]);
+/* The keys/ listing (the union of every instance's cached listing) without
+ * access check or audit (addresses/ filters it per network itself).  *out must be empty; caller clears it. */
+int keystore_names(struct keyfs *k, struct strlist *out);
 /* Does network have a key?  From the cached listing (refreshed when older
  * than list_cache_seconds; the last good listing is kept when the backend
  * fails); never fetches a key.  Not audited.  A refresh made for it waits

@@ -38,6 +38,7 @@ static const char *errno_reason(int rc)
 	case -EROFS:     return "backend is read-only";
 	case -EINVAL:    return "invalid key";
 	case -EFBIG:     return "key too large";
+	case -EILSEQ:    return "stored key is not an evm key";
 	case -ENOMEM:    return "out of memory";
 	default:         return "backend unavailable";
 	}
@@ -390,6 +391,82 @@ static int backend_fetch(void *ctx, const char *network, struct secret **out,
 	return rc;
 }
 
+/* The addresses/ book follows every key version the mount sees; the book
+ * names the instance the key came from. */
+static int address_note(struct instance *in, const char *network, const struct secret *key,
+                        double seen)
+{
+	struct keyfs *k = in->k;
+	if (!k->addresses)
+		return 0;
+	int rc = address_book_note(k->addresses, network, in->name, key, clock_wall(), seen);
+	if (rc == -EINVAL)
+		log_kv(LOG_LEVEL_WARN, "stored key is not an evm key: no address", "network", network,
+		       "storage_type", in->name, (char *)NULL);
+	return rc;
+}
+
+/* The key of network from the instance's cache or its backend, counted in
+ * the cache and freshness metrics, noted in the address book.  Not checked,
+ * not audited: the callers do that. */
+static int fetch(struct instance *in, const char *network, bool refresh, struct secret **out,
+                 bool *cached, struct backend_err *err)
+{
+	struct keyfs *k = in->k;
+	int rc;
+	double started = clock_monotonic();
+	*cached = false;
+	if (in->cache) {
+		enum cache_result how = CACHE_MISS;
+		bool changed = false;
+		if (refresh)
+			cache_invalidate(in->cache, network);
+		rc = cache_get(in->cache, network, backend_fetch, in, out, &how, &changed, err);
+		if (rc == 0 && how == CACHE_HIT) {
+			metrics_cache_hit(in->metrics);
+			*cached = true;
+		} else if (rc == 0 && how == CACHE_STALE) {
+			metrics_cache_stale_hit(in->metrics);
+			*cached = true;
+		} else {
+			metrics_cache_miss(in->metrics);
+		}
+		if (rc == 0 && how == CACHE_MISS) {
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out, err);
+		}
+		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
+	} else {
+		rc = backend_fetch(in, network, out, err);
+		if (rc == 0) {
+			if (k->cfg->keyfs.metrics_per_network)
+				metrics_last_refresh(network, clock_wall());
+			note_fetched(k, network, *out, err);
+		}
+	}
+	if (rc == 0)
+		address_note(in, network, *out, started);
+	else if (rc == -ENOENT && k->addresses)
+		address_book_forget(k->addresses, network, started);
+	return rc;
+}
+
+/* The end of an operation that fetched a key (get, address): timed into the
+ * instance's metrics, a failure logged, the audit line written. */
+static int fetch_finish(struct keyfs *k, struct instance *in, const struct caller *c,
+                        enum key_op op, const char *network, int rc, bool cached, bool refresh,
+                        const struct backend_err *err, const char *anomaly, double t0,
+                        const char *failed)
+{
+	const char *why = err->msg[0] ? err->msg : errno_reason(rc);
+	metrics_observe_op(in->metrics, op, rc == 0, clock_monotonic() - t0);
+	if (rc < 0 && rc != -ENOENT)
+		log_kv(LOG_LEVEL_WARN, failed, "network", network, "storage_type", in->name,
+		       "error", why, (char *)NULL);
+	return audit_finish(k, in->name, c, op, network, rc, cached, refresh, why, anomaly);
+}
+
 bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
                       enum access_op op)
 {
@@ -415,48 +492,14 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 	if (verdict.deny)
 		return deny(k, in, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
 
-	if (in->cache) {
-		enum cache_result how = CACHE_MISS;
-		bool changed = false;
-		if (refresh)
-			cache_invalidate(in->cache, network);
-		rc = cache_get(in->cache, network, backend_fetch, in, out, &how, &changed, &err);
-		if (rc == 0 && how == CACHE_HIT) {
-			metrics_cache_hit(in->metrics);
-			cached = true;
-		} else if (rc == 0 && how == CACHE_STALE) {
-			metrics_cache_stale_hit(in->metrics);
-			cached = true;
-		} else {
-			metrics_cache_miss(in->metrics);
-		}
-		if (rc == 0 && how == CACHE_MISS) {
-			if (k->cfg->keyfs.metrics_per_network)
-				metrics_last_refresh(network, clock_wall());
-			note_fetched(k, network, *out, &err);
-		}
-		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
-	} else {
-		rc = backend_fetch(in, network, out, &err);
-		if (rc == 0) {
-			if (k->cfg->keyfs.metrics_per_network)
-				metrics_last_refresh(network, clock_wall());
-			note_fetched(k, network, *out, &err);
-		}
-	}
+	rc = fetch(in, network, refresh, out, &cached, &err);
 
 	const char *anomaly = verdict.kind;
 	const char *auth_anomaly = note_auth_failure(k, in, &err);
 	if (auth_anomaly)
 		anomaly = auth_anomaly;
-	metrics_observe_op(in->metrics, KEY_OP_GET, rc == 0, clock_monotonic() - t0);
-	if (rc < 0 && rc != -ENOENT)
-		log_kv(LOG_LEVEL_WARN, "key read failed", "network", network,
-		       "storage_type", in->name, "error", err.msg[0] ? err.msg : errno_reason(rc),
-		       (char *)NULL);
-
-	rc = audit_finish(k, in->name, c, KEY_OP_GET, network, rc, cached, refresh,
-	                  err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+	rc = fetch_finish(k, in, c, KEY_OP_GET, network, rc, cached, refresh, &err, anomaly, t0,
+	                  "key read failed");
 	if (rc < 0) {
 		secret_free(*out);
 		*out = NULL;
@@ -495,6 +538,7 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 			if (rc == 0) {
 				if (in->cache)
 					cache_put(in->cache, network, key);
+				address_note(in, network, key, clock_monotonic());
 				list_note(in, network, true);
 				/* A new value stored through the mount (a write, or a key
 				 * command through the control socket, which raises no VFS
@@ -549,6 +593,8 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	if (rc == 0 || rc == -ENOENT) {
 		if (in->cache)
 			cache_invalidate(in->cache, network);
+		if (k->addresses)
+			address_book_forget(k->addresses, network, clock_monotonic());
 		list_note(in, network, false);
 		seen_note(k, network, NULL, true);
 		instance_request_check(in);
@@ -560,6 +606,37 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
 	return audit_finish(k, in->name, c, KEY_OP_REMOVE, network, rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+int keystore_address(struct keyfs *k, const struct caller *c, const char *network,
+                     char out[EVM_ADDRESS_TEXT + 1])
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+	struct instance *in = keyfs_route(k, network);
+	struct secret *key = NULL;
+	bool cached = false;
+
+	if (!k->addresses) {   /* key_format any: keys are not EVM keys */
+		snprintf(keystore_error, sizeof(keystore_error), "key_format is not evm");
+		return -ENOENT;
+	}
+	if (!access_allowed(k->access, c, network, ACCESS_ADDRESS))
+		return deny(k, in, c, KEY_OP_ADDRESS, network, "access denied", NULL, t0);
+	if (address_book_lookup(k->addresses, network, out, NULL) == 0) {
+		metrics_observe_op(in->metrics, KEY_OP_ADDRESS, true, clock_monotonic() - t0);
+		return 0;
+	}
+
+	/* Not seen yet: fetch as the daemon, derive, keep; the key stays here. */
+	int rc = fetch(in, network, false, &key, &cached, &err);
+	secret_free(key);
+	if (rc == 0 && address_book_lookup(k->addresses, network, out, NULL) < 0)
+		rc = -EILSEQ;   /* the stored key is not an EVM key (or no memory) */
+	rc = fetch_finish(k, in, c, KEY_OP_ADDRESS, network, rc, cached, false, &err,
+	                  note_auth_failure(k, in, &err), t0, "address not derived");
+	/* The FUSE layer sees EIO for a key it cannot make an address of. */
+	return rc == -EILSEQ ? -EIO : rc;
 }
 
 /* Make an instance's cached listing usable; returns with its list_lock held.
@@ -668,14 +745,13 @@ static void *list_part_run(void *arg)
 	return NULL;
 }
 
-int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
+/* The union of every instance's listing (the router decides which
+ * instance a name shown belongs to), as keys/ shows it: with a caller, only
+ * the networks it has some grant on.  The listing fails only when no
+ * instance could answer; err then says why. */
+static int list_union(struct keyfs *k, const struct caller *c, struct strlist *out,
+                      struct backend_err *err_out, double t0)
 {
-	double t0 = clock_monotonic();
-	struct instance *first = k->instances[0];
-
-	if (!access_allowed(k->access, c, "", ACCESS_LIST))
-		return deny(k, first, c, KEY_OP_LIST, "", "access denied", NULL, t0);
-
 	/* Every instance lists at once, each bounded by its own timeout and
 	 * in-flight bound: a slow one delays the listing by its own deadline,
 	 * not by the sum of all of them. */
@@ -713,7 +789,7 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 		}
 		if (p->called)
 			note_auth_failure(k, p->in, &p->err);
-		else   /* served from the listing cache: still an operation */
+		else if (c)   /* keys/ served from the listing cache: still an operation */
 			metrics_observe_op(p->in->metrics, KEY_OP_LIST, p->rc == 0, clock_monotonic() - t0);
 	}
 	/* The listing fails only when no instance could answer. */
@@ -725,7 +801,8 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	if (rc == 0)
 		rc = router_union(k->router, lists, &all);
 	for (size_t i = 0; rc == 0 && i < all.n; i++)
-		if (access_any_grant(k->access, c, all.items[i]) && strlist_add(out, all.items[i]) < 0)
+		if ((!c || access_any_grant(k->access, c, all.items[i])) &&
+		    strlist_add(out, all.items[i]) < 0)
 			rc = -ENOMEM;
 	strlist_clear(&all);
 	for (size_t i = 0; parts && i < n; i++)
@@ -734,9 +811,28 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	free(threads);
 	free(started);
 	free(lists);
+	*err_out = err;
+	return rc;
+}
 
+int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
+{
+	double t0 = clock_monotonic();
+	struct instance *first = k->instances[0];
+
+	if (!access_allowed(k->access, c, "", ACCESS_LIST))
+		return deny(k, first, c, KEY_OP_LIST, "", "access denied", NULL, t0);
+
+	struct backend_err err = { { 0 }, false };
+	int rc = list_union(k, c, out, &err, t0);
 	return audit_finish(k, k->all_names, c, KEY_OP_LIST, "", rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), NULL);
+}
+
+int keystore_names(struct keyfs *k, struct strlist *out)
+{
+	struct backend_err err = { { 0 }, false };
+	return list_union(k, NULL, out, &err, clock_monotonic());
 }
 
 /* The kernel looks a path up more than once for one open (path walk, then

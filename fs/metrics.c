@@ -11,7 +11,7 @@
  *
  * Rendering decisions:
  * - operations / duration series exist for every configured backend (and
- *   any backend that recorded an operation anyway), all 4 ops x 2 statuses,
+ *   any backend that recorded an operation anyway), all 5 ops x 2 statuses,
  *   zeros included, so rate() works from the first scrape.
  * - cache series exist only for backends configured as remote: the cache
  *   sits in front of those only (contract), and a backend without a cache
@@ -52,7 +52,7 @@ static const char *const bucket_labels[METRICS_BUCKETS] = {
 	"0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
 };
 
-static const char *const op_names[KEY_OP_COUNT] = { "get", "store", "remove", "list" };
+static const char *const op_names[KEY_OP_COUNT] = { "get", "store", "remove", "list", "address" };
 static const char *const anomaly_names[METRICS_ANOMALY_COUNT] = {
 	"burst", "off_hours", "auth_failures", "rate_limited",
 };

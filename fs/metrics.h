@@ -13,13 +13,14 @@
 #include <stdbool.h>
 #include "strbuf.h"
 
-enum key_op { KEY_OP_GET, KEY_OP_STORE, KEY_OP_REMOVE, KEY_OP_LIST, KEY_OP_COUNT };
+/* KEY_OP_ADDRESS: a read of addresses/<network> (contract section 12). */
+enum key_op { KEY_OP_GET, KEY_OP_STORE, KEY_OP_REMOVE, KEY_OP_LIST, KEY_OP_ADDRESS, KEY_OP_COUNT };
 
 /* The series of one backend instance (label backend="<name>"), registered
  * at start; the pointer stays valid until the next metrics_init(). */
 struct metrics_backend;
 
-/* "get" "store" "remove" "list" */
+/* "get" "store" "remove" "list" "address" */
 const char *key_op_name(enum key_op op);
 
 /* Reset everything, dropping every registered backend.  Call once at

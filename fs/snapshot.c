@@ -28,6 +28,10 @@ int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf
 		rc = metrics_render_api_calls(out, in->name, calls, nc, first);
 		first = false;
 	}
+	/* key_info names networks: metrics_per_network: false leaves it out too. */
+	if (rc == 0 && k->addresses && k->cfg->keyfs.metrics_addresses &&
+	    k->cfg->keyfs.metrics_per_network)
+		rc = address_book_render_info(k->addresses, out);
 	return rc;
 }
 

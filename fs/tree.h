@@ -8,6 +8,8 @@
  *   /health/<backend>               snapshot file
  *   /textfile                       dir
  *   /textfile/omikuji_keyfs.prom    snapshot file (same as /metrics)
+ *   /addresses                      dir, one file per network (as keys/)
+ *   /addresses/<network>            address file: snapshot of the key's address
  *
  * getattr, readdir, open, read, write, release all resolve a path to a node
  * through tree_resolve() and dispatch on the node's family.  Whole path
@@ -23,6 +25,7 @@ enum node_kind {
 	NODE_DIR,        /* root, keys/, health/, textfile/ */
 	NODE_KEY,        /* keys/<network> */
 	NODE_SNAPSHOT,   /* metrics, health/<backend>, textfile/omikuji_keyfs.prom */
+	NODE_ADDRESS,    /* addresses/<network>: a snapshot with its own stat */
 };
 
 struct node;
@@ -34,7 +37,7 @@ struct tree_entry {
 	mode_t mode;               /* permission bits shown */
 	node_render_fn render;     /* NODE_SNAPSHOT: content generated at open */
 	enum node_kind child_kind; /* NODE_DIR with a family of children */
-	bool has_children;         /* keys/ (networks) and health/ (backends) */
+	bool has_children;         /* keys/, addresses/ (networks), health/ (backends) */
 	bool monitoring;           /* metrics, textfile/, health/: keyfs.monitoring_mode/group */
 };
 
@@ -65,6 +68,15 @@ int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
 void snapshot_release(struct keyfs *k, struct fuse_file_info *fi);
 int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out);
 int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out);
+
+/* The addresses/ family, in address.c.  address_render is the snapshot
+ * renderer of addresses/<network> (checked, and audited when it fetches). */
+int address_render(struct keyfs *k, const struct node *n, struct strbuf *out);
+/* getattr: 0 with the mtime to show, or -ENOENT (no key, or as for keys/,
+ * a network the caller has no grant for); never fetches a key. */
+int address_stat(struct keyfs *k, const struct caller *c, const char *network, double *mtime);
+/* readdir: the networks of keys/ whose address c may read. */
+int address_list(struct keyfs *k, const struct caller *c, struct strlist *out);
 
 /* Every open file's fi->fh points to a family struct that begins with a
  * struct handle; `kind` says which family.  Open handles are on a list in

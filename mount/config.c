@@ -760,6 +760,7 @@ static const struct field access_rule_fields[] = {
 	{ "write", FIELD_PRINCIPALS, offsetof(struct config_access_rule, write) },
 	{ "remove", FIELD_PRINCIPALS, offsetof(struct config_access_rule, remove) },
 	{ "list", FIELD_PRINCIPALS, offsetof(struct config_access_rule, list) },
+	{ "address", FIELD_PRINCIPALS, offsetof(struct config_access_rule, address) },
 	{ NULL },
 };
 
@@ -770,6 +771,7 @@ static void free_rule(struct config_access_rule *r)
 	strlist_clear(&r->write);
 	strlist_clear(&r->remove);
 	strlist_clear(&r->list);
+	strlist_clear(&r->address);
 }
 
 static void free_access(struct config_keyfs *k)
@@ -808,7 +810,7 @@ static int parse_access(struct loader *L, const struct field *f, yaml_node_t *va
 		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
 		if (!item || item->type != YAML_MAPPING_NODE)
 			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
-			               "expected a mapping (networks:, read:, write:, remove:, list:) for %s",
+			               "expected a mapping (networks:, read:, write:, remove:, list:, address:) for %s",
 			               item_name);
 		k->access[i].line = (int)item->start_mark.line + 1;
 		int rc = load_mapping(L, item, access_rule_fields, &k->access[i], item_name);
@@ -1241,6 +1243,7 @@ static const struct field keyfs_fields[] = {
 	{ "metrics_per_network", FIELD_ENUM, K(metrics_per_network), .choices = booleans },
 	{ "monitoring_mode", FIELD_CUSTOM, .parse = parse_monitoring_mode },
 	{ "monitoring_group", FIELD_STRING, K(monitoring_group) },
+	{ "metrics_addresses", FIELD_ENUM, K(metrics_addresses), .choices = booleans },
 	{ "backends", FIELD_CUSTOM, .parse = parse_backends },
 	{ "max_calls_in_flight", FIELD_INT, K(max_calls_in_flight), 1, 1024 },
 	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
@@ -1762,6 +1765,7 @@ void config_print(const struct config *cfg, FILE *out)
 			print_list(out, 6, "write", &r->write);
 			print_list(out, 6, "remove", &r->remove);
 			print_list(out, 6, "list", &r->list);
+			print_list(out, 6, "address", &r->address);
 		}
 	}
 	print_int(out, 2, "health_interval_seconds", k->health_interval_seconds);
@@ -1774,6 +1778,7 @@ void config_print(const struct config *cfg, FILE *out)
 	fprintf(out, "  metrics_per_network: %s\n", booleans[k->metrics_per_network ? 1 : 0]);
 	fprintf(out, "  monitoring_mode: \"%04o\"\n", (unsigned)k->monitoring_mode);
 	print_str(out, 2, "monitoring_group", k->monitoring_group);
+	fprintf(out, "  metrics_addresses: %s\n", booleans[k->metrics_addresses ? 1 : 0]);
 	print_int(out, 2, "max_calls_in_flight", k->max_calls_in_flight);
 	fprintf(out, "  backends:%s\n", k->n_backends ? "" : " []");
 	for (size_t i = 0; i < k->n_backends; i++) {

@@ -32,6 +32,7 @@ struct config_access_rule {
 	struct strlist write;
 	struct strlist remove;
 	struct strlist list;
+	struct strlist address;   /* addresses/<network>; `read` implies it */
 	int line;                 /* where the rule starts, for messages */
 };
 
@@ -77,6 +78,7 @@ struct config_keyfs {
 	int metrics_per_network;      /* 1 (default): series with a network label; 0: none */
 	int monitoring_mode;          /* permission bits of metrics, textfile/, health/ (0444) */
 	char *monitoring_group;       /* their group (name or number); NULL: the mounting user's */
+	int metrics_addresses;        /* 0/1 (false/true): omikuji_keyfs_key_info in metrics */
 	struct config_business_hours business_hours;
 	struct config_anomaly anomaly;
 	struct config_rate_limit rate_limit;

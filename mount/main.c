@@ -12,6 +12,7 @@
 #include "config.h"
 #include "control.h"
 #include "daemon.h"
+#include "evm_address.h"
 #include "keyfs.h"
 #include "keyformat.h"
 #include "log.h"
@@ -44,13 +45,16 @@ static const char usage_text[] =
 "        foreground; -d: FUSE debug output; -o: FUSE options, e.g. allow_other;\n"
 "        --no-audit: write no audit log, for measuring its cost only)\n"
 "  key import --network NET [--key KEY | --file PATH] [-c CONFIG]\n"
-"        store a key (from standard input without --key/--file; no echo)\n"
+"        store a key (from standard input without --key/--file; no echo) and\n"
+"        print the EVM address it controls\n"
 "  key export --network NET [--yes] [-c CONFIG]\n"
 "        print a key to standard output (asks on a terminal unless --yes)\n"
 "  key remove --network NET [--yes] [-c CONFIG]\n"
 "        remove a key (asks on a terminal unless --yes)\n"
-"  key list [-c CONFIG]\n"
-"        list the networks that have a key (every backend instance)\n"
+"  key list [--addresses] [-c CONFIG]\n"
+"        list the networks that have a key (every backend instance;\n"
+"        --addresses: each with its EVM address; the key never leaves the\n"
+"        mount or the backend layer)\n"
 "  key migrate [--from NAME|env] [--to NAME] [--network NET]...\n"
 "              [--remove-source] [--force] [-c CONFIG]\n"
 "        copy keys between backend instances (default: from the environment\n"
@@ -174,6 +178,7 @@ struct cli {
 	bool foreground;
 	bool debug;
 	bool no_audit;
+	bool addresses;                /* key list --addresses */
 	const char *fuse_options;
 	const char *audit_start;       /* audit verify --start SEQ:HASH */
 	const char *audit_expect_seq;  /* audit verify --expect-seq N */
@@ -197,7 +202,7 @@ static int fail(int code, const char *fmt, ...)
 static int parse_options(int argc, char **argv, struct cli *cli)
 {
 	enum { OPT_INSECURE = 256, OPT_NO_AUDIT, OPT_START, OPT_EXPECT_SEQ, OPT_FROM, OPT_TO,
-	       OPT_REMOVE_SOURCE, OPT_FORCE };
+	       OPT_REMOVE_SOURCE, OPT_FORCE, OPT_ADDRESSES };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "network", required_argument, NULL, 'n' },
@@ -211,6 +216,7 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		{ "no-audit", no_argument, NULL, OPT_NO_AUDIT },
 		{ "start", required_argument, NULL, OPT_START },
 		{ "expect-seq", required_argument, NULL, OPT_EXPECT_SEQ },
+		{ "addresses", no_argument, NULL, OPT_ADDRESSES },
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ "to", required_argument, NULL, OPT_TO },
 		{ "remove-source", no_argument, NULL, OPT_REMOVE_SOURCE },
@@ -247,6 +253,7 @@ static int parse_options(int argc, char **argv, struct cli *cli)
 		case OPT_NO_AUDIT: cli->no_audit = true; break;
 		case OPT_START: cli->audit_start = optarg; break;
 		case OPT_EXPECT_SEQ: cli->audit_expect_seq = optarg; break;
+		case OPT_ADDRESSES: cli->addresses = true; break;
 		case 'h':
 			print_help(cli->help_topic);
 			exit(0);
@@ -386,6 +393,13 @@ static int key_target_call(struct key_target *t, enum key_op op, const char *net
 	case KEY_OP_REMOVE:
 		rc = keystore_remove(t->k, &t->self, network);
 		break;
+	case KEY_OP_ADDRESS: {
+		char address[EVM_ADDRESS_TEXT + 1];
+		rc = keystore_address(t->k, &t->self, network, address);
+		if (rc == 0 && !(*reply = secret_from(address, strlen(address))))
+			rc = -ENOMEM;
+		break;
+	}
 	default:
 		rc = keystore_list(t->k, &t->self, &names);
 		if (rc == 0 && !(*reply = secret_new(0)))
@@ -614,7 +628,11 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	}
 	char reason[BACKEND_ERR_MAX];
 	struct secret *reply = NULL;
+	char address[EVM_ADDRESS_TEXT + 1] = "";
 	rc = key_target_call(&t, KEY_OP_STORE, cli->network, key, &reply, reason, sizeof(reason));
+	if (rc == 0 && cfg->keyfs.key_format == KEY_FORMAT_EVM &&
+	    evm_address_derive(key->data, key->len, address) < 0)
+		address[0] = 0;
 	secret_free(key);
 	/* The mount answers "created" or "replaced"; without a mount, this
 	 * thread's store said it. */
@@ -633,6 +651,8 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	fprintf(stderr, "%s the key for network '%s' in backend '%s' (%s)%s\n", outcome, cli->network,
 	        to->name, config_storage_name(to),
 	        t.mount_pid > 0 ? " (through the running mount)" : "");
+	if (address[0])   /* on stdout alone, for scripts: addr=$(... key import ...) */
+		printf("%s\n", address);
 	return 0;
 }
 
@@ -686,10 +706,43 @@ static int cmd_key_remove(const struct cli *cli, const struct config *cfg)
 	return 0;
 }
 
+/* "NETWORK ADDRESS" lines for --addresses: each address comes from the
+ * keystore's address operation (through the mount when one runs: its book,
+ * no key fetch for a known key), so the key never reaches this process.
+ * One that cannot be had prints "NETWORK -" and a line on stderr, and the
+ * command fails after the whole list. */
+static int print_addresses(struct key_target *t, const struct secret *names)
+{
+	int status = 0;
+	const char *p = (const char *)names->data, *end = p + names->len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char network[65];
+		if (len > 0 && len < sizeof(network)) {
+			memcpy(network, p, len);
+			network[len] = 0;
+			char why[BACKEND_ERR_MAX];
+			struct secret *address = NULL;
+			int rc = key_target_call(t, KEY_OP_ADDRESS, network, NULL, &address, why,
+			                         sizeof(why));
+			if (rc > 0)
+				return rc;
+			printf("%s %s\n", network, rc == 0 ? (const char *)address->data : "-");
+			fflush(stdout);
+			if (rc < 0)
+				status = fail(EXIT_FAIL, "no address for '%s': %s", network,
+				              key_reason(rc, why));
+			secret_free(address);
+		}
+		p += len + 1;
+	}
+	return status;
+}
+
 /* The union of every instance's listing, as keys/ shows it. */
 static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 {
-	(void)cli;
 	struct key_target t;
 	int rc = key_target_open(cfg, &t);
 	if (rc)
@@ -697,13 +750,16 @@ static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 	char why[BACKEND_ERR_MAX];
 	struct secret *names = NULL;
 	rc = key_target_call(&t, KEY_OP_LIST, "", NULL, &names, why, sizeof(why));
+	if (rc == 0 && cli->addresses)
+		rc = print_addresses(&t, names);
+	else if (rc == 0)
+		fwrite(names->data, 1, names->len, stdout);
 	key_target_close(&t);
+	secret_free(names);
 	if (rc > 0)
 		return rc;
 	if (rc < 0)
 		return fail(EXIT_FAIL, "cannot list keys: %s", key_reason(rc, why));
-	fwrite(names->data, 1, names->len, stdout);
-	secret_free(names);
 	return 0;
 }
 
@@ -888,6 +944,8 @@ static int cmd_key(int argc, char **argv, struct cli *cli)
 		return rc;
 	if (cli->argc > 0)
 		return fail(EXIT_USAGE, "key %s: unexpected argument '%s'", sub, cli->argv[0]);
+	if (cli->addresses && strcmp(sub, "list") != 0)
+		return fail(EXIT_USAGE, "key %s: --addresses belongs to key list", sub);
 	int (*fn)(const struct cli *, const struct config *) = NULL;
 	if (strcmp(sub, "import") == 0)
 		fn = cmd_key_import;

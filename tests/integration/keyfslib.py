@@ -252,6 +252,16 @@ def metric(m, name, default=_REQUIRED, **labels):
     return default
 
 
+def start_for_other_users(testcase, **kwargs):
+    """A started Mount with -o allow_other whose temp dir other uids can
+    traverse, stopped and removed by testcase's cleanups."""
+    m = Mount(extra_args=["-o", "allow_other"], **kwargs)
+    testcase.addCleanup(m.cleanup)
+    os.chmod(m.root, 0o755)
+    m.start()
+    return m
+
+
 class MountTestCase(unittest.TestCase):
     """A test case with a fresh mount per test (self.m)."""
     mount_kwargs = {}

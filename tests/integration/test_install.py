@@ -180,7 +180,7 @@ class UnitNotifyTest(InstallTest):
         while not any("READY=1" in m for m in messages):
             messages.append(sock.recv(4096).decode())
         self.assertTrue(is_mounted(mnt), "READY=1 before the mount served")
-        self.assertEqual(sorted(os.listdir(mnt)), ["health", "keys", "metrics", "textfile"])
+        self.assertEqual(sorted(os.listdir(mnt)), ["addresses", "health", "keys", "metrics", "textfile"])
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=15)
         err = proc.stderr.read().decode()

@@ -16,7 +16,7 @@ from keyfslib import (Mount, MountTestCase, is_mounted, metric, new_key, run)  #
 
 class TreeTest(MountTestCase):
     def test_root_listing(self):
-        self.assertEqual(sorted(os.listdir(self.m.mnt)), ["health", "keys", "metrics", "textfile"])
+        self.assertEqual(sorted(os.listdir(self.m.mnt)), ["addresses", "health", "keys", "metrics", "textfile"])
         self.assertEqual(os.listdir(self.m.path("health")), ["file"])
         self.assertEqual(os.listdir(self.m.path("textfile")), ["omikuji_keyfs.prom"])
         self.assertEqual(os.listdir(self.m.path("keys")), [])
@@ -303,7 +303,7 @@ class SignalTest(unittest.TestCase):
                                capture_output=True, text=True, env=m.env, timeout=30)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertTrue(is_mounted(m.mnt))
-            self.assertEqual(sorted(os.listdir(m.mnt)), ["health", "keys", "metrics", "textfile"])
+            self.assertEqual(sorted(os.listdir(m.mnt)), ["addresses", "health", "keys", "metrics", "textfile"])
         finally:
             subprocess.run(["fusermount3", "-u", m.mnt], capture_output=True)
             deadline = time.monotonic() + 5

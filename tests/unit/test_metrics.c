@@ -390,7 +390,7 @@ Test(metrics, grammar_and_families)
 
 Test(metrics, operation_series_with_zeros)
 {
-	static const char *ops[] = { "get", "store", "remove", "list" };
+	static const char *ops[] = { "get", "store", "remove", "list", "address" };
 	metrics_init();
 	metrics_backend_register("file", false);
 	metrics_backend_register("aws", true);
@@ -399,9 +399,9 @@ Test(metrics, operation_series_with_zeros)
 	metrics_observe_op(metrics_backend_register("aws", true), KEY_OP_REMOVE, false, 0.3);
 	render_parse(&x);
 
-	cr_expect_eq(count_samples(&x, "omikuji_key_operations_total", NULL), 16,
-	             "4 ops x 2 statuses x 2 configured backends");
-	for (int op = 0; op < 4; op++) {
+	cr_expect_eq(count_samples(&x, "omikuji_key_operations_total", NULL), 20,
+	             "5 ops x 2 statuses x 2 configured backends");
+	for (int op = 0; op < 5; op++) {
 		cr_expect_eq(value_of(&x, "omikuji_key_operations_total", "operation", ops[op],
 		                      "backend", "file", "status", "success", NULL), 0);
 		cr_expect_eq(value_of(&x, "omikuji_key_operations_total", "operation", ops[op],
@@ -570,7 +570,8 @@ Test(metrics, security_counters)
 	cr_expect_eq(value_of(&x, "omikuji_key_access_denied_total", "operation", "get", NULL), 2);
 	cr_expect_eq(value_of(&x, "omikuji_key_access_denied_total", "operation", "store", NULL), 1);
 	cr_expect_eq(value_of(&x, "omikuji_key_access_denied_total", "operation", "list", NULL), 0);
-	cr_expect_eq(count_samples(&x, "omikuji_key_access_denied_total", NULL), 4);
+	cr_expect_eq(value_of(&x, "omikuji_key_access_denied_total", "operation", "address", NULL), 0);
+	cr_expect_eq(count_samples(&x, "omikuji_key_access_denied_total", NULL), 5);
 	cr_expect_eq(value_of(&x, "omikuji_key_backend_auth_failures_total", "backend", "vault", NULL), 1);
 	cr_expect_eq(count_samples(&x, "omikuji_key_anomalies_total", NULL), 4, "unknown kinds dropped");
 	for (int i = 0; i < 4; i++)
