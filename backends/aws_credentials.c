@@ -19,6 +19,7 @@
  *     credential_process or sso_* is reported as unsupported.
  */
 #include "aws_internal.h"
+#include "backend.h"
 #include "clock.h"
 #include "http.h"
 
@@ -39,19 +40,6 @@
 #define AWS_ECS_HOST "http://169.254.170.2"
 #define AWS_IMDS_SECONDS 1.0
 #define AWS_REFRESH_BEFORE 300.0
-
-static void aws_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void aws_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	if (!why || !whylen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
 
 static const char *aws_env(const char *name)
 {
@@ -92,7 +80,7 @@ static int aws_read_file(const char *path, struct secret **out, char *why, size_
 	if (fd < 0) {
 		int e = errno;
 		if (e != ENOENT)
-			aws_why(why, whylen, "cannot open %s: %s", path, strerror(e));
+			backend_why(why, whylen, "cannot open %s: %s", path, strerror(e));
 		return -e;
 	}
 	struct secret *s = secret_new(4096);
@@ -100,7 +88,7 @@ static int aws_read_file(const char *path, struct secret **out, char *why, size_
 	while (!rc) {
 		if (s->len == s->cap) {
 			if (s->cap >= AWS_FILE_MAX) {
-				aws_why(why, whylen, "%s is too large", path);
+				backend_why(why, whylen, "%s is too large", path);
 				rc = -EFBIG;
 				break;
 			}
@@ -117,7 +105,7 @@ static int aws_read_file(const char *path, struct secret **out, char *why, size_
 			continue;
 		if (n < 0) {
 			rc = -errno;
-			aws_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
+			backend_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
 			break;
 		}
 		if (n == 0)
@@ -140,7 +128,7 @@ static int aws_read_token_file(const char *path, struct secret **out, char *why,
 	struct secret *raw = NULL;
 	int rc = aws_read_file(path, &raw, why, whylen);
 	if (rc == -ENOENT)
-		aws_why(why, whylen, "%s does not exist", path);
+		backend_why(why, whylen, "%s does not exist", path);
 	if (rc)
 		return rc;
 	size_t a = 0, z = raw->len;
@@ -155,7 +143,7 @@ static int aws_read_token_file(const char *path, struct secret **out, char *why,
 		}
 	}
 	if (z == a) {
-		aws_why(why, whylen, "%s is empty or holds non-printable characters", path);
+		backend_why(why, whylen, "%s is empty or holds non-printable characters", path);
 		secret_free(raw);
 		return -EINVAL;
 	}
@@ -329,7 +317,7 @@ int aws_profile_load(const char *credentials_path, const char *config_path, cons
 		}
 	}
 	if (rc == -ENOMEM)
-		aws_why(why, whylen, "out of memory");
+		backend_why(why, whylen, "out of memory");
 	if (rc)
 		aws_profile_clear(out);
 	return rc;
@@ -418,18 +406,18 @@ static int aws_credentials_set(struct aws_credentials *out, const char *ak, size
                                const char *expiration, char *why, size_t whylen)
 {
 	if (!aws_key_id_ok(ak, akl)) {
-		aws_why(why, whylen, "malformed access key id");
+		backend_why(why, whylen, "malformed access key id");
 		return -EIO;
 	}
 	if (!aws_printable(sk, skl) || (tok && !aws_printable(tok, tokl))) {
-		aws_why(why, whylen, "malformed secret key or session token");
+		backend_why(why, whylen, "malformed secret key or session token");
 		return -EIO;
 	}
 	double exp = 0;
 	if (expiration) {
 		exp = aws_parse_iso8601(expiration);
 		if (exp < 0) {
-			aws_why(why, whylen, "malformed Expiration");
+			backend_why(why, whylen, "malformed Expiration");
 			return -EIO;
 		}
 	}
@@ -462,12 +450,12 @@ int aws_parse_credentials_json(const void *body, size_t len, struct aws_credenti
 	int rc = -EIO;
 	json_t *root = aws_json_load(body, len);
 	if (!json_is_object(root)) {
-		aws_why(why, whylen, "credentials answer is not a JSON object");
+		backend_why(why, whylen, "credentials answer is not a JSON object");
 		goto out;
 	}
 	json_t *code = json_object_get(root, "Code");
 	if (code && (!json_is_string(code) || strcmp(json_string_value(code), "Success"))) {
-		aws_why(why, whylen, "credentials answer Code is not Success");
+		backend_why(why, whylen, "credentials answer Code is not Success");
 		goto out;
 	}
 	json_t *ak = json_object_get(root, "AccessKeyId");
@@ -476,7 +464,7 @@ int aws_parse_credentials_json(const void *body, size_t len, struct aws_credenti
 	json_t *exp = json_object_get(root, "Expiration");
 	if (!json_is_string(ak) || !json_is_string(sk) || (tok && !json_is_null(tok) && !json_is_string(tok)) ||
 	    (exp && !json_is_string(exp))) {
-		aws_why(why, whylen, "credentials answer lacks AccessKeyId or SecretAccessKey");
+		backend_why(why, whylen, "credentials answer lacks AccessKeyId or SecretAccessKey");
 		goto out;
 	}
 	bool has_tok = json_is_string(tok);
@@ -529,13 +517,13 @@ int aws_parse_sts_response(long status, const char *body, size_t len,
 			aws_copy_printable(code, sizeof(code), c, l1);
 		if (m)
 			aws_copy_printable(msg, sizeof(msg), m, l2);
-		aws_why(why, whylen, "STS AssumeRoleWithWebIdentity: %s%s%s (HTTP %ld)",
+		backend_why(why, whylen, "STS AssumeRoleWithWebIdentity: %s%s%s (HTTP %ld)",
 		        code[0] ? code : "error", msg[0] ? ": " : "", msg, status);
 		return status >= 400 && status < 500 ? -EACCES : -EIO;
 	}
 	const char *cs = body ? aws_xml_find(body, end, "Credentials", &l1) : NULL;
 	if (!cs) {
-		aws_why(why, whylen, "STS answer has no Credentials");
+		backend_why(why, whylen, "STS answer has no Credentials");
 		return -EIO;
 	}
 	const char *ce = cs + l1;
@@ -544,7 +532,7 @@ int aws_parse_sts_response(long status, const char *body, size_t len,
 	const char *tok = aws_xml_find(cs, ce, "SessionToken", &l3);
 	const char *exp = aws_xml_find(cs, ce, "Expiration", &l4);
 	if (!ak || !sk || !tok || !exp || l4 >= 64) {
-		aws_why(why, whylen, "STS answer lacks a credential member");
+		backend_why(why, whylen, "STS answer lacks a credential member");
 		return -EIO;
 	}
 	char expiration[64];
@@ -596,9 +584,9 @@ int aws_parse_secret_string(const void *s, size_t len, struct secret **out,
 			field = fields[i];
 		}
 		if (!v) {
-			aws_why(why, whylen, "secret has no private_key, privateKey, key or value field");
+			backend_why(why, whylen, "secret has no private_key, privateKey, key or value field");
 		} else if (!json_is_string(v) || json_string_length(v) == 0) {
-			aws_why(why, whylen, "field %s is not a non-empty string", field);
+			backend_why(why, whylen, "field %s is not a non-empty string", field);
 		} else {
 			*out = secret_from(json_string_value(v), json_string_length(v));
 			rc = *out ? 0 : -ENOMEM;
@@ -617,7 +605,7 @@ int aws_parse_secret_string(const void *s, size_t len, struct secret **out,
 	while (z > a && isspace(z[-1]))
 		z--;
 	if (a == z) {
-		aws_why(why, whylen, "SecretString is empty");
+		backend_why(why, whylen, "SecretString is empty");
 		goto out;
 	}
 	*out = secret_from(a, (size_t)(z - a));
@@ -759,7 +747,7 @@ static int aws_from_env(struct aws_credentials *out, char *why, size_t whylen)
 	if (!ak && !sk)
 		return -ENOENT;
 	if (!ak || !sk) {
-		aws_why(why, whylen, "environment: %s is set but %s is not",
+		backend_why(why, whylen, "environment: %s is set but %s is not",
 		        ak ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
 		        ak ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
 		return -EACCES;
@@ -767,7 +755,7 @@ static int aws_from_env(struct aws_credentials *out, char *why, size_t whylen)
 	int rc = aws_credentials_set(out, ak, strlen(ak), sk, strlen(sk), tok,
 	                             tok ? strlen(tok) : 0, NULL, why, whylen);
 	if (rc == -EIO) {
-		aws_why(why, whylen, "environment: malformed AWS_ACCESS_KEY_ID or secret");
+		backend_why(why, whylen, "environment: malformed AWS_ACCESS_KEY_ID or secret");
 		rc = -EACCES;
 	}
 	snprintf(out->source, sizeof(out->source), "environment");
@@ -799,12 +787,12 @@ static int aws_web_identity(const struct aws_chain *ch, const char *role_arn,
 		if (rc != -ENOMEM) {
 			char inner[200];
 			snprintf(inner, sizeof(inner), "%s", why ? why : "");
-			aws_why(why, whylen, "web identity: %s", inner);
+			backend_why(why, whylen, "web identity: %s", inner);
 		}
 		return rc == -ENOMEM ? rc : -EACCES;
 	}
 	if (aws_resolve_sts_endpoint(ch->region, url, sizeof(url) - 2)) {
-		aws_why(why, whylen, "web identity: invalid STS endpoint");
+		backend_why(why, whylen, "web identity: invalid STS endpoint");
 		rc = -EINVAL;
 		goto out;
 	}
@@ -847,7 +835,7 @@ static int aws_web_identity(const struct aws_chain *ch, const char *role_arn,
 	                            .body = body->data, .body_len = body->len, .idempotent = true };
 	rc = http_request(ch->http, &req, deadline, &resp, err, sizeof(err));
 	if (rc) {
-		aws_why(why, whylen, "web identity: STS unreachable: %s", err);
+		backend_why(why, whylen, "web identity: STS unreachable: %s", err);
 		rc = rc == -ETIMEDOUT ? rc : -EIO;
 		goto out;
 	}
@@ -883,14 +871,14 @@ static int aws_from_profile(const struct aws_chain *ch, double deadline,
 	if (!p.found) {
 		rc = -ENOENT;
 		if (explicit_profile) {
-			aws_why(why, whylen, "profile %s is in neither %s nor %s", name, cpath, fpath);
+			backend_why(why, whylen, "profile %s is in neither %s nor %s", name, cpath, fpath);
 			rc = -EACCES;
 		}
 	} else if (ak && sk) {
 		rc = aws_credentials_set(out, ak, strlen(ak), sk, strlen(sk), tok,
 		                         tok ? strlen(tok) : 0, NULL, why, whylen);
 		if (rc == -EIO) {
-			aws_why(why, whylen, "profile %s: malformed aws_access_key_id or secret", name);
+			backend_why(why, whylen, "profile %s: malformed aws_access_key_id or secret", name);
 			rc = -EACCES;
 		}
 		if (!rc)
@@ -901,12 +889,12 @@ static int aws_from_profile(const struct aws_chain *ch, double deadline,
 		if (!rc)
 			snprintf(out->source, sizeof(out->source), "profile %s (web-identity)", name);
 	} else if (ak || sk) {
-		aws_why(why, whylen, "profile %s has only one of aws_access_key_id and "
+		backend_why(why, whylen, "profile %s has only one of aws_access_key_id and "
 		        "aws_secret_access_key", name);
 		rc = -EACCES;
 	} else if (role || aws_profile_get(&p, "credential_process") ||
 	           aws_profile_get(&p, "sso_start_url") || aws_profile_get(&p, "sso_session")) {
-		aws_why(why, whylen, "profile %s uses %s, which omikuji-keyfs does not support "
+		backend_why(why, whylen, "profile %s uses %s, which omikuji-keyfs does not support "
 		        "(use static keys, web identity, container or instance credentials)", name,
 		        role ? "source_profile/role_arn" : aws_profile_get(&p, "credential_process")
 		             ? "credential_process" : "SSO");
@@ -963,7 +951,7 @@ static int aws_from_container(const struct aws_chain *ch, double deadline,
 	struct http_response resp = { 0 };
 	int rc = aws_container_url(url, sizeof(url));
 	if (rc == -EINVAL) {
-		aws_why(why, whylen, "container: AWS_CONTAINER_CREDENTIALS_FULL_URI must be "
+		backend_why(why, whylen, "container: AWS_CONTAINER_CREDENTIALS_FULL_URI must be "
 		        "https or a loopback / ECS / EKS address");
 		return -EACCES;
 	}
@@ -983,7 +971,7 @@ static int aws_from_container(const struct aws_chain *ch, double deadline,
 	const char *hdrs[2] = { NULL, NULL };
 	if (tok) {
 		if (memchr(tok->data, '\n', tok->len) || memchr(tok->data, '\r', tok->len)) {
-			aws_why(why, whylen, "container: authorization token holds a line break");
+			backend_why(why, whylen, "container: authorization token holds a line break");
 			rc = -EACCES;
 			goto out;
 		}
@@ -998,12 +986,12 @@ static int aws_from_container(const struct aws_chain *ch, double deadline,
 	struct http_request req = { .method = "GET", .url = url, .headers = hdrs, .idempotent = true };
 	rc = http_request(ch->http, &req, deadline, &resp, err, sizeof(err));
 	if (rc) {
-		aws_why(why, whylen, "container: credentials endpoint unreachable: %s", err);
+		backend_why(why, whylen, "container: credentials endpoint unreachable: %s", err);
 		rc = rc == -ETIMEDOUT ? rc : -EIO;
 		goto out;
 	}
 	if (resp.status != 200) {
-		aws_why(why, whylen, "container: credentials endpoint answered HTTP %ld", resp.status);
+		backend_why(why, whylen, "container: credentials endpoint answered HTTP %ld", resp.status);
 		rc = resp.status >= 400 && resp.status < 500 ? -EACCES : -EIO;
 		goto out;
 	}
@@ -1045,10 +1033,10 @@ static int aws_from_imds(const struct aws_chain *ch, double deadline,
 	if (rc || resp.status != 200 || !resp.body || !aws_printable((const char *)resp.body->data,
 	                                                             resp.body->len)) {
 		if (rc)
-			aws_why(why, whylen, "no credentials found (environment, shared files, web "
+			backend_why(why, whylen, "no credentials found (environment, shared files, web "
 			        "identity, container) and instance metadata unreachable: %s", err);
 		else
-			aws_why(why, whylen, "instance metadata: token request answered HTTP %ld",
+			backend_why(why, whylen, "instance metadata: token request answered HTTP %ld",
 			        resp.status);
 		rc = rc ? -ENOENT : -EIO;
 		goto out;
@@ -1068,7 +1056,7 @@ static int aws_from_imds(const struct aws_chain *ch, double deadline,
 	rc = http_perform(ch->http, &get, step, &resp, err, sizeof(err));
 	if (rc || resp.status != 200 || !resp.body || resp.body->len == 0 ||
 	    resp.body->len >= sizeof(role)) {
-		aws_why(why, whylen, "instance metadata: no IAM role (%s)",
+		backend_why(why, whylen, "instance metadata: no IAM role (%s)",
 		        rc ? err : resp.status == 404 ? "none attached" : "unexpected answer");
 		rc = rc == -ETIMEDOUT ? rc : (rc ? -EIO : -EACCES);
 		goto out;
@@ -1078,7 +1066,7 @@ static int aws_from_imds(const struct aws_chain *ch, double deadline,
 	role[rl] = 0;
 	char esc[600];
 	if (!rl || http_escape_segment(role, esc, sizeof(esc))) {
-		aws_why(why, whylen, "instance metadata: malformed role name");
+		backend_why(why, whylen, "instance metadata: malformed role name");
 		rc = -EIO;
 		goto out;
 	}
@@ -1088,7 +1076,7 @@ static int aws_from_imds(const struct aws_chain *ch, double deadline,
 	step = now + AWS_IMDS_SECONDS < deadline ? now + AWS_IMDS_SECONDS : deadline;
 	rc = http_perform(ch->http, &get, step, &resp, err, sizeof(err));
 	if (rc || resp.status != 200) {
-		aws_why(why, whylen, "instance metadata: credentials of role %s: %s", role,
+		backend_why(why, whylen, "instance metadata: credentials of role %s: %s", role,
 		        rc ? err : "unexpected HTTP status");
 		rc = rc == -ETIMEDOUT ? rc : -EIO;
 		goto out;

@@ -72,6 +72,10 @@ struct backend_err {
 /* Format a reason into e (e may be NULL). */
 void backend_err_set(struct backend_err *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Format a reason into the caller's buffer why[whylen] (why may be NULL):
+ * the parsers' "why" out-parameters.  Never key material. */
+void backend_why(char *why, size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #define BACKEND_HEALTH_DETAIL_MAX 1024
 

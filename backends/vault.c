@@ -72,27 +72,14 @@ struct vault_backend {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static void vault_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void vault_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	if (!why || !whylen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 static json_t *vault_json_load(const void *body, size_t len, char *why, size_t whylen)
 {
 	if (!body || len == 0) {
-		vault_why(why, whylen, "empty response");
+		backend_why(why, whylen, "empty response");
 		return NULL;
 	}
 	if (len > HTTP_BODY_MAX) {
-		vault_why(why, whylen, "response too large");
+		backend_why(why, whylen, "response too large");
 		return NULL;
 	}
 	json_error_t e;
@@ -100,7 +87,7 @@ static json_t *vault_json_load(const void *body, size_t len, char *why, size_t w
 	/* e.text may quote the input: never pass it on. */
 	secret_wipe(&e, sizeof(e));
 	if (!j)
-		vault_why(why, whylen, "malformed JSON in response");
+		backend_why(why, whylen, "malformed JSON in response");
 	return j;
 }
 
@@ -193,15 +180,15 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 	if (status == 404 && body && memmem(body, len, "no handler for route", 20)) {
 		/* Not a missing key: the KV mount is not there (wrong
 		 * mount_path, or a namespace that is missing or wrong). */
-		vault_why(why, whylen, "no such KV mount (check mount_path and namespace)");
+		backend_why(why, whylen, "no such KV mount (check mount_path and namespace)");
 		return -EIO;
 	}
 	if (status == 404) {
-		vault_why(why, whylen, "no such key");
+		backend_why(why, whylen, "no such key");
 		return -ENOENT;
 	}
 	if (status != 200) {
-		vault_why(why, whylen, "unexpected HTTP status %ld", status);
+		backend_why(why, whylen, "unexpected HTTP status %ld", status);
 		return vault_status_errno(status) ? vault_status_errno(status) : -EIO;
 	}
 	root = vault_json_load(body, len, why, whylen);
@@ -209,21 +196,21 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 		goto out;
 	json_t *data = json_object_get(root, "data");
 	if (!json_is_object(data)) {
-		vault_why(why, whylen, "response has no data object");
+		backend_why(why, whylen, "response has no data object");
 		goto out;
 	}
 	json_t *inner = json_object_get(data, "data");
 	if (!inner || json_is_null(inner)) {
 		if (vault_metadata_deleted(data)) {
-			vault_why(why, whylen, "latest version is deleted");
+			backend_why(why, whylen, "latest version is deleted");
 			rc = -ENOENT;
 		} else {
-			vault_why(why, whylen, "response has no data.data object");
+			backend_why(why, whylen, "response has no data.data object");
 		}
 		goto out;
 	}
 	if (!json_is_object(inner)) {
-		vault_why(why, whylen, "data.data is not an object");
+		backend_why(why, whylen, "data.data is not an object");
 		goto out;
 	}
 	static const char *const fields[] = { "private_key", "key", "value" };
@@ -236,15 +223,15 @@ int vault_parse_kv_read(long status, const void *body, size_t len, struct secret
 		field = fields[i];
 	}
 	if (!v) {
-		vault_why(why, whylen, "secret has no private_key, key or value field");
+		backend_why(why, whylen, "secret has no private_key, key or value field");
 		goto out;
 	}
 	if (!json_is_string(v)) {
-		vault_why(why, whylen, "field %s is not a string", field);
+		backend_why(why, whylen, "field %s is not a string", field);
 		goto out;
 	}
 	if (json_string_length(v) == 0) {
-		vault_why(why, whylen, "field %s is empty", field);
+		backend_why(why, whylen, "field %s is empty", field);
 		goto out;
 	}
 	*out = secret_from(json_string_value(v), json_string_length(v));
@@ -280,7 +267,7 @@ int vault_parse_kv_list(long status, const void *body, size_t len, struct strlis
 	if (status == 404)
 		return 0;
 	if (status != 200) {
-		vault_why(why, whylen, "unexpected HTTP status %ld", status);
+		backend_why(why, whylen, "unexpected HTTP status %ld", status);
 		return vault_status_errno(status) ? vault_status_errno(status) : -EIO;
 	}
 	json_t *root = vault_json_load(body, len, why, whylen);
@@ -288,14 +275,14 @@ int vault_parse_kv_list(long status, const void *body, size_t len, struct strlis
 		return -EIO;
 	json_t *keys = json_object_get(json_object_get(root, "data"), "keys");
 	if (!json_is_array(keys)) {
-		vault_why(why, whylen, "response has no data.keys array");
+		backend_why(why, whylen, "response has no data.keys array");
 		goto out;
 	}
 	size_t i;
 	json_t *k;
 	json_array_foreach(keys, i, k) {
 		if (!json_is_string(k)) {
-			vault_why(why, whylen, "data.keys holds a non-string");
+			backend_why(why, whylen, "data.keys holds a non-string");
 			goto out;
 		}
 	}
@@ -383,11 +370,11 @@ static int vault_auth_status(long status, char *why, size_t whylen)
 	if (status == 200)
 		return 0;
 	if (status == 400 || status == 401 || status == 403) {
-		vault_why(why, whylen, status == 400 ? "login rejected (invalid role or secret ID)"
+		backend_why(why, whylen, status == 400 ? "login rejected (invalid role or secret ID)"
 		                                     : "permission denied");
 		return -EACCES;
 	}
-	vault_why(why, whylen, "unexpected HTTP status %ld", status);
+	backend_why(why, whylen, "unexpected HTTP status %ld", status);
 	return -EIO;
 }
 
@@ -406,17 +393,17 @@ int vault_parse_auth(long status, const void *body, size_t len, double now,
 		return -EIO;
 	json_t *auth = json_object_get(root, "auth");
 	if (!json_is_object(auth)) {
-		vault_why(why, whylen, "response has no auth object");
+		backend_why(why, whylen, "response has no auth object");
 		goto out;
 	}
 	json_t *lease = json_object_get(auth, "lease_duration");
 	if (!json_is_integer(lease) || json_integer_value(lease) < 0) {
-		vault_why(why, whylen, "auth.lease_duration missing or not a number");
+		backend_why(why, whylen, "auth.lease_duration missing or not a number");
 		goto out;
 	}
 	json_t *renewable = json_object_get(auth, "renewable");
 	if (renewable && !json_is_boolean(renewable)) {
-		vault_why(why, whylen, "auth.renewable is not a boolean");
+		backend_why(why, whylen, "auth.renewable is not a boolean");
 		goto out;
 	}
 	if (token) {
@@ -424,7 +411,7 @@ int vault_parse_auth(long status, const void *body, size_t len, double now,
 		if (!json_is_string(t) ||
 		    !vault_token_chars_ok((const unsigned char *)json_string_value(t),
 		                          json_string_length(t))) {
-			vault_why(why, whylen, "auth.client_token missing or malformed");
+			backend_why(why, whylen, "auth.client_token missing or malformed");
 			goto out;
 		}
 		*token = secret_from(json_string_value(t), json_string_length(t));
@@ -456,7 +443,7 @@ int vault_parse_lookup(long status, const void *body, size_t len, double now,
 	json_t *ttl = json_object_get(data, "ttl");
 	json_t *renewable = json_object_get(data, "renewable");
 	if (!json_is_integer(ttl) || json_integer_value(ttl) < 0) {
-		vault_why(why, whylen, "data.ttl missing or not a number");
+		backend_why(why, whylen, "data.ttl missing or not a number");
 		goto out;
 	}
 	timing->renewable = json_is_true(renewable);
@@ -632,14 +619,14 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 	};
 	rc = http_request_failover(v->http, &req, &fo, deadline, resp, err, sizeof(err));
 	if (rc == -EMSGSIZE) {
-		vault_why(why, whylen, "vault response too large");
+		backend_why(why, whylen, "vault response too large");
 		rc = -EIO;
 	} else if (rc == -ETIMEDOUT) {
-		vault_why(why, whylen, "vault did not answer in time");
+		backend_why(why, whylen, "vault did not answer in time");
 	} else if (rc == -ENOMEM) {
-		vault_why(why, whylen, "out of memory");
+		backend_why(why, whylen, "out of memory");
 	} else if (rc) {
-		vault_why(why, whylen, "vault unreachable: %s", err);
+		backend_why(why, whylen, "vault unreachable: %s", err);
 		rc = -EIO;
 	}
 out:
@@ -655,7 +642,7 @@ static int vault_read_secret_file(const char *path, struct secret **out, char *w
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		vault_why(why, whylen, "cannot open %s: %s", path, strerror(e));
+		backend_why(why, whylen, "cannot open %s: %s", path, strerror(e));
 		return -e;
 	}
 	struct secret *s = secret_new(VAULT_TOKEN_FILE_MAX);
@@ -666,7 +653,7 @@ static int vault_read_secret_file(const char *path, struct secret **out, char *w
 	}
 	for (;;) {
 		if (s->len >= s->cap) {
-			vault_why(why, whylen, "%s is too large", path);
+			backend_why(why, whylen, "%s is too large", path);
 			rc = -EFBIG;
 			goto out;
 		}
@@ -675,7 +662,7 @@ static int vault_read_secret_file(const char *path, struct secret **out, char *w
 			continue;
 		if (n < 0) {
 			rc = -errno;
-			vault_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
+			backend_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
 			goto out;
 		}
 		if (n == 0)
@@ -688,7 +675,7 @@ static int vault_read_secret_file(const char *path, struct secret **out, char *w
 	while (z > a && (s->data[z - 1] == ' ' || s->data[z - 1] == '\t' || s->data[z - 1] == '\n' || s->data[z - 1] == '\r'))
 		z--;
 	if (!vault_token_chars_ok(s->data + a, z - a)) {
-		vault_why(why, whylen, "%s is empty or holds non-printable characters", path);
+		backend_why(why, whylen, "%s is empty or holds non-printable characters", path);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -877,7 +864,7 @@ static int vault_call(struct vault_backend *v, const char *method, const char *p
 		unsigned gen;
 		struct secret *tok = credential_snapshot(&v->token, &gen);
 		if (!tok) {
-			vault_why(why, sizeof(why), "not logged in");
+			backend_why(why, sizeof(why), "not logged in");
 			rc = -EACCES;
 			break;
 		}
@@ -885,7 +872,7 @@ static int vault_call(struct vault_backend *v, const char *method, const char *p
 		secret_free(tok);
 		if (rc || (resp->status != 403 && resp->status != 401))
 			break;
-		vault_why(why, sizeof(why), "permission denied");
+		backend_why(why, sizeof(why), "permission denied");
 		rc = -EACCES;
 		if (round == 0) {
 			char why2[VAULT_WHY] = "";

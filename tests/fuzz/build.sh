@@ -7,7 +7,7 @@ top=$here/../..
 cd "$top"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DFUSE_USE_VERSION=312 -DKEYFS_VERSION=\"fuzz\""
 inc="-Iutil -Ibackends -Ifs -Imount $(pkg-config --cflags fuse3 libcurl jansson libcrypto libssl yaml-0.1 libsecret-1)"
-libs="$(pkg-config --libs libcurl jansson libcrypto libssl yaml-0.1 libsecret-1) -lpthread"
+libs="$(pkg-config --libs libcurl jansson libcrypto libssl yaml-0.1 libsecret-1 nettle libsecp256k1) -lpthread"
 # shellcheck disable=SC2086
 clang $flags $inc -o "$here/fuzz_parsers" "$here/fuzz_parsers.c" \
 	util/*.c backends/backend.c backends/keyformat.c backends/vault.c backends/http.c \
