@@ -30,7 +30,7 @@
  *
  * Cross-cutting concerns (cache, metrics, audit, access control, routing,
  * the bound on calls in flight) are NOT done in backends: the fs layer wraps
- * every call in one place (fs/keystore.c).
+ * every call in one place (fs/keyops.c).
  *
  * Types and instances.  A backend TYPE is one row of the registry
  * (backend_types[] in backend.c: name, ops, capability flags) and one file;

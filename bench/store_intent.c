@@ -1,5 +1,5 @@
 /* store_intent.c - the cost of deny mode's intent audit line on a store:
- * keystore_store() through the same core library as the daemon, file
+ * keyops_store() through the same core library as the daemon, file
  * backend and audit log on a tmpfs directory (so fsync does not drown the
  * difference), `audit_failure: deny` (intent line + outcome line) against
  * `allow` (outcome line only), interleaved, median of REPS runs of N stores.
@@ -9,7 +9,7 @@
  * Prints "deny_us=... allow_us=... ratio=... intent_us=...".
  */
 #include "config.h"
-#include "keyfs.h"
+#include "keyops.h"
 #include "log.h"
 #include "metrics.h"
 #include "secret.h"
@@ -33,7 +33,7 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static struct keyfs *open_mode(const char *dir, const char *mode, struct config *cfg)
+static struct mount_state *open_mode(const char *dir, const char *mode, struct config *cfg)
 {
 	char path[512], yaml[2048], err[512] = "";
 	snprintf(path, sizeof(path), "%s/%s.yaml", dir, mode);
@@ -49,21 +49,21 @@ static struct keyfs *open_mode(const char *dir, const char *mode, struct config 
 		fprintf(stderr, "%s\n", err);
 		return NULL;
 	}
-	struct keyfs *k = NULL;
-	if (keyfs_new(cfg, getuid(), getgid(), true, &k, err, sizeof(err)) < 0) {
+	struct mount_state *k = NULL;
+	if (mount_state_new(cfg, getuid(), getgid(), true, &k, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return NULL;
 	}
 	return k;
 }
 
-static double run(struct keyfs *k, const struct caller *c, const struct secret *key, long n)
+static double run(struct mount_state *k, const struct caller *c, const struct secret *key, long n)
 {
 	char net[16];
 	double t0 = now_us();
 	for (long i = 0; i < n; i++) {
 		snprintf(net, sizeof(net), "net%ld", i % 8);
-		if (keystore_store(k, c, net, key) != 0) {
+		if (keyops_store(k, c, net, key) != 0) {
 			fprintf(stderr, "store failed\n");
 			exit(1);
 		}
@@ -97,15 +97,15 @@ int main(int argc, char **argv)
 	secret_json_allocator_install();
 	metrics_init();
 	struct config cd, ca;
-	struct keyfs *deny = open_mode(tmp, "deny", &cd);
-	struct keyfs *allow = open_mode(tmp, "allow", &ca);
+	struct mount_state *deny = open_mode(tmp, "deny", &cd);
+	struct mount_state *allow = open_mode(tmp, "allow", &ca);
 	if (!deny || !allow)
 		return 1;
 	log_configure(&cd.logging, (char[256]){ 0 }, 256);
 	static const char hex[] = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 	struct secret *key = secret_from(hex, 64);
 	struct caller c;
-	keyfs_caller_from_peer(deny, getuid(), getgid(), getpid(), &c);
+	mount_state_caller_from_peer(deny, getuid(), getgid(), getpid(), &c);
 	double d[99], a[99];
 	run(deny, &c, key, n / 10 + 1);    /* warm up both */
 	run(allow, &c, key, n / 10 + 1);
@@ -119,8 +119,8 @@ int main(int argc, char **argv)
 	printf("deny_us=%.2f allow_us=%.2f ratio=%.3f intent_us=%.2f stores=%ld reps=%ld\n",
 	       dm, am, dm / am, dm - am, n, reps);
 	secret_free(key);
-	keyfs_free(deny);
-	keyfs_free(allow);
+	mount_state_free(deny);
+	mount_state_free(allow);
 	config_free(&cd);
 	config_free(&ca);
 	char cmd[600];

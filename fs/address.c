@@ -9,7 +9,7 @@
  * The family: readdir lists the networks of the keys/ listing the caller
  * may ask the address of; getattr answers from the book or the listing and
  * never fetches a key; open renders the address into a per-open snapshot
- * (snapshot.c serves and frees it) through keystore_address(), which checks,
+ * (snapshot.c serves and frees it) through keyops_address(), which checks,
  * counts and, when it has to fetch the key, audits.
  */
 #include "address.h"
@@ -290,12 +290,12 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 
 /* --- the addresses/ family ------------------------------------------------ */
 
-int address_render(struct keyfs *k, const struct node *n, struct strbuf *out)
+int address_render(struct mount_state *k, const struct node *n, struct strbuf *out)
 {
 	struct caller c;
 	char address[EVM_ADDRESS_TEXT + 1];
-	keyfs_caller_current(k, &c);
-	int rc = keystore_address(k, &c, n->name, address);
+	mount_state_caller_current(k, &c);
+	int rc = keyops_address(k, &c, n->name, address);
 	if (rc < 0)
 		return rc;
 	strbuf_puts(out, address);
@@ -307,26 +307,26 @@ int address_render(struct keyfs *k, const struct node *n, struct strbuf *out)
  * never a key fetch) and, for a caller who may not read the address, as
  * keys/<net> does for it (hidden without any grant); the book only says
  * when it last changed. */
-int address_stat(struct keyfs *k, const struct caller *c, const char *network, double *mtime)
+int address_stat(struct mount_state *k, const struct caller *c, const char *network, double *mtime)
 {
 	if (!k->addresses)
 		return -ENOENT;
 	char address[EVM_ADDRESS_TEXT + 1];
 	if (address_book_lookup(k->addresses, network, address, mtime) < 0)
 		*mtime = k->start_wall;
-	if (keystore_allowed(k, c, network, ACCESS_ADDRESS))
-		return keystore_exists(k, network);
-	return keystore_lookup(k, c, network);
+	if (keyops_allowed(k, c, network, ACCESS_ADDRESS))
+		return keyops_exists(k, network);
+	return keyops_lookup(k, c, network);
 }
 
-int address_list(struct keyfs *k, const struct caller *c, struct strlist *out)
+int address_list(struct mount_state *k, const struct caller *c, struct strlist *out)
 {
 	if (!k->addresses)
 		return 0;
 	struct strlist names = STRLIST_INIT;
-	int rc = keystore_names(k, &names);
+	int rc = keyops_names(k, &names);
 	for (size_t i = 0; rc == 0 && i < names.n; i++)
-		if (keystore_allowed(k, c, names.items[i], ACCESS_ADDRESS) &&
+		if (keyops_allowed(k, c, names.items[i], ACCESS_ADDRESS) &&
 		    strlist_add(out, names.items[i]) < 0)
 			rc = -ENOMEM;
 	strlist_clear(&names);

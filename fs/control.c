@@ -1,6 +1,6 @@
 /* control.c - the mount's control socket and its client, see control.h. */
 #include "control.h"
-#include "keyfs.h"
+#include "keyops.h"
 #include "log.h"
 
 #include <errno.h>
@@ -23,7 +23,7 @@
 #define CONTROL_CLIENT_TIMEOUT_SECONDS 120
 
 struct control {
-	struct keyfs *k;
+	struct mount_state *k;
 	int listen_fd;
 	int stop_pipe[2];
 	pthread_t thread;
@@ -144,7 +144,7 @@ static void control_serve(struct control *ctl, int fd)
 		return;
 	}
 	struct caller c;
-	keyfs_caller_from_peer(ctl->k, cred.uid, cred.gid, cred.pid, &c);
+	mount_state_caller_from_peer(ctl->k, cred.uid, cred.gid, cred.pid, &c);
 	const unsigned char *payload = (unsigned char *)nl + 1;
 	size_t payload_len = req->len - (size_t)(payload - req->data);
 	struct secret *key = NULL;
@@ -153,28 +153,28 @@ static void control_serve(struct control *ctl, int fd)
 	int rc;
 	switch (op) {
 	case KEY_OP_GET:
-		rc = keystore_get(ctl->k, &c, network, false, &key);
+		rc = keyops_get(ctl->k, &c, network, false, &key);
 		break;
 	case KEY_OP_STORE:
 		key = secret_from(payload, payload_len);
-		rc = key ? keystore_store(ctl->k, &c, network, key) : -ENOMEM;
+		rc = key ? keyops_store(ctl->k, &c, network, key) : -ENOMEM;
 		secret_free(key);
 		key = NULL;
 		if (rc == 0)
-			strbuf_printf(&text, "%s", keystore_last_store());
+			strbuf_printf(&text, "%s", keyops_last_store());
 		break;
 	case KEY_OP_REMOVE:
-		rc = keystore_remove(ctl->k, &c, network);
+		rc = keyops_remove(ctl->k, &c, network);
 		break;
 	case KEY_OP_ADDRESS: {
 		char address[EVM_ADDRESS_TEXT + 1];
-		rc = keystore_address(ctl->k, &c, network, address);
+		rc = keyops_address(ctl->k, &c, network, address);
 		if (rc == 0)
 			strbuf_puts(&text, address);
 		break;
 	}
 	default:
-		rc = keystore_list(ctl->k, &c, &names);
+		rc = keyops_list(ctl->k, &c, &names);
 		for (size_t i = 0; rc == 0 && i < names.n; i++)
 			strbuf_printf(&text, "%s\n", names.items[i]);
 		if (text.error)
@@ -182,7 +182,7 @@ static void control_serve(struct control *ctl, int fd)
 		break;
 	}
 	if (rc < 0) {
-		const char *why = keystore_last_error();
+		const char *why = keyops_last_error();
 		control_reply(fd, rc, why, strlen(why));
 	} else if (key) {
 		control_reply(fd, 0, key->data, key->len);
@@ -219,7 +219,7 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
-int control_start(struct keyfs *k, struct control **out, char *err, size_t errlen)
+int control_start(struct mount_state *k, struct control **out, char *err, size_t errlen)
 {
 	struct sockaddr_un sa;
 	socklen_t len;

@@ -1,7 +1,7 @@
 /* control.h - the `key` commands through a running mount (contract section 9).
  *
  * A mount listens on a local socket so that `key import/export/remove/list`
- * run beside it act through it: the change goes through keystore_*() like a
+ * run beside it act through it: the change goes through keyops_*() like a
  * write to keys/<net> (access rules for the invoking user, cache updated at
  * once, metrics, one audit chain with that user's uid).
  *
@@ -30,13 +30,13 @@
 #include "metrics.h"
 #include "secret.h"
 
-struct keyfs;
+struct mount_state;
 struct control;
 
 /* Bind the socket of k's audit log and start the thread that serves it.
  * 0 or -errno with one line in err.  Stop with control_stop() before the
  * keyfs is freed. */
-int control_start(struct keyfs *k, struct control **out, char *err, size_t errlen);
+int control_start(struct mount_state *k, struct control **out, char *err, size_t errlen);
 void control_stop(struct control *c);
 
 /* Client: is there a mount with pid holder serving the control socket of

@@ -36,13 +36,13 @@ static const struct tree_entry address_file = {
 	"/addresses/*", NODE_ADDRESS, VIRT_MODE, address_render, 0, false, false
 };
 
-static struct keyfs *current_keyfs(void)
+static struct mount_state *current_keyfs(void)
 {
 	return fuse_get_context()->private_data;
 }
 
 /* The mount's state and the node of path, for every path-based op. */
-static int resolve(const char *path, struct keyfs **k, struct node *n)
+static int resolve(const char *path, struct mount_state **k, struct node *n)
 {
 	*k = current_keyfs();
 	return tree_resolve(*k, path, n);
@@ -55,7 +55,7 @@ static size_t parent_len(const char *path)
 	return slash == path ? 1 : (size_t)(slash - path);
 }
 
-int tree_resolve(struct keyfs *k, const char *path, struct node *n)
+int tree_resolve(struct mount_state *k, const char *path, struct node *n)
 {
 	for (size_t i = 0; i < TREE_SIZE; i++) {
 		if (strcmp(tree[i].path, path) == 0) {
@@ -78,7 +78,7 @@ int tree_resolve(struct keyfs *k, const char *path, struct node *n)
 			                    e->child_kind, name };
 			return 0;
 		}
-		if (!keyfs_instance(k, name))
+		if (!mount_state_instance(k, name))
 			return -ENOENT;
 		*n = (struct node){ &health_file, NODE_SNAPSHOT, name };
 		return 0;
@@ -86,14 +86,14 @@ int tree_resolve(struct keyfs *k, const char *path, struct node *n)
 	return -ENOENT;
 }
 
-static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode, double mtime)
+static void fill_stat(struct mount_state *k, struct stat *st, mode_t type, mode_t mode, double mtime)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = type | mode;
 	st->st_nlink = type == S_IFDIR ? 2 : 1;
 	st->st_uid = k->mount_uid;
 	st->st_gid = k->mount_gid;
-	st->st_size = 0;   /* key files: keystore_size(), known without fetching */
+	st->st_size = 0;   /* key files: keyops_size(), known without fetching */
 	st->st_blksize = 4096;
 	st->st_mtim.tv_sec = (time_t)mtime;
 	st->st_mtim.tv_nsec = (long)((mtime - (double)(time_t)mtime) * 1e9);
@@ -105,13 +105,13 @@ static void fill_stat(struct keyfs *k, struct stat *st, mode_t type, mode_t mode
  * (node_exporter runs as its own user); directories get x where they
  * have r.  Shown by getattr and enforced here, as default_permissions is
  * off. */
-static mode_t monitoring_mode(const struct keyfs *k, const struct node *n)
+static mode_t monitoring_mode(const struct mount_state *k, const struct node *n)
 {
 	mode_t m = (mode_t)k->cfg->keyfs.monitoring_mode & 0444;
 	return n->kind == NODE_DIR ? m | (m >> 2) : m;
 }
 
-static bool monitoring_allowed(struct keyfs *k, const struct node *n)
+static bool monitoring_allowed(struct mount_state *k, const struct node *n)
 {
 	mode_t m = monitoring_mode(k, n);
 	if ((m & 0444) == 0444)
@@ -138,7 +138,7 @@ static bool monitoring_allowed(struct keyfs *k, const struct node *n)
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	(void)fi;
-	struct keyfs *k;
+	struct mount_state *k;
 	struct node n;
 	int rc = resolve(path, &k, &n);
 	if (rc < 0)
@@ -156,19 +156,19 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		return 0;
 	case NODE_KEY: {
 		struct caller c;
-		keyfs_caller_current(k, &c);
-		rc = keystore_lookup(k, &c, n.name);
+		mount_state_caller_current(k, &c);
+		rc = keyops_lookup(k, &c, n.name);
 		if (rc < 0)
 			return rc;
-		fill_stat(k, st, S_IFREG, KEY_MODE, keystore_mtime(k, n.name));
+		fill_stat(k, st, S_IFREG, KEY_MODE, keyops_mtime(k, n.name));
 		/* What a read returns (evm: always 67), without fetching. */
-		st->st_size = keystore_size(k, n.name);
+		st->st_size = keyops_size(k, n.name);
 		return 0;
 	}
 	case NODE_ADDRESS: {
 		double mtime;
 		struct caller c;
-		keyfs_caller_current(k, &c);
+		mount_state_caller_current(k, &c);
 		rc = address_stat(k, &c, n.name, &mtime);
 		if (rc < 0)
 			return rc;
@@ -186,7 +186,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	(void)off;
 	(void)fi;
 	(void)flags;
-	struct keyfs *k;
+	struct mount_state *k;
 	struct node n;
 	int rc = resolve(path, &k, &n);
 	if (rc < 0)
@@ -214,11 +214,11 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	}
 	struct caller c;
 	struct strlist names = STRLIST_INIT;
-	keyfs_caller_current(k, &c);
+	mount_state_caller_current(k, &c);
 	if (n.entry->child_kind == NODE_ADDRESS)
 		rc = address_list(k, &c, &names);
 	else
-		rc = keystore_list(k, &c, &names);
+		rc = keyops_list(k, &c, &names);
 	for (size_t i = 0; rc == 0 && i < names.n; i++)
 		fill(buf, names.items[i], NULL, 0, 0);
 	strlist_clear(&names);
@@ -227,7 +227,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
-	struct keyfs *k;
+	struct mount_state *k;
 	struct node n;
 	int rc = resolve(path, &k, &n);
 	if (rc < 0)
@@ -250,7 +250,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	(void)mode;
-	struct keyfs *k = current_keyfs();
+	struct mount_state *k = current_keyfs();
 	size_t plen = parent_len(path);
 	if (plen != 5 || strncmp(path, "/keys", 5) != 0)
 		return -EACCES;   /* only keys/ holds files one can create */
@@ -262,7 +262,7 @@ static enum handle_kind handle_kind(struct fuse_file_info *fi)
 	return ((struct handle *)(uintptr_t)fi->fh)->kind;
 }
 
-void handle_register(struct keyfs *k, struct handle *h, enum handle_kind kind)
+void handle_register(struct mount_state *k, struct handle *h, enum handle_kind kind)
 {
 	h->kind = kind;
 	h->prev = NULL;
@@ -274,7 +274,7 @@ void handle_register(struct keyfs *k, struct handle *h, enum handle_kind kind)
 	pthread_mutex_unlock(&k->handles_lock);
 }
 
-void handle_unregister(struct keyfs *k, struct handle *h)
+void handle_unregister(struct mount_state *k, struct handle *h)
 {
 	pthread_mutex_lock(&k->handles_lock);
 	if (h->prev)
@@ -329,7 +329,7 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	struct keyfs *k;
+	struct mount_state *k;
 	struct node n;
 	int rc = resolve(path, &k, &n);
 	if (rc < 0)
@@ -338,8 +338,8 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		return -EACCES;
 	if (!fi) {
 		struct caller c;
-		keyfs_caller_current(k, &c);
-		rc = keystore_check(k, &c, n.name, KEY_OP_STORE);
+		mount_state_caller_current(k, &c);
+		rc = keyops_check(k, &c, n.name, KEY_OP_STORE);
 		if (rc < 0)
 			return rc;
 	} else if (handle_kind(fi) != HANDLE_KEY) {
@@ -350,7 +350,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 static int op_unlink(const char *path)
 {
-	struct keyfs *k;
+	struct mount_state *k;
 	struct node n;
 	int rc = resolve(path, &k, &n);
 	if (rc < 0)
@@ -358,8 +358,8 @@ static int op_unlink(const char *path)
 	if (n.kind != NODE_KEY)
 		return -EPERM;
 	struct caller c;
-	keyfs_caller_current(k, &c);
-	return keystore_remove(k, &c, n.name);
+	mount_state_caller_current(k, &c);
+	return keyops_remove(k, &c, n.name);
 }
 
 /* `touch keys/<net>` forces a refetch of that key (audited as a refresh).
@@ -369,7 +369,7 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 {
 	(void)tv;
 	(void)fi;
-	struct keyfs *k;
+	struct mount_state *k;
 	struct node n;
 	int rc = resolve(path, &k, &n);
 	if (rc < 0)
@@ -377,32 +377,32 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 	if (n.kind != NODE_KEY)
 		return -EPERM;
 	/* touch of a new name: nothing to refetch, nothing to audit */
-	if (keyfs_request_is_own(k) || keystore_is_creating(k, n.name))
+	if (mount_state_request_is_own(k) || keyops_is_creating(k, n.name))
 		return 0;
 	struct caller c;
 	struct secret *key = NULL;
-	keyfs_caller_current(k, &c);
-	rc = keystore_get(k, &c, n.name, true, &key);
+	mount_state_caller_current(k, &c);
+	rc = keyops_get(k, &c, n.name, true, &key);
 	secret_free(key);
 	/* A key being created (touch of a new name) has nothing to refetch. */
-	return rc == -ENOENT && keystore_exists(k, n.name) == 0 ? 0 : rc;
+	return rc == -ENOENT && keyops_exists(k, n.name) == 0 ? 0 : rc;
 }
 
 static int op_access(const char *path, int mask)
 {
-	struct keyfs *k;
+	struct mount_state *k;
 	struct node n;
 	int rc = resolve(path, &k, &n);
 	if (rc < 0)
 		return rc;
 	struct caller c;
-	keyfs_caller_current(k, &c);
+	mount_state_caller_current(k, &c);
 	switch (n.kind) {
 	case NODE_DIR:
 		if (n.entry->monitoring && !monitoring_allowed(k, &n))
 			return -EACCES;
 		if (n.entry->has_children && n.entry->child_kind == NODE_KEY) {
-			if ((mask & R_OK) && !keystore_allowed(k, &c, "", ACCESS_LIST))
+			if ((mask & R_OK) && !keyops_allowed(k, &c, "", ACCESS_LIST))
 				return -EACCES;
 			/* keys/ is writable for a caller some rule lets create keys */
 			if ((mask & W_OK) && !access_allowed_somewhere(k->access, &c, ACCESS_WRITE))
@@ -417,7 +417,7 @@ static int op_access(const char *path, int mask)
 	case NODE_ADDRESS:
 		if (mask & (W_OK | X_OK))
 			return -EACCES;
-		if ((mask & R_OK) && !keystore_allowed(k, &c, n.name, ACCESS_ADDRESS))
+		if ((mask & R_OK) && !keyops_allowed(k, &c, n.name, ACCESS_ADDRESS))
 			return -EACCES;
 		if (mask == F_OK) {
 			double mtime;
@@ -429,12 +429,12 @@ static int op_access(const char *path, int mask)
 			return -ENOENT;
 		if (mask & X_OK)
 			return -EACCES;
-		if ((mask & R_OK) && !keystore_allowed(k, &c, n.name, ACCESS_READ))
+		if ((mask & R_OK) && !keyops_allowed(k, &c, n.name, ACCESS_READ))
 			return -EACCES;
-		if ((mask & W_OK) && !keystore_allowed(k, &c, n.name, ACCESS_WRITE))
+		if ((mask & W_OK) && !keyops_allowed(k, &c, n.name, ACCESS_WRITE))
 			return -EACCES;
 		if (mask == F_OK)
-			return keystore_exists(k, n.name);
+			return keyops_exists(k, n.name);
 		return 0;
 	}
 	return -ENOENT;
@@ -505,7 +505,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * who asks (a caller without a grant gets ENOENT) while those caches
 	 * are shared by all users: then none at all (a cached read costs about
 	 * a fifth more, measured in the issue 9 report). */
-	struct keyfs *k = fuse_get_context()->private_data;
+	struct mount_state *k = fuse_get_context()->private_data;
 	double timeout = k->other_users ? 0 : 1.0;
 	cfg->entry_timeout = timeout;
 	cfg->attr_timeout = timeout;
@@ -523,7 +523,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
  * queued when a signal ended the loop.  Their key bytes are wiped here. */
 static void op_destroy(void *private_data)
 {
-	struct keyfs *k = private_data;
+	struct mount_state *k = private_data;
 	pthread_mutex_lock(&k->handles_lock);
 	struct handle *h = k->handles;
 	k->handles = NULL;

@@ -2,7 +2,7 @@
  * probes it every health_interval_seconds, real operations feed their
  * outcomes in, and health/<name> renders the state without ever calling
  * the backend (a hung backend must not hang `cat health/vault`). */
-#include "keyfs.h"
+#include "keyops.h"
 #include "clock.h"
 #include "log.h"
 

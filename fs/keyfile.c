@@ -26,17 +26,17 @@ struct keyfile {
 	struct secret *content;      /* readable content: key + "\n" */
 	struct secret *written;      /* bytes written so far (writable opens) */
 	bool pending;                /* written bytes not stored yet */
-	bool creating;               /* registered with keystore_creating() */
+	bool creating;               /* registered with keyops_creating() */
 };
 
-static struct keyfile *keyfile_new(struct keyfs *k, const char *network, bool writable)
+static struct keyfile *keyfile_new(struct mount_state *k, const char *network, bool writable)
 {
 	struct keyfile *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
 	pthread_mutex_init(&f->lock, NULL);
 	snprintf(f->network, sizeof(f->network), "%s", network);
-	keyfs_caller_current(k, &f->opener);
+	mount_state_caller_current(k, &f->opener);
 	if (writable) {
 		f->written = secret_new(256);
 		if (!f->written) {
@@ -55,7 +55,7 @@ static void keyfile_free(struct keyfile *f)
 	free(f);
 }
 
-static void set_handle(struct keyfs *k, struct fuse_file_info *fi, struct keyfile *f)
+static void set_handle(struct mount_state *k, struct fuse_file_info *fi, struct keyfile *f)
 {
 	handle_register(k, &f->h, HANDLE_KEY);
 	fi->fh = (uint64_t)(uintptr_t)f;
@@ -63,7 +63,7 @@ static void set_handle(struct keyfs *k, struct fuse_file_info *fi, struct keyfil
 	fi->keep_cache = 0;
 }
 
-int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi)
+int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi)
 {
 	int acc = fi->flags & O_ACCMODE;
 	bool readable = acc == O_RDONLY || acc == O_RDWR;
@@ -74,12 +74,12 @@ int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *f
 		return -ENOMEM;
 
 	if (writable)
-		rc = keystore_check(k, &f->opener, n->name, KEY_OP_STORE);
+		rc = keyops_check(k, &f->opener, n->name, KEY_OP_STORE);
 	if (rc == 0 && readable) {
 		struct secret *key = NULL;
-		rc = keystore_get(k, &f->opener, n->name, false, &key);
+		rc = keyops_get(k, &f->opener, n->name, false, &key);
 		if (rc == 0) {
-			f->content = keystore_content(k, key);
+			f->content = keyops_content(k, key);
 			if (!f->content)
 				rc = -ENOMEM;
 		}
@@ -96,20 +96,20 @@ int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *f
 	return 0;
 }
 
-int keyfile_create(struct keyfs *k, const char *network, struct fuse_file_info *fi)
+int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_info *fi)
 {
 	if (!network_name_valid(network))
 		return -EINVAL;
 	struct keyfile *f = keyfile_new(k, network, true);
 	if (!f)
 		return -ENOMEM;
-	int rc = keystore_check(k, &f->opener, network, KEY_OP_STORE);
+	int rc = keyops_check(k, &f->opener, network, KEY_OP_STORE);
 	if (rc < 0) {
 		keyfile_free(f);
 		return rc;
 	}
 	f->creating = true;
-	keystore_creating(k, network, true);
+	keyops_creating(k, network, true);
 	set_handle(k, fi, f);
 	return 0;
 }
@@ -138,7 +138,7 @@ static void discard_written(struct keyfile *f)
 	f->pending = false;
 }
 
-int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
+int keyfile_write(struct mount_state *k, const char *buf, size_t size, off_t off,
                   struct fuse_file_info *fi)
 {
 	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
@@ -171,7 +171,7 @@ int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
 		/* Can never become a key: refuse this write(2) now (printf and
 		 * `echo -n` see it); the store path validates, audits, counts. */
 		f->pending = false;
-		rc = keystore_store(k, &f->opener, f->network, f->written);
+		rc = keyops_store(k, &f->opener, f->network, f->written);
 		discard_written(f);
 		if (rc == 0)
 			rc = -EINVAL;
@@ -179,7 +179,7 @@ int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
 	}
 	if (f->written->len > 0 && f->written->data[f->written->len - 1] == '\n') {
 		f->pending = false;
-		rc = keystore_store(k, &f->opener, f->network, f->written);
+		rc = keyops_store(k, &f->opener, f->network, f->written);
 		if (rc < 0)
 			discard_written(f);
 	}
@@ -188,14 +188,14 @@ out:
 	return rc < 0 ? rc : (int)size;
 }
 
-int keyfile_flush(struct keyfs *k, struct fuse_file_info *fi)
+int keyfile_flush(struct mount_state *k, struct fuse_file_info *fi)
 {
 	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
 	int rc = 0;
 	pthread_mutex_lock(&f->lock);
 	if (f->pending) {
 		f->pending = false;
-		rc = keystore_store(k, &f->opener, f->network, f->written);
+		rc = keyops_store(k, &f->opener, f->network, f->written);
 		if (rc < 0)
 			discard_written(f);
 	}
@@ -216,22 +216,22 @@ int keyfile_truncate(struct fuse_file_info *fi, off_t size)
 	return 0;
 }
 
-void keyfile_release(struct keyfs *k, struct fuse_file_info *fi)
+void keyfile_release(struct mount_state *k, struct fuse_file_info *fi)
 {
 	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
 	if (!f)
 		return;
 	handle_unregister(k, &f->h);
 	if (f->creating)
-		keystore_creating(k, f->network, false);
+		keyops_creating(k, f->network, false);
 	keyfile_free(f);
 	fi->fh = 0;
 }
 
-void keyfile_discard(struct keyfs *k, struct handle *h)
+void keyfile_discard(struct mount_state *k, struct handle *h)
 {
 	struct keyfile *f = (struct keyfile *)h;
 	if (f->creating)
-		keystore_creating(k, f->network, false);
+		keyops_creating(k, f->network, false);
 	keyfile_free(f);
 }

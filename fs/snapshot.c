@@ -14,7 +14,7 @@ struct snapshot {
 	size_t len;
 };
 
-int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out)
+int snapshot_render_metrics(struct mount_state *k, const struct node *n, struct strbuf *out)
 {
 	(void)n;
 	int rc = metrics_render(out);
@@ -35,13 +35,13 @@ int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf
 	return rc;
 }
 
-int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out)
+int snapshot_render_health(struct mount_state *k, const struct node *n, struct strbuf *out)
 {
-	struct instance *in = keyfs_instance(k, n->name);
+	struct instance *in = mount_state_instance(k, n->name);
 	return in ? health_render(in, out) : -ENOENT;
 }
 
-int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi)
+int snapshot_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi)
 {
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		return -EACCES;
@@ -88,7 +88,7 @@ void snapshot_discard(struct handle *h)
 	free(s);
 }
 
-void snapshot_release(struct keyfs *k, struct fuse_file_info *fi)
+void snapshot_release(struct mount_state *k, struct fuse_file_info *fi)
 {
 	struct snapshot *s = (struct snapshot *)(uintptr_t)fi->fh;
 	if (!s)

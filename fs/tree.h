@@ -19,7 +19,7 @@
 #define OMIKUJI_TREE_H
 
 #include <fuse.h>
-#include "keyfs.h"
+#include "keyops.h"
 
 enum node_kind {
 	NODE_DIR,        /* root, keys/, health/, textfile/ */
@@ -29,7 +29,7 @@ enum node_kind {
 };
 
 struct node;
-typedef int (*node_render_fn)(struct keyfs *k, const struct node *n, struct strbuf *out);
+typedef int (*node_render_fn)(struct mount_state *k, const struct node *n, struct strbuf *out);
 
 struct tree_entry {
 	const char *path;          /* absolute path of a fixed entry */
@@ -48,35 +48,35 @@ struct node {
 };
 
 /* 0 and *n filled, or -ENOENT.  n->name points into path. */
-int tree_resolve(struct keyfs *k, const char *path, struct node *n);
+int tree_resolve(struct mount_state *k, const char *path, struct node *n);
 
 /* The FUSE operations of the whole tree. */
 extern const struct fuse_operations keyfs_operations;
 
 /* Families, implemented in keyfile.c and snapshot.c. */
-int keyfile_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi);
-int keyfile_create(struct keyfs *k, const char *network, struct fuse_file_info *fi);
+int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi);
+int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_info *fi);
 int keyfile_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
-int keyfile_write(struct keyfs *k, const char *buf, size_t size, off_t off,
+int keyfile_write(struct mount_state *k, const char *buf, size_t size, off_t off,
                   struct fuse_file_info *fi);
-int keyfile_flush(struct keyfs *k, struct fuse_file_info *fi);
-void keyfile_release(struct keyfs *k, struct fuse_file_info *fi);
+int keyfile_flush(struct mount_state *k, struct fuse_file_info *fi);
+void keyfile_release(struct mount_state *k, struct fuse_file_info *fi);
 int keyfile_truncate(struct fuse_file_info *fi, off_t size);
 
-int snapshot_open(struct keyfs *k, const struct node *n, struct fuse_file_info *fi);
+int snapshot_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi);
 int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
-void snapshot_release(struct keyfs *k, struct fuse_file_info *fi);
-int snapshot_render_metrics(struct keyfs *k, const struct node *n, struct strbuf *out);
-int snapshot_render_health(struct keyfs *k, const struct node *n, struct strbuf *out);
+void snapshot_release(struct mount_state *k, struct fuse_file_info *fi);
+int snapshot_render_metrics(struct mount_state *k, const struct node *n, struct strbuf *out);
+int snapshot_render_health(struct mount_state *k, const struct node *n, struct strbuf *out);
 
 /* The addresses/ family, in address.c.  address_render is the snapshot
  * renderer of addresses/<network> (checked, and audited when it fetches). */
-int address_render(struct keyfs *k, const struct node *n, struct strbuf *out);
+int address_render(struct mount_state *k, const struct node *n, struct strbuf *out);
 /* getattr: 0 with the mtime to show, or -ENOENT (no key, or as for keys/,
  * a network the caller has no grant for); never fetches a key. */
-int address_stat(struct keyfs *k, const struct caller *c, const char *network, double *mtime);
+int address_stat(struct mount_state *k, const struct caller *c, const char *network, double *mtime);
 /* readdir: the networks of keys/ whose address c may read. */
-int address_list(struct keyfs *k, const struct caller *c, struct strlist *out);
+int address_list(struct mount_state *k, const struct caller *c, struct strlist *out);
 
 /* Every open file's fi->fh points to a family struct that begins with a
  * struct handle; `kind` says which family.  Open handles are on a list in
@@ -90,11 +90,11 @@ struct handle {
 	struct handle *prev, *next;
 };
 
-void handle_register(struct keyfs *k, struct handle *h, enum handle_kind kind);
-void handle_unregister(struct keyfs *k, struct handle *h);
+void handle_register(struct mount_state *k, struct handle *h, enum handle_kind kind);
+void handle_unregister(struct mount_state *k, struct handle *h);
 
 /* Free a handle whose RELEASE never came (at destroy). */
-void keyfile_discard(struct keyfs *k, struct handle *h);
+void keyfile_discard(struct mount_state *k, struct handle *h);
 void snapshot_discard(struct handle *h);
 
 #endif

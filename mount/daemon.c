@@ -13,17 +13,17 @@
  *    the store) is opened as that user now.
  * 4. Open: log files, every backend instance (its open: local checks, no
  *    network), the audit log and its one-writer lock, the access rules
- *    (keyfs_new); the FUSE object.
+ *    (mount_state_new); the FUSE object.
  * 5. Mount, with the real uid already `run_as`, so the mount belongs to the
  *    service user who must unmount it at stop; then drop root for good.
  * 6. Start: lock key memory, start the backends (a Vault's first login)
- *    and the threads, one health checker per instance (keyfs_start), then
+ *    and the threads, one health checker per instance (mount_state_start), then
  *    report ready (pipe to the parent, sd_notify READY=1) and serve.
  * 7. Stop: STOPPING=1, an audit checkpoint in the application log, unmount.
  */
 #include "daemon.h"
 #include "control.h"
-#include "keyfs.h"
+#include "keyops.h"
 #include "log.h"
 #include "mountpoint.h"
 #include "secret.h"
@@ -46,7 +46,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-static struct keyfs *signal_keyfs;
+static struct mount_state *signal_keyfs;
 
 /* Is name one of the comma-separated -o options? */
 static bool fuse_option_given(const char *options, const char *name)
@@ -66,7 +66,7 @@ static void on_sighup(int sig)
 {
 	(void)sig;
 	if (signal_keyfs)
-		keyfs_request_reload(signal_keyfs);
+		mount_state_request_reload(signal_keyfs);
 }
 
 void daemon_harden(void)
@@ -330,7 +330,7 @@ struct serve {
 static int serve(struct serve *s)
 {
 	char err[768] = "";
-	struct keyfs *k = NULL;
+	struct mount_state *k = NULL;
 	struct control *control = NULL;
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *loop = NULL;
@@ -378,7 +378,7 @@ static int serve(struct serve *s)
 	}
 
 	metrics_init();
-	rc = keyfs_new(cfg, s->invoker, getgid(), opt->audit, &k, err, sizeof(err));
+	rc = mount_state_new(cfg, s->invoker, getgid(), opt->audit, &k, err, sizeof(err));
 	if (rc < 0) {
 		start_failed(&s->start, "%s", err);
 		goto out;
@@ -419,7 +419,7 @@ static int serve(struct serve *s)
 		goto out;
 	}
 	mounted = true;
-	keyfs_attach(k, fuse, s->mountpoint);   /* rotation notices; best effort */
+	mount_state_attach(k, fuse, s->mountpoint);   /* rotation notices; best effort */
 	if (s->run_as.set && run_as_drop(&s->run_as, err, sizeof(err)) < 0) {
 		start_failed(&s->start, "%s", err);
 		goto out;
@@ -439,7 +439,7 @@ static int serve(struct serve *s)
 	sigset_t all_signals, main_mask;
 	sigfillset(&all_signals);
 	pthread_sigmask(SIG_BLOCK, &all_signals, &main_mask);
-	rc = keyfs_start(k, err, sizeof(err));
+	rc = mount_state_start(k, err, sizeof(err));
 	if (rc < 0) {
 		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
 		start_failed(&s->start, "%s", err);
@@ -482,7 +482,7 @@ static int serve(struct serve *s)
 	mounted = false;
 	control_stop(control);
 	control = NULL;
-	keyfs_audit_checkpoint(k, true);
+	mount_state_audit_checkpoint(k, true);
 out:
 	signal_keyfs = NULL;
 	control_stop(control);
@@ -495,7 +495,7 @@ out:
 			fuse_unmount(fuse);
 		fuse_destroy(fuse);
 	}
-	keyfs_free(k);
+	mount_state_free(k);
 	fuse_opt_free_args(&args);
 	return code;
 }

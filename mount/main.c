@@ -13,7 +13,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "evm_address.h"
-#include "keyfs.h"
+#include "keyops.h"
 #include "keyformat.h"
 #include "log.h"
 #include "report.h"
@@ -307,12 +307,12 @@ static int load_config(const struct cli *cli, struct config *cfg)
 
 /* Where a key command acts (contract section 9): through the mount that
  * writes the same audit log when one runs (control.h), else on the backend
- * through the same keystore path as the mount (access rules, the audit
+ * through the same key-operations path as the mount (access rules, the audit
  * line in the one chain, under the audit log's writer lock). */
 struct key_target {
 	const struct config *cfg;
 	pid_t mount_pid;          /* > 0: through this mount */
-	struct keyfs *k;          /* else: our own, holding the audit lock */
+	struct mount_state *k;          /* else: our own, holding the audit lock */
 	struct caller self;
 };
 
@@ -340,12 +340,12 @@ static int key_target_open(const struct config *cfg, struct key_target *t)
 			return 0;
 		}
 		metrics_init();
-		int rc = keyfs_new(cfg, getuid(), getgid(), true, &t->k, err, sizeof(err));
+		int rc = mount_state_new(cfg, getuid(), getgid(), true, &t->k, err, sizeof(err));
 		if (rc == -EBUSY)
 			continue;   /* someone took it in between */
 		if (rc < 0)
 			return fail(EXIT_FAIL, "%s", err);
-		keyfs_caller_from_peer(t->k, getuid(), getgid(), getpid(), &t->self);
+		mount_state_caller_from_peer(t->k, getuid(), getgid(), getpid(), &t->self);
 		return 0;
 	}
 	return fail(EXIT_FAIL, "%s", err);
@@ -353,7 +353,7 @@ static int key_target_open(const struct config *cfg, struct key_target *t)
 
 static void key_target_close(struct key_target *t)
 {
-	keyfs_free(t->k);
+	mount_state_free(t->k);
 	t->k = NULL;
 }
 
@@ -385,23 +385,23 @@ static int key_target_call(struct key_target *t, enum key_op op, const char *net
 	struct strlist names = STRLIST_INIT;
 	switch (op) {
 	case KEY_OP_GET:
-		rc = keystore_get(t->k, &t->self, network, false, reply);
+		rc = keyops_get(t->k, &t->self, network, false, reply);
 		break;
 	case KEY_OP_STORE:
-		rc = keystore_store(t->k, &t->self, network, key);
+		rc = keyops_store(t->k, &t->self, network, key);
 		break;
 	case KEY_OP_REMOVE:
-		rc = keystore_remove(t->k, &t->self, network);
+		rc = keyops_remove(t->k, &t->self, network);
 		break;
 	case KEY_OP_ADDRESS: {
 		char address[EVM_ADDRESS_TEXT + 1];
-		rc = keystore_address(t->k, &t->self, network, address);
+		rc = keyops_address(t->k, &t->self, network, address);
 		if (rc == 0 && !(*reply = secret_from(address, strlen(address))))
 			rc = -ENOMEM;
 		break;
 	}
 	default:
-		rc = keystore_list(t->k, &t->self, &names);
+		rc = keyops_list(t->k, &t->self, &names);
 		if (rc == 0 && !(*reply = secret_new(0)))
 			rc = -ENOMEM;
 		for (size_t i = 0; rc == 0 && i < names.n; i++)
@@ -412,7 +412,7 @@ static int key_target_call(struct key_target *t, enum key_op op, const char *net
 		break;
 	}
 	if (rc < 0) {
-		snprintf(why_buf, why_len, "%s", keystore_last_error());
+		snprintf(why_buf, why_len, "%s", keyops_last_error());
 		secret_free(*reply);
 		*reply = NULL;
 	}
@@ -636,7 +636,7 @@ static int cmd_key_import(const struct cli *cli, const struct config *cfg)
 	secret_free(key);
 	/* The mount answers "created" or "replaced"; without a mount, this
 	 * thread's store said it. */
-	const char *outcome = t.mount_pid <= 0 ? keystore_last_store()
+	const char *outcome = t.mount_pid <= 0 ? keyops_last_store()
 	                    : reply && reply->len == 8 && !memcmp(reply->data, "replaced", 8) ? "replaced"
 	                    : reply && reply->len == 7 && !memcmp(reply->data, "created", 7) ? "created"
 	                    : "stored";
@@ -707,7 +707,7 @@ static int cmd_key_remove(const struct cli *cli, const struct config *cfg)
 }
 
 /* "NETWORK ADDRESS" lines for --addresses: each address comes from the
- * keystore's address operation (through the mount when one runs: its book,
+ * keyops_address (through the mount when one runs: its book,
  * no key fetch for a known key), so the key never reaches this process.
  * One that cannot be had prints "NETWORK -" and a line on stderr, and the
  * command fails after the whole list. */

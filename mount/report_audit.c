@@ -335,7 +335,7 @@ static int op_index(const char *op)
 	return OP_OTHER;
 }
 
-/* Denials are written by the access checks with these reasons (keystore.c);
+/* Denials are written by the access checks with these reasons (keyops.c);
  * a backend's own refusal ("permission denied") is a failure. */
 static bool is_denial(const char *error)
 {

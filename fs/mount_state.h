@@ -1,21 +1,16 @@
-/* keyfs.h - the state of one mount and the one place where backend calls are
- * wrapped with routing, access control, caching, metrics, health and audit.
+/* mount_state.h - the state of one mount ("mount state"): its backend
+ * instances (contract section 8: instance 0 is key_storage, the others come
+ * from keyfs.backends), the audit log, access rules and threads.  Each
+ * instance owns its backend, cache (its own TTL), health state and checker
+ * thread, metric series, listing cache and bound on calls in flight, so that
+ * a hung instance never starves the others.
  *
- * A mount has one or more backend instances (contract section 8): instance
- * 0 is key_storage, the others come from keyfs.backends.  Each owns its
- * backend, cache (its own TTL), health state and checker thread, metric
- * series, listing cache and bound on calls in flight, so that a hung
- * instance never starves the others.
- *
- * Every key operation of the FUSE layer goes through keystore_*(): they
- * route the network to its instance, check the caller against the access
- * rules, consult the instance's cache (remote backends), call the backend,
- * time the call into the metrics, feed the health state, and write the
- * audit line before returning.  Nothing else calls a backend's
- * get/store/remove/list on behalf of a caller.
+ * The three layers of fs/: mount_state.c (this state's life cycle),
+ * keyops.c (the key operations, keyops.h: every caller's operation on a key
+ * goes through them) and keyfile.c (the files under keys/ that FUSE shows).
  */
-#ifndef OMIKUJI_KEYFS_H
-#define OMIKUJI_KEYFS_H
+#ifndef OMIKUJI_MOUNT_STATE_H
+#define OMIKUJI_MOUNT_STATE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,11 +48,11 @@ struct health_state {
 	char detail[BACKEND_HEALTH_DETAIL_MAX];
 };
 
-struct keyfs;
+struct mount_state;
 
 /* One backend instance of a mount. */
 struct instance {
-	struct keyfs *k;              /* the mount it belongs to */
+	struct mount_state *k;              /* the mount it belongs to */
 	const struct config_backend *cfg;   /* borrowed from the keyfs's config */
 	const char *name;             /* cfg->name: health/<name>, backend="<name>", audit */
 	struct backend *backend;      /* owned */
@@ -85,7 +80,7 @@ struct instance {
 	bool check_requested;         /* a store/remove changed what health/ shows */
 };
 
-struct keyfs {
+struct mount_state {
 	const struct config *cfg;     /* borrowed; outlives the keyfs */
 	struct instance **instances;  /* [0] = key_storage, then keyfs.backends in order */
 	size_t n_instances;
@@ -106,7 +101,7 @@ struct keyfs {
 	pthread_mutex_t creating_lock;
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
-	/* What the mount has seen of each network's key (keystore.c), hashed:
+	/* What the mount has seen of each network's key (keyops.c), hashed:
 	 * the mtime shown (wall seconds of the last change seen), the size a
 	 * read returns, and a keyed fingerprint of the value to notice rotations. */
 	pthread_mutex_t mtime_lock;
@@ -118,7 +113,7 @@ struct keyfs {
 	/* Rotation notices (keys whose value changed), delivered by the
 	 * maintenance thread: kernel caches dropped and an IN_ATTRIB raised by
 	 * touching the file through the mount itself, so inotify watchers wake. */
-	struct fuse *fuse;            /* keyfs_attach */
+	struct fuse *fuse;            /* mount_state_attach */
 	char *mountpoint;             /* absolute; NULL = no self-touch (tests) */
 	pthread_mutex_t changed_lock;
 	struct strlist changed;
@@ -139,107 +134,42 @@ struct keyfs {
  * network: before daemonizing), the audit log, access rules.
  * audit_enabled false skips the audit log (benchmarks of its cost).
  * 0 or -errno with one line in err. */
-int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
-              struct keyfs **out, char *err, size_t errlen);
+int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
+              struct mount_state **out, char *err, size_t errlen);
 /* After daemonizing (fork drops threads): start every backend (its
  * connections, a first login), the health checker of every instance and the
  * maintenance thread.  0 or -errno with one line in err. */
-int keyfs_start(struct keyfs *k, char *err, size_t errlen);
+int mount_state_start(struct mount_state *k, char *err, size_t errlen);
 /* Write the audit chain's end (seq, hash) to the application log, so that
  * `audit verify --start SEQ:HASH` can anchor it outside the file.  The
  * maintenance thread does it every keyfs.audit_checkpoint_seconds when
  * lines were added; at_stop writes it unconditionally (call after the
  * last request, from the thread that stops). */
-void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop);
+void mount_state_audit_checkpoint(struct mount_state *k, bool at_stop);
 /* Ask the maintenance thread to reopen logs and reload access rules. */
-void keyfs_request_reload(struct keyfs *k);
+void mount_state_request_reload(struct mount_state *k);
 /* Ask for a health check of one instance now (after a change the detail
  * lines show). */
 void instance_request_check(struct instance *in);
 /* The instance a network routes to. */
-struct instance *keyfs_route(struct keyfs *k, const char *network);
+struct instance *mount_state_route(struct mount_state *k, const char *network);
 /* The instance called name, or NULL. */
-struct instance *keyfs_instance(struct keyfs *k, const char *name);
-void keyfs_free(struct keyfs *k);
+struct instance *mount_state_instance(struct mount_state *k, const char *name);
+void mount_state_free(struct mount_state *k);
 
 /* Fill a caller from the current FUSE request (fuse_get_context). */
-void keyfs_caller_current(struct keyfs *k, struct caller *c);
+void mount_state_caller_current(struct mount_state *k, struct caller *c);
 /* Fill a caller from a peer's credentials (SO_PEERCRED of the control
  * socket, or the CLI's own ids): groups and command name from /proc. */
-void keyfs_caller_from_peer(struct keyfs *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c);
+void mount_state_caller_from_peer(struct mount_state *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c);
 
-/* The wrapped operations.  Results are 0 or -errno as the FUSE layer returns
- * them (-EACCES denied or refused, -ENOENT, -EIO, -EROFS, ...). */
-int keystore_get(struct keyfs *k, const struct caller *c, const char *network, bool refresh,
-                 struct secret **out);
-/* content is what the caller wrote (the key, maybe with surrounding
- * whitespace); it is validated against keyfs.key_format here, so a refusal
- * is audited too: -EINVAL invalid, -EFBIG larger than 4096 bytes. */
-int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
-                   const struct secret *content);
-int keystore_remove(struct keyfs *k, const struct caller *c, const char *network);
-/* The keys/ listing (sorted, valid names only) for a caller: checked and
- * audited; only names the caller has some grant on.  *out must be empty;
- * caller clears it. */
-int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out);
-/* The address of network's key for addresses/<network>: checked against
- * ACCESS_ADDRESS (a denial is counted and audited as `address`); answered
- * from the address book when the mount has seen the key, else the key is
- * fetched once as the daemon (cache and backend as for a read; audited as
- * `address` with the caller's ids), its address derived and kept.  The key
- * itself never leaves this call.  0, -EACCES, -ENOENT, -EIO, ... */
-int keystore_address(struct keyfs *k, const struct caller *c, const char *network,
-                     char out[EVM_ADDRESS_TEXT + 1]);
-/* The keys/ listing (the union of every instance's cached listing) without
- * access check or audit (addresses/ filters it per network itself).  *out must be empty; caller clears it. */
-int keystore_names(struct keyfs *k, struct strlist *out);
-/* Does network have a key?  From the cached listing (refreshed when older
- * than list_cache_seconds; the last good listing is kept when the backend
- * fails); never fetches a key.  Not audited.  A refresh made for it waits
- * at most a second (a per-call deadline), not the backend's full timeout.
- * When the backend cannot list in that time and no listing was ever had,
- * answers 0: the open's fetch then decides. */
-int keystore_exists(struct keyfs *k, const char *network);
-/* Does keys/<network> exist for this caller at all?  A caller with no grant
- * on network gets -ENOENT (audited and counted as a denied get: an attempt
- * to reach a key), so names and mtimes do not leak past the rules; else
- * keystore_exists(). */
-int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network);
-/* Check op for caller before the operation itself (open of a key for
- * writing): a denial is counted and audited here and gives -EACCES. */
-int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
-                   enum key_op op);
-/* Mark keys/<network> as being created (an open file not yet stored), so it
- * exists for getattr; end with keystore_creating(k, net, false). */
-void keystore_creating(struct keyfs *k, const char *network, bool on);
-bool keystore_is_creating(struct keyfs *k, const char *network);
-/* The reason of the last keystore_*() failure in this thread ("" when
- * none): what the audit line's `error` says, for the control socket and the
- * CLI to print.  Never key material. */
-/* After a successful keystore_store on this thread: "created" or "replaced"
- * (by the listing before the store; "replaced" when it could not be told). */
-const char *keystore_last_store(void);
-const char *keystore_last_error(void);
-/* Access decision without performing the operation (access(2)). */
-bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
-                      enum access_op op);
-/* mtime to show for keys/<network> (wall seconds). */
-double keystore_mtime(struct keyfs *k, const char *network);
-void keystore_mtime_free(struct keyfs *k);
-/* st_size to show for keys/<network>: what a read returns once the key is
- * known to the mount (key_format evm: always 67), else 0. */
-off_t keystore_size(struct keyfs *k, const char *network);
-/* The file content of a key as reads return it: the canonical form for
- * key_format evm ("0x" + 64 lowercase hex digits), then one newline.
- * NULL on allocation failure. */
-struct secret *keystore_content(struct keyfs *k, const struct secret *key);
 /* Tell the mount its FUSE object and where it is mounted, for rotation
- * notices (before keyfs_start).  0 or -errno from realpath. */
-int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint);
+ * notices (before mount_state_start).  0 or -errno from realpath. */
+int mount_state_attach(struct mount_state *k, struct fuse *fuse, const char *mountpoint);
 /* The mount saw a new value for network (a rotation): queue the notice. */
-void keyfs_key_changed(struct keyfs *k, const char *network);
+void mount_state_key_changed(struct mount_state *k, const char *network);
 /* Is the current FUSE request the mount's own rotation notice? */
-bool keyfs_request_is_own(struct keyfs *k);
+bool mount_state_request_is_own(struct mount_state *k);
 
 /* health/<name> text: "up" or "down" then name: value lines. */
 int health_render(struct instance *in, struct strbuf *out);

@@ -1,9 +1,9 @@
-/* keyfs.c - life cycle of a mount's state: open the backend instances
+/* mount_state.c - life cycle of a mount's state: open the backend instances
  * (each with its cache and metric series), audit log and access rules;
  * start them after daemonizing; one health checker thread per instance and
  * the maintenance thread (SIGHUP reloads); the caller of the current FUSE
  * request. */
-#include "keyfs.h"
+#include "keyops.h"
 #include "clock.h"
 #include "log.h"
 
@@ -26,7 +26,7 @@
 extern char **environ;
 
 /* keyfs.audit_log_mode and audit_log_group (a name or a gid). */
-static int audit_access(struct keyfs *k, char *err, size_t errlen)
+static int audit_access(struct mount_state *k, char *err, size_t errlen)
 {
 	const struct config_keyfs *kc = &k->cfg->keyfs;
 	gid_t gid = (gid_t)-1;
@@ -56,7 +56,7 @@ static int audit_access(struct keyfs *k, char *err, size_t errlen)
 
 /* Open one instance: its backend (no I/O beyond local checks), its cache
  * with its own TTL, its metric series. */
-static int instance_new(struct keyfs *k, const struct config_backend *cb, struct instance **out,
+static int instance_new(struct mount_state *k, const struct config_backend *cb, struct instance **out,
                         char *err, size_t errlen)
 {
 	struct backend_err berr = { { 0 }, false };
@@ -121,10 +121,10 @@ static void instance_free(struct instance *in)
 	free(in);
 }
 
-int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
-              struct keyfs **out, char *err, size_t errlen)
+int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
+              struct mount_state **out, char *err, size_t errlen)
 {
-	struct keyfs *k = calloc(1, sizeof(*k));
+	struct mount_state *k = calloc(1, sizeof(*k));
 	int rc;
 	if (!k)
 		return -ENOMEM;
@@ -219,16 +219,16 @@ int keyfs_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool a
 	*out = k;
 	return 0;
 fail:
-	keyfs_free(k);
+	mount_state_free(k);
 	return rc;
 }
 
-struct instance *keyfs_route(struct keyfs *k, const char *network)
+struct instance *mount_state_route(struct mount_state *k, const char *network)
 {
 	return k->instances[router_route(k->router, network)];
 }
 
-struct instance *keyfs_instance(struct keyfs *k, const char *name)
+struct instance *mount_state_instance(struct mount_state *k, const char *name)
 {
 	for (size_t i = 0; i < k->n_instances; i++)
 		if (strcmp(k->instances[i]->name, name) == 0)
@@ -236,7 +236,7 @@ struct instance *keyfs_instance(struct keyfs *k, const char *name)
 	return NULL;
 }
 
-static void wake(struct keyfs *k)
+static void wake(struct mount_state *k)
 {
 	if (k->wake_pipe[1] >= 0) {
 		char c = 1;
@@ -245,7 +245,7 @@ static void wake(struct keyfs *k)
 	}
 }
 
-void keyfs_request_reload(struct keyfs *k)
+void mount_state_request_reload(struct mount_state *k)
 {
 	k->reload_requested = 1;
 	wake(k);
@@ -259,7 +259,7 @@ void instance_request_check(struct instance *in)
 	pthread_mutex_unlock(&in->wake_lock);
 }
 
-static void reload(struct keyfs *k)
+static void reload(struct mount_state *k)
 {
 	char err[256] = "";
 	log_reopen();
@@ -272,7 +272,7 @@ static void reload(struct keyfs *k)
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
 }
 
-int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint)
+int mount_state_attach(struct mount_state *k, struct fuse *fuse, const char *mountpoint)
 {
 	k->fuse = fuse;
 	char *abs = realpath(mountpoint, NULL);
@@ -283,7 +283,7 @@ int keyfs_attach(struct keyfs *k, struct fuse *fuse, const char *mountpoint)
 	return 0;
 }
 
-void keyfs_key_changed(struct keyfs *k, const char *network)
+void mount_state_key_changed(struct mount_state *k, const char *network)
 {
 	pthread_mutex_lock(&k->changed_lock);
 	if (!strlist_contains(&k->changed, network))
@@ -292,7 +292,7 @@ void keyfs_key_changed(struct keyfs *k, const char *network)
 	wake(k);
 }
 
-bool keyfs_request_is_own(struct keyfs *k)
+bool mount_state_request_is_own(struct mount_state *k)
 {
 	pid_t pid = fuse_get_context()->pid;
 	pid_t own = atomic_load(&k->notify_tid);
@@ -301,7 +301,7 @@ bool keyfs_request_is_own(struct keyfs *k)
 
 /* keyfs.on_change: run `PROGRAM NETWORK` (never the key) without a shell,
  * stdin from /dev/null; reaped by pid later, never waited for. */
-static void run_on_change(struct keyfs *k, const char *network)
+static void run_on_change(struct mount_state *k, const char *network)
 {
 	const char *prog = k->cfg->keyfs.on_change;
 	size_t slot = 0, n = sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]);
@@ -327,7 +327,7 @@ static void run_on_change(struct keyfs *k, const char *network)
 	k->on_change_pids[slot] = pid;
 }
 
-static void reap_on_change(struct keyfs *k)
+static void reap_on_change(struct mount_state *k)
 {
 	for (size_t i = 0; i < sizeof(k->on_change_pids) / sizeof(k->on_change_pids[0]); i++) {
 		int status;
@@ -348,7 +348,7 @@ static void reap_on_change(struct keyfs *k)
  * raise none, so the mount touches the file through itself: the kernel
  * sends that SETATTR back here (answered at once, see op_utimens) and tells
  * every watcher IN_ATTRIB, with the new mtime already in its reply. */
-static void deliver_changes(struct keyfs *k)
+static void deliver_changes(struct mount_state *k)
 {
 	struct strlist names = STRLIST_INIT;
 	pthread_mutex_lock(&k->changed_lock);
@@ -361,7 +361,7 @@ static void deliver_changes(struct keyfs *k)
 		if (k->fuse)
 			fuse_invalidate_path(k->fuse, path);
 		log_kv(LOG_LEVEL_INFO, "key changed in the backend", "network", names.items[i],
-		       "storage_type", keyfs_route(k, names.items[i])->name, (char *)NULL);
+		       "storage_type", mount_state_route(k, names.items[i])->name, (char *)NULL);
 		if (!k->mountpoint ||
 		    snprintf(path, sizeof(path), "%s/keys/%s", k->mountpoint, names.items[i]) >=
 		    (int)sizeof(path))
@@ -375,7 +375,7 @@ static void deliver_changes(struct keyfs *k)
 	strlist_clear(&names);
 }
 
-void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
+void mount_state_audit_checkpoint(struct mount_state *k, bool at_stop)
 {
 	if (!k->audit)
 		return;
@@ -394,7 +394,7 @@ void keyfs_audit_checkpoint(struct keyfs *k, bool at_stop)
 static void *health_main(void *arg)
 {
 	struct instance *in = arg;
-	struct keyfs *k = in->k;
+	struct mount_state *k = in->k;
 	double interval = k->cfg->keyfs.health_interval_seconds;
 	pthread_mutex_lock(&in->wake_lock);
 	while (!atomic_load(&k->stopping)) {
@@ -420,14 +420,14 @@ static void *health_main(void *arg)
 
 static void *maintenance_main(void *arg)
 {
-	struct keyfs *k = arg;
+	struct mount_state *k = arg;
 	atomic_store(&k->notify_tid, gettid());
 	double checkpoint_interval = k->cfg->keyfs.audit_checkpoint_seconds;
 	double next_checkpoint = clock_monotonic() + checkpoint_interval;
 	while (!atomic_load(&k->stopping)) {
 		double now = clock_monotonic();
 		if (now >= next_checkpoint) {
-			keyfs_audit_checkpoint(k, false);
+			mount_state_audit_checkpoint(k, false);
 			next_checkpoint = now + checkpoint_interval;
 		}
 		int timeout_ms = (int)((next_checkpoint - clock_monotonic()) * 1000) + 1;
@@ -446,7 +446,7 @@ static void *maintenance_main(void *arg)
 	return NULL;
 }
 
-int keyfs_start(struct keyfs *k, char *err, size_t errlen)
+int mount_state_start(struct mount_state *k, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < k->n_instances; i++) {
 		struct instance *in = k->instances[i];
@@ -476,7 +476,7 @@ int keyfs_start(struct keyfs *k, char *err, size_t errlen)
 	return 0;
 }
 
-void keyfs_free(struct keyfs *k)
+void mount_state_free(struct mount_state *k)
 {
 	if (!k)
 		return;
@@ -509,7 +509,7 @@ void keyfs_free(struct keyfs *k)
 	router_free(k->router);
 	free(k->all_names);
 	strlist_clear(&k->creating);
-	keystore_mtime_free(k);
+	keyops_mtime_free(k);
 	strlist_clear(&k->changed);
 	free(k->mountpoint);
 	pthread_mutex_destroy(&k->changed_lock);
@@ -599,7 +599,7 @@ static int read_groups(pid_t pid, gid_t *groups, int max)
 	return n;
 }
 
-void keyfs_caller_from_peer(struct keyfs *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c)
+void mount_state_caller_from_peer(struct mount_state *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->uid = uid;
@@ -609,7 +609,7 @@ void keyfs_caller_from_peer(struct keyfs *k, uid_t uid, gid_t gid, pid_t pid, st
 	caller_comm(pid, c->process, sizeof(c->process));
 }
 
-void keyfs_caller_current(struct keyfs *k, struct caller *c)
+void mount_state_caller_current(struct mount_state *k, struct caller *c)
 {
 	struct fuse_context *ctx = fuse_get_context();
 	memset(c, 0, sizeof(*c));

@@ -1,9 +1,9 @@
-/* keystore.c - the one place where a caller's key operation meets the
+/* keyops.c - the one place where a caller's key operation meets the
  * backend: routing, access rules, anomaly signals, cache, the bound on
  * calls in flight, metrics, health and audit wrap every call here, in that
  * order, so the FUSE layer and the backends stay free of cross-cutting
  * code. */
-#include "keyfs.h"
+#include "keyops.h"
 #include "clock.h"
 #include "hash.h"
 #include "keyformat.h"
@@ -60,27 +60,27 @@ static struct audit_record audit_record_for(const char *storage_type, const stru
 	return r;
 }
 
-static __thread char keystore_error[BACKEND_ERR_MAX];
+static __thread char keyops_error[BACKEND_ERR_MAX];
 
-const char *keystore_last_error(void)
+const char *keyops_last_error(void)
 {
-	return keystore_error;
+	return keyops_error;
 }
 
 /* Whether this thread's last successful store replaced a key. */
-static __thread bool keystore_replaced;
+static __thread bool keyops_replaced;
 
-const char *keystore_last_store(void)
+const char *keyops_last_store(void)
 {
-	return keystore_replaced ? "replaced" : "created";
+	return keyops_replaced ? "replaced" : "created";
 }
 
 /* Write the audit line; in deny mode a failed write fails the operation. */
-static int audit_finish(struct keyfs *k, const char *storage_type, const struct caller *c,
+static int audit_finish(struct mount_state *k, const char *storage_type, const struct caller *c,
                         enum key_op op, const char *network, int rc, bool cached, bool refresh,
                         const char *error, const char *anomaly)
 {
-	snprintf(keystore_error, sizeof(keystore_error), "%s", rc == 0 ? "" : error ? error : "");
+	snprintf(keyops_error, sizeof(keyops_error), "%s", rc == 0 ? "" : error ? error : "");
 	if (!k->audit)
 		return rc;
 	struct audit_record r = audit_record_for(storage_type, c, op, network);
@@ -91,7 +91,7 @@ static int audit_finish(struct keyfs *k, const char *storage_type, const struct 
 	r.anomaly = anomaly;
 	int arc = audit_write(k->audit, &r);
 	if (arc < 0 && rc == 0) {
-		snprintf(keystore_error, sizeof(keystore_error), "the audit log is not writable");
+		snprintf(keyops_error, sizeof(keyops_error), "the audit log is not writable");
 		return arc;
 	}
 	return rc;
@@ -100,7 +100,7 @@ static int audit_finish(struct keyfs *k, const char *storage_type, const struct 
 /* Deny mode: record that a store or remove is about to change the backend,
  * before it does; when that line cannot be written the change is not made
  * (-EIO).  Allow mode writes no intent line: it proceeds either way. */
-static int audit_intent(struct keyfs *k, const char *storage_type, const struct caller *c,
+static int audit_intent(struct mount_state *k, const char *storage_type, const struct caller *c,
                         enum key_op op, const char *network)
 {
 	if (!k->audit || !audit_denies(k->audit))
@@ -112,7 +112,7 @@ static int audit_intent(struct keyfs *k, const char *storage_type, const struct 
 }
 
 /* Shared end of every denied attempt: counted, audited, EACCES. */
-static int deny(struct keyfs *k, struct instance *in, const struct caller *c, enum key_op op,
+static int deny(struct mount_state *k, struct instance *in, const struct caller *c, enum key_op op,
                 const char *network, const char *why, const char *anomaly, double t0)
 {
 	metrics_access_denied(op);
@@ -147,7 +147,7 @@ static void in_flight_leave(struct instance *in)
 }
 
 /* Count a backend auth failure and the anomaly it may signal. */
-static const char *note_auth_failure(struct keyfs *k, struct instance *in,
+static const char *note_auth_failure(struct mount_state *k, struct instance *in,
                                      const struct backend_err *err)
 {
 	if (!err->auth_failure)
@@ -171,7 +171,7 @@ struct mtime_entry {
 	char network[];
 };
 
-static struct mtime_entry *mtime_find_locked(struct keyfs *k, const char *network)
+static struct mtime_entry *mtime_find_locked(struct mount_state *k, const char *network)
 {
 	if (!k->mtime_nbuckets)
 		return NULL;
@@ -182,7 +182,7 @@ static struct mtime_entry *mtime_find_locked(struct keyfs *k, const char *networ
 }
 
 /* Double the buckets once there are as many entries as buckets. */
-static int mtime_grow_locked(struct keyfs *k)
+static int mtime_grow_locked(struct mount_state *k)
 {
 	if (k->mtime_count < k->mtime_nbuckets)
 		return 0;
@@ -207,7 +207,7 @@ static int mtime_grow_locked(struct keyfs *k)
 
 /* The entry of network, added (with the mount's start time) when missing;
  * NULL when out of memory.  mtime_lock held. */
-static struct mtime_entry *mtime_entry_locked(struct keyfs *k, const char *network)
+static struct mtime_entry *mtime_entry_locked(struct mount_state *k, const char *network)
 {
 	struct mtime_entry *e = mtime_find_locked(k, network);
 	if (!e && mtime_grow_locked(k) == 0) {
@@ -224,7 +224,7 @@ static struct mtime_entry *mtime_entry_locked(struct keyfs *k, const char *netwo
 	return e;
 }
 
-static void mtime_set(struct keyfs *k, const char *network, double wall)
+static void mtime_set(struct mount_state *k, const char *network, double wall)
 {
 	pthread_mutex_lock(&k->mtime_lock);
 	struct mtime_entry *e = mtime_entry_locked(k, network);
@@ -236,7 +236,7 @@ static void mtime_set(struct keyfs *k, const char *network, double wall)
 /* Note the value the mount now has for network (content as reads return
  * it).  Returns true when it differs from the value seen before: a
  * rotation, which moves the mtime.  forget: the key was removed. */
-static bool seen_note(struct keyfs *k, const char *network, const struct secret *content,
+static bool seen_note(struct mount_state *k, const char *network, const struct secret *content,
                       bool forget)
 {
 	unsigned char mac[32];
@@ -267,7 +267,7 @@ static bool seen_note(struct keyfs *k, const char *network, const struct secret 
 /* "0x", 64 hex digits and the newline: what a read of an evm key returns. */
 #define KEYSTORE_EVM_FILE_SIZE 67
 
-void keystore_mtime_free(struct keyfs *k)
+void keyops_mtime_free(struct mount_state *k)
 {
 	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
 		struct mtime_entry *e = k->mtime_table[i], *next;
@@ -281,7 +281,7 @@ void keystore_mtime_free(struct keyfs *k)
 	k->mtime_nbuckets = k->mtime_count = 0;
 }
 
-double keystore_mtime(struct keyfs *k, const char *network)
+double keyops_mtime(struct mount_state *k, const char *network)
 {
 	double t = k->start_wall;
 	pthread_mutex_lock(&k->mtime_lock);
@@ -292,7 +292,7 @@ double keystore_mtime(struct keyfs *k, const char *network)
 	return t;
 }
 
-off_t keystore_size(struct keyfs *k, const char *network)
+off_t keyops_size(struct mount_state *k, const char *network)
 {
 	size_t size = 0;
 	pthread_mutex_lock(&k->mtime_lock);
@@ -305,9 +305,9 @@ off_t keystore_size(struct keyfs *k, const char *network)
 	return (off_t)size;
 }
 
-struct secret *keystore_content(struct keyfs *k, const struct secret *key)
+struct secret *keyops_content(struct mount_state *k, const struct secret *key)
 {
-	(void)k;   /* keys reach here canonical (backend_value_check, keystore_store) */
+	(void)k;   /* keys reach here canonical (backend_value_check, keyops_store) */
 	struct secret *out = secret_new(key->len + 1);
 	if (out && (secret_append(out, key->data, key->len) < 0 || secret_append(out, "\n", 1) < 0)) {
 		secret_free(out);
@@ -317,15 +317,15 @@ struct secret *keystore_content(struct keyfs *k, const struct secret *key)
 }
 
 /* A value fetched from the backend: remember it; a rotation moves the
- * mtime and wakes inotify watchers (keyfs_key_changed). */
-static void note_fetched(struct keyfs *k, const char *network, const struct secret *key,
+ * mtime and wakes inotify watchers (mount_state_key_changed). */
+static void note_fetched(struct mount_state *k, const char *network, const struct secret *key,
                          const struct backend_err *err)
 {
 	if (err->updated_at > 0 && k->cfg->keyfs.metrics_per_network)
 		metrics_key_updated(network, err->updated_at);
-	struct secret *content = keystore_content(k, key);
+	struct secret *content = keyops_content(k, key);
 	if (content && seen_note(k, network, content, false))
-		keyfs_key_changed(k, network);
+		mount_state_key_changed(k, network);
 	secret_free(content);
 }
 
@@ -396,7 +396,7 @@ static int backend_fetch(void *ctx, const char *network, struct secret **out,
 static int address_note(struct instance *in, const char *network, const struct secret *key,
                         double seen)
 {
-	struct keyfs *k = in->k;
+	struct mount_state *k = in->k;
 	if (!k->addresses)
 		return 0;
 	int rc = address_book_note(k->addresses, network, in->name, key, clock_wall(), seen);
@@ -412,7 +412,7 @@ static int address_note(struct instance *in, const char *network, const struct s
 static int fetch(struct instance *in, const char *network, bool refresh, struct secret **out,
                  bool *cached, struct backend_err *err)
 {
-	struct keyfs *k = in->k;
+	struct mount_state *k = in->k;
 	int rc;
 	double started = clock_monotonic();
 	*cached = false;
@@ -454,7 +454,7 @@ static int fetch(struct instance *in, const char *network, bool refresh, struct 
 
 /* The end of an operation that fetched a key (get, address): timed into the
  * instance's metrics, a failure logged, the audit line written. */
-static int fetch_finish(struct keyfs *k, struct instance *in, const struct caller *c,
+static int fetch_finish(struct mount_state *k, struct instance *in, const struct caller *c,
                         enum key_op op, const char *network, int rc, bool cached, bool refresh,
                         const struct backend_err *err, const char *anomaly, double t0,
                         const char *failed)
@@ -467,18 +467,18 @@ static int fetch_finish(struct keyfs *k, struct instance *in, const struct calle
 	return audit_finish(k, in->name, c, op, network, rc, cached, refresh, why, anomaly);
 }
 
-bool keystore_allowed(struct keyfs *k, const struct caller *c, const char *network,
+bool keyops_allowed(struct mount_state *k, const struct caller *c, const char *network,
                       enum access_op op)
 {
 	return access_allowed(k->access, c, network, op);
 }
 
-int keystore_get(struct keyfs *k, const struct caller *c, const char *network, bool refresh,
+int keyops_get(struct mount_state *k, const struct caller *c, const char *network, bool refresh,
                  struct secret **out)
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = keyfs_route(k, network);
+	struct instance *in = mount_state_route(k, network);
 	bool cached = false;
 	int rc;
 
@@ -507,12 +507,12 @@ int keystore_get(struct keyfs *k, const struct caller *c, const char *network, b
 	return rc;
 }
 
-int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
+int keyops_store(struct mount_state *k, const struct caller *c, const char *network,
                    const struct secret *content)
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = keyfs_route(k, network);
+	struct instance *in = mount_state_route(k, network);
 	const char *why = NULL;
 
 	if (!access_allowed(k->access, c, network, ACCESS_WRITE))
@@ -523,7 +523,7 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	int rc = keyformat_canonical(k->cfg->keyfs.key_format, content->data, content->len,
 	                             &key, &why);
 	/* Created or replaced, as the listing (not a fetch of the old key) says. */
-	keystore_replaced = rc == 0 && keystore_exists(k, network) == 0;
+	keyops_replaced = rc == 0 && keyops_exists(k, network) == 0;
 	if (rc == 0) {
 		if ((rc = audit_intent(k, in->name, c, KEY_OP_STORE, network)) < 0) {
 			secret_free(key);
@@ -543,9 +543,9 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 				/* A new value stored through the mount (a write, or a key
 				 * command through the control socket, which raises no VFS
 				 * event of its own) is a rotation too. */
-				struct secret *stored = keystore_content(k, key);
+				struct secret *stored = keyops_content(k, key);
 				if (stored && seen_note(k, network, stored, false))
-					keyfs_key_changed(k, network);
+					mount_state_key_changed(k, network);
 				secret_free(stored);
 				mtime_set(k, network, clock_wall());
 				instance_request_check(in);
@@ -566,11 +566,11 @@ int keystore_store(struct keyfs *k, const struct caller *c, const char *network,
 	                    why ? why : err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
-int keystore_remove(struct keyfs *k, const struct caller *c, const char *network)
+int keyops_remove(struct mount_state *k, const struct caller *c, const char *network)
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = keyfs_route(k, network);
+	struct instance *in = mount_state_route(k, network);
 
 	if (!access_allowed(k->access, c, network, ACCESS_REMOVE))
 		return deny(k, in, c, KEY_OP_REMOVE, network, "access denied", NULL, t0);
@@ -580,7 +580,7 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 		metrics_observe_op(in->metrics, KEY_OP_REMOVE, false, clock_monotonic() - t0);
 		log_kv(LOG_LEVEL_ERROR, "key not removed: the audit log is not writable",
 		       "network", network, (char *)NULL);
-		snprintf(keystore_error, sizeof(keystore_error),
+		snprintf(keyops_error, sizeof(keyops_error),
 		         "audit log not writable: the backend was not changed");
 		return rc;
 	}
@@ -608,17 +608,17 @@ int keystore_remove(struct keyfs *k, const struct caller *c, const char *network
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
-int keystore_address(struct keyfs *k, const struct caller *c, const char *network,
+int keyops_address(struct mount_state *k, const struct caller *c, const char *network,
                      char out[EVM_ADDRESS_TEXT + 1])
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = keyfs_route(k, network);
+	struct instance *in = mount_state_route(k, network);
 	struct secret *key = NULL;
 	bool cached = false;
 
 	if (!k->addresses) {   /* key_format any: keys are not EVM keys */
-		snprintf(keystore_error, sizeof(keystore_error), "key_format is not evm");
+		snprintf(keyops_error, sizeof(keyops_error), "key_format is not evm");
 		return -ENOENT;
 	}
 	if (!access_allowed(k->access, c, network, ACCESS_ADDRESS))
@@ -654,7 +654,7 @@ int keystore_address(struct keyfs *k, const struct caller *c, const char *networ
 static int list_refresh(struct instance *in, double deadline, struct backend_err *err,
                         bool *called)
 {
-	struct keyfs *k = in->k;
+	struct mount_state *k = in->k;
 	pthread_mutex_lock(&in->list_lock);
 	for (;;) {
 		double now = clock_monotonic();
@@ -749,7 +749,7 @@ static void *list_part_run(void *arg)
  * instance a name shown belongs to), as keys/ shows it: with a caller, only
  * the networks it has some grant on.  The listing fails only when no
  * instance could answer; err then says why. */
-static int list_union(struct keyfs *k, const struct caller *c, struct strlist *out,
+static int list_union(struct mount_state *k, const struct caller *c, struct strlist *out,
                       struct backend_err *err_out, double t0)
 {
 	/* Every instance lists at once, each bounded by its own timeout and
@@ -815,7 +815,7 @@ static int list_union(struct keyfs *k, const struct caller *c, struct strlist *o
 	return rc;
 }
 
-int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
+int keyops_list(struct mount_state *k, const struct caller *c, struct strlist *out)
 {
 	double t0 = clock_monotonic();
 	struct instance *first = k->instances[0];
@@ -829,7 +829,7 @@ int keystore_list(struct keyfs *k, const struct caller *c, struct strlist *out)
 	                    err.msg[0] ? err.msg : errno_reason(rc), NULL);
 }
 
-int keystore_names(struct keyfs *k, struct strlist *out)
+int keyops_names(struct mount_state *k, struct strlist *out)
 {
 	struct backend_err err = { { 0 }, false };
 	return list_union(k, NULL, out, &err, clock_monotonic());
@@ -858,27 +858,27 @@ static bool probe_is_new(pid_t pid, const char *network)
 	return !seen;
 }
 
-int keystore_lookup(struct keyfs *k, const struct caller *c, const char *network)
+int keyops_lookup(struct mount_state *k, const struct caller *c, const char *network)
 {
 	if (!access_any_grant(k->access, c, network)) {
 		if (probe_is_new(c->pid, network))
-			deny(k, keyfs_route(k, network), c, KEY_OP_GET, network,
+			deny(k, mount_state_route(k, network), c, KEY_OP_GET, network,
 			     "no grant for this network", NULL, clock_monotonic());
 		return -ENOENT;
 	}
-	return keystore_exists(k, network);
+	return keyops_exists(k, network);
 }
 
-int keystore_check(struct keyfs *k, const struct caller *c, const char *network,
+int keyops_check(struct mount_state *k, const struct caller *c, const char *network,
                    enum key_op op)
 {
 	if (access_allowed(k->access, c, network, access_op_for(op)))
 		return 0;
-	return deny(k, keyfs_route(k, network), c, op, network, "access denied", NULL,
+	return deny(k, mount_state_route(k, network), c, op, network, "access denied", NULL,
 	            clock_monotonic());
 }
 
-void keystore_creating(struct keyfs *k, const char *network, bool on)
+void keyops_creating(struct mount_state *k, const char *network, bool on)
 {
 	pthread_mutex_lock(&k->creating_lock);
 	if (on) {
@@ -895,7 +895,7 @@ void keystore_creating(struct keyfs *k, const char *network, bool on)
 	pthread_mutex_unlock(&k->creating_lock);
 }
 
-bool keystore_is_creating(struct keyfs *k, const char *network)
+bool keyops_is_creating(struct mount_state *k, const char *network)
 {
 	pthread_mutex_lock(&k->creating_lock);
 	bool creating = strlist_contains(&k->creating, network);
@@ -915,15 +915,15 @@ static bool list_has(const struct strlist *l, const char *network)
 	return l->n && bsearch(&network, l->items, l->n, sizeof(*l->items), compare_names);
 }
 
-int keystore_exists(struct keyfs *k, const char *network)
+int keyops_exists(struct mount_state *k, const char *network)
 {
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = keyfs_route(k, network);
+	struct instance *in = mount_state_route(k, network);
 	bool called = false;
 	/* A cached key exists without asking for a listing. */
 	if (in->cache && cache_contains(in->cache, network))
 		return 0;
-	if (keystore_is_creating(k, network))
+	if (keyops_is_creating(k, network))
 		return 0;
 	/* A lookup (stat, open) should not wait a full timeout_seconds for a
 	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
