@@ -5,6 +5,7 @@
 #include "tree.h"
 #include "clock.h"
 #include "log.h"
+#include "keyformat.h"
 
 #include <errno.h>
 #include <string.h>
@@ -134,7 +135,7 @@ static bool monitoring_allowed(struct mount_state *k, const struct node *n)
 /* An evm key always reads as 67 bytes ("0x", 64 hex digits, newline: the
  * canonical form).  The size matters beyond stat: a MAP_PRIVATE mmap (the
  * kernel refuses MAP_SHARED of a direct-I/O file with ENODEV) reads pages
- * up to it, and past it the reader gets SIGBUS. */
+ * up to it, and past it the reader gets SIGBUS: so a size is never 0. */
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -161,8 +162,13 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		if (rc < 0)
 			return rc;
 		fill_stat(k, st, S_IFREG, KEY_MODE, keyops_mtime(k, n.name));
-		/* What a read returns (evm: always 67), without fetching. */
+		/* What a read returns (evm: always 67), without fetching.  An
+		 * `any` key the mount has not seen yet: the most a read can
+		 * return (as sysfs says 4096), so that page 0 of a mapping is
+		 * inside EOF; the short read then trims the kernel's size. */
 		st->st_size = keyops_size(k, n.name);
+		if (st->st_size == 0)
+			st->st_size = KEY_MAX_BYTES + 1;
 		return 0;
 	}
 	case NODE_ADDRESS: {

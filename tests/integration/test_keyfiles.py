@@ -4,6 +4,7 @@ refetches a changed value moves the mtime, and a rotation seen by the mount
 wakes inotify watchers (checked with the real inotifywait)."""
 import datetime
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 sys.path.insert(0, os.path.join(SRC, "servers"))
 from keyfslib import Mount, MountTestCase, metric, new_key, run  # noqa: E402
 import vaultlib  # noqa: E402
+
+KEY_MAX = 4096   # the most an any key may hold (backends/keyformat.h)
 
 try:
     import hvac
@@ -174,6 +177,98 @@ class AnyFormatSizeTest(MountTestCase):
         self.assertEqual(os.stat(self.m.key_path("notes")).st_size, len("hello keyfs\n"))
         size, data = fstat_read(self.m.key_path("notes"))
         self.assertEqual((size, data), (12, b"hello keyfs\n"))
+
+
+READER = os.environ.get("KEYFILE_READER", "")
+NOBODY = 65534
+
+
+def c_reader(mode, path, as_nobody=False):
+    """The C reader (tests/integration/keyfile_reader.c): (signal, stdout, stderr)."""
+    argv = [READER, mode, path]
+    if as_nobody:
+        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    r = subprocess.run(argv, capture_output=True, timeout=30, cwd="/")
+    return (-r.returncode if r.returncode < 0 else 0), r.stdout, r.stderr.decode()
+
+
+@unittest.skipUnless(READER, "KEYFILE_READER not set: run through meson test")
+class AnyFormatFreshMountReadersTest(unittest.TestCase):
+    """key_format any on a fresh mount (the mount has neither read nor
+    stored the key yet, so it does not know its size): an mmap reader that
+    never calls fstat and an fstat+read(st_size) reader both get the whole
+    key, never a SIGBUS; as root, and as another user through allow_other."""
+    allow_other = True
+
+    def setUp(self):
+        extra = ["-o", "allow_other"] if self.allow_other else []
+        rules = """
+  access:
+    - networks: ["*"]
+      read: ["uid:0", "uid:65534"]
+      write: ["uid:0"]
+      list: ["uid:0", "uid:65534"]
+""" if self.allow_other else ""
+        self.m = Mount(key_format="any", extra_args=extra, keyfs_extra=rules)
+        self.addCleanup(self.m.cleanup)
+        os.chmod(self.m.root, 0o755)
+        self.values = {}
+        for user in ("root", "nobody") if self.allow_other else ("root",):
+            for mode in ("mmap", "fstat"):
+                self.values[(user, mode)] = "note " + secrets.token_hex(20)
+        # the longest value an any key may hold: a read returns it and a newline
+        self.values[("root", "max")] = secrets.token_hex(KEY_MAX // 2)
+        for (user, mode), value in self.values.items():
+            src = os.path.join(self.m.root, "value")
+            with open(src, "w") as f:
+                f.write(value)
+            r = self.m.cli("key", "import", "--network", f"{user}-{mode}", "--file", src)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            os.unlink(src)
+        self.m.start()   # the key commands stored them: this mount has not seen them
+
+    def test_readers_get_the_whole_key_without_sigbus(self):
+        for (user, mode), value in self.values.items():
+            if user == "nobody" and os.geteuid() != 0:
+                continue
+            want = (value + "\n").encode()
+            with self.subTest(user=user, mode=mode):
+                sig, out, err = c_reader("fstat" if mode == "max" else mode,
+                                         self.m.key_path(f"{user}-{mode}"),
+                                         as_nobody=user == "nobody")
+                self.assertEqual(sig, 0, f"reader killed by signal {sig}: {err}")
+                self.assertEqual(out, want, err)
+        # now the mount knows each size: stat tells it exactly
+        for (user, mode), value in self.values.items():
+            if user == "nobody" and os.geteuid() != 0:
+                continue
+            st = os.stat(self.m.key_path(f"{user}-{mode}"))
+            self.assertEqual(st.st_size, len(value) + 1, (user, mode))
+
+    def test_unknown_size_is_the_most_a_read_can_return(self):
+        st = os.stat(self.m.key_path("root-mmap"))
+        self.assertEqual(st.st_size, KEY_MAX + 1)
+
+
+@unittest.skipUnless(READER, "KEYFILE_READER not set: run through meson test")
+class AnyFormatFreshMountReadersOwnerOnlyTest(AnyFormatFreshMountReadersTest):
+    """The same without allow_other (kernel attribute cache on)."""
+    allow_other = False
+
+
+@unittest.skipUnless(READER, "KEYFILE_READER not set: run through meson test")
+class EvmFreshMountReadersTest(MountTestCase):
+    def test_evm_is_67_before_and_after_and_mmap_reads_it(self):
+        key = new_key()
+        self.m.stop()
+        r = self.m.cli("key", "import", "--network", "sepolia", "--key", key)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.m.start()
+        self.assertEqual(os.stat(self.m.key_path("sepolia")).st_size, 67)
+        for mode in ("mmap", "fstat"):
+            sig, out, err = c_reader(mode, self.m.key_path("sepolia"))
+            self.assertEqual((sig, out), (0, (key + "\n").encode()), err)
+        self.assertEqual(os.stat(self.m.key_path("sepolia")).st_size, 67)
 
 
 class VaultTouchTest(unittest.TestCase):
