@@ -113,6 +113,7 @@ void health_check_now(struct instance *in)
 	memset(&bh, 0, sizeof(bh));
 	double t0 = clock_monotonic();
 	atomic_store_explicit(&in->health.check_started_ms, (long long)(t0 * 1000) + 1, memory_order_relaxed);
+	metrics_backend_check(in->metrics, t0 + health_check_deadline(in));
 	if (in->backend->ops->maintain)   /* a hung upkeep shows as a stalled check too */
 		in->backend->ops->maintain(in->backend);
 	double t1 = clock_monotonic();
@@ -134,6 +135,7 @@ void health_check_now(struct instance *in)
 		}
 	}
 	atomic_store_explicit(&in->health.check_started_ms, 0LL, memory_order_relaxed);
+	metrics_backend_check(in->metrics, 0);
 	double latency = bh.latency_seconds > 0 ? bh.latency_seconds : clock_monotonic() - t1;
 	health_set(in, bh.up, latency, bh.error, bh.detail);
 }

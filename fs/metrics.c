@@ -83,6 +83,7 @@ struct metrics_backend {
 	atomic_uint_fast64_t cache_stale_hits;
 	atomic_long cache_size;
 	atomic_int backend_up;            /* -1 = never set */
+	atomic_llong check_deadline_ms;   /* monotonic ms a running check must end by; 0: none */
 	atomic_uint_fast64_t auth_failures;
 	atomic_uint_fast64_t invalid_values;
 	atomic_long in_flight;
@@ -257,6 +258,14 @@ void metrics_backend_up(struct metrics_backend *b, bool up)
 {
 	if (b)
 		atomic_store_explicit(&b->backend_up, up ? 1 : 0, memory_order_relaxed);
+}
+
+void metrics_backend_check(struct metrics_backend *b, double deadline)
+{
+	if (b)
+		atomic_store_explicit(&b->check_deadline_ms,
+		                      deadline > 0 ? (long long)(deadline * 1000) + 1 : 0LL,
+		                      memory_order_relaxed);
 }
 
 void metrics_auth_failure(struct metrics_backend *b)
@@ -728,9 +737,13 @@ static void render_backend_up(struct strbuf *out)
 {
 	struct line l;
 	family(out, "omikuji_key_backend_up", "gauge",
-	       "1 when the last health check of the backend succeeded, else 0.");
+	       "1 when the last health check of the backend succeeded and none is stalled, else 0.");
+	long long now_ms = (long long)(clock_monotonic() * 1000);
 	FOR_EACH_BACKEND(b) {
 		int up = atomic_load(&b->backend_up);
+		long long check_deadline = atomic_load(&b->check_deadline_ms);
+		if (up > 0 && check_deadline && now_ms > check_deadline)
+			up = 0;   /* a stalled check: down, as health/ says */
 		if (up >= 0)
 			sample_u64(out, "omikuji_key_backend_up",
 			           labels_of(&l, "backend", b->label, NULL, NULL, NULL, NULL),

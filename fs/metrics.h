@@ -37,6 +37,9 @@ void metrics_cache_stale_hit(struct metrics_backend *b);   /* also counts as a h
 void metrics_cache_miss(struct metrics_backend *b);
 void metrics_cache_size(struct metrics_backend *b, long entries);
 void metrics_backend_up(struct metrics_backend *b, bool up);
+/* A health check started that must end by deadline (clock_monotonic()
+ * seconds; 0: it ended).  Past it backend_up renders 0: a stalled backend. */
+void metrics_backend_check(struct metrics_backend *b, double deadline);
 void metrics_auth_failure(struct metrics_backend *b);
 /* Calls in flight to the backend now (gauge, moved by +1/-1), and calls
  * refused because max_calls_in_flight were already pending (counter). */

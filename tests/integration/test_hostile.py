@@ -692,17 +692,31 @@ class StalledCheckTest(HostileVault):
         super().setUp()
         self.restart_with("timeout_seconds: 2", "timeout_seconds: 12")
 
+    def backend_up(self):
+        return metric(self.m.metrics(), "omikuji_key_backend_up", backend="vault")
+
     def test_a_check_that_does_not_finish_is_down(self):
         self.assertEqual(self.wait_health("up")[0], "up")
+        self.assertEqual(self.backend_up(), 1)
         self.vs.fault("hang", delay=30, path_prefix="/v1/sys/health")
-        deadline = time.monotonic() + 10
+        hung_at = time.monotonic()
+        deadline = hung_at + 10
         while self.health()[0] != "down" and time.monotonic() < deadline:
             time.sleep(0.2)
         state, fields = self.health()
         self.assertEqual(state, "down", fields)
         self.assertIn("stalled", fields["last_error"])
+        # the gauge agrees with health/ while the check is stalled, in the
+        # metrics file and in the textfile node_exporter reads
+        self.assertEqual(self.backend_up(), 0)
+        with open(self.m.path("textfile", "omikuji_keyfs.prom")) as f:
+            self.assertIn('omikuji_key_backend_up{backend="vault"} 0\n', f.read())
+        # deadline 5 s (health_interval_seconds 1) after the check began,
+        # which is at most one interval after the fault was set
+        self.assertLess(time.monotonic() - hung_at, 5 + 1 + 2)
         self.vs.clear_fault()
         self.assertEqual(self.wait_health("up", timeout=15)[0], "up")
+        self.assertEqual(self.backend_up(), 1)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <string.h>
 #include "backend.h"
 #include "metrics.h"
+#include "clock.h"
 
 /* --- a small exposition-format parser ----------------------------------- */
 
@@ -551,6 +552,23 @@ Test(metrics, backend_up_only_once_set)
 	render_parse(&x);
 	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "vault", NULL), 1);
 	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "file", NULL), 1);
+}
+
+Test(metrics, backend_up_is_0_while_a_check_is_past_its_deadline)
+{
+	metrics_init();
+	struct metrics_backend *v = metrics_backend_register("vault", true);
+	metrics_backend_up(v, true);
+	metrics_backend_check(v, clock_monotonic() + 60);   /* running, within its deadline */
+	render_parse(&x);
+	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "vault", NULL), 1);
+	metrics_backend_check(v, clock_monotonic() - 0.01);   /* still running, past it */
+	render_parse(&x);
+	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "vault", NULL), 0,
+	             "a stalled check is down");
+	metrics_backend_check(v, 0);                         /* it finished */
+	render_parse(&x);
+	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "vault", NULL), 1);
 }
 
 Test(metrics, security_counters)
