@@ -120,13 +120,14 @@ static bool monitoring_allowed(struct mount_state *k, const struct node *n)
 	const struct fuse_context *ctx = fuse_get_context();
 	if (ctx->uid == 0 || ctx->uid == k->mount_uid)
 		return m & 0400;
-	if (m & 0040) {
-		if (ctx->gid == k->monitoring_gid)
+	gid_t gid;
+	if ((m & 0040) && mount_state_monitoring_gid(k, &gid)) {
+		if (ctx->gid == gid)
 			return true;
 		gid_t groups[CALLER_MAX_GROUPS];
 		int ng = fuse_getgroups(CALLER_MAX_GROUPS, groups);
 		for (int i = 0; i < ng && i < CALLER_MAX_GROUPS; i++)
-			if (groups[i] == k->monitoring_gid)
+			if (groups[i] == gid)
 				return true;
 	}
 	return m & 0004;
@@ -149,11 +150,11 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		fill_stat(k, st, S_IFDIR, n.entry->monitoring ? monitoring_mode(k, &n) : n.entry->mode,
 		          k->start_wall);
 		if (n.entry->monitoring)
-			st->st_gid = k->monitoring_gid;
+			mount_state_monitoring_gid(k, &st->st_gid);   /* -1 shows as nogroup */
 		return 0;
 	case NODE_SNAPSHOT:
 		fill_stat(k, st, S_IFREG, monitoring_mode(k, &n), clock_wall());
-		st->st_gid = k->monitoring_gid;
+		mount_state_monitoring_gid(k, &st->st_gid);
 		return 0;
 	case NODE_KEY: {
 		struct caller c;

@@ -121,6 +121,37 @@ static void instance_free(struct instance *in)
 	free(in);
 }
 
+/* keyfs.monitoring_group, by name or number, at start and on SIGHUP: a
+ * group created (or re-created with another gid) after the mount started
+ * takes effect on the next SIGHUP.  A name that resolves to no group grants
+ * no one (fail closed) and is logged; the mount still starts, so installing
+ * node_exporter's package after the mount works with a reload. */
+static void monitoring_group_resolve(struct mount_state *k)
+{
+	const char *name = k->cfg->keyfs.monitoring_group;
+	if (!name)
+		return;
+	gid_t gid;
+	int rc = access_resolve_group(name, &gid);
+	long long was = atomic_load(&k->monitoring_gid);
+	long long now = rc == 0 ? (long long)gid : -1;
+	atomic_store(&k->monitoring_gid, now);
+	if (rc < 0)
+		log_kv(LOG_LEVEL_WARN, "keyfs.monitoring_group not resolved: its members cannot read "
+		       "metrics, textfile/ and health/ until a SIGHUP finds it", "group", name,
+		       "error", rc == -ENOENT ? "no such group" : strerror(-rc), (char *)NULL);
+	else if (was != now)
+		log_kv(LOG_LEVEL_INFO, "keyfs.monitoring_group resolved", "group", name,
+		       (char *)NULL);
+}
+
+bool mount_state_monitoring_gid(struct mount_state *k, gid_t *gid)
+{
+	long long g = atomic_load_explicit(&k->monitoring_gid, memory_order_relaxed);
+	*gid = g < 0 ? (gid_t)-1 : (gid_t)g;
+	return g >= 0;
+}
+
 int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, bool audit_enabled,
               struct mount_state **out, char *err, size_t errlen)
 {
@@ -191,15 +222,8 @@ int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, 
 				goto fail;
 		}
 	}
-	k->monitoring_gid = mount_gid;
-	if (cfg->keyfs.monitoring_group) {
-		rc = access_resolve_group(cfg->keyfs.monitoring_group, &k->monitoring_gid);
-		if (rc < 0) {
-			snprintf(err, errlen, "keyfs.monitoring_group: %s: %s", cfg->keyfs.monitoring_group,
-			         rc == -ENOENT ? "no such group" : strerror(-rc));
-			goto fail;
-		}
-	}
+	atomic_init(&k->monitoring_gid, (long long)mount_gid);
+	monitoring_group_resolve(k);
 	rc = access_new(&cfg->keyfs, mount_uid, &k->access, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -269,6 +293,7 @@ static void reload(struct mount_state *k)
 	if (access_reload(k->access, err, sizeof(err)) < 0)
 		log_kv(LOG_LEVEL_ERROR, "access rules not reloaded; the old ones stay", "error", err,
 		       (char *)NULL);
+	monitoring_group_resolve(k);
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
 }
 

@@ -94,7 +94,10 @@ struct mount_state {
 	struct address_book *addresses;   /* owned; NULL unless key_format is evm */
 	uid_t mount_uid;
 	gid_t mount_gid;
-	gid_t monitoring_gid;         /* group of metrics, textfile/, health/ */
+	/* Group of metrics, textfile/, health/ (keyfs.monitoring_group, resolved
+	 * at start and on SIGHUP); -1 while the name resolves to no group: then
+	 * the group bits grant no one.  Read it with mount_state_monitoring_gid(). */
+	atomic_llong monitoring_gid;
 	bool other_users;             /* mounted with allow_other (set before fuse_new) */
 	double start_wall;
 
@@ -129,6 +132,10 @@ struct mount_state {
 	atomic_int stopping;
 	atomic_int reload_requested;  /* set from the SIGHUP handler (lock-free atomic) */
 };
+
+/* The group of the monitoring files: true and *gid, or false while
+ * keyfs.monitoring_group names no existing group. */
+bool mount_state_monitoring_gid(struct mount_state *k, gid_t *gid);
 
 /* Build a keyfs for cfg: opens every backend instance (no threads, no
  * network: before daemonizing), the audit log, access rules.

@@ -9,6 +9,8 @@ import errno
 import json
 import os
 import re
+import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -311,6 +313,88 @@ class NamesTest(HostileMount):
                       f"{m.path('textfile', 'omikuji_keyfs.prom')}", groups=[4242])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(b"omikuji_key_operations_total", r.stdout)
+
+
+def free_gid(start):
+    """A gid no group has, from start upwards."""
+    import grp
+    gid = start
+    while True:
+        try:
+            grp.getgrgid(gid)
+        except KeyError:
+            return gid
+        gid += 1
+
+
+class MonitoringGroupReloadTest(HostileMount):
+    """keyfs.monitoring_group is resolved at start and on SIGHUP: a group
+    created after the mount started, or deleted and re-created with another
+    gid, takes effect on the reload; unresolved, its bits grant no one."""
+
+    def setUp(self):
+        if not shutil.which("groupadd"):
+            self.skipTest("groupadd not installed")
+        self.group = "keyfs-mon-" + os.urandom(4).hex()
+        self.addCleanup(subprocess.run, ["groupdel", self.group], capture_output=True)
+        self.keyfs_extra = f"""
+  monitoring_mode: "0440"
+  monitoring_group: {self.group}
+"""
+        super().setUp()
+
+    def can_read_as_nobody(self, gid):
+        r = as_nobody(f"cat {self.m.path('metrics')} {self.m.path('health', 'file')} >/dev/null "
+                      f"&& ls {self.m.path('textfile')}", groups=[gid])
+        if r.returncode == 0:
+            return True
+        self.assertIn(b"Permission denied", r.stderr)
+        return False
+
+    def reloads(self):
+        with open(self.m.app_log) as f:
+            return f.read().count("reloaded on SIGHUP")
+
+    def sighup(self):
+        n = self.reloads()
+        os.kill(self.m.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while self.reloads() == n:
+            self.assertLess(time.monotonic(), deadline, "no reload logged")
+            time.sleep(0.05)
+
+    def test_group_created_after_start_takes_effect_on_sighup(self):
+        m = self.m
+        gid1 = free_gid(42000 + int.from_bytes(os.urandom(2), "big") % 10000)
+        # unresolved at start: the mount serves, the group bits grant no one
+        self.assertEqual(os.stat(m.path("metrics")).st_gid, NOBODY)   # the kernel's "no group"
+        self.assertFalse(self.can_read_as_nobody(gid1))
+        with open(m.app_log) as f:
+            self.assertIn("monitoring_group not resolved", f.read())
+        subprocess.run(["groupadd", "-g", str(gid1), self.group], check=True)
+        self.assertFalse(self.can_read_as_nobody(gid1), "resolved before the SIGHUP")
+        self.sighup()
+        for p in ("metrics", "textfile", "health", "health/file"):
+            self.assertEqual(os.stat(m.path(p)).st_gid, gid1, p)
+        self.assertTrue(self.can_read_as_nobody(gid1))
+        # re-created with another gid: the old gid loses access at the next reload
+        subprocess.run(["groupdel", self.group], check=True)
+        gid2 = free_gid(gid1 + 1)
+        subprocess.run(["groupadd", "-g", str(gid2), self.group], check=True)
+        self.sighup()
+        self.assertEqual(os.stat(m.path("metrics")).st_gid, gid2)
+        self.assertFalse(self.can_read_as_nobody(gid1))
+        self.assertTrue(self.can_read_as_nobody(gid2))
+        # deleted: fail closed again
+        subprocess.run(["groupdel", self.group], check=True)
+        self.sighup()
+        self.assertFalse(self.can_read_as_nobody(gid2))
+        self.assertEqual(r_ok(m.path("metrics")), True)   # the owner (root) still reads
+
+
+def r_ok(path):
+    with open(path) as f:
+        return bool(f.read())
 
 
 # --- 12: access(W_OK) on keys/ by the rules ------------------------------------
