@@ -514,7 +514,14 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * a fifth more, measured in the issue 9 report). */
 	struct mount_state *k = fuse_get_context()->private_data;
 	double timeout = k->other_users ? 0 : 1.0;
-	cfg->entry_timeout = timeout;
+	/* No entry cache at all: a name exists only while the mount says so.
+	 * touch, mknod and O_CREAT of a new name get a positive entry in their
+	 * reply although nothing is stored until a key is written; cached, that
+	 * name would stay visible (stat, access, EEXIST on O_EXCL) for the
+	 * entry timeout after the close, and mknod's reply (libfuse answers it
+	 * with create + lookup + release) comes after any invalidation we could
+	 * send.  Every path walk asks the mount again instead. */
+	cfg->entry_timeout = 0;
 	cfg->attr_timeout = timeout;
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 0;

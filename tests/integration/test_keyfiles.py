@@ -6,6 +6,7 @@ import datetime
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -269,6 +270,50 @@ class EvmFreshMountReadersTest(MountTestCase):
             sig, out, err = c_reader(mode, self.m.key_path("sepolia"))
             self.assertEqual((sig, out), (0, (key + "\n").encode()), err)
         self.assertEqual(os.stat(self.m.key_path("sepolia")).st_size, 67)
+
+
+class NoPhantomNamesTest(MountTestCase):
+    """touch, mknod and open(O_CREAT|O_EXCL) then close without writing
+    create nothing, and afterwards the name is gone at once: the kernel
+    keeps no entry or attributes for it (the mount's caches are on here,
+    without allow_other; the hostile suite checks the same with it)."""
+
+    def assert_gone(self, name):
+        path = self.m.key_path(name)
+        self.assertFalse(os.path.exists(path), f"{name}: stat still finds it")
+        self.assertFalse(os.access(path, os.F_OK), f"{name}: access still finds it")
+        self.assertNotIn(name, os.listdir(self.m.path("keys")))
+        with self.assertRaises(FileNotFoundError):
+            open(path).close()
+        # O_EXCL on the name again succeeds: no stale entry answers EEXIST
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        os.close(fd)
+        self.assertFalse(os.path.exists(path))
+
+    def test_touch(self):
+        r = self.m.sh("touch keys/fresh && stat keys/fresh >/dev/null 2>&1; echo $?")
+        self.assertEqual(r.stdout.strip(), "1", "stat right after touch found the name")
+        self.assert_gone("fresh")
+
+    def test_mknod(self):
+        os.mknod(self.m.key_path("node"), 0o600 | stat.S_IFREG)
+        self.assert_gone("node")
+
+    def test_excl_create_then_close_without_writing(self):
+        fd = os.open(self.m.key_path("excl"), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        os.close(fd)
+        self.assert_gone("excl")
+
+    def test_a_stored_key_is_there_at_once(self):
+        key = new_key()
+        fd = os.open(self.m.key_path("real"), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        os.write(fd, (key + "\n").encode())
+        os.close(fd)
+        self.assertTrue(os.path.exists(self.m.key_path("real")))
+        self.assertIn("real", os.listdir(self.m.path("keys")))
+        self.assertEqual(self.m.read_key("real"), key + "\n")
+        self.assertEqual([a["network"] for a in self.m.audit_lines()
+                          if a["network"] in ("fresh", "node", "excl")], [])
 
 
 class VaultTouchTest(unittest.TestCase):
