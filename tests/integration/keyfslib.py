@@ -46,6 +46,19 @@ def new_key(prefix="0x"):
             return prefix + format(k, "064x")
 
 
+def wait_exit(pid, timeout=10):
+    """Wait for a process that is not our child to end (pidfd, no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
 def is_mounted(path):
     path = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:

@@ -19,20 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from keyfslib import KEYFS_BIN, Mount, is_mounted, new_key, run  # noqa: E402
-
-
-def wait_exit(pid, timeout=10):
-    """Wait for a process that is not our child to end (pidfd, no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return bool(ready)
-    finally:
-        os.close(fd)
+from keyfslib import KEYFS_BIN, Mount, is_mounted, new_key, run, wait_exit  # noqa: E402
 
 
 SANITIZED = os.environ.get("KEYFS_SANITIZE", "none") not in ("", "none")
