@@ -507,11 +507,11 @@ static int op_mknod(const char *path, mode_t mode, dev_t dev)
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	/* Key files change behind our back (rotation, other writers): keep the
-	 * kernel's attribute and entry caches short, and never cache data.
-	 * With other users on the mount, whether keys/<name> exists depends on
-	 * who asks (a caller without a grant gets ENOENT) while those caches
-	 * are shared by all users: then none at all (a cached read costs about
-	 * a fifth more, measured in the issue 9 report). */
+	 * kernel's attribute cache short, and never cache data.  With other
+	 * users on the mount, whether keys/<name> exists depends on who asks (a
+	 * caller without a grant gets ENOENT) while that cache is shared by all
+	 * users: then none at all (a cached read costs about a fifth more,
+	 * measured in the issue 9 report). */
 	struct mount_state *k = fuse_get_context()->private_data;
 	double timeout = k->other_users ? 0 : 1.0;
 	/* No entry cache at all: a name exists only while the mount says so.

@@ -273,7 +273,16 @@ class NormalUserTest(unittest.TestCase):
         }
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
-                env[k] = os.environ[k]
+                # a suppressions file uid 65534 may not reach: use a copy
+                opts = []
+                for opt in os.environ[k].split(":"):
+                    if opt.startswith("suppressions="):
+                        copy = os.path.join(self.root, k.lower() + ".supp")
+                        shutil.copy(opt.split("=", 1)[1], copy)
+                        os.chmod(copy, 0o644)
+                        opt = "suppressions=" + copy
+                    opts.append(opt)
+                env[k] = ":".join(opts)
         # The daemon's parent (`mount` without -f) exits once it serves: as
         # the subreaper, this process inherits the daemon and reaps it.
         import ctypes
