@@ -294,15 +294,26 @@ class NoPhantomNamesTest(MountTestCase):
         r = self.m.sh("touch keys/fresh && stat keys/fresh >/dev/null 2>&1; echo $?")
         self.assertEqual(r.stdout.strip(), "1", "stat right after touch found the name")
         self.assert_gone("fresh")
+        # what touch(1) does, without a process start in between
+        for i in range(20):
+            path = self.m.key_path(f"fresh{i}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK, 0o666)
+            os.utime(fd)
+            os.close(fd)
+            self.assertFalse(os.path.exists(path), f"fresh{i}: stat right after close found it")
 
     def test_mknod(self):
         os.mknod(self.m.key_path("node"), 0o600 | stat.S_IFREG)
         self.assert_gone("node")
 
     def test_excl_create_then_close_without_writing(self):
-        fd = os.open(self.m.key_path("excl"), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        os.close(fd)
-        self.assert_gone("excl")
+        for i in range(20):
+            path = self.m.key_path(f"excl{i}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            self.assertTrue(os.path.exists(path), "while open: being created")
+            os.close(fd)
+            self.assertFalse(os.path.exists(path), f"excl{i}: stat right after close found it")
+        self.assert_gone("excl0")
 
     def test_a_stored_key_is_there_at_once(self):
         key = new_key()
