@@ -17,8 +17,9 @@
  *   sits in front of those only (contract), and a backend without a cache
  *   must not look like one with a 0% hit rate.  The guide's LowCacheHitRate
  *   rule divides 0 by 0 on an idle cache, which is NaN and never fires.
- * - backend_up is rendered only once a health check has set it: no series
- *   is better than a guessed 1 or 0.
+ * - backend_up is rendered only once a health check has set it, or one has
+ *   run past its deadline (a stalled backend is down): no series is better
+ *   than a guessed 1 or 0.
  * - a histogram's _count is the sum of its bucket snapshot, so +Inf bucket
  *   and _count always agree within one rendering, even under updates.
  */
@@ -742,8 +743,8 @@ static void render_backend_up(struct strbuf *out)
 	FOR_EACH_BACKEND(b) {
 		int up = atomic_load(&b->backend_up);
 		long long check_deadline = atomic_load(&b->check_deadline_ms);
-		if (up > 0 && check_deadline && now_ms > check_deadline)
-			up = 0;   /* a stalled check: down, as health/ says */
+		if (check_deadline && now_ms > check_deadline)
+			up = 0;   /* a stalled check (the first one too): down, as health/ says */
 		if (up >= 0)
 			sample_u64(out, "omikuji_key_backend_up",
 			           labels_of(&l, "backend", b->label, NULL, NULL, NULL, NULL),

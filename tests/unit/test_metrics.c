@@ -569,6 +569,14 @@ Test(metrics, backend_up_is_0_while_a_check_is_past_its_deadline)
 	metrics_backend_check(v, 0);                         /* it finished */
 	render_parse(&x);
 	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "vault", NULL), 1);
+	/* hung from the start: the first check never ended, so nothing set up/down */
+	struct metrics_backend *f = metrics_backend_register("file", false);
+	metrics_backend_check(f, clock_monotonic() + 60);
+	render_parse(&x);
+	cr_expect_eq(count_samples(&x, "omikuji_key_backend_up", "backend", "file", NULL), 0);
+	metrics_backend_check(f, clock_monotonic() - 0.01);
+	render_parse(&x);
+	cr_expect_eq(value_of(&x, "omikuji_key_backend_up", "backend", "file", NULL), 0);
 }
 
 Test(metrics, security_counters)
