@@ -1,8 +1,10 @@
 /* config.c - loads omikuji.yaml (contract section 4) into a struct config.
  *
- * The file is read with libyaml's document API and walked with one table
- * per section (struct field), so every key this program knows is listed
- * once, with its type, range and where it lands in the struct.  Keys not in
+ * The file is read into a tree of positioned nodes (yamltree.h, the YAML
+ * engine) and walked with one table per section (struct field): the
+ * schema.  Every key this program knows is listed once, with its type,
+ * range, default and where it lands in the struct; defaults, printing and
+ * freeing are driven by the same rows.  Keys not in
  * a table are errors that name file, line and column; Omikuji's own
  * top-level sections are in the top table as "skip".
  *
@@ -26,11 +28,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "backend.h"
 #include "secret.h"
 #include "strbuf.h"
+#include "yamltree.h"
 
 /* A config file is small; anything bigger is a mistake (or /dev/zero). */
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -41,12 +43,11 @@ struct loader {
 	const char *file;
 	char *err;
 	size_t errlen;
-	yaml_document_t *doc;
 	struct config *cfg;
 	char inline_secret[256];     /* first secret field given literally, "" if none */
 	const void *vault_url_seen;  /* the vault section whose `url` or `urls` was given */
 	bool start_seen, end_seen;   /* business_hours.start / .end given */
-	const yaml_mark_t *key_mark; /* of the key being loaded */
+	const struct yamltree_node *key_node; /* the key being loaded */
 };
 
 enum field_kind {
@@ -64,7 +65,7 @@ enum field_kind {
 };
 
 struct field;
-typedef int field_parser(struct loader *L, const struct field *f, yaml_node_t *value,
+typedef int field_parser(struct loader *L, const struct field *f, struct yamltree_node *value,
                          void *base, const char *name);
 
 struct field {
@@ -90,18 +91,17 @@ _Static_assert(sizeof(enum key_format) == sizeof(int), "FIELD_ENUM writes an int
 /* ------------------------------------------------------------------ */
 /* messages */
 
-static int fail_at(struct loader *L, const yaml_mark_t *mark, int rc, const char *fmt, ...)
+static int fail_at(struct loader *L, const struct yamltree_node *at, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static int fail_at(struct loader *L, const yaml_mark_t *mark, int rc, const char *fmt, ...)
+static int fail_at(struct loader *L, const struct yamltree_node *at, int rc, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(L->err, L->errlen, "%s:%zu:%zu: %s", L->file,
-	         mark->line + 1, mark->column + 1, msg);
+	snprintf(L->err, L->errlen, "%s:%zu:%zu: %s", L->file, at->line, at->column, msg);
 	return rc;
 }
 
@@ -116,15 +116,6 @@ static void join_name(char *dst, size_t len, const char *path, const char *key)
 /* ------------------------------------------------------------------ */
 /* scalars */
 
-static bool is_null(const yaml_node_t *node)
-{
-	if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return false;
-	const char *v = (const char *)node->data.scalar.value;
-	return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
-}
-
 static bool is_env_name_start(int c)
 {
 	return isalpha(c) || c == '_';
@@ -133,17 +124,17 @@ static bool is_env_name_start(int c)
 /* Expand ${VAR} and $$ in a scalar.  *literal (optional) tells whether the
  * scalar holds text of its own besides ${VAR} references and blanks, i.e.
  * whether a secret in it would sit in the file. */
-static int expand(struct loader *L, yaml_node_t *node, const char *name, char **out, bool *literal)
+static int expand(struct loader *L, struct yamltree_node *node, const char *name, char **out, bool *literal)
 {
-	const char *v = (const char *)node->data.scalar.value;
-	size_t n = node->data.scalar.length;
+	const char *v = node->value;
+	size_t n = node->len;
 	struct strbuf b = STRBUF_INIT;
 	bool own_text = false;
 	int rc = 0;
 
 	*out = NULL;
 	if (strlen(v) != n)
-		return fail_at(L, &node->start_mark, -EINVAL, "NUL byte in the value of %s", name);
+		return fail_at(L, node, -EINVAL, "NUL byte in the value of %s", name);
 	for (size_t i = 0; i < n; ) {
 		if (v[i] == '$' && i + 1 < n && v[i + 1] == '$') {
 			strbuf_append(&b, "$", 1);
@@ -154,7 +145,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 			size_t len = close ? (size_t)(close - (v + i + 2)) : 0;
 			char var[256];
 			if (!close) {
-				rc = fail_at(L, &node->start_mark, -EINVAL,
+				rc = fail_at(L, node, -EINVAL,
 				             "unterminated ${ in the value of %s (write $$ for a literal $)", name);
 				goto out;
 			}
@@ -162,7 +153,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 			for (size_t k = 0; ok && k < len; k++)
 				ok = isalnum((unsigned char)v[i + 2 + k]) || v[i + 2 + k] == '_';
 			if (!ok) {
-				rc = fail_at(L, &node->start_mark, -EINVAL,
+				rc = fail_at(L, node, -EINVAL,
 				             "bad variable name in ${%.*s} in the value of %s",
 				             (int)(len > 64 ? 64 : len), v + i + 2, name);
 				goto out;
@@ -171,7 +162,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 			var[len] = 0;
 			const char *val = getenv(var);
 			if (!val) {
-				rc = fail_at(L, &node->start_mark, -EINVAL,
+				rc = fail_at(L, node, -EINVAL,
 				             "environment variable '%s' is not set (used by %s)", var, name);
 				goto out;
 			}
@@ -185,7 +176,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 		}
 	}
 	if (b.error) {
-		rc = fail_at(L, &node->start_mark, b.error, "out of memory");
+		rc = fail_at(L, node, b.error, "out of memory");
 		goto out;
 	}
 	*out = strbuf_detach(&b, NULL);
@@ -201,9 +192,9 @@ out:
 
 /* Remember the ${VAR} names a secret field expands, so that
  * config_forget_secrets() can wipe them from the environment too. */
-static void note_secret_vars(struct loader *L, yaml_node_t *node)
+static void note_secret_vars(struct loader *L, struct yamltree_node *node)
 {
-	const char *v = (const char *)node->data.scalar.value;
+	const char *v = node->value;
 	for (const char *p = strstr(v, "${"); p; p = strstr(p + 2, "${")) {
 		const char *close = strchr(p + 2, '}');
 		if (!close || close - p - 2 >= 256 || (p > v && p[-1] == '$'))
@@ -232,7 +223,7 @@ static int home_dir(const char **home)
 /* A relative path is taken relative to the config file's directory, so it
  * means the same whatever the daemon's working directory (it chdirs to /
  * when it goes into the background). */
-static int absolutize(struct loader *L, yaml_node_t *node, char **s)
+static int absolutize(struct loader *L, struct yamltree_node *node, char **s)
 {
 	char *p = *s;
 	if (p[0] == '/' || !L->file)
@@ -246,45 +237,45 @@ static int absolutize(struct loader *L, yaml_node_t *node, char **s)
 			dir = NULL;
 	}
 	if (!dir)
-		return fail_at(L, &node->start_mark, -ENOMEM, "cannot resolve the relative path '%s'", p);
+		return fail_at(L, node, -ENOMEM, "cannot resolve the relative path '%s'", p);
 	char *slash = strrchr(dir, '/');
 	*slash = 0;
 	char *joined;
 	int n = asprintf(&joined, "%s/%s", dir[0] ? dir : "", p[0] == '.' && p[1] == '/' ? p + 2 : p);
 	free(dir);
 	if (n < 0)
-		return fail_at(L, &node->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, node, -ENOMEM, "out of memory");
 	free(p);
 	*s = joined;
 	return 0;
 }
 
-static int expand_tilde(struct loader *L, yaml_node_t *node, const char *name, char **s)
+static int expand_tilde(struct loader *L, struct yamltree_node *node, const char *name, char **s)
 {
 	const char *home;
 	char *p = *s;
 	if (p[0] != '~' || (p[1] && p[1] != '/'))
 		return absolutize(L, node, s);
 	if (home_dir(&home) < 0)
-		return fail_at(L, &node->start_mark, -ENOENT, "cannot expand ~ in %s: HOME is not set", name);
+		return fail_at(L, node, -ENOENT, "cannot expand ~ in %s: HOME is not set", name);
 	char *joined;
 	if (asprintf(&joined, "%s%s", home, p + 1) < 0)
-		return fail_at(L, &node->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, node, -ENOMEM, "out of memory");
 	free(p);
 	*s = joined;
 	return 0;
 }
 
 /* The expanded scalar, or NULL for null or empty. */
-static int get_string(struct loader *L, yaml_node_t *node, const char *name, char **out, bool *literal)
+static int get_string(struct loader *L, struct yamltree_node *node, const char *name, char **out, bool *literal)
 {
 	*out = NULL;
 	if (literal)
 		*literal = false;
-	if (is_null(node))
+	if (yamltree_is_null(node))
 		return 0;
-	if (node->type != YAML_SCALAR_NODE)
-		return fail_at(L, &node->start_mark, -EINVAL, "expected a string for %s", name);
+	if (node->kind != YAMLTREE_SCALAR)
+		return fail_at(L, node, -EINVAL, "expected a string for %s", name);
 	int rc = expand(L, node, name, out, literal);
 	if (rc == 0 && !**out) {
 		free(*out);
@@ -309,7 +300,7 @@ static int choice_index(const char *const *choices, const char *s)
 	return -1;
 }
 
-static int fail_choice(struct loader *L, yaml_node_t *node, const char *name,
+static int fail_choice(struct loader *L, struct yamltree_node *node, const char *name,
                        const char *const *choices, const char *got)
 {
 	char list[256] = "";
@@ -317,16 +308,16 @@ static int fail_choice(struct loader *L, yaml_node_t *node, const char *name,
 		size_t len = strlen(list);
 		snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", choices[i]);
 	}
-	return fail_at(L, &node->start_mark, -EINVAL, "%s must be one of %s (got '%.64s')",
+	return fail_at(L, node, -EINVAL, "%s must be one of %s (got '%.64s')",
 	               name, list, got);
 }
 
-static int get_int(struct loader *L, yaml_node_t *node, const char *name, long min, long max, int *out)
+static int get_int(struct loader *L, struct yamltree_node *node, const char *name, long min, long max, int *out)
 {
 	char *s = NULL, *end;
 	int rc;
-	if (node->type != YAML_SCALAR_NODE || is_null(node))
-		return fail_at(L, &node->start_mark, -EINVAL, "expected an integer for %s", name);
+	if (node->kind != YAMLTREE_SCALAR || yamltree_is_null(node))
+		return fail_at(L, node, -EINVAL, "expected an integer for %s", name);
 	rc = expand(L, node, name, &s, NULL);
 	if (rc)
 		return rc;
@@ -334,9 +325,9 @@ static int get_int(struct loader *L, yaml_node_t *node, const char *name, long m
 	long v = strtol(s, &end, 10);
 	bool digits = isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]));
 	if (!digits || *end) {
-		rc = fail_at(L, &node->start_mark, -EINVAL, "expected an integer for %s", name);
+		rc = fail_at(L, node, -EINVAL, "expected an integer for %s", name);
 	} else if (errno == ERANGE || v < min || v > max) {
-		rc = fail_at(L, &node->start_mark, -ERANGE, "%s must be between %ld and %ld (got %.32s)",
+		rc = fail_at(L, node, -ERANGE, "%s must be between %ld and %ld (got %.32s)",
 		             name, min, max, s);
 	} else {
 		*out = (int)v;
@@ -345,21 +336,20 @@ static int get_int(struct loader *L, yaml_node_t *node, const char *name, long m
 	return rc;
 }
 
-static int get_strlist(struct loader *L, yaml_node_t *node, const char *name,
-                       struct strlist *out, int (*check)(struct loader *, yaml_node_t *, const char *, const char *))
+static int get_strlist(struct loader *L, struct yamltree_node *node, const char *name,
+                       struct strlist *out, int (*check)(struct loader *, struct yamltree_node *, const char *, const char *))
 {
 	strlist_clear(out);
-	if (is_null(node))
+	if (yamltree_is_null(node))
 		return 0;
-	if (node->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &node->start_mark, -EINVAL, "expected a list for %s", name);
-	for (yaml_node_item_t *it = node->data.sequence.items.start;
-	     it < node->data.sequence.items.top; it++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, *it);
+	if (node->kind != YAMLTREE_SEQUENCE)
+		return fail_at(L, node, -EINVAL, "expected a list for %s", name);
+	for (size_t i = 0; i < node->n; i++) {
+		struct yamltree_node *item = node->items[i];
 		char *s = NULL;
 		int rc;
-		if (!item || item->type != YAML_SCALAR_NODE || is_null(item))
-			return fail_at(L, item ? &item->start_mark : &node->start_mark, -EINVAL,
+		if (!item || item->kind != YAMLTREE_SCALAR || yamltree_is_null(item))
+			return fail_at(L, item ? item : node, -EINVAL,
 			               "expected a string in the list %s", name);
 		rc = expand(L, item, name, &s, NULL);
 		if (rc == 0 && check)
@@ -369,7 +359,7 @@ static int get_strlist(struct loader *L, yaml_node_t *node, const char *name,
 			return rc;
 		}
 		if (strlist_take(out, s) < 0)
-			return fail_at(L, &item->start_mark, -ENOMEM, "out of memory");
+			return fail_at(L, item, -ENOMEM, "out of memory");
 	}
 	return 0;
 }
@@ -396,7 +386,7 @@ static bool valid_id(const char *s)
 	return strtoull(s, NULL, 10) < UINT32_MAX;
 }
 
-static int check_principal(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+static int check_principal(struct loader *L, struct yamltree_node *node, const char *name, const char *s)
 {
 	bool ok = false;
 	if (strncmp(s, "user:", 5) == 0 || strncmp(s, "group:", 6) == 0)
@@ -404,26 +394,26 @@ static int check_principal(struct loader *L, yaml_node_t *node, const char *name
 	else if (strncmp(s, "uid:", 4) == 0 || strncmp(s, "gid:", 4) == 0)
 		ok = valid_id(s + 4);
 	if (!ok)
-		return fail_at(L, &node->start_mark, -EINVAL,
+		return fail_at(L, node, -EINVAL,
 		               "bad principal '%.64s' in %s (expected user:NAME, group:NAME, uid:N or gid:N)",
 		               s, name);
 	return 0;
 }
 
-static int check_nonempty(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+static int check_nonempty(struct loader *L, struct yamltree_node *node, const char *name, const char *s)
 {
 	if (!*s)
-		return fail_at(L, &node->start_mark, -EINVAL, "empty string in the list %s", name);
+		return fail_at(L, node, -EINVAL, "empty string in the list %s", name);
 	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* the walk */
 
-static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
+static int load_mapping(struct loader *L, struct yamltree_node *node, const struct field *fields,
                         void *base, const char *path);
 
-static int load_field(struct loader *L, const struct field *f, yaml_node_t *value,
+static int load_field(struct loader *L, const struct field *f, struct yamltree_node *value,
                       void *base, const char *name)
 {
 	void *slot = (char *)base + f->offset;
@@ -517,34 +507,33 @@ static bool near_own_section(const struct field *fields, const char *k)
 	return false;
 }
 
-static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
+static int load_mapping(struct loader *L, struct yamltree_node *node, const struct field *fields,
                         void *base, const char *path)
 {
-	if (is_null(node))
+	if (yamltree_is_null(node))
 		return 0;
-	if (node->type != YAML_MAPPING_NODE) {
+	if (node->kind != YAMLTREE_MAPPING) {
 		if (path && *path)
-			return fail_at(L, &node->start_mark, -EINVAL, "expected a mapping for %s", path);
-		return fail_at(L, &node->start_mark, -EINVAL, "expected a mapping at the top level");
+			return fail_at(L, node, -EINVAL, "expected a mapping for %s", path);
+		return fail_at(L, node, -EINVAL, "expected a mapping at the top level");
 	}
-	for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
-	     p < node->data.mapping.pairs.top; p++) {
-		yaml_node_t *key = yaml_document_get_node(L->doc, p->key);
-		yaml_node_t *value = yaml_document_get_node(L->doc, p->value);
+	for (size_t i = 0; i < node->n; i++) {
+		struct yamltree_node *key = node->keys[i];
+		struct yamltree_node *value = node->values[i];
 		const struct field *f;
 		char name[256];
 		int rc;
 
 		if (!key || !value)
-			return fail_at(L, &node->start_mark, -EINVAL, "malformed mapping");
-		if (key->type != YAML_SCALAR_NODE)
-			return fail_at(L, &key->start_mark, -EINVAL, "keys must be plain strings");
-		const char *k = (const char *)key->data.scalar.value;
-		for (yaml_node_pair_t *q = node->data.mapping.pairs.start; q < p; q++) {
-			yaml_node_t *other = yaml_document_get_node(L->doc, q->key);
-			if (other && other->type == YAML_SCALAR_NODE &&
-			    strcmp((const char *)other->data.scalar.value, k) == 0)
-				return fail_at(L, &key->start_mark, -EINVAL, "duplicate key '%.64s'%s%s",
+			return fail_at(L, node, -EINVAL, "malformed mapping");
+		if (key->kind != YAMLTREE_SCALAR)
+			return fail_at(L, key, -EINVAL, "keys must be plain strings");
+		const char *k = key->value;
+		for (size_t j = 0; j < i; j++) {
+			struct yamltree_node *other = node->keys[j];
+			if (other && other->kind == YAMLTREE_SCALAR &&
+			    strcmp(other->value, k) == 0)
+				return fail_at(L, key, -EINVAL, "duplicate key '%.64s'%s%s",
 				               k, path && *path ? " in " : " at the top level",
 				               path && *path ? path : "");
 		}
@@ -555,10 +544,10 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 			/* A section of a newer Omikuji: not ours to judge. */
 			char w[512];
 			snprintf(w, sizeof(w), "%s:%zu:%zu: unknown top-level section '%.64s' skipped "
-			         "(Omikuji's own?)", L->file, key->start_mark.line + 1,
-			         key->start_mark.column + 1, k);
+			         "(Omikuji's own?)", L->file, key->line,
+			         key->column, k);
 			if (strlist_add(&L->cfg->warnings, w) < 0)
-				return fail_at(L, &key->start_mark, -ENOMEM, "out of memory");
+				return fail_at(L, key, -ENOMEM, "out of memory");
 			continue;
 		}
 		if (!f->key) {
@@ -567,12 +556,12 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 				if ((h->hint && strcmp(h->hint, k) == 0) ||
 				    (!(path && *path) && h->kind != FIELD_SKIP && edit_distance(h->key, k) <= 2))
 					hint = h->key;
-			return fail_at(L, &key->start_mark, -EINVAL, "unknown key '%.64s' %s%s%s%s%s",
+			return fail_at(L, key, -EINVAL, "unknown key '%.64s' %s%s%s%s%s",
 			               k, path && *path ? "in " : "at the top level", path ? path : "",
 			               *hint ? " (did you mean '" : "", hint, *hint ? "'?)" : "");
 		}
 		join_name(name, sizeof(name), path, k);
-		L->key_mark = &key->start_mark;
+		L->key_node = key;
 		rc = load_field(L, f, value, base, name);
 		if (rc)
 			return rc;
@@ -583,7 +572,7 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 /* ------------------------------------------------------------------ */
 /* custom fields */
 
-static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_vault_url(struct loader *L, const struct field *f, struct yamltree_node *value,
                            void *base, const char *name)
 {
 	struct config_vault *v = base;
@@ -596,7 +585,7 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 		char *dot = strrchr(section, '.');
 		if (dot)
 			*dot = 0;
-		return fail_at(L, L->key_mark, -EINVAL,
+		return fail_at(L, L->key_node, -EINVAL,
 		               "both url and urls are given in %s; use one of them", section);
 	}
 	L->vault_url_seen = v;
@@ -607,13 +596,13 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 		return rc;
 	strlist_clear(&v->urls);
 	if (s && strlist_take(&v->urls, s) < 0)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, value, -ENOMEM, "out of memory");
 	return 0;
 }
 
 /* An octal file mode such as "0640" for the audit log: the owner reads and
  * writes; the group may read (log shippers) or read and write; no others. */
-static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_file_mode(struct loader *L, const struct field *f, struct yamltree_node *value,
                            void *base, const char *name)
 {
 	char *s = NULL, *end = NULL;
@@ -622,7 +611,7 @@ static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t 
 		return rc;
 	long mode = strtol(s, &end, 8);
 	if (!*s || *end || (mode & ~0660L) || (mode & 0600L) != 0600L)
-		rc = fail_at(L, &value->start_mark, -EINVAL,
+		rc = fail_at(L, value, -EINVAL,
 		             "%s: expected an octal mode from 0600 to 0660 such as \"0640\" (owner "
 		             "read-write, group at most read-write, nothing for others), not '%s'", name, s);
 	else
@@ -649,14 +638,14 @@ static bool url_host_is_loopback(const char *url)
 
 /* The token or credentials would cross the network in clear: refused unless
  * allow_insecure_http, a warning otherwise (loopback or allowed). */
-static int check_http_url(struct loader *L, yaml_node_t *value, const char *name, const char *url,
+static int check_http_url(struct loader *L, struct yamltree_node *value, const char *name, const char *url,
                           int allowed)
 {
 	if (strncasecmp(url, "http://", 7) != 0)
 		return 0;
 	bool loopback = url_host_is_loopback(url);
 	if (!loopback && !allowed)
-		return fail_at(L, &value->start_mark, -EINVAL,
+		return fail_at(L, value, -EINVAL,
 		               "%s: %s is plain http: credentials and keys would cross the network in "
 		               "clear; use https://, or set allow_insecure_http: true", name, url);
 	char *w = NULL;
@@ -667,7 +656,7 @@ static int check_http_url(struct loader *L, yaml_node_t *value, const char *name
 }
 
 /* Plain-http URLs of an instance's remote backend (its own section only). */
-static int check_backend_http(struct loader *L, yaml_node_t *value, const char *name,
+static int check_backend_http(struct loader *L, struct yamltree_node *value, const char *name,
                               const struct config_backend *b)
 {
 	int rc = 0;
@@ -686,7 +675,7 @@ static int check_backend_http(struct loader *L, yaml_node_t *value, const char *
 	return rc;
 }
 
-static int check_key_storage(struct loader *L, const struct field *f, yaml_node_t *value,
+static int check_key_storage(struct loader *L, const struct field *f, struct yamltree_node *value,
                              void *base, const char *name)
 {
 	(void)f;
@@ -712,43 +701,43 @@ static void free_targets(struct config_logging *lg)
 	lg->n_targets = 0;
 }
 
-static int parse_log_targets(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_log_targets(struct loader *L, const struct field *f, struct yamltree_node *value,
                              void *base, const char *name)
 {
 	struct config_logging *lg = base;
 	size_t n;
 
 	free_targets(lg);
-	if (is_null(value))
+	if (yamltree_is_null(value))
 		return 0;
-	if (value->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &value->start_mark, -EINVAL, "expected a list for %s", name);
-	n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
+	if (value->kind != YAMLTREE_SEQUENCE)
+		return fail_at(L, value, -EINVAL, "expected a list for %s", name);
+	n = value->n;
 	if (n == 0)
 		return 0;
 	lg->targets = calloc(n, sizeof(*lg->targets));
 	if (!lg->targets)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, value, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
+		struct yamltree_node *item = value->items[i];
 		struct config_log_target *t = &lg->targets[i];
 		char item_name[256];
 		int rc;
 
 		lg->n_targets = i + 1;
 		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
-		if (!item || item->type != YAML_MAPPING_NODE)
-			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
+		if (!item || item->kind != YAMLTREE_MAPPING)
+			return fail_at(L, item ? item : value, -EINVAL,
 			               "expected a mapping (type:, path:) for %s", item_name);
 		rc = load_mapping(L, item, log_target_fields, t, item_name);
 		if (rc)
 			return rc;
 		if (!t->type)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a type", item_name);
+			return fail_at(L, item, -EINVAL, "%s needs a type", item_name);
 		if (strcmp(t->type, "file") == 0 && !t->path)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s: type file needs a path", item_name);
+			return fail_at(L, item, -EINVAL, "%s: type file needs a path", item_name);
 		if (strcmp(t->type, "file") != 0 && t->path)
-			return fail_at(L, &item->start_mark, -EINVAL,
+			return fail_at(L, item, -EINVAL,
 			               "%s: path is only valid with type file", item_name);
 	}
 	return 0;
@@ -784,35 +773,35 @@ static void free_access(struct config_keyfs *k)
 	k->access_set = false;
 }
 
-static int parse_access(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_access(struct loader *L, const struct field *f, struct yamltree_node *value,
                         void *base, const char *name)
 {
 	struct config_keyfs *k = base;
 	size_t n;
 
 	free_access(k);
-	if (is_null(value))
+	if (yamltree_is_null(value))
 		return 0;
-	if (value->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &value->start_mark, -EINVAL, "expected a list of rules for %s", name);
+	if (value->kind != YAMLTREE_SEQUENCE)
+		return fail_at(L, value, -EINVAL, "expected a list of rules for %s", name);
 	k->access_set = true;
-	n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
+	n = value->n;
 	if (n == 0)
 		return 0;
 	k->access = calloc(n, sizeof(*k->access));
 	if (!k->access)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, value, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
+		struct yamltree_node *item = value->items[i];
 		char item_name[256];
 
 		k->n_access = i + 1;
 		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
-		if (!item || item->type != YAML_MAPPING_NODE)
-			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
+		if (!item || item->kind != YAMLTREE_MAPPING)
+			return fail_at(L, item ? item : value, -EINVAL,
 			               "expected a mapping (networks:, read:, write:, remove:, list:, address:) for %s",
 			               item_name);
-		k->access[i].line = (int)item->start_mark.line + 1;
+		k->access[i].line = (int)item->line;
 		int rc = load_mapping(L, item, access_rule_fields, &k->access[i], item_name);
 		if (rc)
 			return rc;
@@ -838,7 +827,7 @@ static int parse_hhmm(const char *s, int *minutes)
 	return 0;
 }
 
-static int parse_time_of_day(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_time_of_day(struct loader *L, const struct field *f, struct yamltree_node *value,
                              void *base, const char *name)
 {
 	struct config_business_hours *bh = base;
@@ -849,7 +838,7 @@ static int parse_time_of_day(struct loader *L, const struct field *f, yaml_node_
 	if (rc)
 		return rc;
 	if (!s || parse_hhmm(s, slot) < 0 || (start && *slot == 24 * 60))
-		rc = fail_at(L, &value->start_mark, -EINVAL,
+		rc = fail_at(L, value, -EINVAL,
 		             "%s must be a time of day \"HH:MM\" (got '%.32s')", name, s ? s : "");
 	else if (start)
 		L->start_seen = true;
@@ -863,7 +852,7 @@ static const char *const day_names[] = { "sun", "mon", "tue", "wed", "thu", "fri
 static const char *const day_long_names[] = {
 	"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", NULL };
 
-static int parse_days(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_days(struct loader *L, const struct field *f, struct yamltree_node *value,
                       void *base, const char *name)
 {
 	struct config_business_hours *bh = base;
@@ -879,8 +868,8 @@ static int parse_days(struct loader *L, const struct field *f, yaml_node_t *valu
 			    strcasecmp(days.items[i], day_long_names[j]) == 0)
 				d = j;
 		if (d < 0) {
-			yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
-			rc = fail_at(L, &item->start_mark, -EINVAL,
+			struct yamltree_node *item = value->items[i];
+			rc = fail_at(L, item, -EINVAL,
 			             "%s: '%.32s' is not a day (mon, tue, wed, thu, fri, sat, sun)",
 			             name, days.items[i]);
 			goto out;
@@ -888,7 +877,7 @@ static int parse_days(struct loader *L, const struct field *f, yaml_node_t *valu
 		mask |= 1u << d;
 	}
 	if (!mask) {
-		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must name at least one day", name);
+		rc = fail_at(L, value, -EINVAL, "%s must name at least one day", name);
 		goto out;
 	}
 	bh->days_mask = mask;
@@ -897,35 +886,35 @@ out:
 	return rc;
 }
 
-static int check_business_hours(struct loader *L, const struct field *f, yaml_node_t *value,
+static int check_business_hours(struct loader *L, const struct field *f, struct yamltree_node *value,
                                 void *base, const char *name)
 {
 	struct config_business_hours *bh = base;
-	if (is_null(value))
+	if (yamltree_is_null(value))
 		return 0;
 	bh->set = true;
 	if (!L->start_seen || !L->end_seen)
-		return fail_at(L, &value->start_mark, -EINVAL, "%s needs both start and end (\"HH:MM\")", name);
+		return fail_at(L, value, -EINVAL, "%s needs both start and end (\"HH:MM\")", name);
 	if (bh->start_minute == bh->end_minute)
-		return fail_at(L, &value->start_mark, -EINVAL, "%s: start and end are the same time", name);
+		return fail_at(L, value, -EINVAL, "%s: start and end are the same time", name);
 	if (!bh->timezone && !(bh->timezone = strdup("UTC")))
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, value, -ENOMEM, "out of memory");
 	return 0;
 }
 
-static int check_rate_limit(struct loader *L, const struct field *f, yaml_node_t *value,
+static int check_rate_limit(struct loader *L, const struct field *f, struct yamltree_node *value,
                             void *base, const char *name)
 {
 	struct config_rate_limit *r = base;
-	if (is_null(value))
+	if (yamltree_is_null(value))
 		return 0;
 	if (r->reads_per_minute <= 0)
-		return fail_at(L, &value->start_mark, -EINVAL, "%s needs reads_per_minute", name);
+		return fail_at(L, value, -EINVAL, "%s needs reads_per_minute", name);
 	r->set = true;
 	return 0;
 }
 
-static int parse_storage_type(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_storage_type(struct loader *L, const struct field *f, struct yamltree_node *value,
                               void *base, const char *name)
 {
 	struct config_backend *b = base;
@@ -941,7 +930,7 @@ static int parse_storage_type(struct loader *L, const struct field *f, yaml_node
 			size_t len = strlen(list);
 			snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", r->name);
 		}
-		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must be one of %s (got '%.64s')",
+		rc = fail_at(L, value, -EINVAL, "%s must be one of %s (got '%.64s')",
 		             name, list, s);
 	} else {
 		b->type = t;
@@ -951,31 +940,31 @@ static int parse_storage_type(struct loader *L, const struct field *f, yaml_node
 }
 
 /* Shell globs over network names: the name characters plus * ? [ ] ! ^. */
-static int check_glob(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+static int check_glob(struct loader *L, struct yamltree_node *node, const char *name, const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 128)
-		return fail_at(L, &node->start_mark, -EINVAL,
+		return fail_at(L, node, -EINVAL,
 		               "%s: a glob must have 1 to 128 characters", name);
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (c == '[') {
 			const char *close = strchr(s + i + 2, ']');
 			if (i + 1 >= n || !close)
-				return fail_at(L, &node->start_mark, -EINVAL,
+				return fail_at(L, node, -EINVAL,
 				               "%s: unclosed [ in the glob '%.64s'", name, s);
 			i = (size_t)(close - s);
 			continue;
 		}
 		if (!isalnum((unsigned char)c) && !strchr("._-*?", c))
-			return fail_at(L, &node->start_mark, -EINVAL,
+			return fail_at(L, node, -EINVAL,
 			               "%s: '%c' cannot occur in a network name or glob ('%.64s')",
 			               name, c, s);
 	}
 	return 0;
 }
 
-static int parse_networks(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_networks(struct loader *L, const struct field *f, struct yamltree_node *value,
                           void *base, const char *name)
 {
 	struct config_backend *b = base;
@@ -1017,60 +1006,60 @@ static void free_backends(struct config_keyfs *k)
 
 /* keyfs.backends: named instances, each parsed with the same section tables
  * as key_storage. */
-static int parse_backends(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_backends(struct loader *L, const struct field *f, struct yamltree_node *value,
                           void *base, const char *name)
 {
 	struct config_keyfs *k = base;
 	free_backends(k);
-	if (is_null(value))
+	if (yamltree_is_null(value))
 		return 0;
-	if (value->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &value->start_mark, -EINVAL, "expected a list of backends for %s", name);
-	size_t n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
+	if (value->kind != YAMLTREE_SEQUENCE)
+		return fail_at(L, value, -EINVAL, "expected a list of backends for %s", name);
+	size_t n = value->n;
 	if (n == 0)
 		return 0;
 	k->backends = calloc(n, sizeof(*k->backends));
 	if (!k->backends)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, value, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
+		struct yamltree_node *item = value->items[i];
 		struct config_backend *b = &k->backends[i];
 		char item_name[256];
 		int rc;
 
 		k->n_backends = i + 1;
 		if (backend_defaults(b) < 0)
-			return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+			return fail_at(L, value, -ENOMEM, "out of memory");
 		b->type = NULL;
 		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
-		if (!item || item->type != YAML_MAPPING_NODE)
-			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
+		if (!item || item->kind != YAMLTREE_MAPPING)
+			return fail_at(L, item ? item : value, -EINVAL,
 			               "expected a mapping (name:, storage_type:, networks:, ...) for %s",
 			               item_name);
-		b->line = (int)item->start_mark.line + 1;
-		b->column = (int)item->start_mark.column + 1;
+		b->line = (int)item->line;
+		b->column = (int)item->column;
 		free(b->name);
 		b->name = NULL;
 		rc = load_mapping(L, item, backend_entry_fields, b, item_name);
 		if (rc)
 			return rc;
 		if (!b->name)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a name", item_name);
+			return fail_at(L, item, -EINVAL, "%s needs a name", item_name);
 		if (!valid_instance_name(b->name))
-			return fail_at(L, &item->start_mark, -EINVAL,
+			return fail_at(L, item, -EINVAL,
 			               "%s: bad name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,31})",
 			               item_name, b->name);
 		if (is_type_name(b->name))
-			return fail_at(L, &item->start_mark, -EINVAL,
+			return fail_at(L, item, -EINVAL,
 			               "%s: the name '%s' is a backend type's; choose another", item_name,
 			               b->name);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(k->backends[j].name, b->name) == 0)
-				return fail_at(L, &item->start_mark, -EINVAL,
+				return fail_at(L, item, -EINVAL,
 				               "%s: duplicate backend name '%s' (first at line %d)",
 				               item_name, b->name, k->backends[j].line);
 		if (!b->type)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a storage_type", item_name);
+			return fail_at(L, item, -EINVAL, "%s needs a storage_type", item_name);
 		if ((rc = check_backend_http(L, item, item_name, b)))
 			return rc;
 	}
@@ -1091,21 +1080,21 @@ static const char *const booleans[] = { "false", "true", NULL };
 
 /* An octal permission mode such as 0440 (read bits only: these files are
  * read-only). */
-static int parse_monitoring_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_monitoring_mode(struct loader *L, const struct field *f, struct yamltree_node *value,
                                  void *base, const char *name)
 {
 	(void)f;
 	char *s = NULL, *end;
 	int rc;
-	if (value->type != YAML_SCALAR_NODE || is_null(value))
-		return fail_at(L, &value->start_mark, -EINVAL, "expected an octal mode such as 0440 for %s",
+	if (value->kind != YAMLTREE_SCALAR || yamltree_is_null(value))
+		return fail_at(L, value, -EINVAL, "expected an octal mode such as 0440 for %s",
 		               name);
 	rc = expand(L, value, name, &s, NULL);
 	if (rc)
 		return rc;
 	long v = strtol(s, &end, 8);
 	if (!s[0] || *end || v < 0 || v > 0777 || (v & 0333))
-		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must be octal read bits such as 0440 "
+		rc = fail_at(L, value, -EINVAL, "%s must be octal read bits such as 0440 "
 		             "(got %.16s)", name, s);
 	else
 		((struct config_keyfs *)base)->monitoring_mode = (int)v;
@@ -1433,81 +1422,16 @@ out:
 	return rc;
 }
 
-/* libyaml keeps copies of the input in its buffers and in the document's
- * scalars; the file may hold a token, so they are wiped before release. */
-static void wipe_parser(yaml_parser_t *p)
-{
-	if (p->raw_buffer.start)
-		secret_wipe(p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
-	if (p->buffer.start)
-		secret_wipe(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
-}
-
-static void wipe_document(yaml_document_t *d)
-{
-	for (yaml_node_t *n = d->nodes.start; n && n < d->nodes.top; n++)
-		if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
-			secret_wipe(n->data.scalar.value, n->data.scalar.length);
-}
-
 static int parse_document(struct loader *L, const char *data, size_t len)
 {
-	yaml_parser_t parser;
-	yaml_document_t doc, extra;
-	bool have_doc = false, have_extra = false;
-	int rc = 0;
-
-	if (!yaml_parser_initialize(&parser)) {
-		snprintf(L->err, L->errlen, "%s: out of memory", L->file);
-		return -ENOMEM;
-	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-	if (!yaml_parser_load(&parser, &doc))
-		goto syntax;
-	have_doc = true;
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	if (root) {
-		/* One document per file: a second one would be silently ignored. */
-		if (!yaml_parser_load(&parser, &extra))
-			goto syntax;
-		have_extra = true;
-		yaml_node_t *second = yaml_document_get_root_node(&extra);
-		if (second) {
-			rc = fail_at(L, &second->start_mark, -EINVAL,
-			             "more than one YAML document; the config is one document");
-			goto out;
-		}
-		L->doc = &doc;
+	struct yamltree *tree = NULL;
+	int rc = yamltree_load(L->file, data, len, &tree, L->err, L->errlen);
+	if (rc)
+		return rc;
+	struct yamltree_node *root = yamltree_root(tree);
+	if (root)
 		rc = load_mapping(L, root, top_fields, L->cfg, "");
-	}
-	goto out;
-
-syntax:
-	rc = -EINVAL;
-	if (parser.error == YAML_MEMORY_ERROR) {
-		snprintf(L->err, L->errlen, "%s: out of memory", L->file);
-		rc = -ENOMEM;
-	} else if (parser.context) {
-		snprintf(L->err, L->errlen, "%s:%zu:%zu: YAML syntax error: %s (%s at line %zu, column %zu)",
-		         L->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-		         parser.problem ? parser.problem : "invalid YAML", parser.context,
-		         parser.context_mark.line + 1, parser.context_mark.column + 1);
-	} else {
-		snprintf(L->err, L->errlen, "%s:%zu:%zu: YAML syntax error: %s",
-		         L->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-		         parser.problem ? parser.problem : "invalid YAML");
-	}
-out:
-	if (have_extra) {
-		wipe_document(&extra);
-		yaml_document_delete(&extra);
-	}
-	if (have_doc) {
-		wipe_document(&doc);
-		yaml_document_delete(&doc);
-	}
-	wipe_parser(&parser);
-	yaml_parser_delete(&parser);
+	yamltree_free(tree);
 	return rc;
 }
 
