@@ -804,7 +804,8 @@ static int migrate_one(struct migration *m, const char *network)
 		return rc;
 	if (rc < 0) {
 		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, from_name,
-		            rc == -ENOENT ? "no key" : key_reason(rc, why));
+		            rc == -ENOENT && (!why[0] || !strcmp(why, "not found")) ? "no key"
+		            : key_reason(rc, why));
 		goto out;
 	}
 	rc = migration_read(m, m->to, network, &there, why, sizeof(why));

@@ -177,6 +177,25 @@ class TestThroughTheMount(MigrateCase):
         self.assertEqual(len(self.lines("store", "sepolia")), stores)
         self.assert_chain_verifies()
 
+    def test_an_instance_the_mount_does_not_have(self):
+        # The command's config names an instance the running mount (same
+        # audit log, older config) does not have: said, nothing changed.
+        self.m.start()
+        cfg = os.path.join(self.m.root, "newer.yaml")
+        with open(self.m.config) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text + f"    - name: extra\n      storage_type: file\n"
+                           f"      file:\n        path: {self.m.root}/store/extra.enc\n")
+        os.chmod(cfg, 0o600)
+        r = subprocess.run([KEYFS_BIN, "key", "migrate", "--from", "extra", "--to", "file",
+                            "--network", "gnosis", "-c", cfg], capture_output=True, text=True,
+                           env=self.m.env, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("gnosis: cannot read from 'extra': no backend instance named 'extra'",
+                      r.stderr)
+        self.assertIsNone(self.store_key("main", "gnosis"))
+
 
 class TestWithoutAMount(MigrateCase):
     def test_audited_and_the_chain_continues_into_the_mount(self):
