@@ -556,8 +556,6 @@ static int load_mapping(struct loader *L, struct yamltree_node *node, const stru
 		char name[256];
 		int rc;
 
-		if (!key || !value)
-			return fail_at(L, node, -EINVAL, "malformed mapping");
 		if (key->kind != YAMLTREE_SCALAR)
 			return fail_at(L, key, -EINVAL, "keys must be plain strings");
 		const char *k = key->value;
