@@ -413,6 +413,16 @@ static int aws_id_body(const char *name, struct secret **out)
 	return aws_json_body(json_pack("{s:s}", "SecretId", name), out);
 }
 
+/* GetSecretValue's CreatedDate: when the version read was created, that is
+ * the last rotation (the JSON protocol sends epoch seconds as a number).
+ * 0 when absent or not plausible. */
+static double aws_created_date(json_t *root)
+{
+	json_t *d = json_object_get(root, "CreatedDate");
+	double t = json_is_number(d) ? json_number_value(d) : 0;
+	return t > 0 && t < 1e11 ? t : 0;
+}
+
 /* ---- backend ops ------------------------------------------------------------------- */
 
 static int aws_get(struct backend *b, const char *network, struct secret **out,
@@ -450,6 +460,8 @@ static int aws_get(struct backend *b, const char *network, struct secret **out,
 		                             why, sizeof(why));
 		if (rc)
 			backend_err_set(err, "aws: %s", why);
+		else if (err)
+			err->updated_at = aws_created_date(root);
 	}
 	secret_json_free(root);
 out:

@@ -160,6 +160,28 @@ class Layout(AwsMountBase):
                 self.assertNotEqual(cur["VersionId"], prev["VersionId"])
                 self.assertEqual(m.read_key("net"), k2 + "\n")
 
+        def test_key_age_gauge_is_the_versions_created_date(self):
+                """omikuji_key_updated_timestamp_seconds comes from GetSecretValue's
+                CreatedDate (the current version's creation = the last rotation), so
+                the rotation-overdue rule works for AWS without another API call."""
+                self.put("age", json.dumps({"private_key": new_key()}))
+                m = self.mount(ttl=0)
+                m.read_key("age")
+                got = self.sm.get_secret_value(SecretId=self.name("age"))
+                value = metric(m.metrics(), "omikuji_key_updated_timestamp_seconds", network="age")
+                self.assertAlmostEqual(value, got["CreatedDate"].timestamp(), delta=0.001)
+                time.sleep(1.1)
+                self.sm.put_secret_value(SecretId=self.name("age"),
+                                         SecretString=json.dumps({"private_key": new_key()}))
+                m.read_key("age")
+                got2 = self.sm.get_secret_value(SecretId=self.name("age"))
+                value2 = metric(m.metrics(), "omikuji_key_updated_timestamp_seconds", network="age")
+                self.assertAlmostEqual(value2, got2["CreatedDate"].timestamp(), delta=0.001)
+                self.assertGreater(value2, value + 1)
+                gets = [e for e in self.calls_by(self.key_id) if e["secret"] == self.name("age")]
+                self.assertEqual([e["action"] for e in gets], ["GetSecretValue"] * 2,
+                                 "no extra call for the key's age")
+
         def test_listing_follows_pages_and_keeps_to_the_prefix(self):
                 nets = ["net-%d" % i for i in range(7)]
                 for n in nets:
