@@ -39,7 +39,6 @@
 #define AWS_IMDS_DEFAULT "http://169.254.169.254"
 #define AWS_ECS_HOST "http://169.254.170.2"
 #define AWS_IMDS_SECONDS 1.0
-#define AWS_REFRESH_BEFORE 300.0
 
 static const char *aws_env(const char *name)
 {
@@ -53,20 +52,6 @@ void aws_credentials_clear(struct aws_credentials *c)
 	secret_free(c->session_token);
 	secret_wipe(c, sizeof(*c));
 	memset(c, 0, sizeof(*c));
-}
-
-double aws_credentials_refresh_at(const struct aws_credentials *c)
-{
-	if (c->expires_at <= 0)
-		return -1;
-	double life = c->expires_at - c->obtained_at;
-	double before = life > 0 && life / 3.0 < AWS_REFRESH_BEFORE ? life / 3.0 : AWS_REFRESH_BEFORE;
-	return c->expires_at - before;
-}
-
-bool aws_credentials_expired(const struct aws_credentials *c, double now)
-{
-	return c->expires_at > 0 && now >= c->expires_at - 1.0;
 }
 
 /* ---- files -------------------------------------------------------------------- */
@@ -429,7 +414,6 @@ static int aws_credentials_set(struct aws_credentials *out, const char *ak, size
 		aws_credentials_clear(out);
 		return -ENOMEM;
 	}
-	out->obtained_at = clock_wall();
 	out->expires_at = exp;
 	return 0;
 }

@@ -28,7 +28,6 @@ struct aws_credentials {
 	char access_key_id[128];
 	struct secret *secret_key;      /* NULL when none */
 	struct secret *session_token;   /* NULL for long-term keys */
-	double obtained_at;             /* wall seconds */
 	double expires_at;              /* wall seconds; 0 = does not expire */
 	char source[96];                /* "environment", "profile NAME", "web-identity",
 	                                 * "container", "imds" (health/aws shows it) */
@@ -58,11 +57,8 @@ struct aws_chain {
 int aws_credentials_resolve(const struct aws_chain *chain, double deadline,
                             struct aws_credentials *out, char *why, size_t whylen);
 
-/* When to refresh credentials that expire: 5 minutes before, or after 2/3
- * of their lifetime when that is shorter.  Never (< 0) for expires_at 0. */
-double aws_credentials_refresh_at(const struct aws_credentials *c);
-/* Expired (with one second of margin for the request in flight). */
-bool aws_credentials_expired(const struct aws_credentials *c, double now);
+/* Their lifetime (renewal at 2/3 of it, expiry) is kept by the shared
+ * credential helper, util/credential.h, in aws.c. */
 
 /* The container credentials URL: http://169.254.170.2 + $AWS_CONTAINER_
  * CREDENTIALS_RELATIVE_URI, else $AWS_CONTAINER_CREDENTIALS_FULL_URI when it

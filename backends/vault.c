@@ -788,16 +788,9 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 	bool need_login, need_renew;
 
 	bool approle = v->auth == VAULT_AUTH_APPROLE;
-	credential_needs(&v->token, approle, &need_login, &need_renew);
-	if (!need_login && !need_renew)
-		return 0;
 	/* Someone else may be doing it: queue, then look again. */
-	pthread_mutex_lock(&v->token.refresh_lock);
-	credential_needs(&v->token, approle, &need_login, &need_renew);
-	if (!need_login && !need_renew) {
-		pthread_mutex_unlock(&v->token.refresh_lock);
+	if (!credential_begin(&v->token, approle, true, &need_login, &need_renew))
 		return 0;
-	}
 	if (need_login) {
 		rc = vault_login(v, deadline, why, whylen);
 	} else {
@@ -814,7 +807,7 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 			}
 		}
 	}
-	pthread_mutex_unlock(&v->token.refresh_lock);
+	credential_end(&v->token);
 	return rc;
 }
 

@@ -300,21 +300,6 @@ Test(aws_resolve, endpoint_order)
 	clear_aws_env();
 }
 
-Test(aws_credentials, refresh_timing)
-{
-	struct aws_credentials c;
-	memset(&c, 0, sizeof(c));
-	cr_expect_lt(aws_credentials_refresh_at(&c), 0, "long-term keys never refresh");
-	cr_expect_not(aws_credentials_expired(&c, 1e12));
-	c.obtained_at = 1000;
-	c.expires_at = 1000 + 3600;
-	cr_expect_eq(aws_credentials_refresh_at(&c), 1000 + 3600 - 300, "5 minutes before");
-	c.expires_at = 1000 + 60;
-	cr_expect_eq(aws_credentials_refresh_at(&c), 1000 + 40, "a third of a short lifetime");
-	cr_expect_not(aws_credentials_expired(&c, 1058.9));
-	cr_expect(aws_credentials_expired(&c, 1059.0));
-}
-
 Test(aws_chain, environment_first_and_partial_keys_refused)
 {
 	clear_aws_env();
