@@ -22,6 +22,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "http.h"
+#include "secret_file.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -56,85 +57,21 @@ void aws_credentials_clear(struct aws_credentials *c)
 
 /* ---- files -------------------------------------------------------------------- */
 
-/* Read a whole (small) file into a secret: it may hold keys or tokens.
- * -ENOENT when it does not exist. */
+/* A whole (small) file that may hold keys: the shared files.  -ENOENT
+ * (why not set) when it does not exist: the SDKs skip missing files. */
 static int aws_read_file(const char *path, struct secret **out, char *why, size_t whylen)
 {
-	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		if (e != ENOENT)
-			backend_why(why, whylen, "cannot open %s: %s", path, strerror(e));
-		return -e;
-	}
-	struct secret *s = secret_new(4096);
-	int rc = s ? 0 : -ENOMEM;
-	while (!rc) {
-		if (s->len == s->cap) {
-			if (s->cap >= AWS_FILE_MAX) {
-				backend_why(why, whylen, "%s is too large", path);
-				rc = -EFBIG;
-				break;
-			}
-			/* grow by appending nothing but room: secret_append copies */
-			char pad[1] = { 0 };
-			if (secret_append(s, pad, 1)) {
-				rc = -ENOMEM;
-				break;
-			}
-			s->len--;
-		}
-		ssize_t n = read(fd, s->data + s->len, s->cap - s->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			backend_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
-			break;
-		}
-		if (n == 0)
-			break;
-		s->len += (size_t)n;
-	}
-	close(fd);
-	if (rc) {
-		secret_free(s);
-		return rc;
-	}
-	s->data[s->len] = 0;
-	*out = s;
-	return 0;
+	char inner[200] = "";
+	int rc = secret_file_read(path, AWS_FILE_MAX, 0, out, inner, sizeof(inner));
+	if (rc && rc != -ENOENT)
+		backend_why(why, whylen, "%s", inner);
+	return rc;
 }
 
 /* A token file: trimmed, printable, non-empty. */
 static int aws_read_token_file(const char *path, struct secret **out, char *why, size_t whylen)
 {
-	struct secret *raw = NULL;
-	int rc = aws_read_file(path, &raw, why, whylen);
-	if (rc == -ENOENT)
-		backend_why(why, whylen, "%s does not exist", path);
-	if (rc)
-		return rc;
-	size_t a = 0, z = raw->len;
-	while (a < z && isspace(raw->data[a]))
-		a++;
-	while (z > a && isspace(raw->data[z - 1]))
-		z--;
-	for (size_t i = a; i < z; i++) {
-		if (raw->data[i] < 0x20 || raw->data[i] > 0x7e) {
-			z = a;
-			break;
-		}
-	}
-	if (z == a) {
-		backend_why(why, whylen, "%s is empty or holds non-printable characters", path);
-		secret_free(raw);
-		return -EINVAL;
-	}
-	*out = secret_from(raw->data + a, z - a);
-	secret_free(raw);
-	return *out ? 0 : -ENOMEM;
+	return secret_file_read(path, AWS_FILE_MAX, SECRET_FILE_TOKEN, out, why, whylen);
 }
 
 static char *aws_home_path(const char *suffix)
