@@ -46,8 +46,10 @@ struct aws_chain {
 
 /* The credential chain, in the order of the AWS SDKs (aws-sdk-rust's
  * DefaultCredentialsChain): environment; the shared credentials and config
- * files' profile (static keys, or role_arn + web_identity_token_file); web
- * identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (STS
+ * files' profile, in botocore's order within it (role_arn with
+ * source_profile or credential_source -> STS AssumeRole; role_arn +
+ * web_identity_token_file; SSO, refused; static keys; credential_process);
+ * web identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (STS
  * AssumeRoleWithWebIdentity); ECS/EKS container credentials; EC2 IMDSv2.
  * The first source that is configured decides: its failure is the answer
  * (a broken profile does not fall through to the instance's role).  0 with
@@ -105,7 +107,23 @@ double aws_parse_iso8601(const char *s);
 int aws_parse_credentials_json(const void *body, size_t len, struct aws_credentials *out,
                                char *why, size_t whylen);
 
-/* STS AssumeRoleWithWebIdentity's XML answer.  200: Credentials' four
+/* A credential_process's output (botocore's ProcessProvider): JSON with
+ * Version 1, AccessKeyId, SecretAccessKey, optional SessionToken and
+ * Expiration.  0, -EIO with why (never quoting the output), -ENOMEM. */
+int aws_parse_process_json(const void *body, size_t len, struct aws_credentials *out,
+                           char *why, size_t whylen);
+
+/* Split a credential_process command into words as botocore does
+ * (shlex.split, POSIX mode, no comments): blanks separate; '...' is
+ * literal; in "..." a backslash escapes only \ " $ ` and newline; outside
+ * quotes it escapes any character.  No shell runs it: no variables, globs
+ * or pipes.  0 with a NULL-terminated argv (free with
+ * aws_split_command_free), -EINVAL (empty, unbalanced quote, trailing
+ * backslash), -ENOMEM. */
+int aws_split_command(const char *s, char ***argv_out);
+void aws_split_command_free(char **argv);
+
+/* STS AssumeRole's and AssumeRoleWithWebIdentity's XML answer.  200: Credentials' four
  * members; otherwise the Error Code and Message into why, -EACCES for
  * 4xx, -EIO else. */
 int aws_parse_sts_response(long status, const char *body, size_t len,

@@ -587,6 +587,133 @@ class Credentials(AwsMountBase):
                 text = self.refresh_under_readers(m, "sts", 3, since)
                 self.assertIn("credential_source: web-identity", text)
 
+        def write_aws_config(self, m, text):
+                os.makedirs(os.path.join(m.root, ".aws"), exist_ok=True)
+                with open(os.path.join(m.root, ".aws", "config"), "w") as f:
+                        f.write(text)
+
+        def assume_role_mount(self, role, ext, **kw):
+                """Profile ops: role_arn + source_profile base (static keys in the
+                credentials file), with session name, external id and duration."""
+                m = self.mount(env={"AWS_ENDPOINT_URL_STS": self.srv.url}, start=False,
+                               extra="    profile: ops", **kw)
+                self.write_aws_config(m, "[profile ops]\nrole_arn = %s\nsource_profile = base\n"
+                                      "role_session_name = keyfs-ops\nexternal_id = %s\n"
+                                      "duration_seconds = 1800\n" % (role, ext))
+                with open(os.path.join(m.root, ".aws", "credentials"), "w") as f:
+                        f.write("[base]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                                % (self.srv.access_key, self.srv.secret_key))
+                m.start()
+                return m
+
+        def test_assume_role_with_source_profile(self):
+                role = "arn:aws:iam::123456789012:role/ops-%s" % secrets.token_hex(3)
+                ext = secrets.token_hex(8)
+                self.srv.require_external_id(role, ext)
+                m = self.assume_role_mount(role, ext)
+                used = self.read_through(m)
+                sts = [e for e in self.srv.log() if e.get("kind") == "sts"
+                       and e.get("role_arn") == role]
+                self.assertEqual(used, sts[-1]["access_key"])
+                self.assertEqual((sts[-1]["action"], sts[-1]["caller"], sts[-1]["session_name"],
+                                  sts[-1]["external_id"], sts[-1]["duration_seconds"], sts[-1]["error"]
+                                  if "error" in sts[-1] else None),
+                                 ("AssumeRole", self.srv.access_key, "keyfs-ops", ext, "1800", None))
+                self.assertIn("credential_source: profile ops (assume-role)", self.wait_health(m, "up"))
+
+        def test_assume_role_wrong_external_id_is_eacces_and_says_why(self):
+                role = "arn:aws:iam::123456789012:role/ops-%s" % secrets.token_hex(3)
+                self.srv.require_external_id(role, secrets.token_hex(8))
+                m = self.assume_role_mount(role, "not-the-one")
+                self.put("x", new_key())
+                self.assertEqual(self.errno_of(lambda: m.read_key("x")), errno.EACCES)
+                text = self.wait_health(m, "down")
+                self.assertIn("profile ops: AssumeRole: STS refused: AccessDenied", text)
+
+        def test_chained_roles(self):
+                """p -> (source_profile) q -> (source_profile) base: two AssumeRole
+                calls, the second signed with the first's keys and session token."""
+                m = self.mount(env={"AWS_ENDPOINT_URL_STS": self.srv.url}, start=False,
+                               extra="    profile: p")
+                self.write_aws_config(m, "[profile p]\nrole_arn = arn:aws:iam::123456789012:role/last\n"
+                                      "source_profile = q\n[profile q]\n"
+                                      "role_arn = arn:aws:iam::123456789012:role/first\n"
+                                      "source_profile = base\n[profile base]\n"
+                                      "aws_access_key_id = %s\naws_secret_access_key = %s\n"
+                                      % (self.srv.access_key, self.srv.secret_key))
+                m.start()
+                used = self.read_through(m)
+                sts = [e for e in self.srv.log() if e.get("kind") == "sts"][-2:]
+                self.assertEqual([e["role_arn"] for e in sts],
+                                 ["arn:aws:iam::123456789012:role/first",
+                                  "arn:aws:iam::123456789012:role/last"])
+                self.assertEqual(sts[0]["caller"], self.srv.access_key)
+                self.assertEqual(sts[1]["caller"], sts[0]["access_key"], "signed with the first role")
+                self.assertEqual(used, sts[1]["access_key"])
+
+        def test_assume_role_refreshed_before_it_expires(self):
+                self.srv.set_temp_ttl(3)
+                self.addCleanup(self.srv.set_temp_ttl, 3600)
+                since = time.time()
+                m = self.assume_role_mount("arn:aws:iam::123456789012:role/r", "e1", ttl=0)
+                text = self.refresh_under_readers(m, "sts", 3, since)
+                self.assertIn("credential_source: profile ops (assume-role)", text)
+
+        def process_mount(self, **kw):
+                """Profile proc: credential_process runs a helper (in a directory
+                whose name has a blank, quoted as a shell would) that mints
+                session credentials with an Expiration from the test server."""
+                m = self.mount(env={}, start=False, extra="    profile: proc", **kw)
+                d = os.path.join(m.root, "cred helper")
+                os.makedirs(d)
+                helper = os.path.join(d, "mint.py")
+                with open(helper, "w") as f:
+                        f.write("import json, sys, urllib.request\n"
+                                "r = urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "
+                                "'/_test/session', data=b'{}', method='POST'))\n"
+                                "c = json.load(r)\n"
+                                "print(json.dumps({'Version': 1, 'AccessKeyId': c['AccessKeyId'], "
+                                "'SecretAccessKey': c['SecretAccessKey'], 'SessionToken': c['Token'], "
+                                "'Expiration': c['Expiration']}))\n"
+                                "sys.stderr.write('minted for ' + c['AccessKeyId'] + '\\n')\n")
+                self.write_aws_config(m, "[profile proc]\ncredential_process = /usr/bin/python3 "
+                                      "'%s' %s\n" % (helper, self.srv.url))
+                m.start()
+                return m
+
+        def test_credential_process(self):
+                m = self.process_mount()
+                used = self.read_through(m)
+                self.assertIn(used, self.minted_by("session"))
+                text = self.wait_health(m, "up")
+                self.assertIn("credential_source: profile proc (process)", text)
+                self.assertRegex(text, r"credentials_expire: 20\d\d-\d\d-\d\dT")
+                # the helper's stderr (which could say anything) reaches no log
+                outputs = m.daemon_stderr()
+                with open(m.app_log) as f:
+                        outputs += f.read()
+                self.assertNotIn("minted for", outputs)
+
+        def test_credential_process_refreshed_before_it_expires(self):
+                self.srv.set_temp_ttl(3)
+                self.addCleanup(self.srv.set_temp_ttl, 3600)
+                since = time.time()
+                m = self.process_mount(ttl=0)
+                text = self.refresh_under_readers(m, "session", 3, since)
+                self.assertIn("credential_source: profile proc (process)", text)
+
+        def test_sso_profile_is_refused_with_one_line(self):
+                m = self.mount(env={}, start=False, extra="    profile: corp")
+                self.write_aws_config(m, "[profile corp]\nsso_session = corp\nsso_account_id = 1\n"
+                                      "sso_role_name = r\n[sso-session corp]\n"
+                                      "sso_start_url = https://corp.awsapps.com/start\n")
+                m.start()
+                self.put("s", new_key())
+                self.assertEqual(self.errno_of(lambda: m.read_key("s")), errno.EACCES)
+                text = self.wait_health(m, "down")
+                self.assertIn("profile corp uses SSO", text)
+                self.assertIn("does not support", text)
+
         def test_no_credentials_mounts_and_says_why(self):
                 m = self.mount(env={})
                 self.put("n", new_key())
