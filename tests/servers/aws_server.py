@@ -75,17 +75,16 @@ import base64
 import datetime
 import hmac
 import json
-import os
 import secrets
-import signal
 import socket
 import string
-import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from serverbase import FaultState, PlumbingHandler, TestHTTPServer, serve
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -160,7 +159,7 @@ class Secret:
                 return vid
 
 
-class State:
+class State(FaultState):
         def __init__(self, args):
                 self.lock = threading.Lock()
                 self.region = args.region
@@ -180,8 +179,7 @@ class State:
                 self.secrets = {}            # name -> Secret
                 self.imds_tokens = {}        # token -> expiry
                 self.external_ids = {}       # role ARN -> the ExternalId AssumeRole must send
-                self.fault = {"mode": "none", "count": -1, "action": None, "delay": None}
-                self.release = threading.Event()
+                self.init_faults(action=None)
                 self.reset_stats()
 
         def reset_stats(self):
@@ -207,23 +205,7 @@ class State:
                         "Expiration": iso8601(expires)}
 
         def take_fault(self, action):
-                f = self.fault
-                if f["mode"] == "none" or f["count"] == 0:
-                        return None
-                if f["action"] and f["action"] != action:
-                        return None
-                taken = dict(f)
-                taken["release"] = self.release
-                if f["count"] > 0:
-                        f["count"] -= 1
-                        if f["count"] == 0:
-                                f["mode"] = "none"
-                return taken
-
-        def set_fault(self, fault):
-                self.fault = fault
-                old, self.release = self.release, threading.Event()
-                old.set()
+                return self.take_fault_if(lambda f: not f["action"] or f["action"] == action)
 
         def find(self, secret_id):
                 if not isinstance(secret_id, str) or not secret_id:
@@ -238,7 +220,7 @@ class State:
                 return s
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(PlumbingHandler, BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "aws-test-server"
         sys_version = ""
@@ -257,10 +239,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.server.state
 
         def read_body(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                if n > MAX_BODY:
+                try:
+                        return self.read_request_body(MAX_BODY)
+                except ValueError:
                         raise AwsError("SerializationException", "request too large")
-                return self.rfile.read(n) if n else b""
 
         def send_raw(self, status, body, ctype, extra=None):
                 self.send_response(status)
@@ -278,13 +260,6 @@ class Handler(BaseHTTPRequestHandler):
         def send_error_json(self, e):
                 member = "message" if e.lower else "Message"
                 self.send_json(e.status, {"__type": e.code, member: e.message})
-
-        def drop(self):
-                self.close_connection = True
-                try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                        pass
 
         # --- routing -------------------------------------------------------
 
@@ -501,7 +476,7 @@ class Handler(BaseHTTPRequestHandler):
                         return False
                 if fault["mode"] == "hang":
                         fault["release"].wait(fault["delay"] or 3600)
-                        self.drop()
+                        self.drop_connection()
                         return True
                 return False
 
@@ -938,19 +913,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_raw(200, json.dumps(out).encode(), "application/json")
 
 
-class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
+class Server(TestHTTPServer):
+        name = "aws_server"
 
         def __init__(self, addr, state):
-                self.state = state
-                super().__init__(addr, Handler)
-
-        def handle_error(self, request, client_address):
-                exc = sys.exc_info()[1]
-                if isinstance(exc, (ConnectionError, BrokenPipeError, socket.timeout)):
-                        return
-                print("aws_server: error %s: %s" % (type(exc).__name__, exc), file=sys.stderr)
+                super().__init__(addr, state, Handler)
 
 
 def main(argv=None):
@@ -967,18 +934,8 @@ def main(argv=None):
         p.add_argument("--container-path", default="/v2/credentials/test")
         p.add_argument("--container-token")
         args = p.parse_args(argv)
-        srv = Server((args.host, args.port), State(args))
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-                f.write(str(srv.server_address[1]))
-        os.rename(tmp, args.port_file)
-
-        def on_signal(signum, frame):
-                threading.Thread(target=srv.shutdown, daemon=True).start()
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        srv.serve_forever()
-        srv.server_close()
+        state = State(args)
+        serve(Server((args.host, args.port), state), args.port_file, release=lambda: state.release.set())
 
 
 if __name__ == "__main__":
