@@ -651,6 +651,40 @@ class Credentials(AwsMountBase):
                 self.assertEqual(sts[1]["caller"], sts[0]["access_key"], "signed with the first role")
                 self.assertEqual(used, sts[1]["access_key"])
 
+        def test_assume_role_from_credential_source(self):
+                """credential_source EcsContainer / Ec2InstanceMetadata: the
+                container's or the instance's keys sign AssumeRole."""
+                for source, kind in (("EcsContainer", "container"), ("Ec2InstanceMetadata", "imds")):
+                        m = self.mount(env={"AWS_ENDPOINT_URL_STS": self.srv.url,
+                                            "AWS_CONTAINER_CREDENTIALS_FULL_URI":
+                                            self.srv.url + self.srv.container_path,
+                                            "AWS_CONTAINER_AUTHORIZATION_TOKEN": self.srv.container_token,
+                                            "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.srv.url},
+                                       start=False, extra="    profile: r")
+                        m.env.pop("AWS_EC2_METADATA_DISABLED")
+                        self.write_aws_config(m, "[profile r]\nrole_arn = arn:aws:iam::123456789012:"
+                                              "role/from-%s\ncredential_source = %s\n" % (kind, source))
+                        m.start()
+                        used = self.read_through(m, "cs-" + kind)
+                        sts = [e for e in self.srv.log() if e.get("kind") == "sts"][-1]
+                        self.assertEqual(sts["role_arn"], "arn:aws:iam::123456789012:role/from-" + kind)
+                        self.assertIn(sts["caller"], self.minted_by(kind), source)
+                        self.assertEqual(used, sts["access_key"])
+                        m.cleanup()
+
+        def test_profile_as_its_own_source_for_its_static_keys(self):
+                m = self.mount(env={"AWS_ENDPOINT_URL_STS": self.srv.url}, start=False,
+                               extra="    profile: self")
+                self.write_aws_config(m, "[profile self]\nrole_arn = arn:aws:iam::123456789012:role/s\n"
+                                      "source_profile = self\naws_access_key_id = %s\n"
+                                      "aws_secret_access_key = %s\n"
+                                      % (self.srv.access_key, self.srv.secret_key))
+                m.start()
+                used = self.read_through(m)
+                sts = [e for e in self.srv.log() if e.get("kind") == "sts"][-1]
+                self.assertEqual((sts["caller"], sts["access_key"]), (self.srv.access_key, used),
+                                 "role_arn wins over the profile's static keys, which sign it")
+
         def test_assume_role_refreshed_before_it_expires(self):
                 self.srv.set_temp_ttl(3)
                 self.addCleanup(self.srv.set_temp_ttl, 3600)

@@ -416,6 +416,7 @@ Test(aws_chain, profile_errors_are_one_named_line)
 		{ "[profile p]\ncredential_process = sh -c 'echo \"{\\\"Version\\\": 2}\"'\n",
 		  "unsupported Version" },
 		{ "[profile p]\ncredential_process = sleep 30\n", "did not finish in time" },
+		{ "[profile p]\ncredential_process = head -c 70000 /dev/zero\n", "more than 64 KiB" },
 	};
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		struct aws_credentials c;
