@@ -1013,9 +1013,12 @@ static int aws_credential_process(const char *profile, const char *command, doub
 		else if (timed_out)
 			backend_why(why, whylen, "profile %s: credential_process did not finish in time",
 			            profile);
-		else
+		else if (status > 0)
 			backend_why(why, whylen, "profile %s: credential_process exited with status %d",
 			            profile, status);
+		else
+			backend_why(why, whylen, "profile %s: credential_process was killed or did not "
+			            "exit", profile);
 		rc = timed_out ? -ETIMEDOUT : -EACCES;
 		goto out;
 	}
@@ -1170,8 +1173,10 @@ static int aws_assume_role(const struct aws_chain *ch, const struct aws_profile 
 			rc = -EACCES;
 		}
 	}
-	if (rc)
+	if (rc) {
+		aws_credentials_clear(&src);
 		return rc;
+	}
 	char sname[80], what[200];
 	aws_session_name(aws_profile_get(p, "role_session_name"), sname, sizeof(sname));
 	snprintf(what, sizeof(what), "profile %s: AssumeRole", name);
