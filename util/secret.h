@@ -20,7 +20,7 @@ struct secret {
 	size_t len;           /* bytes of key material in data */
 	size_t cap;           /* usable bytes in data (excluding the final NUL) */
 	unsigned char *data;  /* locked, zero-filled beyond len */
-	int pooled;           /* internal: data is a pool slot */
+	int pooled;           /* internal: 0 = malloc'ed, else 1 + the pool class */
 };
 
 /* A zero-filled secret with room for cap bytes.  NULL on ENOMEM.
@@ -41,6 +41,13 @@ int secret_equal(const struct secret *a, const struct secret *b);
 
 /* Wipe, unlock and free.  NULL is allowed. */
 void secret_free(struct secret *s);
+
+/* A struct secret embedded in a larger record (no allocation of its own):
+ * secret_move gives dst the bytes of src (dst must be empty or released)
+ * and frees src's shell; secret_release wipes and frees dst's bytes and
+ * leaves it empty (data NULL, len 0). */
+void secret_move(struct secret *dst, struct secret *src);
+void secret_release(struct secret *s);
 
 /* Make jansson wipe every block it frees (its parse buffers and strings may
  * hold key bytes from backend responses).  Call once at start-up, before
