@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,9 +166,11 @@ static const char *note_auth_failure(struct mount_state *k, struct instance *in,
 struct mtime_entry {
 	struct mtime_entry *next;
 	double wall;
-	size_t size;                  /* bytes a read returns; 0 = not known yet */
-	unsigned char mac[32];        /* HMAC-SHA256(seen_key, the value as read) */
+	uint32_t size;                /* bytes a read returns; 0 = not known yet */
 	bool has_mac;
+	/* HMAC-SHA256(seen_key, the value as read), its first 128 bits: enough
+	 * to tell a rotation, and half the bytes kept for every network. */
+	unsigned char mac[16];
 	char network[];
 };
 
@@ -253,12 +256,12 @@ static bool seen_note(struct mount_state *k, const char *network, const struct s
 		e->size = 0;
 		e->wall = now;
 	} else if (e && content) {
-		changed = e->has_mac && memcmp(e->mac, mac, sizeof(mac)) != 0;
+		changed = e->has_mac && memcmp(e->mac, mac, sizeof(e->mac)) != 0;
 		if (changed)
 			e->wall = now;
-		memcpy(e->mac, mac, sizeof(mac));
+		memcpy(e->mac, mac, sizeof(e->mac));
 		e->has_mac = true;
-		e->size = content->len;
+		e->size = content->len <= UINT32_MAX ? (uint32_t)content->len : UINT32_MAX;
 	}
 	pthread_mutex_unlock(&k->mtime_lock);
 	return changed;
@@ -920,14 +923,27 @@ int keyops_exists(struct mount_state *k, const char *network)
 	struct backend_err err = { { 0 }, false };
 	struct instance *in = mount_state_route(k, network);
 	bool called = false;
+	int rc;
 	/* A cached key exists without asking for a listing. */
 	if (in->cache && cache_contains(in->cache, network))
 		return 0;
 	if (keyops_is_creating(k, network))
 		return 0;
+	/* A listing past list_cache_seconds answers at once while the
+	 * instance's checker thread refreshes it: a lookup never waits on a
+	 * full listing once there was one (100 000 keys take ~0.1-0.5 s). */
+	pthread_mutex_lock(&in->list_lock);
+	if (in->list_valid && !in->list_refreshing &&
+	    clock_monotonic() - in->list_fetched_at >= k->cfg->keyfs.list_cache_seconds &&
+	    instance_request_list_refresh(in)) {
+		rc = list_has(&in->list, network) ? 0 : -ENOENT;
+		pthread_mutex_unlock(&in->list_lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&in->list_lock);
 	/* A lookup (stat, open) should not wait a full timeout_seconds for a
 	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
-	int rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
+	rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
 	if (rc == 0)
 		rc = list_has(&in->list, network) ? 0 : -ENOENT;
 	else
@@ -936,4 +952,14 @@ int keyops_exists(struct mount_state *k, const char *network)
 	if (called)
 		note_auth_failure(k, in, &err);
 	return rc;
+}
+
+void keyops_list_refresh(struct instance *in)
+{
+	struct backend_err err = { { 0 }, false };
+	bool called = false;
+	list_refresh(in, 0, &err, &called);
+	pthread_mutex_unlock(&in->list_lock);
+	if (called)
+		note_auth_failure(in->k, in, &err);
 }

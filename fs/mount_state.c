@@ -259,6 +259,17 @@ void instance_request_check(struct instance *in)
 	pthread_mutex_unlock(&in->wake_lock);
 }
 
+bool instance_request_list_refresh(struct instance *in)
+{
+	if (!in->health_thread_started)
+		return false;
+	pthread_mutex_lock(&in->wake_lock);
+	in->list_requested = true;
+	pthread_cond_signal(&in->wake_cond);
+	pthread_mutex_unlock(&in->wake_lock);
+	return true;
+}
+
 static void reload(struct mount_state *k)
 {
 	char err[256] = "";
@@ -410,9 +421,19 @@ static void *health_main(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		while (!atomic_load(&k->stopping) && !in->check_requested &&
-		       pthread_cond_timedwait(&in->wake_cond, &in->wake_lock, &until) == 0)
-			;
+		for (;;) {
+			/* A stale keys/ listing a lookup answered from: refreshed
+			 * here, so no lookup waits for a full listing. */
+			while (in->list_requested && !atomic_load(&k->stopping)) {
+				in->list_requested = false;
+				pthread_mutex_unlock(&in->wake_lock);
+				keyops_list_refresh(in);
+				pthread_mutex_lock(&in->wake_lock);
+			}
+			if (atomic_load(&k->stopping) || in->check_requested ||
+			    pthread_cond_timedwait(&in->wake_cond, &in->wake_lock, &until) != 0)
+				break;
+		}
 	}
 	pthread_mutex_unlock(&in->wake_lock);
 	return NULL;

@@ -78,6 +78,7 @@ struct instance {
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;     /* CLOCK_MONOTONIC */
 	bool check_requested;         /* a store/remove changed what health/ shows */
+	bool list_requested;          /* a lookup found the listing stale: refresh it here */
 };
 
 struct mount_state {
@@ -151,6 +152,10 @@ void mount_state_request_reload(struct mount_state *k);
 /* Ask for a health check of one instance now (after a change the detail
  * lines show). */
 void instance_request_check(struct instance *in);
+/* Ask the instance's checker thread to refresh its keys/ listing (a lookup
+ * found it stale and answered from it).  false when the instance has no
+ * checker thread (not started): the caller refreshes itself. */
+bool instance_request_list_refresh(struct instance *in);
 /* The instance a network routes to. */
 struct instance *mount_state_route(struct mount_state *k, const char *network);
 /* The instance called name, or NULL. */
