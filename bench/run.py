@@ -3,7 +3,7 @@
 to its baseline measured in the same run, printed as a table with ratios.
 
     /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
-                                  [--only routing|scale|keyring|memory|concurrent]
+                                  [--only routing|scale|keyring|memory|concurrent|metrics]
 
 Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
 bench programs (`meson compile -C BUILDDIR`; a release build is what
@@ -683,6 +683,71 @@ keyfs:
         self.notes.append("`ls keys/` target: <= 50 ms (ratio column = figure / 50 ms)")
         self.concurrent_many()
 
+    def metrics_two_backends(self):
+        """--only metrics: `metrics` through a mount whose two routed Vault
+        instances carried get, store, remove and list traffic for 1 000
+        networks (500 each), against the same mount before the traffic."""
+        n = 200 if self.quick else 1000
+        mn = 50 if self.quick else 200
+        self.vault = vaultlib.VaultServer().start()
+        nets_a = ["ma-%04d" % i for i in range(n // 2)]
+        nets_b = ["mb-%04d" % i for i in range(n // 2)]
+        self.vault.preload({PREFIX + "/" + x: {"private_key": vaultlib.random_evm_key()}
+                            for x in nets_a})
+        self.vault.preload({PREFIX + "2/" + x: {"private_key": vaultlib.random_evm_key()}
+                            for x in nets_b})
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        text = self.vault_config(3600) + """  backends:
+    - name: vault2
+      storage_type: vault
+      vault:
+        url: %s
+        mount_path: %s
+        path_prefix: %s2
+        token: "${VAULT_TOKEN}"
+        timeout_seconds: 5
+        cache_ttl_seconds: 3600
+      networks: ["mb-*"]
+""" % (self.vault.url, KV_MOUNT, PREFIX)
+        m = self.keyfs_mount("metrics2", text, env=env)
+        mpath = m.path("metrics")
+
+        def metrics_us():
+            return self.readloop(mpath, mn)["ns_per_op"] / 1000.0
+        self.readloop(mpath, 10)
+        (base, bs, bl), = self.interleaved([metrics_us])
+        log("metrics: get/store/remove/list traffic on 2 instances, %d networks" % n)
+        os.listdir(m.path("keys"))
+        lst = os.path.join(self.root, "metrics2.list")
+        with open(lst, "w") as f:
+            f.write("".join(m.key_path(x) + "\n" for x in nets_a + nets_b))
+        r = self.run_prog([self.bin["readloop"], "-l", lst], timeout=600)
+        if r["errors"] or r["bytes_min"] != 67:
+            raise BenchError("metrics traffic: %r" % r)
+        for x in nets_a[:10] + nets_b[:10]:
+            m.write_key(x, vaultlib.random_evm_key() + "\n")
+        for x in nets_a[-10:] + nets_b[-10:]:
+            os.unlink(m.key_path(x))
+        os.listdir(m.path("keys"))
+        mt = keyfslib.parse_metrics(open(mpath).read())
+        for b in ("vault", "vault2"):
+            for op in ("get", "store", "remove", "list"):
+                if keyfslib.metric(mt, "omikuji_key_operations_total", backend=b,
+                                   operation=op, status="success") < 1:
+                    raise BenchError("no %s traffic on %s" % (op, b))
+        fresh = sum(1 for (name, _l) in mt if name == "omikuji_key_last_refresh_timestamp_seconds")
+        if fresh < n - 20:
+            raise BenchError("%d freshness series, expected about %d" % (fresh, n))
+        (big, gs, gl), = self.interleaved([metrics_us])
+        nlines = sum(1 for line in open(mpath) if line.startswith("omikuji_"))
+        self.add("read `metrics` via mount, 2 instances x 4 operations, %d networks" % n, big,
+                 "us/op", "same mount before the traffic", base, spread=(gs, gl),
+                 base_spread=(bs, bl))
+        self.add("same, against the 1 ms target", big, "us/op", ratio=big / 1000.0, target=1.0)
+        self.notes.append("metrics after the traffic: %d sample lines, %d freshness series" % (
+            nlines, fresh))
+        self.stop_mount(m)
+
     # --- 100 000 keys: memory per cached key and the listing (issue 15) --------
 
     def write_file_store(self, path, names):
@@ -1001,6 +1066,8 @@ key_storage:
             return self.scale()
         if self.only == "memory":
             return self.memory()
+        if self.only == "metrics":
+            return self.metrics_two_backends()
         if self.only == "concurrent":
             self.vault = vaultlib.VaultServer().start()
             return self.concurrent_many()
@@ -1127,7 +1194,7 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
-    ap.add_argument("--only", choices=["routing", "scale", "keyring", "memory", "concurrent"], help="run one comparison only")
+    ap.add_argument("--only", choices=["routing", "scale", "keyring", "memory", "concurrent", "metrics"], help="run one comparison only")
     ap.add_argument("--report-lines", type=int, default=None,
                     help="audit lines for the report benchmark (default 10 M, 1 M with --quick)")
     ap.add_argument("--report-only", action="store_true",

@@ -23,13 +23,14 @@ void secret_wipe(void *p, size_t len)
  * mmap()ed, mlock()ed and marked MADV_DONTDUMP once.  Each class has its
  * own chunks and free list (the link lives in the wiped slot).  The classes
  * fit what the mount holds most of (issue 15): a raw 32-byte key in 48, an
- * evm key in canonical form ("0x" + 64 hex, 66 bytes) or as a file's
- * content (67 with the newline) in 96, anything up to 159 bytes in 160: one
- * 160-byte slot per cached key made the locked memory of 100 000 keys
- * twice the default RLIMIT_MEMLOCK. */
+ * evm key in canonical form ("0x" + 64 hex, 66 bytes + NUL) or as a file's
+ * content (67 with the newline) in 72, anything up to 159 bytes in 96 or
+ * 160.  One 160-byte slot per cached key made the locked memory of 100 000
+ * keys twice the default RLIMIT_MEMLOCK (8 MiB); 72 bytes keep it under. */
 #define CHUNK_SIZE (64 * 1024)
-#define POOL_CLASSES 3
-static const size_t slot_sizes[POOL_CLASSES] = { 48, 96, 160 };
+#define POOL_CLASSES SECRET_POOL_CLASSES
+static const size_t slot_sizes[POOL_CLASSES] = { 48, 72, 96, 160 };
+static size_t pool_in_use[POOL_CLASSES];   /* under pool_lock */
 
 struct free_slot {
 	struct free_slot *next;
@@ -102,6 +103,7 @@ static unsigned char *pool_take(int cls)
 	}
 	struct free_slot *slot = pool_free[cls];
 	pool_free[cls] = slot->next;
+	pool_in_use[cls]++;
 	pthread_mutex_unlock(&pool_lock);
 	memset(slot, 0, slot_sizes[cls]);
 	return (unsigned char *)slot;
@@ -114,7 +116,23 @@ static void pool_give(unsigned char *p, int cls)
 	pthread_mutex_lock(&pool_lock);
 	slot->next = pool_free[cls];
 	pool_free[cls] = slot;
+	pool_in_use[cls]--;
 	pthread_mutex_unlock(&pool_lock);
+}
+
+size_t secret_pool_slot_size(int cls)
+{
+	return cls >= 0 && cls < POOL_CLASSES ? slot_sizes[cls] : 0;
+}
+
+size_t secret_pool_in_use(int cls)
+{
+	if (cls < 0 || cls >= POOL_CLASSES)
+		return 0;
+	pthread_mutex_lock(&pool_lock);
+	size_t n = pool_in_use[cls];
+	pthread_mutex_unlock(&pool_lock);
+	return n;
 }
 
 int secret_relock(void)

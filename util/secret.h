@@ -66,6 +66,13 @@ void secret_json_free(struct json_t *j);
  * (RLIMIT_MEMLOCK); the pages stay usable either way. */
 int secret_relock(void);
 
+/* The locked pool, for tests and benchmarks: SECRET_POOL_CLASSES size
+ * classes; the slot size of class i and how many of its slots hold a
+ * secret now. */
+#define SECRET_POOL_CLASSES 4
+size_t secret_pool_slot_size(int cls);
+size_t secret_pool_in_use(int cls);
+
 /* Wipe len bytes at p (for stack buffers and library-owned copies). */
 void secret_wipe(void *p, size_t len);
 
