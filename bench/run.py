@@ -832,14 +832,15 @@ keyfs:
                         return int(line.split()[1])
             return 0
         lst = os.path.join(self.root, "mem.list")
-        # A few reads first, so that the start includes the threads, the
-        # connection and the first pool chunk.
+        # The first step is the start: it includes the threads, the
+        # connections and the first pool chunks; bytes per key are the
+        # growth from one step to the next.
         with open(lst, "w") as f:
-            f.write("".join(m.key_path(x) + "\n" for x in nets[:10]))
-        self.run_prog([self.bin["readloop"], "-l", lst], timeout=60)
-        rss = [(10, status_kb("VmRSS"), status_kb("VmLck"))]
-        done = 10
-        for n in steps:
+            f.write("".join(m.key_path(x) + "\n" for x in nets[:steps[0]]))
+        self.run_prog([self.bin["readloop"], "-l", lst], timeout=600)
+        rss = [(steps[0], status_kb("VmRSS"), status_kb("VmLck"))]
+        done = steps[0]
+        for n in steps[1:]:
             with open(lst, "w") as f:
                 f.write("".join(m.key_path(x) + "\n" for x in nets[done:n]))
             t0 = time.monotonic()

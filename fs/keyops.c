@@ -939,16 +939,17 @@ int keyops_exists(struct mount_state *k, const char *network)
 		return 0;
 	if (keyops_is_creating(k, network))
 		return 0;
-	/* A listing past list_cache_seconds answers at once while the
-	 * instance's checker thread refreshes it: a lookup never waits on a
-	 * full listing once there was one (100 000 keys take ~0.1-0.5 s). */
+	/* A name in a listing past list_cache_seconds exists at once while the
+	 * instance's checker thread refreshes the listing: a lookup of a known
+	 * key never waits on a full listing (100 000 names take 0.1-0.5 s).
+	 * A name not in it (perhaps added beside the mount) waits for the
+	 * refresh below, as before. */
 	pthread_mutex_lock(&in->list_lock);
 	if (in->list_valid && !in->list_refreshing &&
 	    clock_monotonic() - in->list_fetched_at >= k->cfg->keyfs.list_cache_seconds &&
-	    instance_request_list_refresh(in)) {
-		rc = list_has(&in->list, network) ? 0 : -ENOENT;
+	    list_has(&in->list, network) && instance_request_list_refresh(in)) {
 		pthread_mutex_unlock(&in->list_lock);
-		return rc;
+		return 0;
 	}
 	pthread_mutex_unlock(&in->list_lock);
 	/* A lookup (stat, open) should not wait a full timeout_seconds for a
