@@ -960,6 +960,10 @@ key_storage:
             r = self.barrier_readers(readers, lst)
             self.conc_row("%d readers of the same %d keys, now cached, max_calls_in_flight %d" % (
                 readers, keys, bound), r, budget_ms)
+            pid = m.proc.pid
+            self.notes.append("after the bursts (max_calls_in_flight %d): daemon VmRSS %.1f MiB, "
+                              "%d threads" % (bound, vmrss_kb(pid) / 1024.0,
+                                              len(os.listdir("/proc/%d/task" % pid))))
             self.stop_mount(m)
 
     def barrier_run(self, argv, env=None):
