@@ -807,22 +807,16 @@ keyfs:
 
     def memory(self):
         """--only memory: VmRSS and VmLck of a Vault mount (TTL 3600) after
-        reading 1 000, 10 000 and 100 000 distinct keys from a preloaded
-        test server; bytes per cached key between the steps; then `ls keys/`
-        of 100 000 keys (Vault, and a file store built directly)."""
+        reading 1 000, 10 000 and 100 000 distinct keys, preloaded into the
+        test server step by step; bytes per cached key between the steps;
+        then `ls keys/` of 100 000 keys (Vault, and a file store built
+        directly)."""
         steps = (200, 2000, 20000) if self.quick else (1000, 10000, 100000)
         nets = ["m%06d" % i for i in range(steps[-1])]
         self.vault = vaultlib.VaultServer().start()
-        t0 = time.monotonic()
-        for i in range(0, len(nets), 5000):
-            self.vault.preload({PREFIX + "/" + x: {"private_key": vaultlib.random_evm_key()}
-                                for x in nets[i:i + 5000]})
-        self.notes.append("%d keys preloaded into the Vault test server in %.1f s" % (
-            len(nets), time.monotonic() - t0))
         env = {"VAULT_TOKEN": self.vault.root_token}
         m = self.keyfs_mount("mem", self.vault_config(3600).replace(
             "cache_max_entries: 20000", "cache_max_entries: 200000"), env=env)
-        self.listing_figures(m, "Vault", len(nets))
         pid = m.proc.pid
 
         def status_kb(field):
@@ -831,16 +825,22 @@ keyfs:
                     if line.startswith(field + ":"):
                         return int(line.split()[1])
             return 0
+        # The backend holds the keys cached so far (its listing, which the
+        # mount keeps, grows with it): at each step the next keys are
+        # preloaded, then read once each.  The first step is the start (it
+        # includes the threads, the connections and the first pool chunks);
+        # bytes per key are the growth from one step to the next.
         lst = os.path.join(self.root, "mem.list")
-        # The first step is the start: it includes the threads, the
-        # connections and the first pool chunks; bytes per key are the
-        # growth from one step to the next.
-        with open(lst, "w") as f:
-            f.write("".join(m.key_path(x) + "\n" for x in nets[:steps[0]]))
-        self.run_prog([self.bin["readloop"], "-l", lst], timeout=600)
-        rss = [(steps[0], status_kb("VmRSS"), status_kb("VmLck"))]
-        done = steps[0]
-        for n in steps[1:]:
+        rss = []
+        done = 0
+        t_fill = 0.0
+        for n in steps:
+            t0 = time.monotonic()
+            for i in range(done, n, 5000):
+                self.vault.preload({PREFIX + "/" + x: {"private_key": vaultlib.random_evm_key()}
+                                    for x in nets[i:min(n, i + 5000)]})
+            t_fill += time.monotonic() - t0
+            time.sleep(5.5)              # list_cache_seconds: the new names get listed
             with open(lst, "w") as f:
                 f.write("".join(m.key_path(x) + "\n" for x in nets[done:n]))
             t0 = time.monotonic()
@@ -850,10 +850,13 @@ keyfs:
             done = n
             rss.append((n, status_kb("VmRSS"), status_kb("VmLck")))
             log("memory: %d keys cached (%.0f s)" % (n, time.monotonic() - t0))
+        self.notes.append("%d keys preloaded into the Vault test server in %.1f s" % (
+            len(nets), t_fill))
         size = keyfslib.metric(keyfslib.parse_metrics(open(m.path("metrics")).read()),
                                "omikuji_key_cache_size", backend="vault")
         if size < steps[-1]:
             raise BenchError("cache holds %d entries, expected %d" % (size, steps[-1]))
+        self.add("VmRSS with %d cached keys" % steps[0], rss[0][1] / 1024.0, "MiB")
         for (n0, r0, l0), (n1, r1, l1) in zip(rss, rss[1:]):
             per = (r1 - r0) * 1024.0 / (n1 - n0)
             self.add("VmRSS with %d cached keys" % n1, r1 / 1024.0, "MiB",
@@ -867,6 +870,7 @@ keyfs:
                      "with %d" % n0, l0 / 1024.0,
                      ratio=l1 / 1024.0 / 8.0 if n1 == steps[-1] else None,
                      target=1.0 if n1 == steps[-1] else None)
+        self.listing_figures(m, "Vault", len(nets))
         self.stop_mount(m)
 
         log("memory: a file store of %d keys, written directly" % len(nets))

@@ -655,7 +655,7 @@ int keyops_address(struct mount_state *k, const struct caller *c, const char *ne
 #define LIST_NEGATIVE_SECONDS 2.0
 
 static int list_refresh(struct instance *in, double deadline, struct backend_err *err,
-                        bool *called)
+                        bool *called, bool bounded)
 {
 	struct mount_state *k = in->k;
 	pthread_mutex_lock(&in->list_lock);
@@ -680,10 +680,13 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 
 	struct strlist fresh = STRLIST_INIT;
 	double t0 = clock_monotonic();
-	int rc = in_flight_enter(in, err);
+	/* The checker thread's refresh (bounded false) is one call at most
+	 * and never takes a place that a caller's read needs. */
+	int rc = bounded ? in_flight_enter(in, err) : 0;
 	if (rc == 0) {
 		rc = in->backend->ops->list(in->backend, &fresh, deadline, err);
-		in_flight_leave(in);
+		if (bounded)
+			in_flight_leave(in);
 	}
 	*called = true;
 	/* A timeout of a call we cut short says nothing about the backend. */
@@ -740,7 +743,7 @@ static bool list_fresh(struct instance *in)
 static void *list_part_run(void *arg)
 {
 	struct list_part *p = arg;
-	p->rc = list_refresh(p->in, 0, &p->err, &p->called);
+	p->rc = list_refresh(p->in, 0, &p->err, &p->called, true);
 	for (size_t i = 0; p->rc == 0 && i < p->in->list.n; i++)
 		if (strlist_add(&p->names, p->in->list.items[i]) < 0)
 			p->rc = -ENOMEM;
@@ -954,7 +957,7 @@ int keyops_exists(struct mount_state *k, const char *network)
 	pthread_mutex_unlock(&in->list_lock);
 	/* A lookup (stat, open) should not wait a full timeout_seconds for a
 	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
-	rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
+	rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called, true);
 	if (rc == 0)
 		rc = list_has(&in->list, network) ? 0 : -ENOENT;
 	else
@@ -969,7 +972,7 @@ void keyops_list_refresh(struct instance *in)
 {
 	struct backend_err err = { { 0 }, false };
 	bool called = false;
-	list_refresh(in, 0, &err, &called);
+	list_refresh(in, 0, &err, &called, false);
 	pthread_mutex_unlock(&in->list_lock);
 	if (called)
 		note_auth_failure(in->k, in, &err);
