@@ -897,7 +897,7 @@ int keyops_list_in(struct mount_state *k, const struct caller *c, struct instanc
 		return deny(k, in, c, KEY_OP_LIST, "", "access denied", NULL, t0);
 	struct backend_err err = { { 0 }, false };
 	bool called = false;
-	int rc = list_refresh(in, 0, &err, &called);
+	int rc = list_refresh(in, 0, &err, &called, true);
 	for (size_t i = 0; rc == 0 && i < in->list.n; i++)
 		if (access_any_grant(k->access, c, in->list.items[i]) &&
 		    strlist_add(out, in->list.items[i]) < 0)
