@@ -125,16 +125,60 @@ static int deny(struct mount_state *k, struct instance *in, const struct caller 
 }
 
 /* The bound on calls in flight: a hung backend holds at most max_in_flight
- * FUSE threads; the next call fails at once with EIO (counted), so the
- * other instances and the monitoring files keep their threads. */
+ * FUSE threads in backend calls, so the other instances and the monitoring
+ * files keep their threads.  A call that finds the bound reached waits for a
+ * place as long as the calls in flight keep completing (a busy backend: a
+ * burst of cold reads is served, not failed), and fails with EIO (counted)
+ * once none has completed for SLOT_PROGRESS_SECONDS (a hung backend) or
+ * after SLOT_WAIT_SECONDS in all. */
+#define SLOT_PROGRESS_SECONDS 1.0
+#define SLOT_WAIT_SECONDS 10.0
+
+static bool in_flight_try(struct instance *in)
+{
+	int n = __atomic_load_n(&in->in_flight, __ATOMIC_ACQUIRE);
+	while (n < in->max_in_flight)
+		if (__atomic_compare_exchange_n(&in->in_flight, &n, n + 1, false,
+		                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return true;
+	return false;
+}
+
+static bool in_flight_wait(struct instance *in)
+{
+	double start = clock_monotonic();
+	bool got = false;
+	__atomic_add_fetch(&in->slot_waiters, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&in->slot_lock);
+	for (;;) {
+		unsigned long done = __atomic_load_n(&in->calls_done, __ATOMIC_ACQUIRE);
+		if ((got = in_flight_try(in)))
+			break;
+		double now = clock_monotonic();
+		if (now - start >= SLOT_WAIT_SECONDS)
+			break;
+		double until = now + SLOT_PROGRESS_SECONDS;
+		struct timespec ts = { .tv_sec = (time_t)until,
+		                       .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
+		int w = 0;
+		while (w == 0 && __atomic_load_n(&in->calls_done, __ATOMIC_ACQUIRE) == done)
+			w = pthread_cond_timedwait(&in->slot_cond, &in->slot_lock, &ts);
+		if (w != 0 && __atomic_load_n(&in->calls_done, __ATOMIC_ACQUIRE) == done) {
+			got = in_flight_try(in);   /* no call completed: hung */
+			break;
+		}
+	}
+	pthread_mutex_unlock(&in->slot_lock);
+	__atomic_sub_fetch(&in->slot_waiters, 1, __ATOMIC_ACQ_REL);
+	return got;
+}
+
 static int in_flight_enter(struct instance *in, struct backend_err *err)
 {
-	int n = __atomic_add_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
-	if (n > in->max_in_flight) {
-		__atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+	if (!in_flight_try(in) && !in_flight_wait(in)) {
 		metrics_in_flight_rejected(in->metrics);
-		backend_err_set(err, "%d calls already in flight to backend '%s' (max_calls_in_flight)",
-		                in->max_in_flight, in->name);
+		backend_err_set(err, "%d calls already in flight to backend '%s' and none completing "
+		                "(max_calls_in_flight)", in->max_in_flight, in->name);
 		return -EIO;
 	}
 	metrics_in_flight_add(in->metrics, 1);
@@ -144,7 +188,13 @@ static int in_flight_enter(struct instance *in, struct backend_err *err)
 static void in_flight_leave(struct instance *in)
 {
 	__atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&in->calls_done, 1, __ATOMIC_ACQ_REL);
 	metrics_in_flight_add(in->metrics, -1);
+	if (__atomic_load_n(&in->slot_waiters, __ATOMIC_ACQUIRE) > 0) {
+		pthread_mutex_lock(&in->slot_lock);
+		pthread_cond_broadcast(&in->slot_cond);
+		pthread_mutex_unlock(&in->slot_lock);
+	}
 }
 
 /* Count a backend auth failure and the anomaly it may signal. */

@@ -77,6 +77,8 @@ static int instance_new(struct mount_state *k, const struct config_backend *cb, 
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&in->wake_cond, &ca);
+	pthread_mutex_init(&in->slot_lock, NULL);
+	pthread_cond_init(&in->slot_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	*out = in;
 
@@ -117,6 +119,8 @@ static void instance_free(struct instance *in)
 	pthread_cond_destroy(&in->list_cond);
 	pthread_mutex_destroy(&in->health.lock);
 	pthread_mutex_destroy(&in->wake_lock);
+	pthread_mutex_destroy(&in->slot_lock);
+	pthread_cond_destroy(&in->slot_cond);
 	pthread_cond_destroy(&in->wake_cond);
 	free(in);
 }

@@ -58,8 +58,15 @@ struct instance {
 	struct backend *backend;      /* owned */
 	struct cache *cache;          /* NULL for local backends (file, env) */
 	struct metrics_backend *metrics;
-	int max_in_flight;            /* calls beyond it fail at once with EIO */
+	int max_in_flight;            /* the bound on calls in flight (keyops.c) */
 	int in_flight;                /* atomic */
+	/* A call finding the bound reached waits for a place while calls keep
+	 * completing (a busy backend) and fails with EIO once none completes
+	 * for SLOT_PROGRESS_SECONDS (a hung one). */
+	unsigned long calls_done;     /* atomic: calls that left the bound */
+	int slot_waiters;             /* atomic: callers waiting for a place */
+	pthread_mutex_t slot_lock;
+	pthread_cond_t slot_cond;     /* CLOCK_MONOTONIC; signalled as a call leaves */
 
 	/* Its part of the keys/ listing, cached for keyfs.list_cache_seconds. */
 	pthread_mutex_t list_lock;
