@@ -147,6 +147,7 @@ def main():
         print("needs root and /dev/fuse", file=sys.stderr)
         return 77
     build = os.path.abspath(a.build)
+    keyfslib.KEYFS_BIN = os.path.join(build, "omikuji-keyfs")
     tmp = tempfile.mkdtemp(prefix="keyfs-profile-")
     vault = vaultlib.VaultServer().start()
     mounts = []

@@ -208,7 +208,8 @@ Test(http_client, backoff_sleep_respects_deadline)
 struct mini_server {
 	int listen_fd;
 	int port;
-	int mode;             /* 0: huge body, 1: never answer, 2: small 200 */
+	int mode;             /* 0: huge body, 1: never answer, 2: small 200,
+	                       * 3: small 200 on two connections in turn */
 	pthread_t thread;
 };
 
@@ -230,6 +231,21 @@ static void read_request(int fd)
 static void *mini_serve(void *arg)
 {
 	struct mini_server *s = arg;
+	if (s->mode == 3) {
+		static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n"
+		                         "Connection: close\r\n\r\n{\"k\":\"0xab\"}";
+		for (int i = 0; i < 2; i++) {
+			int c = accept(s->listen_fd, NULL, NULL);
+			if (c < 0)
+				return NULL;
+			read_request(c);
+			if (write(c, ok, sizeof(ok) - 1) < 0) {
+				/* the client's check fails */
+			}
+			close(c);
+		}
+		return NULL;
+	}
 	int fd = accept(s->listen_fd, NULL, NULL);
 	if (fd < 0)
 		return NULL;
@@ -331,6 +347,37 @@ Test(http_transfer, small_answer_and_custom_method)
 	cr_expect_eq(memcmp(r.body->data, "{}", 2), 0);
 	http_response_clear(&r);
 	cr_expect_null(r.body);
+	http_client_free(c);
+	mini_stop(&s);
+}
+
+/* issue 15 (s3-15a): the locked response buffer is wiped when given back
+ * and handed to the next request, instead of a new mlock()ed one each time. */
+Test(http_transfer, response_buffer_is_wiped_and_reused)
+{
+	struct mini_server s;
+	mini_start(&s, 3);
+	struct http_client *c = client(5, 0);
+	char url[64], err[128] = "";
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/secret/data/x", s.port);
+	struct http_request q = { .method = "GET", .url = url };
+	struct http_response r = { 0 };
+	cr_assert_eq(http_perform(c, &q, 0, &r, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not_null(r.body);
+	cr_expect_eq(r.body->len, 11);
+	struct secret *first = r.body;
+	cr_expect_eq(first->cap, HTTP_BODY_INITIAL);
+	http_response_clear(&r);
+	cr_expect_null(r.body);
+	/* Kept by the client (not freed): it must hold nothing any more. */
+	cr_expect_eq(first->len, 0);
+	static const unsigned char zero[HTTP_BODY_INITIAL + 1];
+	cr_expect_eq(memcmp(first->data, zero, sizeof(zero)), 0, "the kept buffer is wiped");
+	cr_assert_eq(http_perform(c, &q, 0, &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(r.body, first, "the next request reuses the kept buffer");
+	cr_expect_eq(r.body->len, 11);
+	cr_expect_eq(memcmp(r.body->data, "{\"k\":\"0xab\"}", 11), 0);
+	http_response_clear(&r);
 	http_client_free(c);
 	mini_stop(&s);
 }
