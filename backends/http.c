@@ -57,11 +57,16 @@ static CURLcode http_global_rc = CURLE_FAILED_INIT;
 /* curl's own buffers hold what passes through it: request headers (the
  * Vault token), receive buffers (key bytes before our write callback sees
  * them).  Every block curl frees is wiped first, so those copies do not
- * linger in the heap. */
+ * linger in the heap.  explicit_bzero (glibc's vectorised memset behind a
+ * compiler barrier) rather than OPENSSL_cleanse, which stores 8 bytes per
+ * loop of 5 instructions: curl frees ~45 blocks per request, and natively
+ * (issue 15) explicit_bzero wiped 400 bytes in 6-20 ns against 32-90 ns,
+ * 16 KiB in 0.2-0.7 us against 1.4-1.8 us.  (callgrind counts glibc's
+ * `rep stosb` per byte, so it shows no gain there.) */
 static void http_wipe_free(void *p)
 {
 	if (p) {
-		secret_wipe(p, malloc_usable_size(p));
+		explicit_bzero(p, malloc_usable_size(p));
 		free(p);
 	}
 }

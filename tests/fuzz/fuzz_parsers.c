@@ -171,9 +171,11 @@ static void fuzz_aws_profile(const uint8_t *data, size_t size)
 
 
 /* json_pick() against jansson on the same bytes: the same documents are
- * accepted (but for numbers jansson cannot hold, whose range json_pick
- * leaves to the caller), and every picked value has jansson's type and,
- * for strings, its bytes. */
+ * accepted, and every picked value has jansson's type and, for strings,
+ * its bytes.  Two known differences are allowed: json_pick accepts numbers
+ * jansson cannot hold (their range is the caller's check), and it refuses
+ * a NUL byte right after a number or literal, which jansson 2.14 skips (its
+ * lexer loses an unread NUL: "[5\0]" parses there; found by this target). */
 static json_t *fuzz_json_at(json_t *root, const char *const *path)
 {
 	json_t *v = root;
@@ -216,7 +218,9 @@ static void fuzz_json_pick(const uint8_t *data, size_t size)
 	json_t *j = json_loadb((const char *)data, size, JSON_DECODE_ANY, &e);
 	if (rc == -ENOMEM)
 		abort();
-	if (!j != !!rc && !(rc == 0 && (strstr(e.text, "too big") || strstr(e.text, "overflow"))))
+	bool range = rc == 0 && !j && (strstr(e.text, "too big") || strstr(e.text, "overflow"));
+	bool nul = rc == -EINVAL && j && memchr(data, 0, size);
+	if (!j != !!rc && !range && !nul)
 		abort();   /* one accepts what the other refuses */
 	if (rc == 0 && j) {
 		for (size_t i = 0; i < n; i++) {
