@@ -22,6 +22,7 @@ import datetime
 import http.client
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,6 +61,58 @@ METRICS_NETS = 1000        # networks of traffic for the metrics figure
 
 class BenchError(Exception):
     pass
+
+
+def sched_ns(pid):
+    """(CPU ns, run-queue wait ns) summed over the threads of pid, from
+    /proc/PID/task/*/schedstat: what a process ran and how long it was
+    runnable but waited for a CPU.  Threads that exited are not counted."""
+    cpu = wait = 0
+    base = "/proc/%d/task" % pid
+    for t in os.listdir(base):
+        try:
+            with open(os.path.join(base, t, "schedstat")) as f:
+                a, b, _ = f.read().split()
+        except (OSError, ValueError):
+            continue
+        cpu += int(a)
+        wait += int(b)
+    return cpu, wait
+
+
+def children_cpu_ns():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((r.ru_utime + r.ru_stime) * 1e9)
+
+
+class SchedProbe:
+    """Wraps a repetition: CPU and run-queue wait of the given long-running
+    processes (pids) and the CPU of the children it ran (readloop, curlget),
+    per operation, medians over the repetitions."""
+
+    def __init__(self, pids, n):
+        self.pids, self.n = pids, n
+        self.samples = []   # (pids' cpu, pids' wait, children cpu) per op, ns
+
+    def wrap(self, fn):
+        def run():
+            before = [sched_ns(p) for p in self.pids]
+            c0 = children_cpu_ns()
+            v = fn()
+            c1 = children_cpu_ns()
+            after = [sched_ns(p) for p in self.pids]
+            self.samples.append((
+                sum(a[0] - b[0] for a, b in zip(after, before)) / self.n,
+                sum(a[1] - b[1] for a, b in zip(after, before)) / self.n,
+                (c1 - c0) / self.n))
+            return v
+        return run
+
+    def medians(self):
+        """(cpu us, wait us, children cpu us) per operation."""
+        if not self.samples:
+            return 0.0, 0.0, 0.0
+        return tuple(statistics.median(x[i] for x in self.samples) / 1000.0 for i in range(3))
 
 
 def start_floorfs(floorfs, mnt, stderr_path, wrapper=(), timeout=10):
@@ -349,12 +402,26 @@ key_storage:
         self.stop_mount(m)
 
     def with_floor(self, reps, floor_mnt, n):
-        """reps, plus a floorfs read loop of n when floor_mnt is set."""
+        """reps, plus a floorfs read loop of n when floor_mnt is set (its
+        CPU and run-queue wait in self.floor_probe)."""
         if not floor_mnt:
             return reps
         fp = os.path.join(floor_mnt, "keys", COLD)
         self.readloop(fp, 50)
-        return reps + [lambda: self.readloop_us(fp, n, 67)]
+        self.floor_probe = SchedProbe([self.floor[0].pid], n)
+        return reps + [self.floor_probe.wrap(lambda: self.readloop_us(fp, n, 67))]
+
+    def sched_note(self, backend, daemon, server, floor, curl):
+        """Where the cold read's wall time goes, in CPU and waiting (us per
+        read, medians): the measurement behind the breakdown on a shared,
+        loaded machine."""
+        (dc, dw, rc), (sc, sw, _) = daemon.medians(), server.medians()
+        (fc, fw, frc), ccc = floor.medians(), curl.medians()[2]
+        self.notes.append(
+            "%s cold read, CPU and run-queue wait per read (us, /proc/PID/task/*/schedstat): "
+            "daemon CPU %.1f, waited %.1f for a CPU; its readloop CPU %.1f; server CPU %.1f "
+            "(waited %.1f) | floorfs CPU %.1f, waited %.1f; its readloop CPU %.1f | bare "
+            "request: client CPU %.1f" % (backend, dc, dw, rc, sc, sw, fc, fw, frc, ccc))
 
     def cold_goal(self, backend, mount_v, floor_v, curl_v, inproc_v, spreads):
         """Issue 15 goal 1: uncached read <= 1.10 x (floorfs + bare request),
@@ -401,11 +468,17 @@ key_storage:
                                "-n", str(n)], env=env)
             return r["ns_per_op"] / 1000.0
 
-        res = self.interleaved(self.with_floor([mount_rep, curl_rep, backend_rep], floor_mnt, n))
+        dprobe = SchedProbe([cold.proc.pid], n)
+        sprobe = SchedProbe([self.vault.proc.pid], n)
+        cprobe = SchedProbe([], n)   # the server serves it on a thread that ends with it
+        res = self.interleaved(self.with_floor([sprobe.wrap(dprobe.wrap(mount_rep)),
+                                                cprobe.wrap(curl_rep), backend_rep], floor_mnt, n))
         (mv, ms, ml), (cv, cs, cl), (bv, bs, bl) = res[:3]
         per_read = [c / n for c in counts]
         if any(abs(p - 1.0) > 1e-9 for p in per_read):
             raise BenchError("TTL 0: backend GETs per read %r, expected exactly 1" % per_read)
+        if floor_mnt:
+            self.sched_note("vault", dprobe, sprobe, self.floor_probe, cprobe)
         if floor_mnt:
             self.cold_goal("vault", mv, res[3][0], cv, bv, (ms, ml))
         self.add("uncached vault read via mount (TTL 0)", mv, "us/op",
@@ -472,11 +545,17 @@ keyfs:
                                "-k", COLD, "-n", str(n)], env=env)
             return r["ns_per_op"] / 1000.0
 
-        res = self.interleaved(self.with_floor([mount_rep, curl_rep, backend_rep], floor_mnt, n))
+        dprobe = SchedProbe([m.proc.pid], n)
+        sprobe = SchedProbe([self.aws.proc.pid], n)
+        cprobe = SchedProbe([], n)   # the server serves it on a thread that ends with it
+        res = self.interleaved(self.with_floor([sprobe.wrap(dprobe.wrap(mount_rep)),
+                                                cprobe.wrap(curl_rep), backend_rep], floor_mnt, n))
         (mv, ms, ml), (cv, cs, cl), (bv, bs, bl) = res[:3]
         per_read = [c / n for c in counts]
         if any(abs(p - 1.0) > 1e-9 for p in per_read):
             raise BenchError("TTL 0: GetSecretValue per read %r, expected exactly 1" % per_read)
+        if floor_mnt:
+            self.sched_note("aws", dprobe, sprobe, self.floor_probe, cprobe)
         self.add("aws backend get in process (no FUSE)", bv, "us/op",
                  "libcurl SigV4 POST GetSecretValue, reused handle", cv, spread=(bs, bl),
                  base_spread=(cs, cl))
@@ -810,8 +889,18 @@ keyfs:
         for p in (hp, np_):
             self.readloop(p, 200)
         log("audit: cached read, audit on vs --no-audit, %d x %d" % (self.reps, n))
+        hprobe, nprobe = SchedProbe([hot.proc.pid], n), SchedProbe([noaudit.proc.pid], n)
         (hv, hs, hl), (nv, ns, nl) = self.interleaved([
-            lambda: self.readloop_us(hp, n, 67), lambda: self.readloop_us(np_, n, 67)])
+            hprobe.wrap(lambda: self.readloop_us(hp, n, 67)),
+            nprobe.wrap(lambda: self.readloop_us(np_, n, 67))])
+        (hc, hw, hr), (nc, nw, nr) = hprobe.medians(), nprobe.medians()
+        # CPU time is what the audit line adds; wall time on a loaded
+        # machine is mostly the wait for a CPU (both columns below).
+        self.add("daemon CPU per cached read, audit on", hc, "us/op", "same, --no-audit", nc)
+        self.notes.append("audit on: daemon CPU %.1f us/read, waited %.1f us for a CPU; readloop "
+                          "CPU %.1f | --no-audit: daemon CPU %.1f, waited %.1f; readloop CPU %.1f "
+                          "| the audit's CPU per line %.1f us = %.1f %% of the --no-audit wall "
+                          "time" % (hc, hw, hr, nc, nw, nr, hc - nc, 100.0 * (hc - nc) / nv))
         lines = sum(1 for r in hot.audit_lines() if r.get("network") == HOT)
         if lines != 200 + self.reps * n:
             raise BenchError("audit mount wrote %d lines for %d reads" % (lines, 200 + self.reps * n))

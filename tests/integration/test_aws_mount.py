@@ -213,6 +213,19 @@ class Layout(AwsMountBase):
                                  [(None, 7, False)])
 
 
+        def test_key_age_is_the_versions_created_date(self):
+                """issue 15 (s3-15a): GetSecretValue's CreatedDate, taken in the
+                same pass as the key, is omikuji_key_updated_timestamp_seconds."""
+                key = new_key()
+                self.put("age", json.dumps({"private_key": key}))
+                m = self.mount()
+                self.assertEqual(m.read_key("age"), key + "\n")
+                created = self.sm.get_secret_value(SecretId=self.name("age"))["CreatedDate"]
+                value = metric(m.metrics(), "omikuji_key_updated_timestamp_seconds", network="age")
+                self.assertAlmostEqual(value, created.timestamp(), delta=0.001)
+                self.assertLess(abs(value - time.time()), 60)
+
+
 class Faults(AwsMountBase):
         def test_throttling_is_retried(self):
                 self.put("t", new_key())
