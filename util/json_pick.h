@@ -24,9 +24,12 @@
  * JSON_ALLOW_NUL); numbers follow the RFC's grammar (their size is not
  * limited here: a caller converting one checks its range); nesting is
  * limited to JSON_PICK_MAX_DEPTH; nothing but whitespace may follow the
- * value.  Member names are compared after decoding ("priv\u0061te_key" is
- * private_key).  A member name that occurs twice in one object: the last
- * one wins, with everything under it, as with jansson's json_object_set().
+ * value.  A NUL byte outside a string is an error anywhere (the other
+ * difference: jansson 2.14 skips one right after a number or a literal and
+ * accepts "[5\0]").  Member names are compared after decoding
+ * ("priv\u0061te_key" is private_key).  A member name that occurs twice in
+ * one object: the last one wins, with everything under it, as with
+ * jansson's json_object_set().
  *
  * Errors never quote the input: the reason says what was wrong and at which
  * byte offset.  Thread-safe (no global state).
