@@ -634,11 +634,18 @@ int http_request_failover(struct http_client *c, const struct http_request *req,
 	int rc;
 	for (unsigned attempt = 1; ; attempt++) {
 		struct http_request one = *req;
-		char *url = NULL;
+		char buf[2048], *url = NULL;   /* base + path; the heap only when long */
 		if (servers) {
-			if (asprintf(&url, "%s%s", f->bases[idx], req->url) < 0)
-				return -ENOMEM;
-			one.url = url;
+			size_t bl = strlen(f->bases[idx]), pl = strlen(req->url);
+			if (bl + pl < sizeof(buf)) {
+				memcpy(buf, f->bases[idx], bl);
+				memcpy(buf + bl, req->url, pl + 1);
+				one.url = buf;
+			} else {
+				if (asprintf(&url, "%s%s", f->bases[idx], req->url) < 0)
+					return -ENOMEM;
+				one.url = url;
+			}
 		}
 		rc = http_perform(c, &one, deadline, resp, err, errlen);
 		free(url);

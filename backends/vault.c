@@ -56,6 +56,11 @@ struct vault_backend {
 	size_t n_urls;
 	char mount[VAULT_PATH_MAX];       /* normalised, escaped */
 	char prefix[VAULT_PATH_MAX];
+	/* "/v1/<mount>/data/<prefix>/", built once: a key's path is this and
+	 * its escaped network (vault_kv_path's snprintf was 2 200
+	 * instructions of every uncached read). */
+	char data_prefix[2 * VAULT_PATH_MAX + 16];
+	size_t data_prefix_len;
 	char approle_mount[VAULT_PATH_MAX];
 	char *namespace;
 	enum vault_auth auth;
@@ -160,6 +165,22 @@ int vault_kv_path(const char *mount, const char *prefix, const char *kind,
 }
 
 /* ---- responses ---------------------------------------------------------------- */
+
+/* vault_kv_path(mount, prefix, "data", network) from the instance's
+ * prebuilt prefix: the same bytes, the same limits. */
+static int vault_data_path(const struct vault_backend *v, const char *network, char *out,
+                           size_t outlen)
+{
+	char esc[256];
+	if (http_escape_segment(network, esc, sizeof(esc)))
+		return -ENAMETOOLONG;
+	size_t n = strlen(esc);
+	if (v->data_prefix_len + n >= outlen)
+		return -ENAMETOOLONG;
+	memcpy(out, v->data_prefix, v->data_prefix_len);
+	memcpy(out + v->data_prefix_len, esc, n + 1);
+	return 0;
+}
 
 /* created_time ("2026-11-29T21:45:11.123456789Z") -> unix seconds with the
  * fraction, 0 when malformed. */
@@ -966,7 +987,7 @@ static int vault_fetch(struct vault_backend *v, const char *network, double dead
 	char path[VAULT_PATH_MAX * 2 + 300], why[VAULT_WHY] = "";
 	*out = NULL;
 	*answered = false;
-	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
+	if (vault_data_path(v, network, path, sizeof(path))) {
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
@@ -1014,7 +1035,7 @@ static int vault_store(struct backend *b, const char *network, const struct secr
 	struct http_response resp = { 0 };
 	struct secret *body = NULL;
 	char path[VAULT_PATH_MAX * 2 + 300], created_at[40];
-	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
+	if (vault_data_path(v, network, path, sizeof(path))) {
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
@@ -1040,7 +1061,7 @@ static int vault_remove(struct backend *b, const char *network, double call_dead
 	struct secret *old = NULL;
 	char path[VAULT_PATH_MAX * 2 + 300];
 	bool answered;
-	if (vault_kv_path(v->mount, v->prefix, "data", network, path, sizeof(path))) {
+	if (vault_data_path(v, network, path, sizeof(path))) {
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
@@ -1322,6 +1343,11 @@ static int vault_open_config(struct vault_backend *v, const struct config_vault 
 		backend_err_set(err, "vault: invalid path_prefix");
 		return -EINVAL;
 	}
+	if (vault_kv_path(v->mount, v->prefix, "data", "", v->data_prefix, sizeof(v->data_prefix))) {
+		backend_err_set(err, "vault: mount_path and path_prefix too long");
+		return -EINVAL;
+	}
+	v->data_prefix_len = strlen(v->data_prefix);
 	if (vault_path_normalize(c->approle_mount ? c->approle_mount : "approle", v->approle_mount,
 	                         sizeof(v->approle_mount)) || !v->approle_mount[0]) {
 		backend_err_set(err, "vault: invalid approle_mount");

@@ -213,12 +213,16 @@ struct mini_server {
 	pthread_t thread;
 };
 
+static char last_request[4096];   /* what read_request() read last */
+
 static void read_request(int fd)
 {
-	char buf[4096];
+	char *buf = last_request;
+	const size_t size = sizeof(last_request);
+	memset(last_request, 0, sizeof(last_request));
 	size_t have = 0;
-	while (have < sizeof(buf) - 1) {
-		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+	while (have < size - 1) {
+		ssize_t n = read(fd, buf + have, size - 1 - have);
 		if (n <= 0)
 			return;
 		have += (size_t)n;
@@ -446,6 +450,32 @@ Test(http_failover, all_dead_is_bounded_and_backs_off_after_a_full_round)
 	cr_expect_eq(n_moves, 3);
 	cr_expect_eq(moves[0][0], 1, "starts where told");
 	cr_expect_eq(sleeps, 2);
+	http_response_clear(&r);
+	http_client_free(c);
+}
+
+/* issue 15 (s3-15a): the fail-over loop joins base and path on the stack;
+ * one longer than that buffer still goes out whole. */
+Test(http_failover, long_url_is_joined_whole)
+{
+	struct mini_server s;
+	mini_start(&s, 2);
+	struct http_client *c = client(5, 0);
+	char base[64], err[128] = "";
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d", s.port);
+	static char path[2101];
+	path[0] = '/';
+	memset(path + 1, 'a', sizeof(path) - 2);
+	const char *bases[] = { base };
+	struct http_failover f = { .bases = bases, .n = 1 };
+	struct http_request q = { .method = "GET", .url = path, .idempotent = true };
+	struct http_response r = { 0 };
+	cr_assert_eq(http_request_failover(c, &q, &f, 0, &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(r.status, 200);
+	mini_stop(&s);   /* the server thread is done with last_request */
+	char line[2200];
+	snprintf(line, sizeof(line), "GET %s HTTP/1.1\r\n", path);
+	cr_expect(!strncmp(last_request, line, strlen(line)), "the whole path arrived");
 	http_response_clear(&r);
 	http_client_free(c);
 }
