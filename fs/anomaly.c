@@ -4,8 +4,9 @@
  *
  * Business hours are in a time zone: anomaly_new() sets TZ once (it runs
  * before any thread starts) and the open/closed state is computed with
- * localtime_r at most once a minute, published with atomics; the C library
- * reads the zoneinfo files, so no time zone code lives here.
+ * localtime_r once a minute by the mount's maintenance thread
+ * (anomaly_tick), published as one atomic; the C library reads the
+ * zoneinfo files, so no time zone code lives here.
  */
 #include "anomaly.h"
 #include "log.h"
@@ -52,8 +53,9 @@ struct anomaly {
 	bool hours_set;
 	int start_minute, end_minute;
 	unsigned days_mask;
-	long long hours_minute;   /* atomic: the minute hours_open is for (-1: none) */
-	bool hours_open;          /* atomic */
+	/* atomic: (minute << 1) | open, published by anomaly_tick; -1: none.
+	 * One word, so a reader never pairs one minute with another's state. */
+	long long hours_state;
 	struct read_log *callers;
 	size_t n_callers, cap_callers;
 	struct ring auth;
@@ -169,25 +171,48 @@ static bool business_open_at(const struct anomaly *an, int wday, int minute)
 	return day_on(an->days_mask, wday);
 }
 
-/* Open or closed at wall time now.  The answer changes at most once a
- * minute, so localtime_r runs once per minute: the first caller in a new
- * minute computes it and publishes (minute, open) with atomics; the others
- * read two atomics.  localtime_r is safe from any thread because TZ was
- * set once, in anomaly_new(), before threads started. */
-static bool business_open(struct anomaly *an, double now)
+static long long minute_of(double wall)
 {
-	long long minute = (long long)(now / 60.0);
-	if (now < 0 && (double)minute * 60.0 > now)
+	long long minute = (long long)(wall / 60.0);
+	if (wall < 0 && (double)minute * 60.0 > wall)
 		minute--;
-	if (__atomic_load_n(&an->hours_minute, __ATOMIC_ACQUIRE) == minute)
-		return __atomic_load_n(&an->hours_open, __ATOMIC_RELAXED);
+	return minute;
+}
+
+/* Open or closed during minute (minutes since the epoch), by localtime_r:
+ * safe from any thread because TZ was set once, in anomaly_new(), before
+ * threads started. */
+static bool business_open_in(const struct anomaly *an, long long minute)
+{
 	time_t t = (time_t)(minute * 60);
 	struct tm tm;
-	bool open = localtime_r(&t, &tm) && business_open_at(an, tm.tm_wday,
-	                                                     tm.tm_hour * 60 + tm.tm_min);
-	__atomic_store_n(&an->hours_open, open, __ATOMIC_RELAXED);
-	__atomic_store_n(&an->hours_minute, minute, __ATOMIC_RELEASE);
-	return open;
+	return localtime_r(&t, &tm) && business_open_at(an, tm.tm_wday, tm.tm_hour * 60 + tm.tm_min);
+}
+
+void anomaly_tick(struct anomaly *an)
+{
+	if (!an || !an->hours_set)
+		return;
+	long long minute = minute_of(an->now());
+	long long state = __atomic_load_n(&an->hours_state, __ATOMIC_ACQUIRE);
+	if (state >= 0 && state >> 1 == minute)
+		return;
+	state = minute << 1 | (business_open_in(an, minute) ? 1 : 0);
+	__atomic_store_n(&an->hours_state, state, __ATOMIC_RELEASE);
+}
+
+/* Open or closed at wall time now: what anomaly_tick published for this
+ * minute, one atomic load on the read path.  A minute nobody published
+ * (no maintenance thread: the CLI, a report over past times; or the
+ * thread a few milliseconds late at the turn of the minute) is computed
+ * here, not published. */
+static bool business_open(struct anomaly *an, double now)
+{
+	long long minute = minute_of(now);
+	long long state = __atomic_load_n(&an->hours_state, __ATOMIC_ACQUIRE);
+	if (state >= 0 && state >> 1 == minute)
+		return state & 1;
+	return business_open_in(an, minute);
 }
 
 bool anomaly_off_hours(struct anomaly *an, double wall)
@@ -349,7 +374,7 @@ int anomaly_new(const struct config_keyfs *cfg, clock_fn wall_now, struct anomal
 		an->start_minute = bh->start_minute;
 		an->end_minute = bh->end_minute;
 		an->days_mask = bh->days_mask;
-		an->hours_minute = -1;
+		an->hours_state = -1;
 		char tz[4200];
 		rc = tz_value(bh->timezone ? bh->timezone : "UTC", tz, sizeof(tz), err, errlen);
 		if (rc)

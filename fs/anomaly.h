@@ -29,6 +29,10 @@ const char *anomaly_auth_failure(struct anomaly *an);
 /* Is wall (seconds since the epoch) outside the configured business hours?
  * false when none are configured.  No other effect (the report uses it). */
 bool anomaly_off_hours(struct anomaly *an, double wall);
+/* Publish the business-hours state of the current minute (the mount's
+ * maintenance thread calls it at every turn of the minute), so reads pay
+ * one atomic load, not localtime_r.  Without business_hours, nothing. */
+void anomaly_tick(struct anomaly *an);
 void anomaly_free(struct anomaly *an);
 
 #endif

@@ -138,7 +138,35 @@ static void control_serve(struct control *ctl, int fd)
 				op = i;
 	}
 	const char *network = space ? space + 1 : "";
-	if (op < 0 || (op != KEY_OP_LIST && !network_name_valid(network))) {
+	/* Optional words after the network: "@<instance>" names the instance
+	 * (else the network's route), "refresh" bypasses the cache of a get. */
+	struct instance *in = NULL;
+	bool refresh = false, bad = false;
+	char *word = space ? strchr(space + 1, ' ') : NULL;
+	while (word && !bad) {
+		*word++ = 0;
+		char *next = strchr(word, ' ');
+		if (next)
+			*next = 0;
+		if (word[0] == '@') {
+			if (!(in = mount_state_instance(ctl->k, word + 1))) {
+				char why[128];
+				int n = snprintf(why, sizeof(why), "no backend instance named '%.64s'", word + 1);
+				control_reply(fd, -ENOENT, why, (size_t)n);
+				secret_free(req);
+				return;
+			}
+		} else if (strcmp(word, "refresh") == 0) {
+			refresh = true;
+		} else {
+			bad = true;
+		}
+		if (next)
+			*next = ' ';
+		word = next;
+	}
+	if (bad || op < 0 || (op != KEY_OP_LIST && !network_name_valid(network)) ||
+	    (in && op == KEY_OP_ADDRESS)) {
 		control_reply(fd, -EINVAL, "bad request", 11);
 		secret_free(req);
 		return;
@@ -153,18 +181,20 @@ static void control_serve(struct control *ctl, int fd)
 	int rc;
 	switch (op) {
 	case KEY_OP_GET:
-		rc = keyops_get(ctl->k, &c, network, false, &key);
+		rc = in ? keyops_get_in(ctl->k, &c, in, network, refresh, &key)
+		        : keyops_get(ctl->k, &c, network, refresh, &key);
 		break;
 	case KEY_OP_STORE:
 		key = secret_from(payload, payload_len);
-		rc = key ? keyops_store(ctl->k, &c, network, key) : -ENOMEM;
+		rc = !key ? -ENOMEM : in ? keyops_store_in(ctl->k, &c, in, network, key)
+		                         : keyops_store(ctl->k, &c, network, key);
 		secret_free(key);
 		key = NULL;
 		if (rc == 0)
 			strbuf_printf(&text, "%s", keyops_last_store());
 		break;
 	case KEY_OP_REMOVE:
-		rc = keyops_remove(ctl->k, &c, network);
+		rc = in ? keyops_remove_in(ctl->k, &c, in, network) : keyops_remove(ctl->k, &c, network);
 		break;
 	case KEY_OP_ADDRESS: {
 		char address[EVM_ADDRESS_TEXT + 1];
@@ -174,7 +204,7 @@ static void control_serve(struct control *ctl, int fd)
 		break;
 	}
 	default:
-		rc = keyops_list(ctl->k, &c, &names);
+		rc = in ? keyops_list_in(ctl->k, &c, in, &names) : keyops_list(ctl->k, &c, &names);
 		for (size_t i = 0; rc == 0 && i < names.n; i++)
 			strbuf_printf(&text, "%s\n", names.items[i]);
 		if (text.error)
@@ -317,10 +347,12 @@ int control_probe(const char *audit_path, pid_t holder)
 	return 0;
 }
 
-int control_call(const char *audit_path, pid_t holder, enum key_op op, const char *network,
-                 const struct secret *key, int *status, struct secret **reply,
-                 char *err, size_t errlen)
+int control_call(const char *audit_path, pid_t holder, const struct control_request *req,
+                 int *status, struct secret **reply, char *err, size_t errlen)
 {
+	enum key_op op = req->op;
+	const char *network = req->network;
+	const struct secret *key = req->key;
 	struct secret *msg = NULL, *answer = NULL;
 	int rc;
 	*reply = NULL;
@@ -328,9 +360,10 @@ int control_call(const char *audit_path, pid_t holder, enum key_op op, const cha
 	if (fd < 0)
 		return fd;
 	control_timeout(fd, CONTROL_CLIENT_TIMEOUT_SECONDS);
-	char head[96];
-	int hlen = snprintf(head, sizeof(head), "%s %s\n", control_op_names[op],
-	                    op == KEY_OP_LIST ? "-" : network);
+	char head[160];
+	int hlen = snprintf(head, sizeof(head), "%s %s%s%s%s\n", control_op_names[op],
+	                    op == KEY_OP_LIST ? "-" : network, req->instance ? " @" : "",
+	                    req->instance ? req->instance : "", req->refresh ? " refresh" : "");
 	msg = secret_new((size_t)hlen + (key ? key->len : 0));
 	if (!msg) {
 		rc = -ENOMEM;

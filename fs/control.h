@@ -16,8 +16,11 @@
  * process that holds the one-writer lock (audit_lock.h).
  *
  * Protocol: one request and one reply per connection, each one message.
- *   request: "<op> <network>\n" then the key bytes (store only);
- *            op is get | store | remove | list | address (network "-" for list)
+ *   request: "<op> <network>[ @<instance>][ refresh]\n" then the key bytes
+ *            (store only); op is get | store | remove | list | address
+ *            (network "-" for list); "@<instance>" acts on that backend
+ *            instance instead of the network's route (get, store, remove,
+ *            list: `key migrate`), "refresh" makes a get bypass the cache
  *   reply:   "<errno>\n" (0 = success) then the key (get), the names one
  *            per line (list), the EIP-55 address (address), or the reason
  *            of a failure.
@@ -26,6 +29,7 @@
 #ifndef OMIKUJI_CONTROL_H
 #define OMIKUJI_CONTROL_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include "metrics.h"
 #include "secret.h"
@@ -43,13 +47,23 @@ void control_stop(struct control *c);
  * audit_path?  0 yes; -errno no (nothing listens, or another pid does). */
 int control_probe(const char *audit_path, pid_t holder);
 
-/* Client: send op on network (key for store, else NULL) to the mount whose
- * pid is holder and which writes audit_path.  Returns 0 when the mount
- * answered, with *status the operation's 0 or -errno and *reply its
- * payload (caller frees with secret_free; never NULL on 0); -errno with
- * one line in err when it cannot be reached or is not that pid. */
-int control_call(const char *audit_path, pid_t holder, enum key_op op, const char *network,
-                 const struct secret *key, int *status, struct secret **reply,
-                 char *err, size_t errlen);
+/* One request: op on network (ignored for list); key for store, else NULL;
+ * instance NULL = the network's route; refresh: a get bypasses the cache.
+ * All borrowed. */
+struct control_request {
+	enum key_op op;
+	const char *network;
+	const char *instance;
+	bool refresh;
+	const struct secret *key;
+};
+
+/* Client: send req to the mount whose pid is holder and which writes
+ * audit_path.  Returns 0 when the mount answered, with *status the
+ * operation's 0 or -errno and *reply its payload (caller frees with
+ * secret_free; never NULL on 0); -errno with one line in err when it
+ * cannot be reached or is not that pid. */
+int control_call(const char *audit_path, pid_t holder, const struct control_request *req,
+                 int *status, struct secret **reply, char *err, size_t errlen);
 
 #endif

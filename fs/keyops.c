@@ -408,9 +408,12 @@ static int address_note(struct instance *in, const char *network, const struct s
 
 /* The key of network from the instance's cache or its backend, counted in
  * the cache and freshness metrics, noted in the address book.  Not checked,
- * not audited: the callers do that. */
-static int fetch(struct instance *in, const char *network, bool refresh, struct secret **out,
-                 bool *cached, struct backend_err *err)
+ * not audited: the callers do that.  routed: network routes to in, so what
+ * is fetched is what keys/<network> shows (`key migrate` also reads the
+ * instances a network does not route to; those reads leave the mount's
+ * view of the network alone). */
+static int fetch(struct instance *in, const char *network, bool refresh, bool routed,
+                 struct secret **out, bool *cached, struct backend_err *err)
 {
 	struct mount_state *k = in->k;
 	int rc;
@@ -431,7 +434,7 @@ static int fetch(struct instance *in, const char *network, bool refresh, struct 
 		} else {
 			metrics_cache_miss(in->metrics);
 		}
-		if (rc == 0 && how == CACHE_MISS) {
+		if (rc == 0 && how == CACHE_MISS && routed) {
 			if (k->cfg->keyfs.metrics_per_network)
 				metrics_last_refresh(network, clock_wall());
 			note_fetched(k, network, *out, err);
@@ -439,12 +442,14 @@ static int fetch(struct instance *in, const char *network, bool refresh, struct 
 		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
 	} else {
 		rc = backend_fetch(in, network, out, err);
-		if (rc == 0) {
+		if (rc == 0 && routed) {
 			if (k->cfg->keyfs.metrics_per_network)
 				metrics_last_refresh(network, clock_wall());
 			note_fetched(k, network, *out, err);
 		}
 	}
+	if (!routed)
+		return rc;
 	if (rc == 0)
 		address_note(in, network, *out, started);
 	else if (rc == -ENOENT && k->addresses)
@@ -473,12 +478,11 @@ bool keyops_allowed(struct mount_state *k, const struct caller *c, const char *n
 	return access_allowed(k->access, c, network, op);
 }
 
-int keyops_get(struct mount_state *k, const struct caller *c, const char *network, bool refresh,
-                 struct secret **out)
+static int get_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
+                  const char *network, bool refresh, struct secret **out)
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = mount_state_route(k, network);
 	bool cached = false;
 	int rc;
 
@@ -492,7 +496,7 @@ int keyops_get(struct mount_state *k, const struct caller *c, const char *networ
 	if (verdict.deny)
 		return deny(k, in, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
 
-	rc = fetch(in, network, refresh, out, &cached, &err);
+	rc = fetch(in, network, refresh, routed, out, &cached, &err);
 
 	const char *anomaly = verdict.kind;
 	const char *auth_anomaly = note_auth_failure(k, in, &err);
@@ -507,12 +511,25 @@ int keyops_get(struct mount_state *k, const struct caller *c, const char *networ
 	return rc;
 }
 
-int keyops_store(struct mount_state *k, const struct caller *c, const char *network,
-                   const struct secret *content)
+int keyops_get(struct mount_state *k, const struct caller *c, const char *network, bool refresh,
+                 struct secret **out)
+{
+	return get_in(k, c, mount_state_route(k, network), true, network, refresh, out);
+}
+
+int keyops_get_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                  const char *network, bool refresh, struct secret **out)
+{
+	return get_in(k, c, in, in == mount_state_route(k, network), network, refresh, out);
+}
+
+static int exists_in(struct mount_state *k, struct instance *in, const char *network);
+
+static int store_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
+                    const char *network, const struct secret *content)
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = mount_state_route(k, network);
 	const char *why = NULL;
 
 	if (!access_allowed(k->access, c, network, ACCESS_WRITE))
@@ -523,7 +540,7 @@ int keyops_store(struct mount_state *k, const struct caller *c, const char *netw
 	int rc = keyformat_canonical(k->cfg->keyfs.key_format, content->data, content->len,
 	                             &key, &why);
 	/* Created or replaced, as the listing (not a fetch of the old key) says. */
-	keyops_replaced = rc == 0 && keyops_exists(k, network) == 0;
+	keyops_replaced = rc == 0 && exists_in(k, in, network) == 0;
 	if (rc == 0) {
 		if ((rc = audit_intent(k, in->name, c, KEY_OP_STORE, network)) < 0) {
 			secret_free(key);
@@ -538,16 +555,18 @@ int keyops_store(struct mount_state *k, const struct caller *c, const char *netw
 			if (rc == 0) {
 				if (in->cache)
 					cache_put(in->cache, network, key);
-				address_note(in, network, key, clock_monotonic());
 				list_note(in, network, true);
-				/* A new value stored through the mount (a write, or a key
-				 * command through the control socket, which raises no VFS
-				 * event of its own) is a rotation too. */
-				struct secret *stored = keyops_content(k, key);
-				if (stored && seen_note(k, network, stored, false))
-					mount_state_key_changed(k, network);
-				secret_free(stored);
-				mtime_set(k, network, clock_wall());
+				if (routed) {
+					address_note(in, network, key, clock_monotonic());
+					/* A new value stored through the mount (a write, or a
+					 * key command through the control socket, which raises
+					 * no VFS event of its own) is a rotation too. */
+					struct secret *stored = keyops_content(k, key);
+					if (stored && seen_note(k, network, stored, false))
+						mount_state_key_changed(k, network);
+					secret_free(stored);
+					mtime_set(k, network, clock_wall());
+				}
 				instance_request_check(in);
 			}
 			secret_free(key);
@@ -566,11 +585,23 @@ int keyops_store(struct mount_state *k, const struct caller *c, const char *netw
 	                    why ? why : err.msg[0] ? err.msg : errno_reason(rc), anomaly);
 }
 
-int keyops_remove(struct mount_state *k, const struct caller *c, const char *network)
+int keyops_store(struct mount_state *k, const struct caller *c, const char *network,
+                   const struct secret *content)
+{
+	return store_in(k, c, mount_state_route(k, network), true, network, content);
+}
+
+int keyops_store_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                    const char *network, const struct secret *content)
+{
+	return store_in(k, c, in, in == mount_state_route(k, network), network, content);
+}
+
+static int remove_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                     bool routed, const char *network)
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = mount_state_route(k, network);
 
 	if (!access_allowed(k->access, c, network, ACCESS_REMOVE))
 		return deny(k, in, c, KEY_OP_REMOVE, network, "access denied", NULL, t0);
@@ -593,10 +624,12 @@ int keyops_remove(struct mount_state *k, const struct caller *c, const char *net
 	if (rc == 0 || rc == -ENOENT) {
 		if (in->cache)
 			cache_invalidate(in->cache, network);
-		if (k->addresses)
-			address_book_forget(k->addresses, network, clock_monotonic());
 		list_note(in, network, false);
-		seen_note(k, network, NULL, true);
+		if (routed) {
+			if (k->addresses)
+				address_book_forget(k->addresses, network, clock_monotonic());
+			seen_note(k, network, NULL, true);
+		}
 		instance_request_check(in);
 	}
 	const char *anomaly = note_auth_failure(k, in, &err);
@@ -606,6 +639,17 @@ int keyops_remove(struct mount_state *k, const struct caller *c, const char *net
 	       "error", rc == 0 ? "" : err.msg[0] ? err.msg : errno_reason(rc), (char *)NULL);
 	return audit_finish(k, in->name, c, KEY_OP_REMOVE, network, rc, false, false,
 	                    err.msg[0] ? err.msg : errno_reason(rc), anomaly);
+}
+
+int keyops_remove(struct mount_state *k, const struct caller *c, const char *network)
+{
+	return remove_in(k, c, mount_state_route(k, network), true, network);
+}
+
+int keyops_remove_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                     const char *network)
+{
+	return remove_in(k, c, in, in == mount_state_route(k, network), network);
 }
 
 int keyops_address(struct mount_state *k, const struct caller *c, const char *network,
@@ -629,7 +673,7 @@ int keyops_address(struct mount_state *k, const struct caller *c, const char *ne
 	}
 
 	/* Not seen yet: fetch as the daemon, derive, keep; the key stays here. */
-	int rc = fetch(in, network, false, &key, &cached, &err);
+	int rc = fetch(in, network, false, true, &key, &cached, &err);
 	secret_free(key);
 	if (rc == 0 && address_book_lookup(k->addresses, network, out, NULL) < 0)
 		rc = -EILSEQ;   /* the stored key is not an EVM key (or no memory) */
@@ -829,6 +873,28 @@ int keyops_list(struct mount_state *k, const struct caller *c, struct strlist *o
 	                    err.msg[0] ? err.msg : errno_reason(rc), NULL);
 }
 
+int keyops_list_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                   struct strlist *out)
+{
+	double t0 = clock_monotonic();
+	if (!access_allowed(k->access, c, "", ACCESS_LIST))
+		return deny(k, in, c, KEY_OP_LIST, "", "access denied", NULL, t0);
+	struct backend_err err = { { 0 }, false };
+	bool called = false;
+	int rc = list_refresh(in, 0, &err, &called);
+	for (size_t i = 0; rc == 0 && i < in->list.n; i++)
+		if (access_any_grant(k->access, c, in->list.items[i]) &&
+		    strlist_add(out, in->list.items[i]) < 0)
+			rc = -ENOMEM;
+	pthread_mutex_unlock(&in->list_lock);
+	if (called)
+		note_auth_failure(k, in, &err);
+	else
+		metrics_observe_op(in->metrics, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
+	return audit_finish(k, in->name, c, KEY_OP_LIST, "", rc, false, false,
+	                    err.msg[0] ? err.msg : errno_reason(rc), NULL);
+}
+
 int keyops_names(struct mount_state *k, struct strlist *out)
 {
 	struct backend_err err = { { 0 }, false };
@@ -917,8 +983,12 @@ static bool list_has(const struct strlist *l, const char *network)
 
 int keyops_exists(struct mount_state *k, const char *network)
 {
+	return exists_in(k, mount_state_route(k, network), network);
+}
+
+static int exists_in(struct mount_state *k, struct instance *in, const char *network)
+{
 	struct backend_err err = { { 0 }, false };
-	struct instance *in = mount_state_route(k, network);
 	bool called = false;
 	/* A cached key exists without asking for a listing. */
 	if (in->cache && cache_contains(in->cache, network))

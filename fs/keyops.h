@@ -24,6 +24,22 @@ int keyops_remove(struct mount_state *k, const struct caller *c, const char *net
  * audited; only names the caller has some grant on.  *out must be empty;
  * caller clears it. */
 int keyops_list(struct mount_state *k, const struct caller *c, struct strlist *out);
+/* The same operations on a named instance rather than the one network
+ * routes to (`key migrate`, contract section 8): the same access rules,
+ * cache, bound, metrics and audit (storage_type = in->name).  When network
+ * does not route to in, the mount's view of keys/<network> (mtime,
+ * rotation notices, address book) is left alone; in's cache and listing
+ * still follow, so nothing stale is served once the router points there.
+ * keyops_list_in is in's own listing (names routed elsewhere included),
+ * filtered by the caller's grants and audited as a list on in. */
+int keyops_get_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                  const char *network, bool refresh, struct secret **out);
+int keyops_store_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                    const char *network, const struct secret *content);
+int keyops_remove_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                     const char *network);
+int keyops_list_in(struct mount_state *k, const struct caller *c, struct instance *in,
+                   struct strlist *out);
 /* The address of network's key for addresses/<network>: checked against
  * ACCESS_ADDRESS (a denial is counted and audited as `address`); answered
  * from the address book when the mount has seen the key, else the key is

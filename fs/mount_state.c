@@ -430,7 +430,14 @@ static void *maintenance_main(void *arg)
 			mount_state_audit_checkpoint(k, false);
 			next_checkpoint = now + checkpoint_interval;
 		}
-		int timeout_ms = (int)((next_checkpoint - clock_monotonic()) * 1000) + 1;
+		/* Business hours change at a turn of the minute: wake then. */
+		anomaly_tick(k->anomaly);
+		double wall = clock_wall();
+		double to_minute = 60.0 - (wall - 60.0 * (double)(long long)(wall / 60.0));
+		double wait = next_checkpoint - clock_monotonic();
+		if (to_minute < wait)
+			wait = to_minute;
+		int timeout_ms = (int)(wait * 1000) + 1;
 		struct pollfd p = { .fd = k->wake_pipe[0], .events = POLLIN };
 		if (poll(&p, 1, timeout_ms < 1 ? 1 : timeout_ms) > 0) {
 			char buf[64];

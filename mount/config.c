@@ -1,8 +1,10 @@
 /* config.c - loads omikuji.yaml (contract section 4) into a struct config.
  *
- * The file is read with libyaml's document API and walked with one table
- * per section (struct field), so every key this program knows is listed
- * once, with its type, range and where it lands in the struct.  Keys not in
+ * The file is read into a tree of positioned nodes (yamltree.h, the YAML
+ * engine) and walked with one table per section (struct field): the
+ * schema.  Every key this program knows is listed once, with its type,
+ * range, default and where it lands in the struct; defaults, printing and
+ * freeing are driven by the same rows.  Keys not in
  * a table are errors that name file, line and column; Omikuji's own
  * top-level sections are in the top table as "skip".
  *
@@ -26,11 +28,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "backend.h"
 #include "secret.h"
 #include "strbuf.h"
+#include "yamltree.h"
 
 /* A config file is small; anything bigger is a mistake (or /dev/zero). */
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -41,12 +43,11 @@ struct loader {
 	const char *file;
 	char *err;
 	size_t errlen;
-	yaml_document_t *doc;
 	struct config *cfg;
 	char inline_secret[256];     /* first secret field given literally, "" if none */
 	const void *vault_url_seen;  /* the vault section whose `url` or `urls` was given */
 	bool start_seen, end_seen;   /* business_hours.start / .end given */
-	const yaml_mark_t *key_mark; /* of the key being loaded */
+	const struct yamltree_node *key_node; /* the key being loaded */
 };
 
 enum field_kind {
@@ -58,14 +59,26 @@ enum field_kind {
 	FIELD_INT,         /* int in [min, max] */
 	FIELD_STRLIST,     /* struct strlist */
 	FIELD_PRINCIPALS,  /* struct strlist of user:/group:/uid:/gid: */
+	FIELD_MODE,        /* int permission bits, printed in octal; parse() checks them */
 	FIELD_SECTION,     /* nested mapping described by fields */
-	FIELD_CUSTOM,      /* parse() does it */
+	FIELD_LIST,        /* list of mappings, each described by fields (see below) */
+	FIELD_CUSTOM,      /* parse() does it; print/release say how it shows and frees */
 	FIELD_SKIP,        /* Omikuji's, not ours: ignored whole */
 };
 
 struct field;
-typedef int field_parser(struct loader *L, const struct field *f, yaml_node_t *value,
+typedef int field_parser(struct loader *L, const struct field *f, struct yamltree_node *value,
                          void *base, const char *name);
+/* A default no `def` can hold (from the environment, a list). 0 or -ENOMEM. */
+typedef int field_init(const struct field *f, void *base);
+typedef void field_printer(FILE *out, int indent, const struct field *f, const void *base);
+typedef void field_release(const struct field *f, void *base);
+/* FIELD_LIST: an item's defaults before it is loaded (0 or -ENOMEM), and
+ * the checks across its keys after (0 or fail_at()); base is the struct
+ * holding the list, i the item's index. */
+typedef int item_init(void *item);
+typedef int item_check(struct loader *L, const struct field *f, struct yamltree_node *item,
+                       void *base, size_t i, const char *name);
 
 struct field {
 	const char *key;
@@ -79,8 +92,22 @@ struct field {
 	/* Defaults, printing and freeing are driven by the table too (see
 	 * fields_defaults/fields_print/fields_free), so a new field is a row. */
 	const char *def;               /* default of a string field; NULL: not set */
-	long def_int;                  /* default of FIELD_INT / FIELD_ENUM */
+	long def_int;                  /* default of FIELD_INT / FIELD_ENUM / FIELD_MODE */
+	field_init *init;              /* instead of def/def_int */
 	bool holds_list;               /* FIELD_CUSTOM whose offset holds a struct strlist */
+	field_printer *print;          /* FIELD_CUSTOM's printing (else holds_list's list, or nothing) */
+	field_release *release;        /* FIELD_CUSTOM's freeing (else holds_list's list, or nothing) */
+	/* Printed as a value only when is_set says so; else as "# key: (not
+	 * set)", or not at all with hide_unset. */
+	bool (*is_set)(const struct field *f, const void *base);
+	bool hide_unset;
+	/* FIELD_LIST: an array of item_size-byte structs at offset (a pointer),
+	 * its length (size_t) at count_offset, each item loaded with fields. */
+	size_t item_size, count_offset;
+	const char *list_noun;         /* "expected <list_noun> for NAME" */
+	const char *item_keys;         /* "expected a mapping <item_keys> for NAME[i]" */
+	item_init *item_init;
+	item_check *item_check;
 };
 
 _Static_assert(sizeof(enum log_format) == sizeof(int), "FIELD_ENUM writes an int");
@@ -90,18 +117,17 @@ _Static_assert(sizeof(enum key_format) == sizeof(int), "FIELD_ENUM writes an int
 /* ------------------------------------------------------------------ */
 /* messages */
 
-static int fail_at(struct loader *L, const yaml_mark_t *mark, int rc, const char *fmt, ...)
+static int fail_at(struct loader *L, const struct yamltree_node *at, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static int fail_at(struct loader *L, const yaml_mark_t *mark, int rc, const char *fmt, ...)
+static int fail_at(struct loader *L, const struct yamltree_node *at, int rc, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(L->err, L->errlen, "%s:%zu:%zu: %s", L->file,
-	         mark->line + 1, mark->column + 1, msg);
+	snprintf(L->err, L->errlen, "%s:%zu:%zu: %s", L->file, at->line, at->column, msg);
 	return rc;
 }
 
@@ -116,15 +142,6 @@ static void join_name(char *dst, size_t len, const char *path, const char *key)
 /* ------------------------------------------------------------------ */
 /* scalars */
 
-static bool is_null(const yaml_node_t *node)
-{
-	if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return false;
-	const char *v = (const char *)node->data.scalar.value;
-	return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
-}
-
 static bool is_env_name_start(int c)
 {
 	return isalpha(c) || c == '_';
@@ -133,17 +150,17 @@ static bool is_env_name_start(int c)
 /* Expand ${VAR} and $$ in a scalar.  *literal (optional) tells whether the
  * scalar holds text of its own besides ${VAR} references and blanks, i.e.
  * whether a secret in it would sit in the file. */
-static int expand(struct loader *L, yaml_node_t *node, const char *name, char **out, bool *literal)
+static int expand(struct loader *L, struct yamltree_node *node, const char *name, char **out, bool *literal)
 {
-	const char *v = (const char *)node->data.scalar.value;
-	size_t n = node->data.scalar.length;
+	const char *v = node->value;
+	size_t n = node->len;
 	struct strbuf b = STRBUF_INIT;
 	bool own_text = false;
 	int rc = 0;
 
 	*out = NULL;
 	if (strlen(v) != n)
-		return fail_at(L, &node->start_mark, -EINVAL, "NUL byte in the value of %s", name);
+		return fail_at(L, node, -EINVAL, "NUL byte in the value of %s", name);
 	for (size_t i = 0; i < n; ) {
 		if (v[i] == '$' && i + 1 < n && v[i + 1] == '$') {
 			strbuf_append(&b, "$", 1);
@@ -154,7 +171,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 			size_t len = close ? (size_t)(close - (v + i + 2)) : 0;
 			char var[256];
 			if (!close) {
-				rc = fail_at(L, &node->start_mark, -EINVAL,
+				rc = fail_at(L, node, -EINVAL,
 				             "unterminated ${ in the value of %s (write $$ for a literal $)", name);
 				goto out;
 			}
@@ -162,7 +179,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 			for (size_t k = 0; ok && k < len; k++)
 				ok = isalnum((unsigned char)v[i + 2 + k]) || v[i + 2 + k] == '_';
 			if (!ok) {
-				rc = fail_at(L, &node->start_mark, -EINVAL,
+				rc = fail_at(L, node, -EINVAL,
 				             "bad variable name in ${%.*s} in the value of %s",
 				             (int)(len > 64 ? 64 : len), v + i + 2, name);
 				goto out;
@@ -171,7 +188,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 			var[len] = 0;
 			const char *val = getenv(var);
 			if (!val) {
-				rc = fail_at(L, &node->start_mark, -EINVAL,
+				rc = fail_at(L, node, -EINVAL,
 				             "environment variable '%s' is not set (used by %s)", var, name);
 				goto out;
 			}
@@ -185,7 +202,7 @@ static int expand(struct loader *L, yaml_node_t *node, const char *name, char **
 		}
 	}
 	if (b.error) {
-		rc = fail_at(L, &node->start_mark, b.error, "out of memory");
+		rc = fail_at(L, node, b.error, "out of memory");
 		goto out;
 	}
 	*out = strbuf_detach(&b, NULL);
@@ -201,9 +218,9 @@ out:
 
 /* Remember the ${VAR} names a secret field expands, so that
  * config_forget_secrets() can wipe them from the environment too. */
-static void note_secret_vars(struct loader *L, yaml_node_t *node)
+static void note_secret_vars(struct loader *L, struct yamltree_node *node)
 {
-	const char *v = (const char *)node->data.scalar.value;
+	const char *v = node->value;
 	for (const char *p = strstr(v, "${"); p; p = strstr(p + 2, "${")) {
 		const char *close = strchr(p + 2, '}');
 		if (!close || close - p - 2 >= 256 || (p > v && p[-1] == '$'))
@@ -232,7 +249,7 @@ static int home_dir(const char **home)
 /* A relative path is taken relative to the config file's directory, so it
  * means the same whatever the daemon's working directory (it chdirs to /
  * when it goes into the background). */
-static int absolutize(struct loader *L, yaml_node_t *node, char **s)
+static int absolutize(struct loader *L, struct yamltree_node *node, char **s)
 {
 	char *p = *s;
 	if (p[0] == '/' || !L->file)
@@ -246,45 +263,45 @@ static int absolutize(struct loader *L, yaml_node_t *node, char **s)
 			dir = NULL;
 	}
 	if (!dir)
-		return fail_at(L, &node->start_mark, -ENOMEM, "cannot resolve the relative path '%s'", p);
+		return fail_at(L, node, -ENOMEM, "cannot resolve the relative path '%s'", p);
 	char *slash = strrchr(dir, '/');
 	*slash = 0;
 	char *joined;
 	int n = asprintf(&joined, "%s/%s", dir[0] ? dir : "", p[0] == '.' && p[1] == '/' ? p + 2 : p);
 	free(dir);
 	if (n < 0)
-		return fail_at(L, &node->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, node, -ENOMEM, "out of memory");
 	free(p);
 	*s = joined;
 	return 0;
 }
 
-static int expand_tilde(struct loader *L, yaml_node_t *node, const char *name, char **s)
+static int expand_tilde(struct loader *L, struct yamltree_node *node, const char *name, char **s)
 {
 	const char *home;
 	char *p = *s;
 	if (p[0] != '~' || (p[1] && p[1] != '/'))
 		return absolutize(L, node, s);
 	if (home_dir(&home) < 0)
-		return fail_at(L, &node->start_mark, -ENOENT, "cannot expand ~ in %s: HOME is not set", name);
+		return fail_at(L, node, -ENOENT, "cannot expand ~ in %s: HOME is not set", name);
 	char *joined;
 	if (asprintf(&joined, "%s%s", home, p + 1) < 0)
-		return fail_at(L, &node->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, node, -ENOMEM, "out of memory");
 	free(p);
 	*s = joined;
 	return 0;
 }
 
 /* The expanded scalar, or NULL for null or empty. */
-static int get_string(struct loader *L, yaml_node_t *node, const char *name, char **out, bool *literal)
+static int get_string(struct loader *L, struct yamltree_node *node, const char *name, char **out, bool *literal)
 {
 	*out = NULL;
 	if (literal)
 		*literal = false;
-	if (is_null(node))
+	if (yamltree_is_null(node))
 		return 0;
-	if (node->type != YAML_SCALAR_NODE)
-		return fail_at(L, &node->start_mark, -EINVAL, "expected a string for %s", name);
+	if (node->kind != YAMLTREE_SCALAR)
+		return fail_at(L, node, -EINVAL, "expected a string for %s", name);
 	int rc = expand(L, node, name, out, literal);
 	if (rc == 0 && !**out) {
 		free(*out);
@@ -309,7 +326,7 @@ static int choice_index(const char *const *choices, const char *s)
 	return -1;
 }
 
-static int fail_choice(struct loader *L, yaml_node_t *node, const char *name,
+static int fail_choice(struct loader *L, struct yamltree_node *node, const char *name,
                        const char *const *choices, const char *got)
 {
 	char list[256] = "";
@@ -317,16 +334,16 @@ static int fail_choice(struct loader *L, yaml_node_t *node, const char *name,
 		size_t len = strlen(list);
 		snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", choices[i]);
 	}
-	return fail_at(L, &node->start_mark, -EINVAL, "%s must be one of %s (got '%.64s')",
+	return fail_at(L, node, -EINVAL, "%s must be one of %s (got '%.64s')",
 	               name, list, got);
 }
 
-static int get_int(struct loader *L, yaml_node_t *node, const char *name, long min, long max, int *out)
+static int get_int(struct loader *L, struct yamltree_node *node, const char *name, long min, long max, int *out)
 {
 	char *s = NULL, *end;
 	int rc;
-	if (node->type != YAML_SCALAR_NODE || is_null(node))
-		return fail_at(L, &node->start_mark, -EINVAL, "expected an integer for %s", name);
+	if (node->kind != YAMLTREE_SCALAR || yamltree_is_null(node))
+		return fail_at(L, node, -EINVAL, "expected an integer for %s", name);
 	rc = expand(L, node, name, &s, NULL);
 	if (rc)
 		return rc;
@@ -334,9 +351,9 @@ static int get_int(struct loader *L, yaml_node_t *node, const char *name, long m
 	long v = strtol(s, &end, 10);
 	bool digits = isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]));
 	if (!digits || *end) {
-		rc = fail_at(L, &node->start_mark, -EINVAL, "expected an integer for %s", name);
+		rc = fail_at(L, node, -EINVAL, "expected an integer for %s", name);
 	} else if (errno == ERANGE || v < min || v > max) {
-		rc = fail_at(L, &node->start_mark, -ERANGE, "%s must be between %ld and %ld (got %.32s)",
+		rc = fail_at(L, node, -ERANGE, "%s must be between %ld and %ld (got %.32s)",
 		             name, min, max, s);
 	} else {
 		*out = (int)v;
@@ -345,21 +362,20 @@ static int get_int(struct loader *L, yaml_node_t *node, const char *name, long m
 	return rc;
 }
 
-static int get_strlist(struct loader *L, yaml_node_t *node, const char *name,
-                       struct strlist *out, int (*check)(struct loader *, yaml_node_t *, const char *, const char *))
+static int get_strlist(struct loader *L, struct yamltree_node *node, const char *name,
+                       struct strlist *out, int (*check)(struct loader *, struct yamltree_node *, const char *, const char *))
 {
 	strlist_clear(out);
-	if (is_null(node))
+	if (yamltree_is_null(node))
 		return 0;
-	if (node->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &node->start_mark, -EINVAL, "expected a list for %s", name);
-	for (yaml_node_item_t *it = node->data.sequence.items.start;
-	     it < node->data.sequence.items.top; it++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, *it);
+	if (node->kind != YAMLTREE_SEQUENCE)
+		return fail_at(L, node, -EINVAL, "expected a list for %s", name);
+	for (size_t i = 0; i < node->n; i++) {
+		struct yamltree_node *item = node->items[i];
 		char *s = NULL;
 		int rc;
-		if (!item || item->type != YAML_SCALAR_NODE || is_null(item))
-			return fail_at(L, item ? &item->start_mark : &node->start_mark, -EINVAL,
+		if (!item || item->kind != YAMLTREE_SCALAR || yamltree_is_null(item))
+			return fail_at(L, item ? item : node, -EINVAL,
 			               "expected a string in the list %s", name);
 		rc = expand(L, item, name, &s, NULL);
 		if (rc == 0 && check)
@@ -369,7 +385,7 @@ static int get_strlist(struct loader *L, yaml_node_t *node, const char *name,
 			return rc;
 		}
 		if (strlist_take(out, s) < 0)
-			return fail_at(L, &item->start_mark, -ENOMEM, "out of memory");
+			return fail_at(L, item, -ENOMEM, "out of memory");
 	}
 	return 0;
 }
@@ -396,7 +412,7 @@ static bool valid_id(const char *s)
 	return strtoull(s, NULL, 10) < UINT32_MAX;
 }
 
-static int check_principal(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+static int check_principal(struct loader *L, struct yamltree_node *node, const char *name, const char *s)
 {
 	bool ok = false;
 	if (strncmp(s, "user:", 5) == 0 || strncmp(s, "group:", 6) == 0)
@@ -404,26 +420,29 @@ static int check_principal(struct loader *L, yaml_node_t *node, const char *name
 	else if (strncmp(s, "uid:", 4) == 0 || strncmp(s, "gid:", 4) == 0)
 		ok = valid_id(s + 4);
 	if (!ok)
-		return fail_at(L, &node->start_mark, -EINVAL,
+		return fail_at(L, node, -EINVAL,
 		               "bad principal '%.64s' in %s (expected user:NAME, group:NAME, uid:N or gid:N)",
 		               s, name);
 	return 0;
 }
 
-static int check_nonempty(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+static int check_nonempty(struct loader *L, struct yamltree_node *node, const char *name, const char *s)
 {
 	if (!*s)
-		return fail_at(L, &node->start_mark, -EINVAL, "empty string in the list %s", name);
+		return fail_at(L, node, -EINVAL, "empty string in the list %s", name);
 	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* the walk */
 
-static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
+static int load_mapping(struct loader *L, struct yamltree_node *node, const struct field *fields,
                         void *base, const char *path);
 
-static int load_field(struct loader *L, const struct field *f, yaml_node_t *value,
+static int load_list(struct loader *L, const struct field *f, struct yamltree_node *value,
+                     void *base, const char *name);
+
+static int load_field(struct loader *L, const struct field *f, struct yamltree_node *value,
                       void *base, const char *name)
 {
 	void *slot = (char *)base + f->offset;
@@ -435,7 +454,10 @@ static int load_field(struct loader *L, const struct field *f, yaml_node_t *valu
 	case FIELD_SKIP:
 		return 0;
 	case FIELD_CUSTOM:
+	case FIELD_MODE:
 		return f->parse(L, f, value, base, name);
+	case FIELD_LIST:
+		return load_list(L, f, value, base, name);
 	case FIELD_SECTION:
 		rc = load_mapping(L, value, f->fields, slot, name);
 		if (rc == 0 && f->parse)
@@ -517,34 +539,31 @@ static bool near_own_section(const struct field *fields, const char *k)
 	return false;
 }
 
-static int load_mapping(struct loader *L, yaml_node_t *node, const struct field *fields,
+static int load_mapping(struct loader *L, struct yamltree_node *node, const struct field *fields,
                         void *base, const char *path)
 {
-	if (is_null(node))
+	if (yamltree_is_null(node))
 		return 0;
-	if (node->type != YAML_MAPPING_NODE) {
+	if (node->kind != YAMLTREE_MAPPING) {
 		if (path && *path)
-			return fail_at(L, &node->start_mark, -EINVAL, "expected a mapping for %s", path);
-		return fail_at(L, &node->start_mark, -EINVAL, "expected a mapping at the top level");
+			return fail_at(L, node, -EINVAL, "expected a mapping for %s", path);
+		return fail_at(L, node, -EINVAL, "expected a mapping at the top level");
 	}
-	for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
-	     p < node->data.mapping.pairs.top; p++) {
-		yaml_node_t *key = yaml_document_get_node(L->doc, p->key);
-		yaml_node_t *value = yaml_document_get_node(L->doc, p->value);
+	for (size_t i = 0; i < node->n; i++) {
+		struct yamltree_node *key = node->keys[i];
+		struct yamltree_node *value = node->values[i];
 		const struct field *f;
 		char name[256];
 		int rc;
 
-		if (!key || !value)
-			return fail_at(L, &node->start_mark, -EINVAL, "malformed mapping");
-		if (key->type != YAML_SCALAR_NODE)
-			return fail_at(L, &key->start_mark, -EINVAL, "keys must be plain strings");
-		const char *k = (const char *)key->data.scalar.value;
-		for (yaml_node_pair_t *q = node->data.mapping.pairs.start; q < p; q++) {
-			yaml_node_t *other = yaml_document_get_node(L->doc, q->key);
-			if (other && other->type == YAML_SCALAR_NODE &&
-			    strcmp((const char *)other->data.scalar.value, k) == 0)
-				return fail_at(L, &key->start_mark, -EINVAL, "duplicate key '%.64s'%s%s",
+		if (key->kind != YAMLTREE_SCALAR)
+			return fail_at(L, key, -EINVAL, "keys must be plain strings");
+		const char *k = key->value;
+		for (size_t j = 0; j < i; j++) {
+			struct yamltree_node *other = node->keys[j];
+			if (other && other->kind == YAMLTREE_SCALAR &&
+			    strcmp(other->value, k) == 0)
+				return fail_at(L, key, -EINVAL, "duplicate key '%.64s'%s%s",
 				               k, path && *path ? " in " : " at the top level",
 				               path && *path ? path : "");
 		}
@@ -555,10 +574,10 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 			/* A section of a newer Omikuji: not ours to judge. */
 			char w[512];
 			snprintf(w, sizeof(w), "%s:%zu:%zu: unknown top-level section '%.64s' skipped "
-			         "(Omikuji's own?)", L->file, key->start_mark.line + 1,
-			         key->start_mark.column + 1, k);
+			         "(Omikuji's own?)", L->file, key->line,
+			         key->column, k);
 			if (strlist_add(&L->cfg->warnings, w) < 0)
-				return fail_at(L, &key->start_mark, -ENOMEM, "out of memory");
+				return fail_at(L, key, -ENOMEM, "out of memory");
 			continue;
 		}
 		if (!f->key) {
@@ -567,12 +586,12 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 				if ((h->hint && strcmp(h->hint, k) == 0) ||
 				    (!(path && *path) && h->kind != FIELD_SKIP && edit_distance(h->key, k) <= 2))
 					hint = h->key;
-			return fail_at(L, &key->start_mark, -EINVAL, "unknown key '%.64s' %s%s%s%s%s",
+			return fail_at(L, key, -EINVAL, "unknown key '%.64s' %s%s%s%s%s",
 			               k, path && *path ? "in " : "at the top level", path ? path : "",
 			               *hint ? " (did you mean '" : "", hint, *hint ? "'?)" : "");
 		}
 		join_name(name, sizeof(name), path, k);
-		L->key_mark = &key->start_mark;
+		L->key_node = key;
 		rc = load_field(L, f, value, base, name);
 		if (rc)
 			return rc;
@@ -580,10 +599,58 @@ static int load_mapping(struct loader *L, yaml_node_t *node, const struct field 
 	return 0;
 }
 
+static void fields_free(const struct field *fields, void *base);
+static int fields_defaults(const struct field *fields, void *base);
+
+static void list_free(const struct field *f, void *base)
+{
+	char **array = (char **)((char *)base + f->offset);
+	size_t *count = (size_t *)((char *)base + f->count_offset);
+	for (size_t i = 0; *array && i < *count; i++)
+		fields_free(f->fields, *array + i * f->item_size);
+	free(*array);
+	*array = NULL;
+	*count = 0;
+}
+
+/* A FIELD_LIST: each item a mapping loaded with the row's fields; the count
+ * grows as items are loaded, so a failure frees what was made. */
+static int load_list(struct loader *L, const struct field *f, struct yamltree_node *value,
+                     void *base, const char *name)
+{
+	char **array = (char **)((char *)base + f->offset);
+	size_t *count = (size_t *)((char *)base + f->count_offset);
+	list_free(f, base);
+	if (!yamltree_is_null(value)) {
+		if (value->kind != YAMLTREE_SEQUENCE)
+			return fail_at(L, value, -EINVAL, "expected %s for %s", f->list_noun, name);
+		if (value->n && !(*array = calloc(value->n, f->item_size)))
+			return fail_at(L, value, -ENOMEM, "out of memory");
+		for (size_t i = 0; i < value->n; i++) {
+			struct yamltree_node *item = value->items[i];
+			char *slot = *array + i * f->item_size;
+			char item_name[256 + 24];   /* a name of up to 255 and "[i]" */
+			*count = i + 1;
+			snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
+			if (f->item_init && f->item_init(slot) < 0)
+				return fail_at(L, item, -ENOMEM, "out of memory");
+			if (item->kind != YAMLTREE_MAPPING)
+				return fail_at(L, item, -EINVAL, "expected a mapping %s for %s", f->item_keys,
+				               item_name);
+			int rc = load_mapping(L, item, f->fields, slot, item_name);
+			if (rc == 0 && f->item_check)
+				rc = f->item_check(L, f, item, base, i, item_name);
+			if (rc)
+				return rc;
+		}
+	}
+	return f->parse ? f->parse(L, f, value, base, name) : 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* custom fields */
 
-static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_vault_url(struct loader *L, const struct field *f, struct yamltree_node *value,
                            void *base, const char *name)
 {
 	struct config_vault *v = base;
@@ -596,7 +663,7 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 		char *dot = strrchr(section, '.');
 		if (dot)
 			*dot = 0;
-		return fail_at(L, L->key_mark, -EINVAL,
+		return fail_at(L, L->key_node, -EINVAL,
 		               "both url and urls are given in %s; use one of them", section);
 	}
 	L->vault_url_seen = v;
@@ -607,13 +674,13 @@ static int parse_vault_url(struct loader *L, const struct field *f, yaml_node_t 
 		return rc;
 	strlist_clear(&v->urls);
 	if (s && strlist_take(&v->urls, s) < 0)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, value, -ENOMEM, "out of memory");
 	return 0;
 }
 
 /* An octal file mode such as "0640" for the audit log: the owner reads and
  * writes; the group may read (log shippers) or read and write; no others. */
-static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_file_mode(struct loader *L, const struct field *f, struct yamltree_node *value,
                            void *base, const char *name)
 {
 	char *s = NULL, *end = NULL;
@@ -622,7 +689,7 @@ static int parse_file_mode(struct loader *L, const struct field *f, yaml_node_t 
 		return rc;
 	long mode = strtol(s, &end, 8);
 	if (!*s || *end || (mode & ~0660L) || (mode & 0600L) != 0600L)
-		rc = fail_at(L, &value->start_mark, -EINVAL,
+		rc = fail_at(L, value, -EINVAL,
 		             "%s: expected an octal mode from 0600 to 0660 such as \"0640\" (owner "
 		             "read-write, group at most read-write, nothing for others), not '%s'", name, s);
 	else
@@ -649,14 +716,14 @@ static bool url_host_is_loopback(const char *url)
 
 /* The token or credentials would cross the network in clear: refused unless
  * allow_insecure_http, a warning otherwise (loopback or allowed). */
-static int check_http_url(struct loader *L, yaml_node_t *value, const char *name, const char *url,
+static int check_http_url(struct loader *L, struct yamltree_node *value, const char *name, const char *url,
                           int allowed)
 {
 	if (strncasecmp(url, "http://", 7) != 0)
 		return 0;
 	bool loopback = url_host_is_loopback(url);
 	if (!loopback && !allowed)
-		return fail_at(L, &value->start_mark, -EINVAL,
+		return fail_at(L, value, -EINVAL,
 		               "%s: %s is plain http: credentials and keys would cross the network in "
 		               "clear; use https://, or set allow_insecure_http: true", name, url);
 	char *w = NULL;
@@ -667,7 +734,7 @@ static int check_http_url(struct loader *L, yaml_node_t *value, const char *name
 }
 
 /* Plain-http URLs of an instance's remote backend (its own section only). */
-static int check_backend_http(struct loader *L, yaml_node_t *value, const char *name,
+static int check_backend_http(struct loader *L, struct yamltree_node *value, const char *name,
                               const struct config_backend *b)
 {
 	int rc = 0;
@@ -686,7 +753,7 @@ static int check_backend_http(struct loader *L, yaml_node_t *value, const char *
 	return rc;
 }
 
-static int check_key_storage(struct loader *L, const struct field *f, yaml_node_t *value,
+static int check_key_storage(struct loader *L, const struct field *f, struct yamltree_node *value,
                              void *base, const char *name)
 {
 	(void)f;
@@ -701,56 +768,28 @@ static const struct field log_target_fields[] = {
 	{ NULL },
 };
 
-static void free_targets(struct config_logging *lg)
-{
-	for (size_t i = 0; i < lg->n_targets; i++) {
-		free(lg->targets[i].type);
-		free(lg->targets[i].path);
-	}
-	free(lg->targets);
-	lg->targets = NULL;
-	lg->n_targets = 0;
-}
-
-static int parse_log_targets(struct loader *L, const struct field *f, yaml_node_t *value,
-                             void *base, const char *name)
+/* One stderr target: where a program logs before it is told otherwise. */
+static int default_log_targets(const struct field *f, void *base)
 {
 	struct config_logging *lg = base;
-	size_t n;
+	(void)f;
+	if (!(lg->targets = calloc(1, sizeof(*lg->targets))))
+		return -ENOMEM;
+	lg->n_targets = 1;
+	return (lg->targets[0].type = strdup("stderr")) ? 0 : -ENOMEM;
+}
 
-	free_targets(lg);
-	if (is_null(value))
-		return 0;
-	if (value->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &value->start_mark, -EINVAL, "expected a list for %s", name);
-	n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
-	if (n == 0)
-		return 0;
-	lg->targets = calloc(n, sizeof(*lg->targets));
-	if (!lg->targets)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
-		struct config_log_target *t = &lg->targets[i];
-		char item_name[256];
-		int rc;
-
-		lg->n_targets = i + 1;
-		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
-		if (!item || item->type != YAML_MAPPING_NODE)
-			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
-			               "expected a mapping (type:, path:) for %s", item_name);
-		rc = load_mapping(L, item, log_target_fields, t, item_name);
-		if (rc)
-			return rc;
-		if (!t->type)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a type", item_name);
-		if (strcmp(t->type, "file") == 0 && !t->path)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s: type file needs a path", item_name);
-		if (strcmp(t->type, "file") != 0 && t->path)
-			return fail_at(L, &item->start_mark, -EINVAL,
-			               "%s: path is only valid with type file", item_name);
-	}
+static int check_log_target(struct loader *L, const struct field *f, struct yamltree_node *item,
+                            void *base, size_t i, const char *item_name)
+{
+	const struct config_log_target *t = &((struct config_logging *)base)->targets[i];
+	(void)f;
+	if (!t->type)
+		return fail_at(L, item, -EINVAL, "%s needs a type", item_name);
+	if (strcmp(t->type, "file") == 0 && !t->path)
+		return fail_at(L, item, -EINVAL, "%s: type file needs a path", item_name);
+	if (strcmp(t->type, "file") != 0 && t->path)
+		return fail_at(L, item, -EINVAL, "%s: path is only valid with type file", item_name);
 	return 0;
 }
 
@@ -764,60 +803,28 @@ static const struct field access_rule_fields[] = {
 	{ NULL },
 };
 
-static void free_rule(struct config_access_rule *r)
+static int access_rule_line(struct loader *L, const struct field *f, struct yamltree_node *item,
+                            void *base, size_t i, const char *item_name)
 {
-	strlist_clear(&r->networks);
-	strlist_clear(&r->read);
-	strlist_clear(&r->write);
-	strlist_clear(&r->remove);
-	strlist_clear(&r->list);
-	strlist_clear(&r->address);
+	(void)L, (void)f, (void)item_name;
+	((struct config_keyfs *)base)->access[i].line = (int)item->line;
+	return 0;
 }
 
-static void free_access(struct config_keyfs *k)
-{
-	for (size_t i = 0; i < k->n_access; i++)
-		free_rule(&k->access[i]);
-	free(k->access);
-	k->access = NULL;
-	k->n_access = 0;
-	k->access_set = false;
-}
-
-static int parse_access(struct loader *L, const struct field *f, yaml_node_t *value,
+/* `access: []` is set (no rules: nobody); absent or null is not (the
+ * mounting user and root). */
+static int access_given(struct loader *L, const struct field *f, struct yamltree_node *value,
                         void *base, const char *name)
 {
-	struct config_keyfs *k = base;
-	size_t n;
-
-	free_access(k);
-	if (is_null(value))
-		return 0;
-	if (value->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &value->start_mark, -EINVAL, "expected a list of rules for %s", name);
-	k->access_set = true;
-	n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
-	if (n == 0)
-		return 0;
-	k->access = calloc(n, sizeof(*k->access));
-	if (!k->access)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
-		char item_name[256];
-
-		k->n_access = i + 1;
-		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
-		if (!item || item->type != YAML_MAPPING_NODE)
-			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
-			               "expected a mapping (networks:, read:, write:, remove:, list:, address:) for %s",
-			               item_name);
-		k->access[i].line = (int)item->start_mark.line + 1;
-		int rc = load_mapping(L, item, access_rule_fields, &k->access[i], item_name);
-		if (rc)
-			return rc;
-	}
+	(void)L, (void)f, (void)name;
+	((struct config_keyfs *)base)->access_set = !yamltree_is_null(value);
 	return 0;
+}
+
+static bool access_is_set(const struct field *f, const void *base)
+{
+	(void)f;
+	return ((const struct config_keyfs *)base)->access_set;
 }
 
 /* "HH:MM" (or "24:00" for an end) -> minutes after midnight. */
@@ -838,7 +845,7 @@ static int parse_hhmm(const char *s, int *minutes)
 	return 0;
 }
 
-static int parse_time_of_day(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_time_of_day(struct loader *L, const struct field *f, struct yamltree_node *value,
                              void *base, const char *name)
 {
 	struct config_business_hours *bh = base;
@@ -849,7 +856,7 @@ static int parse_time_of_day(struct loader *L, const struct field *f, yaml_node_
 	if (rc)
 		return rc;
 	if (!s || parse_hhmm(s, slot) < 0 || (start && *slot == 24 * 60))
-		rc = fail_at(L, &value->start_mark, -EINVAL,
+		rc = fail_at(L, value, -EINVAL,
 		             "%s must be a time of day \"HH:MM\" (got '%.32s')", name, s ? s : "");
 	else if (start)
 		L->start_seen = true;
@@ -859,11 +866,31 @@ static int parse_time_of_day(struct loader *L, const struct field *f, yaml_node_
 	return rc;
 }
 
+static void print_time_of_day(FILE *out, int indent, const struct field *f, const void *base)
+{
+	int minutes = *(const int *)((const char *)base + f->offset);
+	fprintf(out, "%*s%s: \"%02d:%02d\"\n", indent, "", f->key, minutes / 60, minutes % 60);
+}
+
 static const char *const day_names[] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL };
+
+static void print_days(FILE *out, int indent, const struct field *f, const void *base)
+{
+	unsigned mask = *(const unsigned *)((const char *)base + f->offset);
+	bool first = true;
+	fprintf(out, "%*s%s: [", indent, "", f->key);
+	for (int d = 0; d < 7; d++) {
+		if (!(mask & (1u << d)))
+			continue;
+		fprintf(out, "%s%s", first ? "" : ", ", day_names[d]);
+		first = false;
+	}
+	fputs("]\n", out);
+}
 static const char *const day_long_names[] = {
 	"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", NULL };
 
-static int parse_days(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_days(struct loader *L, const struct field *f, struct yamltree_node *value,
                       void *base, const char *name)
 {
 	struct config_business_hours *bh = base;
@@ -879,8 +906,8 @@ static int parse_days(struct loader *L, const struct field *f, yaml_node_t *valu
 			    strcasecmp(days.items[i], day_long_names[j]) == 0)
 				d = j;
 		if (d < 0) {
-			yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
-			rc = fail_at(L, &item->start_mark, -EINVAL,
+			struct yamltree_node *item = value->items[i];
+			rc = fail_at(L, item, -EINVAL,
 			             "%s: '%.32s' is not a day (mon, tue, wed, thu, fri, sat, sun)",
 			             name, days.items[i]);
 			goto out;
@@ -888,7 +915,7 @@ static int parse_days(struct loader *L, const struct field *f, yaml_node_t *valu
 		mask |= 1u << d;
 	}
 	if (!mask) {
-		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must name at least one day", name);
+		rc = fail_at(L, value, -EINVAL, "%s must name at least one day", name);
 		goto out;
 	}
 	bh->days_mask = mask;
@@ -897,35 +924,45 @@ out:
 	return rc;
 }
 
-static int check_business_hours(struct loader *L, const struct field *f, yaml_node_t *value,
+static int check_business_hours(struct loader *L, const struct field *f, struct yamltree_node *value,
                                 void *base, const char *name)
 {
 	struct config_business_hours *bh = base;
-	if (is_null(value))
+	if (yamltree_is_null(value))
 		return 0;
 	bh->set = true;
 	if (!L->start_seen || !L->end_seen)
-		return fail_at(L, &value->start_mark, -EINVAL, "%s needs both start and end (\"HH:MM\")", name);
+		return fail_at(L, value, -EINVAL, "%s needs both start and end (\"HH:MM\")", name);
 	if (bh->start_minute == bh->end_minute)
-		return fail_at(L, &value->start_mark, -EINVAL, "%s: start and end are the same time", name);
+		return fail_at(L, value, -EINVAL, "%s: start and end are the same time", name);
 	if (!bh->timezone && !(bh->timezone = strdup("UTC")))
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
+		return fail_at(L, value, -ENOMEM, "out of memory");
 	return 0;
 }
 
-static int check_rate_limit(struct loader *L, const struct field *f, yaml_node_t *value,
+static bool business_hours_set(const struct field *f, const void *base)
+{
+	return ((const struct config_business_hours *)((const char *)base + f->offset))->set;
+}
+
+static bool rate_limit_set(const struct field *f, const void *base)
+{
+	return ((const struct config_rate_limit *)((const char *)base + f->offset))->set;
+}
+
+static int check_rate_limit(struct loader *L, const struct field *f, struct yamltree_node *value,
                             void *base, const char *name)
 {
 	struct config_rate_limit *r = base;
-	if (is_null(value))
+	if (yamltree_is_null(value))
 		return 0;
 	if (r->reads_per_minute <= 0)
-		return fail_at(L, &value->start_mark, -EINVAL, "%s needs reads_per_minute", name);
+		return fail_at(L, value, -EINVAL, "%s needs reads_per_minute", name);
 	r->set = true;
 	return 0;
 }
 
-static int parse_storage_type(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_storage_type(struct loader *L, const struct field *f, struct yamltree_node *value,
                               void *base, const char *name)
 {
 	struct config_backend *b = base;
@@ -941,7 +978,7 @@ static int parse_storage_type(struct loader *L, const struct field *f, yaml_node
 			size_t len = strlen(list);
 			snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", r->name);
 		}
-		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must be one of %s (got '%.64s')",
+		rc = fail_at(L, value, -EINVAL, "%s must be one of %s (got '%.64s')",
 		             name, list, s);
 	} else {
 		b->type = t;
@@ -950,32 +987,63 @@ static int parse_storage_type(struct loader *L, const struct field *f, yaml_node
 	return rc;
 }
 
+static int default_storage_type(const struct field *f, void *base)
+{
+	(void)f;
+	((struct config_backend *)base)->type = backend_type_find("file");
+	return 0;
+}
+
+static void print_storage_type(FILE *out, int indent, const struct field *f, const void *base)
+{
+	fprintf(out, "%*s%s: %s\n", indent, "", f->key, config_storage_name(base));
+}
+
+/* Only an instance's own type section is shown (key_storage's others are
+ * Omikuji's business; a keyfs.backends entry has no others). */
+static bool section_is_active(const struct field *f, const void *base)
+{
+	const struct config_backend *b = base;
+	return b->type && strcmp(b->type->section, f->key) == 0;
+}
+
+static bool int_is_set(const struct field *f, const void *base)
+{
+	return *(const int *)((const char *)base + f->offset) != 0;
+}
+
+static int default_int(const struct field *f, void *base)
+{
+	*(int *)((char *)base + f->offset) = (int)f->def_int;
+	return 0;
+}
+
 /* Shell globs over network names: the name characters plus * ? [ ] ! ^. */
-static int check_glob(struct loader *L, yaml_node_t *node, const char *name, const char *s)
+static int check_glob(struct loader *L, struct yamltree_node *node, const char *name, const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 128)
-		return fail_at(L, &node->start_mark, -EINVAL,
+		return fail_at(L, node, -EINVAL,
 		               "%s: a glob must have 1 to 128 characters", name);
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (c == '[') {
 			const char *close = strchr(s + i + 2, ']');
 			if (i + 1 >= n || !close)
-				return fail_at(L, &node->start_mark, -EINVAL,
+				return fail_at(L, node, -EINVAL,
 				               "%s: unclosed [ in the glob '%.64s'", name, s);
 			i = (size_t)(close - s);
 			continue;
 		}
 		if (!isalnum((unsigned char)c) && !strchr("._-*?", c))
-			return fail_at(L, &node->start_mark, -EINVAL,
+			return fail_at(L, node, -EINVAL,
 			               "%s: '%c' cannot occur in a network name or glob ('%.64s')",
 			               name, c, s);
 	}
 	return 0;
 }
 
-static int parse_networks(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_networks(struct loader *L, const struct field *f, struct yamltree_node *value,
                           void *base, const char *name)
 {
 	struct config_backend *b = base;
@@ -1002,79 +1070,44 @@ static bool is_type_name(const char *s)
 	return false;
 }
 
-static int backend_defaults(struct config_backend *b);
-static void backend_free(struct config_backend *b);
 static const struct field backend_entry_fields[];
 
-static void free_backends(struct config_keyfs *k)
+/* An entry's defaults: every type section's, and no type until it says. */
+static int backend_entry_init(void *item)
 {
-	for (size_t i = 0; i < k->n_backends; i++)
-		backend_free(&k->backends[i]);
-	free(k->backends);
-	k->backends = NULL;
-	k->n_backends = 0;
+	struct config_backend *b = item;
+	memset(b, 0, sizeof(*b));
+	return fields_defaults(backend_entry_fields, b);
 }
 
 /* keyfs.backends: named instances, each parsed with the same section tables
  * as key_storage. */
-static int parse_backends(struct loader *L, const struct field *f, yaml_node_t *value,
-                          void *base, const char *name)
+static int check_backend_entry(struct loader *L, const struct field *f, struct yamltree_node *item,
+                               void *base, size_t i, const char *item_name)
 {
 	struct config_keyfs *k = base;
-	free_backends(k);
-	if (is_null(value))
-		return 0;
-	if (value->type != YAML_SEQUENCE_NODE)
-		return fail_at(L, &value->start_mark, -EINVAL, "expected a list of backends for %s", name);
-	size_t n = (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
-	if (n == 0)
-		return 0;
-	k->backends = calloc(n, sizeof(*k->backends));
-	if (!k->backends)
-		return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(L->doc, value->data.sequence.items.start[i]);
-		struct config_backend *b = &k->backends[i];
-		char item_name[256];
-		int rc;
-
-		k->n_backends = i + 1;
-		if (backend_defaults(b) < 0)
-			return fail_at(L, &value->start_mark, -ENOMEM, "out of memory");
-		b->type = NULL;
-		snprintf(item_name, sizeof(item_name), "%s[%zu]", name, i);
-		if (!item || item->type != YAML_MAPPING_NODE)
-			return fail_at(L, item ? &item->start_mark : &value->start_mark, -EINVAL,
-			               "expected a mapping (name:, storage_type:, networks:, ...) for %s",
-			               item_name);
-		b->line = (int)item->start_mark.line + 1;
-		b->column = (int)item->start_mark.column + 1;
-		free(b->name);
-		b->name = NULL;
-		rc = load_mapping(L, item, backend_entry_fields, b, item_name);
-		if (rc)
-			return rc;
-		if (!b->name)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a name", item_name);
-		if (!valid_instance_name(b->name))
-			return fail_at(L, &item->start_mark, -EINVAL,
-			               "%s: bad name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,31})",
-			               item_name, b->name);
-		if (is_type_name(b->name))
-			return fail_at(L, &item->start_mark, -EINVAL,
-			               "%s: the name '%s' is a backend type's; choose another", item_name,
-			               b->name);
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(k->backends[j].name, b->name) == 0)
-				return fail_at(L, &item->start_mark, -EINVAL,
-				               "%s: duplicate backend name '%s' (first at line %d)",
-				               item_name, b->name, k->backends[j].line);
-		if (!b->type)
-			return fail_at(L, &item->start_mark, -EINVAL, "%s needs a storage_type", item_name);
-		if ((rc = check_backend_http(L, item, item_name, b)))
-			return rc;
-	}
-	return 0;
+	struct config_backend *b = &k->backends[i];
+	(void)f;
+	b->line = (int)item->line;
+	b->column = (int)item->column;
+	if (!b->name)
+		return fail_at(L, item, -EINVAL, "%s needs a name", item_name);
+	if (!valid_instance_name(b->name))
+		return fail_at(L, item, -EINVAL,
+		               "%s: bad name '%.64s' (expected [a-z0-9][a-z0-9_-]{0,31})",
+		               item_name, b->name);
+	if (is_type_name(b->name))
+		return fail_at(L, item, -EINVAL,
+		               "%s: the name '%s' is a backend type's; choose another", item_name,
+		               b->name);
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(k->backends[j].name, b->name) == 0)
+			return fail_at(L, item, -EINVAL,
+			               "%s: duplicate backend name '%s' (first at line %d)",
+			               item_name, b->name, k->backends[j].line);
+	if (!b->type)
+		return fail_at(L, item, -EINVAL, "%s needs a storage_type", item_name);
+	return check_backend_http(L, item, item_name, b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1091,30 +1124,60 @@ static const char *const booleans[] = { "false", "true", NULL };
 
 /* An octal permission mode such as 0440 (read bits only: these files are
  * read-only). */
-static int parse_monitoring_mode(struct loader *L, const struct field *f, yaml_node_t *value,
+static int parse_monitoring_mode(struct loader *L, const struct field *f, struct yamltree_node *value,
                                  void *base, const char *name)
 {
-	(void)f;
 	char *s = NULL, *end;
 	int rc;
-	if (value->type != YAML_SCALAR_NODE || is_null(value))
-		return fail_at(L, &value->start_mark, -EINVAL, "expected an octal mode such as 0440 for %s",
+	if (value->kind != YAMLTREE_SCALAR || yamltree_is_null(value))
+		return fail_at(L, value, -EINVAL, "expected an octal mode such as 0440 for %s",
 		               name);
 	rc = expand(L, value, name, &s, NULL);
 	if (rc)
 		return rc;
 	long v = strtol(s, &end, 8);
 	if (!s[0] || *end || v < 0 || v > 0777 || (v & 0333))
-		rc = fail_at(L, &value->start_mark, -EINVAL, "%s must be octal read bits such as 0440 "
+		rc = fail_at(L, value, -EINVAL, "%s must be octal read bits such as 0440 "
 		             "(got %.16s)", name, s);
 	else
-		((struct config_keyfs *)base)->monitoring_mode = (int)v;
+		*(int *)((char *)base + f->offset) = (int)v;
 	free(s);
 	return rc;
 }
 
+/* $VAR/suffix when $VAR is an absolute path (XDG base directory rules),
+ * else $HOME/fallback/suffix. */
+static char *xdg_path(const char *var, const char *fallback, const char *suffix)
+{
+	const char *dir = getenv(var);
+	const char *home;
+	char *out = NULL;
+	if (dir && dir[0] == '/') {
+		if (asprintf(&out, "%s/%s", dir, suffix) < 0)
+			return NULL;
+		return out;
+	}
+	if (home_dir(&home) < 0)
+		home = "/";
+	if (asprintf(&out, "%s/%s/%s", strcmp(home, "/") == 0 ? "" : home, fallback, suffix) < 0)
+		return NULL;
+	return out;
+}
+
+static int default_key_file(const struct field *f, void *base)
+{
+	char **slot = (char **)((char *)base + f->offset);
+	return (*slot = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc")) ? 0 : -ENOMEM;
+}
+
+static int default_audit_log(const struct field *f, void *base)
+{
+	char **slot = (char **)((char *)base + f->offset);
+	return (*slot = xdg_path("XDG_STATE_HOME", ".local/state", "omikuji-keyfs/audit.log")) ? 0 : -ENOMEM;
+}
+
 static const struct field file_fields[] = {
-	{ "path", FIELD_PATH, offsetof(struct config_file, path) },
+	{ "path", FIELD_PATH, offsetof(struct config_file, path), .init = default_key_file },
 	{ "passphrase_file", FIELD_PATH, offsetof(struct config_file, passphrase_file) },
 	{ NULL },
 };
@@ -1170,51 +1233,69 @@ static const struct field aws_fields[] = {
 #undef A
 
 #define B(m) offsetof(struct config_backend, m)
+/* The type sections of an instance, the same rows in key_storage and in a
+ * keyfs.backends entry. */
+#define TYPE_SECTION(key, member, table) \
+	{ key, FIELD_SECTION, B(member), .fields = table, .is_set = section_is_active, \
+	  .hide_unset = true }
+#define TYPE_SECTIONS \
+	TYPE_SECTION("keyring", keyring, keyring_fields), \
+	TYPE_SECTION("vault", vault, vault_fields), \
+	TYPE_SECTION("aws_secrets", aws, aws_fields), \
+	TYPE_SECTION("file", file, file_fields)
+
 static const struct field key_storage_fields[] = {
-	{ "storage_type", FIELD_CUSTOM, .parse = parse_storage_type, .hint = "backend" },
-	{ "keyring", FIELD_SECTION, B(keyring), .fields = keyring_fields },
-	{ "vault", FIELD_SECTION, B(vault), .fields = vault_fields },
-	{ "aws_secrets", FIELD_SECTION, B(aws), .fields = aws_fields },
-	{ "file", FIELD_SECTION, B(file), .fields = file_fields },
+	{ "storage_type", FIELD_CUSTOM, .parse = parse_storage_type, .hint = "backend",
+	  .init = default_storage_type, .print = print_storage_type },
+	TYPE_SECTIONS,
 	{ NULL },
 };
 
 /* An entry of keyfs.backends: key_storage's keys plus its own. */
 static const struct field backend_entry_fields[] = {
 	{ "name", FIELD_STRING, B(name) },
-	{ "storage_type", FIELD_CUSTOM, .parse = parse_storage_type, .hint = "backend" },
-	{ "networks", FIELD_CUSTOM, .parse = parse_networks },
-	{ "max_calls_in_flight", FIELD_INT, B(max_calls_in_flight), 1, 1024 },
-	{ "keyring", FIELD_SECTION, B(keyring), .fields = keyring_fields },
-	{ "vault", FIELD_SECTION, B(vault), .fields = vault_fields },
-	{ "aws_secrets", FIELD_SECTION, B(aws), .fields = aws_fields },
-	{ "file", FIELD_SECTION, B(file), .fields = file_fields },
+	{ "storage_type", FIELD_CUSTOM, .parse = parse_storage_type, .hint = "backend",
+	  .print = print_storage_type },
+	{ "networks", FIELD_CUSTOM, B(networks), .parse = parse_networks, .holds_list = true },
+	{ "max_calls_in_flight", FIELD_INT, B(max_calls_in_flight), 1, 1024, .is_set = int_is_set },
+	TYPE_SECTIONS,
 	{ NULL },
 };
+#undef TYPE_SECTIONS
+#undef TYPE_SECTION
 #undef B
 
 #define C(m) offsetof(struct config, m)
 
+#define LG(m) offsetof(struct config_logging, m)
 static const struct field logging_fields[] = {
-	{ "format", FIELD_ENUM, offsetof(struct config_logging, format), .choices = log_formats },
-	{ "level", FIELD_CHOICE, offsetof(struct config_logging, level), .choices = log_levels },
-	{ "targets", FIELD_CUSTOM, .parse = parse_log_targets },
+	{ "format", FIELD_ENUM, LG(format), .choices = log_formats, .def_int = LOG_FORMAT_JSON },
+	{ "level", FIELD_CHOICE, LG(level), .choices = log_levels, .def = "info" },
+	{ "targets", FIELD_LIST, LG(targets), .fields = log_target_fields,
+	  .item_size = sizeof(struct config_log_target), .count_offset = LG(n_targets),
+	  .list_noun = "a list", .item_keys = "(type:, path:)", .item_check = check_log_target,
+	  .init = default_log_targets },
 	{ NULL },
 };
+#undef LG
 
+#define BH(m) offsetof(struct config_business_hours, m)
 static const struct field business_hours_fields[] = {
-	{ "timezone", FIELD_STRING, offsetof(struct config_business_hours, timezone) },
-	{ "start", FIELD_CUSTOM, .parse = parse_time_of_day },
-	{ "end", FIELD_CUSTOM, .parse = parse_time_of_day },
-	{ "days", FIELD_CUSTOM, .parse = parse_days },
+	{ "timezone", FIELD_STRING, BH(timezone) },
+	{ "start", FIELD_CUSTOM, BH(start_minute), .parse = parse_time_of_day, .print = print_time_of_day },
+	{ "end", FIELD_CUSTOM, BH(end_minute), .parse = parse_time_of_day, .print = print_time_of_day },
+	{ "days", FIELD_CUSTOM, BH(days_mask), .parse = parse_days, .print = print_days,
+	  .init = default_int, .def_int = 0x3e },   /* Mon-Fri */
 	{ NULL },
 };
+#undef BH
 
 #define AN(m) offsetof(struct config_anomaly, m)
 static const struct field anomaly_fields[] = {
-	{ "burst_reads", FIELD_INT, AN(burst_reads), 1, 1000000 },
-	{ "burst_window_seconds", FIELD_INT, AN(burst_window_seconds), 1, DAY },
-	{ "auth_failures_per_minute", FIELD_INT, AN(auth_failures_per_minute), 1, 1000000 },
+	{ "burst_reads", FIELD_INT, AN(burst_reads), 1, 1000000, .def_int = 20 },
+	{ "burst_window_seconds", FIELD_INT, AN(burst_window_seconds), 1, DAY, .def_int = 10 },
+	{ "auth_failures_per_minute", FIELD_INT, AN(auth_failures_per_minute), 1, 1000000,
+	  .def_int = 3 },
 	{ NULL },
 };
 #undef AN
@@ -1226,31 +1307,42 @@ static const struct field rate_limit_fields[] = {
 
 #define K(m) offsetof(struct config_keyfs, m)
 static const struct field keyfs_fields[] = {
-	{ "audit_log", FIELD_PATH, K(audit_log) },
-	{ "audit_log_mode", FIELD_CUSTOM, K(audit_log_mode), .parse = parse_file_mode },
+	{ "audit_log", FIELD_PATH, K(audit_log), .init = default_audit_log },
+	{ "audit_log_mode", FIELD_MODE, K(audit_log_mode), .parse = parse_file_mode, .def_int = 0600 },
 	{ "audit_log_group", FIELD_STRING, K(audit_log_group) },
-	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures },
+	{ "audit_failure", FIELD_ENUM, K(audit_failure), .choices = audit_failures,
+	  .def_int = AUDIT_FAILURE_DENY },
 	{ "audit_key_file", FIELD_PATH, K(audit_key_file) },
-	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats },
-	{ "access", FIELD_CUSTOM, .parse = parse_access },
-	{ "health_interval_seconds", FIELD_INT, K(health_interval_seconds), 1, DAY },
-	{ "audit_checkpoint_seconds", FIELD_INT, K(audit_checkpoint_seconds), 1, DAY },
-	{ "max_stale_seconds", FIELD_INT, K(max_stale_seconds), 0, 7 * DAY },
-	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000 },
-	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600 },
+	{ "key_format", FIELD_ENUM, K(key_format), .choices = key_formats, .def_int = KEY_FORMAT_EVM },
+	{ "access", FIELD_LIST, K(access), .fields = access_rule_fields,
+	  .item_size = sizeof(struct config_access_rule), .count_offset = K(n_access),
+	  .list_noun = "a list of rules",
+	  .item_keys = "(networks:, read:, write:, remove:, list:, address:)",
+	  .item_check = access_rule_line, .parse = access_given, .is_set = access_is_set },
+	{ "health_interval_seconds", FIELD_INT, K(health_interval_seconds), 1, DAY, .def_int = 15 },
+	{ "audit_checkpoint_seconds", FIELD_INT, K(audit_checkpoint_seconds), 1, DAY,
+	  .def_int = 300 },
+	{ "max_stale_seconds", FIELD_INT, K(max_stale_seconds), 0, 7 * DAY, .def_int = 3600 },
+	{ "cache_max_entries", FIELD_INT, K(cache_max_entries), 1, 10000000, .def_int = 10000 },
+	{ "list_cache_seconds", FIELD_INT, K(list_cache_seconds), 0, 3600, .def_int = 5 },
 	{ "run_as", FIELD_STRING, K(run_as) },
 	{ "on_change", FIELD_PATH, K(on_change) },
-	{ "metrics_per_network", FIELD_ENUM, K(metrics_per_network), .choices = booleans },
-	{ "monitoring_mode", FIELD_CUSTOM, .parse = parse_monitoring_mode },
+	{ "metrics_per_network", FIELD_ENUM, K(metrics_per_network), .choices = booleans,
+	  .def_int = 1 },
+	{ "monitoring_mode", FIELD_MODE, K(monitoring_mode), .parse = parse_monitoring_mode,
+	  .def_int = 0444 },
 	{ "monitoring_group", FIELD_STRING, K(monitoring_group) },
 	{ "metrics_addresses", FIELD_ENUM, K(metrics_addresses), .choices = booleans },
-	{ "backends", FIELD_CUSTOM, .parse = parse_backends },
-	{ "max_calls_in_flight", FIELD_INT, K(max_calls_in_flight), 1, 1024 },
+	{ "backends", FIELD_LIST, K(backends), .fields = backend_entry_fields,
+	  .item_size = sizeof(struct config_backend), .count_offset = K(n_backends),
+	  .list_noun = "a list of backends", .item_keys = "(name:, storage_type:, networks:, ...)",
+	  .item_init = backend_entry_init, .item_check = check_backend_entry },
+	{ "max_calls_in_flight", FIELD_INT, K(max_calls_in_flight), 1, 1024, .def_int = 16 },
 	{ "business_hours", FIELD_SECTION, K(business_hours), .fields = business_hours_fields,
-	  .parse = check_business_hours },
+	  .parse = check_business_hours, .is_set = business_hours_set },
 	{ "anomaly", FIELD_SECTION, K(anomaly), .fields = anomaly_fields },
 	{ "rate_limit", FIELD_SECTION, K(rate_limit), .fields = rate_limit_fields,
-	  .parse = check_rate_limit },
+	  .parse = check_rate_limit, .is_set = rate_limit_set },
 	{ NULL },
 };
 #undef K
@@ -1277,31 +1369,17 @@ static const struct field top_fields[] = {
 /* ------------------------------------------------------------------ */
 /* defaults */
 
-/* $VAR/suffix when $VAR is an absolute path (XDG base directory rules),
- * else $HOME/fallback/suffix. */
-static char *xdg_path(const char *var, const char *fallback, const char *suffix)
-{
-	const char *dir = getenv(var);
-	const char *home;
-	char *out = NULL;
-	if (dir && dir[0] == '/') {
-		if (asprintf(&out, "%s/%s", dir, suffix) < 0)
-			return NULL;
-		return out;
-	}
-	if (home_dir(&home) < 0)
-		home = "/";
-	if (asprintf(&out, "%s/%s/%s", strcmp(home, "/") == 0 ? "" : home, fallback, suffix) < 0)
-		return NULL;
-	return out;
-}
-
 /* Defaults of a table's fields (recursing into sections): the rows say
  * them.  0 or -ENOMEM. */
 static int fields_defaults(const struct field *fields, void *base)
 {
 	for (const struct field *f = fields; f->key; f++) {
 		void *slot = (char *)base + f->offset;
+		if (f->init) {
+			if (f->init(f, base) < 0)
+				return -ENOMEM;
+			continue;
+		}
 		switch (f->kind) {
 		case FIELD_STRING:
 		case FIELD_PATH:
@@ -1312,6 +1390,7 @@ static int fields_defaults(const struct field *fields, void *base)
 			break;
 		case FIELD_INT:
 		case FIELD_ENUM:
+		case FIELD_MODE:
 			*(int *)slot = (int)f->def_int;
 			break;
 		case FIELD_SECTION:
@@ -1325,51 +1404,10 @@ static int fields_defaults(const struct field *fields, void *base)
 	return 0;
 }
 
-/* The defaults of every type section of one instance. */
-static int backend_defaults(struct config_backend *b)
-{
-	memset(b, 0, sizeof(*b));
-	b->type = backend_type_find("file");
-	if (fields_defaults(key_storage_fields, b) < 0)
-		return -ENOMEM;
-	/* The one default a row cannot hold: it depends on the environment. */
-	b->file.path = xdg_path("XDG_DATA_HOME", ".local/share", "omikuji-keyfs/keys.enc");
-	return b->file.path ? 0 : -ENOMEM;
-}
-
 static int config_defaults(struct config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	if (backend_defaults(&cfg->key_storage) < 0)
-		return -ENOMEM;
-	cfg->logging.format = LOG_FORMAT_JSON;
-	cfg->logging.level = strdup("info");
-	cfg->logging.targets = calloc(1, sizeof(*cfg->logging.targets));
-	if (cfg->logging.targets) {
-		cfg->logging.n_targets = 1;
-		cfg->logging.targets[0].type = strdup("stderr");
-	}
-	cfg->keyfs.audit_log = xdg_path("XDG_STATE_HOME", ".local/state", "omikuji-keyfs/audit.log");
-	cfg->keyfs.audit_failure = AUDIT_FAILURE_DENY;
-	cfg->keyfs.audit_log_mode = 0600;
-	cfg->keyfs.key_format = KEY_FORMAT_EVM;
-	cfg->keyfs.health_interval_seconds = 15;
-	cfg->keyfs.audit_checkpoint_seconds = 300;
-	cfg->keyfs.max_stale_seconds = 3600;
-	cfg->keyfs.cache_max_entries = 10000;
-	cfg->keyfs.list_cache_seconds = 5;
-	cfg->keyfs.metrics_per_network = 1;
-	cfg->keyfs.monitoring_mode = 0444;
-	cfg->keyfs.business_hours.days_mask = 0x3e;   /* Mon-Fri */
-	cfg->keyfs.anomaly.burst_reads = 20;
-	cfg->keyfs.anomaly.burst_window_seconds = 10;
-	cfg->keyfs.anomaly.auth_failures_per_minute = 3;
-	cfg->keyfs.max_calls_in_flight = 16;
-
-	if (!cfg->logging.level ||
-	    !cfg->logging.targets || !cfg->logging.targets[0].type || !cfg->keyfs.audit_log)
-		return -ENOMEM;
-	return 0;
+	return fields_defaults(top_fields, cfg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1433,81 +1471,16 @@ out:
 	return rc;
 }
 
-/* libyaml keeps copies of the input in its buffers and in the document's
- * scalars; the file may hold a token, so they are wiped before release. */
-static void wipe_parser(yaml_parser_t *p)
-{
-	if (p->raw_buffer.start)
-		secret_wipe(p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
-	if (p->buffer.start)
-		secret_wipe(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
-}
-
-static void wipe_document(yaml_document_t *d)
-{
-	for (yaml_node_t *n = d->nodes.start; n && n < d->nodes.top; n++)
-		if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
-			secret_wipe(n->data.scalar.value, n->data.scalar.length);
-}
-
 static int parse_document(struct loader *L, const char *data, size_t len)
 {
-	yaml_parser_t parser;
-	yaml_document_t doc, extra;
-	bool have_doc = false, have_extra = false;
-	int rc = 0;
-
-	if (!yaml_parser_initialize(&parser)) {
-		snprintf(L->err, L->errlen, "%s: out of memory", L->file);
-		return -ENOMEM;
-	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-	if (!yaml_parser_load(&parser, &doc))
-		goto syntax;
-	have_doc = true;
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	if (root) {
-		/* One document per file: a second one would be silently ignored. */
-		if (!yaml_parser_load(&parser, &extra))
-			goto syntax;
-		have_extra = true;
-		yaml_node_t *second = yaml_document_get_root_node(&extra);
-		if (second) {
-			rc = fail_at(L, &second->start_mark, -EINVAL,
-			             "more than one YAML document; the config is one document");
-			goto out;
-		}
-		L->doc = &doc;
+	struct yamltree *tree = NULL;
+	int rc = yamltree_load(L->file, data, len, &tree, L->err, L->errlen);
+	if (rc)
+		return rc;
+	struct yamltree_node *root = yamltree_root(tree);
+	if (root)
 		rc = load_mapping(L, root, top_fields, L->cfg, "");
-	}
-	goto out;
-
-syntax:
-	rc = -EINVAL;
-	if (parser.error == YAML_MEMORY_ERROR) {
-		snprintf(L->err, L->errlen, "%s: out of memory", L->file);
-		rc = -ENOMEM;
-	} else if (parser.context) {
-		snprintf(L->err, L->errlen, "%s:%zu:%zu: YAML syntax error: %s (%s at line %zu, column %zu)",
-		         L->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-		         parser.problem ? parser.problem : "invalid YAML", parser.context,
-		         parser.context_mark.line + 1, parser.context_mark.column + 1);
-	} else {
-		snprintf(L->err, L->errlen, "%s:%zu:%zu: YAML syntax error: %s",
-		         L->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-		         parser.problem ? parser.problem : "invalid YAML");
-	}
-out:
-	if (have_extra) {
-		wipe_document(&extra);
-		yaml_document_delete(&extra);
-	}
-	if (have_doc) {
-		wipe_document(&doc);
-		yaml_document_delete(&doc);
-	}
-	wipe_parser(&parser);
-	yaml_parser_delete(&parser);
+	yamltree_free(tree);
 	return rc;
 }
 
@@ -1659,16 +1632,47 @@ static void print_list(FILE *out, int indent, const char *key, const struct strl
 	fputs("]\n", out);
 }
 
-static void print_hhmm(FILE *out, int indent, const char *key, int minutes)
+static void fields_print(FILE *out, int indent, const struct field *fields, const void *base);
+
+/* A FIELD_LIST as a YAML block sequence: each item's fields two columns in
+ * from the "- ". */
+static void print_items(FILE *out, int indent, const struct field *f, const void *base)
 {
-	fprintf(out, "%*s%s: \"%02d:%02d\"\n", indent, "", key, minutes / 60, minutes % 60);
+	const char *array = *(char *const *)((const char *)base + f->offset);
+	size_t n = *(const size_t *)((const char *)base + f->count_offset);
+	fprintf(out, "%*s%s:%s\n", indent, "", f->key, n ? "" : " []");
+	for (size_t i = 0; i < n; i++) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *item = open_memstream(&buf, &len);
+		if (!item)
+			return;
+		fields_print(item, indent + 4, f->fields, array + i * f->item_size);
+		fclose(item);
+		if (len > (size_t)indent + 2)
+			buf[indent + 2] = '-';
+		fputs(buf, out);
+		free(buf);
+	}
 }
 
-/* A table's fields as YAML (secrets masked), recursing into sections. */
+/* A table's fields as YAML (secrets masked), recursing into sections and
+ * lists: what a row says is how it prints. */
 static void fields_print(FILE *out, int indent, const struct field *fields, const void *base)
 {
 	for (const struct field *f = fields; f->key; f++) {
 		const void *slot = (const char *)base + f->offset;
+		if (f->kind == FIELD_SKIP)
+			continue;
+		if (f->is_set && !f->is_set(f, base)) {
+			if (!f->hide_unset)
+				fprintf(out, "%*s# %s: (not set)\n", indent, "", f->key);
+			continue;
+		}
+		if (f->print) {
+			f->print(out, indent, f, base);
+			continue;
+		}
 		switch (f->kind) {
 		case FIELD_STRING:
 		case FIELD_PATH:
@@ -1684,6 +1688,9 @@ static void fields_print(FILE *out, int indent, const struct field *fields, cons
 		case FIELD_ENUM:
 			fprintf(out, "%*s%s: %s\n", indent, "", f->key, f->choices[*(const int *)slot]);
 			break;
+		case FIELD_MODE:
+			fprintf(out, "%*s%s: \"%04o\"\n", indent, "", f->key, (unsigned)*(const int *)slot);
+			break;
 		case FIELD_STRLIST:
 		case FIELD_PRINCIPALS:
 			print_list(out, indent, f->key, slot);
@@ -1696,29 +1703,17 @@ static void fields_print(FILE *out, int indent, const struct field *fields, cons
 			fprintf(out, "%*s%s:\n", indent, "", f->key);
 			fields_print(out, indent + 2, f->fields, slot);
 			break;
+		case FIELD_LIST:
+			print_items(out, indent, f, base);
+			break;
 		case FIELD_SKIP:
 			break;
 		}
 	}
 }
 
-/* The type sections of an instance: all of them for key_storage (Omikuji
- * reads them too), only its own type's for a keyfs.backends entry. */
-static void print_backend_sections(FILE *out, int in, const struct config_backend *b, bool all)
-{
-	const char *own = b->type ? b->type->section : NULL;
-	for (const struct field *f = key_storage_fields; f->key; f++) {
-		if (f->kind != FIELD_SECTION || (!all && !(own && strcmp(own, f->key) == 0)))
-			continue;
-		const struct field one[] = { *f, { NULL } };
-		fields_print(out, in, one, b);
-	}
-}
-
 void config_print(const struct config *cfg, FILE *out)
 {
-	const struct config_keyfs *k = &cfg->keyfs;
-
 	if (cfg->source) {
 		fputs("# loaded from: ", out);
 		/* A comment ends at a newline; keep a strange file name on one line. */
@@ -1728,97 +1723,7 @@ void config_print(const struct config *cfg, FILE *out)
 	} else {
 		fputs("# built-in defaults\n", out);
 	}
-
-	fputs("key_storage:\n", out);
-	fprintf(out, "  # instance: %s\n", cfg->key_storage.name ? cfg->key_storage.name : "");
-	fprintf(out, "  storage_type: %s\n", config_storage_name(&cfg->key_storage));
-	print_backend_sections(out, 2, &cfg->key_storage, false);   /* only the active section */
-
-	fputs("logging:\n", out);
-	fprintf(out, "  format: %s\n", log_formats[cfg->logging.format]);
-	print_str(out, 2, "level", cfg->logging.level);
-	fprintf(out, "  targets:%s\n", cfg->logging.n_targets ? "" : " []");
-	for (size_t i = 0; i < cfg->logging.n_targets; i++) {
-		const struct config_log_target *t = &cfg->logging.targets[i];
-		fputs("    - ", out);
-		print_str(out, 0, "type", t->type);
-		if (t->path)
-			print_str(out, 6, "path", t->path);
-	}
-
-	fputs("keyfs:\n", out);
-	print_str(out, 2, "audit_log", k->audit_log);
-	fprintf(out, "  audit_log_mode: \"%04o\"\n", (unsigned)k->audit_log_mode);
-	print_str(out, 2, "audit_log_group", k->audit_log_group);
-	fprintf(out, "  audit_failure: %s\n", audit_failures[k->audit_failure]);
-	print_str(out, 2, "audit_key_file", k->audit_key_file);
-	fprintf(out, "  key_format: %s\n", key_formats[k->key_format]);
-	if (!k->access_set) {
-		fputs("  # access: (not set: only the mounting user and root)\n", out);
-	} else {
-		fprintf(out, "  access:%s\n", k->n_access ? "" : " []");
-		for (size_t i = 0; i < k->n_access; i++) {
-			const struct config_access_rule *r = &k->access[i];
-			fprintf(out, "    # rule %zu, from line %d\n", i + 1, r->line);
-			print_list(out, 4, "- networks", &r->networks);
-			print_list(out, 6, "read", &r->read);
-			print_list(out, 6, "write", &r->write);
-			print_list(out, 6, "remove", &r->remove);
-			print_list(out, 6, "list", &r->list);
-			print_list(out, 6, "address", &r->address);
-		}
-	}
-	print_int(out, 2, "health_interval_seconds", k->health_interval_seconds);
-	print_int(out, 2, "audit_checkpoint_seconds", k->audit_checkpoint_seconds);
-	print_int(out, 2, "max_stale_seconds", k->max_stale_seconds);
-	print_int(out, 2, "cache_max_entries", k->cache_max_entries);
-	print_int(out, 2, "list_cache_seconds", k->list_cache_seconds);
-	print_str(out, 2, "run_as", k->run_as);
-	print_str(out, 2, "on_change", k->on_change);
-	fprintf(out, "  metrics_per_network: %s\n", booleans[k->metrics_per_network ? 1 : 0]);
-	fprintf(out, "  monitoring_mode: \"%04o\"\n", (unsigned)k->monitoring_mode);
-	print_str(out, 2, "monitoring_group", k->monitoring_group);
-	fprintf(out, "  metrics_addresses: %s\n", booleans[k->metrics_addresses ? 1 : 0]);
-	print_int(out, 2, "max_calls_in_flight", k->max_calls_in_flight);
-	fprintf(out, "  backends:%s\n", k->n_backends ? "" : " []");
-	for (size_t i = 0; i < k->n_backends; i++) {
-		const struct config_backend *b = &k->backends[i];
-		fprintf(out, "    # from line %d\n", b->line);
-		print_str(out, 4, "- name", b->name);
-		fprintf(out, "      storage_type: %s\n", config_storage_name(b));
-		print_list(out, 6, "networks", &b->networks);
-		if (b->max_calls_in_flight)
-			print_int(out, 6, "max_calls_in_flight", b->max_calls_in_flight);
-		print_backend_sections(out, 6, b, false);
-	}
-	if (k->business_hours.set) {
-		const struct config_business_hours *bh = &k->business_hours;
-		bool first = true;
-		fputs("  business_hours:\n", out);
-		print_str(out, 4, "timezone", bh->timezone);
-		print_hhmm(out, 4, "start", bh->start_minute);
-		print_hhmm(out, 4, "end", bh->end_minute);
-		fputs("    days: [", out);
-		for (int d = 0; d < 7; d++) {
-			if (!(bh->days_mask & (1u << d)))
-				continue;
-			fprintf(out, "%s%s", first ? "" : ", ", day_names[d]);
-			first = false;
-		}
-		fputs("]\n", out);
-	} else {
-		fputs("  # business_hours: (not set)\n", out);
-	}
-	fputs("  anomaly:\n", out);
-	print_int(out, 4, "burst_reads", k->anomaly.burst_reads);
-	print_int(out, 4, "burst_window_seconds", k->anomaly.burst_window_seconds);
-	print_int(out, 4, "auth_failures_per_minute", k->anomaly.auth_failures_per_minute);
-	if (k->rate_limit.set) {
-		fputs("  rate_limit:\n", out);
-		print_int(out, 4, "reads_per_minute", k->rate_limit.reads_per_minute);
-	} else {
-		fputs("  # rate_limit: (not set)\n", out);
-	}
+	fields_print(out, 0, top_fields, cfg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1831,11 +1736,16 @@ static void free_secret_string(char **s)
 	*s = NULL;
 }
 
-/* Free what a table's fields own (wiping secrets), recursing into sections. */
+/* Free what a table's fields own (wiping secrets), recursing into sections
+ * and lists. */
 static void fields_free(const struct field *fields, void *base)
 {
 	for (const struct field *f = fields; f->key; f++) {
 		void *slot = (char *)base + f->offset;
+		if (f->release) {
+			f->release(f, base);
+			continue;
+		}
 		switch (f->kind) {
 		case FIELD_STRING:
 		case FIELD_PATH:
@@ -1857,18 +1767,13 @@ static void fields_free(const struct field *fields, void *base)
 		case FIELD_SECTION:
 			fields_free(f->fields, slot);
 			break;
+		case FIELD_LIST:
+			list_free(f, base);
+			break;
 		default:
 			break;
 		}
 	}
-}
-
-static void backend_free(struct config_backend *b)
-{
-	free(b->name);
-	strlist_clear(&b->networks);
-	fields_free(key_storage_fields, b);
-	memset(b, 0, sizeof(*b));
 }
 
 /* Wipe an environment variable's value in place, then remove it. */
@@ -1881,24 +1786,29 @@ static void wipe_env(const char *name)
 	}
 }
 
-/* Wipe and free every secret field of a table (recursing into sections). */
+/* Wipe and free every secret field of a table (recursing into sections
+ * and lists). */
 static void fields_forget_secrets(const struct field *fields, void *base)
 {
 	for (const struct field *f = fields; f->key; f++) {
 		void *slot = (char *)base + f->offset;
-		if (f->kind == FIELD_SECRET)
+		if (f->kind == FIELD_SECRET) {
 			free_secret_string(slot);
-		else if (f->kind == FIELD_SECTION)
+		} else if (f->kind == FIELD_SECTION) {
 			fields_forget_secrets(f->fields, slot);
+		} else if (f->kind == FIELD_LIST) {
+			char *array = *(char **)slot;
+			size_t n = *(size_t *)((char *)base + f->count_offset);
+			for (size_t i = 0; array && i < n; i++)
+				fields_forget_secrets(f->fields, array + i * f->item_size);
+		}
 	}
 }
 
 void config_forget_secrets(struct config *cfg)
 {
 	/* Every instance's sections: key_storage's and keyfs.backends'. */
-	fields_forget_secrets(key_storage_fields, &cfg->key_storage);
-	for (size_t i = 0; i < cfg->keyfs.n_backends; i++)
-		fields_forget_secrets(key_storage_fields, &cfg->keyfs.backends[i]);
+	fields_forget_secrets(top_fields, cfg);
 	wipe_env("OMIKUJI_KEYFS_PASSPHRASE");
 	for (size_t i = 0; i < cfg->secret_env.n; i++)
 		wipe_env(cfg->secret_env.items[i]);
@@ -1907,23 +1817,10 @@ void config_forget_secrets(struct config *cfg)
 void config_free(struct config *cfg)
 {
 	strlist_clear(&cfg->secret_env);
+	strlist_clear(&cfg->warnings);
 	free(cfg->source);
-	backend_free(&cfg->key_storage);
-
-	free(cfg->logging.level);
-	free_targets(&cfg->logging);
-
-	free(cfg->keyfs.audit_log);
-	free(cfg->keyfs.audit_log_group);
-	strlist_clear(&cfg->warnings);
-	free_access(&cfg->keyfs);
-	free_backends(&cfg->keyfs);
-	strlist_clear(&cfg->warnings);
-	free(cfg->keyfs.run_as);
-	free(cfg->keyfs.on_change);
-	free(cfg->keyfs.monitoring_group);
-	free(cfg->keyfs.audit_key_file);
-	free(cfg->keyfs.business_hours.timezone);
+	free(cfg->key_storage.name);   /* derived from its type, not a row */
+	fields_free(top_fields, cfg);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

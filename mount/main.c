@@ -357,21 +357,23 @@ static void key_target_close(struct key_target *t)
 	t->k = NULL;
 }
 
-/* Run op; 0 or -errno (> 0: exit code, the line is printed).  *reply gets
+/* Run req; 0 or -errno (> 0: exit code, the line is printed).  *reply gets
  * the key (get) or the names one per line (list); *why the reason of a
- * failure (static or in why_buf). */
-static int key_target_call(struct key_target *t, enum key_op op, const char *network,
-                           const struct secret *key, struct secret **reply,
-                           char *why_buf, size_t why_len)
+ * failure (static or in why_buf).  req->instance names the instance to act
+ * on (key migrate), else the network's route decides. */
+static int key_target_request(struct key_target *t, const struct control_request *req,
+                              struct secret **reply, char *why_buf, size_t why_len)
 {
+	enum key_op op = req->op;
+	const char *network = req->network;
 	*reply = NULL;
 	why_buf[0] = 0;
 	if (t->mount_pid > 0) {
 		char err[768] = "";
 		int status = 0;
 		struct secret *answer = NULL;
-		if (control_call(t->cfg->keyfs.audit_log, t->mount_pid, op, network, key, &status,
-		                 &answer, err, sizeof(err)) < 0)
+		if (control_call(t->cfg->keyfs.audit_log, t->mount_pid, req, &status, &answer, err,
+		                 sizeof(err)) < 0)
 			return fail(EXIT_FAIL, "%s", err);
 		if (status < 0) {
 			snprintf(why_buf, why_len, "%s", (char *)answer->data);
@@ -383,15 +385,23 @@ static int key_target_call(struct key_target *t, enum key_op op, const char *net
 	}
 	int rc;
 	struct strlist names = STRLIST_INIT;
+	struct instance *in = NULL;
+	if (req->instance && !(in = mount_state_instance(t->k, req->instance))) {
+		snprintf(why_buf, why_len, "no backend instance named '%s'", req->instance);
+		return -ENOENT;
+	}
 	switch (op) {
 	case KEY_OP_GET:
-		rc = keyops_get(t->k, &t->self, network, false, reply);
+		rc = in ? keyops_get_in(t->k, &t->self, in, network, req->refresh, reply)
+		        : keyops_get(t->k, &t->self, network, req->refresh, reply);
 		break;
 	case KEY_OP_STORE:
-		rc = keyops_store(t->k, &t->self, network, key);
+		rc = in ? keyops_store_in(t->k, &t->self, in, network, req->key)
+		        : keyops_store(t->k, &t->self, network, req->key);
 		break;
 	case KEY_OP_REMOVE:
-		rc = keyops_remove(t->k, &t->self, network);
+		rc = in ? keyops_remove_in(t->k, &t->self, in, network)
+		        : keyops_remove(t->k, &t->self, network);
 		break;
 	case KEY_OP_ADDRESS: {
 		char address[EVM_ADDRESS_TEXT + 1];
@@ -401,7 +411,7 @@ static int key_target_call(struct key_target *t, enum key_op op, const char *net
 		break;
 	}
 	default:
-		rc = keyops_list(t->k, &t->self, &names);
+		rc = in ? keyops_list_in(t->k, &t->self, in, &names) : keyops_list(t->k, &t->self, &names);
 		if (rc == 0 && !(*reply = secret_new(0)))
 			rc = -ENOMEM;
 		for (size_t i = 0; rc == 0 && i < names.n; i++)
@@ -419,48 +429,43 @@ static int key_target_call(struct key_target *t, enum key_op op, const char *net
 	return rc;
 }
 
+/* key_target_request on the network's route. */
+static int key_target_call(struct key_target *t, enum key_op op, const char *network,
+                           const struct secret *key, struct secret **reply,
+                           char *why_buf, size_t why_len)
+{
+	struct control_request req = { .op = op, .network = network, .key = key };
+	return key_target_request(t, &req, reply, why_buf, why_len);
+}
+
 /* The reason to print for a failed key operation. */
 static const char *key_reason(int rc, const char *why)
 {
 	return why && *why ? why : strerror(-rc);
 }
 
-/* The backend instances of a configuration, routed as the mount routes
- * them: instance 0 is key_storage, i+1 is keyfs.backends[i].  Each is
- * opened (and started) on first use, so a command touches only the
- * backends it needs. */
-struct cli_backends {
-	const struct config *cfg;
-	struct router *router;
-	struct backend **opened;
-	size_t n;
-};
-
-static const struct config_backend *cli_section(const struct cli_backends *cb, size_t i)
+/* The configured section of instance i: 0 is key_storage, i+1 is
+ * keyfs.backends[i] (the router's numbering). */
+static const struct config_backend *config_section(const struct config *cfg, size_t i)
 {
-	return i == 0 ? &cb->cfg->key_storage : &cb->cfg->keyfs.backends[i - 1];
+	return i == 0 ? &cfg->key_storage : &cfg->keyfs.backends[i - 1];
 }
 
-static int cli_backends_init(struct cli_backends *cb, const struct config *cfg)
+/* The section of the instance called name; fails with the configured names. */
+static int find_section(const struct config *cfg, const char *name,
+                        const struct config_backend **out)
 {
-	memset(cb, 0, sizeof(*cb));
-	cb->cfg = cfg;
-	cb->n = 1 + cfg->keyfs.n_backends;
-	cb->opened = calloc(cb->n, sizeof(*cb->opened));
-	if (!cb->opened || router_from_config(cfg, &cb->router) < 0) {
-		free(cb->opened);
-		return fail(EXIT_FAIL, "out of memory");
+	char names[512] = "";
+	for (size_t i = 0; i < 1 + cfg->keyfs.n_backends; i++) {
+		const char *n = config_section(cfg, i)->name;
+		if (strcmp(n, name) == 0) {
+			*out = config_section(cfg, i);
+			return 0;
+		}
+		size_t len = strlen(names);
+		snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", n);
 	}
-	return 0;
-}
-
-static void cli_backends_free(struct cli_backends *cb)
-{
-	for (size_t i = 0; i < cb->n; i++)
-		if (cb->opened[i])
-			cb->opened[i]->ops->close(cb->opened[i]);
-	free(cb->opened);
-	router_free(cb->router);
+	return fail(EXIT_USAGE, "no backend instance named '%s' (configured: %s)", name, names);
 }
 
 /* Open and start a configured section (the one-line error is printed). */
@@ -476,33 +481,6 @@ static int open_section(const struct config_backend *sec, struct backend **out)
 		return fail(EXIT_FAIL, "%s backend '%s': %s", config_storage_name(sec), sec->name,
 		            err.msg[0] ? err.msg : strerror(-rc));
 	return 0;
-}
-
-static int cli_backend(struct cli_backends *cb, size_t i, struct backend **out)
-{
-	if (!cb->opened[i]) {
-		int rc = open_section(cli_section(cb, i), &cb->opened[i]);
-		if (rc)
-			return rc;
-	}
-	*out = cb->opened[i];
-	return 0;
-}
-
-/* Index of the instance called name; fails with the configured names. */
-static int cli_find(struct cli_backends *cb, const char *name, size_t *index)
-{
-	char names[512] = "";
-	for (size_t i = 0; i < cb->n; i++) {
-		const char *n = cli_section(cb, i)->name;
-		if (strcmp(n, name) == 0) {
-			*index = i;
-			return 0;
-		}
-		size_t len = strlen(names);
-		snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", n);
-	}
-	return fail(EXIT_USAGE, "no backend instance named '%s' (configured: %s)", name, names);
 }
 
 /* The instance a network routes to (for messages; the mount routes the
@@ -763,167 +741,262 @@ static int cmd_key_list(const struct cli *cli, const struct config *cfg)
 	return 0;
 }
 
-/* Copy one network's key from src to dst and read it back (contract
- * section 8).  0, or the exit code after printing why. */
-static int migrate_one(const struct cli *cli, const struct config *cfg, struct backend *src,
-                       struct backend *dst, const char *network)
+/* key migrate (contract sections 8 and 9): every step goes through the key
+ * target, i.e. through the running mount when one writes the audit log,
+ * else through this process's own keyops on the backends, so each read,
+ * copy and removal is checked against the access rules as the invoking
+ * user, audited with its uid (storage_type = the instance acted on) and
+ * leaves no stale cache.  Only `--from env` with no instance called env
+ * reads this process's own environment (as Omikuji's `key migrate`). */
+struct migration {
+	const struct cli *cli;
+	const struct config *cfg;
+	struct key_target *t;
+	const char *from;           /* instance name; NULL: env_backend */
+	struct backend *env_backend;
+	const char *to;
+};
+
+/* The key network has in instance (read from the backend, not a cache) in
+ * canonical form.  0, -errno with the reason in why, or > 0 (exit code,
+ * printed). */
+static int migration_read(struct migration *m, const char *instance, const char *network,
+                          struct secret **key, char *why, size_t why_len)
 {
-	struct backend_err err = { { 0 }, false };
-	struct secret *raw = NULL, *key = NULL, *there = NULL, *back = NULL;
-	size_t start = 0, len = 0;
-	const char *why = NULL;
+	struct secret *raw = NULL;
+	int rc;
+	*key = NULL;
+	if (instance) {
+		struct control_request req = { .op = KEY_OP_GET, .network = network,
+		                               .instance = instance, .refresh = true };
+		rc = key_target_request(m->t, &req, &raw, why, why_len);
+	} else {
+		struct backend_err err = { { 0 }, false };
+		rc = m->env_backend->ops->get(m->env_backend, network, &raw, 0, &err);
+		snprintf(why, why_len, "%s", err.msg);
+	}
+	if (rc)
+		return rc;
+	const char *invalid = NULL;
+	rc = keyformat_canonical(m->cfg->keyfs.key_format, raw->data, raw->len, key, &invalid);
+	secret_free(raw);
+	if (rc < 0 && rc != -ENOMEM)
+		snprintf(why, why_len, "the key is not valid: %s", invalid);
+	return rc;
+}
+
+static bool same_key(const struct secret *a, const struct secret *b)
+{
+	return a && b && a->len == b->len && CRYPTO_memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* Copy one network's key and read it back.  0, or the exit code after
+ * printing why. */
+static int migrate_one(struct migration *m, const char *network)
+{
+	const char *from_name = m->from ? m->from : "env";
+	struct secret *key = NULL, *there = NULL, *back = NULL, *reply = NULL;
+	char why[BACKEND_ERR_MAX] = "";
 	int code = 0;
 
-	int rc = src->ops->get(src, network, &raw, 0, &err);
+	int rc = migration_read(m, m->from, network, &key, why, sizeof(why));
+	if (rc > 0)
+		return rc;
 	if (rc < 0) {
-		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, src->name,
-		            rc == -ENOENT ? "no key" : err.msg[0] ? err.msg : strerror(-rc));
+		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, from_name,
+		            rc == -ENOENT && (!why[0] || !strcmp(why, "not found")) ? "no key"
+		            : key_reason(rc, why));
 		goto out;
 	}
-	if (keyformat_validate(cfg->keyfs.key_format, raw->data, raw->len, &start, &len, &why) < 0) {
-		code = fail(EXIT_FAIL, "%s: the key in '%s' is not valid: %s", network, src->name, why);
+	rc = migration_read(m, m->to, network, &there, why, sizeof(why));
+	if (rc > 0) {
+		code = rc;
 		goto out;
 	}
-	if (!(key = secret_from(raw->data + start, len))) {
-		code = fail(EXIT_FAIL, "out of memory");
-		goto out;
-	}
-	rc = dst->ops->get(dst, network, &there, 0, &err);
 	if (rc < 0 && rc != -ENOENT) {
-		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, dst->name,
-		            err.msg[0] ? err.msg : strerror(-rc));
+		code = fail(EXIT_FAIL, "%s: cannot read from '%s': %s", network, m->to,
+		            key_reason(rc, why));
 		goto out;
 	}
-	bool same = rc == 0 && there->len == key->len &&
-	            CRYPTO_memcmp(there->data, key->data, key->len) == 0;
-	if (rc == 0 && !same && !cli->force) {
+	bool same = same_key(there, key);
+	if (there && !same && !m->cli->force) {
 		code = fail(EXIT_FAIL, "%s: '%s' already holds a different key; not replaced "
-		            "(--force replaces it)", network, dst->name);
+		            "(--force replaces it)", network, m->to);
 		goto out;
 	}
 	if (!same) {
-		rc = dst->ops->store(dst, network, key, 0, &err);
+		struct control_request req = { .op = KEY_OP_STORE, .network = network,
+		                               .instance = m->to, .key = key };
+		rc = key_target_request(m->t, &req, &reply, why, sizeof(why));
+		if (rc > 0) {
+			code = rc;
+			goto out;
+		}
 		if (rc < 0) {
-			code = fail(EXIT_FAIL, "%s: cannot store in '%s': %s", network, dst->name,
-			            err.msg[0] ? err.msg : strerror(-rc));
+			code = fail(EXIT_FAIL, "%s: cannot store in '%s': %s", network, m->to,
+			            key_reason(rc, why));
 			goto out;
 		}
 	}
-	/* Verified read-back: what dst now answers is what src holds. */
-	rc = dst->ops->get(dst, network, &back, 0, &err);
-	if (rc < 0 || back->len != key->len || CRYPTO_memcmp(back->data, key->data, key->len) != 0) {
-		code = fail(EXIT_FAIL, "%s: read-back from '%s' %s; the source is kept", network,
-		            dst->name, rc < 0 ? "failed" : "differs");
+	/* Verified read-back: what the target's backend now answers is what
+	 * the source holds. */
+	rc = migration_read(m, m->to, network, &back, why, sizeof(why));
+	if (rc > 0) {
+		code = rc;
 		goto out;
 	}
-	if (cli->remove_source && (rc = src->ops->remove(src, network, 0, &err)) < 0) {
-		code = fail(EXIT_FAIL, "%s: copied and verified, but not removed from '%s': %s", network,
-		            src->name, err.msg[0] ? err.msg : strerror(-rc));
+	if (rc < 0 || !same_key(back, key)) {
+		code = fail(EXIT_FAIL, "%s: read-back from '%s' %s; the source is kept", network,
+		            m->to, rc < 0 ? "failed" : "differs");
 		goto out;
+	}
+	if (m->cli->remove_source) {
+		struct control_request req = { .op = KEY_OP_REMOVE, .network = network,
+		                               .instance = m->from };
+		secret_free(reply);
+		reply = NULL;
+		rc = key_target_request(m->t, &req, &reply, why, sizeof(why));
+		if (rc > 0) {
+			code = rc;
+			goto out;
+		}
+		if (rc < 0) {
+			code = fail(EXIT_FAIL, "%s: copied and verified, but not removed from '%s': %s",
+			            network, from_name, key_reason(rc, why));
+			goto out;
+		}
 	}
 	fprintf(stderr, "%s: %s '%s' -> '%s', verified%s\n", network,
-	        same ? "already in" : "copied", src->name, dst->name,
-	        cli->remove_source ? ", removed from the source" : "");
+	        same ? "already in" : "copied", from_name, m->to,
+	        m->cli->remove_source ? ", removed from the source" : "");
 out:
-	secret_free(raw);
 	secret_free(key);
 	secret_free(there);
 	secret_free(back);
+	secret_free(reply);
 	return code;
+}
+
+/* The networks to migrate: --network, else what the source lists. */
+static int migration_networks(struct migration *m, struct strlist *networks)
+{
+	if (m->cli->networks.n) {
+		for (size_t i = 0; i < m->cli->networks.n; i++)
+			if (strlist_add(networks, m->cli->networks.items[i]) < 0)
+				return fail(EXIT_FAIL, "out of memory");
+		return 0;
+	}
+	struct strlist listed = STRLIST_INIT;
+	char why[BACKEND_ERR_MAX] = "";
+	int rc;
+	if (m->from) {
+		struct control_request req = { .op = KEY_OP_LIST, .network = "", .instance = m->from };
+		struct secret *names = NULL;
+		rc = key_target_request(m->t, &req, &names, why, sizeof(why));
+		for (const char *p = names ? (const char *)names->data : NULL; rc == 0 && p && *p;) {
+			const char *nl = strchr(p, '\n');
+			size_t len = nl ? (size_t)(nl - p) : strlen(p);
+			char *name = strndup(p, len);
+			if (!name || strlist_add(&listed, name) < 0)
+				rc = -ENOMEM;
+			free(name);
+			p += len + (nl ? 1 : 0);
+		}
+		secret_free(names);
+	} else {
+		struct backend_err err = { { 0 }, false };
+		rc = m->env_backend->ops->list(m->env_backend, &listed, 0, &err);
+		snprintf(why, sizeof(why), "%s", err.msg);
+	}
+	if (rc > 0) {
+		strlist_clear(&listed);
+		return rc;
+	}
+	if (rc < 0) {
+		strlist_clear(&listed);
+		return fail(EXIT_FAIL, "cannot list the keys of '%s': %s", m->from ? m->from : "env",
+		            key_reason(rc, why));
+	}
+	for (size_t i = 0; i < listed.n; i++)
+		if (network_name_valid(listed.items[i]) && strlist_add(networks, listed.items[i]) < 0)
+			rc = -ENOMEM;
+	strlist_clear(&listed);
+	return rc < 0 ? fail(EXIT_FAIL, "out of memory") : 0;
 }
 
 static int cmd_key_migrate(const struct cli *cli, const struct config *cfg)
 {
 	const char *from = cli->from ? cli->from : "env";
 	const char *to = cli->to ? cli->to : cfg->key_storage.name;
+	const struct config_backend *src = NULL, *dst = NULL;
 	struct config_backend env_section;
-	struct backend *env_backend = NULL, *src = NULL, *dst = NULL;
 	struct strlist networks = STRLIST_INIT;
-	struct cli_backends cb;
-	size_t src_index = 0, dst_index = 0;
-	bool src_configured = true;
-	int rc = cli_backends_init(&cb, cfg);
-	if (rc)
-		return rc;
+	struct key_target t;
+	bool target_open = false;
+	struct router *router = NULL;
+	struct migration m = { .cli = cli, .cfg = cfg, .t = &t };
+	int rc = 0;
 
 	for (size_t i = 0; i < cli->networks.n; i++)
-		if (!network_name_valid(cli->networks.items[i])) {
-			rc = fail(EXIT_USAGE, "invalid network name '%s'", cli->networks.items[i]);
-			goto out;
-		}
+		if (!network_name_valid(cli->networks.items[i]))
+			return fail(EXIT_USAGE, "invalid network name '%s'", cli->networks.items[i]);
 	/* "env" is the environment even when no instance is called so, as in
 	 * Omikuji's own `key migrate`. */
 	if (strcmp(from, "env") == 0) {
-		src_configured = false;
-		for (size_t i = 0; i < cb.n; i++)
-			if (strcmp(cli_section(&cb, i)->name, "env") == 0) {
-				src_configured = true;
-				src_index = i;
-			}
-	} else if ((rc = cli_find(&cb, from, &src_index))) {
-		goto out;
+		for (size_t i = 0; i < 1 + cfg->keyfs.n_backends; i++)
+			if (strcmp(config_section(cfg, i)->name, "env") == 0)
+				src = config_section(cfg, i);
+	} else if ((rc = find_section(cfg, from, &src))) {
+		return rc;
 	}
-	if ((rc = cli_find(&cb, to, &dst_index)))
-		goto out;
-	if (src_configured && src_index == dst_index) {
-		rc = fail(EXIT_USAGE, "key migrate: --from and --to name the same backend '%s'", to);
-		goto out;
-	}
-	if (src_configured) {
-		rc = cli_backend(&cb, src_index, &src);
-	} else {
+	if ((rc = find_section(cfg, to, &dst)))
+		return rc;
+	if (src == dst)
+		return fail(EXIT_USAGE, "key migrate: --from and --to name the same backend '%s'", to);
+	if (cli->remove_source && (!src || (src->type->flags & BACKEND_READ_ONLY)))
+		return fail(EXIT_USAGE, "--remove-source: backend '%s' (%s) is read-only",
+		            src ? src->name : "env", src ? src->type->name : "env");
+	m.to = dst->name;
+	m.from = src ? src->name : NULL;
+	if (!src) {
 		memset(&env_section, 0, sizeof(env_section));
 		env_section.name = (char *)"env";
 		env_section.type = backend_type_find("env");
-		rc = open_section(&env_section, &env_backend);
-		src = env_backend;
+		if ((rc = open_section(&env_section, &m.env_backend)))
+			return rc;
 	}
-	if (rc || (rc = cli_backend(&cb, dst_index, &dst)))
+	if ((rc = key_target_open(cfg, &t)))
 		goto out;
-	if (cli->remove_source && (src->type->flags & BACKEND_READ_ONLY)) {
-		rc = fail(EXIT_USAGE, "--remove-source: backend '%s' (%s) is read-only", src->name,
-		          src->type->name);
+	target_open = true;
+	if ((rc = migration_networks(&m, &networks)))
 		goto out;
-	}
-
-	if (cli->networks.n) {
-		for (size_t i = 0; i < cli->networks.n; i++)
-			strlist_add(&networks, cli->networks.items[i]);
-	} else {
-		struct backend_err err = { { 0 }, false };
-		struct strlist listed = STRLIST_INIT;
-		int r = src->ops->list(src, &listed, 0, &err);
-		if (r < 0) {
-			strlist_clear(&listed);
-			rc = fail(EXIT_FAIL, "cannot list the keys of '%s': %s", src->name,
-			          err.msg[0] ? err.msg : strerror(-r));
-			goto out;
-		}
-		for (size_t i = 0; i < listed.n; i++)
-			if (network_name_valid(listed.items[i]))
-				strlist_add(&networks, listed.items[i]);
-		strlist_clear(&listed);
-	}
 	strlist_sort_unique(&networks);
 	if (networks.n == 0)
-		fprintf(stderr, "nothing to migrate: '%s' holds no keys\n", src->name);
+		fprintf(stderr, "nothing to migrate: '%s' holds no keys\n", from);
+	if (router_from_config(cfg, &router) < 0) {
+		rc = fail(EXIT_FAIL, "out of memory");
+		goto out;
+	}
 	for (size_t i = 0; i < networks.n; i++) {
-		int r = migrate_one(cli, cfg, src, dst, networks.items[i]);
+		int r = migrate_one(&m, networks.items[i]);
 		if (r) {
 			rc = r;
 			continue;
 		}
-		size_t routed = router_route(cb.router, networks.items[i]);
-		if (routed != dst_index)
+		const struct config_backend *routed = config_section(cfg, router_route(router, networks.items[i]));
+		if (routed != dst)
 			fprintf(stderr, "note: %s routes to '%s', not '%s': the mount reads it from '%s'\n",
-			        networks.items[i], cli_section(&cb, routed)->name, dst->name,
-			        cli_section(&cb, routed)->name);
+			        networks.items[i], routed->name, dst->name, routed->name);
 	}
+	if (t.mount_pid > 0)
+		fprintf(stderr, "(through the running mount, pid %d)\n", (int)t.mount_pid);
 out:
 	strlist_clear(&networks);
-	if (env_backend)
-		env_backend->ops->close(env_backend);
-	cli_backends_free(&cb);
+	router_free(router);
+	if (target_open)
+		key_target_close(&t);
+	if (m.env_backend)
+		m.env_backend->ops->close(m.env_backend);
 	return rc;
 }
 

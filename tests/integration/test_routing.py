@@ -390,6 +390,48 @@ class TestMigrate(RoutingCase):
         self.assertIn("sepolia: cannot read from 'testnets': no key", r.stderr)
 
 
+class TestMigrateBesideTheMount(RoutingCase):
+    """key migrate with a mount running acts through it: a cached (Vault)
+    instance serves the migrated key at once, not its cached one (the
+    Vault cache TTL here is 300 s)."""
+
+    def setUp(self):
+        super().setUp()
+        self.m.start()
+
+    def audited(self, op, network, storage_type):
+        return [line for line in self.m.audit_lines()
+                if (line["operation"], line["network"], line["storage_type"]) ==
+                (op, network, storage_type) and line["status"] and not line.get("intent")]
+
+    def test_forced_copy_into_a_cached_instance_is_served_at_once(self):
+        old, new = new_key(), new_key()
+        self.vault_put("ethereum-mainnet", old)
+        self.assertEqual(self.m.read_key("ethereum-mainnet"), old + "\n")   # now cached
+        r = self.m.cli("key", "migrate", "--to", "prod-vault", "--network", "ethereum-mainnet",
+                       "--force", env={"OMIKUJI_KEY_ETHEREUM_MAINNET": new})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.vault_key("ethereum-mainnet"), new)
+        self.assertEqual(self.m.read_key("ethereum-mainnet"), new + "\n")
+        self.assertEqual([line["uid"] for line in
+                          self.audited("store", "ethereum-mainnet", "prod-vault")], [os.getuid()])
+
+    def test_remove_source_drops_the_cached_key(self):
+        key = new_key()
+        self.vault_put("polygon-pos", key)
+        self.assertEqual(self.m.read_key("polygon-pos"), key + "\n")   # now cached
+        r = self.m.cli("key", "migrate", "--from", "prod-vault", "--to", "file",
+                       "--network", "polygon-pos", "--remove-source")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("polygon-pos routes to 'prod-vault', not 'file'", r.stderr)
+        self.assertIsNone(self.vault_key("polygon-pos"))
+        self.assertEqual(self.store_key("main", "polygon-pos"), key)
+        with self.assertRaises(FileNotFoundError):
+            self.m.read_key("polygon-pos")
+        self.assertTrue(self.audited("store", "polygon-pos", "file"))
+        self.assertTrue(self.audited("remove", "polygon-pos", "prod-vault"))
+
+
 class TestConfigErrors(unittest.TestCase):
     CASES = [
         ("  backends:\n    - name: Bad\n      storage_type: file\n",

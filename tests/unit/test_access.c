@@ -430,9 +430,15 @@ static struct anomaly *anomaly_build(const struct config_keyfs *cfg)
 	return an;
 }
 
+/* true: publish the minute first, as the mount's maintenance thread does
+ * (anomaly_tick), so the read takes the published state. */
+static bool tick_before_read;
+
 static const char *read_at(struct anomaly *an, double t, uid_t uid, bool *deny)
 {
 	fake_now = t;
+	if (tick_before_read)
+		anomaly_tick(an);
 	struct caller c = who(uid, uid);
 	struct anomaly_verdict v = anomaly_check_read(an, &c);
 	if (deny)
@@ -525,6 +531,29 @@ Test(anomaly, off_hours_in_a_time_zone)
 Test(anomaly, off_hours_with_a_posix_tz_string)
 {
 	check_berlin("CET-1CEST,M3.5.0,M10.5.0/3");
+}
+
+/* The state the maintenance thread publishes once a minute answers as
+ * computing it does, across DST and beyond 2037. */
+Test(anomaly, off_hours_published_by_the_minute_tick)
+{
+	tick_before_read = true;
+	check_berlin("Europe/Berlin");
+	check_berlin("CET-1CEST,M3.5.0,M10.5.0/3");
+	tick_before_read = false;
+}
+
+/* A published minute is not used for another one: a read one minute past
+ * the last tick computes its own answer. */
+Test(anomaly, a_stale_tick_is_not_used)
+{
+	struct config_keyfs cfg = hours_cfg("UTC", 9 * 60, 17 * 60, 0x3eu);
+	struct anomaly *an = anomaly_build(&cfg);
+	fake_now = utc(2024, 6, 11, 8, 59);   /* Tue 08:59 UTC: closed */
+	anomaly_tick(an);
+	expect_kind(read_at(an, utc(2024, 6, 11, 8, 59), 1, NULL), "off_hours", "08:59 published");
+	expect_kind(read_at(an, utc(2024, 6, 11, 9, 0), 1, NULL), NULL, "09:00 not published: computed");
+	anomaly_free(an);
 }
 
 Test(anomaly, off_hours_utc_and_overnight_shift)

@@ -403,6 +403,19 @@ static const struct bad_case bad_cases[] = {
 	  "5:1: YAML syntax error: could not find expected ':' "
 	  "(while scanning a simple key at line 4, column 3)" },
 	{ "a: 1\n---\nb: 2\n", "3:1: more than one YAML document; the config is one document" },
+	/* Unknown keys inside our own sections are errors (only unknown
+	 * top-level sections are skipped): key_storage, logging, keyfs and an
+	 * instance of keyfs.backends. */
+	{ "key_storage:\n  storage_type: file\n  colour: red\n",
+	  "3:3: unknown key 'colour' in key_storage" },
+	{ "logging:\n  colour: red\n", "2:3: unknown key 'colour' in logging" },
+	{ "logging:\n  targets:\n    - type: stdout\n      colour: red\n",
+	  "4:7: unknown key 'colour' in logging.targets[0]" },
+	{ "keyfs:\n  colour: red\n", "2:3: unknown key 'colour' in keyfs" },
+	{ "keyfs:\n  backends:\n    - name: a\n      storage_type: file\n      colour: red\n",
+	  "5:7: unknown key 'colour' in keyfs.backends[0]" },
+	{ "keyfs:\n  backends:\n    - name: a\n      storage_type: file\n      file: {pth: /x}\n",
+	  "5:14: unknown key 'pth' in keyfs.backends[0].file" },
 };
 
 Test(config, errors_name_line_and_column)
