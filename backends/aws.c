@@ -16,10 +16,11 @@
  *     per backend call; DeleteSecret only when AWS cannot have done it
  *     (throttled, 503, not connected).  After the last retry: -EIO.
  *   - Credentials come from the SDK chain (aws_credentials.c), resolved on
- *     first use; temporary ones are refreshed by the first caller that
- *     finds them due (5 minutes, or a third of their lifetime, before they
- *     expire) while the others keep using the still-valid ones; the health
- *     check refreshes them on an idle mount.  A refused signature or an
+ *     first use and kept by the shared credential-lifetime helper
+ *     (util/credential.h, as Vault's token): temporary ones are renewed by
+ *     the first caller that finds them due (2/3 of their lifetime) while
+ *     the others keep signing with the still-valid ones; the health check
+ *     renews them on an idle mount.  A refused signature or an
  *     expired/unknown token makes one re-resolution and one retry.
  *   - Every request sent counts in api_calls (the cost estimate), retries
  *     included: AWS bills each one.
@@ -28,6 +29,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "backend_config.h"
+#include "credential.h"
 #include "http.h"
 #include "json_pick.h"
 #include "log.h"
@@ -71,13 +73,10 @@ struct aws_backend {
 	char created_by[300];
 	int recovery_window_days;
 
-	pthread_mutex_t cred_lock;        /* creds, generation, next_try (no I/O) */
-	pthread_mutex_t refresh_lock;     /* held across a resolution */
-	struct aws_credentials creds;
-	bool have_creds;
-	unsigned generation;
-	double next_try;                  /* wall: after a failed refresh */
-	char last_cred_error[AWS_WHY];
+	/* The signing keys, packed by aws_creds_pack(), with their lifetime and
+	 * source: renewed at 2/3 of it by one thread (credential.h). */
+	struct credential creds;
+	char last_cred_error[AWS_WHY];    /* guarded by creds.refresh_lock */
 
 	atomic_uint_fast64_t calls[AWS_ACTION_COUNT];
 };
@@ -102,21 +101,44 @@ static double aws_deadline(struct aws_backend *a, double deadline)
 
 /* ---- credentials ------------------------------------------------------------------ */
 
+/* A signing copy of the credentials: the packed value split in place. */
 struct aws_cred_copy {
-	char access_key_id[128];
-	struct secret *secret_key;
-	struct secret *session_token;
+	struct secret *packed;
+	const char *access_key_id;
+	const char *secret_key;
+	const char *session_token;        /* NULL for long-term keys */
 	unsigned generation;
 };
 
 static void aws_cred_copy_clear(struct aws_cred_copy *c)
 {
-	secret_free(c->secret_key);
-	secret_free(c->session_token);
+	secret_free(c->packed);
 	memset(c, 0, sizeof(*c));
 }
 
-/* Resolve the chain and install the result.  Caller holds refresh_lock. */
+/* The value kept in a->creds: "AKID\nSECRET" or "AKID\nSECRET\nTOKEN".  The
+ * parsers accept printable characters only, so '\n' separates.  NULL on
+ * ENOMEM. */
+static struct secret *aws_creds_pack(const struct aws_credentials *c)
+{
+	size_t akl = strlen(c->access_key_id);
+	size_t tl = c->session_token ? c->session_token->len + 1 : 0;
+	struct secret *s = secret_new(akl + 1 + c->secret_key->len + tl);
+	if (!s || secret_append(s, c->access_key_id, akl) || secret_append(s, "\n", 1) ||
+	    secret_append(s, c->secret_key->data, c->secret_key->len) ||
+	    (c->session_token && (secret_append(s, "\n", 1) ||
+	                          secret_append(s, c->session_token->data, c->session_token->len)))) {
+		secret_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Resolve the chain and install the result with its lifetime: an
+ * Expiration makes it renewable at 2/3 of what is left of it now.  The
+ * same keys again (an endpoint that has not rotated yet) keep their
+ * generation and only move the renewal point, to 2/3 of the rest.
+ * Caller holds creds.refresh_lock.  0, -EEXIST (the same keys), -errno. */
 static int aws_creds_resolve_locked(struct aws_backend *a, double deadline, char *why,
                                     size_t whylen)
 {
@@ -125,81 +147,57 @@ static int aws_creds_resolve_locked(struct aws_backend *a, double deadline, char
 	int rc = aws_credentials_resolve(&chain, deadline, &fresh, why, whylen);
 	if (rc) {
 		/* Logged once per distinct reason: every call retries the chain. */
-		pthread_mutex_lock(&a->cred_lock);
 		bool news = strcmp(a->last_cred_error, why ? why : "") != 0;
 		snprintf(a->last_cred_error, sizeof(a->last_cred_error), "%s", why ? why : "");
-		pthread_mutex_unlock(&a->cred_lock);
 		if (news)
 			log_kv(LOG_LEVEL_WARN, "aws: no credentials", "backend", "aws",
 			       "error", why ? why : "", (char *)NULL);
 		return rc == -ENOENT ? -EACCES : rc;
 	}
+	a->last_cred_error[0] = 0;
 	char expires[40] = "never";
-	if (fresh.expires_at > 0)
+	struct credential_timing timing = { .renewable = false, .ttl = 0 };   /* never expires */
+	if (fresh.expires_at > 0) {
 		clock_rfc3339(fresh.expires_at, expires, sizeof(expires));
-	pthread_mutex_lock(&a->cred_lock);
-	bool same = a->have_creds && !strcmp(a->creds.access_key_id, fresh.access_key_id) &&
-	            secret_equal(a->creds.secret_key, fresh.secret_key) &&
-	            secret_equal(a->creds.session_token, fresh.session_token);
-	aws_credentials_clear(&a->creds);
-	a->creds = fresh;
+		timing = credential_timing_left(&a->creds, fresh.expires_at - clock_wall());
+	}
+	struct secret *packed = aws_creds_pack(&fresh);
 	char source[sizeof(fresh.source)];
 	memcpy(source, fresh.source, sizeof(source));
-	a->have_creds = true;
-	a->generation++;
-	a->next_try = 0;
-	a->last_cred_error[0] = 0;
-	pthread_mutex_unlock(&a->cred_lock);
+	aws_credentials_clear(&fresh);
+	if (!packed)
+		return -ENOMEM;
+	struct secret *cur = credential_snapshot(&a->creds, NULL);
+	bool same = cur && secret_equal(cur, packed);
+	secret_free(cur);
+	if (same) {
+		secret_free(packed);
+		packed = NULL;
+	}
+	credential_install_from(&a->creds, packed, &timing, source);
 	if (!same)
 		log_kv(LOG_LEVEL_INFO, "aws: credentials obtained", "backend", "aws",
 		       "source", source, "expires", expires, (char *)NULL);
 	return same ? -EEXIST : 0;
 }
 
-/* Is a (re)resolution needed now?  Caller holds cred_lock. */
-static bool aws_creds_due_locked(struct aws_backend *a, double now, bool *usable)
-{
-	*usable = a->have_creds && !aws_credentials_expired(&a->creds, now);
-	if (!a->have_creds)
-		return true;
-	double at = aws_credentials_refresh_at(&a->creds);
-	if (at < 0 || now < at)
-		return false;
-	return !*usable || now >= a->next_try;
-}
-
-/* Make sure there are credentials worth signing with, refreshing them when
- * due.  A failed refresh is not an error while the old ones are valid. */
+/* Make sure there are credentials worth signing with: resolve the chain
+ * when there are none or they expired (callers queue behind one resolver),
+ * renew them when due (one thread; the others keep signing with the
+ * still-valid ones).  A failed renewal is not an error while they last. */
 static int aws_creds_ensure(struct aws_backend *a, double deadline, char *why, size_t whylen)
 {
-	bool usable;
-	pthread_mutex_lock(&a->cred_lock);
-	bool due = aws_creds_due_locked(a, clock_wall(), &usable);
-	pthread_mutex_unlock(&a->cred_lock);
-	if (!due)
+	bool login, renew;
+	if (!credential_begin(&a->creds, true, false, &login, &renew))
 		return 0;
-	if (usable && pthread_mutex_trylock(&a->refresh_lock) != 0)
-		return 0;   /* someone is refreshing; ours still work */
-	if (!usable)
-		pthread_mutex_lock(&a->refresh_lock);
-	int rc = 0;
-	pthread_mutex_lock(&a->cred_lock);
-	due = aws_creds_due_locked(a, clock_wall(), &usable);
-	pthread_mutex_unlock(&a->cred_lock);
-	if (due) {
-		rc = aws_creds_resolve_locked(a, deadline, why, whylen);
-		if (rc == -EEXIST)
-			rc = 0;
-		if (rc && usable) {
-			pthread_mutex_lock(&a->cred_lock);
-			double now = clock_wall();
-			double left = a->creds.expires_at - now;
-			a->next_try = now + (left / 3 > 1 ? left / 3 : 1);
-			pthread_mutex_unlock(&a->cred_lock);
-			rc = 0;
-		}
+	int rc = aws_creds_resolve_locked(a, deadline, why, whylen);
+	if (rc == -EEXIST)
+		rc = 0;
+	if (rc && !login) {
+		credential_retry_later(&a->creds);
+		rc = 0;
 	}
-	pthread_mutex_unlock(&a->refresh_lock);
+	credential_end(&a->creds);
 	return rc;
 }
 
@@ -208,32 +206,34 @@ static int aws_creds_ensure(struct aws_backend *a, double deadline, char *why, s
 static int aws_creds_reresolve(struct aws_backend *a, unsigned used, double deadline)
 {
 	char why[AWS_WHY] = "";
-	pthread_mutex_lock(&a->refresh_lock);
-	pthread_mutex_lock(&a->cred_lock);
-	bool changed = a->generation != used;
-	pthread_mutex_unlock(&a->cred_lock);
-	int rc = changed ? 0 : aws_creds_resolve_locked(a, deadline, why, sizeof(why));
-	pthread_mutex_unlock(&a->refresh_lock);
+	pthread_mutex_lock(&a->creds.refresh_lock);
+	int rc = credential_changed(&a->creds, used)
+	         ? 0 : aws_creds_resolve_locked(a, deadline, why, sizeof(why));
+	pthread_mutex_unlock(&a->creds.refresh_lock);
 	return rc;   /* -EEXIST: the same credentials again, no point */
 }
 
 static int aws_creds_snapshot(struct aws_backend *a, struct aws_cred_copy *out)
 {
 	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&a->cred_lock);
-	int rc = a->have_creds ? 0 : -EACCES;
-	if (!rc) {
-		memcpy(out->access_key_id, a->creds.access_key_id, sizeof(out->access_key_id));
-		out->secret_key = secret_dup(a->creds.secret_key);
-		out->session_token = secret_dup(a->creds.session_token);
-		out->generation = a->generation;
-		if (!out->secret_key || (a->creds.session_token && !out->session_token))
-			rc = -ENOMEM;
-	}
-	pthread_mutex_unlock(&a->cred_lock);
-	if (rc)
+	out->packed = credential_snapshot(&a->creds, &out->generation);
+	if (!out->packed)
+		return -EACCES;
+	char *p = (char *)out->packed->data;
+	char *nl = strchr(p, '\n');
+	if (!nl) {
 		aws_cred_copy_clear(out);
-	return rc;
+		return -EACCES;
+	}
+	*nl = 0;
+	out->access_key_id = p;
+	out->secret_key = nl + 1;
+	char *nl2 = strchr(nl + 1, '\n');
+	if (nl2) {
+		*nl2 = 0;
+		out->session_token = nl2 + 1;
+	}
+	return 0;
 }
 
 /* ---- requests ------------------------------------------------------------------------ */
@@ -279,9 +279,10 @@ static int aws_send(struct aws_backend *a, enum aws_action act, const struct sec
 	headers[nh++] = target;
 	if (cred->session_token) {
 		static const char name[] = "X-Amz-Security-Token: ";
-		tok_hdr = secret_new(sizeof(name) + cred->session_token->len);
+		size_t tl = strlen(cred->session_token);
+		tok_hdr = secret_new(sizeof(name) + tl);
 		if (!tok_hdr || secret_append(tok_hdr, name, sizeof(name) - 1) ||
-		    secret_append(tok_hdr, cred->session_token->data, cred->session_token->len)) {
+		    secret_append(tok_hdr, cred->session_token, tl)) {
 			secret_free(tok_hdr);
 			return -ENOMEM;
 		}
@@ -292,7 +293,7 @@ static int aws_send(struct aws_backend *a, enum aws_action act, const struct sec
 		.method = "POST", .url = a->url, .headers = headers,
 		.body = body->data, .body_len = body->len,
 		.aws_sigv4 = a->sigv4, .aws_access_key = cred->access_key_id,
-		.aws_secret_key = (const char *)cred->secret_key->data,
+		.aws_secret_key = cred->secret_key,
 	};
 	aws_reply_clear(r);
 	int rc = http_perform(a->http, &req, deadline, &r->resp, err, errlen);
@@ -444,7 +445,7 @@ int aws_parse_get_secret_value(const void *body, size_t len, struct secret **out
 	secret_free(ss);
 	if (rc == 0 && created && p[1].type == JSON_PICK_NUMBER && !p[1].cut) {
 		double t = strtod(date, NULL);
-		if (isfinite(t) && t > 0)
+		if (isfinite(t) && t > 0 && t < 1e11)   /* epoch seconds; else not plausible */
 			*created = t;
 	}
 	return rc;
@@ -748,16 +749,9 @@ static void aws_health(struct backend *b, struct backend_health *out)
 	if (rc)
 		snprintf(out->error, sizeof(out->error), "%s", err.msg[0] ? err.msg : strerror(-rc));
 
-	char expires[48] = "unknown", source[96] = "none";
-	pthread_mutex_lock(&a->cred_lock);
-	if (a->have_creds) {
-		snprintf(source, sizeof(source), "%s", a->creds.source);
-		if (a->creds.expires_at > 0)
-			clock_rfc3339(a->creds.expires_at, expires, sizeof(expires));
-		else
-			snprintf(expires, sizeof(expires), "never");
-	}
-	pthread_mutex_unlock(&a->cred_lock);
+	char expires[48], source[96];
+	credential_source_text(&a->creds, source, sizeof(source));
+	credential_expiry_text(&a->creds, expires, sizeof(expires));
 	snprintf(out->detail, sizeof(out->detail),
 	         "region: %s\nregion_from: %s\nendpoint: %s\nprefix: %s\n"
 	         "credential_source: %s\ncredentials_expire: %s\n",
@@ -783,11 +777,9 @@ static void aws_close(struct backend *b)
 	if (!a)
 		return;
 	http_client_free(a->http);
-	aws_credentials_clear(&a->creds);
+	credential_destroy(&a->creds);
 	free(a->prefix);
 	free(a->profile);
-	pthread_mutex_destroy(&a->cred_lock);
-	pthread_mutex_destroy(&a->refresh_lock);
 	free(a);
 }
 
@@ -867,8 +859,7 @@ static int aws_open(const struct config_backend *cfg, const char *name, struct b
 		return -ENOMEM;
 	}
 	a->base.ops = &aws_backend_ops;
-	pthread_mutex_init(&a->cred_lock, NULL);
-	pthread_mutex_init(&a->refresh_lock, NULL);
+	credential_init(&a->creds, NULL);
 	for (int i = 0; i < AWS_ACTION_COUNT; i++)
 		atomic_init(&a->calls[i], 0);
 	int rc = aws_open_section(a, &cfg->aws, err);
@@ -890,9 +881,9 @@ static int aws_start(struct backend *b, struct backend_err *err)
 	(void)err;
 	struct aws_backend *a = aws_of(b);
 	char why[AWS_WHY] = "";
-	pthread_mutex_lock(&a->refresh_lock);
+	pthread_mutex_lock(&a->creds.refresh_lock);
 	aws_creds_resolve_locked(a, aws_deadline(a, 0), why, sizeof(why));
-	pthread_mutex_unlock(&a->refresh_lock);
+	pthread_mutex_unlock(&a->creds.refresh_lock);
 	return 0;
 }
 

@@ -14,15 +14,20 @@
  *   - IMDS gets at most one second per request (as the SDKs): on a machine
  *     that is not on EC2 the link-local address does not answer.
  *   - Supported profile keys: aws_access_key_id, aws_secret_access_key,
- *     aws_session_token, region, role_arn + web_identity_token_file
- *     (+ role_session_name).  A profile using source_profile,
- *     credential_process or sso_* is reported as unsupported.
+ *     aws_session_token, region, role_arn with source_profile or
+ *     credential_source (+ role_session_name, external_id,
+ *     duration_seconds), role_arn + web_identity_token_file,
+ *     credential_process.  Precedence inside a profile, loop rules and the
+ *     command split follow botocore (credentials.py).  A profile using
+ *     sso_* or mfa_serial is refused with one line: a daemon can neither
+ *     open a browser nor type a code.
  */
 #include "aws_internal.h"
 #include "backend.h"
 #include "clock.h"
 #include "http.h"
 #include "json_pick.h"
+#include "secret_file.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -34,13 +39,18 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <jansson.h>
 
 #define AWS_FILE_MAX (1024 * 1024)
 #define AWS_IMDS_DEFAULT "http://169.254.169.254"
 #define AWS_ECS_HOST "http://169.254.170.2"
 #define AWS_IMDS_SECONDS 1.0
-#define AWS_REFRESH_BEFORE 300.0
 
 static const char *aws_env(const char *name)
 {
@@ -56,101 +66,23 @@ void aws_credentials_clear(struct aws_credentials *c)
 	memset(c, 0, sizeof(*c));
 }
 
-double aws_credentials_refresh_at(const struct aws_credentials *c)
-{
-	if (c->expires_at <= 0)
-		return -1;
-	double life = c->expires_at - c->obtained_at;
-	double before = life > 0 && life / 3.0 < AWS_REFRESH_BEFORE ? life / 3.0 : AWS_REFRESH_BEFORE;
-	return c->expires_at - before;
-}
-
-bool aws_credentials_expired(const struct aws_credentials *c, double now)
-{
-	return c->expires_at > 0 && now >= c->expires_at - 1.0;
-}
-
 /* ---- files -------------------------------------------------------------------- */
 
-/* Read a whole (small) file into a secret: it may hold keys or tokens.
- * -ENOENT when it does not exist. */
+/* A whole (small) file that may hold keys: the shared files.  -ENOENT
+ * (why not set) when it does not exist: the SDKs skip missing files. */
 static int aws_read_file(const char *path, struct secret **out, char *why, size_t whylen)
 {
-	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		if (e != ENOENT)
-			backend_why(why, whylen, "cannot open %s: %s", path, strerror(e));
-		return -e;
-	}
-	struct secret *s = secret_new(4096);
-	int rc = s ? 0 : -ENOMEM;
-	while (!rc) {
-		if (s->len == s->cap) {
-			if (s->cap >= AWS_FILE_MAX) {
-				backend_why(why, whylen, "%s is too large", path);
-				rc = -EFBIG;
-				break;
-			}
-			/* grow by appending nothing but room: secret_append copies */
-			char pad[1] = { 0 };
-			if (secret_append(s, pad, 1)) {
-				rc = -ENOMEM;
-				break;
-			}
-			s->len--;
-		}
-		ssize_t n = read(fd, s->data + s->len, s->cap - s->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			backend_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
-			break;
-		}
-		if (n == 0)
-			break;
-		s->len += (size_t)n;
-	}
-	close(fd);
-	if (rc) {
-		secret_free(s);
-		return rc;
-	}
-	s->data[s->len] = 0;
-	*out = s;
-	return 0;
+	char inner[200] = "";
+	int rc = secret_file_read(path, AWS_FILE_MAX, 0, out, inner, sizeof(inner));
+	if (rc && rc != -ENOENT)
+		backend_why(why, whylen, "%s", inner);
+	return rc;
 }
 
 /* A token file: trimmed, printable, non-empty. */
 static int aws_read_token_file(const char *path, struct secret **out, char *why, size_t whylen)
 {
-	struct secret *raw = NULL;
-	int rc = aws_read_file(path, &raw, why, whylen);
-	if (rc == -ENOENT)
-		backend_why(why, whylen, "%s does not exist", path);
-	if (rc)
-		return rc;
-	size_t a = 0, z = raw->len;
-	while (a < z && isspace(raw->data[a]))
-		a++;
-	while (z > a && isspace(raw->data[z - 1]))
-		z--;
-	for (size_t i = a; i < z; i++) {
-		if (raw->data[i] < 0x20 || raw->data[i] > 0x7e) {
-			z = a;
-			break;
-		}
-	}
-	if (z == a) {
-		backend_why(why, whylen, "%s is empty or holds non-printable characters", path);
-		secret_free(raw);
-		return -EINVAL;
-	}
-	*out = secret_from(raw->data + a, z - a);
-	secret_free(raw);
-	return *out ? 0 : -ENOMEM;
+	return secret_file_read(path, AWS_FILE_MAX, SECRET_FILE_TOKEN, out, why, whylen);
 }
 
 static char *aws_home_path(const char *suffix)
@@ -430,7 +362,6 @@ static int aws_credentials_set(struct aws_credentials *out, const char *ak, size
 		aws_credentials_clear(out);
 		return -ENOMEM;
 	}
-	out->obtained_at = clock_wall();
 	out->expires_at = exp;
 	return 0;
 }
@@ -445,36 +376,61 @@ json_t *aws_json_load(const void *body, size_t len)
 	return j;
 }
 
+/* The members of a credentials object: AccessKeyId, SecretAccessKey, the
+ * session token under token_member, optional Expiration.  `what` names
+ * the answer in the reason. */
+static int aws_credentials_from_json(json_t *root, const char *token_member, const char *what,
+                                     struct aws_credentials *out, char *why, size_t whylen)
+{
+	json_t *ak = json_object_get(root, "AccessKeyId");
+	json_t *sk = json_object_get(root, "SecretAccessKey");
+	json_t *tok = json_object_get(root, token_member);
+	json_t *exp = json_object_get(root, "Expiration");
+	if (!json_is_string(ak) || !json_is_string(sk)) {
+		backend_why(why, whylen, "%s lacks AccessKeyId or SecretAccessKey", what);
+		return -EIO;
+	}
+	if ((tok && !json_is_null(tok) && !json_is_string(tok)) ||
+	    (exp && !json_is_null(exp) && !json_is_string(exp))) {
+		backend_why(why, whylen, "%s: %s and Expiration must be strings", what, token_member);
+		return -EIO;
+	}
+	bool has_tok = json_is_string(tok);
+	return aws_credentials_set(out, json_string_value(ak), json_string_length(ak),
+	                           json_string_value(sk), json_string_length(sk),
+	                           has_tok ? json_string_value(tok) : NULL,
+	                           has_tok ? json_string_length(tok) : 0,
+	                           json_is_string(exp) ? json_string_value(exp) : NULL, why, whylen);
+}
+
 int aws_parse_credentials_json(const void *body, size_t len, struct aws_credentials *out,
                                char *why, size_t whylen)
 {
 	int rc = -EIO;
 	json_t *root = aws_json_load(body, len);
-	if (!json_is_object(root)) {
-		backend_why(why, whylen, "credentials answer is not a JSON object");
-		goto out;
-	}
 	json_t *code = json_object_get(root, "Code");
-	if (code && (!json_is_string(code) || strcmp(json_string_value(code), "Success"))) {
+	if (!json_is_object(root))
+		backend_why(why, whylen, "credentials answer is not a JSON object");
+	else if (code && (!json_is_string(code) || strcmp(json_string_value(code), "Success")))
 		backend_why(why, whylen, "credentials answer Code is not Success");
-		goto out;
-	}
-	json_t *ak = json_object_get(root, "AccessKeyId");
-	json_t *sk = json_object_get(root, "SecretAccessKey");
-	json_t *tok = json_object_get(root, "Token");
-	json_t *exp = json_object_get(root, "Expiration");
-	if (!json_is_string(ak) || !json_is_string(sk) || (tok && !json_is_null(tok) && !json_is_string(tok)) ||
-	    (exp && !json_is_string(exp))) {
-		backend_why(why, whylen, "credentials answer lacks AccessKeyId or SecretAccessKey");
-		goto out;
-	}
-	bool has_tok = json_is_string(tok);
-	rc = aws_credentials_set(out, json_string_value(ak), json_string_length(ak),
-	                         json_string_value(sk), json_string_length(sk),
-	                         has_tok ? json_string_value(tok) : NULL,
-	                         has_tok ? json_string_length(tok) : 0,
-	                         exp ? json_string_value(exp) : NULL, why, whylen);
-out:
+	else
+		rc = aws_credentials_from_json(root, "Token", "credentials answer", out, why, whylen);
+	secret_json_free(root);
+	return rc;
+}
+
+int aws_parse_process_json(const void *body, size_t len, struct aws_credentials *out,
+                           char *why, size_t whylen)
+{
+	int rc = -EIO;
+	json_t *root = aws_json_load(body, len);
+	json_t *ver = json_object_get(root, "Version");
+	if (!json_is_object(root))
+		backend_why(why, whylen, "output is not a JSON object");
+	else if (!json_is_integer(ver) || json_integer_value(ver) != 1)
+		backend_why(why, whylen, "unsupported Version (supported: 1)");
+	else
+		rc = aws_credentials_from_json(root, "SessionToken", "output", out, why, whylen);
 	secret_json_free(root);
 	return rc;
 }
@@ -518,7 +474,7 @@ int aws_parse_sts_response(long status, const char *body, size_t len,
 			aws_copy_printable(code, sizeof(code), c, l1);
 		if (m)
 			aws_copy_printable(msg, sizeof(msg), m, l2);
-		backend_why(why, whylen, "STS AssumeRoleWithWebIdentity: %s%s%s (HTTP %ld)",
+		backend_why(why, whylen, "STS refused: %s%s%s (HTTP %ld)",
 		        code[0] ? code : "error", msg[0] ? ": " : "", msg, status);
 		return status >= 400 && status < 500 ? -EACCES : -EIO;
 	}
@@ -778,143 +734,539 @@ static int aws_from_env(struct aws_credentials *out, char *why, size_t whylen)
 	return rc;
 }
 
-/* Percent-encode for a form body (RFC 3986 unreserved kept); malloc'd. */
-static char *aws_form_escape(const char *s)
+/* Append name=value (value percent-encoded, RFC 3986 unreserved kept) to
+ * a form body; the encoded copy is wiped (the value may be a token). */
+static int aws_form_add(struct secret *body, const char *name, const char *value)
 {
-	size_t n = strlen(s) * 3 + 1;
-	char *o = malloc(n);
-	if (o && http_escape_segment(s, o, n)) {
-		free(o);
-		return NULL;
+	size_t n = strlen(value) * 3 + 1;
+	char *e = malloc(n);
+	int rc = e && !http_escape_segment(value, e, n) ? 0 : -ENOMEM;
+	if (!rc && body->len)
+		rc = secret_append(body, "&", 1);
+	if (!rc)
+		rc = secret_append(body, name, strlen(name));
+	if (!rc)
+		rc = secret_append(body, "=", 1);
+	if (!rc)
+		rc = secret_append(body, e, strlen(e));
+	if (e) {
+		secret_wipe(e, n);
+		free(e);
 	}
-	return o;
+	return rc;
 }
 
-/* POST AssumeRoleWithWebIdentity (unsigned, as the SDKs send it). */
-static int aws_web_identity(const struct aws_chain *ch, const char *role_arn,
-                            const char *token_file, const char *session_name, double deadline,
-                            struct aws_credentials *out, char *why, size_t whylen)
+/* One STS query action (form body, XML answer) that returns Credentials.
+ * signer NULL: unsigned (AssumeRoleWithWebIdentity, as the SDKs send it);
+ * else signed with its keys by libcurl's SigV4 for service sts, its
+ * session token in X-Amz-Security-Token.  params: name/value pairs, NULL
+ * name ends them.  `what` prefixes the reason. */
+struct aws_form_param {
+	const char *name;
+	const char *value;
+};
+
+static int aws_sts_call(const struct aws_chain *ch, const char *what,
+                        const struct aws_form_param *params, const struct aws_credentials *signer,
+                        double deadline, struct aws_credentials *out, char *why, size_t whylen)
 {
-	struct secret *tok = NULL, *body = NULL;
+	char url[512], err[128] = "", sigv4[128], inner[200] = "";
+	struct secret *body = secret_new(512), *tok_hdr = NULL;
 	struct http_response resp = { 0 };
-	char url[512], err[128] = "", sname[80];
-	int rc = aws_read_token_file(token_file, &tok, why, whylen);
-	if (rc) {
-		if (rc != -ENOMEM) {
-			char inner[200];
-			snprintf(inner, sizeof(inner), "%s", why ? why : "");
-			backend_why(why, whylen, "web identity: %s", inner);
-		}
-		return rc == -ENOMEM ? rc : -EACCES;
-	}
+	int rc = body ? 0 : -ENOMEM;
+	for (size_t i = 0; !rc && params[i].name; i++)
+		rc = aws_form_add(body, params[i].name, params[i].value);
+	if (rc)
+		goto out;
 	if (aws_resolve_sts_endpoint(ch->region, url, sizeof(url) - 2)) {
-		backend_why(why, whylen, "web identity: invalid STS endpoint");
+		backend_why(why, whylen, "%s: invalid STS endpoint", what);
 		rc = -EINVAL;
 		goto out;
 	}
 	strcat(url, "/");
-	if (session_name && *session_name)
-		snprintf(sname, sizeof(sname), "%s", session_name);
-	else
-		snprintf(sname, sizeof(sname), "omikuji-keyfs-%lld", (long long)time(NULL));
-	char *e_role = aws_form_escape(role_arn), *e_name = aws_form_escape(sname);
-	char *e_tok = aws_form_escape((const char *)tok->data);
-	body = secret_new(256 + tok->len * 3);
-	if (!e_role || !e_name || !e_tok || !body) {
-		rc = -ENOMEM;
-	} else {
-		static const char a[] = "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=";
-		rc = secret_append(body, a, sizeof(a) - 1);
-		if (!rc)
-			rc = secret_append(body, e_role, strlen(e_role));
-		if (!rc)
-			rc = secret_append(body, "&RoleSessionName=", 17);
-		if (!rc)
-			rc = secret_append(body, e_name, strlen(e_name));
-		if (!rc)
-			rc = secret_append(body, "&WebIdentityToken=", 18);
-		if (!rc)
-			rc = secret_append(body, e_tok, strlen(e_tok));
-	}
-	free(e_role);
-	free(e_name);
-	if (e_tok) {
-		secret_wipe(e_tok, strlen(e_tok));
-		free(e_tok);
-	}
-	if (rc)
-		goto out;
-	static const char *const hdrs[] = {
-		"Content-Type: application/x-www-form-urlencoded; charset=utf-8",
-		"Accept: text/xml", NULL };
+	const char *hdrs[4] = { "Content-Type: application/x-www-form-urlencoded; charset=utf-8",
+	                        "Accept: text/xml", NULL, NULL };
 	struct http_request req = { .method = "POST", .url = url, .headers = hdrs,
 	                            .body = body->data, .body_len = body->len, .idempotent = true };
+	if (signer) {
+		static const char name[] = "X-Amz-Security-Token: ";
+		if (signer->session_token) {
+			tok_hdr = secret_new(sizeof(name) + signer->session_token->len);
+			if (!tok_hdr || secret_append(tok_hdr, name, sizeof(name) - 1) ||
+			    secret_append(tok_hdr, signer->session_token->data,
+			                  signer->session_token->len)) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			hdrs[2] = (const char *)tok_hdr->data;
+		}
+		snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:sts", ch->region);
+		req.aws_sigv4 = sigv4;
+		req.aws_access_key = signer->access_key_id;
+		req.aws_secret_key = (const char *)signer->secret_key->data;
+	}
 	rc = http_request(ch->http, &req, deadline, &resp, err, sizeof(err));
 	if (rc) {
-		backend_why(why, whylen, "web identity: STS unreachable: %s", err);
+		backend_why(why, whylen, "%s: STS unreachable: %s", what, err);
 		rc = rc == -ETIMEDOUT ? rc : -EIO;
 		goto out;
 	}
 	rc = aws_parse_sts_response(resp.status, resp.body ? (const char *)resp.body->data : NULL,
-	                            resp.body ? resp.body->len : 0, out, why, whylen);
-	if (!rc)
-		snprintf(out->source, sizeof(out->source), "web-identity");
+	                            resp.body ? resp.body->len : 0, out, inner, sizeof(inner));
+	if (rc)
+		backend_why(why, whylen, "%s: %s", what, inner);
 out:
 	http_response_clear(&resp);
-	secret_free(tok);
 	secret_free(body);
+	secret_free(tok_hdr);
 	return rc;
 }
 
-static int aws_from_profile(const struct aws_chain *ch, double deadline,
+/* The session name: configured, else omikuji-keyfs-<unix time> (the SDKs
+ * use <sdk>-session-<time>): CloudTrail shows it. */
+static void aws_session_name(const char *configured, char *out, size_t outlen)
+{
+	if (configured && *configured)
+		snprintf(out, outlen, "%s", configured);
+	else
+		snprintf(out, outlen, "omikuji-keyfs-%lld", (long long)time(NULL));
+}
+
+/* STS AssumeRoleWithWebIdentity with the token read from token_file (again
+ * at every resolution: EKS rewrites it). */
+static int aws_web_identity(const struct aws_chain *ch, const char *role_arn,
+                            const char *token_file, const char *session_name, double deadline,
                             struct aws_credentials *out, char *why, size_t whylen)
 {
-	const char *name = aws_profile_name(ch->profile);
-	bool explicit_profile = strcmp(name, "default") != 0;
+	struct secret *tok = NULL;
+	char sname[80], inner[200] = "";
+	int rc = aws_read_token_file(token_file, &tok, inner, sizeof(inner));
+	if (rc) {
+		backend_why(why, whylen, "web identity: %s", inner);
+		return rc == -ENOMEM ? rc : -EACCES;
+	}
+	aws_session_name(session_name, sname, sizeof(sname));
+	const struct aws_form_param params[] = {
+		{ "Action", "AssumeRoleWithWebIdentity" }, { "Version", "2011-06-15" },
+		{ "RoleArn", role_arn }, { "RoleSessionName", sname },
+		{ "WebIdentityToken", (const char *)tok->data }, { NULL, NULL } };
+	rc = aws_sts_call(ch, "web identity", params, NULL, deadline, out, why, whylen);
+	if (!rc)
+		snprintf(out->source, sizeof(out->source), "web-identity");
+	secret_free(tok);
+	return rc;
+}
+
+/* ---- credential_process ------------------------------------------------------------------- */
+
+int aws_split_command(const char *s, char ***argv_out)
+{
+	*argv_out = NULL;
+	size_t n = strlen(s);
+	/* words fit in the input's bytes plus one NUL each; pointers after */
+	char **argv = calloc(n / 2 + 2, sizeof(char *));
+	char *buf = malloc(n + 1 + n / 2 + 2);
+	if (!argv || !buf) {
+		free(argv);
+		free(buf);
+		return -ENOMEM;
+	}
+	size_t argc = 0;
+	char *o = buf;
+	const char *p = s;
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+			p++;
+		if (!*p)
+			break;
+		argv[argc++] = o;
+		while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+			if (*p == '\'') {                     /* literal up to the next ' */
+				const char *q = strchr(p + 1, '\'');
+				if (!q)
+					goto unbalanced;
+				memcpy(o, p + 1, (size_t)(q - p - 1));
+				o += q - p - 1;
+				p = q + 1;
+			} else if (*p == '"') {               /* \ escapes \ " $ ` and newline only */
+				for (p++; *p != '"'; p++) {
+					if (!*p)
+						goto unbalanced;
+					if (*p == '\\' && p[1] && strchr("\\\"$`\n", p[1]))
+						p++;
+					*o++ = *p;
+				}
+				p++;
+			} else if (*p == '\\') {              /* escapes any character */
+				if (!p[1])
+					goto unbalanced;
+				*o++ = p[1];
+				p += 2;
+			} else {
+				*o++ = *p++;
+			}
+		}
+		*o++ = 0;
+	}
+	if (!argc) {
+		free(argv);
+		free(buf);
+		return -EINVAL;
+	}
+	argv[argc] = NULL;
+	/* one allocation for the caller: argv[0] is buf, freed with argv */
+	*argv_out = argv;
+	return 0;
+unbalanced:
+	free(argv);
+	free(buf);
+	return -EINVAL;
+}
+
+void aws_split_command_free(char **argv)
+{
+	if (argv) {
+		free(argv[0]);
+		free(argv);
+	}
+}
+
+/* Wait for pid until the deadline, then kill it.  Its exit status, or -1
+ * when it was killed or did not exit normally. */
+static int aws_reap(pid_t pid, double deadline)
+{
+	int status = 0;
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (clock_monotonic() >= deadline) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return -1;
+		}
+		usleep(10000);
+	}
+}
+
+/* Run a profile's credential_process as botocore does: split like a POSIX
+ * shell's words (shlex), no shell, searched in PATH, stdout is Version 1
+ * JSON.  stdin is /dev/null; stderr is discarded (it may echo anything, and
+ * nothing it says can reach a log); bounded by the deadline and 64 KiB. */
+static int aws_credential_process(const char *profile, const char *command, double deadline,
+                                  struct aws_credentials *out, char *why, size_t whylen)
+{
+	char **argv = NULL;
+	int rc = aws_split_command(command, &argv);
+	if (rc) {
+		if (rc == -EINVAL)
+			backend_why(why, whylen, "profile %s: credential_process is empty or has an "
+			            "unbalanced quote", profile);
+		return rc == -ENOMEM ? rc : -EACCES;
+	}
+	int fds[2] = { -1, -1 };
+	pid_t pid = -1;
+	struct secret *buf = secret_new(4096);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	if (!buf || pipe2(fds, O_CLOEXEC) != 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	int e = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	close(fds[1]);
+	fds[1] = -1;
+	if (e) {
+		pid = -1;
+		backend_why(why, whylen, "profile %s: credential_process %s cannot be run: %s",
+		            profile, argv[0], strerror(e));
+		rc = -EACCES;
+		goto out;
+	}
+	bool too_big = false;
+	for (;;) {
+		double left = deadline - clock_monotonic();
+		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+		int pr = left > 0 ? poll(&pfd, 1, (int)(left * 1000) + 1) : 0;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			break;   /* the deadline: aws_reap kills it */
+		if (buf->len == buf->cap) {
+			if (buf->cap >= 65536) {
+				too_big = true;
+				break;
+			}
+			static const char pad[1] = { 0 };
+			if (secret_append(buf, pad, 1)) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf->len--;
+		}
+		ssize_t n = read(fds[0], buf->data + buf->len, buf->cap - buf->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		buf->len += (size_t)n;
+	}
+	bool timed_out = clock_monotonic() >= deadline;
+	int status = aws_reap(pid, too_big || rc ? 0 : deadline);
+	pid = -1;
+	if (rc)
+		goto out;
+	if (too_big || timed_out || status != 0) {
+		if (too_big)
+			backend_why(why, whylen, "profile %s: credential_process wrote more than 64 KiB",
+			            profile);
+		else if (timed_out)
+			backend_why(why, whylen, "profile %s: credential_process did not finish in time",
+			            profile);
+		else if (status > 0)
+			backend_why(why, whylen, "profile %s: credential_process exited with status %d",
+			            profile, status);
+		else
+			backend_why(why, whylen, "profile %s: credential_process was killed or did not "
+			            "exit", profile);
+		rc = timed_out ? -ETIMEDOUT : -EACCES;
+		goto out;
+	}
+	char inner[160] = "";
+	rc = aws_parse_process_json(buf->data, buf->len, out, inner, sizeof(inner));
+	if (rc) {
+		backend_why(why, whylen, "profile %s: credential_process: %s", profile, inner);
+		rc = rc == -ENOMEM ? rc : -EACCES;
+	}
+out:
+	if (pid > 0)
+		aws_reap(pid, 0);
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+	posix_spawn_file_actions_destroy(&fa);
+	secret_free(buf);
+	aws_split_command_free(argv);
+	return rc;
+}
+
+/* ---- shared-file profiles ------------------------------------------------------------------ */
+
+#define AWS_PROFILE_DEPTH 8
+
+/* The profiles a role chain went through (botocore's visited list). */
+struct aws_visit {
+	char names[AWS_PROFILE_DEPTH][128];
+	size_t n;
+};
+
+static int aws_profile_credentials(const struct aws_chain *ch, const char *name,
+                                   struct aws_visit *visit, double deadline,
+                                   struct aws_credentials *out, char *why, size_t whylen);
+
+static bool aws_has_static(const struct aws_profile *p)
+{
+	return aws_profile_get(p, "aws_access_key_id") || aws_profile_get(p, "aws_secret_access_key");
+}
+
+/* The static keys of a profile. */
+static int aws_profile_static(const struct aws_profile *p, const char *name,
+                              struct aws_credentials *out, char *why, size_t whylen)
+{
+	const char *ak = aws_profile_get(p, "aws_access_key_id");
+	const char *sk = aws_profile_get(p, "aws_secret_access_key");
+	const char *tok = aws_profile_get(p, "aws_session_token");
+	if (!ak || !sk) {
+		backend_why(why, whylen, "profile %s has only one of aws_access_key_id and "
+		            "aws_secret_access_key", name);
+		return -EACCES;
+	}
+	int rc = aws_credentials_set(out, ak, strlen(ak), sk, strlen(sk), tok,
+	                             tok ? strlen(tok) : 0, NULL, why, whylen);
+	if (rc == -EIO) {
+		backend_why(why, whylen, "profile %s: malformed aws_access_key_id or secret", name);
+		rc = -EACCES;
+	}
+	if (!rc)
+		snprintf(out->source, sizeof(out->source), "profile %s", name);
+	return rc;
+}
+
+/* credential_source of a role profile: the named source alone. */
+static int aws_from_container(const struct aws_chain *ch, double deadline,
+                              struct aws_credentials *out, char *why, size_t whylen);
+static int aws_from_imds(const struct aws_chain *ch, double deadline,
+                         struct aws_credentials *out, char *why, size_t whylen);
+
+static int aws_credential_source(const struct aws_chain *ch, const char *name, const char *src,
+                                 double deadline, struct aws_credentials *out, char *why,
+                                 size_t whylen)
+{
+	int rc;
+	if (!strcmp(src, "Environment"))
+		rc = aws_from_env(out, why, whylen);
+	else if (!strcmp(src, "Ec2InstanceMetadata"))
+		rc = aws_from_imds(ch, deadline, out, why, whylen);
+	else if (!strcmp(src, "EcsContainer"))
+		rc = aws_from_container(ch, deadline, out, why, whylen);
+	else {
+		backend_why(why, whylen, "profile %s: credential_source %.40s is not one of "
+		            "Environment, Ec2InstanceMetadata, EcsContainer", name, src);
+		return -EACCES;
+	}
+	if (rc == -ENOENT) {
+		backend_why(why, whylen, "profile %s: no credentials in credential_source %s",
+		            name, src);
+		rc = -EACCES;
+	}
+	return rc;
+}
+
+/* role_arn with source_profile or credential_source: the source's keys,
+ * then STS AssumeRole signed with them (role_session_name, external_id,
+ * duration_seconds as the profile says). */
+static int aws_assume_role(const struct aws_chain *ch, const struct aws_profile *p,
+                           const char *name, struct aws_visit *visit, double deadline,
+                           struct aws_credentials *out, char *why, size_t whylen)
+{
+	const char *role = aws_profile_get(p, "role_arn");
+	const char *sp = aws_profile_get(p, "source_profile");
+	const char *cs = aws_profile_get(p, "credential_source");
+	const char *dur = aws_profile_get(p, "duration_seconds");
+	const char *ext = aws_profile_get(p, "external_id");
+	if (sp && cs) {
+		backend_why(why, whylen, "profile %s contains both source_profile and "
+		            "credential_source", name);
+		return -EACCES;
+	}
+	if (!sp && !cs) {
+		backend_why(why, whylen, "profile %s has role_arn but neither source_profile nor "
+		            "credential_source", name);
+		return -EACCES;
+	}
+	if (aws_profile_get(p, "mfa_serial")) {
+		backend_why(why, whylen, "profile %s needs an MFA code (mfa_serial), which a daemon "
+		            "cannot type", name);
+		return -EACCES;
+	}
+	if (dur && (strspn(dur, "0123456789") != strlen(dur) || strlen(dur) > 6)) {
+		backend_why(why, whylen, "profile %s: duration_seconds is not a number of seconds",
+		            name);
+		return -EACCES;
+	}
+	struct aws_credentials src;
+	memset(&src, 0, sizeof(src));
+	int rc;
+	if (cs) {
+		rc = aws_credential_source(ch, name, cs, deadline, &src, why, whylen);
+	} else if (!strcmp(sp, name)) {
+		/* itself: allowed for its own static keys only (botocore) */
+		if (!aws_has_static(p)) {
+			backend_why(why, whylen, "profile %s is its own source_profile but has no "
+			            "static keys", name);
+			return -EACCES;
+		}
+		rc = aws_profile_static(p, name, &src, why, whylen);
+	} else {
+		for (size_t i = 0; i < visit->n; i++) {
+			if (!strcmp(visit->names[i], sp)) {
+				backend_why(why, whylen, "profile %s: source_profile %s makes a loop",
+				            name, sp);
+				return -EACCES;
+			}
+		}
+		rc = aws_profile_credentials(ch, sp, visit, deadline, &src, why, whylen);
+		if (rc == -ENOENT) {
+			backend_why(why, whylen, "profile %s: source_profile %s has no credentials",
+			            name, sp);
+			rc = -EACCES;
+		}
+	}
+	if (rc) {
+		aws_credentials_clear(&src);
+		return rc;
+	}
+	char sname[80], what[200];
+	aws_session_name(aws_profile_get(p, "role_session_name"), sname, sizeof(sname));
+	snprintf(what, sizeof(what), "profile %s: AssumeRole", name);
+	struct aws_form_param params[8] = {
+		{ "Action", "AssumeRole" }, { "Version", "2011-06-15" },
+		{ "RoleArn", role }, { "RoleSessionName", sname } };
+	size_t np = 4;
+	if (ext)
+		params[np++] = (struct aws_form_param){ "ExternalId", ext };
+	if (dur)
+		params[np++] = (struct aws_form_param){ "DurationSeconds", dur };
+	params[np] = (struct aws_form_param){ NULL, NULL };
+	rc = aws_sts_call(ch, what, params, &src, deadline, out, why, whylen);
+	aws_credentials_clear(&src);
+	if (!rc)
+		snprintf(out->source, sizeof(out->source), "profile %s (assume-role)", name);
+	return rc;
+}
+
+/* One profile's credentials, in botocore's order: role_arn with a source
+ * (AssumeRole; for a source profile only when it has no static keys),
+ * role_arn + web_identity_token_file, SSO (refused), static keys,
+ * credential_process.  -ENOENT when the profile has none of these. */
+static int aws_profile_credentials(const struct aws_chain *ch, const char *name,
+                                   struct aws_visit *visit, double deadline,
+                                   struct aws_credentials *out, char *why, size_t whylen)
+{
+	if (visit->n >= AWS_PROFILE_DEPTH) {
+		backend_why(why, whylen, "profile %s: more than %d profiles chained", name,
+		            AWS_PROFILE_DEPTH);
+		return -EACCES;
+	}
+	snprintf(visit->names[visit->n++], sizeof(visit->names[0]), "%s", name);
 	char *cpath = aws_credentials_file_path(), *fpath = aws_config_file_path();
 	struct aws_profile p;
+	memset(&p, 0, sizeof(p));
 	int rc = -ENOMEM;
 	if (!cpath || !fpath)
 		goto out_paths;
 	rc = aws_profile_load(cpath, fpath, name, &p, why, whylen);
 	if (rc)
 		goto out_paths;
-	const char *ak = aws_profile_get(&p, "aws_access_key_id");
-	const char *sk = aws_profile_get(&p, "aws_secret_access_key");
-	const char *tok = aws_profile_get(&p, "aws_session_token");
 	const char *role = aws_profile_get(&p, "role_arn");
 	const char *wif = aws_profile_get(&p, "web_identity_token_file");
+	const char *proc = aws_profile_get(&p, "credential_process");
+	bool top = visit->n == 1;
 	if (!p.found) {
 		rc = -ENOENT;
-		if (explicit_profile) {
+		if (!top) {
+			backend_why(why, whylen, "profile %s: its source_profile %s is in neither %s "
+			            "nor %s", visit->names[visit->n - 2], name, cpath, fpath);
+			rc = -EACCES;
+		} else if (strcmp(name, "default")) {
 			backend_why(why, whylen, "profile %s is in neither %s nor %s", name, cpath, fpath);
 			rc = -EACCES;
 		}
-	} else if (ak && sk) {
-		rc = aws_credentials_set(out, ak, strlen(ak), sk, strlen(sk), tok,
-		                         tok ? strlen(tok) : 0, NULL, why, whylen);
-		if (rc == -EIO) {
-			backend_why(why, whylen, "profile %s: malformed aws_access_key_id or secret", name);
-			rc = -EACCES;
-		}
-		if (!rc)
-			snprintf(out->source, sizeof(out->source), "profile %s", name);
+	} else if (role && !wif && (top || !aws_has_static(&p))) {
+		rc = aws_assume_role(ch, &p, name, visit, deadline, out, why, whylen);
 	} else if (role && wif) {
 		rc = aws_web_identity(ch, role, wif, aws_profile_get(&p, "role_session_name"),
 		                      deadline, out, why, whylen);
 		if (!rc)
 			snprintf(out->source, sizeof(out->source), "profile %s (web-identity)", name);
-	} else if (ak || sk) {
-		backend_why(why, whylen, "profile %s has only one of aws_access_key_id and "
-		        "aws_secret_access_key", name);
+	} else if (aws_profile_get(&p, "sso_session") || aws_profile_get(&p, "sso_start_url")) {
+		backend_why(why, whylen, "profile %s uses SSO (sso_session/sso_start_url), which "
+		            "omikuji-keyfs does not support: a daemon cannot log in through a browser",
+		            name);
 		rc = -EACCES;
-	} else if (role || aws_profile_get(&p, "credential_process") ||
-	           aws_profile_get(&p, "sso_start_url") || aws_profile_get(&p, "sso_session")) {
-		backend_why(why, whylen, "profile %s uses %s, which omikuji-keyfs does not support "
-		        "(use static keys, web identity, container or instance credentials)", name,
-		        role ? "source_profile/role_arn" : aws_profile_get(&p, "credential_process")
-		             ? "credential_process" : "SSO");
-		rc = -EACCES;
+	} else if (aws_has_static(&p)) {
+		rc = aws_profile_static(&p, name, out, why, whylen);
+	} else if (proc) {
+		rc = aws_credential_process(name, proc, deadline, out, why, whylen);
+		if (!rc)
+			snprintf(out->source, sizeof(out->source), "profile %s (process)", name);
 	} else {
 		rc = -ENOENT;   /* a profile with only settings (region): next source */
 	}
@@ -923,6 +1275,15 @@ out_paths:
 	free(cpath);
 	free(fpath);
 	return rc;
+}
+
+static int aws_from_profile(const struct aws_chain *ch, double deadline,
+                            struct aws_credentials *out, char *why, size_t whylen)
+{
+	struct aws_visit visit;
+	memset(&visit, 0, sizeof(visit));
+	return aws_profile_credentials(ch, aws_profile_name(ch->profile), &visit, deadline, out,
+	                               why, whylen);
 }
 
 static bool aws_container_host_ok(const char *url)

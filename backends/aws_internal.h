@@ -28,7 +28,6 @@ struct aws_credentials {
 	char access_key_id[128];
 	struct secret *secret_key;      /* NULL when none */
 	struct secret *session_token;   /* NULL for long-term keys */
-	double obtained_at;             /* wall seconds */
 	double expires_at;              /* wall seconds; 0 = does not expire */
 	char source[96];                /* "environment", "profile NAME", "web-identity",
 	                                 * "container", "imds" (health/aws shows it) */
@@ -47,8 +46,10 @@ struct aws_chain {
 
 /* The credential chain, in the order of the AWS SDKs (aws-sdk-rust's
  * DefaultCredentialsChain): environment; the shared credentials and config
- * files' profile (static keys, or role_arn + web_identity_token_file); web
- * identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (STS
+ * files' profile, in botocore's order within it (role_arn with
+ * source_profile or credential_source -> STS AssumeRole; role_arn +
+ * web_identity_token_file; SSO, refused; static keys; credential_process);
+ * web identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (STS
  * AssumeRoleWithWebIdentity); ECS/EKS container credentials; EC2 IMDSv2.
  * The first source that is configured decides: its failure is the answer
  * (a broken profile does not fall through to the instance's role).  0 with
@@ -58,11 +59,8 @@ struct aws_chain {
 int aws_credentials_resolve(const struct aws_chain *chain, double deadline,
                             struct aws_credentials *out, char *why, size_t whylen);
 
-/* When to refresh credentials that expire: 5 minutes before, or after 2/3
- * of their lifetime when that is shorter.  Never (< 0) for expires_at 0. */
-double aws_credentials_refresh_at(const struct aws_credentials *c);
-/* Expired (with one second of margin for the request in flight). */
-bool aws_credentials_expired(const struct aws_credentials *c, double now);
+/* Their lifetime (renewal at 2/3 of it, expiry) is kept by the shared
+ * credential helper, util/credential.h, in aws.c. */
 
 /* The container credentials URL: http://169.254.170.2 + $AWS_CONTAINER_
  * CREDENTIALS_RELATIVE_URI, else $AWS_CONTAINER_CREDENTIALS_FULL_URI when it
@@ -109,7 +107,23 @@ double aws_parse_iso8601(const char *s);
 int aws_parse_credentials_json(const void *body, size_t len, struct aws_credentials *out,
                                char *why, size_t whylen);
 
-/* STS AssumeRoleWithWebIdentity's XML answer.  200: Credentials' four
+/* A credential_process's output (botocore's ProcessProvider): JSON with
+ * Version 1, AccessKeyId, SecretAccessKey, optional SessionToken and
+ * Expiration.  0, -EIO with why (never quoting the output), -ENOMEM. */
+int aws_parse_process_json(const void *body, size_t len, struct aws_credentials *out,
+                           char *why, size_t whylen);
+
+/* Split a credential_process command into words as botocore does
+ * (shlex.split, POSIX mode, no comments): blanks separate; '...' is
+ * literal; in "..." a backslash escapes only \ " $ ` and newline; outside
+ * quotes it escapes any character.  No shell runs it: no variables, globs
+ * or pipes.  0 with a NULL-terminated argv (free with
+ * aws_split_command_free), -EINVAL (empty, unbalanced quote, trailing
+ * backslash), -ENOMEM. */
+int aws_split_command(const char *s, char ***argv_out);
+void aws_split_command_free(char **argv);
+
+/* STS AssumeRole's and AssumeRoleWithWebIdentity's XML answer.  200: Credentials' four
  * members; otherwise the Error Code and Message into why, -EACCES for
  * 4xx, -EIO else. */
 int aws_parse_sts_response(long status, const char *body, size_t len,

@@ -18,16 +18,6 @@ void backend_err_set(struct backend_err *e, const char *fmt, ...)
 	va_end(ap);
 }
 
-void backend_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	if (!why || !whylen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 /* The registry: one row per type, the only list of types there is.  The
  * config accepts exactly these storage_type names (in this order in its
  * messages); a row whose ops are NULL is a type this build does not have. */

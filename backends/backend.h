@@ -54,6 +54,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "secret.h"
+#include "strbuf.h"
 #include "strlist.h"
 
 struct config_backend;
@@ -74,8 +75,7 @@ void backend_err_set(struct backend_err *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Format a reason into the caller's buffer why[whylen] (why may be NULL):
  * the parsers' "why" out-parameters.  Never key material. */
-void backend_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+#define backend_why text_setf   /* util/strbuf.h: shared with util's readers */
 
 #define BACKEND_HEALTH_DETAIL_MAX 1024
 

@@ -30,6 +30,7 @@
 #include "credential.h"
 #include "json_pick.h"
 #include "log.h"
+#include "secret_file.h"
 #include "vault_internal.h"
 
 #include <errno.h>
@@ -705,54 +706,8 @@ out:
 /* Read a token or secret_id file: trimmed, printable, into a new secret. */
 static int vault_read_secret_file(const char *path, struct secret **out, char *why, size_t whylen)
 {
-	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		backend_why(why, whylen, "cannot open %s: %s", path, strerror(e));
-		return -e;
-	}
-	struct secret *s = secret_new(VAULT_TOKEN_FILE_MAX);
-	int rc = 0;
-	if (!s) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		if (s->len >= s->cap) {
-			backend_why(why, whylen, "%s is too large", path);
-			rc = -EFBIG;
-			goto out;
-		}
-		ssize_t n = read(fd, s->data + s->len, s->cap - s->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			backend_why(why, whylen, "cannot read %s: %s", path, strerror(-rc));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		s->len += (size_t)n;
-	}
-	size_t a = 0, z = s->len;
-	while (a < z && (s->data[a] == ' ' || s->data[a] == '\t' || s->data[a] == '\n' || s->data[a] == '\r'))
-		a++;
-	while (z > a && (s->data[z - 1] == ' ' || s->data[z - 1] == '\t' || s->data[z - 1] == '\n' || s->data[z - 1] == '\r'))
-		z--;
-	if (!vault_token_chars_ok(s->data + a, z - a)) {
-		backend_why(why, whylen, "%s is empty or holds non-printable characters", path);
-		rc = -EINVAL;
-		goto out;
-	}
-	*out = secret_from(s->data + a, z - a);
-	if (!*out)
-		rc = -ENOMEM;
-out:
-	secret_free(s);
-	close(fd);
-	return rc;
+	return secret_file_read(path, VAULT_TOKEN_FILE_MAX, SECRET_FILE_TOKEN | SECRET_FILE_NO_BLANKS,
+	                        out, why, whylen);
 }
 
 /* AppRole login.  Caller holds token.refresh_lock. */
@@ -855,16 +810,9 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 	bool need_login, need_renew;
 
 	bool approle = v->auth == VAULT_AUTH_APPROLE;
-	credential_needs(&v->token, approle, &need_login, &need_renew);
-	if (!need_login && !need_renew)
-		return 0;
 	/* Someone else may be doing it: queue, then look again. */
-	pthread_mutex_lock(&v->token.refresh_lock);
-	credential_needs(&v->token, approle, &need_login, &need_renew);
-	if (!need_login && !need_renew) {
-		pthread_mutex_unlock(&v->token.refresh_lock);
+	if (!credential_begin(&v->token, approle, true, &need_login, &need_renew))
 		return 0;
-	}
 	if (need_login) {
 		rc = vault_login(v, deadline, why, whylen);
 	} else {
@@ -881,7 +829,7 @@ static int vault_ensure_token(struct vault_backend *v, double deadline, char *wh
 			}
 		}
 	}
-	pthread_mutex_unlock(&v->token.refresh_lock);
+	credential_end(&v->token);
 	return rc;
 }
 

@@ -813,7 +813,7 @@ static void render_refresh(struct strbuf *out)
 	render_network_times(out, prefix, snap, n, offsetof(struct refresh_snapshot, value));
 	family(out, "omikuji_key_updated_timestamp_seconds", "gauge",
 	       "Unix time the backend itself says a network's current key was written "
-	       "(Vault: the version's created_time); for rotation-age alerts.");
+	       "(Vault: the version's created_time; AWS: its CreatedDate); for rotation-age alerts.");
 	render_network_times(out, "omikuji_key_updated_timestamp_seconds{network=\"", snap, n,
 	                     offsetof(struct refresh_snapshot, updated));
 	free(snap);

@@ -50,7 +50,15 @@ void credential_destroy(struct credential *c)
 void credential_install(struct credential *c, struct secret *value,
                         const struct credential_timing *timing)
 {
+	credential_install_from(c, value, timing, NULL);
+}
+
+void credential_install_from(struct credential *c, struct secret *value,
+                             const struct credential_timing *timing, const char *source)
+{
 	pthread_mutex_lock(&c->lock);
+	if (source)
+		snprintf(c->source, sizeof(c->source), "%s", source);
 	if (value) {
 		secret_free(c->value);
 		c->value = value;
@@ -65,6 +73,17 @@ void credential_install(struct credential *c, struct secret *value,
 	}
 	c->next_renew_at = 0;
 	pthread_mutex_unlock(&c->lock);
+}
+
+struct credential_timing credential_timing_left(struct credential *c, double left)
+{
+	pthread_mutex_lock(&c->lock);
+	double now = c->now();
+	pthread_mutex_unlock(&c->lock);
+	/* ttl 0 would mean "never": an expired value keeps a tiny positive one */
+	struct credential_timing t = { .renewable = true, .obtained_at = now,
+	                               .ttl = left > 0.001 ? left : 0.001 };
+	return t;
 }
 
 struct secret *credential_snapshot(struct credential *c, unsigned *generation)
@@ -97,6 +116,29 @@ void credential_needs(struct credential *c, bool can_login, bool *login, bool *r
 	pthread_mutex_unlock(&c->lock);
 }
 
+bool credential_begin(struct credential *c, bool can_login, bool wait, bool *login, bool *renew)
+{
+	credential_needs(c, can_login, login, renew);
+	if (!*login && !*renew)
+		return false;
+	if (*login || wait)
+		pthread_mutex_lock(&c->refresh_lock);
+	else if (pthread_mutex_trylock(&c->refresh_lock) != 0)
+		return false;   /* another thread renews; the current value still works */
+	/* The thread before us may have done it: look again. */
+	credential_needs(c, can_login, login, renew);
+	if (!*login && !*renew) {
+		pthread_mutex_unlock(&c->refresh_lock);
+		return false;
+	}
+	return true;
+}
+
+void credential_end(struct credential *c)
+{
+	pthread_mutex_unlock(&c->refresh_lock);
+}
+
 void credential_retry_later(struct credential *c)
 {
 	pthread_mutex_lock(&c->lock);
@@ -119,5 +161,12 @@ void credential_expiry_text(struct credential *c, char *buf, size_t size)
 			clock_rfc3339(clock_wall() + left, buf, size);
 		}
 	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void credential_source_text(struct credential *c, char *buf, size_t size)
+{
+	pthread_mutex_lock(&c->lock);
+	snprintf(buf, size, "%s", c->value ? (c->source[0] ? c->source : "unknown") : "none");
 	pthread_mutex_unlock(&c->lock);
 }

@@ -40,6 +40,7 @@ struct credential {
 	bool timing_known;              /* from a login, renewal or lookup */
 	double next_renew_at;           /* after a failed renewal: not before */
 	unsigned generation;            /* bumped whenever value changes */
+	char source[96];                /* where the value came from, for health; "" = not said */
 };
 
 void credential_init(struct credential *c, clock_fn now);   /* now NULL: clock_monotonic */
@@ -52,6 +53,16 @@ void credential_destroy(struct credential *c);
  * pending retry-later. */
 void credential_install(struct credential *c, struct secret *value,
                         const struct credential_timing *timing);
+/* The same, also naming where the value came from (for health lines; never
+ * a secret).  source NULL keeps the current name. */
+void credential_install_from(struct credential *c, struct secret *value,
+                             const struct credential_timing *timing, const char *source);
+/* A timing for a value that expires `left` seconds from now on c's clock
+ * (issuers that state an absolute Expiration): renewable, so that it is
+ * replaced at 2/3 of what was left when it was obtained.  left <= 0 gives
+ * an already expired value; pass no timing at all for one that never
+ * expires. */
+struct credential_timing credential_timing_left(struct credential *c, double left);
 /* A copy of the value (NULL when none; caller frees) and its generation. */
 struct secret *credential_snapshot(struct credential *c, unsigned *generation);
 /* Has the value changed since generation (another thread logged in)? */
@@ -60,10 +71,21 @@ bool credential_changed(struct credential *c, unsigned generation);
  * when can_login: a static token cannot be minted again), *renew when a
  * valid renewable one is due and no retry-later is pending. */
 void credential_needs(struct credential *c, bool can_login, bool *login, bool *renew);
+/* Claim the refresh when one is needed: true with refresh_lock held (call
+ * credential_end) and *login / *renew as credential_needs says after the
+ * lock was taken; false when nothing is needed any more.  A login (no
+ * valid value) always queues behind a running refresher.  A renewal
+ * queues too when `wait`; otherwise, when another thread is already
+ * renewing, it returns false at once: the caller signs with the current,
+ * still valid value instead of waiting for the issuer. */
+bool credential_begin(struct credential *c, bool can_login, bool wait, bool *login, bool *renew);
+void credential_end(struct credential *c);
 /* A renewal failed but the value still works: try again after a third of
  * what is left of its life (at least a second). */
 void credential_retry_later(struct credential *c);
 /* Expiry for health lines: "never", "unknown" or an RFC 3339 time. */
 void credential_expiry_text(struct credential *c, char *buf, size_t size);
+/* Where the value came from: its source, or "none" when there is no value. */
+void credential_source_text(struct credential *c, char *buf, size_t size);
 
 #endif

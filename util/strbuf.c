@@ -126,3 +126,13 @@ void strbuf_reset(struct strbuf *b)
 	memset(b, 0, sizeof(*b));
 	b->limit = limit;
 }
+
+void text_setf(char *out, size_t outlen, const char *fmt, ...)
+{
+	if (!out || !outlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out, outlen, fmt, ap);
+	va_end(ap);
+}

@@ -27,4 +27,9 @@ int strbuf_json_escape(struct strbuf *b, const char *s);
 char *strbuf_detach(struct strbuf *b, size_t *len);
 void strbuf_reset(struct strbuf *b);   /* free and reinitialise (limit kept) */
 
+/* Format into a fixed caller buffer out[outlen] (out may be NULL): the
+ * one-line reasons ("why") that parsers and readers hand back. */
+void text_setf(char *out, size_t outlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

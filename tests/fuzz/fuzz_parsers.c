@@ -303,6 +303,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct aws_credentials c = { 0 };
 		if (aws_parse_credentials_json(data, size, &c, why, sizeof(why)) == 0)
 			aws_credentials_clear(&c);
+		/* the same bytes as a credential_process's output and command */
+		if (aws_parse_process_json(data, size, &c, why, sizeof(why)) == 0)
+			aws_credentials_clear(&c);
+		char *cmd = strndup((const char *)data, size), **argv = NULL;
+		if (cmd && aws_split_command(cmd, &argv) == 0) {
+			for (size_t i = 0; argv[i]; i++)
+				if (strlen(argv[i]) > size)
+					abort();   /* a word is never longer than the input */
+			aws_split_command_free(argv);
+		}
+		free(cmd);
 		break;
 	}
 	case 12: {

@@ -3,8 +3,8 @@
 boto3/botocore from Debian: every Secrets Manager action the backend uses,
 pagination, deletion and restore, AWS's error shapes, signature checks
 (wrong key, tampered body, unsigned x-amz header), session tokens and the
-three credential endpoints (STS web identity, IMDSv2, container) through
-botocore's own fetchers."""
+three credential endpoints (STS web identity and AssumeRole, IMDSv2,
+container) through boto3 and botocore's own fetchers."""
 import json
 import os
 import secrets
@@ -237,6 +237,81 @@ class AwsServerBoto3(unittest.TestCase):
                         sts.assume_role_with_web_identity(
                                 RoleArn="arn:aws:iam::123456789012:role/omikuji",
                                 RoleSessionName="s1", WebIdentityToken="wrong" * 5)
+
+        def test_sts_assume_role_with_boto3(self):
+                """AssumeRole is signed (service sts) and checked like Secrets
+                Manager calls: boto3's request is accepted, a wrong key or secret
+                is refused with STS's codes, ExternalId is enforced, and the
+                credentials it mints work (also as the source of a chained
+                AssumeRole, their session token signed)."""
+                role = "arn:aws:iam::123456789012:role/ops-%s" % secrets.token_hex(3)
+                ext = secrets.token_hex(8)
+                self.srv.require_external_id(role, ext)
+                sts = self.srv.boto3_client("sts")
+                before = self.srv.stats()["rejected_signatures"]
+                out = sts.assume_role(RoleArn=role, RoleSessionName="s1", ExternalId=ext,
+                                      DurationSeconds=900)
+                c = out["Credentials"]
+                self.assertTrue(c["AccessKeyId"].startswith("ASIA"))
+                self.assertEqual(out["AssumedRoleUser"]["Arn"],
+                                 role.replace(":role/", ":assumed-role/") + "/s1")
+                entry = [e for e in self.srv.log() if e.get("kind") == "sts"][-1]
+                self.assertEqual((entry["action"], entry["caller"], entry["external_id"],
+                                  entry["duration_seconds"], entry["session_name"]),
+                                 ("AssumeRole", self.srv.access_key, ext, "900", "s1"))
+                # role chaining: the minted keys sign the next AssumeRole
+                sts2 = self.srv.boto3_client("sts", access_key=c["AccessKeyId"],
+                                             secret_key=c["SecretAccessKey"], token=c["SessionToken"])
+                c2 = sts2.assume_role(RoleArn="arn:aws:iam::123456789012:role/next",
+                                      RoleSessionName="s2")["Credentials"]
+                self.srv.boto3_client(access_key=c2["AccessKeyId"], secret_key=c2["SecretAccessKey"],
+                                      token=c2["SessionToken"]).list_secrets()
+                with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                        sts.assume_role(RoleArn=role, RoleSessionName="s1", ExternalId="wrong-id")
+                self.assertEqual(error_code(ctx), "AccessDenied")
+                with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                        self.srv.boto3_client("sts", secret_key="wrong" * 8).assume_role(
+                                RoleArn=role, RoleSessionName="s1", ExternalId=ext)
+                self.assertEqual(error_code(ctx), "SignatureDoesNotMatch")
+                with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                        self.srv.boto3_client("sts", access_key="AKIAUNKNOWN000000000").assume_role(
+                                RoleArn=role, RoleSessionName="s1", ExternalId=ext)
+                self.assertEqual(error_code(ctx), "InvalidClientTokenId")
+                with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                        sts.assume_role(RoleArn=role, RoleSessionName="bad name!", ExternalId=ext)
+                self.assertEqual(error_code(ctx), "ValidationError")
+                self.assertEqual(self.srv.stats()["rejected_signatures"], before + 2)
+                # unsigned: refused before anything else
+                status, _, raw = self.srv.request(
+                        "POST", "/", b"Action=AssumeRole&Version=2011-06-15&RoleArn=x&RoleSessionName=s1",
+                        {"Content-Type": "application/x-www-form-urlencoded"})
+                self.assertEqual(status, 403)
+                self.assertIn(b"<Code>MissingAuthenticationToken</Code>", raw)
+
+        def test_botocore_assume_role_fetcher(self):
+                """botocore's own AssumeRoleCredentialFetcher (what a profile with
+                role_arn + source_profile runs) against this STS: its request is
+                accepted and its refreshable credentials work."""
+                import boto3
+                from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+                session = boto3.session.Session()
+
+                def client_creator(service, **kw):
+                        kw.update(endpoint_url=self.srv.url, region_name=self.srv.region)
+                        return session.client(service, **kw)
+                fetcher = AssumeRoleCredentialFetcher(
+                        client_creator, Credentials(self.srv.access_key, self.srv.secret_key),
+                        "arn:aws:iam::123456789012:role/fetched",
+                        extra_args={"RoleSessionName": "botocore", "DurationSeconds": 3600})
+                creds = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+                frozen = creds.get_frozen_credentials()
+                self.assertTrue(frozen.access_key.startswith("ASIA"))
+                self.srv.boto3_client(access_key=frozen.access_key, secret_key=frozen.secret_key,
+                                      token=frozen.token).list_secrets()
+                entry = [e for e in self.srv.log() if e.get("kind") == "sts"][-1]
+                self.assertEqual((entry["role_arn"], entry["session_name"], entry["access_key"]),
+                                 ("arn:aws:iam::123456789012:role/fetched", "botocore",
+                                  frozen.access_key))
 
         def test_imdsv2_with_botocore_fetcher(self):
                 from botocore.utils import InstanceMetadataFetcher

@@ -10,14 +10,22 @@ One HTTP port serves:
     (botocore.auth.SigV4Auth computes the canonical request from the headers
     the request says it signed), so a canonical request that AWS would
     compute differently is refused as AWS refuses it.
-  * STS AssumeRoleWithWebIdentity (POST / with a form body, unsigned, XML
-    answer as STS gives it).
+  * STS AssumeRoleWithWebIdentity (POST / with a form body, unsigned) and
+    AssumeRole (signed with SigV4 for service "sts", verified like every
+    Secrets Manager call, with STS's error codes: InvalidClientTokenId,
+    SignatureDoesNotMatch, ExpiredToken, ...), XML answers as STS gives
+    them.  AssumeRole checks RoleSessionName and DurationSeconds
+    (900-43200) as STS does, and an ExternalId when the role requires one
+    (POST /_test/external_id {"role_arn", "external_id"}: AccessDenied
+    otherwise).  Minted credentials live --temp-ttl seconds whatever
+    DurationSeconds asks, so that tests can watch them expire.
   * EC2 instance metadata, IMDSv2 only: PUT /latest/api/token, then
     GET /latest/meta-data/iam/security-credentials/[ROLE] with the token.
   * ECS/EKS container credentials: GET --container-path, checking the
     Authorization header against --container-token when one is set.
   * /_test/ control API: faults, request log, stats, minting session
-    credentials, the temporary-credential lifetime.
+    credentials (logged as kind "session"), the temporary-credential
+    lifetime, a role's required ExternalId.
 
 Stdlib plus botocore (Debian's python3-botocore, used only to compute the
 reference signature); run with /usr/bin/python3:
@@ -67,17 +75,16 @@ import base64
 import datetime
 import hmac
 import json
-import os
 import secrets
-import signal
 import socket
 import string
-import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from serverbase import FaultState, PlumbingHandler, TestHTTPServer, serve
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -152,7 +159,7 @@ class Secret:
                 return vid
 
 
-class State:
+class State(FaultState):
         def __init__(self, args):
                 self.lock = threading.Lock()
                 self.region = args.region
@@ -171,8 +178,8 @@ class State:
                                          "source": "static"}
                 self.secrets = {}            # name -> Secret
                 self.imds_tokens = {}        # token -> expiry
-                self.fault = {"mode": "none", "count": -1, "action": None, "delay": None}
-                self.release = threading.Event()
+                self.external_ids = {}       # role ARN -> the ExternalId AssumeRole must send
+                self.init_faults(action=None)
                 self.reset_stats()
 
         def reset_stats(self):
@@ -198,23 +205,7 @@ class State:
                         "Expiration": iso8601(expires)}
 
         def take_fault(self, action):
-                f = self.fault
-                if f["mode"] == "none" or f["count"] == 0:
-                        return None
-                if f["action"] and f["action"] != action:
-                        return None
-                taken = dict(f)
-                taken["release"] = self.release
-                if f["count"] > 0:
-                        f["count"] -= 1
-                        if f["count"] == 0:
-                                f["mode"] = "none"
-                return taken
-
-        def set_fault(self, fault):
-                self.fault = fault
-                old, self.release = self.release, threading.Event()
-                old.set()
+                return self.take_fault_if(lambda f: not f["action"] or f["action"] == action)
 
         def find(self, secret_id):
                 if not isinstance(secret_id, str) or not secret_id:
@@ -229,7 +220,7 @@ class State:
                 return s
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(PlumbingHandler, BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "aws-test-server"
         sys_version = ""
@@ -248,10 +239,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.server.state
 
         def read_body(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                if n > MAX_BODY:
+                try:
+                        return self.read_request_body(MAX_BODY)
+                except ValueError:
                         raise AwsError("SerializationException", "request too large")
-                return self.rfile.read(n) if n else b""
 
         def send_raw(self, status, body, ctype, extra=None):
                 self.send_response(status)
@@ -269,13 +260,6 @@ class Handler(BaseHTTPRequestHandler):
         def send_error_json(self, e):
                 member = "message" if e.lower else "Message"
                 self.send_json(e.status, {"__type": e.code, member: e.message})
-
-        def drop(self):
-                self.close_connection = True
-                try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                        pass
 
         # --- routing -------------------------------------------------------
 
@@ -310,7 +294,7 @@ class Handler(BaseHTTPRequestHandler):
 
         # --- signatures ----------------------------------------------------
 
-        def verify(self, body):
+        def verify(self, body, service="secretsmanager"):
                 """The access key of a correctly signed request, else AwsError."""
                 auth = self.headers.get("Authorization")
                 if not auth:
@@ -335,7 +319,7 @@ class Handler(BaseHTTPRequestHandler):
                         raise AwsError("IncompleteSignatureException",
                                        "Credential must have exactly 5 slash-delimited elements",
                                        lower=True)
-                ak, day, region, service, _ = cred
+                ak, day, region, _, _ = cred
                 key = self.st.keys.get(ak)
                 if key is None:
                         raise AwsError("UnrecognizedClientException",
@@ -375,10 +359,10 @@ class Handler(BaseHTTPRequestHandler):
                         raise AwsError("InvalidSignatureException",
                                        "Credential should be scoped to a valid region. ",
                                        lower=True)
-                if service != "secretsmanager":
+                if cred[3] != service:
                         raise AwsError("InvalidSignatureException",
                                        "Credential should be scoped to correct service: "
-                                       "'secretsmanager'. ", lower=True)
+                                       "'%s'. " % service, lower=True)
                 signed = parts["SignedHeaders"].split(";")
                 present = {k.lower() for k in self.headers.keys()}
                 missing = [h for h in signed if h not in present]
@@ -492,7 +476,7 @@ class Handler(BaseHTTPRequestHandler):
                         return False
                 if fault["mode"] == "hang":
                         fault["release"].wait(fault["delay"] or 3600)
-                        self.drop()
+                        self.drop_connection()
                         return True
                 return False
 
@@ -697,40 +681,85 @@ class Handler(BaseHTTPRequestHandler):
                        '<RequestId>%s</RequestId></ErrorResponse>' % (code, message, uuid.uuid4()))
                 self.send_raw(status, xml.encode(), "text/xml")
 
+        # The signature errors of the JSON services, as STS spells them.
+        STS_AUTH_ERRORS = {
+                "MissingAuthenticationTokenException": (403, "MissingAuthenticationToken"),
+                "IncompleteSignatureException": (400, "IncompleteSignature"),
+                "UnrecognizedClientException": (403, "InvalidClientTokenId"),
+                "InvalidSignatureException": (403, "SignatureDoesNotMatch"),
+                "ExpiredTokenException": (400, "ExpiredToken"),
+        }
+
         def sts(self, body):
                 form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
                 action = form.get("Action", "")
                 entry = {"kind": "sts", "action": action, "time": time.time(), "status": 200,
                          "session_name": form.get("RoleSessionName"),
                          "role_arn": form.get("RoleArn")}
+
+                def fail(status, code, message):
+                        entry.update(status=status, error=code)
+                        self.sts_error(status, code, message)
                 try:
-                        if action != "AssumeRoleWithWebIdentity":
-                                entry.update(status=400, error="InvalidAction")
-                                self.sts_error(400, "InvalidAction",
-                                               "Could not find operation %s" % action[:40])
+                        if action not in ("AssumeRoleWithWebIdentity", "AssumeRole"):
+                                fail(400, "InvalidAction", "Could not find operation %s" % action[:40])
                                 return
-                        tok = form.get("WebIdentityToken", "")
+                        if action == "AssumeRole":
+                                # signed like every other AWS call (service "sts")
+                                try:
+                                        with self.st.lock:
+                                                caller = self.verify(body, "sts")
+                                except AwsError as e:
+                                        with self.st.lock:
+                                                self.st.rejected += 1
+                                        fail(*self.STS_AUTH_ERRORS.get(e.code, (403, e.code)),
+                                             e.message)
+                                        return
+                                entry.update(caller=caller, external_id=form.get("ExternalId"),
+                                             duration_seconds=form.get("DurationSeconds"))
                         if not form.get("RoleArn") or not form.get("RoleSessionName"):
-                                entry.update(status=400, error="ValidationError")
-                                self.sts_error(400, "ValidationError", "missing parameter")
+                                fail(400, "ValidationError", "missing parameter")
                                 return
-                        want = self.st.web_identity_token
-                        if not want or not hmac.compare_digest(tok, want):
-                                entry.update(status=400, error="InvalidIdentityToken")
-                                self.sts_error(400, "InvalidIdentityToken",
-                                               "The web identity token that was passed could "
-                                               "not be validated by AWS.")
+                        name = form["RoleSessionName"]
+                        if not 2 <= len(name) <= 64 or any(
+                                        not (ch.isalnum() or ch in "_+=,.@-") for ch in name):
+                                fail(400, "ValidationError", "1 validation error detected: Value "
+                                     "at 'roleSessionName' failed to satisfy constraint")
                                 return
+                        dur = form.get("DurationSeconds")
+                        if dur is not None and (not dur.isdigit() or not 900 <= int(dur) <= 43200):
+                                fail(400, "ValidationError", "1 validation error detected: Value "
+                                     "at 'durationSeconds' failed to satisfy constraint")
+                                return
+                        if action == "AssumeRole":
+                                want = self.st.external_ids.get(form["RoleArn"])
+                                got = form.get("ExternalId")
+                                if want is not None and (got is None or
+                                                         not hmac.compare_digest(got, want)):
+                                        fail(403, "AccessDenied", "User: arn:aws:iam::%s:user/test is "
+                                             "not authorized to perform: sts:AssumeRole on "
+                                             "resource: %s" % (ACCOUNT, form["RoleArn"]))
+                                        return
+                        else:
+                                tok = form.get("WebIdentityToken", "")
+                                want = self.st.web_identity_token
+                                if not want or not hmac.compare_digest(tok, want):
+                                        fail(400, "InvalidIdentityToken",
+                                             "The web identity token that was passed could not "
+                                             "be validated by AWS.")
+                                        return
                         with self.st.lock:
                                 c = self.st.mint("sts")
                         entry["access_key"] = c["AccessKeyId"]
                         role = form["RoleArn"]
-                        xml = ("<AssumeRoleWithWebIdentityResponse "
-                               "xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
-                               "<AssumeRoleWithWebIdentityResult>"
-                               "<SubjectFromWebIdentityToken>system:serviceaccount:test"
-                               "</SubjectFromWebIdentityToken>"
-                               "<Audience>sts.amazonaws.com</Audience>"
+                        extra = ("<SubjectFromWebIdentityToken>system:serviceaccount:test"
+                                 "</SubjectFromWebIdentityToken>"
+                                 "<Audience>sts.amazonaws.com</Audience>"
+                                 if action == "AssumeRoleWithWebIdentity" else "")
+                        provider = ("<Provider>oidc.eks.amazonaws.com</Provider>"
+                                    if action == "AssumeRoleWithWebIdentity" else "")
+                        xml = ("<%sResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+                               "<%sResult>%s"
                                "<AssumedRoleUser><Arn>%s/%s</Arn>"
                                "<AssumedRoleId>AROA0000000000000000:%s</AssumedRoleId>"
                                "</AssumedRoleUser>"
@@ -739,14 +768,14 @@ class Handler(BaseHTTPRequestHandler):
                                "<SecretAccessKey>%s</SecretAccessKey>"
                                "<SessionToken>%s</SessionToken>"
                                "<Expiration>%s</Expiration>"
-                               "</Credentials>"
-                               "<Provider>oidc.eks.amazonaws.com</Provider>"
-                               "</AssumeRoleWithWebIdentityResult>"
+                               "</Credentials>%s"
+                               "</%sResult>"
                                "<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>"
-                               "</AssumeRoleWithWebIdentityResponse>") % (
-                                role.replace("role/", "assumed-role/"), form["RoleSessionName"],
-                                form["RoleSessionName"], c["AccessKeyId"], c["SecretAccessKey"],
-                                c["Token"], c["Expiration"], uuid.uuid4())
+                               "</%sResponse>") % (
+                                action, action, extra,
+                                role.replace(":role/", ":assumed-role/"), name, name,
+                                c["AccessKeyId"], c["SecretAccessKey"], c["Token"],
+                                c["Expiration"], provider, action, uuid.uuid4(), action)
                         self.send_raw(200, xml.encode(), "text/xml")
                 finally:
                         with self.st.lock:
@@ -861,6 +890,11 @@ class Handler(BaseHTTPRequestHandler):
                 elif op == "session" and self.command == "POST":
                         with st.lock:
                                 out = st.mint("session")
+                                st.record({"kind": "session", "action": "mint", "time": time.time(),
+                                           "status": 200, "access_key": out["AccessKeyId"]})
+                elif op == "external_id" and self.command == "POST":
+                        with st.lock:
+                                st.external_ids[req["role_arn"]] = req["external_id"]
                 elif op == "temp_ttl" and self.command == "POST":
                         with st.lock:
                                 st.temp_ttl = float(req["seconds"])
@@ -879,19 +913,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_raw(200, json.dumps(out).encode(), "application/json")
 
 
-class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
+class Server(TestHTTPServer):
+        name = "aws_server"
 
         def __init__(self, addr, state):
-                self.state = state
-                super().__init__(addr, Handler)
-
-        def handle_error(self, request, client_address):
-                exc = sys.exc_info()[1]
-                if isinstance(exc, (ConnectionError, BrokenPipeError, socket.timeout)):
-                        return
-                print("aws_server: error %s: %s" % (type(exc).__name__, exc), file=sys.stderr)
+                super().__init__(addr, state, Handler)
 
 
 def main(argv=None):
@@ -908,18 +934,8 @@ def main(argv=None):
         p.add_argument("--container-path", default="/v2/credentials/test")
         p.add_argument("--container-token")
         args = p.parse_args(argv)
-        srv = Server((args.host, args.port), State(args))
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-                f.write(str(srv.server_address[1]))
-        os.rename(tmp, args.port_file)
-
-        def on_signal(signum, frame):
-                threading.Thread(target=srv.shutdown, daemon=True).start()
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        srv.serve_forever()
-        srv.server_close()
+        state = State(args)
+        serve(Server((args.host, args.port), state), args.port_file, release=lambda: state.release.set())
 
 
 if __name__ == "__main__":

@@ -104,6 +104,11 @@ class AwsServer(ServerProcess):
                 self._control("POST", "access_key", {"id": ak, "secret": sk})
                 return ak, sk
 
+        def require_external_id(self, role_arn, external_id):
+                """AssumeRole of role_arn must send this ExternalId."""
+                self._control("POST", "external_id", {"role_arn": role_arn,
+                                                      "external_id": external_id})
+
         def set_temp_ttl(self, seconds):
                 self._control("POST", "temp_ttl", {"seconds": seconds})
 

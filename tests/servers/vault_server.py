@@ -63,17 +63,16 @@ Where this server deliberately differs from real Vault, or where the interface
 import argparse
 import datetime
 import json
-import os
 import secrets
-import signal
-import socket
 import ssl
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from serverbase import FaultState, PlumbingHandler, TestHTTPServer, serve
 
 VAULT_VERSION = "1.15.0"
 MAX_TTL = 768 * 3600          # Vault's default system max lease TTL (32 days)
@@ -129,7 +128,7 @@ def envelope(data=None, auth=None):
                 "wrap_info": None, "warnings": None, "auth": auth}
 
 
-class State:
+class State(FaultState):
         """Everything the server knows; one lock guards it all."""
 
         def __init__(self, args):
@@ -153,9 +152,7 @@ class State:
                         "path": "auth/token/root", "meta": None,
                 }
                 self.kv = {}
-                self.fault = {"mode": "none", "count": -1, "delay": None,
-                              "path_prefix": None}
-                self.release = threading.Event()
+                self.init_faults(path_prefix=None)
                 self.reset_stats()
 
         def reset_stats(self):
@@ -168,24 +165,8 @@ class State:
 
         def take_fault(self, raw_path, path):
                 """The fault that applies to this request, consuming one count."""
-                f = self.fault
-                if f["mode"] == "none" or f["count"] == 0:
-                        return None
-                pre = f["path_prefix"]
-                if pre and not (raw_path.startswith(pre) or path.startswith(pre)):
-                        return None
-                taken = dict(f)
-                taken["release"] = self.release
-                if f["count"] > 0:
-                        f["count"] -= 1
-                        if f["count"] == 0:
-                                f["mode"] = "none"
-                return taken
-
-        def set_fault(self, fault):
-                self.fault = fault
-                old, self.release = self.release, threading.Event()
-                old.set()
+                return self.take_fault_if(lambda f: not f["path_prefix"] or raw_path.startswith(
+                        f["path_prefix"]) or path.startswith(f["path_prefix"]))
 
         def token_valid(self, token):
                 t = self.tokens.get(token) if token else None
@@ -209,7 +190,7 @@ class State:
                 return token
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(PlumbingHandler, BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "VaultTestServer/1.0"
         sys_version = ""
@@ -244,25 +225,7 @@ class Handler(BaseHTTPRequestHandler):
         do_POST = do_PUT = do_DELETE = do_LIST = do_HEAD = do_PATCH = do_GET
 
         def read_body(self):
-                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                        chunks, total = [], 0
-                        while True:
-                                line = self.rfile.readline(1024)
-                                size = int(line.split(b";")[0].strip() or b"0", 16)
-                                if size == 0:
-                                        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                                                pass
-                                        break
-                                total += size
-                                if total > MAX_BODY:
-                                        raise ValueError("body too large")
-                                chunks.append(self.rfile.read(size))
-                                self.rfile.readline(1024)
-                        return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                        raise ValueError("body too large")
-                return self.rfile.read(length) if length > 0 else b""
+                return self.read_request_body(MAX_BODY)
 
         def send_json(self, status, obj=None, extra_headers=None):
                 body = b""
@@ -285,13 +248,6 @@ class Handler(BaseHTTPRequestHandler):
 
         def errors(self, status, *msgs):
                 self.send_json(status, {"errors": list(msgs)})
-
-        def drop_connection(self):
-                self.close_connection = True
-                try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                        pass
 
         # --- request routing -------------------------------------------------
 
@@ -785,29 +741,21 @@ class Handler(BaseHTTPRequestHandler):
                         self.errors(404, "unknown control endpoint")
 
 
-class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
+class Server(TestHTTPServer):
+        name = "vault_server"
 
         def __init__(self, addr, state):
-                if ":" in addr[0]:
-                        self.address_family = socket.AF_INET6
-                self.state = state
                 self._conn_ids = 0
                 self._conn_lock = threading.Lock()
-                super().__init__(addr, Handler)
+                super().__init__(addr, state, Handler)
 
         def next_conn_id(self):
                 with self._conn_lock:
                         self._conn_ids += 1
                         return self._conn_ids
 
-        def handle_error(self, request, client_address):
-                exc = sys.exc_info()[1]
-                if isinstance(exc, (ConnectionError, ssl.SSLError, socket.timeout)):
-                        sys.stderr.write("vault_server: connection error: %s\n" % type(exc).__name__)
-                else:
-                        super().handle_error(request, client_address)
+        def client_went_away(self, exc):
+                sys.stderr.write("vault_server: connection error: %s\n" % type(exc).__name__)
 
 
 def main(argv=None):
@@ -834,31 +782,12 @@ def main(argv=None):
                 server.socket = ctx.wrap_socket(server.socket, server_side=True,
                                                 do_handshake_on_connect=False)
 
-        stop = threading.Event()
-
-        def on_signal(signum, frame):
-                stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-
-        thread = threading.Thread(target=server.serve_forever,
-                                  kwargs={"poll_interval": 0.1}, daemon=True)
-        thread.start()
-        port = server.server_address[1]
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-                f.write("%d\n" % port)
-        os.rename(tmp, args.port_file)
+        def release():
+                with state.lock:
+                        state.release.set()
         sys.stderr.write("vault_server: listening on %s:%d (%s)\n" % (
-                args.host, port, "https" if args.tls_cert else "http"))
-
-        while not stop.wait(0.5):
-                pass
-        server.shutdown()
-        with state.lock:
-                state.release.set()
-        server.server_close()
+                args.host, server.server_address[1], "https" if args.tls_cert else "http"))
+        serve(server, args.port_file, release=release)
         sys.stderr.write("vault_server: stopped\n")
         return 0
 

@@ -300,21 +300,6 @@ Test(aws_resolve, endpoint_order)
 	clear_aws_env();
 }
 
-Test(aws_credentials, refresh_timing)
-{
-	struct aws_credentials c;
-	memset(&c, 0, sizeof(c));
-	cr_expect_lt(aws_credentials_refresh_at(&c), 0, "long-term keys never refresh");
-	cr_expect_not(aws_credentials_expired(&c, 1e12));
-	c.obtained_at = 1000;
-	c.expires_at = 1000 + 3600;
-	cr_expect_eq(aws_credentials_refresh_at(&c), 1000 + 3600 - 300, "5 minutes before");
-	c.expires_at = 1000 + 60;
-	cr_expect_eq(aws_credentials_refresh_at(&c), 1000 + 40, "a third of a short lifetime");
-	cr_expect_not(aws_credentials_expired(&c, 1058.9));
-	cr_expect(aws_credentials_expired(&c, 1059.0));
-}
-
 Test(aws_chain, environment_first_and_partial_keys_refused)
 {
 	clear_aws_env();
@@ -384,28 +369,137 @@ Test(aws_chain, container_url)
 	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
 }
 
-Test(aws_chain, unsupported_profile_kinds_are_named)
+/* Resolve profile p from a config file holding text; rc, why and c. */
+static int resolve_config(const char *text, struct aws_credentials *c, char *why, size_t whylen)
+{
+	char *fp = write_temp(text);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+	setenv("AWS_CONFIG_FILE", fp, 1);
+	struct aws_chain ch = { .http = NULL, .profile = "p", .region = "us-east-1" };
+	int rc = aws_credentials_resolve(&ch, clock_monotonic() + 5, c, why, whylen);
+	unlink(fp);
+	free(fp);
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+	unsetenv("AWS_CONFIG_FILE");
+	return rc;
+}
+
+/* Profiles that cannot give credentials fail with one line naming the
+ * profile and the reason (botocore's checks), before any request. */
+Test(aws_chain, profile_errors_are_one_named_line)
 {
 	clear_aws_env();
 	const char *kinds[][2] = {
-		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = base\n", "source_profile" },
-		{ "[profile p]\ncredential_process = /bin/true\n", "credential_process" },
-		{ "[profile p]\nsso_session = corp\n", "SSO" },
+		{ "[profile p]\nsso_session = corp\n", "profile p uses SSO" },
+		{ "[profile p]\nsso_start_url = https://x.awsapps.com/start\n", "does not support" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = base\n",
+		  "its source_profile base is in neither" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = q\n"
+		  "[profile q]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = p\n", "makes a loop" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = p\n",
+		  "its own source_profile but has no static keys" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\n", "neither source_profile nor" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = q\n"
+		  "credential_source = Environment\n", "both source_profile and credential_source" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\ncredential_source = Nowhere\n",
+		  "credential_source Nowhere is not one of" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\ncredential_source = Environment\n",
+		  "no credentials in credential_source Environment" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = q\nmfa_serial = x\n",
+		  "MFA" },
+		{ "[profile p]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = q\n"
+		  "duration_seconds = 1h\n", "duration_seconds is not a number" },
+		{ "[profile p]\ncredential_process = /bin/true\n", "output is not a JSON object" },
+		{ "[profile p]\ncredential_process = /bin/false\n", "exited with status 1" },
+		{ "[profile p]\ncredential_process = 'unbalanced\n", "unbalanced quote" },
+		{ "[profile p]\ncredential_process = /nonexistent/helper --x\n", "cannot be run" },
+		{ "[profile p]\ncredential_process = sh -c 'echo \"{\\\"Version\\\": 2}\"'\n",
+		  "unsupported Version" },
+		{ "[profile p]\ncredential_process = sleep 30\n", "did not finish in time" },
+		{ "[profile p]\ncredential_process = head -c 70000 /dev/zero\n", "more than 64 KiB" },
 	};
-	setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
-	for (size_t i = 0; i < 3; i++) {
-		char *fp = write_temp(kinds[i][0]);
-		setenv("AWS_CONFIG_FILE", fp, 1);
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		struct aws_credentials c;
 		char why[300] = "";
-		struct aws_chain ch = { .http = NULL, .profile = "p", .region = "us-east-1" };
-		cr_expect_eq(aws_credentials_resolve(&ch, clock_monotonic() + 1, &c, why, sizeof(why)), -EACCES);
-		cr_expect(strstr(why, kinds[i][1]) && strstr(why, "does not support"), "%s", why);
-		unlink(fp);
-		free(fp);
+		double t0 = clock_monotonic();
+		int rc = resolve_config(kinds[i][0], &c, why, sizeof(why));
+		cr_expect(rc == -EACCES || rc == -ETIMEDOUT, "%zu: %d", i, rc);
+		cr_expect(strstr(why, kinds[i][1]) && strstr(why, "profile p") && !strchr(why, '\n'),
+		          "%zu: %s", i, why);
+		cr_expect_lt(clock_monotonic() - t0, 6.0, "bounded by the deadline");
 	}
-	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
-	unsetenv("AWS_CONFIG_FILE");
+}
+
+/* credential_process as botocore runs it: words split like shlex, no
+ * shell, Version 1 JSON; an Expiration makes the keys temporary. */
+Test(aws_chain, credential_process_output_is_used)
+{
+	clear_aws_env();
+	struct aws_credentials c;
+	char why[300] = "";
+	int rc = resolve_config("[profile p]\ncredential_process = sh -c 'printf \"%s\" "
+	                        "\"$0\"' '{\"Version\": 1, \"AccessKeyId\": \"ASIAPROC000000000001\", "
+	                        "\"SecretAccessKey\": \"s3cr3t\", \"SessionToken\": \"tok\", "
+	                        "\"Expiration\": \"2030-01-01T00:00:00Z\"}'\n", &c, why, sizeof(why));
+	cr_assert_eq(rc, 0, "%s", why);
+	cr_expect_str_eq(c.access_key_id, "ASIAPROC000000000001");
+	cr_expect_str_eq((const char *)c.secret_key->data, "s3cr3t");
+	cr_expect_str_eq((const char *)c.session_token->data, "tok");
+	cr_expect_eq(c.expires_at, 1893456000.0);
+	cr_expect_str_eq(c.source, "profile p (process)");
+	aws_credentials_clear(&c);
+	/* static keys in the profile win over credential_process (botocore) */
+	rc = resolve_config("[profile p]\naws_access_key_id = AKIASTATIC0000000001\n"
+	                    "aws_secret_access_key = k\ncredential_process = /bin/false\n",
+	                    &c, why, sizeof(why));
+	cr_assert_eq(rc, 0, "%s", why);
+	cr_expect_str_eq(c.access_key_id, "AKIASTATIC0000000001");
+	cr_expect_eq(c.expires_at, 0);
+	aws_credentials_clear(&c);
+}
+
+Test(aws_parsers, command_split_like_shlex)
+{
+	char **argv = NULL;
+	cr_assert_eq(aws_split_command("  /usr/bin/helper --profile 'a b' \"c \\\"d\\\" \\x\" e\\ f g'h'\"i\" ",
+	                               &argv), 0);
+	const char *want[] = { "/usr/bin/helper", "--profile", "a b", "c \"d\" \\x", "e f", "ghi", NULL };
+	for (size_t i = 0; want[i]; i++)
+		cr_expect_str_eq(argv[i], want[i], "word %zu", i);
+	cr_expect_null(argv[6]);
+	aws_split_command_free(argv);
+	cr_expect_eq(aws_split_command("a 'b", &argv), -EINVAL);
+	cr_expect_eq(aws_split_command("a \"b", &argv), -EINVAL);
+	cr_expect_eq(aws_split_command("a b\\", &argv), -EINVAL);
+	cr_expect_eq(aws_split_command("   ", &argv), -EINVAL);
+	cr_assert_eq(aws_split_command("echo $HOME;rm *", &argv), 0);
+	cr_expect_str_eq(argv[1], "$HOME;rm", "no shell: nothing expands");
+	aws_split_command_free(argv);
+}
+
+Test(aws_parsers, process_json)
+{
+	struct aws_credentials c;
+	char why[200] = "";
+	const char *ok = "{\"Version\":1,\"AccessKeyId\":\"AKIAPROC000000000001\",\"SecretAccessKey\":\"x\"}";
+	memset(&c, 0, sizeof(c));
+	cr_assert_eq(aws_parse_process_json(ok, strlen(ok), &c, why, sizeof(why)), 0, "%s", why);
+	cr_expect_null(c.session_token);
+	cr_expect_eq(c.expires_at, 0, "no Expiration: long-term");
+	aws_credentials_clear(&c);
+	const char *bad[] = {
+		"{\"AccessKeyId\":\"AKIAPROC000000000001\",\"SecretAccessKey\":\"x\"}",
+		"{\"Version\":\"1\",\"AccessKeyId\":\"AKIAPROC000000000001\",\"SecretAccessKey\":\"x\"}",
+		"{\"Version\":1,\"SecretAccessKey\":\"topsecret\"}",
+		"{\"Version\":1,\"AccessKeyId\":\"AKIAPROC000000000001\",\"SecretAccessKey\":\"topsecret\","
+		"\"Expiration\":\"soon\"}",
+		"[1]", "" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&c, 0, sizeof(c));
+		cr_expect_eq(aws_parse_process_json(bad[i], strlen(bad[i]), &c, why, sizeof(why)), -EIO,
+		             "%zu", i);
+		cr_expect_null(strstr(why, "topsecret"));
+	}
 }
 
 Test(aws_chain, instance_metadata_gets_one_second)
