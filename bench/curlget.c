@@ -8,6 +8,13 @@
  *       AWS Secrets Manager: POSTs of GetSecretValue for SECRET_ID to URL/,
  *       signed by libcurl's CURLOPT_AWS_SIGV4.
  *
+ *   VAULT_TOKEN=... curlget -b -t T -l URLFILE
+ *       The baseline of concurrent cold reads (bench/run.py --only scale):
+ *       T threads, each with its own easy handle (so its own connection, as
+ *       a client without the mount would), released by one barrier; thread
+ *       i GETs line i % lines of URLFILE once.  Adds the distribution of
+ *       the threads' latencies, barrier to answer (lat_*_ns).
+ *
  * Tokens and keys come from the environment, never argv (argv is
  * world-readable in /proc).  The body is counted, never printed (it holds a
  * key).  Prints "ops=... ns_per_op=... errors=... bytes_min=...
@@ -15,6 +22,8 @@
  */
 #include <curl/curl.h>
 #include <limits.h>
+#include <pthread.h>
+#include "latency.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +53,7 @@ static double now_ns(void)
 static int usage(void)
 {
 	fprintf(stderr, "usage: VAULT_TOKEN=... curlget [-n N] URL\n"
+	        "       VAULT_TOKEN=... curlget -b -t THREADS -l URLFILE\n"
 	        "       AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... "
 	        "curlget [-n N] -a REGION -s SECRET_ID URL\n");
 	return 2;
@@ -87,6 +97,124 @@ static int setup_aws(CURL *h, const char *region, const char *secret_id,
 	return 0;
 }
 
+/* --- concurrent mode (-b -t T -l URLFILE) ----------------------------------- */
+
+struct getter {
+	pthread_t thread;
+	const char *url;
+	struct curl_slist *headers;
+	double lat_ns;
+	long bytes;
+	int failed;
+};
+
+static pthread_barrier_t start_barrier;
+
+static void *getter_run(void *arg)
+{
+	struct getter *g = arg;
+	struct sink sink = { 0 };
+	long status = 0;
+	CURL *h = curl_easy_init();
+	if (h) {
+		curl_easy_setopt(h, CURLOPT_URL, g->url);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, g->headers);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_PROXY, "");
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+	}
+	pthread_barrier_wait(&start_barrier);
+	double t0 = now_ns();
+	CURLcode rc = h ? curl_easy_perform(h) : CURLE_FAILED_INIT;
+	g->lat_ns = now_ns() - t0;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	g->failed = rc != CURLE_OK || status != 200;
+	g->bytes = sink.bytes;
+	if (h)
+		curl_easy_cleanup(h);
+	return NULL;
+}
+
+static int concurrent(long threads, const char *list)
+{
+	struct curl_slist *headers = NULL;
+	char *header = NULL, line[1024];
+	size_t hlen = 0;
+	char **urls = NULL;
+	long nurls = 0;
+	int code = 2;
+	FILE *f = fopen(list, "r");
+	if (!f)
+		return usage();
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (!line[0])
+			continue;
+		char **u = realloc(urls, (size_t)(nurls + 1) * sizeof(*urls));
+		if (!u || !(u[nurls] = strdup(line))) {
+			urls = u ? u : urls;
+			fclose(f);
+			goto out;
+		}
+		urls = u;
+		nurls++;
+	}
+	fclose(f);
+	struct getter *g = calloc((size_t)threads, sizeof(*g));
+	if (!nurls || !g || setup_vault(NULL, &headers, &header, &hlen) != 0) {
+		free(g);
+		goto out;
+	}
+	pthread_barrier_init(&start_barrier, NULL, (unsigned)threads);
+	for (long i = 0; i < threads; i++) {
+		g[i].url = urls[i % nurls];
+		g[i].headers = headers;
+		if (pthread_create(&g[i].thread, NULL, getter_run, &g[i]) != 0) {
+			fprintf(stderr, "curlget: cannot start thread %ld\n", i);
+			exit(2);   /* the others wait at the barrier for ever */
+		}
+	}
+	double t0 = now_ns();
+	for (long i = 0; i < threads; i++)
+		pthread_join(g[i].thread, NULL);
+	double elapsed = now_ns() - t0;
+	long errors = 0, bmin = LONG_MAX, bmax = 0;
+	double *lat = malloc((size_t)threads * sizeof(*lat));
+	for (long i = 0; i < threads; i++) {
+		errors += g[i].failed;
+		if (!g[i].failed && g[i].bytes < bmin)
+			bmin = g[i].bytes;
+		if (g[i].bytes > bmax)
+			bmax = g[i].bytes;
+		if (lat)
+			lat[i] = g[i].lat_ns;
+	}
+	if (bmin == LONG_MAX)
+		bmin = 0;
+	printf("ops=%ld ns_per_op=%.1f errors=%ld bytes_min=%ld bytes_max=%ld elapsed_ns=%.0f",
+	       threads, elapsed, errors, bmin, bmax, elapsed);
+	if (lat) {
+		latency_print(lat, threads);
+		free(lat);
+	}
+	printf("\n");
+	free(g);
+	code = errors ? 1 : 0;
+out:
+	for (long i = 0; i < nurls; i++)
+		free(urls[i]);
+	free(urls);
+	curl_slist_free_all(headers);
+	if (header) {
+		explicit_bzero(header, hlen);
+		free(header);
+	}
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	long n = 1000;
@@ -98,16 +226,34 @@ int main(int argc, char **argv)
 	size_t hlen = 0;
 	const char *region = NULL, *secret_id = NULL;
 	char provider[128], body[600], url[1024];
+	long threads = 0;
+	const char *list = NULL;
+	int barrier = 0;
 
-	while ((opt = getopt(argc, argv, "n:a:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:a:s:bt:l:")) != -1) {
 		if (opt == 'n')
 			n = strtol(optarg, NULL, 10);
+		else if (opt == 'b')
+			barrier = 1;
+		else if (opt == 't')
+			threads = strtol(optarg, NULL, 10);
+		else if (opt == 'l')
+			list = optarg;
 		else if (opt == 'a')
 			region = optarg;
 		else if (opt == 's')
 			secret_id = optarg;
 		else
 			return usage();
+	}
+	if (barrier || list || threads) {
+		if (!barrier || !list || threads < 1 || optind != argc)
+			return usage();
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+			return 2;
+		code = concurrent(threads, list);
+		curl_global_cleanup();
+		return code;
 	}
 	if (optind != argc - 1 || n < 1)
 		return usage();

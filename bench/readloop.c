@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "latency.h"
 
 #define READLOOP_MAX_THREADS 1024
 #define READLOOP_BUF 65536
@@ -157,12 +158,6 @@ out:
 	return 0;
 }
 
-static int compare_doubles(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: readloop [-n N] [-t THREADS] [-b] PATH | readloop -l LISTFILE\n");
@@ -255,10 +250,7 @@ int main(int argc, char **argv)
 		if (lat) {
 			for (long i = 0; i < threads; i++)
 				lat[i] = w[i].lat_ns;
-			qsort(lat, (size_t)threads, sizeof(*lat), compare_doubles);
-			printf(" lat_min_ns=%.0f lat_p50_ns=%.0f lat_p90_ns=%.0f lat_p99_ns=%.0f lat_max_ns=%.0f",
-			       lat[0], lat[threads / 2], lat[threads * 9 / 10], lat[threads * 99 / 100],
-			       lat[threads - 1]);
+			latency_print(lat, threads);
 			free(lat);
 		}
 	}

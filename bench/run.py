@@ -3,7 +3,8 @@
 to its baseline measured in the same run, printed as a table with ratios.
 
     /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
-                                  [--only routing|scale|keyring|cold|audit]
+                                  [--only routing|scale|keyring|memory|concurrent|metrics|
+                                          cold|audit]
 
 Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
 bench programs (`meson compile -C BUILDDIR`; a release build is what
@@ -814,6 +815,214 @@ keyfs:
         self.notes.append("`ls keys/` target: <= 50 ms (ratio column = figure / 50 ms)")
         self.concurrent_many()
 
+    def metrics_two_backends(self):
+        """--only metrics: `metrics` through a mount whose two routed Vault
+        instances carried get, store, remove and list traffic for 1 000
+        networks (500 each), against the same mount before the traffic."""
+        n = 200 if self.quick else 1000
+        mn = 50 if self.quick else 200
+        self.vault = vaultlib.VaultServer().start()
+        nets_a = ["ma-%04d" % i for i in range(n // 2)]
+        nets_b = ["mb-%04d" % i for i in range(n // 2)]
+        self.vault.preload({PREFIX + "/" + x: {"private_key": vaultlib.random_evm_key()}
+                            for x in nets_a})
+        self.vault.preload({PREFIX + "2/" + x: {"private_key": vaultlib.random_evm_key()}
+                            for x in nets_b})
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        text = self.vault_config(3600) + """  backends:
+    - name: vault2
+      storage_type: vault
+      vault:
+        url: %s
+        mount_path: %s
+        path_prefix: %s2
+        token: "${VAULT_TOKEN}"
+        timeout_seconds: 5
+        cache_ttl_seconds: 3600
+      networks: ["mb-*"]
+""" % (self.vault.url, KV_MOUNT, PREFIX)
+        m = self.keyfs_mount("metrics2", text, env=env)
+        mpath = m.path("metrics")
+
+        def metrics_us():
+            return self.readloop(mpath, mn)["ns_per_op"] / 1000.0
+        self.readloop(mpath, 10)
+        (base, bs, bl), = self.interleaved([metrics_us])
+        log("metrics: get/store/remove/list traffic on 2 instances, %d networks" % n)
+        os.listdir(m.path("keys"))
+        lst = os.path.join(self.root, "metrics2.list")
+        with open(lst, "w") as f:
+            f.write("".join(m.key_path(x) + "\n" for x in nets_a + nets_b))
+        r = self.run_prog([self.bin["readloop"], "-l", lst], timeout=600)
+        if r["errors"] or r["bytes_min"] != 67:
+            raise BenchError("metrics traffic: %r" % r)
+        for x in nets_a[:10] + nets_b[:10]:
+            m.write_key(x, vaultlib.random_evm_key() + "\n")
+        for x in nets_a[-10:] + nets_b[-10:]:
+            os.unlink(m.key_path(x))
+        os.listdir(m.path("keys"))
+        mt = keyfslib.parse_metrics(open(mpath).read())
+        for b in ("vault", "vault2"):
+            for op in ("get", "store", "remove", "list"):
+                if keyfslib.metric(mt, "omikuji_key_operations_total", backend=b,
+                                   operation=op, status="success") < 1:
+                    raise BenchError("no %s traffic on %s" % (op, b))
+        fresh = sum(1 for (name, _l) in mt if name == "omikuji_key_last_refresh_timestamp_seconds")
+        if fresh < n - 20:
+            raise BenchError("%d freshness series, expected about %d" % (fresh, n))
+        (big, gs, gl), = self.interleaved([metrics_us])
+        nlines = sum(1 for line in open(mpath) if line.startswith("omikuji_"))
+        self.add("read `metrics` via mount, 2 instances x 4 operations, %d networks" % n, big,
+                 "us/op", "same mount before the traffic", base, spread=(gs, gl),
+                 base_spread=(bs, bl))
+        self.add("same, against the 1 ms target", big, "us/op", ratio=big / 1000.0, target=1.0)
+        self.notes.append("metrics after the traffic: %d sample lines, %d freshness series" % (
+            nlines, fresh))
+        self.stop_mount(m)
+
+    # --- 100 000 keys: memory per cached key and the listing (issue 15) --------
+
+    def write_file_store(self, path, names):
+        """A file-backend store (backends/file.c layout, master key mode)
+        holding a fresh key for every name, written directly: 100 000
+        stores through the mount would each rewrite the whole file."""
+        from Cryptodome.Cipher import AES
+        import struct
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        master = os.urandom(32)
+        fd = os.open(path + ".master", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, master)
+        os.close(fd)
+        parts = [struct.pack(">I", len(names))]
+        for n in names:
+            key = vaultlib.random_evm_key().encode()
+            parts.append(struct.pack(">B", len(n)) + n.encode() + struct.pack(">I", len(key)) + key)
+        plain = b"".join(parts)
+        header = b"OMKKEYS1" + bytes([1, 1, 0, 0]) + bytes(8 + 4 + 4 + 16) + struct.pack(">Q", len(plain))
+        nonce = os.urandom(12)
+        c = AES.new(master, AES.MODE_GCM, nonce=nonce)
+        c.update(header)
+        ct, tag = c.encrypt_and_digest(plain)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, header + nonce + ct + tag)
+        os.close(fd)
+
+    def listing_figures(self, m, what, n):
+        """`ls keys/` from the listing cache after a first listing, and a
+        stat of one key file while the listing is stale."""
+        keys_dir = m.path("keys")
+        t0 = time.perf_counter()
+        first = os.listdir(keys_dir)
+        first_ms = (time.perf_counter() - t0) * 1e3
+        if len(first) < n:
+            raise BenchError("%s: keys/ listed %d names, expected %d" % (what, len(first), n))
+
+        def ls_ms():
+            time.sleep(1.1)          # the kernel's entry/attr timeouts
+            t0 = time.perf_counter()
+            names = os.listdir(keys_dir)
+            ms_ = (time.perf_counter() - t0) * 1e3
+            if len(names) < n:
+                raise BenchError("%s: keys/ listed %d names" % (what, len(names)))
+            return ms_
+        (v, lo, hi), = self.interleaved([ls_ms])
+        self.add("`ls keys/`, %d keys in %s, listing cached" % (n, what), v, "ms",
+                 "first listing (from the backend)", first_ms, spread=(lo, hi),
+                 ratio=v / 50.0, target=1.0)
+        # keys/<net> while the listing is stale (list_cache_seconds 5 s).
+        time.sleep(6.5)
+        t0 = time.perf_counter()
+        os.stat(os.path.join(keys_dir, first[len(first) // 2]))
+        stale_ms = (time.perf_counter() - t0) * 1e3
+        self.add("stat keys/NET while the listing of %d keys in %s is stale" % (n, what),
+                 stale_ms, "ms", "`ls keys/` from the backend", first_ms)
+
+    def memory(self):
+        """--only memory: VmRSS and VmLck of a Vault mount (TTL 3600) after
+        reading 1 000, 10 000 and 100 000 distinct keys, preloaded into the
+        test server step by step; bytes per cached key between the steps;
+        then `ls keys/` of 100 000 keys (Vault, and a file store built
+        directly)."""
+        steps = (200, 2000, 20000) if self.quick else (1000, 10000, 100000)
+        nets = ["m%06d" % i for i in range(steps[-1])]
+        self.vault = vaultlib.VaultServer().start()
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        m = self.keyfs_mount("mem", self.vault_config(3600).replace(
+            "cache_max_entries: 20000", "cache_max_entries: 200000"), env=env)
+        pid = m.proc.pid
+
+        def status_kb(field):
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1])
+            return 0
+        # The backend holds the keys cached so far (its listing, which the
+        # mount keeps, grows with it): at each step the next keys are
+        # preloaded, then read once each.  The first step is the start (it
+        # includes the threads, the connections and the first pool chunks);
+        # bytes per key are the growth from one step to the next.
+        lst = os.path.join(self.root, "mem.list")
+        rss = []
+        done = 0
+        t_fill = 0.0
+        for n in steps:
+            t0 = time.monotonic()
+            for i in range(done, n, 5000):
+                self.vault.preload({PREFIX + "/" + x: {"private_key": vaultlib.random_evm_key()}
+                                    for x in nets[i:min(n, i + 5000)]})
+            t_fill += time.monotonic() - t0
+            time.sleep(5.5)              # list_cache_seconds: the new names get listed
+            with open(lst, "w") as f:
+                f.write("".join(m.key_path(x) + "\n" for x in nets[done:n]))
+            t0 = time.monotonic()
+            r = self.run_prog([self.bin["readloop"], "-l", lst], timeout=1800)
+            if r["errors"] or r["bytes_min"] != 67 or r["bytes_max"] != 67:
+                raise BenchError("memory fill: %r" % r)
+            done = n
+            rss.append((n, status_kb("VmRSS"), status_kb("VmLck")))
+            log("memory: %d keys cached (%.0f s)" % (n, time.monotonic() - t0))
+        self.notes.append("%d keys preloaded into the Vault test server in %.1f s" % (
+            len(nets), t_fill))
+        size = keyfslib.metric(keyfslib.parse_metrics(open(m.path("metrics")).read()),
+                               "omikuji_key_cache_size", backend="vault")
+        if size < steps[-1]:
+            raise BenchError("cache holds %d entries, expected %d" % (size, steps[-1]))
+        self.add("VmRSS with %d cached keys" % steps[0], rss[0][1] / 1024.0, "MiB")
+        for (n0, r0, l0), (n1, r1, l1) in zip(rss, rss[1:]):
+            per = (r1 - r0) * 1024.0 / (n1 - n0)
+            self.add("VmRSS with %d cached keys" % n1, r1 / 1024.0, "MiB",
+                     "with %d" % n0, r0 / 1024.0,
+                     ratio=r1 / 1024.0 / 16.0 if n1 == steps[1] else None,
+                     target=1.0 if n1 == steps[1] else None)
+            # The secret itself: the 66-byte canonical key ("0x" + 64 hex).
+            self.add("bytes per cached key beyond the 66-byte key, %d -> %d keys" % (n0, n1),
+                     per - 66, "B", ratio=(per - 66) / 120.0, target=1.0)
+            self.add("VmLck (locked) with %d cached keys" % n1, l1 / 1024.0, "MiB",
+                     "with %d" % n0, l0 / 1024.0,
+                     ratio=l1 / 1024.0 / 8.0 if n1 == steps[-1] else None,
+                     target=1.0 if n1 == steps[-1] else None)
+        self.listing_figures(m, "Vault", len(nets))
+        self.stop_mount(m)
+
+        log("memory: a file store of %d keys, written directly" % len(nets))
+        root = os.path.join(self.root, "bigfile")
+        t0 = time.monotonic()
+        self.write_file_store(os.path.join(root, "store", "keys.enc"), nets)
+        self.notes.append("file store of %d keys written in %.1f s" % (
+            len(nets), time.monotonic() - t0))
+        mf = self.keyfs_mount("bigfile-mnt", """
+key_storage:
+  storage_type: file
+  file:
+    path: %s/store/keys.enc
+""" % root + MOUNT_TAIL)
+        self.listing_figures(mf, "a file store", len(nets))
+        with open(mf.key_path(nets[-1])) as f:
+            if len(f.read()) != 67:
+                raise BenchError("file store: a key read back with the wrong size")
+        self.stop_mount(mf)
+
     def concurrent_many(self, readers=1000, keys=100, delay=0.05):
         """`readers` threads released at once over `keys` never-read networks,
         each backend GET held `delay` s: exactly `keys` GETs, and the slowest
@@ -825,6 +1034,37 @@ keyfs:
             readers = 200
         env = {"VAULT_TOKEN": self.vault.root_token}
         budget_ms = 2 * delay * 1000 + 20
+        # The same-run baseline without the mount: the same slowed server
+        # answering direct GETs released at once, `readers` of them over the
+        # `keys` paths (each its own connection), and one per key (the
+        # backend traffic the mount should make).
+        base = ["concbase-%03d" % i for i in range(keys)]
+        self.kv_put_many(base)
+        ulist = os.path.join(self.root, "conc-urls.list")
+        with open(ulist, "w") as f:
+            f.write("".join(self.vault.url + self.data_route(x) + "\n" for x in base))
+        for t in (readers, keys):
+            log("scale: %d direct GETs released at once over %d keys, held %.0f ms" % (
+                t, keys, delay * 1000))
+            self.vault.reset_stats()
+            self.vault.fault("slow", count=-1, delay=delay,
+                             path_prefix="/v1/%s/data/%s/concbase-" % (KV_MOUNT, PREFIX))
+            try:
+                r = self.barrier_run([self.bin["curlget"], "-b", "-t", str(t), "-l", ulist],
+                                     env=dict(os.environ, VAULT_TOKEN=self.vault.root_token))
+            finally:
+                self.vault.clear_fault()
+            self.conc_row("%d direct GETs over %d keys, no mount (%d failed)" % (
+                t, keys, r["errors"]), r, budget_ms)
+        # The floor of the harness: the same readers released at once on
+        # floorfs (a minimal FUSE filesystem, no backend).
+        floor = self.floor[1] if self.floor else self.start_floor()
+        flist = os.path.join(self.root, "conc-floor.list")
+        with open(flist, "w") as f:
+            f.write("".join(os.path.join(floor, "keys", x) + "\n" for x in base))
+        r = self.barrier_readers(readers, flist)
+        self.conc_row("%d readers of %d names on floorfs (no backend)" % (readers, keys), r,
+                      budget_ms)
         for bound in (128, 16):
             nets = ["conc%d-%03d" % (bound, i) for i in range(keys)]
             self.kv_put_many(nets)
@@ -840,27 +1080,26 @@ keyfs:
             self.vault.fault("slow", count=-1, delay=delay,
                              path_prefix="/v1/%s/data/%s/conc%d-" % (KV_MOUNT, PREFIX, bound))
             try:
-                p = subprocess.run([self.bin["readloop"], "-b", "-t", str(readers), "-l", lst],
-                                   capture_output=True, text=True, timeout=300,
-                                   stdin=subprocess.DEVNULL)
+                r = self.barrier_readers(readers, lst)
             finally:
                 self.vault.clear_fault()
-            if p.returncode not in (0, 1) or not p.stdout.strip():
-                raise BenchError("readloop failed (%d): %s" % (p.returncode, p.stderr[:300]))
-            r = parse_kv(p.stdout.strip().splitlines()[-1])
             calls = sum(self.vault.route_count("GET", self.data_route(x)) for x in nets)
             what = "%d readers of %d uncached keys, max_calls_in_flight %d" % (
                 readers, keys, bound)
             self.add("backend GETs, " + what, calls, "calls", None, None,
                      ratio=calls / float(keys), target=1.0 if bound >= keys else None)
             self.add("failed reads, " + what, r["errors"], "reads", None, None)
-            self.add("slowest reader, %s (budget 2 x %.0f ms + 20 ms)" % (what, delay * 1000),
-                     r["lat_max_ns"] / 1e6, "ms", ratio=r["lat_max_ns"] / 1e6 / budget_ms,
-                     target=1.0)
-            self.notes.append("%s: reader latency ms min %.1f p50 %.1f p90 %.1f p99 %.1f "
-                              "max %.1f" % tuple([what] + [r[k] / 1e6 for k in (
-                                  "lat_min_ns", "lat_p50_ns", "lat_p90_ns", "lat_p99_ns",
-                                  "lat_max_ns")]))
+            self.conc_row("%s (budget 2 x %.0f ms + 20 ms)" % (what, delay * 1000), r,
+                          budget_ms)
+            # The same readers again, every key now cached: what is left is
+            # FUSE and the 1 000 threads, not the backend.
+            r = self.barrier_readers(readers, lst)
+            self.conc_row("%d readers of the same %d keys, now cached, max_calls_in_flight %d" % (
+                readers, keys, bound), r, budget_ms)
+            pid = m.proc.pid
+            self.notes.append("after the bursts (max_calls_in_flight %d): daemon VmRSS %.1f MiB, "
+                              "%d threads" % (bound, vmrss_kb(pid) / 1024.0,
+                                              len(os.listdir("/proc/%d/task" % pid))))
             self.stop_mount(m)
 
     def run_cold_only(self):
@@ -908,6 +1147,25 @@ keyfs:
                  spread=(hs, hl), base_spread=(ns, nl))
         self.notes.append("audit: %d lines for as many reads; load average %.1f" % (
             lines, os.getloadavg()[0]))
+
+    def barrier_run(self, argv, env=None):
+        """A readloop/curlget -b run; its result line (exit 1 = some failed)."""
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env,
+                           stdin=subprocess.DEVNULL)
+        if p.returncode not in (0, 1) or not p.stdout.strip():
+            raise BenchError("%s failed (%d): %s" % (os.path.basename(argv[0]), p.returncode,
+                                                     p.stderr[:300]))
+        return parse_kv(p.stdout.strip().splitlines()[-1])
+
+    def barrier_readers(self, readers, lst):
+        return self.barrier_run([self.bin["readloop"], "-b", "-t", str(readers), "-l", lst])
+
+    def conc_row(self, what, r, budget_ms):
+        self.add("slowest reader, " + what, r["lat_max_ns"] / 1e6, "ms",
+                 ratio=r["lat_max_ns"] / 1e6 / budget_ms, target=1.0)
+        self.notes.append("%s: reader latency ms min %.1f p50 %.1f p90 %.1f p99 %.1f max %.1f" % (
+            tuple([what] + [r[k] / 1e6 for k in ("lat_min_ns", "lat_p50_ns", "lat_p90_ns",
+                                                  "lat_p99_ns", "lat_max_ns")])))
 
     def run_routing_only(self):
         """--only routing: the Vault server, one key_storage-only mount and the
@@ -997,6 +1255,13 @@ keyfs:
             return self.run_cold_only()
         if self.only == "audit":
             return self.run_audit_only()
+        if self.only == "memory":
+            return self.memory()
+        if self.only == "metrics":
+            return self.metrics_two_backends()
+        if self.only == "concurrent":
+            self.vault = vaultlib.VaultServer().start()
+            return self.concurrent_many()
         self.foundation()
         self.vault = vaultlib.VaultServer().start()
         # Only the three bench keys at first: with thousands of keys every
@@ -1120,7 +1385,8 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
-    ap.add_argument("--only", choices=["routing", "scale", "keyring", "cold", "audit"],
+    ap.add_argument("--only", choices=["routing", "scale", "keyring", "memory", "concurrent",
+                                       "metrics", "cold", "audit"],
                     help="run one comparison only")
     ap.add_argument("--report-lines", type=int, default=None,
                     help="audit lines for the report benchmark (default 10 M, 1 M with --quick)")

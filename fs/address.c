@@ -34,7 +34,9 @@ struct address_entry {
 	const char *backend;          /* borrowed, see address_book_note() */
 	double mtime;
 	double seen;                  /* of the newest note applied (monotonic) */
-	uint8_t fingerprint[KECCAK256_DIGEST_SIZE];
+	/* Salted Keccak-256 of the key, its first 128 bits: enough to tell a
+	 * new version, and 16 bytes less for every network (issue 15). */
+	uint8_t fingerprint[16];
 	char address[EVM_ADDRESS_TEXT + 1];
 	char network[];               /* NUL-terminated */
 };
@@ -171,7 +173,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 	fingerprint(b, key, fp);
 	pthread_mutex_lock(&b->lock);
 	struct address_entry *e = *entry_slot(b, network);
-	bool known = e && memcmp(e->fingerprint, fp, sizeof(fp)) == 0;
+	bool known = e && memcmp(e->fingerprint, fp, sizeof(e->fingerprint)) == 0;
 	bool outdated = e && seen < e->seen;
 	if (known && !outdated)
 		e->seen = seen;
@@ -192,7 +194,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			rc = -ENOMEM;
 		} else {
 			memcpy(e->address, address, sizeof(address));
-			memcpy(e->fingerprint, fp, sizeof(fp));
+			memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
 			e->backend = backend;
 			e->mtime = wall;
 			e->seen = seen;
@@ -202,7 +204,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			memcpy(e->address, address, sizeof(address));
 			e->mtime = wall;
 		}
-		memcpy(e->fingerprint, fp, sizeof(fp));
+		memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
 		e->backend = backend;
 		e->seen = seen;
 	}

@@ -30,12 +30,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One allocation per cached network: the value's struct secret and the
+ * name live in the entry (the bytes in a locked pool slot sized to them). */
 struct cache_entry {
-	char *network;
-	struct secret *value;
-	double fetched_at;
 	struct cache_entry *hash_next;
 	struct cache_entry *lru_prev, *lru_next;   /* lru_prev toward most recent */
+	double fetched_at;
+	struct secret value;
+	char network[];
 };
 
 /* A fetch in progress and, once done, its result until every waiter took it. */
@@ -86,8 +88,7 @@ struct cache *cache_new(const struct cache_config *cfg)
 
 static void entry_free(struct cache_entry *e)
 {
-	secret_free(e->value);
-	free(e->network);
+	secret_release(&e->value);
 	free(e);
 }
 
@@ -182,19 +183,20 @@ static int entry_set(struct cache *c, const char *network, struct secret *value,
 {
 	struct cache_entry *e = entry_find(c, network);
 	if (e) {
-		secret_free(e->value);
-		e->value = value;
+		secret_release(&e->value);
+		secret_move(&e->value, value);
 		e->fetched_at = now;
 		lru_touch(c, e);
 		return 0;
 	}
-	e = calloc(1, sizeof(*e));
-	if (!e || !(e->network = strdup(network))) {
-		free(e);
+	size_t len = strlen(network) + 1;
+	e = calloc(1, sizeof(*e) + len);
+	if (!e) {
 		secret_free(value);
 		return -ENOMEM;
 	}
-	e->value = value;
+	memcpy(e->network, network, len);
+	secret_move(&e->value, value);
 	e->fetched_at = now;
 	if (c->count >= c->nbuckets)
 		table_grow(c);
@@ -310,7 +312,7 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	struct cache_entry *e = entry_find(c, network);
 	f->err = ferr;
 	if (rc == 0) {
-		*changed = !f->superseded && e && !secret_equal(e->value, value);
+		*changed = !f->superseded && e && !secret_equal(&e->value, value);
 		f->how = CACHE_HIT;
 		*how = CACHE_MISS;
 		f->value = value;
@@ -331,7 +333,7 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 		f->how = now < e->fetched_at + c->cfg.ttl_seconds ? CACHE_HIT : CACHE_STALE;
 		*how = f->how;
 		lru_touch(c, e);
-		f->value = secret_dup(e->value);
+		f->value = secret_dup(&e->value);
 		if (f->value) {
 			rc = 0;
 		} else {
@@ -376,7 +378,7 @@ int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *
 	struct cache_entry *e = entry_find(c, network);
 	if (e && now < e->fetched_at + c->cfg.ttl_seconds) {
 		lru_touch(c, e);
-		rc = value_out(e->value, out, err);
+		rc = value_out(&e->value, out, err);
 		*how = CACHE_HIT;
 		goto out;
 	}

@@ -180,11 +180,72 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	return -ENOENT;
 }
 
+/* An open keys/ or addresses/: its listing, taken when the reading starts
+ * (offset 0), served by offset.  Without offsets libfuse keeps the entries
+ * on a list it walks from the head for every READDIR request, which made
+ * `ls keys/` of 100 000 names quadratic (0.4-0.5 s; issue 15).  libfuse
+ * serialises the READDIRs of one open directory. */
+struct dir_listing {
+	struct strlist names;
+};
+
+static bool dir_is_listing(const struct node *n)
+{
+	return n->kind == NODE_DIR && n->entry->has_children &&
+	       n->entry->child_kind != NODE_SNAPSHOT;
+}
+
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct mount_state *k;
+	struct node n;
+	fi->fh = 0;
+	if (resolve(path, &k, &n) < 0 || !dir_is_listing(&n))
+		return 0;   /* errors are readdir's, as before */
+	struct dir_listing *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	fi->fh = (uintptr_t)d;
+	return 0;
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	struct dir_listing *d = (struct dir_listing *)(uintptr_t)fi->fh;
+	if (d) {
+		strlist_clear(&d->names);
+		free(d);
+	}
+	return 0;
+}
+
+/* Fill from entry `off` on: ".", "..", the fixed children, then the names. */
+static int fill_listing(const struct tree_entry *dir, const struct strlist *names, void *buf,
+                        fuse_fill_dir_t fill, off_t off)
+{
+	const char *fixed[TREE_SIZE + 2];
+	size_t nfixed = 0;
+	fixed[nfixed++] = ".";
+	fixed[nfixed++] = "..";
+	size_t plen = strlen(dir->path);
+	for (size_t i = 0; i < TREE_SIZE; i++) {
+		const char *p = tree[i].path;
+		if (p[1] == 0 || parent_len(p) != plen || strncmp(p, dir->path, plen) != 0)
+			continue;
+		fixed[nfixed++] = strrchr(p, '/') + 1;
+	}
+	for (size_t i = off < 0 ? 0 : (size_t)off; i < nfixed + names->n; i++) {
+		const char *name = i < nfixed ? fixed[i] : names->items[i - nfixed];
+		if (fill(buf, name, NULL, (off_t)i + 1, 0))
+			break;   /* the reply is full: the kernel asks again from i */
+	}
+	return 0;
+}
+
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-	(void)off;
-	(void)fi;
 	(void)flags;
 	struct mount_state *k;
 	struct node n;
@@ -195,33 +256,29 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 		return -ENOTDIR;
 	if (n.entry->monitoring && !monitoring_allowed(k, &n))
 		return -EACCES;
-	fill(buf, ".", NULL, 0, 0);
-	fill(buf, "..", NULL, 0, 0);
-
-	size_t plen = strlen(n.entry->path);
-	for (size_t i = 0; i < TREE_SIZE; i++) {
-		const char *p = tree[i].path;
-		if (p[1] == 0 || parent_len(p) != plen || strncmp(p, n.entry->path, plen) != 0)
-			continue;
-		fill(buf, strrchr(p, '/') + 1, NULL, 0, 0);
+	struct dir_listing *d = (struct dir_listing *)(uintptr_t)fi->fh;
+	struct strlist tmp = STRLIST_INIT;
+	struct strlist *names = d && dir_is_listing(&n) ? &d->names : &tmp;
+	if (dir_is_listing(&n) && (off == 0 || names == &tmp)) {
+		/* (Re)start: one listing per reading of the open directory,
+		 * audited once. */
+		struct caller c;
+		strlist_clear(names);
+		mount_state_caller_current(k, &c);
+		if (n.entry->child_kind == NODE_ADDRESS)
+			rc = address_list(k, &c, names);
+		else
+			rc = keyops_list(k, &c, names);
+	} else if (n.entry->has_children && n.entry->child_kind == NODE_SNAPSHOT) {
+		for (size_t i = 0; rc == 0 && i < k->n_instances; i++)
+			if (strlist_add(&tmp, k->instances[i]->name) < 0)
+				rc = -ENOMEM;
 	}
-	if (!n.entry->has_children)
-		return 0;
-	if (n.entry->child_kind == NODE_SNAPSHOT) {
-		for (size_t i = 0; i < k->n_instances; i++)
-			fill(buf, k->instances[i]->name, NULL, 0, 0);
-		return 0;
-	}
-	struct caller c;
-	struct strlist names = STRLIST_INIT;
-	mount_state_caller_current(k, &c);
-	if (n.entry->child_kind == NODE_ADDRESS)
-		rc = address_list(k, &c, &names);
+	if (rc == 0)
+		rc = fill_listing(n.entry, names, buf, fill, off);
 	else
-		rc = keyops_list(k, &c, &names);
-	for (size_t i = 0; rc == 0 && i < names.n; i++)
-		fill(buf, names.items[i], NULL, 0, 0);
-	strlist_clear(&names);
+		strlist_clear(names);
+	strlist_clear(&tmp);
 	return rc;
 }
 
@@ -542,7 +599,9 @@ const struct fuse_operations keyfs_operations = {
 	.init = op_init,
 	.destroy = op_destroy,
 	.getattr = op_getattr,
+	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.releasedir = op_releasedir,
 	.open = op_open,
 	.create = op_create,
 	.read = op_read,

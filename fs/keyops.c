@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,16 +125,60 @@ static int deny(struct mount_state *k, struct instance *in, const struct caller 
 }
 
 /* The bound on calls in flight: a hung backend holds at most max_in_flight
- * FUSE threads; the next call fails at once with EIO (counted), so the
- * other instances and the monitoring files keep their threads. */
+ * FUSE threads in backend calls, so the other instances and the monitoring
+ * files keep their threads.  A call that finds the bound reached waits for a
+ * place as long as the calls in flight keep completing (a busy backend: a
+ * burst of cold reads is served, not failed), and fails with EIO (counted)
+ * once none has completed for SLOT_PROGRESS_SECONDS (a hung backend) or
+ * after SLOT_WAIT_SECONDS in all. */
+#define SLOT_PROGRESS_SECONDS 1.0
+#define SLOT_WAIT_SECONDS 10.0
+
+static bool in_flight_try(struct instance *in)
+{
+	int n = __atomic_load_n(&in->in_flight, __ATOMIC_ACQUIRE);
+	while (n < in->max_in_flight)
+		if (__atomic_compare_exchange_n(&in->in_flight, &n, n + 1, false,
+		                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return true;
+	return false;
+}
+
+static bool in_flight_wait(struct instance *in)
+{
+	double start = clock_monotonic();
+	bool got = false;
+	__atomic_add_fetch(&in->slot_waiters, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&in->slot_lock);
+	for (;;) {
+		unsigned long done = __atomic_load_n(&in->calls_done, __ATOMIC_ACQUIRE);
+		if ((got = in_flight_try(in)))
+			break;
+		double now = clock_monotonic();
+		if (now - start >= SLOT_WAIT_SECONDS)
+			break;
+		double until = now + SLOT_PROGRESS_SECONDS;
+		struct timespec ts = { .tv_sec = (time_t)until,
+		                       .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
+		int w = 0;
+		while (w == 0 && __atomic_load_n(&in->calls_done, __ATOMIC_ACQUIRE) == done)
+			w = pthread_cond_timedwait(&in->slot_cond, &in->slot_lock, &ts);
+		if (w != 0 && __atomic_load_n(&in->calls_done, __ATOMIC_ACQUIRE) == done) {
+			got = in_flight_try(in);   /* no call completed: hung */
+			break;
+		}
+	}
+	pthread_mutex_unlock(&in->slot_lock);
+	__atomic_sub_fetch(&in->slot_waiters, 1, __ATOMIC_ACQ_REL);
+	return got;
+}
+
 static int in_flight_enter(struct instance *in, struct backend_err *err)
 {
-	int n = __atomic_add_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
-	if (n > in->max_in_flight) {
-		__atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+	if (!in_flight_try(in) && !in_flight_wait(in)) {
 		metrics_in_flight_rejected(in->metrics);
-		backend_err_set(err, "%d calls already in flight to backend '%s' (max_calls_in_flight)",
-		                in->max_in_flight, in->name);
+		backend_err_set(err, "%d calls already in flight to backend '%s' and none completing "
+		                "(max_calls_in_flight)", in->max_in_flight, in->name);
 		return -EIO;
 	}
 	metrics_in_flight_add(in->metrics, 1);
@@ -143,7 +188,13 @@ static int in_flight_enter(struct instance *in, struct backend_err *err)
 static void in_flight_leave(struct instance *in)
 {
 	__atomic_sub_fetch(&in->in_flight, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&in->calls_done, 1, __ATOMIC_ACQ_REL);
 	metrics_in_flight_add(in->metrics, -1);
+	if (__atomic_load_n(&in->slot_waiters, __ATOMIC_ACQUIRE) > 0) {
+		pthread_mutex_lock(&in->slot_lock);
+		pthread_cond_broadcast(&in->slot_cond);
+		pthread_mutex_unlock(&in->slot_lock);
+	}
 }
 
 /* Count a backend auth failure and the anomaly it may signal. */
@@ -165,9 +216,11 @@ static const char *note_auth_failure(struct mount_state *k, struct instance *in,
 struct mtime_entry {
 	struct mtime_entry *next;
 	double wall;
-	size_t size;                  /* bytes a read returns; 0 = not known yet */
-	unsigned char mac[32];        /* HMAC-SHA256(seen_key, the value as read) */
+	uint32_t size;                /* bytes a read returns; 0 = not known yet */
 	bool has_mac;
+	/* HMAC-SHA256(seen_key, the value as read), its first 128 bits: enough
+	 * to tell a rotation, and half the bytes kept for every network. */
+	unsigned char mac[16];
 	char network[];
 };
 
@@ -253,12 +306,12 @@ static bool seen_note(struct mount_state *k, const char *network, const struct s
 		e->size = 0;
 		e->wall = now;
 	} else if (e && content) {
-		changed = e->has_mac && memcmp(e->mac, mac, sizeof(mac)) != 0;
+		changed = e->has_mac && memcmp(e->mac, mac, sizeof(e->mac)) != 0;
 		if (changed)
 			e->wall = now;
-		memcpy(e->mac, mac, sizeof(mac));
+		memcpy(e->mac, mac, sizeof(e->mac));
 		e->has_mac = true;
-		e->size = content->len;
+		e->size = content->len <= UINT32_MAX ? (uint32_t)content->len : UINT32_MAX;
 	}
 	pthread_mutex_unlock(&k->mtime_lock);
 	return changed;
@@ -696,7 +749,7 @@ int keyops_address(struct mount_state *k, const struct caller *c, const char *ne
 #define LIST_NEGATIVE_SECONDS 2.0
 
 static int list_refresh(struct instance *in, double deadline, struct backend_err *err,
-                        bool *called)
+                        bool *called, bool bounded)
 {
 	struct mount_state *k = in->k;
 	pthread_mutex_lock(&in->list_lock);
@@ -721,10 +774,13 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 
 	struct strlist fresh = STRLIST_INIT;
 	double t0 = clock_monotonic();
-	int rc = in_flight_enter(in, err);
+	/* The checker thread's refresh (bounded false) is one call at most
+	 * and never takes a place that a caller's read needs. */
+	int rc = bounded ? in_flight_enter(in, err) : 0;
 	if (rc == 0) {
 		rc = in->backend->ops->list(in->backend, &fresh, deadline, err);
-		in_flight_leave(in);
+		if (bounded)
+			in_flight_leave(in);
 	}
 	*called = true;
 	/* A timeout of a call we cut short says nothing about the backend. */
@@ -781,7 +837,7 @@ static bool list_fresh(struct instance *in)
 static void *list_part_run(void *arg)
 {
 	struct list_part *p = arg;
-	p->rc = list_refresh(p->in, 0, &p->err, &p->called);
+	p->rc = list_refresh(p->in, 0, &p->err, &p->called, true);
 	for (size_t i = 0; p->rc == 0 && i < p->in->list.n; i++)
 		if (strlist_add(&p->names, p->in->list.items[i]) < 0)
 			p->rc = -ENOMEM;
@@ -842,12 +898,22 @@ static int list_union(struct mount_state *k, const struct caller *c, struct strl
 	/* Names the caller has no grant on are not shown (the rules decide
 	 * what exists for whom). */
 	struct strlist all = STRLIST_INIT;
-	if (rc == 0)
+	if (rc == 0 && n == 1) {
+		/* One instance: every name routes to it, and its listing is
+		 * already sorted and unique (list_refresh): taken as it is. */
+		all = parts[0].names;
+		parts[0].names = (struct strlist)STRLIST_INIT;
+	} else if (rc == 0) {
 		rc = router_union(k->router, lists, &all);
-	for (size_t i = 0; rc == 0 && i < all.n; i++)
-		if ((!c || access_any_grant(k->access, c, all.items[i])) &&
-		    strlist_add(out, all.items[i]) < 0)
-			rc = -ENOMEM;
+	}
+	for (size_t i = 0; rc == 0 && i < all.n; i++) {
+		char *name = all.items[i];   /* moved, not copied: 100 000 names */
+		all.items[i] = NULL;
+		if (!c || access_any_grant(k->access, c, name))
+			rc = strlist_take(out, name);
+		else
+			free(name);
+	}
 	strlist_clear(&all);
 	for (size_t i = 0; parts && i < n; i++)
 		strlist_clear(&parts[i].names);
@@ -881,7 +947,7 @@ int keyops_list_in(struct mount_state *k, const struct caller *c, struct instanc
 		return deny(k, in, c, KEY_OP_LIST, "", "access denied", NULL, t0);
 	struct backend_err err = { { 0 }, false };
 	bool called = false;
-	int rc = list_refresh(in, 0, &err, &called);
+	int rc = list_refresh(in, 0, &err, &called, true);
 	for (size_t i = 0; rc == 0 && i < in->list.n; i++)
 		if (access_any_grant(k->access, c, in->list.items[i]) &&
 		    strlist_add(out, in->list.items[i]) < 0)
@@ -990,14 +1056,28 @@ static int exists_in(struct mount_state *k, struct instance *in, const char *net
 {
 	struct backend_err err = { { 0 }, false };
 	bool called = false;
+	int rc;
 	/* A cached key exists without asking for a listing. */
 	if (in->cache && cache_contains(in->cache, network))
 		return 0;
 	if (keyops_is_creating(k, network))
 		return 0;
+	/* A name in a listing past list_cache_seconds exists at once while the
+	 * instance's checker thread refreshes the listing: a lookup of a known
+	 * key never waits on a full listing (100 000 names take 0.1-0.5 s).
+	 * A name not in it (perhaps added beside the mount) waits for the
+	 * refresh below, as before. */
+	pthread_mutex_lock(&in->list_lock);
+	if (in->list_valid && !in->list_refreshing &&
+	    clock_monotonic() - in->list_fetched_at >= k->cfg->keyfs.list_cache_seconds &&
+	    list_has(&in->list, network) && instance_request_list_refresh(in)) {
+		pthread_mutex_unlock(&in->list_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&in->list_lock);
 	/* A lookup (stat, open) should not wait a full timeout_seconds for a
 	 * listing: KEYSTORE_LOOKUP_SECONDS, then the open's own fetch decides. */
-	int rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called);
+	rc = list_refresh(in, clock_monotonic() + KEYSTORE_LOOKUP_SECONDS, &err, &called, true);
 	if (rc == 0)
 		rc = list_has(&in->list, network) ? 0 : -ENOENT;
 	else
@@ -1006,4 +1086,14 @@ static int exists_in(struct mount_state *k, struct instance *in, const char *net
 	if (called)
 		note_auth_failure(k, in, &err);
 	return rc;
+}
+
+void keyops_list_refresh(struct instance *in)
+{
+	struct backend_err err = { { 0 }, false };
+	bool called = false;
+	list_refresh(in, 0, &err, &called, false);
+	pthread_mutex_unlock(&in->list_lock);
+	if (called)
+		note_auth_failure(in->k, in, &err);
 }

@@ -58,6 +58,10 @@ int keyops_names(struct mount_state *k, struct strlist *out);
  * When the backend cannot list in that time and no listing was ever had,
  * answers 0: the open's fetch then decides. */
 int keyops_exists(struct mount_state *k, const char *network);
+/* Refresh the instance's keys/ listing if it is stale (its checker thread,
+ * on instance_request_list_refresh). */
+struct instance;
+void keyops_list_refresh(struct instance *in);
 /* Does keys/<network> exist for this caller at all?  A caller with no grant
  * on network gets -ENOENT (audited and counted as a denied get: an attempt
  * to reach a key), so names and mtimes do not leak past the rules; else

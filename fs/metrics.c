@@ -63,14 +63,15 @@ struct histogram {
 	atomic_uint_fast64_t sum_ns;   /* integer nanoseconds: one fetch_add, no CAS loop */
 };
 
-/* One freshness entry; never freed before metrics_init(), so render can use
- * the escaped label outside the lock. */
+/* One freshness entry, one allocation with the name in it; never freed
+ * before metrics_init(), so render can use the name outside the lock.  The
+ * times are kept as numbers and the label escaped when rendering: text
+ * kept per network was most of the memory of every cached key (issue 15). */
 struct refresh_entry {
-	char *network;
-	char *label;         /* network escaped for a label value */
-	char value[VALUE_TEXT_MAX];   /* formatted when set, so rendering only copies; "" = unset */
-	char updated[VALUE_TEXT_MAX]; /* the backend's own time of the value; "" = unknown */
 	struct refresh_entry *next;   /* hash chain */
+	double value;                 /* wall seconds of the last fetch; NAN = unset */
+	double updated;               /* the backend's own time of the value; NAN = unknown */
+	char network[];
 };
 
 struct metrics_backend {
@@ -134,11 +135,8 @@ static uint64_t counter_get(atomic_uint_fast64_t *c)
 
 static void refresh_clear_locked(void)
 {
-	for (size_t i = 0; i < refresh.count; i++) {
-		free(refresh.order[i]->network);
-		free(refresh.order[i]->label);
+	for (size_t i = 0; i < refresh.count; i++)
 		free(refresh.order[i]);
-	}
 	free(refresh.order);
 	free(refresh.table);
 	refresh.order = NULL;
@@ -429,43 +427,27 @@ static int refresh_grow_locked(void)
 
 static struct refresh_entry *refresh_entry_new(const char *network)
 {
-	struct refresh_entry *e = calloc(1, sizeof(*e));
-	struct strbuf label = STRBUF_INIT;
+	size_t len = strlen(network) + 1;
+	struct refresh_entry *e = malloc(sizeof(*e) + len);
 	if (!e)
 		return NULL;
-	e->network = strdup(network);
-	if (escape_label(&label, network) == 0) {
-		/* Exactly its length: a strbuf starts at 256 bytes, which was a
-		 * third of the memory of every cached key (massif). */
-		size_t len;
-		char *l = strbuf_detach(&label, &len);
-		char *fit = realloc(l, len + 1);
-		e->label = fit ? fit : l;
-	} else {
-		strbuf_reset(&label);
-	}
-	if (!e->network || !e->label) {
-		free(e->network);
-		free(e->label);
-		free(e);
-		return NULL;
-	}
+	e->next = NULL;
+	e->value = e->updated = NAN;
+	memcpy(e->network, network, len);
 	return e;
 }
 
 /* Set one of a network's timestamps (offset of the field in the entry). */
 static void network_time_set(const char *network, size_t field, double wall_seconds)
 {
-	char text[VALUE_TEXT_MAX];
 	if (!network)
 		return;
-	format_timestamp(text, sizeof(text), wall_seconds);   /* before the lock */
 	pthread_mutex_lock(&refresh.lock);
 	if (refresh.nbuckets) {
 		size_t h = hash_string(network) & (refresh.nbuckets - 1);
 		for (struct refresh_entry *e = refresh.table[h]; e; e = e->next) {
 			if (strcmp(e->network, network) == 0) {
-				memcpy((char *)e + field, text, sizeof(text));
+				memcpy((char *)e + field, &wall_seconds, sizeof(wall_seconds));
 				goto out;
 			}
 		}
@@ -477,7 +459,7 @@ static void network_time_set(const char *network, size_t field, double wall_seco
 	struct refresh_entry *e = refresh_entry_new(network);
 	if (!e)
 		goto out;
-	memcpy((char *)e + field, text, sizeof(text));
+	memcpy((char *)e + field, &wall_seconds, sizeof(wall_seconds));
 	size_t h = hash_string(network) & (refresh.nbuckets - 1);
 	e->next = refresh.table[h];
 	refresh.table[h] = e;
@@ -755,22 +737,44 @@ static void render_security(struct strbuf *out)
 }
 
 struct refresh_snapshot {
-	const char *label;
-	char value[VALUE_TEXT_MAX];
-	char updated[VALUE_TEXT_MAX];
+	const char *network;
+	double value;
+	double updated;
 };
+
+/* Does s need escaping as a label value (see escape_label)? */
+static bool label_plain(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p == '\\' || *p == '"' || *p == '\n' || *p >= 0x80)
+			return false;
+	return true;
+}
 
 static void render_network_times(struct strbuf *out, const char *prefix,
                                  const struct refresh_snapshot *snap, size_t n, size_t field)
 {
+	struct strbuf esc = STRBUF_INIT;
 	for (size_t i = 0; i < n; i++) {
-		const char *value = (const char *)&snap[i] + field;
-		if (!value[0])
+		double v;
+		memcpy(&v, (const char *)&snap[i] + field, sizeof(v));
+		if (isnan(v))
 			continue;
+		char value[VALUE_TEXT_MAX];
+		format_timestamp(value, sizeof(value), v);
+		const char *label = snap[i].network;
+		if (!label_plain(label)) {
+			strbuf_reset(&esc);
+			if (escape_label(&esc, label) != 0) {
+				out->error = -ENOMEM;
+				continue;
+			}
+			label = esc.buf;
+		}
 		struct line l;
 		line_init(&l);
 		line_put(&l, prefix);
-		line_put(&l, snap[i].label);
+		line_put(&l, label);
 		line_put(&l, "\"} ");
 		line_put(&l, value);
 		line_put(&l, "\n");
@@ -778,8 +782,9 @@ static void render_network_times(struct strbuf *out, const char *prefix,
 			strbuf_append(out, l.buf, l.len);
 			continue;
 		}
-		strbuf_printf(out, "%s%s\"} %s\n", prefix, snap[i].label, value);
+		strbuf_printf(out, "%s%s\"} %s\n", prefix, label, value);
 	}
+	strbuf_reset(&esc);
 }
 
 static void render_refresh(struct strbuf *out)
@@ -792,16 +797,16 @@ static void render_refresh(struct strbuf *out)
 	       "Unix time of the last successful backend fetch of a network's key.");
 
 	/* Copy under the lock, append outside it: a fetch waits for a memcpy
-	 * at most.  Labels are immutable until metrics_init(). */
+	 * at most.  Names are immutable until metrics_init(). */
 	pthread_mutex_lock(&refresh.lock);
 	if (refresh.count) {
 		snap = malloc(refresh.count * sizeof(*snap));
 		if (snap) {
 			n = refresh.count;
 			for (size_t i = 0; i < n; i++) {
-				snap[i].label = refresh.order[i]->label;
-				memcpy(snap[i].value, refresh.order[i]->value, VALUE_TEXT_MAX);
-				memcpy(snap[i].updated, refresh.order[i]->updated, VALUE_TEXT_MAX);
+				snap[i].network = refresh.order[i]->network;
+				snap[i].value = refresh.order[i]->value;
+				snap[i].updated = refresh.order[i]->updated;
 			}
 		}
 	}

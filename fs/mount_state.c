@@ -77,6 +77,8 @@ static int instance_new(struct mount_state *k, const struct config_backend *cb, 
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&in->wake_cond, &ca);
+	pthread_mutex_init(&in->slot_lock, NULL);
+	pthread_cond_init(&in->slot_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	*out = in;
 
@@ -117,6 +119,8 @@ static void instance_free(struct instance *in)
 	pthread_cond_destroy(&in->list_cond);
 	pthread_mutex_destroy(&in->health.lock);
 	pthread_mutex_destroy(&in->wake_lock);
+	pthread_mutex_destroy(&in->slot_lock);
+	pthread_cond_destroy(&in->slot_cond);
 	pthread_cond_destroy(&in->wake_cond);
 	free(in);
 }
@@ -257,6 +261,17 @@ void instance_request_check(struct instance *in)
 	in->check_requested = true;
 	pthread_cond_signal(&in->wake_cond);
 	pthread_mutex_unlock(&in->wake_lock);
+}
+
+bool instance_request_list_refresh(struct instance *in)
+{
+	if (!in->health_thread_started)
+		return false;
+	pthread_mutex_lock(&in->wake_lock);
+	in->list_requested = true;
+	pthread_cond_signal(&in->wake_cond);
+	pthread_mutex_unlock(&in->wake_lock);
+	return true;
 }
 
 static void reload(struct mount_state *k)
@@ -410,9 +425,19 @@ static void *health_main(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		while (!atomic_load(&k->stopping) && !in->check_requested &&
-		       pthread_cond_timedwait(&in->wake_cond, &in->wake_lock, &until) == 0)
-			;
+		for (;;) {
+			/* A stale keys/ listing a lookup answered from: refreshed
+			 * here, so no lookup waits for a full listing. */
+			while (in->list_requested && !atomic_load(&k->stopping)) {
+				in->list_requested = false;
+				pthread_mutex_unlock(&in->wake_lock);
+				keyops_list_refresh(in);
+				pthread_mutex_lock(&in->wake_lock);
+			}
+			if (atomic_load(&k->stopping) || in->check_requested ||
+			    pthread_cond_timedwait(&in->wake_cond, &in->wake_lock, &until) != 0)
+				break;
+		}
 	}
 	pthread_mutex_unlock(&in->wake_lock);
 	return NULL;

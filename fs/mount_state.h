@@ -58,8 +58,15 @@ struct instance {
 	struct backend *backend;      /* owned */
 	struct cache *cache;          /* NULL for local backends (file, env) */
 	struct metrics_backend *metrics;
-	int max_in_flight;            /* calls beyond it fail at once with EIO */
+	int max_in_flight;            /* the bound on calls in flight (keyops.c) */
 	int in_flight;                /* atomic */
+	/* A call finding the bound reached waits for a place while calls keep
+	 * completing (a busy backend) and fails with EIO once none completes
+	 * for SLOT_PROGRESS_SECONDS (a hung one). */
+	unsigned long calls_done;     /* atomic: calls that left the bound */
+	int slot_waiters;             /* atomic: callers waiting for a place */
+	pthread_mutex_t slot_lock;
+	pthread_cond_t slot_cond;     /* CLOCK_MONOTONIC; signalled as a call leaves */
 
 	/* Its part of the keys/ listing, cached for keyfs.list_cache_seconds. */
 	pthread_mutex_t list_lock;
@@ -78,6 +85,7 @@ struct instance {
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;     /* CLOCK_MONOTONIC */
 	bool check_requested;         /* a store/remove changed what health/ shows */
+	bool list_requested;          /* a lookup found the listing stale: refresh it here */
 };
 
 struct mount_state {
@@ -151,6 +159,10 @@ void mount_state_request_reload(struct mount_state *k);
 /* Ask for a health check of one instance now (after a change the detail
  * lines show). */
 void instance_request_check(struct instance *in);
+/* Ask the instance's checker thread to refresh its keys/ listing (a lookup
+ * found it stale and answered from it).  false when the instance has no
+ * checker thread (not started): the caller refreshes itself. */
+bool instance_request_list_refresh(struct instance *in);
 /* The instance a network routes to. */
 struct instance *mount_state_route(struct mount_state *k, const char *network);
 /* The instance called name, or NULL. */

@@ -459,7 +459,13 @@ static int serve(struct serve *s)
 	}
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	fuse_loop_cfg_set_max_threads(loop, 64);
+	/* Every open of an uncached key holds a worker until its fetch (or the
+	 * fetch it waits on) ends.  With 64 workers, 1 000 readers released at
+	 * once over 100 uncached keys ran 6-7 backend latencies back to back
+	 * (slowest 802 ms); with 128, 487 ms; with 256, 398 ms, close to direct
+	 * GETs plus the FUSE floor (BENCHMARKS.md, issue 15).  Idle workers
+	 * beyond 8 exit. */
+	fuse_loop_cfg_set_max_threads(loop, 256);
 
 	char pid[24];
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());

@@ -19,18 +19,25 @@ void secret_wipe(void *p, size_t len)
 		OPENSSL_cleanse(p, len);
 }
 
-/* The pool: slots of SLOT_SIZE bytes carved from CHUNK_SIZE chunks that are
- * mmap()ed, mlock()ed and marked MADV_DONTDUMP once.  Free slots are wiped
- * and kept on a list (the link lives in the wiped slot). */
-#define SLOT_SIZE 160            /* a 0x-prefixed evm key plus newline fits */
+/* The pool: slots in size classes carved from CHUNK_SIZE chunks that are
+ * mmap()ed, mlock()ed and marked MADV_DONTDUMP once.  Each class has its
+ * own chunks and free list (the link lives in the wiped slot).  The classes
+ * fit what the mount holds most of (issue 15): a raw 32-byte key in 48, an
+ * evm key in canonical form ("0x" + 64 hex, 66 bytes + NUL) or as a file's
+ * content (67 with the newline) in 72, anything up to 159 bytes in 96 or
+ * 160.  One 160-byte slot per cached key made the locked memory of 100 000
+ * keys twice the default RLIMIT_MEMLOCK (8 MiB); 72 bytes keep it under. */
 #define CHUNK_SIZE (64 * 1024)
+#define POOL_CLASSES SECRET_POOL_CLASSES
+static const size_t slot_sizes[POOL_CLASSES] = { 48, 72, 96, 160 };
+static size_t pool_in_use[POOL_CLASSES];   /* under pool_lock */
 
 struct free_slot {
 	struct free_slot *next;
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct free_slot *pool_free;
+static struct free_slot *pool_free[POOL_CLASSES];
 
 /* Every chunk ever mapped (they are never unmapped), so that a child of
  * fork(), which inherits the pages but not their locks, can lock them again. */
@@ -51,8 +58,17 @@ static void note_mlock_failure(int err)
 		       (char *)NULL);
 }
 
-/* Add one chunk's slots to the free list.  Called with pool_lock held. */
-static int pool_grow(void)
+/* The smallest class that holds n bytes, POOL_CLASSES when none does. */
+static int pool_class(size_t n)
+{
+	int i = 0;
+	while (i < POOL_CLASSES && n > slot_sizes[i])
+		i++;
+	return i;
+}
+
+/* Add one chunk's slots to a class's free list.  Called with pool_lock held. */
+static int pool_grow(int cls)
 {
 	unsigned char *chunk = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE,
 	                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -69,43 +85,61 @@ static int pool_grow(void)
 	if (mlock(chunk, CHUNK_SIZE) < 0)
 		note_mlock_failure(errno);
 	(void)madvise(chunk, CHUNK_SIZE, MADV_DONTDUMP);
-	for (size_t off = 0; off + SLOT_SIZE <= CHUNK_SIZE; off += SLOT_SIZE) {
+	size_t size = slot_sizes[cls];
+	for (size_t off = 0; off + size <= CHUNK_SIZE; off += size) {
 		struct free_slot *slot = (struct free_slot *)(chunk + off);
-		slot->next = pool_free;
-		pool_free = slot;
+		slot->next = pool_free[cls];
+		pool_free[cls] = slot;
 	}
 	return 0;
 }
 
-static unsigned char *pool_take(void)
+static unsigned char *pool_take(int cls)
 {
 	pthread_mutex_lock(&pool_lock);
-	if (!pool_free && pool_grow() < 0) {
+	if (!pool_free[cls] && pool_grow(cls) < 0) {
 		pthread_mutex_unlock(&pool_lock);
 		return NULL;
 	}
-	struct free_slot *slot = pool_free;
-	pool_free = slot->next;
+	struct free_slot *slot = pool_free[cls];
+	pool_free[cls] = slot->next;
+	pool_in_use[cls]++;
 	pthread_mutex_unlock(&pool_lock);
-	memset(slot, 0, SLOT_SIZE);
+	memset(slot, 0, slot_sizes[cls]);
 	return (unsigned char *)slot;
 }
 
-static void pool_give(unsigned char *p)
+static void pool_give(unsigned char *p, int cls)
 {
-	OPENSSL_cleanse(p, SLOT_SIZE);
+	OPENSSL_cleanse(p, slot_sizes[cls]);
 	struct free_slot *slot = (struct free_slot *)p;
 	pthread_mutex_lock(&pool_lock);
-	slot->next = pool_free;
-	pool_free = slot;
+	slot->next = pool_free[cls];
+	pool_free[cls] = slot;
+	pool_in_use[cls]--;
 	pthread_mutex_unlock(&pool_lock);
+}
+
+size_t secret_pool_slot_size(int cls)
+{
+	return cls >= 0 && cls < POOL_CLASSES ? slot_sizes[cls] : 0;
+}
+
+size_t secret_pool_in_use(int cls)
+{
+	if (cls < 0 || cls >= POOL_CLASSES)
+		return 0;
+	pthread_mutex_lock(&pool_lock);
+	size_t n = pool_in_use[cls];
+	pthread_mutex_unlock(&pool_lock);
+	return n;
 }
 
 int secret_relock(void)
 {
 	int rc = 0;
 	pthread_mutex_lock(&pool_lock);
-	if (!pool_chunks && pool_grow() < 0)
+	if (!pool_chunks && pool_grow(1) < 0)
 		rc = -ENOMEM;
 	for (struct pool_chunk *c = pool_chunks; c; c = c->next)
 		if (mlock(c->base, CHUNK_SIZE) < 0 && rc == 0)
@@ -114,12 +148,14 @@ int secret_relock(void)
 	return rc;
 }
 
-/* Locked, zeroed storage for cap + 1 bytes. */
+/* Locked, zeroed storage for cap + 1 bytes.  *pooled: 0 = malloc'ed, else
+ * 1 + the pool class. */
 static unsigned char *data_alloc(size_t cap, int *pooled)
 {
-	if (cap + 1 <= SLOT_SIZE) {
-		*pooled = 1;
-		return pool_take();
+	int cls = pool_class(cap + 1);
+	if (cls < POOL_CLASSES) {
+		*pooled = 1 + cls;
+		return pool_take(cls);
 	}
 	*pooled = 0;
 	unsigned char *d = calloc(1, cap + 1);
@@ -134,7 +170,7 @@ static void data_free(unsigned char *d, size_t cap, int pooled)
 	if (!d)
 		return;
 	if (pooled) {
-		pool_give(d);
+		pool_give(d, pooled - 1);
 		return;
 	}
 	secret_wipe(d, cap + 1);
@@ -212,6 +248,18 @@ void secret_free(struct secret *s)
 		return;
 	data_free(s->data, s->cap, s->pooled);
 	free(s);
+}
+
+void secret_move(struct secret *dst, struct secret *src)
+{
+	*dst = *src;
+	free(src);
+}
+
+void secret_release(struct secret *s)
+{
+	data_free(s->data, s->cap, s->pooled);
+	memset(s, 0, sizeof(*s));
 }
 
 /* jansson's free() gets no size: ask the allocator how big the block is. */

@@ -20,7 +20,7 @@ struct secret {
 	size_t len;           /* bytes of key material in data */
 	size_t cap;           /* usable bytes in data (excluding the final NUL) */
 	unsigned char *data;  /* locked, zero-filled beyond len */
-	int pooled;           /* internal: data is a pool slot */
+	int pooled;           /* internal: 0 = malloc'ed, else 1 + the pool class */
 };
 
 /* A zero-filled secret with room for cap bytes.  NULL on ENOMEM.
@@ -42,6 +42,13 @@ int secret_equal(const struct secret *a, const struct secret *b);
 /* Wipe, unlock and free.  NULL is allowed. */
 void secret_free(struct secret *s);
 
+/* A struct secret embedded in a larger record (no allocation of its own):
+ * secret_move gives dst the bytes of src (dst must be empty or released)
+ * and frees src's shell; secret_release wipes and frees dst's bytes and
+ * leaves it empty (data NULL, len 0). */
+void secret_move(struct secret *dst, struct secret *src);
+void secret_release(struct secret *s);
+
 /* Make jansson wipe every block it frees (its parse buffers and strings may
  * hold key bytes from backend responses).  Call once at start-up, before
  * threads. */
@@ -58,6 +65,13 @@ void secret_json_free(struct json_t *j);
  * ones its parent mapped) are locked where the keys live.  0 or -errno
  * (RLIMIT_MEMLOCK); the pages stay usable either way. */
 int secret_relock(void);
+
+/* The locked pool, for tests and benchmarks: SECRET_POOL_CLASSES size
+ * classes; the slot size of class i and how many of its slots hold a
+ * secret now. */
+#define SECRET_POOL_CLASSES 4
+size_t secret_pool_slot_size(int cls);
+size_t secret_pool_in_use(int cls);
 
 /* Wipe len bytes at p (for stack buffers and library-owned copies). */
 void secret_wipe(void *p, size_t len);

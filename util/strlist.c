@@ -37,6 +37,13 @@ void strlist_sort_unique(struct strlist *l)
 {
 	if (l->n < 2)
 		return;
+	/* A listing that is already sorted and unique (the usual case: one
+	 * backend instance's cached listing) costs one pass, not a sort. */
+	size_t sorted = 1;
+	while (sorted < l->n && strcmp(l->items[sorted - 1], l->items[sorted]) < 0)
+		sorted++;
+	if (sorted == l->n)
+		return;
 	qsort(l->items, l->n, sizeof(*l->items), compare_strings);
 	size_t out = 1;
 	for (size_t i = 1; i < l->n; i++) {

@@ -239,7 +239,8 @@ class TestHungInstance(RoutingCase):
         threads = [threading.Thread(target=read, args=(n,), daemon=True) for n in nets]
         for t in threads:
             t.start()
-        # Wait until the bound is used up: the rest failed fast.
+        # Wait until the bound is used up: the rest fail once no call has
+        # completed for a second (a hung backend, not a busy one).
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             mt = self.m.metrics()
@@ -249,7 +250,7 @@ class TestHungInstance(RoutingCase):
             time.sleep(0.05)
         try:
             self.assertEqual(len(outcomes), HUNG_READS - VAULT_MAX_IN_FLIGHT,
-                             "reads beyond max_calls_in_flight fail at once")
+                             "reads beyond max_calls_in_flight fail once no call completes")
             self.assertEqual(set(outcomes.values()), {errno.EIO})
             timings = {}
             for what, fn in (("testnets read", lambda: self.m.read_key("sepolia")),
@@ -276,6 +277,48 @@ class TestHungInstance(RoutingCase):
             for t in threads:
                 t.join(60)
         self.assertEqual(len(outcomes), HUNG_READS)
+
+
+class TestBusyInstance(RoutingCase):
+    """A slow but answering Vault instance: a burst of cold reads beyond
+    max_calls_in_flight waits for places and is served, none rejected."""
+    vault_ttl = 0
+
+    def setUp(self):
+        super().setUp()
+        self.m.start()
+
+    def test_burst_beyond_the_bound_is_served(self):
+        nets = [f"polygon-{i}" for i in range(3 * VAULT_MAX_IN_FLIGHT)]
+        keys = {net: new_key() for net in nets}
+        for net, key in keys.items():
+            self.vault_put(net, key)
+        os.listdir(self.m.path("keys"))
+        self.vs.reset_stats()
+        self.vs.fault("slow", delay=0.3, path_prefix="/v1/secret/data/")
+        got = {}
+
+        def read(net):
+            try:
+                got[net] = self.m.read_key(net)
+            except OSError as e:
+                got[net] = e.errno
+
+        try:
+            threads = [threading.Thread(target=read, args=(n,), daemon=True) for n in nets]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            self.vs.clear_fault()
+        self.assertEqual({n: v.strip() if isinstance(v, str) else v for n, v in got.items()},
+                         {n: k.lower() for n, k in keys.items()})
+        mt = self.m.metrics()
+        self.assertEqual(metric(mt, "omikuji_key_backend_calls_rejected_total",
+                                backend="prod-vault"), 0)
+        self.assertEqual(sum(self.vs.route_count("GET", f"/v1/secret/data/{PREFIX}/{n}")
+                             for n in nets), len(nets))
 
 
 class TestListingWithAHungInstance(RoutingCase):

@@ -85,6 +85,10 @@ class TestHTTPServer(ThreadingHTTPServer):
         daemon_threads = True
         allow_reuse_address = True
         name = "test_server"
+        # socketserver's default listen backlog is 5: 100 clients connecting
+        # at once lost SYNs and waited for the 1 s (then 3 s...) retransmit.
+        # Vault and AWS (Go, Java) listen with the system's somaxconn.
+        request_queue_size = 4096
 
         def __init__(self, addr, state, handler):
                 if ":" in addr[0]:

@@ -594,21 +594,27 @@ class Handler(PlumbingHandler, BaseHTTPRequestHandler):
                                 bad = True
                         else:
                                 bad = False
-                                if e is None:
-                                        e = st.kv[key] = {"created_time": now, "versions": {},
-                                                          "current_version": 0,
-                                                          "custom_metadata": None}
-                                n = e["current_version"] + 1
-                                e["current_version"] = n
-                                e["updated_time"] = now
-                                ver = e["versions"][n] = {"data": dict(data), "created_time": now,
-                                                          "deletion_time": "", "destroyed": False}
+                                e, n, ver = self.kv_new_version(key, data, now)
                                 meta = self.version_meta(ver, n)
                                 meta["custom_metadata"] = e["custom_metadata"]
                 if bad:
                         self.errors(400, "check-and-set parameter did not match the current version")
                 else:
                         self.send_json(200, envelope(data=meta))
+
+        def kv_new_version(self, key, data, now):
+                """Write data as the next version of key (state lock held)."""
+                st = self.server.state
+                e = st.kv.get(key)
+                if e is None:
+                        e = st.kv[key] = {"created_time": now, "versions": {},
+                                          "current_version": 0, "custom_metadata": None}
+                n = e["current_version"] + 1
+                e["current_version"] = n
+                e["updated_time"] = now
+                ver = e["versions"][n] = {"data": dict(data), "created_time": now,
+                                          "deletion_time": "", "destroyed": False}
+                return e, n, ver
 
         def kv_versions(self, path, op, versions):
                 st = self.server.state
@@ -733,6 +739,20 @@ class Handler(PlumbingHandler, BaseHTTPRequestHandler):
                         with st.lock:
                                 st.reset_stats()
                         self.send_json(200, {})
+                elif op == "preload" and self.command == "POST":
+                        # Many KV v2 writes in one request (benchmarks with
+                        # 100 000 keys): {"entries": {path: data}}, each
+                        # written as a new version exactly like kv_write.
+                        entries = req.get("entries")
+                        if not isinstance(entries, dict) or not all(
+                                        isinstance(d, dict) for d in entries.values()):
+                                self.errors(400, "entries must map paths to data objects")
+                                return
+                        now = rfc3339(time.time())
+                        with st.lock:
+                                for path, data in entries.items():
+                                        self.kv_new_version(path.strip("/"), data, now)
+                        self.send_json(200, {"written": len(entries)})
                 elif op == "kv" and self.command == "GET":
                         with st.lock:
                                 paths = sorted(st.kv)

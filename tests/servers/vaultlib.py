@@ -158,6 +158,11 @@ class VaultServer(ServerProcess):
                         body["path_prefix"] = path_prefix
                 self._control("POST", "fault", body)
 
+        def preload(self, entries):
+                """Write many KV v2 entries ({path: data}) in one control
+                request: a benchmark's 100 000 keys in seconds, not minutes."""
+                return self._control("POST", "preload", {"entries": entries})["written"]
+
         def clear_fault(self):
                 self.fault("none")
 

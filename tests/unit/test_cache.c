@@ -475,3 +475,97 @@ Test(cache, many_networks)
 	secret_free(fb.value);
 	cache_free(c);
 }
+
+/* --- issue 15: one allocation per cached network, its bytes in a pool slot
+ * sized to them; every way out of the cache gives the slot back. -------- */
+
+/* Slots of the class that holds a 64-hex-digit key (65 bytes with the NUL). */
+static int key_class(void)
+{
+	int cls = 0;
+	while (secret_pool_slot_size(cls) < 65)
+		cls++;
+	return cls;
+}
+
+Test(cache, record_sized_slot_and_life_cycle)
+{
+	int cls = key_class();
+	cr_expect_eq(secret_pool_slot_size(cls), 72, "a 64-byte key takes a 72-byte slot, not 160");
+	struct fake_backend fb = { .value = random_key() };
+	size_t base = secret_pool_in_use(cls);   /* fb.value */
+	struct cache *c = new_cache(1000, 0, 2);
+	enum cache_result how;
+	bool changed;
+	atomic_store(&fake_time, 0.0);
+
+	/* Two cached networks: one slot each (the callers' copies are freed). */
+	cr_assert_eq(get(c, "a", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_assert_eq(get(c, "b", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(secret_pool_in_use(cls), base + 2);
+
+	/* Evict: a third network pushes "a" out, its slot goes back. */
+	cr_assert_eq(get(c, "c", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(cache_size(c), 2);
+	cr_expect_not(cache_contains(c, "a"), "least recently used entry evicted");
+	cr_expect_eq(secret_pool_in_use(cls), base + 2);
+
+	/* Rotate: the backend returns a new value after the TTL; the record
+	 * keeps one slot, now holding the new bytes. */
+	struct secret *old = fb.value;
+	fb.value = random_key();
+	atomic_store(&fake_time, 2000.0);
+	struct secret *got = NULL;
+	cr_assert_eq(get(c, "b", &fb, &how, &changed, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_MISS);
+	cr_expect(changed, "a new value is a rotation");
+	cr_expect(secret_equal(got, fb.value));
+	secret_free(got);
+	secret_free(old);
+	cr_expect_eq(secret_pool_in_use(cls), base + 2, "rotation replaced the slot's bytes");
+	cr_assert_eq(get(c, "b", &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+
+	/* Remove (rm, touch): the record and its slot go. */
+	cache_invalidate(c, "b");
+	cr_expect_not(cache_contains(c, "b"));
+	cr_expect_eq(secret_pool_in_use(cls), base + 1);
+
+	/* A backend ENOENT drops the record too. */
+	fb.rc = -ENOENT;
+	atomic_store(&fake_time, 4000.0);
+	cr_expect_eq(get(c, "c", &fb, NULL, NULL, NULL, NULL), -ENOENT);
+	cr_expect_eq(cache_size(c), 0);
+	cr_expect_eq(secret_pool_in_use(cls), base);
+
+	/* A put caches a copy in a record of its own; cache_free gives every
+	 * slot back. */
+	cache_put(c, "d", fb.value);
+	cr_expect_eq(secret_pool_in_use(cls), base + 1);
+	cache_free(c);
+	cr_expect_eq(secret_pool_in_use(cls), base);
+	secret_free(fb.value);
+}
+
+Test(cache, record_keeps_long_names)
+{
+	/* The name lives in the record: a 64-byte name (the longest a network
+	 * may have) is kept whole and found again. */
+	char name[65];
+	memset(name, 'n', 64);
+	name[64] = 0;
+	struct fake_backend fb = { .value = random_key() };
+	struct cache *c = new_cache(1000, 0, 0);
+	enum cache_result how;
+	atomic_store(&fake_time, 0.0);
+	cr_assert_eq(get(c, name, &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect(cache_contains(c, name));
+	name[63] = 'm';
+	cr_expect_not(cache_contains(c, name), "names differing in the last byte are different");
+	name[63] = 'n';
+	cr_assert_eq(get(c, name, &fb, &how, NULL, NULL, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect_eq(atomic_load(&fb.calls), 1);
+	cache_free(c);
+	secret_free(fb.value);
+}
