@@ -31,9 +31,11 @@
 #include "backend_config.h"
 #include "credential.h"
 #include "http.h"
+#include "json_pick.h"
 #include "log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -414,14 +416,39 @@ static int aws_id_body(const char *name, struct secret **out)
 	return aws_json_body(json_pack("{s:s}", "SecretId", name), out);
 }
 
-/* GetSecretValue's CreatedDate: when the version read was created, that is
- * the last rotation (the JSON protocol sends epoch seconds as a number).
- * 0 when absent or not plausible. */
-static double aws_created_date(json_t *root)
+/* GetSecretValue's answer, in one pass (json_pick.h says why not jansson):
+ * SecretString decoded into a locked secret, CreatedDate (epoch seconds). */
+static const char *const aws_p_secret_string[] = { "SecretString", NULL };
+static const char *const aws_p_created_date[] = { "CreatedDate", NULL };
+
+int aws_parse_get_secret_value(const void *body, size_t len, struct secret **out,
+                               double *created, char *why, size_t whylen)
 {
-	json_t *d = json_object_get(root, "CreatedDate");
-	double t = json_is_number(d) ? json_number_value(d) : 0;
-	return t > 0 && t < 1e11 ? t : 0;
+	struct secret *ss = NULL;
+	char date[48];
+	struct json_pick p[] = {
+		{ .path = aws_p_secret_string, .secret = &ss },
+		{ .path = aws_p_created_date, .buf = date, .cap = sizeof(date) },
+	};
+	*out = NULL;
+	if (created)
+		*created = 0;
+	int rc = body && len && len <= HTTP_BODY_MAX ? json_pick(body, len, p, 2, NULL, 0) : -EINVAL;
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc || p[0].type != JSON_PICK_STRING) {
+		backend_why(why, whylen, "secret has no SecretString");
+		secret_free(ss);
+		return -EIO;
+	}
+	rc = aws_parse_secret_string(ss->data, ss->len, out, why, whylen);
+	secret_free(ss);
+	if (rc == 0 && created && p[1].type == JSON_PICK_NUMBER && !p[1].cut) {
+		double t = strtod(date, NULL);
+		if (isfinite(t) && t > 0 && t < 1e11)   /* epoch seconds; else not plausible */
+			*created = t;
+	}
+	return rc;
 }
 
 /* ---- backend ops ------------------------------------------------------------------- */
@@ -451,20 +478,14 @@ static int aws_get(struct backend *b, const char *network, struct secret **out,
 			backend_err_set(err, "aws: no such key");
 		goto out;
 	}
-	json_t *root = aws_reply_json(&r);
-	json_t *ss = json_object_get(root, "SecretString");
-	if (!json_is_string(ss)) {
-		backend_err_set(err, "aws: secret has no SecretString");
-		rc = -EIO;
-	} else {
-		rc = aws_parse_secret_string(json_string_value(ss), json_string_length(ss), out,
-		                             why, sizeof(why));
-		if (rc)
-			backend_err_set(err, "aws: %s", why);
-		else if (err)
-			err->updated_at = aws_created_date(root);
-	}
-	secret_json_free(root);
+	double created = 0;
+	rc = aws_parse_get_secret_value(r.resp.body ? r.resp.body->data : NULL,
+	                                r.resp.body ? r.resp.body->len : 0, out, &created,
+	                                why, sizeof(why));
+	if (rc)
+		backend_err_set(err, "aws: %s", why);
+	else if (err)
+		err->updated_at = created;
 out:
 	aws_reply_clear(&r);
 	return rc;

@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "http.h"
+#include "json_pick.h"
 #include "secret_file.h"
 
 #include <ctype.h>
@@ -523,38 +524,51 @@ out:
 	secret_json_free(root);
 }
 
+static const char *const aws_p_root[] = { NULL };
+static const char *const aws_p_private_key[] = { "private_key", NULL };
+static const char *const aws_p_private_key2[] = { "privateKey", NULL };
+static const char *const aws_p_key[] = { "key", NULL };
+static const char *const aws_p_value[] = { "value", NULL };
+
+/* One pass of json_pick() (json_pick.h: not jansson, on the read path):
+ * the key field goes straight into a locked secret. */
 int aws_parse_secret_string(const void *s, size_t len, struct secret **out,
                             char *why, size_t whylen)
 {
+	static const char *const fields[] = { "private_key", "privateKey", "key", "value" };
+	struct secret *vals[4] = { NULL, NULL, NULL, NULL }, *str = NULL;
+	struct json_pick p[] = {
+		{ .path = aws_p_root, .secret = &str },
+		{ .path = aws_p_private_key, .secret = &vals[0] },
+		{ .path = aws_p_private_key2, .secret = &vals[1] },
+		{ .path = aws_p_key, .secret = &vals[2] },
+		{ .path = aws_p_value, .secret = &vals[3] },
+	};
 	*out = NULL;
 	int rc = -EIO;
-	json_t *root = aws_json_load(s, len);
-	if (json_is_object(root)) {
-		static const char *const fields[] = { "private_key", "privateKey", "key", "value" };
-		json_t *v = NULL;
-		const char *field = NULL;
-		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]) && !v; i++) {
-			v = json_object_get(root, fields[i]);
-			if (v && json_is_null(v))
-				v = NULL;
-			field = fields[i];
-		}
-		if (!v) {
+	int prc = s && len && len <= HTTP_BODY_MAX ? json_pick(s, len, p, 5, NULL, 0) : -EINVAL;
+	if (prc == -ENOMEM)
+		return -ENOMEM;
+	if (prc == 0 && p[0].type == JSON_PICK_OBJECT) {
+		size_t f = 0;
+		while (f < 4 && (p[1 + f].type == JSON_PICK_ABSENT || p[1 + f].type == JSON_PICK_NULL))
+			f++;
+		if (f == 4) {
 			backend_why(why, whylen, "secret has no private_key, privateKey, key or value field");
-		} else if (!json_is_string(v) || json_string_length(v) == 0) {
-			backend_why(why, whylen, "field %s is not a non-empty string", field);
+		} else if (p[1 + f].type != JSON_PICK_STRING || p[1 + f].len == 0) {
+			backend_why(why, whylen, "field %s is not a non-empty string", fields[f]);
 		} else {
-			*out = secret_from(json_string_value(v), json_string_length(v));
-			rc = *out ? 0 : -ENOMEM;
+			*out = vals[f];
+			vals[f] = NULL;
+			rc = 0;
 		}
 		goto out;
 	}
+	/* Not a JSON object: the key itself (a JSON string unquoted), trimmed. */
 	const unsigned char *a = s, *z = a + len;
-	size_t sl = 0;
-	if (json_is_string(root)) {
-		a = (const unsigned char *)json_string_value(root);
-		sl = json_string_length(root);
-		z = a + sl;
+	if (prc == 0 && str) {
+		a = str->data;
+		z = a + str->len;
 	}
 	while (a < z && isspace(*a))
 		a++;
@@ -567,7 +581,9 @@ int aws_parse_secret_string(const void *s, size_t len, struct secret **out,
 	*out = secret_from(a, (size_t)(z - a));
 	rc = *out ? 0 : -ENOMEM;
 out:
-	secret_json_free(root);
+	for (size_t i = 0; i < 4; i++)
+		secret_free(vals[i]);
+	secret_free(str);
 	return rc;
 }
 

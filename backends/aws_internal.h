@@ -142,6 +142,14 @@ void aws_parse_error(const void *body, size_t len, char *code, size_t codelen,
 int aws_parse_secret_string(const void *s, size_t len, struct secret **out,
                             char *why, size_t whylen);
 
+/* A GetSecretValue answer (status 200): its SecretString through
+ * aws_parse_secret_string(), and CreatedDate (epoch seconds, the version's
+ * creation) into *created (may be NULL; 0 when absent).  One pass, no
+ * jansson tree: the key goes straight into the locked *out.  0, -EIO with
+ * why ("secret has no SecretString", or the SecretString's reason), -ENOMEM. */
+int aws_parse_get_secret_value(const void *body, size_t len, struct secret **out,
+                               double *created, char *why, size_t whylen);
+
 /* ---- classification ------------------------------------------------------------ */
 
 enum aws_error_class {

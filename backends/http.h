@@ -14,7 +14,9 @@
  *     between the handles through a locked CURLSH.
  *   - Response bodies are read into a struct secret (they may hold keys or
  *     tokens) and capped at HTTP_BODY_MAX bytes: a larger body fails the
- *     request with -EMSGSIZE.  Request bodies are borrowed, never copied by
+ *     request with -EMSGSIZE.  The client keeps up to HTTP_POOL_MAX of these
+ *     locked buffers between requests (wiped when given back by
+ *     http_response_clear()), so a request does not mlock and munlock one.  Request bodies are borrowed, never copied by
  *     this layer; header lines this layer copies are wiped before release.
  *     Nothing here logs a URL, header or body.
  *   - curl_global_init runs once per process (pthread_once).
@@ -47,7 +49,9 @@
 #include "secret.h"
 
 #define HTTP_BODY_MAX (1024 * 1024)     /* response body cap, bytes */
-#define HTTP_POOL_MAX 16                /* idle easy handles kept */
+#define HTTP_POOL_MAX 16                /* idle easy handles kept, and spare bodies */
+#define HTTP_BODY_INITIAL 4096          /* a response buffer's first size */
+#define HTTP_BODY_KEEP (16 * 1024)      /* larger ones are freed, not kept */
 #define HTTP_BACKOFF_BASE 0.1           /* seconds: first retry waits up to this */
 #define HTTP_BACKOFF_CAP 2.0            /* seconds: no wait is longer */
 
@@ -111,9 +115,11 @@ struct http_response {
 	struct secret *body;        /* owned; NULL before any answer.  Free with
 	                             * http_response_clear(). */
 	bool reused_connection;     /* the request went over a kept-alive connection */
+	struct http_client *owner;  /* internal: the client body goes back to */
 };
 
-/* Free and wipe the body; the response is reusable after. */
+/* Wipe the body and give it back to its client (or free it); the response
+ * is reusable after.  Call it before http_client_free() of that client. */
 void http_response_clear(struct http_response *r);
 
 /* One attempt, no retry.  deadline is on clock_monotonic(); <= 0 means now +

@@ -52,6 +52,11 @@ int vault_kv_path(const char *mount, const char *prefix, const char *kind,
 double vault_parse_kv_created(const void *body, size_t len);
 int vault_parse_kv_read(long status, const void *body, size_t len, struct secret **out,
                         char *why, size_t whylen);
+/* Both in one pass over the answer (what a fetch uses): the key as
+ * vault_parse_kv_read() (out NULL: checked, not kept) and, when the answer
+ * parsed, the created_time into *created (may be NULL). */
+int vault_parse_kv_version(long status, const void *body, size_t len, struct secret **out,
+                           double *created, char *why, size_t whylen);
 
 /* A KV v2 list (LIST .../metadata/...).  200: the strings of data.keys that
  * do not end in '/' (folders are skipped) are appended to out; 404: nothing

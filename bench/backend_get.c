@@ -1,9 +1,11 @@
-/* backend_get.c - the vault backend's get, in process, N times: the same
+/* backend_get.c - a remote backend's get, in process, N times: the same
  * code path a cache miss runs inside the daemon, without FUSE.  Set against
  * curlget (bare libcurl) and a read through the mount, it splits the
  * mount's overhead into backend code and FUSE round trips.
  *
  *   VAULT_TOKEN=... backend_get -u URL -k NETWORK [-n N]
+ *   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... backend_get -a REGION -u ENDPOINT
+ *       -k NETWORK [-n N]       (aws-secrets, prefix "omikuji")
  *
  * Prints "ops=... ns_per_op=... errors=...".  Never prints the key.
  */
@@ -25,26 +27,31 @@ static double now_ns(void)
 
 int main(int argc, char **argv)
 {
-	const char *url = NULL, *network = NULL;
+	const char *url = NULL, *network = NULL, *region = NULL;
 	long n = 1000;
 	int opt;
-	while ((opt = getopt(argc, argv, "u:k:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "u:k:n:a:")) != -1) {
 		switch (opt) {
+		case 'a': region = optarg; break;
 		case 'u': url = optarg; break;
 		case 'k': network = optarg; break;
 		case 'n': n = strtol(optarg, NULL, 10); break;
 		default: goto usage;
 		}
 	}
-	if (!url || !network || n < 1 || !getenv("VAULT_TOKEN"))
+	if (!url || !network || n < 1 || (!region && !getenv("VAULT_TOKEN")))
 		goto usage;
 
 	char yaml[] = "/tmp/backend-get-XXXXXX";
 	int fd = mkstemp(yaml);
 	if (fd < 0)
 		return 1;
-	dprintf(fd, "key_storage:\n  storage_type: vault\n  vault:\n    url: %s\n"
-	        "    token: ${VAULT_TOKEN}\n", url);
+	if (region)
+		dprintf(fd, "key_storage:\n  storage_type: aws-secrets\n  aws_secrets:\n"
+		        "    region: %s\n    prefix: omikuji\n    endpoint_url: %s\n", region, url);
+	else
+		dprintf(fd, "key_storage:\n  storage_type: vault\n  vault:\n    url: %s\n"
+		        "    token: ${VAULT_TOKEN}\n", url);
 	close(fd);
 	struct config cfg;
 	char err[512];
@@ -78,6 +85,8 @@ int main(int argc, char **argv)
 	config_free(&cfg);
 	return errors ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: VAULT_TOKEN=... backend_get -u URL -k NETWORK [-n N]\n");
+	fprintf(stderr, "usage: VAULT_TOKEN=... backend_get -u URL -k NETWORK [-n N]\n"
+	        "       AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... backend_get -a REGION "
+	        "-u ENDPOINT -k NETWORK [-n N]\n");
 	return 2;
 }

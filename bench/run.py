@@ -3,7 +3,8 @@
 to its baseline measured in the same run, printed as a table with ratios.
 
     /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
-                                  [--only routing|scale|keyring|memory|concurrent|metrics]
+                                  [--only routing|scale|keyring|memory|concurrent|metrics|
+                                          cold|audit]
 
 Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
 bench programs (`meson compile -C BUILDDIR`; a release build is what
@@ -22,6 +23,7 @@ import datetime
 import http.client
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,6 +62,89 @@ METRICS_NETS = 1000        # networks of traffic for the metrics figure
 
 class BenchError(Exception):
     pass
+
+
+def sched_ns(pid):
+    """(CPU ns, run-queue wait ns) summed over the threads of pid, from
+    /proc/PID/task/*/schedstat: what a process ran and how long it was
+    runnable but waited for a CPU.  Threads that exited are not counted."""
+    cpu = wait = 0
+    base = "/proc/%d/task" % pid
+    for t in os.listdir(base):
+        try:
+            with open(os.path.join(base, t, "schedstat")) as f:
+                a, b, _ = f.read().split()
+        except (OSError, ValueError):
+            continue
+        cpu += int(a)
+        wait += int(b)
+    return cpu, wait
+
+
+def children_cpu_ns():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((r.ru_utime + r.ru_stime) * 1e9)
+
+
+class SchedProbe:
+    """Wraps a repetition: CPU and run-queue wait of the given long-running
+    processes (pids) and the CPU of the children it ran (readloop, curlget),
+    per operation, medians over the repetitions."""
+
+    def __init__(self, pids, n):
+        self.pids, self.n = pids, n
+        self.samples = []   # (pids' cpu, pids' wait, children cpu) per op, ns
+
+    def wrap(self, fn):
+        def run():
+            before = [sched_ns(p) for p in self.pids]
+            c0 = children_cpu_ns()
+            v = fn()
+            c1 = children_cpu_ns()
+            after = [sched_ns(p) for p in self.pids]
+            self.samples.append((
+                sum(a[0] - b[0] for a, b in zip(after, before)) / self.n,
+                sum(a[1] - b[1] for a, b in zip(after, before)) / self.n,
+                (c1 - c0) / self.n))
+            return v
+        return run
+
+    def medians(self):
+        """(cpu us, wait us, children cpu us) per operation."""
+        if not self.samples:
+            return 0.0, 0.0, 0.0
+        return tuple(statistics.median(x[i] for x in self.samples) / 1000.0 for i in range(3))
+
+
+def start_floorfs(floorfs, mnt, stderr_path, wrapper=(), timeout=10):
+    """floorfs mounted on mnt (created), optionally under a wrapper
+    (valgrind); (Popen, mnt).  Shared with bench/profile.py."""
+    os.makedirs(mnt)
+    err = open(stderr_path, "a")
+    proc = subprocess.Popen([*wrapper, floorfs, mnt], stdin=subprocess.DEVNULL,
+                            stdout=err, stderr=err)
+    err.close()
+    deadline = time.monotonic() + timeout
+    while not keyfslib.is_mounted(mnt):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise BenchError("floorfs did not mount")
+        time.sleep(0.02)
+    return proc, mnt
+
+
+def stop_floorfs(proc, mnt, timeout=10):
+    if keyfslib.is_mounted(mnt):
+        subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if keyfslib.is_mounted(mnt):
+        subprocess.run(["fusermount3", "-uz", mnt], capture_output=True)
 
 
 def log(msg):
@@ -157,33 +242,14 @@ class Bench:
 
     def start_floor(self):
         mnt = os.path.join(self.root, "floor")
-        os.makedirs(mnt)
-        err = open(os.path.join(self.root, "floorfs.stderr"), "w")
-        proc = subprocess.Popen([self.bin["floorfs"], mnt], stdin=subprocess.DEVNULL,
-                                stdout=err, stderr=err)
-        err.close()
-        self.floor = (proc, mnt)
-        deadline = time.monotonic() + 10
-        while not keyfslib.is_mounted(mnt):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchError("floorfs did not mount")
-            time.sleep(0.02)
+        self.floor = start_floorfs(self.bin["floorfs"], mnt,
+                                   os.path.join(self.root, "floorfs.stderr"))
         return mnt
 
     def stop_floor(self):
-        if not self.floor:
-            return
-        proc, mnt = self.floor
-        self.floor = None
-        if keyfslib.is_mounted(mnt):
-            subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if keyfslib.is_mounted(mnt):
-            subprocess.run(["fusermount3", "-uz", mnt], capture_output=True)
+        if self.floor:
+            floor, self.floor = self.floor, None
+            stop_floorfs(*floor)
 
     def cleanup(self):
         ok = True
@@ -336,7 +402,48 @@ key_storage:
             expected, audited))
         self.stop_mount(m)
 
-    def vault_cold(self, cold, n):
+    def with_floor(self, reps, floor_mnt, n):
+        """reps, plus a floorfs read loop of n when floor_mnt is set (its
+        CPU and run-queue wait in self.floor_probe)."""
+        if not floor_mnt:
+            return reps
+        fp = os.path.join(floor_mnt, "keys", COLD)
+        self.readloop(fp, 50)
+        self.floor_probe = SchedProbe([self.floor[0].pid], n)
+        return reps + [self.floor_probe.wrap(lambda: self.readloop_us(fp, n, 67))]
+
+    def sched_note(self, backend, daemon, server, floor, curl):
+        """Where the cold read's wall time goes, in CPU and waiting (us per
+        read, medians): the measurement behind the breakdown on a shared,
+        loaded machine."""
+        (dc, dw, rc), (sc, sw, _) = daemon.medians(), server.medians()
+        (fc, fw, frc), ccc = floor.medians(), curl.medians()[2]
+        self.notes.append(
+            "%s cold read, CPU and run-queue wait per read (us, /proc/PID/task/*/schedstat): "
+            "daemon CPU %.1f, waited %.1f for a CPU; its readloop CPU %.1f; server CPU %.1f "
+            "(waited %.1f) | floorfs CPU %.1f, waited %.1f; its readloop CPU %.1f | bare "
+            "request: client CPU %.1f" % (backend, dc, dw, rc, sc, sw, fc, fw, frc, ccc))
+
+    def cold_goal(self, backend, mount_v, floor_v, curl_v, inproc_v, spreads):
+        """Issue 15 goal 1: uncached read <= 1.10 x (floorfs + bare request),
+        with the breakdown: the floor, the bare request, the backend's own
+        code in process (in-process get - bare request) and the rest (what
+        the mount adds beyond both: FUSE hand-off, cache, access, audit)."""
+        base = floor_v + curl_v
+        self.add("uncached %s read via mount (TTL 0), issue 15 goal 1" % backend, mount_v, "us/op",
+                 "floorfs + bare request (same run)", base, target=1.10, spread=spreads)
+        parts = ["floorfs %.1f" % floor_v, "bare request %.1f" % curl_v]
+        if inproc_v is not None:
+            parts.append("backend code beyond the bare request (in process) %.1f"
+                         % (inproc_v - curl_v))
+            parts.append("the rest (FUSE beyond floorfs, cache, access, audit) %.1f"
+                         % (mount_v - inproc_v - floor_v))
+        else:
+            parts.append("everything else %.1f" % (mount_v - base))
+        self.notes.append("%s cold read %.1f us = %s (medians, us; load average %.1f)" % (
+            backend, mount_v, " + ".join(parts), os.getloadavg()[0]))
+
+    def vault_cold(self, cold, n, floor_mnt=None):
         log("2. vault: uncached read through the mount vs bare libcurl, %d x %d" % (self.reps, n))
         path = cold.key_path(COLD)
         url = self.vault.url + self.data_route(COLD)
@@ -362,11 +469,19 @@ key_storage:
                                "-n", str(n)], env=env)
             return r["ns_per_op"] / 1000.0
 
-        (mv, ms, ml), (cv, cs, cl), (bv, bs, bl) = self.interleaved(
-            [mount_rep, curl_rep, backend_rep])
+        dprobe = SchedProbe([cold.proc.pid], n)
+        sprobe = SchedProbe([self.vault.proc.pid], n)
+        cprobe = SchedProbe([], n)   # the server serves it on a thread that ends with it
+        res = self.interleaved(self.with_floor([sprobe.wrap(dprobe.wrap(mount_rep)),
+                                                cprobe.wrap(curl_rep), backend_rep], floor_mnt, n))
+        (mv, ms, ml), (cv, cs, cl), (bv, bs, bl) = res[:3]
         per_read = [c / n for c in counts]
         if any(abs(p - 1.0) > 1e-9 for p in per_read):
             raise BenchError("TTL 0: backend GETs per read %r, expected exactly 1" % per_read)
+        if floor_mnt:
+            self.sched_note("vault", dprobe, sprobe, self.floor_probe, cprobe)
+        if floor_mnt:
+            self.cold_goal("vault", mv, res[3][0], cv, bv, (ms, ml))
         self.add("uncached vault read via mount (TTL 0)", mv, "us/op",
                  "libcurl GET, same URL, reused handle", cv, target=1.3,
                  spread=(ms, ml), base_spread=(cs, cl))
@@ -377,7 +492,7 @@ key_storage:
         self.notes.append("TTL 0: %s backend GETs for %d reads per repetition" % (counts, n))
         return mv
 
-    def aws_cold(self, n):
+    def aws_cold(self, n, floor_mnt=None):
         """The aws-secrets backend's uncached read against the same signed
         request made by bare libcurl (the AWS test server on both sides)."""
         log("2b. aws: uncached read through the mount vs bare signed libcurl, %d x %d" % (
@@ -426,10 +541,27 @@ keyfs:
             r = self.run_prog(argv[:1] + ["-n", str(n)] + argv[1:], env=env)
             return r["ns_per_op"] / 1000.0
 
-        (mv, ms, ml), (cv, cs, cl) = self.interleaved([mount_rep, curl_rep])
+        def backend_rep():
+            r = self.run_prog([self.bin["backend_get"], "-a", self.aws.region, "-u", self.aws.url,
+                               "-k", COLD, "-n", str(n)], env=env)
+            return r["ns_per_op"] / 1000.0
+
+        dprobe = SchedProbe([m.proc.pid], n)
+        sprobe = SchedProbe([self.aws.proc.pid], n)
+        cprobe = SchedProbe([], n)   # the server serves it on a thread that ends with it
+        res = self.interleaved(self.with_floor([sprobe.wrap(dprobe.wrap(mount_rep)),
+                                                cprobe.wrap(curl_rep), backend_rep], floor_mnt, n))
+        (mv, ms, ml), (cv, cs, cl), (bv, bs, bl) = res[:3]
         per_read = [c / n for c in counts]
         if any(abs(p - 1.0) > 1e-9 for p in per_read):
             raise BenchError("TTL 0: GetSecretValue per read %r, expected exactly 1" % per_read)
+        if floor_mnt:
+            self.sched_note("aws", dprobe, sprobe, self.floor_probe, cprobe)
+        self.add("aws backend get in process (no FUSE)", bv, "us/op",
+                 "libcurl SigV4 POST GetSecretValue, reused handle", cv, spread=(bs, bl),
+                 base_spread=(cs, cl))
+        if floor_mnt:
+            self.cold_goal("aws", mv, res[3][0], cv, bv, (ms, ml))
         rejected = self.aws.stats()["rejected_signatures"]
         if rejected:
             raise BenchError("%d signatures rejected" % rejected)
@@ -970,6 +1102,52 @@ key_storage:
                                               len(os.listdir("/proc/%d/task" % pid))))
             self.stop_mount(m)
 
+    def run_cold_only(self):
+        """--only cold (issue 15 goal 1): the uncached Vault and AWS reads
+        against floorfs + the bare request, with the breakdown."""
+        self.vault = vaultlib.VaultServer().start()
+        self.kv_put_many([COLD])
+        cold = self.keyfs_mount("cold", self.vault_config(0),
+                                env={"VAULT_TOKEN": self.vault.root_token})
+        floor_mnt = self.start_floor()
+        n = 300 if self.quick else 1000
+        self.vault_cold(cold, n, floor_mnt)
+        self.aws_cold(n, floor_mnt)
+
+    def run_audit_only(self):
+        """--only audit (issue 15 goal 2, audit part): a cached read with the
+        audit log on vs --no-audit, interleaved, target <= 1.05x."""
+        self.vault = vaultlib.VaultServer().start()
+        self.kv_put_many([HOT])
+        env = {"VAULT_TOKEN": self.vault.root_token}
+        hot = self.keyfs_mount("hot", self.vault_config(3600), env=env)
+        noaudit = self.keyfs_mount("noaudit", self.vault_config(3600), extra_args=["--no-audit"],
+                                   env=env)
+        n = 2000 if self.quick else 10000
+        hp, np_ = hot.key_path(HOT), noaudit.key_path(HOT)
+        for p in (hp, np_):
+            self.readloop(p, 200)
+        log("audit: cached read, audit on vs --no-audit, %d x %d" % (self.reps, n))
+        hprobe, nprobe = SchedProbe([hot.proc.pid], n), SchedProbe([noaudit.proc.pid], n)
+        (hv, hs, hl), (nv, ns, nl) = self.interleaved([
+            hprobe.wrap(lambda: self.readloop_us(hp, n, 67)),
+            nprobe.wrap(lambda: self.readloop_us(np_, n, 67))])
+        (hc, hw, hr), (nc, nw, nr) = hprobe.medians(), nprobe.medians()
+        # CPU time is what the audit line adds; wall time on a loaded
+        # machine is mostly the wait for a CPU (both columns below).
+        self.add("daemon CPU per cached read, audit on", hc, "us/op", "same, --no-audit", nc)
+        self.notes.append("audit on: daemon CPU %.1f us/read, waited %.1f us for a CPU; readloop "
+                          "CPU %.1f | --no-audit: daemon CPU %.1f, waited %.1f; readloop CPU %.1f "
+                          "| the audit's CPU per line %.1f us = %.1f %% of the --no-audit wall "
+                          "time" % (hc, hw, hr, nc, nw, nr, hc - nc, 100.0 * (hc - nc) / nv))
+        lines = sum(1 for r in hot.audit_lines() if r.get("network") == HOT)
+        if lines != 200 + self.reps * n:
+            raise BenchError("audit mount wrote %d lines for %d reads" % (lines, 200 + self.reps * n))
+        self.add("cached read, audit on", hv, "us/op", "same, --no-audit", nv, target=1.05,
+                 spread=(hs, hl), base_spread=(ns, nl))
+        self.notes.append("audit: %d lines for as many reads; load average %.1f" % (
+            lines, os.getloadavg()[0]))
+
     def barrier_run(self, argv, env=None):
         """A readloop/curlget -b run; its result line (exit 1 = some failed)."""
         p = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env,
@@ -1073,6 +1251,10 @@ key_storage:
             return self.keyring_cold(100 if self.quick else 500)
         if self.only == "scale":
             return self.scale()
+        if self.only == "cold":
+            return self.run_cold_only()
+        if self.only == "audit":
+            return self.run_audit_only()
         if self.only == "memory":
             return self.memory()
         if self.only == "metrics":
@@ -1092,8 +1274,8 @@ key_storage:
         noaudit = self.keyfs_mount("noaudit", self.vault_config(3600), extra_args=["--no-audit"],
                                    env=env)
         floor_mnt = self.start_floor()
-        cold_us = self.vault_cold(cold, 300 if self.quick else 1000)
-        self.aws_cold(300 if self.quick else 1000)
+        cold_us = self.vault_cold(cold, 300 if self.quick else 1000, floor_mnt)
+        self.aws_cold(300 if self.quick else 1000, floor_mnt)
         self.cached(hot, noaudit, floor_mnt, 2000 if self.quick else 10000, cold_us)
         self.routing(hot, 2000 if self.quick else 10000)
         self.addresses(hot, 2000 if self.quick else 10000)
@@ -1203,7 +1385,9 @@ def main():
     ap.add_argument("--nice", type=int, default=10,
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
-    ap.add_argument("--only", choices=["routing", "scale", "keyring", "memory", "concurrent", "metrics"], help="run one comparison only")
+    ap.add_argument("--only", choices=["routing", "scale", "keyring", "memory", "concurrent",
+                                       "metrics", "cold", "audit"],
+                    help="run one comparison only")
     ap.add_argument("--report-lines", type=int, default=None,
                     help="audit lines for the report benchmark (default 10 M, 1 M with --quick)")
     ap.add_argument("--report-only", action="store_true",

@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "hash.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -375,36 +376,6 @@ static void format_timestamp(char *buf, size_t size, double v)
 	buf[len + 6] = 0;
 }
 
-/* Length of the valid UTF-8 sequence at p, 0 when it is not one. */
-static size_t utf8_sequence(const unsigned char *p)
-{
-	size_t n;
-	uint32_t cp;
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		n = 2;
-		cp = p[0] & 0x1f;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		n = 3;
-		cp = p[0] & 0x0f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)   /* also stops at the final NUL */
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
-}
-
 /* Label value escaping of the text format: backslash, quote, newline.  The
  * format also wants UTF-8, so a stray byte becomes U+FFFD rather than making
  * the whole scrape unparsable. */
@@ -421,7 +392,7 @@ static int escape_label(struct strbuf *b, const char *s)
 			rep = "\\\"";
 		else if (*p == '\n')
 			rep = "\\n";
-		else if ((n = utf8_sequence(p)) == 0)
+		else if ((n = utf8_sequence_len(p, 4)) == 0)   /* stops at the NUL */
 			rep = "\xef\xbf\xbd";
 		if (!rep) {
 			p += n;

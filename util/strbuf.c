@@ -1,5 +1,6 @@
 /* strbuf.c - size-capped growable text buffer. */
 #include "strbuf.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -66,41 +67,22 @@ int strbuf_printf(struct strbuf *b, const char *fmt, ...)
 	return rc;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 when the bytes
- * there are not one (stray continuation byte, overlong form, surrogate,
- * beyond U+10FFFF, or cut short by the end of the string). */
-static size_t utf8_sequence_len(const unsigned char *p)
-{
-	unsigned char c = p[0];
-	size_t n;
-	unsigned min, cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2; cp = c & 0x1f; min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3; cp = c & 0x0f; min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4; cp = c & 0x07; min = 0x10000;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)   /* also stops at the terminating NUL */
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /* Whatever the bytes (a caller's process name is theirs to choose), the
  * output is valid JSON string content and valid UTF-8: control characters
  * and DEL are escaped, bytes that are not well-formed UTF-8 become U+FFFD. */
 int strbuf_json_escape(struct strbuf *b, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p; ) {
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		/* A run of printable ASCII that needs no escape goes in whole
+		 * (the audit line's fields are such runs: one append each). */
+		const unsigned char *run = p;
+		while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+			p++;
+		if (p > run && strbuf_append(b, run, (size_t)(p - run)))
+			return b->error;
+		if (!*p)
+			break;
 		int rc;
 		size_t n = 1;
 		switch (*p) {
@@ -112,7 +94,7 @@ int strbuf_json_escape(struct strbuf *b, const char *s)
 		default:
 			if (*p < 0x20 || *p == 0x7f) {
 				rc = strbuf_printf(b, "\\u%04x", *p);
-			} else if ((n = utf8_sequence_len(p)) == 0) {
+			} else if ((n = utf8_sequence_len(p, 4)) == 0) {   /* stops at the NUL */
 				n = 1;
 				rc = strbuf_puts(b, "\\ufffd");
 			} else {

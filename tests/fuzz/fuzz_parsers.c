@@ -21,6 +21,8 @@
 #include "keyformat.h"
 #include "vault_internal.h"
 #include "aws_internal.h"
+#include "json_pick.h"
+#include <jansson.h>
 
 static void fuzz_config(const uint8_t *data, size_t size)
 {
@@ -167,11 +169,87 @@ static void fuzz_aws_profile(const uint8_t *data, size_t size)
 	unlink(path);
 }
 
+
+/* json_pick() against jansson on the same bytes: the same documents are
+ * accepted, and every picked value has jansson's type and, for strings,
+ * its bytes.  Two known differences are allowed: json_pick accepts numbers
+ * jansson cannot hold (their range is the caller's check), and it refuses
+ * a NUL byte right after a number or literal, which jansson 2.14 skips (its
+ * lexer loses an unread NUL: "[5\0]" parses there; found by this target). */
+static json_t *fuzz_json_at(json_t *root, const char *const *path)
+{
+	json_t *v = root;
+	for (size_t i = 0; v && path[i]; i++)
+		v = json_is_object(v) ? json_object_get(v, path[i]) : NULL;
+	return v;
+}
+
+static enum json_pick_type fuzz_json_type(json_t *v)
+{
+	switch (v ? json_typeof(v) : JSON_NULL) {
+	case JSON_OBJECT: return JSON_PICK_OBJECT;
+	case JSON_ARRAY: return JSON_PICK_ARRAY;
+	case JSON_STRING: return JSON_PICK_STRING;
+	case JSON_INTEGER: case JSON_REAL: return JSON_PICK_NUMBER;
+	case JSON_TRUE: return JSON_PICK_TRUE;
+	case JSON_FALSE: return JSON_PICK_FALSE;
+	default: return v ? JSON_PICK_NULL : JSON_PICK_ABSENT;
+	}
+}
+
+static void fuzz_json_pick(const uint8_t *data, size_t size)
+{
+	static const char *const root[] = { NULL }, *const a[] = { "a", NULL },
+		*const ab[] = { "a", "b", NULL }, *const key[] = { "data", "data", "private_key", NULL },
+		*const ss[] = { "SecretString", NULL };
+	struct secret *s_key = NULL, *s_root = NULL;
+	char small[4], big[64];
+	struct json_pick p[] = {
+		{ .path = root, .secret = &s_root },
+		{ .path = a, .buf = small, .cap = sizeof(small) },
+		{ .path = ab, .buf = big, .cap = sizeof(big) },
+		{ .path = key, .secret = &s_key },
+		{ .path = ss },
+	};
+	const size_t n = sizeof(p) / sizeof(p[0]);
+	char why[128];
+	int rc = json_pick(data, size, p, n, why, sizeof(why));
+	json_error_t e;
+	json_t *j = json_loadb((const char *)data, size, JSON_DECODE_ANY, &e);
+	if (rc == -ENOMEM)
+		abort();
+	bool range = rc == 0 && !j && (strstr(e.text, "too big") || strstr(e.text, "overflow"));
+	bool nul = rc == -EINVAL && j && memchr(data, 0, size);
+	if (!j != !!rc && !range && !nul)
+		abort();   /* one accepts what the other refuses */
+	if (rc == 0 && j) {
+		for (size_t i = 0; i < n; i++) {
+			json_t *v = fuzz_json_at(j, p[i].path);
+			if (p[i].type != fuzz_json_type(v))
+				abort();
+			if (p[i].type == JSON_PICK_STRING) {
+				size_t vl = json_string_length(v);
+				const char *vs = json_string_value(v);
+				struct secret *sec = p[i].secret ? *p[i].secret : NULL;
+				if (p[i].len != vl || (sec && (sec->len != vl || memcmp(sec->data, vs, vl))))
+					abort();
+				if (p[i].buf && (strncmp(p[i].buf, vs, p[i].cap - 1) ||
+				                 p[i].cut != (vl > p[i].cap - 1)))
+					abort();
+			}
+		}
+	}
+	json_pick_clear(p, n);
+	if (s_key || s_root)
+		abort();   /* clear frees what the pass allocated */
+	json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t which = data[0] % 16;
+	uint8_t which = data[0] % 18;
 	data++;
 	size--;
 	char why[200];
@@ -261,6 +339,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 15:
 		fuzz_aws_profile(data, size);
 		break;
+	case 16:
+		fuzz_json_pick(data, size);
+		break;
+	case 17: {
+		struct secret *out = NULL;
+		double created;
+		if (aws_parse_get_secret_value(data, size, &out, &created, why, sizeof(why)) == 0 &&
+		    (!out || !out->len))
+			abort();   /* success always hands over a non-empty key */
+		secret_free(out);
+		break;
+	}
 	default:   /* 7 */
 		if (file_map_roundtrip(data, size) == -EPROTO)
 			abort();   /* parse and serialise disagree */

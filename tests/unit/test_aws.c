@@ -536,3 +536,44 @@ Test(aws_chain, instance_metadata_gets_one_second)
 	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
 	unsetenv("AWS_CONFIG_FILE");
 }
+
+/* issue 15 (s3-15a): GetSecretValue's answer in one pass: the SecretString
+ * (an escaped JSON document inside a JSON string) down to the key, and
+ * CreatedDate for the key-age gauge. */
+Test(aws_parse, get_secret_value_answer)
+{
+	char k[65], doc[800], why[200] = "";
+	random_hex(k, 32);
+	snprintf(doc, sizeof(doc),
+	         "{\"ARN\":\"arn:aws:secretsmanager:eu-west-1:1:secret:omikuji/eth-AbCdEf\","
+	         "\"Name\":\"omikuji/eth\",\"VersionId\":\"v1\",\"SecretString\":"
+	         "\"{\\\"private_key\\\": \\\"0x%s\\\", \\\"network\\\": \\\"eth\\\"}\","
+	         "\"VersionStages\":[\"AWSCURRENT\"],\"CreatedDate\":1764452711.523}", k);
+	struct secret *out = NULL;
+	double created = 0;
+	cr_assert_eq(aws_parse_get_secret_value(doc, strlen(doc), &out, &created, why, sizeof(why)), 0,
+	             "%s", why);
+	cr_assert_not_null(out);
+	cr_expect_eq(out->len, 66);
+	cr_expect(!memcmp(out->data, "0x", 2) && !memcmp(out->data + 2, k, 64));
+	cr_expect(created > 1764452711.5 && created < 1764452711.6, "CreatedDate %f", created);
+	secret_free(out);
+
+	/* No CreatedDate: 0, the key still read. */
+	snprintf(doc, sizeof(doc), "{\"SecretString\":\"0x%s\"}", k);
+	cr_assert_eq(aws_parse_get_secret_value(doc, strlen(doc), &out, &created, why, sizeof(why)), 0);
+	cr_expect_eq(created, 0);
+	secret_free(out);
+
+	/* Not JSON, SecretString missing or not a string, a malformed inner
+	 * document that is then the key itself only when it is not JSON at all. */
+	const char *bad[] = { "", "{\"SecretString\":", "{\"SecretBinary\":\"AAAA\"}",
+	                      "{\"SecretString\":7}", "[\"SecretString\"]",
+	                      "{\"SecretString\":\"{\\\"private_key\\\":\\\"\\\"}\"}" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		out = NULL;
+		cr_expect_eq(aws_parse_get_secret_value(bad[i], strlen(bad[i]), &out, &created, why,
+		                                        sizeof(why)), -EIO, "case %zu", i);
+		cr_expect_null(out, "case %zu", i);
+	}
+}

@@ -598,3 +598,40 @@ Test(vault_open, approle_opens_without_vault, .init = cfg_init, .fini = cfg_fini
 	cr_expect_null(strstr(e.msg, token));
 	vault_backend_ops.close(b);
 }
+
+/* issue 15 (s3-15a): a fetch parses the answer once for the key and its
+ * created_time; the repeated-name rule and escapes are jansson's. */
+Test(vault_parse_read, key_and_created_time_in_one_pass)
+{
+	char k[65], inner[200], why[160] = "";
+	random_key(k);
+	snprintf(inner, sizeof(inner), "{\"private_key\":\"%s\"}", k);
+	char *b = kv_body(inner, "", 0);
+	struct secret *out = NULL;
+	double created = 0;
+	cr_assert_eq(vault_parse_kv_version(200, b, strlen(b), &out, &created, why, sizeof(why)), 0,
+	             "%s", why);
+	cr_expect(out && out->len == 64 && !memcmp(out->data, k, 64));
+	cr_expect_eq(created, 1704067200.0, "2024-01-01T00:00:00Z, got %f", created);
+	cr_expect_eq(vault_parse_kv_created(b, strlen(b)), 1704067200.0);
+	secret_free(out);
+	free(b);
+
+	/* An escaped key field name and a later duplicate that wins. */
+	snprintf(inner, sizeof(inner), "{\"private_key\":\"old\",\"priv\\u0061te_key\":\"%s\"}", k);
+	b = kv_body(inner, "", 0);
+	cr_assert_eq(read_kv(200, b, &out, why), 0, "%s", why);
+	cr_expect(out && out->len == 64 && !memcmp(out->data, k, 64));
+	secret_free(out);
+	free(b);
+
+	/* Malformed: a clear reason with a byte offset, never the body. */
+	snprintf(inner, sizeof(inner), "{\"private_key\":\"%s\"", k);
+	b = kv_body(inner, "", 0);
+	cr_expect_eq(read_kv(200, b, &out, why), -EIO);
+	cr_expect_null(out);
+	cr_expect_not_null(strstr(why, "malformed JSON"), "%s", why);
+	cr_expect_not_null(strstr(why, "at byte"), "%s", why);
+	cr_expect_null(strstr(why, k), "the reason never quotes the body");
+	free(b);
+}
