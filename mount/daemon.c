@@ -36,6 +36,8 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct mount_state *signal_keyfs;
@@ -67,6 +70,85 @@ static void on_sighup(int sig)
 	(void)sig;
 	if (signal_keyfs)
 		mount_state_request_reload(signal_keyfs);
+}
+
+/* A stop signal must not be lost.  libfuse's loop (3.14) checks its exit
+ * flag and then sleeps in sem_wait until a signal interrupts it: a SIGTERM
+ * that lands between the check and the wait (for instance right after
+ * `mount` returned, while the loop starts its first worker) only sets the
+ * flag, and the daemon served on until the next FUSE request.  So the stop
+ * handlers also wake a watcher thread, which interrupts the main thread
+ * again every 20 ms until the loop has returned. */
+static struct sigaction fuse_stop_action[2];   /* libfuse's SIGTERM, SIGINT */
+static int stop_pipe[2] = { -1, -1 };
+static pthread_t stop_main_thread;
+static atomic_bool stop_loop_done;
+
+static void on_stop(int sig)
+{
+	int saved = errno;
+	const struct sigaction *fa = &fuse_stop_action[sig == SIGINT];
+	if (fa->sa_handler != SIG_DFL && fa->sa_handler != SIG_IGN && fa->sa_handler)
+		fa->sa_handler(sig);
+	unsigned char c = (unsigned char)sig;
+	if (write(stop_pipe[1], &c, 1) < 0) {
+		/* full: the watcher is awake already */
+	}
+	errno = saved;
+}
+
+static void *stop_watch_main(void *arg)
+{
+	(void)arg;
+	unsigned char sig = 0;
+	while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR)
+		;
+	while (sig && !atomic_load(&stop_loop_done)) {
+		pthread_kill(stop_main_thread, sig);
+		struct timespec t = { 0, 20 * 1000 * 1000 };
+		nanosleep(&t, NULL);
+	}
+	return NULL;
+}
+
+/* After fuse_set_signal_handlers: chain libfuse's stop handlers. */
+static int stop_watch_install(void)
+{
+	if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	/* the watcher's end blocks; the handler's never does */
+	fcntl(stop_pipe[0], F_SETFL, fcntl(stop_pipe[0], F_GETFL) & ~O_NONBLOCK);
+	stop_main_thread = pthread_self();
+	atomic_store(&stop_loop_done, false);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;   /* interrupt sem_wait: no SA_RESTART */
+	sigaction(SIGTERM, &sa, &fuse_stop_action[0]);
+	sigaction(SIGINT, &sa, &fuse_stop_action[1]);
+	return 0;
+}
+
+/* The loop has returned: stop the watcher (woken with a 0 byte when no
+ * signal came, e.g. after fusermount3 -u). */
+static void stop_watch_end(pthread_t *watcher, bool started)
+{
+	atomic_store(&stop_loop_done, true);
+	if (started) {
+		unsigned char zero = 0;
+		if (write(stop_pipe[1], &zero, 1) < 0) {
+			/* full: it is awake and sees stop_loop_done */
+		}
+		pthread_join(*watcher, NULL);
+	}
+	sigaction(SIGTERM, &fuse_stop_action[0], NULL);
+	sigaction(SIGINT, &fuse_stop_action[1], NULL);
+	for (int i = 0; i < 2; i++)
+		if (stop_pipe[i] >= 0) {
+			close(stop_pipe[i]);
+			stop_pipe[i] = -1;
+		}
 }
 
 void daemon_harden(void)
@@ -339,6 +421,8 @@ static int serve(struct serve *s)
 	bool background = s->start.ready_fd >= 0;
 	bool mounted = false;
 	bool handlers = false;
+	bool stop_installed = false, watcher_started = false;
+	pthread_t stop_watcher;
 	int code = 1;
 	int rc;
 
@@ -401,6 +485,11 @@ static int serve(struct serve *s)
 		goto out;
 	}
 	handlers = true;
+	if (stop_watch_install() < 0) {
+		start_failed(&s->start, "cannot install signal handlers: %s", strerror(errno));
+		goto out;
+	}
+	stop_installed = true;
 	signal_keyfs = k;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -451,6 +540,13 @@ static int serve(struct serve *s)
 		start_failed(&s->start, "%s", err);
 		goto out;
 	}
+	rc = pthread_create(&stop_watcher, NULL, stop_watch_main, NULL);
+	if (rc != 0) {
+		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
+		start_failed(&s->start, "cannot start a thread: %s", strerror(rc));
+		goto out;
+	}
+	watcher_started = true;
 	pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
@@ -482,6 +578,8 @@ static int serve(struct serve *s)
 	/* 0, or the number of the signal (SIGTERM, SIGINT) that ended the loop:
 	 * both are a clean stop.  Negative is an error. */
 	code = fuse_loop_mt(fuse, loop) < 0 ? 1 : 0;
+	stop_watch_end(&stop_watcher, watcher_started);
+	stop_installed = watcher_started = false;
 	sd_notify(0, "STOPPING=1");
 	log_kv(LOG_LEVEL_INFO, "unmounting", "mountpoint", s->mountpoint, (char *)NULL);
 	fuse_unmount(fuse);   /* no request can arrive after this */
@@ -490,6 +588,8 @@ static int serve(struct serve *s)
 	control = NULL;
 	mount_state_audit_checkpoint(k, true);
 out:
+	if (stop_installed)
+		stop_watch_end(&stop_watcher, watcher_started);
 	signal_keyfs = NULL;
 	control_stop(control);
 	if (loop)

@@ -194,6 +194,19 @@ class BackgroundStartTest(unittest.TestCase):
             blk = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
         self.assertEqual(blk & stop, 0, "the main thread must take the stop signals")
 
+    def test_stop_right_after_mount_is_never_lost(self):
+        # libfuse's loop can miss a signal that arrives while it starts
+        # (between its exit check and its wait): the daemon then served on
+        # until the next request.  Stop signals sent the moment `mount`
+        # returns, several times over, must each end the daemon.
+        for i, sig in enumerate([signal.SIGTERM, signal.SIGINT] * 4):
+            b = Background(self)
+            b.start()
+            os.kill(b.pid, sig)
+            self.assertTrue(wait_exit(b.pid), f"round {i}: daemon ignored {sig.name}")
+            b.pid = None
+            self.assertFalse(is_mounted(b.m.mnt))
+
     def test_sigint_and_fusermount_stop(self):
         b = Background(self)
         b.start()
