@@ -185,6 +185,7 @@ int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, 
 		snprintf(err, errlen, "cannot get random bytes for the key fingerprints");
 		goto fail;
 	}
+	hmac_sha256_set_key(&k->seen_mac, sizeof(k->seen_key), k->seen_key);
 	for (size_t i = 0; i < cfg->warnings.n; i++)
 		log_kv(LOG_LEVEL_WARN, "configuration", "warning", cfg->warnings.items[i], (char *)NULL);
 	for (size_t i = 0; i < n; i++) {

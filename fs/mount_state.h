@@ -12,6 +12,7 @@
 #ifndef OMIKUJI_MOUNT_STATE_H
 #define OMIKUJI_MOUNT_STATE_H
 
+#include <nettle/hmac.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -120,6 +121,7 @@ struct mount_state {
 	size_t mtime_nbuckets;        /* 0 or a power of two */
 	size_t mtime_count;
 	unsigned char seen_key[32];   /* random per mount: fingerprints mean nothing elsewhere */
+	struct hmac_sha256_ctx seen_mac;   /* keyed with seen_key once; copied per fingerprint */
 
 	/* Rotation notices (keys whose value changed), delivered by the
 	 * maintenance thread: kernel caches dropped and an IN_ATTRIB raised by
