@@ -59,6 +59,17 @@ def wait_exit(pid, timeout=10):
         os.close(fd)
 
 
+def wait_listed(mount, name, timeout=15):
+    """Wait until keys/ lists name (a key written beside the mount shows once
+    the mount's listing is refreshed); True when it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if name in os.listdir(mount.path("keys")):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def is_mounted(path):
     path = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:

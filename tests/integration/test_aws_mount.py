@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.environ.get("TESTS_SOURCE_DIR", os.path.join(HERE, "..")),
                                 "servers"))
 import awslib  # noqa: E402
-from keyfslib import KEYFS_BIN, Mount, metric, new_key, run  # noqa: E402
+from keyfslib import KEYFS_BIN, Mount, metric, new_key, run, wait_listed  # noqa: E402
 
 
 def aws_config(m, srv, prefix, endpoint=True, region="us-east-1", extra="", ttl=300,
@@ -126,6 +126,8 @@ class Layout(AwsMountBase):
                 for n, k in keys.items():
                         self.assertEqual(m.read_key(n), k + "\n", n)
                 self.put("bad", json.dumps({"nothing": "here"}))
+                # written beside the mount: it shows once the listing is refreshed
+                self.assertTrue(wait_listed(m, "bad"), "bad never listed")
                 self.assertEqual(self.errno_of(lambda: m.read_key("bad")), errno.EIO)
 
         def test_write_is_read_by_boto3_with_all_fields(self):

@@ -13,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(SRC, "servers"))
-from keyfslib import Mount, metric, new_key, run  # noqa: E402
+from keyfslib import Mount, metric, new_key, run, wait_listed  # noqa: E402
 import vaultlib  # noqa: E402
 
 try:
@@ -402,7 +402,7 @@ class VaultCacheTest(VaultMountCase):
         # from it never waits on Vault (under ASan a listing refresh could
         # take longer than a lookup's 1 s deadline, and that reader then got
         # ENOENT before reaching open).
-        self.assertIn("eth", os.listdir(self.m.path("keys")))
+        self.assertTrue(wait_listed(self.m, "eth"), "eth never listed")
         self.vs.reset_stats()
         # The first fetch is held at the server until every reader is inside
         # its open(2) (seen in /proc), then released: no timing window.
