@@ -1320,6 +1320,18 @@ int aws_container_url(char *out, size_t outlen)
 	return w < 0 || (size_t)w >= outlen ? -ENAMETOOLONG : 0;
 }
 
+/* The credentials JSON a container or instance-metadata endpoint answered
+ * (the same shape from both), labelled with its source. */
+static int aws_credentials_from_response(const struct http_response *resp, const char *source,
+                                         struct aws_credentials *out, char *why, size_t whylen)
+{
+	int rc = aws_parse_credentials_json(resp->body ? resp->body->data : NULL,
+	                                    resp->body ? resp->body->len : 0, out, why, whylen);
+	if (!rc)
+		snprintf(out->source, sizeof(out->source), "%s", source);
+	return rc;
+}
+
 static int aws_from_container(const struct aws_chain *ch, double deadline,
                               struct aws_credentials *out, char *why, size_t whylen)
 {
@@ -1372,10 +1384,7 @@ static int aws_from_container(const struct aws_chain *ch, double deadline,
 		rc = resp.status >= 400 && resp.status < 500 ? -EACCES : -EIO;
 		goto out;
 	}
-	rc = aws_parse_credentials_json(resp.body ? resp.body->data : NULL,
-	                                resp.body ? resp.body->len : 0, out, why, whylen);
-	if (!rc)
-		snprintf(out->source, sizeof(out->source), "container");
+	rc = aws_credentials_from_response(&resp, "container", out, why, whylen);
 out:
 	http_response_clear(&resp);
 	secret_free(tok);
@@ -1458,10 +1467,7 @@ static int aws_from_imds(const struct aws_chain *ch, double deadline,
 		rc = rc == -ETIMEDOUT ? rc : -EIO;
 		goto out;
 	}
-	rc = aws_parse_credentials_json(resp.body ? resp.body->data : NULL,
-	                                resp.body ? resp.body->len : 0, out, why, whylen);
-	if (!rc)
-		snprintf(out->source, sizeof(out->source), "imds");
+	rc = aws_credentials_from_response(&resp, "imds", out, why, whylen);
 out:
 	http_response_clear(&resp);
 	secret_free(tok);

@@ -491,20 +491,8 @@ static bool audit_owner_ok(const char *path, uid_t owner)
 {
 	if (owner == geteuid() || owner == 0)
 		return true;
-	char *dir = strdup(path);
-	if (!dir)
-		return false;
-	char *slash = strrchr(dir, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = 0;
-	else
-		*slash = 0;
 	struct stat st;
-	bool ok = stat(dir, &st) == 0 && st.st_uid == owner;
-	free(dir);
-	return ok;
+	return fileowner_stat_dir(path, &st) == 0 && st.st_uid == owner;
 }
 
 /* Open the log for appending.  Never through a symlink (a user who can

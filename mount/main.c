@@ -34,6 +34,16 @@
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 
+/* The options every command takes: in the usage and in each COMMAND --help. */
+#define COMMON_OPTIONS \
+"Options for every command:\n" \
+"  -c, --config PATH                 configuration file (else $OMIKUJI_CONFIG,\n" \
+"                                    ./omikuji.yaml, ~/.config/omikuji/omikuji.yaml,\n" \
+"                                    /etc/omikuji/omikuji.yaml, built-in defaults)\n" \
+"      --insecure-config-permissions accept a group/world-readable config file\n" \
+"                                    that holds a secret\n" \
+"  -h, --help                        this help\n"
+
 static const char usage_text[] =
 "Usage: omikuji-keyfs COMMAND [OPTIONS]\n"
 "\n"
@@ -71,13 +81,7 @@ static const char usage_text[] =
 "  check-config [-c CONFIG]\n"
 "        validate the configuration and print it with secrets masked\n"
 "\n"
-"Options for every command:\n"
-"  -c, --config PATH                 configuration file (else $OMIKUJI_CONFIG,\n"
-"                                    ./omikuji.yaml, ~/.config/omikuji/omikuji.yaml,\n"
-"                                    /etc/omikuji/omikuji.yaml, built-in defaults)\n"
-"      --insecure-config-permissions accept a group/world-readable config file\n"
-"                                    that holds a secret\n"
-"  -h, --help                        this help\n"
+COMMON_OPTIONS
 "  -V, --version                     print the version\n"
 "\n"
 "Exit status: 0 success, 1 operation failed, 2 usage or configuration error.\n"
@@ -141,13 +145,7 @@ static const struct {
 
 static const char common_help[] =
 "\n"
-"Options for every command:\n"
-"  -c, --config PATH                 configuration file (else $OMIKUJI_CONFIG,\n"
-"                                    ./omikuji.yaml, ~/.config/omikuji/omikuji.yaml,\n"
-"                                    /etc/omikuji/omikuji.yaml, built-in defaults)\n"
-"      --insecure-config-permissions accept a group/world-readable config file\n"
-"                                    that holds a secret\n"
-"  -h, --help                        this help\n"
+COMMON_OPTIONS
 "See omikuji-keyfs(1).\n";
 
 static void print_help(const char *command)

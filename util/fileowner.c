@@ -23,26 +23,32 @@ int fileowner_mkdir(const char *path, mode_t mode)
 	return 0;
 }
 
+int fileowner_stat_dir(const char *path, struct stat *st)
+{
+	char *dir = strdup(path);
+	if (!dir)
+		return -ENOMEM;
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	int rc = stat(dir, st) < 0 ? -errno : 0;
+	free(dir);
+	return rc;
+}
+
 int fileowner_inherit(int fd, const char *path, const char *like)
 {
 	struct stat st;
 	if (geteuid() != 0)
 		return 0;
 	if (!like || stat(like, &st) < 0) {
-		char *dir = strdup(path);
-		if (!dir)
-			return -ENOMEM;
-		char *slash = strrchr(dir, '/');
-		if (!slash)
-			strcpy(dir, ".");
-		else if (slash == dir)
-			dir[1] = 0;
-		else
-			*slash = 0;
-		int rc = stat(dir, &st);
-		free(dir);
+		int rc = fileowner_stat_dir(path, &st);
 		if (rc < 0)
-			return -errno;
+			return rc;
 	}
 	if (st.st_uid == 0 && st.st_gid == 0)
 		return 0;

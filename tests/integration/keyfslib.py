@@ -120,16 +120,7 @@ key_storage:
   storage_type: {storage}
   file:
     path: {self.store}
-logging:
-  format: json
-  level: debug
-  targets:
-    - type: file
-      path: {self.app_log}
-keyfs:
-  audit_log: {self.audit_log}
-  key_format: {key_format}
-  health_interval_seconds: 1
+{self.logging_and_audit_yaml()}  key_format: {key_format}
 {keyfs_extra}
 """
         with open(self.config, "w") as f:
@@ -143,6 +134,21 @@ keyfs:
         self.extra_args = list(extra_args)
         self.proc = None
         self.stderr_path = os.path.join(self.root, "daemon.stderr")
+
+    def logging_and_audit_yaml(self):
+        """The config's logging section (JSON to app.log) and the start of its
+        keyfs section (the audit log, 1 s health checks): what every test
+        mount shares; more keyfs keys may follow."""
+        return f"""logging:
+  format: json
+  level: debug
+  targets:
+    - type: file
+      path: {self.app_log}
+keyfs:
+  audit_log: {self.audit_log}
+  health_interval_seconds: 1
+"""
 
     def cli(self, *args, input=None, config=True, env=None):
         """Run the CLI (with -c this mount's config unless config=False)."""

@@ -54,16 +54,7 @@ key_storage:
     service: {service}
     timeout_seconds: {timeout}
     cache_ttl_seconds: {ttl}
-logging:
-  format: json
-  level: debug
-  targets:
-    - type: file
-      path: {m.app_log}
-keyfs:
-  audit_log: {m.audit_log}
-  health_interval_seconds: 1
-  list_cache_seconds: 0
+{m.logging_and_audit_yaml()}  list_cache_seconds: 0
 """
 
 

@@ -26,16 +26,7 @@ key_storage:
   storage_type: file
   file:
     path: {m.root}/store/main.enc
-logging:
-  format: json
-  level: debug
-  targets:
-    - type: file
-      path: {m.app_log}
-keyfs:
-  audit_log: {m.audit_log}
-  health_interval_seconds: 1
-  list_cache_seconds: 60
+{m.logging_and_audit_yaml()}  list_cache_seconds: 60
   backends:
     - name: testnets
       storage_type: file

@@ -44,16 +44,7 @@ key_storage:
     max_retries: {retries}
     cache_ttl_seconds: {ttl}
 {extra}
-logging:
-  format: json
-  level: debug
-  targets:
-    - type: file
-      path: {m.app_log}
-keyfs:
-  audit_log: {m.audit_log}
-  health_interval_seconds: 1
-  list_cache_seconds: 1
+{m.logging_and_audit_yaml()}  list_cache_seconds: 1
   max_stale_seconds: 3600
 {keyfs_extra}
 """
