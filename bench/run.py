@@ -4,7 +4,7 @@ to its baseline measured in the same run, printed as a table with ratios.
 
     /usr/bin/python3 bench/run.py --build BUILDDIR [--markdown] [--reps 5] [--quick]
                                   [--only routing|scale|keyring|memory|concurrent|metrics|
-                                          cold|audit]
+                                          cold|audit|cached]
 
 Needs root (FUSE mounts), /dev/fuse, fusermount3, and a build with the
 bench programs (`meson compile -C BUILDDIR`; a release build is what
@@ -1114,6 +1114,28 @@ key_storage:
         self.vault_cold(cold, n, floor_mnt)
         self.aws_cold(n, floor_mnt)
 
+    def run_cached_only(self):
+        """--only cached (issue 15 goal 2): a cached Vault read through the
+        mount (audit on) against floorfs, interleaved, target <= 1.10x."""
+        self.vault = vaultlib.VaultServer().start()
+        self.kv_put_many([HOT])
+        hot = self.keyfs_mount("hot", self.vault_config(3600),
+                               env={"VAULT_TOKEN": self.vault.root_token})
+        floor_mnt = self.start_floor()
+        n = 2000 if self.quick else 10000
+        hp, fp = hot.key_path(HOT), os.path.join(floor_mnt, "keys", HOT)
+        for p in (hp, fp):
+            self.readloop(p, 200)
+        log("cached read vs floorfs, %d x %d, load average %.1f" % (
+            self.reps, n, os.getloadavg()[0]))
+        (hv, hs, hl), (fv, fs, fl) = self.interleaved([
+            lambda: self.readloop_us(hp, n, 67),
+            lambda: self.readloop_us(fp, n, 67)])
+        self.add("cached vault read via mount (TTL 3600, audit on)", hv, "us/op",
+                 "floorfs: minimal libfuse3 fs, same options", fv, target=1.10,
+                 spread=(hs, hl), base_spread=(fs, fl))
+        self.notes.append("cached: load average %.1f at the end" % os.getloadavg()[0])
+
     def run_audit_only(self):
         """--only audit (issue 15 goal 2, audit part): a cached read with the
         audit log on vs --no-audit, interleaved, target <= 1.05x."""
@@ -1255,6 +1277,8 @@ key_storage:
             return self.run_cold_only()
         if self.only == "audit":
             return self.run_audit_only()
+        if self.only == "cached":
+            return self.run_cached_only()
         if self.only == "memory":
             return self.memory()
         if self.only == "metrics":
@@ -1386,7 +1410,7 @@ def main():
                     help="raise this run's priority by N (children inherit it; 0 = no change)")
     ap.add_argument("--quick", action="store_true", help="smaller loops (smoke test)")
     ap.add_argument("--only", choices=["routing", "scale", "keyring", "memory", "concurrent",
-                                       "metrics", "cold", "audit"],
+                                       "metrics", "cold", "audit", "cached"],
                     help="run one comparison only")
     ap.add_argument("--report-lines", type=int, default=None,
                     help="audit lines for the report benchmark (default 10 M, 1 M with --quick)")

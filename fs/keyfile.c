@@ -114,7 +114,7 @@ int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_
 	return 0;
 }
 
-int keyfile_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+int keyfile_read(size_t size, off_t off, struct fuse_file_info *fi, const char **data)
 {
 	struct keyfile *f = (struct keyfile *)(uintptr_t)fi->fh;
 	if (!f->content)
@@ -126,7 +126,7 @@ int keyfile_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 	size_t n = f->content->len - (size_t)off;
 	if (n > size)
 		n = size;
-	memcpy(buf, f->content->data + off, n);
+	*data = (const char *)f->content->data + off;
 	return (int)n;
 }
 
@@ -160,7 +160,7 @@ int keyfile_write(struct mount_state *k, const char *buf, size_t size, off_t off
 	rc = secret_append(f->written, buf, size);
 	/* buf is libfuse's receive buffer, reused for the next request but not
 	 * wiped: the written key is in a locked secret now, so wipe it there.
-	 * libfuse does not read the data of a write after the callback. */
+	 * The write's reply does not use it. */
 	secret_wipe((void *)(uintptr_t)buf, size);
 	if (rc < 0)
 		goto out;

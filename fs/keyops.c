@@ -622,6 +622,8 @@ static int store_in(struct mount_state *k, const struct caller *c, struct instan
 						mount_state_key_changed(k, network);
 					secret_free(stored);
 					mtime_set(k, network, clock_wall());
+					/* Its size and mtime, as the kernel caches them. */
+					mount_state_name_changed(k, network, true);
 				}
 				instance_request_check(in);
 			}
@@ -685,6 +687,8 @@ static int remove_in(struct mount_state *k, const struct caller *c, struct insta
 			if (k->addresses)
 				address_book_forget(k->addresses, network, clock_monotonic());
 			seen_note(k, network, NULL, true);
+			/* The kernel's cached entry goes now, not at its timeout. */
+			mount_state_name_gone(k, network, true);
 		}
 		instance_request_check(in);
 	}
@@ -739,6 +743,26 @@ int keyops_address(struct mount_state *k, const struct caller *c, const char *ne
 	return rc == -EILSEQ ? -EIO : rc;
 }
 
+/* Names of the old listing (sorted) missing from the new one, routed to
+ * this instance: gone, so the kernel's cached entries go too. */
+static void list_gone(struct instance *in, const struct strlist *old, const struct strlist *fresh)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < old->n; i++) {
+		int cmp = 1;
+		while (j < fresh->n && (cmp = strcmp(fresh->items[j], old->items[i])) < 0)
+			j++;
+		if (j < fresh->n && cmp == 0)
+			continue;
+		if (mount_state_route(in->k, old->items[i]) == in)
+			mount_state_name_gone(in->k, old->items[i], false);
+	}
+}
+
+/* After a failed listing the backend is not asked again for this long:
+ * every lookup of a name would otherwise ask a hung backend in turn. */
+#define LIST_NEGATIVE_SECONDS 2.0
+
 /* Make an instance's cached listing usable; returns with its list_lock held.
  * - fresh (younger than list_cache_seconds): used as it is;
  * - stale while another caller refreshes it: the stale one is used, so
@@ -747,10 +771,6 @@ int keyops_address(struct mount_state *k, const struct caller *c, const char *ne
  * With no listing at all, callers wait for the one refresh in flight and
  * share its outcome.  On a failed refresh the previous listing is kept.
  * deadline (0: the instance's own timeout) bounds the backend call. */
-/* After a failed listing the backend is not asked again for this long:
- * every lookup of a name would otherwise ask a hung backend in turn. */
-#define LIST_NEGATIVE_SECONDS 2.0
-
 static int list_refresh(struct instance *in, double deadline, struct backend_err *err,
                         bool *called, bool bounded)
 {
@@ -807,6 +827,8 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 		         err->msg[0] ? err->msg : errno_reason(rc));
 	}
 	if (rc == 0) {
+		if (in->list_valid)
+			list_gone(in, &in->list, &valid);
 		strlist_clear(&in->list);
 		in->list = valid;
 		in->list_valid = true;

@@ -9,7 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <grp.h>
 #include <limits.h>
 #include <openssl/rand.h>
@@ -313,9 +313,8 @@ static void reload(struct mount_state *k)
 	log_kv(LOG_LEVEL_INFO, "reloaded on SIGHUP", (char *)NULL);
 }
 
-int mount_state_attach(struct mount_state *k, struct fuse *fuse, const char *mountpoint)
+int mount_state_attach(struct mount_state *k, const char *mountpoint)
 {
-	k->fuse = fuse;
 	char *abs = realpath(mountpoint, NULL);
 	if (!abs)
 		return -errno;
@@ -333,9 +332,21 @@ void mount_state_key_changed(struct mount_state *k, const char *network)
 	wake(k);
 }
 
+static __thread fuse_req_t current_req;
+
+void mount_state_request(fuse_req_t req)
+{
+	current_req = req;
+}
+
+bool mount_state_in_request(void)
+{
+	return current_req != NULL;
+}
+
 bool mount_state_request_is_own(struct mount_state *k)
 {
-	pid_t pid = fuse_get_context()->pid;
+	pid_t pid = current_req ? fuse_req_ctx(current_req)->pid : 0;
 	pid_t own = atomic_load(&k->notify_tid);
 	return pid == getpid() || (own && pid == own);
 }
@@ -398,9 +409,7 @@ static void deliver_changes(struct mount_state *k)
 	pthread_mutex_unlock(&k->changed_lock);
 	for (size_t i = 0; i < names.n && !k->stopping; i++) {
 		char path[PATH_MAX];
-		snprintf(path, sizeof(path), "/keys/%s", names.items[i]);
-		if (k->fuse)
-			fuse_invalidate_path(k->fuse, path);
+		mount_state_name_changed(k, names.items[i], true);
 		log_kv(LOG_LEVEL_INFO, "key changed in the backend", "network", names.items[i],
 		       "storage_type", mount_state_route(k, names.items[i])->name, (char *)NULL);
 		if (!k->mountpoint ||
@@ -669,7 +678,7 @@ void mount_state_caller_from_peer(struct mount_state *k, uid_t uid, gid_t gid, p
 
 void mount_state_caller_current(struct mount_state *k, struct caller *c)
 {
-	struct fuse_context *ctx = fuse_get_context();
+	const struct fuse_ctx *ctx = fuse_req_ctx(current_req);
 	memset(c, 0, sizeof(*c));
 	c->uid = ctx->uid;
 	c->gid = ctx->gid;
@@ -677,7 +686,7 @@ void mount_state_caller_current(struct mount_state *k, struct caller *c)
 	c->ngroups = -1;
 	/* Supplementary groups cost a /proc read: only rules can use them. */
 	if (k->cfg->keyfs.access_set) {
-		int n = fuse_getgroups(CALLER_MAX_GROUPS, c->groups);
+		int n = fuse_req_getgroups(current_req, CALLER_MAX_GROUPS, c->groups);
 		c->ngroups = n < 0 ? -1 : (n > CALLER_MAX_GROUPS ? CALLER_MAX_GROUPS : n);
 	}
 	caller_comm(c->pid, c->process, sizeof(c->process));

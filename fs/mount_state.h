@@ -12,6 +12,7 @@
 #ifndef OMIKUJI_MOUNT_STATE_H
 #define OMIKUJI_MOUNT_STATE_H
 
+#include <fuse_lowlevel.h>
 #include <nettle/hmac.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -126,7 +127,7 @@ struct mount_state {
 	/* Rotation notices (keys whose value changed), delivered by the
 	 * maintenance thread: kernel caches dropped and an IN_ATTRIB raised by
 	 * touching the file through the mount itself, so inotify watchers wake. */
-	struct fuse *fuse;            /* mount_state_attach */
+	struct tree_table *tree;      /* fuse_ops.c: inode numbers, invalidation notices */
 	char *mountpoint;             /* absolute; NULL = no self-touch (tests) */
 	pthread_mutex_t changed_lock;
 	struct strlist changed;
@@ -178,15 +179,26 @@ struct instance *mount_state_route(struct mount_state *k, const char *network);
 struct instance *mount_state_instance(struct mount_state *k, const char *name);
 void mount_state_free(struct mount_state *k);
 
-/* Fill a caller from the current FUSE request (fuse_get_context). */
+/* The FUSE request this worker thread is answering (every handler sets it
+ * first): mount_state_caller_current reads its caller.  Threads that never
+ * answer one (control socket, maintenance, checkers) are not in a request. */
+void mount_state_request(fuse_req_t req);
+bool mount_state_in_request(void);
+/* Fill a caller from the current FUSE request (fuse_req_ctx). */
 void mount_state_caller_current(struct mount_state *k, struct caller *c);
 /* Fill a caller from a peer's credentials (SO_PEERCRED of the control
  * socket, or the CLI's own ids): groups and command name from /proc. */
 void mount_state_caller_from_peer(struct mount_state *k, uid_t uid, gid_t gid, pid_t pid, struct caller *c);
 
-/* Tell the mount its FUSE object and where it is mounted, for rotation
- * notices (before mount_state_start).  0 or -errno from realpath. */
-int mount_state_attach(struct mount_state *k, struct fuse *fuse, const char *mountpoint);
+/* Tell the mount where it is mounted, for rotation notices (before
+ * mount_state_start).  0 or -errno from realpath. */
+int mount_state_attach(struct mount_state *k, const char *mountpoint);
+/* keys/<network> stopped existing (removed, or gone from a listing) or got
+ * a new value: drop what the kernel caches of it (fuse_ops.c; names the
+ * kernel never looked up cost nothing).  wait: return once the kernel has
+ * it; never from a handler, nor holding a lock a handler may wait on. */
+void mount_state_name_gone(struct mount_state *k, const char *network, bool wait);
+void mount_state_name_changed(struct mount_state *k, const char *network, bool wait);
 /* The mount saw a new value for network (a rotation): queue the notice. */
 void mount_state_key_changed(struct mount_state *k, const char *network);
 /* Is the current FUSE request the mount's own rotation notice? */

@@ -67,7 +67,7 @@ int snapshot_open(struct mount_state *k, const struct node *n, struct fuse_file_
 	return 0;
 }
 
-int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+int snapshot_read(size_t size, off_t off, struct fuse_file_info *fi, const char **data)
 {
 	struct snapshot *s = (struct snapshot *)(uintptr_t)fi->fh;
 	if (off < 0)
@@ -77,7 +77,7 @@ int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 	size_t n = s->len - (size_t)off;
 	if (n > size)
 		n = size;
-	memcpy(buf, s->text + off, n);
+	*data = s->text + off;
 	return (int)n;
 }
 

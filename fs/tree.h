@@ -11,14 +11,15 @@
  *   /addresses                      dir, one file per network (as keys/)
  *   /addresses/<network>            address file: snapshot of the key's address
  *
- * getattr, readdir, open, read, write, release all resolve a path to a node
- * through tree_resolve() and dispatch on the node's family.  Whole path
+ * Every operation resolves its inode number (fuse_ops.c: fixed numbers for
+ * the fixed entries, a table for the children) to a node and dispatches on
+ * the node's family.  tree_resolve() does the same for a path: whole path
  * components are matched ("/keysfoo" is not "/keys").
  */
 #ifndef OMIKUJI_TREE_H
 #define OMIKUJI_TREE_H
 
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include "keyops.h"
 
 enum node_kind {
@@ -50,13 +51,26 @@ struct node {
 /* 0 and *n filled, or -ENOENT.  n->name points into path. */
 int tree_resolve(struct mount_state *k, const char *path, struct node *n);
 
-/* The FUSE operations of the whole tree. */
-extern const struct fuse_operations keyfs_operations;
+/* The FUSE operations of the whole tree (libfuse's low-level API). */
+extern const struct fuse_lowlevel_ops keyfs_ll_ops;
+
+/* The inode table of the children and the notifier thread that delivers
+ * invalidation notices (mount_state_name_gone / _changed) to the kernel.
+ * tree_start before the session serves; tree_start_notifier with the
+ * daemon's threads; tree_free after the session is destroyed. */
+int tree_start(struct mount_state *k, struct fuse_session *se);
+int tree_start_notifier(struct mount_state *k);
+void tree_stop_notifier(struct mount_state *k);
+void tree_free(struct mount_state *k);
+/* Children the kernel holds an inode number for. */
+size_t tree_inode_count(struct mount_state *k);
 
 /* Families, implemented in keyfile.c and snapshot.c. */
 int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi);
 int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_info *fi);
-int keyfile_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+/* Reads: the length (0 at EOF) and *data pointing into the open's buffer,
+ * or -errno. */
+int keyfile_read(size_t size, off_t off, struct fuse_file_info *fi, const char **data);
 int keyfile_write(struct mount_state *k, const char *buf, size_t size, off_t off,
                   struct fuse_file_info *fi);
 int keyfile_flush(struct mount_state *k, struct fuse_file_info *fi);
@@ -64,7 +78,7 @@ void keyfile_release(struct mount_state *k, struct fuse_file_info *fi);
 int keyfile_truncate(struct fuse_file_info *fi, off_t size);
 
 int snapshot_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi);
-int snapshot_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+int snapshot_read(size_t size, off_t off, struct fuse_file_info *fi, const char **data);
 void snapshot_release(struct mount_state *k, struct fuse_file_info *fi);
 int snapshot_render_metrics(struct mount_state *k, const struct node *n, struct strbuf *out);
 int snapshot_render_health(struct mount_state *k, const struct node *n, struct strbuf *out);

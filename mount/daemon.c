@@ -13,7 +13,7 @@
  *    the store) is opened as that user now.
  * 4. Open: log files, every backend instance (its open: local checks, no
  *    network), the audit log and its one-writer lock, the access rules
- *    (mount_state_new); the FUSE object.
+ *    (mount_state_new); the FUSE session (libfuse's low-level API).
  * 5. Mount, with the real uid already `run_as`, so the mount belongs to the
  *    service user who must unmount it at stop; then drop root for good.
  * 6. Start: lock key memory, start the backends (a Vault's first login)
@@ -72,7 +72,7 @@ static void on_sighup(int sig)
 		mount_state_request_reload(signal_keyfs);
 }
 
-/* A stop signal must not be lost.  libfuse's loop (3.14) checks its exit
+/* A stop signal must not be lost.  libfuse's session loop (3.14) checks its exit
  * flag and then sleeps in sem_wait until a signal interrupts it: a SIGTERM
  * that lands between the check and the wait (for instance right after
  * `mount` returned, while the loop starts its first worker) only sets the
@@ -414,14 +414,14 @@ static int serve(struct serve *s)
 	char err[768] = "";
 	struct mount_state *k = NULL;
 	struct control *control = NULL;
-	struct fuse *fuse = NULL;
+	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop = NULL;
 	struct config *cfg = s->cfg;
 	const struct daemon_options *opt = s->opt;
 	bool background = s->start.ready_fd >= 0;
 	bool mounted = false;
 	bool handlers = false;
-	bool stop_installed = false, watcher_started = false;
+	bool stop_installed = false, watcher_started = false, notifier_started = false;
 	pthread_t stop_watcher;
 	int code = 1;
 	int rc;
@@ -471,16 +471,20 @@ static int serve(struct serve *s)
 	config_forget_secrets(cfg);   /* the backend holds its own copies */
 	struct stderr_capture capture;
 	stderr_capture_begin(&capture);
-	fuse = fuse_new(&args, &keyfs_operations, sizeof(keyfs_operations), k);
+	se = fuse_session_new(&args, &keyfs_ll_ops, sizeof(keyfs_ll_ops), k);
 	stderr_capture_end(&capture, err, sizeof(err));
-	if (!fuse) {
+	if (!se) {
 		start_failed(&s->start, "invalid FUSE options '%s': %s",
 		             opt->fuse_options ? opt->fuse_options : "", err);
 		goto out;
 	}
+	if (tree_start(k, se) < 0) {
+		start_failed(&s->start, "out of memory");
+		goto out;
+	}
 	/* Before mounting: a SIGTERM from now on ends the loop (or keeps it
 	 * from starting), and the unmount below always runs. */
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
+	if (fuse_set_signal_handlers(se) != 0) {
 		start_failed(&s->start, "cannot install signal handlers");
 		goto out;
 	}
@@ -503,12 +507,12 @@ static int serve(struct serve *s)
 		             s->run_as.name, strerror(errno));
 		goto out;
 	}
-	if (mountpoint_mount(fuse, s->mountpoint, err, sizeof(err)) != 0) {
+	if (mountpoint_mount(se, s->mountpoint, err, sizeof(err)) != 0) {
 		start_failed(&s->start, "%s", err);
 		goto out;
 	}
 	mounted = true;
-	mount_state_attach(k, fuse, s->mountpoint);   /* rotation notices; best effort */
+	mount_state_attach(k, s->mountpoint);   /* rotation notices; best effort */
 	if (s->run_as.set && run_as_drop(&s->run_as, err, sizeof(err)) < 0) {
 		start_failed(&s->start, "%s", err);
 		goto out;
@@ -540,6 +544,13 @@ static int serve(struct serve *s)
 		start_failed(&s->start, "%s", err);
 		goto out;
 	}
+	rc = tree_start_notifier(k);
+	if (rc < 0) {
+		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
+		start_failed(&s->start, "cannot start a thread: %s", strerror(-rc));
+		goto out;
+	}
+	notifier_started = true;
 	rc = pthread_create(&stop_watcher, NULL, stop_watch_main, NULL);
 	if (rc != 0) {
 		pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
@@ -577,12 +588,16 @@ static int serve(struct serve *s)
 
 	/* 0, or the number of the signal (SIGTERM, SIGINT) that ended the loop:
 	 * both are a clean stop.  Negative is an error. */
-	code = fuse_loop_mt(fuse, loop) < 0 ? 1 : 0;
+	code = fuse_session_loop_mt(se, loop) < 0 ? 1 : 0;
 	stop_watch_end(&stop_watcher, watcher_started);
 	stop_installed = watcher_started = false;
 	sd_notify(0, "STOPPING=1");
 	log_kv(LOG_LEVEL_INFO, "unmounting", "mountpoint", s->mountpoint, (char *)NULL);
-	fuse_unmount(fuse);   /* no request can arrive after this */
+	/* Notices are useless once the loop is over (and the kernel would
+	 * wait on the ones the loop no longer reads) */
+	tree_stop_notifier(k);
+	notifier_started = false;
+	fuse_session_unmount(se);   /* no request can arrive after this */
 	mounted = false;
 	control_stop(control);
 	control = NULL;
@@ -594,13 +609,17 @@ out:
 	control_stop(control);
 	if (loop)
 		fuse_loop_cfg_destroy(loop);
-	if (fuse) {
+	if (notifier_started)
+		tree_stop_notifier(k);
+	if (se) {
 		if (handlers)
-			fuse_remove_signal_handlers(fuse_get_session(fuse));
+			fuse_remove_signal_handlers(se);
 		if (mounted)
-			fuse_unmount(fuse);
-		fuse_destroy(fuse);
+			fuse_session_unmount(se);
+		fuse_session_destroy(se);
 	}
+	if (k)
+		tree_free(k);
 	mount_state_free(k);
 	fuse_opt_free_args(&args);
 	return code;

@@ -3,7 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,11 +147,11 @@ void stderr_capture_end(struct stderr_capture *c, char *reason, size_t len)
 	reason_from(text, reason, len);
 }
 
-int mountpoint_mount(struct fuse *fuse, const char *path, char *err, size_t errlen)
+int mountpoint_mount(struct fuse_session *se, const char *path, char *err, size_t errlen)
 {
 	struct stderr_capture c;
 	stderr_capture_begin(&c);
-	int rc = fuse_mount(fuse, path);
+	int rc = fuse_session_mount(se, path);
 	char reason[1024];
 	stderr_capture_end(&c, reason, sizeof(reason));
 	if (rc == 0)

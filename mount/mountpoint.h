@@ -7,15 +7,15 @@
 
 #include <stddef.h>
 
-struct fuse;
+struct fuse_session;
 
 /* Before mounting: 0, or -errno with one line in err (no "omikuji-keyfs:"
  * prefix) naming the problem and the fix. */
 int mountpoint_check(const char *path, char *err, size_t errlen);
 
-/* fuse_mount() with what libfuse and fusermount3 print captured: 0, or -1
+/* fuse_session_mount() with what libfuse and fusermount3 print captured: 0, or -1
  * with one line in err built from fusermount3's reason. */
-int mountpoint_mount(struct fuse *fuse, const char *path, char *err, size_t errlen);
+int mountpoint_mount(struct fuse_session *se, const char *path, char *err, size_t errlen);
 
 /* What libfuse and fusermount3 print to stderr, caught between begin and
  * end; end restores stderr and gives the most useful line (prefixes such as
