@@ -12,7 +12,11 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+SRC = os.environ.get("TESTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(SRC, "servers"))
 from keyfslib import KEYFS_BIN, Mount, new_key, run  # noqa: E402
+import vaultlib  # noqa: E402
+from test_vault_mount import PREFIX, vault_config  # noqa: E402
 
 KEYS_INO = 2   # fixed inode number of keys/ (fs/fuse_ops.c)
 
@@ -150,6 +154,44 @@ class RotatedBesideTest(DebugMountCase):
         self.assertEqual(self.m.read_key("eth"), longer + "\n")
         with open(path, "rb") as f:
             self.assertEqual(f.read(os.fstat(f.fileno()).st_size), (longer + "\n").encode())
+
+
+class ListingRefreshTest(unittest.TestCase):
+    """A key removed in Vault beside the mount (the mount never sees the
+    remove): the next listing refresh misses the name, and the mount drops
+    the kernel's cached entry (an INVAL_ENTRY notice, code 3 in libfuse's
+    debug stream)."""
+
+    def test_a_name_gone_from_the_listing_leaves_the_kernel(self):
+        vs = vaultlib.VaultServer()
+        self.addCleanup(vs.cleanup)
+        vs.start()
+        vs.kv_put(f"{PREFIX}/eth", {"private_key": vaultlib.random_evm_key()})
+        vs.kv_put(f"{PREFIX}/base", {"private_key": vaultlib.random_evm_key()})
+        m = DebugMount(env={"VAULT_TOKEN": vs.root_token})
+        self.addCleanup(m.cleanup)
+        with open(m.config, "w") as f:
+            # no key cache: whether a name exists is the listing's answer
+            f.write(vault_config(m, vs, ttl=0).replace("list_cache_seconds: 1",
+                                                       "list_cache_seconds: 0"))
+        m.start()
+        path = m.key_path("eth")
+        self.assertEqual(sorted(os.listdir(m.path("keys"))), ["base", "eth"])
+        os.stat(path)   # cached entry
+        notices = len(re.findall(r"NOTIFY: code=3\b", m.daemon_stderr()))
+        status, _ = vs.request("DELETE", vs.kv_path("metadata", f"{PREFIX}/eth"))
+        if status != 204:
+            self.skipTest(f"the Vault test server cannot delete metadata ({status})")
+        self.assertEqual(os.listdir(m.path("keys")), ["base"])
+        deadline = time.monotonic() + 2
+        while (len(re.findall(r"NOTIFY: code=3\b", m.daemon_stderr())) == notices
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        self.assertGreater(len(re.findall(r"NOTIFY: code=3\b", m.daemon_stderr())), notices,
+                           "no INVAL_ENTRY sent for a name gone from the listing")
+        self.assertFalse(os.path.exists(path))
+        with self.assertRaises(FileNotFoundError):
+            open(path).close()
 
 
 class OptionsTest(unittest.TestCase):
