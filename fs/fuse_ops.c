@@ -1120,14 +1120,15 @@ static void *notifier_main(void *arg)
 static void notice(struct mount_state *k, char what, const char *network, bool wait)
 {
 	struct tree_table *t = k->tree;
-	if (!t || !t->notifier_started)
+	if (!t)
 		return;
 	char item[66];
 	item[0] = what;
 	snprintf(item + 1, sizeof(item) - 1, "%s", network);
 	pthread_mutex_lock(&t->lock);
 	/* Nothing to tell the kernel about a name it holds no inode for. */
-	if (!rec_by_name(t, INO_KEYS - 1, network) && !rec_by_name(t, INO_ADDRESSES - 1, network)) {
+	if (!t->notifier_started || t->stopping ||
+	    (!rec_by_name(t, INO_KEYS - 1, network) && !rec_by_name(t, INO_ADDRESSES - 1, network))) {
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}
@@ -1177,23 +1178,26 @@ int tree_start(struct mount_state *k, struct fuse_session *se)
 int tree_start_notifier(struct mount_state *k)
 {
 	struct tree_table *t = k->tree;
+	pthread_mutex_lock(&t->lock);
 	int rc = pthread_create(&t->notifier, NULL, notifier_main, t);
-	if (rc != 0)
-		return -rc;
-	t->notifier_started = true;
-	return 0;
+	t->notifier_started = rc == 0;
+	pthread_mutex_unlock(&t->lock);
+	return -rc;
 }
 
 void tree_stop_notifier(struct mount_state *k)
 {
 	struct tree_table *t = k->tree;
-	if (!t || !t->notifier_started)
+	if (!t)
 		return;
 	pthread_mutex_lock(&t->lock);
+	bool started = t->notifier_started;
 	t->stopping = true;
 	pthread_cond_broadcast(&t->wake);
 	pthread_cond_broadcast(&t->drained);
 	pthread_mutex_unlock(&t->lock);
+	if (!started)
+		return;
 	/* A notice waits for the directory's lock, which the kernel may hold
 	 * for a request the ended loop will never read: then leave the thread
 	 * (and the table it reads) to the exit rather than hang the stop. */
@@ -1205,7 +1209,9 @@ void tree_stop_notifier(struct mount_state *k)
 		t->stuck = true;
 		log_kv(LOG_LEVEL_WARN, "an invalidation notice was still waiting at stop", (char *)NULL);
 	}
+	pthread_mutex_lock(&t->lock);
 	t->notifier_started = false;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void tree_free(struct mount_state *k)

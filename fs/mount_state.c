@@ -4,6 +4,7 @@
  * the maintenance thread (SIGHUP reloads); the caller of the current FUSE
  * request. */
 #include "keyops.h"
+#include "tree.h"
 #include "clock.h"
 #include "log.h"
 
@@ -561,6 +562,7 @@ void mount_state_free(struct mount_state *k)
 		pthread_mutex_unlock(&in->wake_lock);
 		pthread_join(in->health_thread, NULL);
 	}
+	tree_free(k);   /* no thread left to send a notice */
 	if (k->wake_pipe[0] >= 0)
 		close(k->wake_pipe[0]);
 	if (k->wake_pipe[1] >= 0)
@@ -678,12 +680,17 @@ void mount_state_caller_from_peer(struct mount_state *k, uid_t uid, gid_t gid, p
 
 void mount_state_caller_current(struct mount_state *k, struct caller *c)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(current_req);
 	memset(c, 0, sizeof(*c));
+	c->ngroups = -1;
+	if (!current_req) {   /* not in a request: nobody, granted nothing */
+		c->uid = (uid_t)-1;
+		c->gid = (gid_t)-1;
+		return;
+	}
+	const struct fuse_ctx *ctx = fuse_req_ctx(current_req);
 	c->uid = ctx->uid;
 	c->gid = ctx->gid;
 	c->pid = ctx->pid;
-	c->ngroups = -1;
 	/* Supplementary groups cost a /proc read: only rules can use them. */
 	if (k->cfg->keyfs.access_set) {
 		int n = fuse_req_getgroups(current_req, CALLER_MAX_GROUPS, c->groups);

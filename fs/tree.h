@@ -57,7 +57,8 @@ extern const struct fuse_lowlevel_ops keyfs_ll_ops;
 /* The inode table of the children and the notifier thread that delivers
  * invalidation notices (mount_state_name_gone / _changed) to the kernel.
  * tree_start before the session serves; tree_start_notifier with the
- * daemon's threads; tree_free after the session is destroyed. */
+ * daemon's threads; tree_stop_notifier before the session is unmounted;
+ * tree_free (mount_state_free, once no thread can send a notice). */
 int tree_start(struct mount_state *k, struct fuse_session *se);
 int tree_start_notifier(struct mount_state *k);
 void tree_stop_notifier(struct mount_state *k);

@@ -618,9 +618,7 @@ out:
 			fuse_session_unmount(se);
 		fuse_session_destroy(se);
 	}
-	if (k)
-		tree_free(k);
-	mount_state_free(k);
+	mount_state_free(k);   /* and the inode table (tree_free) */
 	fuse_opt_free_args(&args);
 	return code;
 }
