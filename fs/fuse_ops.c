@@ -791,20 +791,41 @@ void handle_unregister(struct mount_state *k, struct handle *h)
 	pthread_mutex_unlock(&k->handles_lock);
 }
 
-/* Replied straight from the open's buffer (the key's locked secret): no
- * copy of a key in the heap. */
+/* The reply is a copy: the reader's close can bring the RELEASE (which
+ * frees the open's buffer) while the reply's writev is still returning.  A
+ * key is copied to the stack and wiped there, never to the heap. */
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
 	(void)ino;
 	begin(req);
 	const char *data = NULL;
-	int n = handle_kind(fi) == HANDLE_KEY ? keyfile_read(size, off, fi, &data)
-	                                      : snapshot_read(size, off, fi, &data);
-	if (n < 0)
+	if (handle_kind(fi) == HANDLE_KEY) {
+		char copy[KEY_MAX_BYTES + 64];
+		int n = keyfile_read(size, off, fi, &data);
+		if (n > (int)sizeof(copy))
+			n = -EIO;   /* a key file holds a key and a newline */
+		if (n < 0) {
+			fuse_reply_err(req, -n);
+			return;
+		}
+		memcpy(copy, data, (size_t)n);
+		fuse_reply_buf(req, copy, (size_t)n);
+		secret_wipe(copy, (size_t)n);
+		return;
+	}
+	int n = snapshot_read(size, off, fi, &data);
+	char *copy = n > 0 ? malloc((size_t)n) : NULL;
+	if (n > 0 && !copy)
+		n = -ENOMEM;
+	if (n < 0) {
 		fuse_reply_err(req, -n);
-	else
-		fuse_reply_buf(req, data, (size_t)n);
+	} else {
+		if (n > 0)
+			memcpy(copy, data, (size_t)n);
+		fuse_reply_buf(req, copy, (size_t)n);
+	}
+	free(copy);
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
