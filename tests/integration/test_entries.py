@@ -78,6 +78,13 @@ class EntryCacheTest(DebugMountCase):
         os.close(fd)
         self.assertEqual(self.m.read_key("eth"), key + "\n")
 
+    def test_a_missing_name_is_not_cached(self):
+        path = self.m.key_path("later")
+        self.assertFalse(os.path.exists(path))
+        self.import_key("later", new_key())
+        # no negative entry: the name is there at once
+        self.assertTrue(os.path.exists(path))
+
     def test_removed_through_the_mount_is_gone_from_addresses(self):
         key = new_key()
         self.import_key("eth", key)
