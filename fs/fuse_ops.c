@@ -809,7 +809,8 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_err(req, -n);
 			return;
 		}
-		memcpy(copy, data, (size_t)n);
+		if (n > 0)
+			memcpy(copy, data, (size_t)n);
 		fuse_reply_buf(req, copy, (size_t)n);
 		secret_wipe(copy, (size_t)n);
 		return;
