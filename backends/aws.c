@@ -428,10 +428,25 @@ static int aws_secret_name(struct aws_backend *a, const char *network, char *out
 	return w < 0 || (size_t)w >= outlen ? -ENAMETOOLONG : 0;
 }
 
-/* {"SecretId": name} */
+/* {"SecretId": name}.  Written directly when name needs no JSON escaping
+ * (network names and prefixes are plain ASCII): jansson's pack and dump of
+ * this one member cost ~10 000 instructions per read under callgrind. */
 static int aws_id_body(const char *name, struct secret **out)
 {
-	return aws_json_body(json_pack("{s:s}", "SecretId", name), out);
+	static const char head[] = "{\"SecretId\":\"", tail[] = "\"}";
+	size_t n = strlen(name);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)name[i] < 0x20 || (unsigned char)name[i] > 0x7e ||
+		    name[i] == '"' || name[i] == '\\')
+			return aws_json_body(json_pack("{s:s}", "SecretId", name), out);
+	struct secret *s = secret_new(sizeof(head) + n + sizeof(tail));
+	if (!s || secret_append(s, head, sizeof(head) - 1) || secret_append(s, name, n) ||
+	    secret_append(s, tail, sizeof(tail) - 1)) {
+		secret_free(s);
+		return -ENOMEM;
+	}
+	*out = s;
+	return 0;
 }
 
 /* GetSecretValue's answer, in one pass (json_pick.h says why not jansson):
