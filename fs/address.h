@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include "evm_address.h"
+#include "netrec.h"
 #include "secret.h"
 #include "strbuf.h"
 
@@ -21,9 +22,11 @@
 
 struct address_book;
 
-/* 0 or -ENOMEM (or -EIO when no random salt could be had). */
-int address_book_new(struct address_book **out);
-void address_book_free(struct address_book *b);   /* NULL allowed; wipes */
+/* A book keeping its entries in networks (borrowed: the mount's record
+ * table, which must outlive the book and wipes the entries when cleared).
+ * 0 or -ENOMEM (or -EIO when no random salt could be had). */
+int address_book_new(struct netrec_table *networks, struct address_book **out);
+void address_book_free(struct address_book *b);   /* NULL allowed; wipes the salt */
 
 /* The mount saw this version of network's key (a read, a store, a
  * refetch), from the backend instance named backend (borrowed: it must
