@@ -168,6 +168,7 @@ int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, 
 	k->mount_gid = mount_gid;
 	k->start_wall = clock_wall();
 	netrec_table_init(&k->networks, k->start_wall);
+	metrics_use_networks(&k->networks);
 	k->wake_pipe[0] = k->wake_pipe[1] = -1;
 	pthread_mutex_init(&k->creating_lock, NULL);
 	pthread_mutex_init(&k->changed_lock, NULL);
@@ -567,6 +568,7 @@ void mount_state_free(struct mount_state *k)
 	router_free(k->router);
 	free(k->all_names);
 	strlist_clear(&k->creating);
+	metrics_release_networks(&k->networks);
 	netrec_table_clear(&k->networks);
 	strlist_clear(&k->changed);
 	free(k->mountpoint);

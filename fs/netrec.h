@@ -1,16 +1,17 @@
 /* netrec.h - one record per network the mount has seen, in one table.
  *
  * What the mount keeps of each network between operations used to live in
- * two records in two chained hash tables (keyops.c's mtime record, the
- * address book's entry), each with its own copy of the name, its own malloc
- * header and its own bucket array that doubled.  A netrec holds both, with
- * the name inline, in one open-addressing table (issue 15, goal 3): a key
- * read finds it once per table operation.
+ * three records in three chained hash tables (keyops.c's mtime record, the
+ * address book's entry, the metrics freshness entry), each with its own
+ * copy of the name, its own malloc header and its own bucket array that
+ * doubled.  A netrec holds all three, with the name inline, in one
+ * open-addressing table (issue 15, goal 3).
  *
  * Lifetime: per mount, kept until netrec_table_clear() (the records, like
- * the two they replace, are never dropped while mounted; at most
- * NETREC_MAX).  The per-instance cache entries (fs/cache.c), which are
- * evicted, and the per-process freshness series (fs/metrics.c) are not in
+ * the ones they replace, are never dropped while mounted; at most
+ * NETREC_MAX).  The metrics module keeps its freshness series in a table of
+ * its own until a mount lends it this one (metrics_use_networks).  The
+ * per-instance cache entries (fs/cache.c), which are evicted, are not in
  * here: see BENCHMARKS.md, round 4.
  *
  * Locking: one mutex per table.  Every field of every record, and the table
@@ -43,12 +44,19 @@ struct netrec {
 	 * bits of the salted Keccak fingerprint of the key version. */
 	bool in_book;
 	bool has_address;
+	/* metrics (metrics.c), when this table holds the process's freshness
+	 * series: fresh = the network has one; last_refresh = the wall time of
+	 * the last fetch, updated = the backend's own time of the value, each
+	 * NAN when unknown. */
+	bool fresh;
 	unsigned char mac[16];
 	uint8_t fingerprint[16];
 	uint8_t address[20];
 	const char *backend;
 	double address_mtime;
 	double address_seen;
+	double last_refresh;
+	double updated;
 	char network[];               /* NUL-terminated */
 };
 

@@ -1,15 +1,18 @@
 /* test_netrec.c - the per-network record table (fs/netrec.c): insert,
  * find, grow past many doublings with records that do not move, the
  * bound, and many threads inserting and updating under the table's lock
- * (run under TSan by the CI's TSan build of the integration suites; here
- * the counts and fields are checked).  Also that the address book and the
- * mtime side share one record per network. */
+ * (the counts and fields are checked here; run it in a
+ * -Db_sanitize=thread build for the races).  Also that the address book,
+ * the mtime side and the metrics freshness series share one record per
+ * network. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include "address.h"
+#include "metrics.h"
+#include "strbuf.h"
 #include "netrec.h"
 
 static void name_of(char *buf, size_t size, unsigned i)
@@ -186,5 +189,67 @@ Test(netrec, address_book_shares_the_record)
 
 	secret_free(key);
 	address_book_free(b);
+	netrec_table_clear(&t);
+}
+
+/* A mount lends its table to the metrics module: a network's freshness
+ * series live in the record that holds its mtime and address; released,
+ * the module's own (empty) table is used again. */
+static bool rendered(const char *needle)
+{
+	struct strbuf b = STRBUF_INIT;
+	cr_assert_eq(metrics_render(&b), 0);
+	bool found = b.buf && strstr(b.buf, needle) != NULL;
+	strbuf_reset(&b);
+	return found;
+}
+
+Test(netrec, freshness_series_share_the_record)
+{
+	struct netrec_table t;
+	netrec_table_init(&t, 0);
+	metrics_init();
+	metrics_last_refresh("before", 3.0);   /* in the module's own table */
+	metrics_use_networks(&t);
+	cr_expect(!rendered("network=\"before\""), "a lent table starts empty");
+
+	netrec_lock(&t);
+	struct netrec *r = netrec_get(&t, "eth");   /* as keyops' seen_note makes it */
+	netrec_unlock(&t);
+	metrics_last_refresh("eth", 1700000000.5);
+	metrics_key_updated("eth", 1600000000.0);
+	cr_expect_eq(t.count, 1, "the series is in the network's record");
+	netrec_lock(&t);
+	cr_expect(r->fresh);
+	cr_expect_eq(r->last_refresh, 1700000000.5);
+	cr_expect_eq(r->updated, 1600000000.0);
+	netrec_unlock(&t);
+	cr_expect(rendered("omikuji_key_last_refresh_timestamp_seconds{network=\"eth\"} 1700000000.500000\n"));
+	cr_expect(rendered("omikuji_key_updated_timestamp_seconds{network=\"eth\"} 1600000000.000000\n"));
+
+	/* a second table is not taken while one is lent */
+	struct netrec_table other;
+	netrec_table_init(&other, 0);
+	metrics_use_networks(&other);
+	metrics_last_refresh("polygon", 1.0);
+	cr_expect_eq(other.count, 0);
+	cr_expect_eq(t.count, 2);
+	metrics_release_networks(&other);   /* not lent: no effect */
+	cr_expect(rendered("network=\"eth\""));
+
+	/* metrics_init drops the series, not the records */
+	metrics_init();
+	cr_expect(!rendered("network=\"eth\""));
+	cr_expect_eq(t.count, 2);
+	metrics_last_refresh("eth", 5.0);
+	cr_expect(rendered("omikuji_key_last_refresh_timestamp_seconds{network=\"eth\"} 5.000000\n"));
+
+	metrics_release_networks(&t);
+	cr_expect(!rendered("network=\"eth\""), "released: the module's own table, emptied");
+	metrics_last_refresh("eth", 6.0);
+	cr_expect_eq(t.count, 2, "no longer written after release");
+	cr_expect(rendered("network=\"eth\"} 6.000000\n"));
+	metrics_init();
+	netrec_table_clear(&other);
 	netrec_table_clear(&t);
 }
