@@ -60,12 +60,15 @@ struct netrec {
 	char network[];               /* NUL-terminated */
 };
 
+struct netrec_block;
+
 struct netrec_table {
 	pthread_mutex_t lock;
 	struct netrec **slots;        /* open addressing, linear probing; NULL = empty */
 	size_t capacity;              /* 0 or a power of two */
 	size_t count;
 	double initial_mtime;         /* mtime of a new record (the mount's start) */
+	struct netrec_block *blocks;  /* where the records are carved from */
 };
 
 /* 0 or -ENOMEM.  The table starts empty; slots are allocated on the first
