@@ -1,12 +1,14 @@
 /* address.h - the addresses the mount has derived, one per network, kept
  * with the key version they came from (contract section 12).
  *
- * An entry holds the EIP-55 address, when it last changed (the mtime of
- * addresses/<network>) and a fingerprint of the key version it was derived
- * from: Keccak-256 over a random per-mount salt and the key text, so a key
- * read can tell "same version" (no work) from "new version" (derive again)
- * without keeping a second copy of the key.  The fingerprint never leaves
- * the process and is wiped with its entry.  Thread-safe.
+ * An entry holds the address (its 20 bytes, in the mount's record of the
+ * network, netrec.h; the EIP-55 text is made when read), when it last
+ * changed (the mtime of addresses/<network>) and a fingerprint of the key
+ * version it was derived from: Keccak-256 over a random per-mount salt and
+ * the key text, so a key read can tell "same version" (no work) from "new
+ * version" (derive again) without keeping a second copy of the key.  The
+ * fingerprint never leaves the process and is wiped with its entry.
+ * Thread-safe.
  */
 #ifndef OMIKUJI_ADDRESS_H
 #define OMIKUJI_ADDRESS_H
