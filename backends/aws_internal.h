@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <time.h>
 #include "secret.h"
 
 struct http_client;
@@ -178,5 +180,49 @@ const char *aws_resolve_region(const char *configured, const char *profile_regio
 int aws_resolve_endpoint(const char *configured, const char *region, char *out, size_t outlen);
 /* Same for STS ($AWS_ENDPOINT_URL_STS, $AWS_ENDPOINT_URL, regional). */
 int aws_resolve_sts_endpoint(const char *region, char *out, size_t outlen);
+
+/* ---- request signing (aws_sigv4.c) ------------------------------------------------ */
+
+/* AWS Signature Version 4 of a Secrets Manager JSON 1.1 request (POST /,
+ * no query), signing content-type, host, x-amz-date, x-amz-security-token
+ * (when there is a session token) and x-amz-target, as botocore does.  The
+ * signing key (four HMAC rounds over the secret key, the date, the region
+ * and the service) is valid for one UTC day: it is derived when the date,
+ * the credentials' generation or access key id changes, and kept as a keyed
+ * HMAC state in a locked secret.  Thread-safe. */
+struct aws_sigv4 {
+	pthread_mutex_t lock;
+	char region[72];
+	char service[32];
+	struct secret *cache;          /* locked: the keyed signing-key state */
+	unsigned long derivations;     /* signing keys derived so far (tests) */
+};
+
+struct aws_sigv4_request {
+	const char *access_key_id;
+	const char *secret_key;        /* borrowed; read only on a derivation */
+	const char *session_token;     /* NULL: long-term keys */
+	unsigned generation;           /* the credentials' (credential_snapshot) */
+	const char *host;              /* the Host header's value, sent as given */
+	const char *content_type;
+	const char *target;            /* X-Amz-Target's value */
+	const void *body;              /* the exact bytes sent */
+	size_t body_len;
+};
+
+/* The two header lines to send with the request (besides Host, Content-Type,
+ * X-Amz-Target and X-Amz-Security-Token, which the caller sends as given). */
+struct aws_sigv4_out {
+	char date_header[80];          /* "X-Amz-Date: YYYYMMDDTHHMMSSZ" */
+	char authorization[512];       /* "Authorization: AWS4-HMAC-SHA256 ..." */
+};
+
+/* 0, -EINVAL (a name too long), -ENOMEM.  Free with aws_sigv4_free(). */
+int aws_sigv4_init(struct aws_sigv4 *s, const char *region, const char *service);
+void aws_sigv4_free(struct aws_sigv4 *s);
+/* Sign r as of now (UTC seconds; injectable for tests).  0, -EINVAL,
+ * -ENAMETOOLONG (an access key id too long for the header). */
+int aws_sigv4_sign(struct aws_sigv4 *s, const struct aws_sigv4_request *r, time_t now,
+                   struct aws_sigv4_out *out);
 
 #endif

@@ -272,6 +272,8 @@ void http_response_clear(struct http_response *r)
 
 /* The pool: LIFO, so a thread doing requests in a row gets back the handle
  * (and the kept-alive connection) it just used. */
+static int http_setup_fixed(struct http_client *c, CURL *h);
+
 static CURL *http_pool_take(struct http_client *c)
 {
 	CURL *h = NULL;
@@ -279,16 +281,37 @@ static CURL *http_pool_take(struct http_client *c)
 	if (c->n_idle)
 		h = c->idle[--c->n_idle];
 	pthread_mutex_unlock(&c->pool_lock);
-	if (!h)
-		h = curl_easy_init();
+	if (!h && (h = curl_easy_init()) && http_setup_fixed(c, h) < 0) {
+		curl_easy_cleanup(h);
+		h = NULL;
+	}
 	return h;
 }
 
-static void http_pool_put(struct http_client *c, CURL *h)
+/* A handle goes back to the pool with the client's fixed options
+ * (http_setup_fixed) still set, so the next request sets only what differs
+ * per request (http_setup): curl_easy_reset and setting every option again
+ * cost ~8 000 instructions a request, with the frees (and wipes) of curl's
+ * copies of the option strings (issue 15).  What pointed at this request's
+ * memory (headers, body, sink) is dropped here.  A handle that signed with
+ * libcurl's SigV4 is reset whole (that frees libcurl's copies of the keys
+ * and its signing state), and so is one whose request failed in an option
+ * (dirty). */
+static void http_pool_put(struct http_client *c, CURL *h, bool dirty)
 {
-	/* Drops every option (and with them pointers to our headers and
-	 * bodies) but keeps live connections and caches. */
-	curl_easy_reset(h);
+	if (dirty) {
+		curl_easy_reset(h);
+		if (http_setup_fixed(c, h) < 0) {
+			curl_easy_cleanup(h);
+			return;
+		}
+	} else {
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, (char *)NULL);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);
+	}
 	pthread_mutex_lock(&c->pool_lock);
 	if (c->n_idle < HTTP_POOL_MAX) {
 		c->idle[c->n_idle++] = h;
@@ -331,13 +354,11 @@ static void http_slist_wipe_free(struct curl_slist *l)
 	curl_slist_free_all(l);
 }
 
-static int http_setup(struct http_client *c, CURL *h, const struct http_request *req,
-                      struct curl_slist *headers, struct http_sink *sink,
-                      long timeout_ms, long connect_ms)
+/* The options every request of this client shares: set once per handle. */
+static int http_setup_fixed(struct http_client *c, CURL *h)
 {
 	CURLcode cc = CURLE_OK;
 #define SET(opt, val) do { if (cc == CURLE_OK) cc = curl_easy_setopt(h, opt, val); } while (0)
-	SET(CURLOPT_URL, req->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -348,21 +369,34 @@ static int http_setup(struct http_client *c, CURL *h, const struct http_request 
 	SET(CURLOPT_PROXY, "");       /* "" disables proxies from the environment */
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
-	if (!strncmp(req->url, "https:", 6))   /* best effort: other TLS back-ends lack it */
-		(void)curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx);
+	/* Best effort: other TLS back-ends lack it; used on https only. */
+	(void)curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx);
 	if (c->ca_cert)
 		SET(CURLOPT_CAINFO, c->ca_cert);
 	if (c->client_cert)
 		SET(CURLOPT_SSLCERT, c->client_cert);
 	if (c->client_key)
 		SET(CURLOPT_SSLKEY, c->client_key);
+	SET(CURLOPT_USERAGENT, "omikuji-keyfs/" KEYFS_VERSION);
+	SET(CURLOPT_WRITEFUNCTION, http_write_cb);
+	SET(CURLOPT_SHARE, c->share);
+#undef SET
+	return cc == CURLE_OK ? 0 : -EINVAL;
+}
+
+/* What differs per request, on a handle with the fixed options set.  Every
+ * option a previous request of the handle may have set is set again here
+ * or was cleared by http_pool_put(). */
+static int http_setup(CURL *h, const struct http_request *req, struct curl_slist *headers,
+                      struct http_sink *sink, long timeout_ms, long connect_ms)
+{
+	CURLcode cc = CURLE_OK;
+#define SET(opt, val) do { if (cc == CURLE_OK) cc = curl_easy_setopt(h, opt, val); } while (0)
+	SET(CURLOPT_URL, req->url);
 	SET(CURLOPT_TIMEOUT_MS, timeout_ms);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-	SET(CURLOPT_USERAGENT, "omikuji-keyfs/" KEYFS_VERSION);
 	SET(CURLOPT_HTTPHEADER, headers);
-	SET(CURLOPT_WRITEFUNCTION, http_write_cb);
 	SET(CURLOPT_WRITEDATA, sink);
-	SET(CURLOPT_SHARE, c->share);
 	if (req->aws_sigv4) {
 		SET(CURLOPT_AWS_SIGV4, req->aws_sigv4);
 		SET(CURLOPT_USERNAME, req->aws_access_key ? req->aws_access_key : "");
@@ -371,10 +405,11 @@ static int http_setup(struct http_client *c, CURL *h, const struct http_request 
 
 	const char *m = req->method;
 	if (!strcmp(m, "GET") && !req->body) {
-		SET(CURLOPT_HTTPGET, 1L);
+		SET(CURLOPT_HTTPGET, 1L);   /* also clears NOBODY and UPLOAD */
 	} else if (!strcmp(m, "HEAD")) {
 		SET(CURLOPT_NOBODY, 1L);
 	} else if (req->body || !strcmp(m, "POST") || !strcmp(m, "PUT")) {
+		SET(CURLOPT_NOBODY, 0L);
 		/* POSTFIELDS does not copy: the caller's (secret) buffer is sent
 		 * as is and never duplicated by curl. */
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
@@ -426,6 +461,7 @@ int http_perform(struct http_client *c, const struct http_request *req, double d
 	struct curl_slist *headers = NULL;
 	struct http_sink sink = { 0 };
 	CURL *h = NULL;
+	bool dirty = req->aws_sigv4 != NULL;
 
 	/* "Expect:" stops curl from waiting for a 100-continue on big bodies.
 	 * Not with SigV4: libcurl 7.88 would sign it (see http.h). */
@@ -457,8 +493,9 @@ int http_perform(struct http_client *c, const struct http_request *req, double d
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = http_setup(c, h, req, headers, &sink, timeout_ms, connect_ms);
+	rc = http_setup(h, req, headers, &sink, timeout_ms, connect_ms);
 	if (rc) {
+		dirty = true;
 		http_set_err(err, errlen, "curl rejected an option");
 		goto out;
 	}
@@ -533,7 +570,7 @@ out:
 	if (rc == -ENOMEM)
 		http_set_err(err, errlen, "out of memory");
 	if (h)
-		http_pool_put(c, h);
+		http_pool_put(c, h, dirty);
 	http_slist_wipe_free(headers);
 	if (sink.body)
 		http_body_give(c, sink.body);

@@ -11,7 +11,11 @@
  *     handles (each holds its own connection cache).  A handle is taken out
  *     of the pool for one request and put back after it, so a handle is never
  *     used by two threads at once; TLS sessions and DNS answers are shared
- *     between the handles through a locked CURLSH.
+ *     between the handles through a locked CURLSH.  A pooled handle keeps
+ *     the client's fixed options (TLS, protocols, proxy, user agent, write
+ *     callback, share); each request sets its URL, timeouts, headers and
+ *     method again, and what pointed at its memory is cleared when the
+ *     handle goes back (a handle that signed with libcurl's SigV4 is reset).
  *   - Response bodies are read into a struct secret (they may hold keys or
  *     tokens) and capped at HTTP_BODY_MAX bytes: a larger body fails the
  *     request with -EMSGSIZE.  The client keeps up to HTTP_POOL_MAX of these

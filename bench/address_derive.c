@@ -66,7 +66,9 @@ int main(int argc, char **argv)
 	}
 	struct secret **keys = calloc((size_t)n, sizeof(*keys));
 	struct address_book *book = NULL;
-	if (!keys || address_book_new(&book) < 0)
+	struct netrec_table nets_book;
+	netrec_table_init(&nets_book, 0);
+	if (!keys || address_book_new(&nets_book, &book) < 0)
 		return 1;
 	for (long i = 0; i < n; i++)
 		if (!(keys[i] = random_key()))
@@ -97,7 +99,9 @@ int main(int argc, char **argv)
 	/* N networks, one key each: the book's memory per network. */
 	struct address_book *wide = NULL;
 	size_t heap0 = mallinfo2().uordblks;
-	if (address_book_new(&wide) < 0)
+	struct netrec_table nets_wide;
+	netrec_table_init(&nets_wide, 0);
+	if (address_book_new(&nets_wide, &wide) < 0)
 		return 1;
 	for (long i = 0; i < n; i++) {
 		char name[32];
@@ -107,11 +111,13 @@ int main(int argc, char **argv)
 	}
 	double per_network = (double)(mallinfo2().uordblks - heap0) / (double)n;
 	address_book_free(wide);
+	netrec_table_clear(&nets_wide);
 
 	for (long i = 0; i < n; i++)
 		secret_free(keys[i]);
 	free(keys);
 	address_book_free(book);
+	netrec_table_clear(&nets_book);
 	printf("derive_ns=%.1f note_new_ns=%.1f note_same_ns=%.1f book_bytes_per_network=%.1f "
 	       "keys=%ld\n", derive, note_new, note_same, per_network, n);
 	return 0;

@@ -60,6 +60,41 @@ FILL = 10000               # networks cached for the RSS figure
 METRICS_NETS = 1000        # networks of traffic for the metrics figure
 
 
+
+def smaps_breakdown(pid):
+    """What a process's RSS is made of, from /proc/PID/status and smaps: the
+    shared libraries' file pages (their PSS beside: what the process alone
+    pays for them), the heap and anonymous mappings (malloc arenas, large
+    allocations, thread stacks, the locked key pool), and the largest
+    libraries."""
+    st = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            st[k] = v.split()[0] if v.split() else ""
+    libs = {}
+    pss_file = anon_maps = 0
+    name = None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if not fields[0].endswith(":"):
+                name = fields[5] if len(fields) > 5 else ""
+                if not name:
+                    anon_maps += 1
+            elif fields[0] == "Rss:" and name.startswith("/"):
+                libs[name] = libs.get(name, 0) + int(fields[1])
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith("Pss_File:"):
+                pss_file = int(line.split()[1])
+    top = sorted(libs.items(), key=lambda x: -x[1])[:5]
+    return ("RssAnon %s kB, RssFile %s kB (PSS of file pages %d kB), VmLck %s kB, "
+            "%d anonymous mappings, %s threads; largest file mappings: %s" % (
+                st.get("RssAnon"), st.get("RssFile"), pss_file, st.get("VmLck"), anon_maps,
+                st.get("Threads"),
+                ", ".join("%s %d kB" % (os.path.basename(n), kb) for n, kb in top)))
+
 class BenchError(Exception):
     pass
 
@@ -982,6 +1017,7 @@ keyfs:
             done = n
             rss.append((n, status_kb("VmRSS"), status_kb("VmLck")))
             log("memory: %d keys cached (%.0f s)" % (n, time.monotonic() - t0))
+            self.notes.append("%d cached keys: %s" % (n, smaps_breakdown(pid)))
         self.notes.append("%d keys preloaded into the Vault test server in %.1f s" % (
             len(nets), t_fill))
         size = keyfslib.metric(keyfslib.parse_metrics(open(m.path("metrics")).read()),

@@ -1,7 +1,8 @@
 /* address.c - addresses/<network>: the public EVM address of each key, and
  * the book of addresses the mount has derived (see address.h).
  *
- * The book is a chained hash table under one mutex.  A note computes the
+ * The book's entries are fields of the mount's per-network records
+ * (netrec.h), under that table's mutex.  A note computes the
  * fingerprint and, for a new version, derives the address without holding
  * the lock (a derivation is a scalar multiplication: tens of microseconds),
  * so concurrent key reads of other networks never wait for it.
@@ -26,39 +27,24 @@
 #define ADDRESS_BOOK_MAX 100000   /* bound on entries, as the metrics tables */
 #define SALT_BYTES 32
 
-/* Small on purpose: one per network the mount has seen, up to the 10 000s.
- * An entry with an empty address is a tombstone: the key is gone (or not
- * an EVM key) as of `seen`, so older notes are refused. */
-struct address_entry {
-	struct address_entry *next;
-	const char *backend;          /* borrowed, see address_book_note() */
-	double mtime;
-	double seen;                  /* of the newest note applied (monotonic) */
-	/* Salted Keccak-256 of the key, its first 128 bits: enough to tell a
-	 * new version, and 16 bytes less for every network (issue 15). */
-	uint8_t fingerprint[16];
-	char address[EVM_ADDRESS_TEXT + 1];
-	char network[];               /* NUL-terminated */
-};
-
+/* The entries are the book's fields of the mount's per-network records
+ * (netrec.h), under that table's lock.  An entry (in_book) without an
+ * address is a tombstone: the key is gone (or not an EVM key) as of
+ * address_seen, so older notes are refused. */
 struct address_book {
-	pthread_mutex_t lock;
+	struct netrec_table *networks;   /* borrowed: the mount's */
 	struct secret *salt;
-	struct address_entry **table;
-	size_t nbuckets;
-	size_t count;
+	size_t count;                    /* records in_book */
 };
 
-int address_book_new(struct address_book **out)
+int address_book_new(struct netrec_table *networks, struct address_book **out)
 {
 	struct address_book *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	pthread_mutex_init(&b->lock, NULL);
-	b->nbuckets = 64;
-	b->table = calloc(b->nbuckets, sizeof(*b->table));
+	b->networks = networks;
 	b->salt = secret_new(SALT_BYTES);
-	if (!b->table || !b->salt) {
+	if (!b->salt) {
 		address_book_free(b);
 		return -ENOMEM;
 	}
@@ -71,86 +57,54 @@ int address_book_new(struct address_book **out)
 	return 0;
 }
 
-static void entry_free(struct address_entry *e)
-{
-	secret_wipe(e->fingerprint, sizeof(e->fingerprint));
-	free(e);
-}
-
 void address_book_free(struct address_book *b)
 {
 	if (!b)
 		return;
-	for (size_t i = 0; b->table && i < b->nbuckets; i++) {
-		struct address_entry *e = b->table[i];
-		while (e) {
-			struct address_entry *next = e->next;
-			entry_free(e);
-			e = next;
-		}
-	}
-	pthread_mutex_destroy(&b->lock);
-	free(b->table);
-	secret_free(b->salt);
+	secret_free(b->salt);   /* the records are the table's: wiped with it */
 	free(b);
 }
 
-/* With b->lock held. */
-static struct address_entry **entry_slot(struct address_book *b, const char *network)
+/* Make r a tombstone as of seen.  Lock held. */
+static void entry_clear(struct netrec *r, double seen)
 {
-	struct address_entry **pp = &b->table[hash_string(network) & (b->nbuckets - 1)];
-	while (*pp && strcmp((*pp)->network, network) != 0)
-		pp = &(*pp)->next;
-	return pp;
+	r->has_address = false;
+	secret_wipe(r->fingerprint, sizeof(r->fingerprint));
+	r->address_seen = seen;
 }
 
-static void table_grow(struct address_book *b);
-
-/* Make e a tombstone as of seen.  Lock held. */
-static void entry_clear(struct address_entry *e, double seen)
+/* The book's entry of network, made when missing; NULL at the bound or
+ * without memory.  Lock held. */
+static struct netrec *entry_add(struct address_book *b, const char *network)
 {
-	e->address[0] = 0;
-	secret_wipe(e->fingerprint, sizeof(e->fingerprint));
-	e->seen = seen;
-}
-
-/* A new entry for network, linked in; NULL at the bound or without
- * memory.  Lock held. */
-static struct address_entry *entry_add(struct address_book *b, const char *network)
-{
-	size_t len = strlen(network) + 1;
-	struct address_entry *e;
-	if (b->count >= ADDRESS_BOOK_MAX || !(e = calloc(1, sizeof(*e) + len)))
+	struct netrec *r = netrec_find(b->networks, network);
+	if (r && r->in_book)
+		return r;
+	if (b->count >= ADDRESS_BOOK_MAX || !(r = netrec_get(b->networks, network)))
 		return NULL;
-	memcpy(e->network, network, len);
-	if (b->count >= b->nbuckets)
-		table_grow(b);
-	struct address_entry **pp = entry_slot(b, network);
-	*pp = e;
+	r->in_book = true;
 	b->count++;
-	return e;
+	return r;
 }
 
-/* Best effort: a failed calloc only makes chains longer. */
-static void table_grow(struct address_book *b)
+/* The book's entry of network, or NULL.  Lock held. */
+static struct netrec *entry_find(struct address_book *b, const char *network)
 {
-	size_t n = b->nbuckets * 2;
-	struct address_entry **t = calloc(n, sizeof(*t));
-	if (!t)
-		return;
-	for (size_t i = 0; i < b->nbuckets; i++) {
-		struct address_entry *e = b->table[i];
-		while (e) {
-			struct address_entry *next = e->next;
-			size_t h = hash_string(e->network) & (n - 1);
-			e->next = t[h];
-			t[h] = e;
-			e = next;
+	struct netrec *r = netrec_find(b->networks, network);
+	return r && r->in_book ? r : NULL;
+}
+
+/* The 20 bytes of a derived "0x" + 40 hex digits address. */
+static void address_raw(const char text[EVM_ADDRESS_TEXT + 1], uint8_t out[EVM_ADDRESS_BYTES])
+{
+	for (size_t i = 0; i < EVM_ADDRESS_BYTES; i++) {
+		uint8_t v = 0;
+		for (size_t j = 0; j < 2; j++) {
+			char c = text[2 + 2 * i + j];
+			v = (uint8_t)(v << 4 | (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10));
 		}
+		out[i] = v;
 	}
-	free(b->table);
-	b->table = t;
-	b->nbuckets = n;
 }
 
 static void fingerprint(const struct address_book *b, const struct secret *key,
@@ -168,23 +122,27 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 {
 	uint8_t fp[KECCAK256_DIGEST_SIZE];
 	char address[EVM_ADDRESS_TEXT + 1];
+	uint8_t raw[EVM_ADDRESS_BYTES];
 	int rc = 0;
 
 	fingerprint(b, key, fp);
-	pthread_mutex_lock(&b->lock);
-	struct address_entry *e = *entry_slot(b, network);
-	bool known = e && memcmp(e->fingerprint, fp, sizeof(e->fingerprint)) == 0;
-	bool outdated = e && seen < e->seen;
+	netrec_lock(b->networks);
+	struct netrec *e = entry_find(b, network);
+	bool known = e && e->has_address &&
+	             memcmp(e->fingerprint, fp, sizeof(e->fingerprint)) == 0;
+	bool outdated = e && seen < e->address_seen;
 	if (known && !outdated)
-		e->seen = seen;
-	pthread_mutex_unlock(&b->lock);
+		e->address_seen = seen;
+	netrec_unlock(b->networks);
 	if (known || outdated)
 		goto out;
 
 	rc = evm_address_derive(key->data, key->len, address);
-	pthread_mutex_lock(&b->lock);
-	e = *entry_slot(b, network);
-	if (e && seen < e->seen) {
+	if (rc == 0)
+		address_raw(address, raw);
+	netrec_lock(b->networks);
+	e = entry_find(b, network);
+	if (e && seen < e->address_seen) {
 		rc = 0;   /* a newer version was noted while we derived */
 	} else if (rc < 0) {
 		if (e && rc == -EINVAL)
@@ -193,22 +151,24 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 		if (!(e = entry_add(b, network))) {
 			rc = -ENOMEM;
 		} else {
-			memcpy(e->address, address, sizeof(address));
+			memcpy(e->address, raw, sizeof(raw));
+			e->has_address = true;
 			memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
 			e->backend = backend;
-			e->mtime = wall;
-			e->seen = seen;
+			e->address_mtime = wall;
+			e->address_seen = seen;
 		}
 	} else {
-		if (strcmp(e->address, address) != 0) {
-			memcpy(e->address, address, sizeof(address));
-			e->mtime = wall;
+		if (!e->has_address || memcmp(e->address, raw, sizeof(raw)) != 0) {
+			memcpy(e->address, raw, sizeof(raw));
+			e->has_address = true;
+			e->address_mtime = wall;
 		}
 		memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
 		e->backend = backend;
-		e->seen = seen;
+		e->address_seen = seen;
 	}
-	pthread_mutex_unlock(&b->lock);
+	netrec_unlock(b->networks);
 out:
 	secret_wipe(fp, sizeof(fp));
 	return rc;
@@ -216,35 +176,37 @@ out:
 
 void address_book_forget(struct address_book *b, const char *network, double seen)
 {
-	pthread_mutex_lock(&b->lock);
-	struct address_entry *e = *entry_slot(b, network);
-	if (!e)
-		e = entry_add(b, network);   /* at the bound: no tombstone, best effort */
-	if (e && seen >= e->seen)
+	netrec_lock(b->networks);
+	struct netrec *e = entry_add(b, network);   /* at the bound: no tombstone, best effort */
+	if (e && seen >= e->address_seen)
 		entry_clear(e, seen);
-	pthread_mutex_unlock(&b->lock);
+	netrec_unlock(b->networks);
 }
 
 int address_book_lookup(struct address_book *b, const char *network,
                         char out[EVM_ADDRESS_TEXT + 1], double *mtime)
 {
-	int rc = -ENOENT;
-	pthread_mutex_lock(&b->lock);
-	struct address_entry *e = *entry_slot(b, network);
-	if (e && e->address[0]) {
-		memcpy(out, e->address, EVM_ADDRESS_TEXT + 1);
+	uint8_t raw[EVM_ADDRESS_BYTES];
+	bool found = false;
+	netrec_lock(b->networks);
+	struct netrec *e = entry_find(b, network);
+	if (e && e->has_address) {
+		memcpy(raw, e->address, sizeof(raw));
 		if (mtime)
-			*mtime = e->mtime;
-		rc = 0;
+			*mtime = e->address_mtime;
+		found = true;
 	}
-	pthread_mutex_unlock(&b->lock);
-	return rc;
+	netrec_unlock(b->networks);
+	if (!found)
+		return -ENOENT;
+	evm_address_checksum(raw, out);   /* the EIP-55 text, outside the lock */
+	return 0;
 }
 
 struct info_row {
 	char network[65];
 	char backend[65];
-	char address[EVM_ADDRESS_TEXT + 1];
+	uint8_t raw[EVM_ADDRESS_BYTES];
 };
 
 static int info_row_cmp(const void *a, const void *b)
@@ -259,21 +221,20 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 	size_t n = 0;
 
 	/* Copy under the lock, format outside it. */
-	pthread_mutex_lock(&b->lock);
+	netrec_lock(b->networks);
 	if (b->count && (rows = malloc(b->count * sizeof(*rows)))) {
-		for (size_t i = 0; i < b->nbuckets; i++) {
-			for (struct address_entry *e = b->table[i]; e; e = e->next) {
-				if (!e->address[0])
-					continue;
-				snprintf(rows[n].network, sizeof(rows[n].network), "%s", e->network);
-				snprintf(rows[n].backend, sizeof(rows[n].backend), "%s", e->backend);
-				memcpy(rows[n].address, e->address, sizeof(rows[n].address));
-				n++;
-			}
+		for (size_t i = 0; i < b->networks->capacity; i++) {
+			const struct netrec *e = netrec_slot(b->networks, i);
+			if (!e || !e->in_book || !e->has_address)
+				continue;
+			snprintf(rows[n].network, sizeof(rows[n].network), "%s", e->network);
+			snprintf(rows[n].backend, sizeof(rows[n].backend), "%s", e->backend);
+			memcpy(rows[n].raw, e->address, sizeof(rows[n].raw));
+			n++;
 		}
 	}
 	bool lost = b->count && !rows;
-	pthread_mutex_unlock(&b->lock);
+	netrec_unlock(b->networks);
 	if (lost)
 		return -ENOMEM;
 
@@ -283,9 +244,12 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 	 * label value here needs escaping. */
 	strbuf_printf(out, "# HELP %s The EVM address of each network's key as the mount last "
 	              "saw it; the value is always 1.\n# TYPE %s gauge\n", name, name);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		char address[EVM_ADDRESS_TEXT + 1];
+		evm_address_checksum(rows[i].raw, address);
 		strbuf_printf(out, "%s{backend=\"%s\",network=\"%s\",address=\"%s\"} 1\n", name,
-		              rows[i].backend, rows[i].network, rows[i].address);
+		              rows[i].backend, rows[i].network, address);
+	}
 	free(rows);
 	return out->error;
 }

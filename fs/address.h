@@ -1,18 +1,21 @@
 /* address.h - the addresses the mount has derived, one per network, kept
  * with the key version they came from (contract section 12).
  *
- * An entry holds the EIP-55 address, when it last changed (the mtime of
- * addresses/<network>) and a fingerprint of the key version it was derived
- * from: Keccak-256 over a random per-mount salt and the key text, so a key
- * read can tell "same version" (no work) from "new version" (derive again)
- * without keeping a second copy of the key.  The fingerprint never leaves
- * the process and is wiped with its entry.  Thread-safe.
+ * An entry holds the address (its 20 bytes, in the mount's record of the
+ * network, netrec.h; the EIP-55 text is made when read), when it last
+ * changed (the mtime of addresses/<network>) and a fingerprint of the key
+ * version it was derived from: Keccak-256 over a random per-mount salt and
+ * the key text, so a key read can tell "same version" (no work) from "new
+ * version" (derive again) without keeping a second copy of the key.  The
+ * fingerprint never leaves the process and is wiped with its entry.
+ * Thread-safe.
  */
 #ifndef OMIKUJI_ADDRESS_H
 #define OMIKUJI_ADDRESS_H
 
 #include <stdbool.h>
 #include "evm_address.h"
+#include "netrec.h"
 #include "secret.h"
 #include "strbuf.h"
 
@@ -21,9 +24,11 @@
 
 struct address_book;
 
-/* 0 or -ENOMEM (or -EIO when no random salt could be had). */
-int address_book_new(struct address_book **out);
-void address_book_free(struct address_book *b);   /* NULL allowed; wipes */
+/* A book keeping its entries in networks (borrowed: the mount's record
+ * table, which must outlive the book and wipes the entries when cleared).
+ * 0 or -ENOMEM (or -EIO when no random salt could be had). */
+int address_book_new(struct netrec_table *networks, struct address_book **out);
+void address_book_free(struct address_book *b);   /* NULL allowed; wipes the salt */
 
 /* The mount saw this version of network's key (a read, a store, a
  * refetch), from the backend instance named backend (borrowed: it must

@@ -10,6 +10,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -208,80 +209,16 @@ static const char *note_auth_failure(struct mount_state *k, struct instance *in,
 	return kind;
 }
 
-/* Per-network mtimes: a chained hash table under mtime_lock, so the
- * getattr of every key file (ls -l keys/) is O(1) rather than a scan of
- * every network seen. */
-struct mtime_entry {
-	struct mtime_entry *next;
-	double wall;
-	uint32_t size;                /* bytes a read returns; 0 = not known yet */
-	bool has_mac;
-	/* HMAC-SHA256(seen_key, the value as read), its first 128 bits: enough
-	 * to tell a rotation, and half the bytes kept for every network. */
-	unsigned char mac[16];
-	char network[];
-};
-
-static struct mtime_entry *mtime_find_locked(struct mount_state *k, const char *network)
-{
-	if (!k->mtime_nbuckets)
-		return NULL;
-	struct mtime_entry *e = k->mtime_table[hash_string(network) & (k->mtime_nbuckets - 1)];
-	while (e && strcmp(e->network, network) != 0)
-		e = e->next;
-	return e;
-}
-
-/* Double the buckets once there are as many entries as buckets. */
-static int mtime_grow_locked(struct mount_state *k)
-{
-	if (k->mtime_count < k->mtime_nbuckets)
-		return 0;
-	size_t n = k->mtime_nbuckets ? k->mtime_nbuckets * 2 : 64;
-	struct mtime_entry **t = calloc(n, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
-		struct mtime_entry *e = k->mtime_table[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			size_t h = hash_string(e->network) & (n - 1);
-			e->next = t[h];
-			t[h] = e;
-		}
-	}
-	free(k->mtime_table);
-	k->mtime_table = t;
-	k->mtime_nbuckets = n;
-	return 0;
-}
-
-/* The entry of network, added (with the mount's start time) when missing;
- * NULL when out of memory.  mtime_lock held. */
-static struct mtime_entry *mtime_entry_locked(struct mount_state *k, const char *network)
-{
-	struct mtime_entry *e = mtime_find_locked(k, network);
-	if (!e && mtime_grow_locked(k) == 0) {
-		size_t len = strlen(network) + 1;
-		if ((e = calloc(1, sizeof(*e) + len))) {
-			memcpy(e->network, network, len);
-			e->wall = k->start_wall;
-			size_t h = hash_string(network) & (k->mtime_nbuckets - 1);
-			e->next = k->mtime_table[h];
-			k->mtime_table[h] = e;
-			k->mtime_count++;
-		}
-	}
-	return e;
-}
-
+/* Per-network mtimes live in the mount's per-network records (netrec.h),
+ * so the getattr of every key file (ls -l keys/) is one probe of one table
+ * rather than a scan of every network seen. */
 static void mtime_set(struct mount_state *k, const char *network, double wall)
 {
-	pthread_mutex_lock(&k->mtime_lock);
-	struct mtime_entry *e = mtime_entry_locked(k, network);
-	if (e)   /* out of memory: the key keeps the mount's start time */
-		e->wall = wall;
-	pthread_mutex_unlock(&k->mtime_lock);
+	netrec_lock(&k->networks);
+	struct netrec *r = netrec_get(&k->networks, network);
+	if (r)   /* out of memory: the key keeps the mount's start time */
+		r->mtime = wall;
+	netrec_unlock(&k->networks);
 }
 
 /* Note the value the mount now has for network (content as reads return
@@ -302,60 +239,46 @@ static bool seen_note(struct mount_state *k, const char *network, const struct s
 	}
 	bool changed = false;
 	double now = clock_wall();
-	pthread_mutex_lock(&k->mtime_lock);
-	struct mtime_entry *e = mtime_entry_locked(k, network);
-	if (e && forget) {
-		e->has_mac = false;
-		e->size = 0;
-		e->wall = now;
-	} else if (e && content) {
-		changed = e->has_mac && memcmp(e->mac, mac, sizeof(e->mac)) != 0;
+	netrec_lock(&k->networks);
+	struct netrec *r = netrec_get(&k->networks, network);
+	if (r && forget) {
+		r->has_mac = false;
+		r->size = 0;
+		r->mtime = now;
+	} else if (r && content) {
+		changed = r->has_mac && memcmp(r->mac, mac, sizeof(r->mac)) != 0;
 		if (changed)
-			e->wall = now;
-		memcpy(e->mac, mac, sizeof(e->mac));
-		e->has_mac = true;
-		e->size = content->len <= UINT32_MAX ? (uint32_t)content->len : UINT32_MAX;
+			r->mtime = now;
+		memcpy(r->mac, mac, sizeof(r->mac));
+		r->has_mac = true;
+		r->size = content->len <= UINT32_MAX ? (uint32_t)content->len : UINT32_MAX;
 	}
-	pthread_mutex_unlock(&k->mtime_lock);
+	netrec_unlock(&k->networks);
 	return changed;
 }
 
 /* "0x", 64 hex digits and the newline: what a read of an evm key returns. */
 #define KEYSTORE_EVM_FILE_SIZE 67
 
-void keyops_mtime_free(struct mount_state *k)
-{
-	for (size_t i = 0; i < k->mtime_nbuckets; i++) {
-		struct mtime_entry *e = k->mtime_table[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			free(e);
-		}
-	}
-	free(k->mtime_table);
-	k->mtime_table = NULL;
-	k->mtime_nbuckets = k->mtime_count = 0;
-}
-
 double keyops_mtime(struct mount_state *k, const char *network)
 {
 	double t = k->start_wall;
-	pthread_mutex_lock(&k->mtime_lock);
-	struct mtime_entry *e = mtime_find_locked(k, network);
-	if (e)
-		t = e->wall;
-	pthread_mutex_unlock(&k->mtime_lock);
+	netrec_lock(&k->networks);
+	struct netrec *r = netrec_find(&k->networks, network);
+	if (r)
+		t = r->mtime;
+	netrec_unlock(&k->networks);
 	return t;
 }
 
 off_t keyops_size(struct mount_state *k, const char *network)
 {
 	size_t size = 0;
-	pthread_mutex_lock(&k->mtime_lock);
-	struct mtime_entry *e = mtime_find_locked(k, network);
-	if (e)
-		size = e->size;
-	pthread_mutex_unlock(&k->mtime_lock);
+	netrec_lock(&k->networks);
+	struct netrec *r = netrec_find(&k->networks, network);
+	if (r)
+		size = r->size;
+	netrec_unlock(&k->networks);
 	if (size == 0 && k->cfg->keyfs.key_format == KEY_FORMAT_EVM)
 		size = KEYSTORE_EVM_FILE_SIZE;
 	return (off_t)size;
@@ -810,11 +733,15 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 	if (!(deadline > 0 && rc == -ETIMEDOUT))
 		health_record(in, rc, err);
 	metrics_observe_op(in->metrics, KEY_OP_LIST, rc == 0, clock_monotonic() - t0);
-	/* Keep only names the tree can show. */
+	/* Keep only names the tree can show (moved, not copied: a listing of
+	 * 100 000 names is 100 000 allocations). */
 	struct strlist valid = STRLIST_INIT;
-	for (size_t i = 0; rc == 0 && i < fresh.n; i++)
-		if (network_name_valid(fresh.items[i]))
-			strlist_add(&valid, fresh.items[i]);
+	for (size_t i = 0; rc == 0 && i < fresh.n; i++) {
+		if (network_name_valid(fresh.items[i])) {
+			strlist_take(&valid, fresh.items[i]);
+			fresh.items[i] = NULL;
+		}
+	}
 	strlist_clear(&fresh);
 	strlist_sort_unique(&valid);
 
@@ -1072,6 +999,21 @@ static bool list_has(const struct strlist *l, const char *network)
 	return l->n && bsearch(&network, l->items, l->n, sizeof(*l->items), compare_names);
 }
 
+/* After a large listing was replaced: hand the free pages in the middle of
+ * the heap back to the kernel.  A refresh allocates and frees every name
+ * two or three times over (the backend's parse, its copy, the old listing),
+ * and glibc only returns the top of the heap by itself: at 100 000 cached
+ * keys 12.5 MiB of RSS were free heap (BENCHMARKS.md, round 4).  Outside
+ * every lock; a few milliseconds against the tens a listing of that size
+ * takes. */
+#define LIST_TRIM_NAMES 10000
+
+static void list_trim(bool called, size_t names)
+{
+	if (called && names >= LIST_TRIM_NAMES)
+		malloc_trim(0);
+}
+
 int keyops_exists(struct mount_state *k, const char *network)
 {
 	return exists_in(k, mount_state_route(k, network), network);
@@ -1107,9 +1049,11 @@ static int exists_in(struct mount_state *k, struct instance *in, const char *net
 		rc = list_has(&in->list, network) ? 0 : -ENOENT;
 	else
 		rc = 0;   /* cannot list: let the open's own fetch decide (and be audited) */
+	size_t names = in->list.n;
 	pthread_mutex_unlock(&in->list_lock);
 	if (called)
 		note_auth_failure(k, in, &err);
+	list_trim(called, names);
 	return rc;
 }
 
@@ -1118,7 +1062,9 @@ void keyops_list_refresh(struct instance *in)
 	struct backend_err err = { { 0 }, false };
 	bool called = false;
 	list_refresh(in, 0, &err, &called, false);
+	size_t names = in->list.n;
 	pthread_mutex_unlock(&in->list_lock);
 	if (called)
 		note_auth_failure(in->k, in, &err);
+	list_trim(called, names);
 }

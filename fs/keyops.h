@@ -87,7 +87,6 @@ bool keyops_allowed(struct mount_state *k, const struct caller *c, const char *n
                       enum access_op op);
 /* mtime to show for keys/<network> (wall seconds). */
 double keyops_mtime(struct mount_state *k, const char *network);
-void keyops_mtime_free(struct mount_state *k);
 /* st_size to show for keys/<network>: what a read returns once the key is
  * known to the mount (key_format evm: always 67), else 0. */
 off_t keyops_size(struct mount_state *k, const char *network);

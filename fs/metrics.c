@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "hash.h"
 #include "metrics.h"
+#include "netrec.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -64,17 +65,6 @@ struct histogram {
 	atomic_uint_fast64_t sum_ns;   /* integer nanoseconds: one fetch_add, no CAS loop */
 };
 
-/* One freshness entry, one allocation with the name in it; never freed
- * before metrics_init(), so render can use the name outside the lock.  The
- * times are kept as numbers and the label escaped when rendering: text
- * kept per network was most of the memory of every cached key (issue 15). */
-struct refresh_entry {
-	struct refresh_entry *next;   /* hash chain */
-	double value;                 /* wall seconds of the last fetch; NAN = unset */
-	double updated;               /* the backend's own time of the value; NAN = unknown */
-	char network[];
-};
-
 struct metrics_backend {
 	char *name;
 	char *label;                 /* name escaped for a label value */
@@ -106,13 +96,24 @@ static struct {
 	_Atomic double start_time;
 } reg;
 
+/* The freshness series live in per-network records (netrec.h): the
+ * module's own table, or the mount's once it lends it
+ * (metrics_use_networks), so a network's times share the record that holds
+ * its mtime and address.  Times are kept as numbers and labels escaped when
+ * rendering: text kept per network was most of the memory of every cached
+ * key (issue 15).  count = records with a series in the table in use, under
+ * its lock. */
 static struct {
-	pthread_mutex_t lock;
-	struct refresh_entry **table;   /* hash buckets */
-	size_t nbuckets;
-	struct refresh_entry **order;   /* insertion order, for a stable rendering */
-	size_t count, cap;
-} refresh = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct netrec_table own;
+	struct netrec_table *_Atomic in_use;   /* NULL = &own */
+	size_t count;
+} refresh = { .own = { .lock = PTHREAD_MUTEX_INITIALIZER } };
+
+static struct netrec_table *refresh_table(void)
+{
+	struct netrec_table *t = atomic_load(&refresh.in_use);
+	return t ? t : &refresh.own;
+}
 
 const char *key_op_name(enum key_op op)
 {
@@ -135,15 +136,37 @@ static uint64_t counter_get(atomic_uint_fast64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-static void refresh_clear_locked(void)
+/* Drop every freshness series of t (its records stay).  t's lock held. */
+static void refresh_clear_locked(struct netrec_table *t)
 {
-	for (size_t i = 0; i < refresh.count; i++)
-		free(refresh.order[i]);
-	free(refresh.order);
-	free(refresh.table);
-	refresh.order = NULL;
-	refresh.table = NULL;
-	refresh.count = refresh.cap = refresh.nbuckets = 0;
+	for (size_t i = 0; i < t->capacity; i++) {
+		struct netrec *r = netrec_slot(t, i);
+		if (r)
+			r->fresh = false;
+	}
+	refresh.count = 0;
+}
+
+void metrics_use_networks(struct netrec_table *t)
+{
+	struct netrec_table *expected = NULL;
+	/* Only the first mount of the process lends its table; its series
+	 * start empty (nothing is fetched before the mount exists). */
+	if (!atomic_compare_exchange_strong(&refresh.in_use, &expected, t))
+		return;
+	netrec_lock(t);
+	refresh_clear_locked(t);
+	netrec_unlock(t);
+}
+
+void metrics_release_networks(struct netrec_table *t)
+{
+	struct netrec_table *expected = t;
+	if (atomic_compare_exchange_strong(&refresh.in_use, &expected, NULL)) {
+		netrec_lock(&refresh.own);
+		refresh_clear_locked(&refresh.own);
+		netrec_unlock(&refresh.own);
+	}
 }
 
 void metrics_init(void)
@@ -170,9 +193,10 @@ void metrics_init(void)
 	if (atomic_load(&reg.start_time) == 0.0)
 		atomic_store(&reg.start_time, clock_wall());
 
-	pthread_mutex_lock(&refresh.lock);
-	refresh_clear_locked();
-	pthread_mutex_unlock(&refresh.lock);
+	struct netrec_table *t = refresh_table();
+	netrec_lock(t);
+	refresh_clear_locked(t);
+	netrec_unlock(t);
 }
 
 struct metrics_backend *metrics_backend_register(const char *name, bool cached)
@@ -407,85 +431,38 @@ static int escape_label(struct strbuf *b, const char *s)
 	return b->error;
 }
 
-static int refresh_grow_locked(void)
-{
-	if (refresh.count == refresh.cap) {
-		size_t cap = refresh.cap ? refresh.cap * 2 : 64;
-		struct refresh_entry **o = realloc(refresh.order, cap * sizeof(*o));
-		if (!o)
-			return -ENOMEM;
-		refresh.order = o;
-		refresh.cap = cap;
-	}
-	if (refresh.count + 1 > refresh.nbuckets) {
-		size_t n = refresh.nbuckets ? refresh.nbuckets * 2 : 64;
-		struct refresh_entry **t = calloc(n, sizeof(*t));
-		if (!t)
-			return -ENOMEM;
-		for (size_t i = 0; i < refresh.count; i++) {
-			struct refresh_entry *e = refresh.order[i];
-			size_t h = hash_string(e->network) & (n - 1);
-			e->next = t[h];
-			t[h] = e;
-		}
-		free(refresh.table);
-		refresh.table = t;
-		refresh.nbuckets = n;
-	}
-	return 0;
-}
-
-static struct refresh_entry *refresh_entry_new(const char *network)
-{
-	size_t len = strlen(network) + 1;
-	struct refresh_entry *e = malloc(sizeof(*e) + len);
-	if (!e)
-		return NULL;
-	e->next = NULL;
-	e->value = e->updated = NAN;
-	memcpy(e->network, network, len);
-	return e;
-}
-
-/* Set one of a network's timestamps (offset of the field in the entry). */
+/* Set one of a network's timestamps (offset of the field in the record). */
 static void network_time_set(const char *network, size_t field, double wall_seconds)
 {
 	if (!network)
 		return;
-	pthread_mutex_lock(&refresh.lock);
-	if (refresh.nbuckets) {
-		size_t h = hash_string(network) & (refresh.nbuckets - 1);
-		for (struct refresh_entry *e = refresh.table[h]; e; e = e->next) {
-			if (strcmp(e->network, network) == 0) {
-				memcpy((char *)e + field, &wall_seconds, sizeof(wall_seconds));
-				goto out;
-			}
-		}
-	}
-	/* Past the bound the new network goes unrecorded: a metric is not worth
+	struct netrec_table *t = refresh_table();
+	netrec_lock(t);
+	/* Past the bound a new network goes unrecorded: a metric is not worth
 	 * unbounded memory. */
-	if (refresh.count >= METRICS_NETWORKS_MAX || refresh_grow_locked() != 0)
+	struct netrec *r = netrec_find(t, network);
+	if (!(r && r->fresh) && refresh.count >= METRICS_NETWORKS_MAX)
 		goto out;
-	struct refresh_entry *e = refresh_entry_new(network);
-	if (!e)
+	if (!r && !(r = netrec_get(t, network)))
 		goto out;
-	memcpy((char *)e + field, &wall_seconds, sizeof(wall_seconds));
-	size_t h = hash_string(network) & (refresh.nbuckets - 1);
-	e->next = refresh.table[h];
-	refresh.table[h] = e;
-	refresh.order[refresh.count++] = e;
+	if (!r->fresh) {
+		r->fresh = true;
+		r->last_refresh = r->updated = NAN;
+		refresh.count++;
+	}
+	memcpy((char *)r + field, &wall_seconds, sizeof(wall_seconds));
 out:
-	pthread_mutex_unlock(&refresh.lock);
+	netrec_unlock(t);
 }
 
 void metrics_last_refresh(const char *network, double wall_seconds)
 {
-	network_time_set(network, offsetof(struct refresh_entry, value), wall_seconds);
+	network_time_set(network, offsetof(struct netrec, last_refresh), wall_seconds);
 }
 
 void metrics_key_updated(const char *network, double wall_seconds)
 {
-	network_time_set(network, offsetof(struct refresh_entry, updated), wall_seconds);
+	network_time_set(network, offsetof(struct netrec, updated), wall_seconds);
 }
 
 /* --- rendering ----------------------------------------------------------- */
@@ -810,22 +787,24 @@ static void render_refresh(struct strbuf *out)
 	family(out, "omikuji_key_last_refresh_timestamp_seconds", "gauge",
 	       "Unix time of the last successful backend fetch of a network's key.");
 
-	/* Copy under the lock, append outside it: a fetch waits for a memcpy
-	 * at most.  Names are immutable until metrics_init(). */
-	pthread_mutex_lock(&refresh.lock);
-	if (refresh.count) {
-		snap = malloc(refresh.count * sizeof(*snap));
-		if (snap) {
-			n = refresh.count;
-			for (size_t i = 0; i < n; i++) {
-				snap[i].network = refresh.order[i]->network;
-				snap[i].value = refresh.order[i]->value;
-				snap[i].updated = refresh.order[i]->updated;
-			}
+	/* Copy under the lock, append outside it: a fetch waits for a copy at
+	 * most.  Records (and their names) live as long as their table: the
+	 * module's, or the mount's, which is unlent before it is freed. */
+	struct netrec_table *t = refresh_table();
+	netrec_lock(t);
+	if (refresh.count && (snap = malloc(refresh.count * sizeof(*snap)))) {
+		for (size_t i = 0; i < t->capacity && n < refresh.count; i++) {
+			const struct netrec *r = netrec_slot(t, i);
+			if (!r || !r->fresh)
+				continue;
+			snap[n].network = r->network;
+			snap[n].value = r->last_refresh;
+			snap[n].updated = r->updated;
+			n++;
 		}
 	}
 	bool lost = refresh.count && !snap;
-	pthread_mutex_unlock(&refresh.lock);
+	netrec_unlock(t);
 	if (lost && !out->error)
 		out->error = -ENOMEM;
 

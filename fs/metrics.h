@@ -55,6 +55,14 @@ void metrics_audit_last_seq(unsigned long long seq);
 void metrics_last_refresh(const char *network, double wall_seconds);
 /* The backend's own time of the network's current value (key age). */
 void metrics_key_updated(const char *network, double wall_seconds);
+/* Keep the per-network series in t, the mount's record table (netrec.h),
+ * rather than in the module's own: one record per network (issue 15).  The
+ * first table lent wins; the series start empty.  Release it before t is
+ * cleared, with no metrics call racing; the module's own table, emptied,
+ * is used again. */
+struct netrec_table;
+void metrics_use_networks(struct netrec_table *t);
+void metrics_release_networks(struct netrec_table *t);
 
 /* Append omikuji_keyfs_aws_api_calls_total{backend,action}: the requests a
  * backend instance sent to a billed API (backend_ops.api_calls), one sample

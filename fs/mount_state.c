@@ -168,9 +168,10 @@ int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, 
 	k->mount_uid = mount_uid;
 	k->mount_gid = mount_gid;
 	k->start_wall = clock_wall();
+	netrec_table_init(&k->networks, k->start_wall);
+	metrics_use_networks(&k->networks);
 	k->wake_pipe[0] = k->wake_pipe[1] = -1;
 	pthread_mutex_init(&k->creating_lock, NULL);
-	pthread_mutex_init(&k->mtime_lock, NULL);
 	pthread_mutex_init(&k->changed_lock, NULL);
 	pthread_mutex_init(&k->handles_lock, NULL);
 
@@ -237,7 +238,7 @@ int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, 
 	if (rc < 0)
 		goto fail;
 	if (cfg->keyfs.key_format == KEY_FORMAT_EVM &&
-	    (rc = address_book_new(&k->addresses)) < 0) {
+	    (rc = address_book_new(&k->networks, &k->addresses)) < 0) {
 		snprintf(err, errlen, "cannot create the address book: %s", strerror(-rc));
 		goto fail;
 	}
@@ -578,12 +579,12 @@ void mount_state_free(struct mount_state *k)
 	router_free(k->router);
 	free(k->all_names);
 	strlist_clear(&k->creating);
-	keyops_mtime_free(k);
+	metrics_release_networks(&k->networks);
+	netrec_table_clear(&k->networks);
 	strlist_clear(&k->changed);
 	free(k->mountpoint);
 	pthread_mutex_destroy(&k->changed_lock);
 	pthread_mutex_destroy(&k->creating_lock);
-	pthread_mutex_destroy(&k->mtime_lock);
 	pthread_mutex_destroy(&k->handles_lock);
 	free(k);
 }

@@ -23,6 +23,7 @@
 #include "anomaly.h"
 #include "audit.h"
 #include "audit_lock.h"
+#include "netrec.h"
 #include "backend.h"
 #include "cache.h"
 #include "config.h"
@@ -114,13 +115,11 @@ struct mount_state {
 	pthread_mutex_t creating_lock;
 	struct strlist creating;      /* keys/<net> created but not yet stored (open) */
 
-	/* What the mount has seen of each network's key (keyops.c), hashed:
-	 * the mtime shown (wall seconds of the last change seen), the size a
-	 * read returns, and a keyed fingerprint of the value to notice rotations. */
-	pthread_mutex_t mtime_lock;
-	struct mtime_entry **mtime_table;
-	size_t mtime_nbuckets;        /* 0 or a power of two */
-	size_t mtime_count;
+	/* What the mount has seen of each network (netrec.h): for keyops.c the
+	 * mtime shown (wall seconds of the last change seen), the size a read
+	 * returns, and a keyed fingerprint of the value to notice rotations;
+	 * for the address book its entry.  One record per network. */
+	struct netrec_table networks;
 	unsigned char seen_key[32];   /* random per mount: fingerprints mean nothing elsewhere */
 	struct hmac_sha256_ctx seen_mac;   /* keyed with seen_key once; copied per fingerprint */
 

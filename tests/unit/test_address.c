@@ -209,7 +209,9 @@ Test(address_book, versions_and_mtimes)
 	struct address_book *b = NULL;
 	char out[EVM_ADDRESS_TEXT + 1];
 	double mtime = 0;
-	cr_assert_eq(address_book_new(&b), 0);
+	struct netrec_table nets;
+	netrec_table_init(&nets, 0);
+	cr_assert_eq(address_book_new(&nets, &b), 0);
 	cr_expect_eq(address_book_lookup(b, "eth", out, &mtime), -ENOENT);
 
 	struct secret *a = key_of(KEY_A), *a_upper = key_of("4C0883A69102937D6231471B5DBB6204FE5129617082792AE468D01A3F362318");
@@ -250,6 +252,7 @@ Test(address_book, versions_and_mtimes)
 	secret_free(bkey);
 	secret_free(junk);
 	address_book_free(b);
+	netrec_table_clear(&nets);
 }
 
 Test(address_book, an_older_note_never_wins)
@@ -257,7 +260,9 @@ Test(address_book, an_older_note_never_wins)
 	struct address_book *b = NULL;
 	char out[EVM_ADDRESS_TEXT + 1];
 	double mtime;
-	cr_assert_eq(address_book_new(&b), 0);
+	struct netrec_table nets;
+	netrec_table_init(&nets, 0);
+	cr_assert_eq(address_book_new(&nets, &b), 0);
 	struct secret *a = key_of(KEY_A), *bkey = key_of(KEY_B), *junk = key_of("junk");
 	/* A store of B completes at t=20; a fetch that started at t=10 read A. */
 	cr_expect_eq(address_book_note(b, "eth", "file", bkey, 1000.0, 20.0), 0);
@@ -284,12 +289,15 @@ Test(address_book, an_older_note_never_wins)
 	secret_free(bkey);
 	secret_free(junk);
 	address_book_free(b);
+	netrec_table_clear(&nets);
 }
 
 Test(address_book, many_networks_grow_the_table)
 {
 	struct address_book *b = NULL;
-	cr_assert_eq(address_book_new(&b), 0);
+	struct netrec_table nets;
+	netrec_table_init(&nets, 0);
+	cr_assert_eq(address_book_new(&nets, &b), 0);
 	struct secret *a = key_of(KEY_A);
 	char name[32], out[EVM_ADDRESS_TEXT + 1];
 	for (int i = 0; i < 300; i++) {
@@ -303,13 +311,16 @@ Test(address_book, many_networks_grow_the_table)
 	}
 	secret_free(a);
 	address_book_free(b);
+	netrec_table_clear(&nets);
 }
 
 Test(address_book, key_info_rendering)
 {
 	struct address_book *b = NULL;
 	struct strbuf out = STRBUF_INIT;
-	cr_assert_eq(address_book_new(&b), 0);
+	struct netrec_table nets;
+	netrec_table_init(&nets, 0);
+	cr_assert_eq(address_book_new(&nets, &b), 0);
 	cr_expect_eq(address_book_render_info(b, &out), 0);
 	cr_expect(strstr(out.buf, "# TYPE omikuji_keyfs_key_info gauge\n") != NULL);
 	cr_expect(strstr(out.buf, "omikuji_keyfs_key_info{") == NULL, "no entries, no samples");
@@ -329,6 +340,7 @@ Test(address_book, key_info_rendering)
 	secret_free(a);
 	secret_free(bkey);
 	address_book_free(b);
+	netrec_table_clear(&nets);
 }
 
 /* ---- access -------------------------------------------------------------- */
@@ -499,7 +511,9 @@ static void *churn_main(void *arg)
 Test(address_book, concurrent_notes_lookups_forgets)
 {
 	struct address_book *b = NULL;
-	cr_assert_eq(address_book_new(&b), 0);
+	struct netrec_table nets;
+	netrec_table_init(&nets, 0);
+	cr_assert_eq(address_book_new(&nets, &b), 0);
 	struct secret *a = key_of(KEY_A), *bkey = key_of(KEY_B);
 	struct churn c[8];
 	pthread_t t[8];
@@ -516,4 +530,5 @@ Test(address_book, concurrent_notes_lookups_forgets)
 	secret_free(a);
 	secret_free(bkey);
 	address_book_free(b);
+	netrec_table_clear(&nets);
 }

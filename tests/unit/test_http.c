@@ -479,3 +479,117 @@ Test(http_failover, long_url_is_joined_whole)
 	http_response_clear(&r);
 	http_client_free(c);
 }
+
+/* ---- issue 15 round 2 (s4-cold): handles keep their fixed options ------------------ */
+
+/* A keep-alive server that records the head and body of each request. */
+#define KEEP_MAX 8
+struct keep_server {
+	int listen_fd, port, n;
+	char req[KEEP_MAX][2048];
+	pthread_t thread;
+};
+
+static void *keep_serve(void *arg)
+{
+	struct keep_server *s = arg;
+	int fd = accept(s->listen_fd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	for (s->n = 0; s->n < KEEP_MAX; s->n++) {
+		char *b = s->req[s->n];
+		size_t have = 0, need = 0;
+		char *end = NULL;
+		while (have < sizeof(s->req[0]) - 1) {
+			ssize_t r = read(fd, b + have, sizeof(s->req[0]) - 1 - have);
+			if (r <= 0)
+				goto out;
+			have += (size_t)r;
+			b[have] = 0;
+			if (!end && (end = strstr(b, "\r\n\r\n"))) {
+				const char *cl = strcasestr(b, "\r\nContent-Length: ");
+				need = (size_t)(end + 4 - b) + (cl && cl < end ? strtoul(cl + 18, NULL, 10) : 0);
+			}
+			if (end && have >= need)
+				break;
+		}
+		static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+		if (write(fd, ok, sizeof(ok) - 1) < 0)
+			break;
+	}
+out:
+	close(fd);
+	return NULL;
+}
+
+static int header_count(const char *req, const char *name)
+{
+	int n = 0;
+	for (const char *p = req; (p = strcasestr(p, name)); p++)
+		n++;
+	return n;
+}
+
+Test(http_transfer, a_reused_handle_sends_only_this_requests_method_headers_and_body)
+{
+	struct keep_server s = { 0 };
+	s.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	cr_assert(s.listen_fd >= 0);
+	cr_assert_eq(bind(s.listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(s.listen_fd, 4), 0);
+	cr_assert_eq(getsockname(s.listen_fd, (struct sockaddr *)&a, &l), 0);
+	s.port = ntohs(a.sin_port);
+	cr_assert_eq(pthread_create(&s.thread, NULL, keep_serve, &s), 0);
+
+	struct http_client *c = client(5, 0);
+	char url[96], err[128] = "";
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/secret/data/x", s.port);
+	/* A token renewal between requests: each request must carry the token
+	 * it was given, on the same (reused) handle and connection. */
+	const char *ha[] = { "X-Vault-Token: token-A", NULL };
+	const char *hb[] = { "X-Vault-Token: token-B", NULL };
+	const char *hc[] = { "X-Vault-Token: token-C", "X-Vault-Request: true", NULL };
+	static const char body[] = "{\"data\":{\"private_key\":\"x\"}}";
+	struct http_request q[] = {
+		{ .method = "GET", .url = url, .headers = ha },
+		{ .method = "PUT", .url = url, .headers = hb, .body = body, .body_len = sizeof(body) - 1 },
+		{ .method = "GET", .url = url, .headers = hc },
+		{ .method = "POST", .url = url, .headers = ha, .body = body, .body_len = 5 },
+		{ .method = "LIST", .url = url, .headers = hb },
+		{ .method = "GET", .url = url },
+	};
+	const size_t nq = sizeof(q) / sizeof(q[0]);
+	for (size_t i = 0; i < nq; i++) {
+		struct http_response r = { 0 };
+		cr_assert_eq(http_perform(c, &q[i], 0, &r, err, sizeof(err)), 0, "%zu: %s", i, err);
+		cr_expect_eq(r.status, 200);
+		if (i > 0)
+			cr_expect(r.reused_connection, "request %zu reused the connection", i);
+		http_response_clear(&r);
+	}
+	http_client_free(c);
+	pthread_join(s.thread, NULL);
+	close(s.listen_fd);
+
+	cr_assert_eq(s.n, (int)nq, "the server saw %d requests", s.n);
+	static const char *const line[] = { "GET /v1/", "PUT /v1/", "GET /v1/", "POST /v1/",
+	                                    "LIST /v1/", "GET /v1/" };
+	static const char *const token[] = { "token-A", "token-B", "token-C", "token-A", "token-B",
+	                                     NULL };
+	for (size_t i = 0; i < nq; i++) {
+		const char *rq = s.req[i];
+		cr_expect_eq(strncmp(rq, line[i], strlen(line[i])), 0, "%zu: %.20s", i, rq);
+		cr_expect_eq(header_count(rq, "X-Vault-Token:"), token[i] ? 1 : 0, "%zu", i);
+		if (token[i])
+			cr_expect(strstr(rq, token[i]) != NULL, "%zu sent its own token", i);
+		cr_expect_eq(header_count(rq, "X-Vault-Request:"), i == 2 ? 1 : 0, "%zu", i);
+		bool has_body = q[i].body != NULL;
+		cr_expect_eq(header_count(rq, "Content-Length:"), has_body ? 1 : 0,
+		             "%zu: no stale body", i);
+		cr_expect(strstr(rq, "User-Agent: omikuji-keyfs/") != NULL, "%zu keeps the agent", i);
+	}
+	cr_expect(strstr(s.req[1], body) != NULL);
+	cr_expect(strstr(s.req[3], "Content-Length: 5\r\n") != NULL);
+}

@@ -98,3 +98,36 @@ Test(keyformat, prefix_check_accepts_every_prefix_of_a_valid_key)
 	             -EINVAL);
 	cr_expect_eq(keyformat_prefix_ok(KEY_FORMAT_EVM, (const unsigned char *)" 0X1f", 5, &why), 0);
 }
+
+/* The digit-by-digit range check against OpenSSL's BIGNUM comparison (what
+ * it replaced) on keys that share a random-length prefix with the order, in
+ * random case: every split point and both sides of it. */
+#include <openssl/bn.h>
+#include <stdlib.h>
+#include <ctype.h>
+
+Test(keyformat, range_check_agrees_with_bignum_near_the_order)
+{
+	static const char order[] = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141";
+	static const char hex[] = "0123456789abcdef";
+	BIGNUM *n = NULL;
+	cr_assert(BN_hex2bn(&n, order));
+	srandom(15);
+	for (int i = 0; i < 20000; i++) {
+		char k[65];
+		int keep = (int)(random() % 65);
+		for (int j = 0; j < 64; j++) {
+			char c = j < keep ? order[j] : hex[random() % 16];
+			k[j] = (char)(random() % 2 ? tolower((unsigned char)c) : toupper((unsigned char)c));
+		}
+		k[64] = 0;
+		if (i % 1000 == 0)
+			memset(k, '0', 64 - (size_t)(random() % 3));   /* zero and tiny keys */
+		BIGNUM *b = NULL;
+		cr_assert(BN_hex2bn(&b, k));
+		int want = !BN_is_zero(b) && BN_cmp(b, n) < 0 ? 0 : -EINVAL;
+		cr_assert_eq(check(KEY_FORMAT_EVM, k), want, "%s", k);
+		BN_free(b);
+	}
+	BN_free(n);
+}

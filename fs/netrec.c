@@ -1,0 +1,132 @@
+/* netrec.c - the per-network record table (see netrec.h).
+ *
+ * Open addressing with linear probing over an array of record pointers,
+ * kept at most 3/4 full and doubled past that: one pointer per slot, no
+ * chain pointer in the record.  Records are never removed while the table
+ * lives, so probing needs no tombstones, and they are carved from blocks of
+ * ~64 KiB, 8-byte aligned, rather than malloc()ed one by one: no malloc
+ * header or 16-byte rounding per network, and the records of a mount sit
+ * together instead of between the transient allocations of the reads that
+ * made them.
+ */
+#include "netrec.h"
+#include "hash.h"
+
+#include <errno.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK_BYTES (64 * 1024 - 64)   /* under malloc's mmap threshold */
+
+struct netrec_block {
+	struct netrec_block *next;
+	size_t used;                       /* bytes of data handed out */
+	alignas(8) unsigned char data[];
+};
+#define BLOCK_DATA (BLOCK_BYTES - offsetof(struct netrec_block, data))
+
+int netrec_table_init(struct netrec_table *t, double initial_mtime)
+{
+	memset(t, 0, sizeof(*t));
+	t->initial_mtime = initial_mtime;
+	return pthread_mutex_init(&t->lock, NULL) == 0 ? 0 : -ENOMEM;
+}
+
+void netrec_table_clear(struct netrec_table *t)
+{
+	struct netrec_block *b = t->blocks, *next;
+	for (; b; b = next) {
+		next = b->next;
+		/* fingerprints and MACs of keys: wiped with the records */
+		explicit_bzero(b->data, b->used);
+		free(b);
+	}
+	t->blocks = NULL;
+	free(t->slots);
+	t->slots = NULL;
+	t->capacity = t->count = 0;
+	pthread_mutex_destroy(&t->lock);
+}
+
+/* size zeroed bytes, 8-byte aligned, from the current block or a new one. */
+static void *carve(struct netrec_table *t, size_t size)
+{
+	size = (size + 7) & ~(size_t)7;
+	if (size > BLOCK_DATA)
+		return NULL;
+	struct netrec_block *b = t->blocks;
+	if (!b || BLOCK_DATA - b->used < size) {
+		if (!(b = calloc(1, BLOCK_BYTES)))
+			return NULL;
+		b->next = t->blocks;
+		t->blocks = b;
+	}
+	void *p = b->data + b->used;
+	b->used += size;
+	return p;
+}
+
+void netrec_lock(struct netrec_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+}
+
+void netrec_unlock(struct netrec_table *t)
+{
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The slot holding network, or the empty slot where it would go. */
+static size_t probe(const struct netrec_table *t, const char *network)
+{
+	size_t mask = t->capacity - 1;
+	size_t i = hash_string(network) & mask;
+	while (t->slots[i] && strcmp(t->slots[i]->network, network) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+struct netrec *netrec_find(struct netrec_table *t, const char *network)
+{
+	if (!t->capacity)
+		return NULL;
+	return t->slots[probe(t, network)];
+}
+
+static int grow(struct netrec_table *t)
+{
+	size_t n = t->capacity ? t->capacity * 2 : 64;
+	struct netrec **old = t->slots;
+	size_t old_capacity = t->capacity;
+	struct netrec **slots = calloc(n, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	t->slots = slots;
+	t->capacity = n;
+	for (size_t i = 0; i < old_capacity; i++)
+		if (old[i])
+			t->slots[probe(t, old[i]->network)] = old[i];
+	free(old);
+	return 0;
+}
+
+struct netrec *netrec_get(struct netrec_table *t, const char *network)
+{
+	struct netrec *r = netrec_find(t, network);
+	if (r)
+		return r;
+	if (t->count >= NETREC_MAX)
+		return NULL;
+	/* at most 3/4 full, so a probe always ends on an empty slot */
+	if ((t->count + 1) * 4 > t->capacity * 3 && grow(t) < 0)
+		return NULL;
+	size_t len = strlen(network) + 1;
+	if (!(r = carve(t, sizeof(*r) + len)))
+		return NULL;
+	memcpy(r->network, network, len);
+	r->mtime = t->initial_mtime;
+	t->slots[probe(t, network)] = r;
+	t->count++;
+	return r;
+}

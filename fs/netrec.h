@@ -1,0 +1,96 @@
+/* netrec.h - one record per network the mount has seen, in one table.
+ *
+ * What the mount keeps of each network between operations used to live in
+ * three records in three chained hash tables (keyops.c's mtime record, the
+ * address book's entry, the metrics freshness entry), each with its own
+ * copy of the name, its own malloc header and its own bucket array that
+ * doubled.  A netrec holds all three, with the name inline, in one
+ * open-addressing table (issue 15, goal 3).
+ *
+ * Lifetime: per mount, kept until netrec_table_clear() (the records, like
+ * the ones they replace, are never dropped while mounted; at most
+ * NETREC_MAX).  The metrics module keeps its freshness series in a table of
+ * its own until a mount lends it this one (metrics_use_networks).  The
+ * per-instance cache entries (fs/cache.c), which are evicted, are not in
+ * here: see BENCHMARKS.md, round 4.
+ *
+ * Locking: one mutex per table.  Every field of every record, and the table
+ * itself, is read and written only with it held (netrec_lock); a record
+ * pointer is valid until netrec_table_clear (a grow moves the slots, never
+ * the records).
+ */
+#ifndef OMIKUJI_NETREC_H
+#define OMIKUJI_NETREC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NETREC_MAX 200000   /* bound on records; a lookup past it finds nothing new */
+
+struct netrec {
+	/* keys/<network> (keyops.c): the mtime shown, the size a read returns
+	 * (0 = not known yet) and the first 128 bits of a keyed HMAC of the
+	 * value as read, to tell a rotation. */
+	double mtime;                 /* wall seconds */
+	uint32_t size;
+	bool has_mac;
+	/* addresses/<network> (address.c): in_book = the book has an entry
+	 * (an address, or a tombstone when !has_address); the address as its
+	 * 20 raw bytes (the EIP-55 text is made when it is read), when it last
+	 * changed (wall), the newest note applied (monotonic), the instance the
+	 * key came from (borrowed, see address_book_note) and the first 128
+	 * bits of the salted Keccak fingerprint of the key version. */
+	bool in_book;
+	bool has_address;
+	/* metrics (metrics.c), when this table holds the process's freshness
+	 * series: fresh = the network has one; last_refresh = the wall time of
+	 * the last fetch, updated = the backend's own time of the value, each
+	 * NAN when unknown. */
+	bool fresh;
+	unsigned char mac[16];
+	uint8_t fingerprint[16];
+	uint8_t address[20];
+	const char *backend;
+	double address_mtime;
+	double address_seen;
+	double last_refresh;
+	double updated;
+	char network[];               /* NUL-terminated */
+};
+
+struct netrec_block;
+
+struct netrec_table {
+	pthread_mutex_t lock;
+	struct netrec **slots;        /* open addressing, linear probing; NULL = empty */
+	size_t capacity;              /* 0 or a power of two */
+	size_t count;
+	double initial_mtime;         /* mtime of a new record (the mount's start) */
+	struct netrec_block *blocks;  /* where the records are carved from */
+};
+
+/* 0 or -ENOMEM.  The table starts empty; slots are allocated on the first
+ * insert. */
+int netrec_table_init(struct netrec_table *t, double initial_mtime);
+/* Wipes and frees every record and the table (no other call may race). */
+void netrec_table_clear(struct netrec_table *t);
+
+void netrec_lock(struct netrec_table *t);
+void netrec_unlock(struct netrec_table *t);
+
+/* With the lock held.  The record of network, or NULL. */
+struct netrec *netrec_find(struct netrec_table *t, const char *network);
+/* With the lock held.  The record of network, added (zeroed, mtime =
+ * initial_mtime) when missing; NULL when out of memory or at NETREC_MAX. */
+struct netrec *netrec_get(struct netrec_table *t, const char *network);
+
+/* With the lock held: slot i (i < t->capacity) or NULL; for walking every
+ * record (rendering). */
+static inline struct netrec *netrec_slot(const struct netrec_table *t, size_t i)
+{
+	return t->slots[i];
+}
+
+#endif
