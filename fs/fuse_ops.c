@@ -871,7 +871,8 @@ static int touch_key(struct mount_state *k, const struct node *n)
 	if (n->kind != NODE_KEY)
 		return -EPERM;
 	/* touch of a new name: nothing to refetch, nothing to audit */
-	if (mount_state_request_is_own(k) || keyops_is_creating(k, n->name))
+	if (mount_state_request_is_own(k) || keyops_is_creating(k, n->name) ||
+	    keyfile_created_open(k, n->name))
 		return 0;
 	struct caller c;
 	struct secret *key = NULL;
@@ -914,6 +915,17 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (rc == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	                          FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
 		rc = touch_key(k, &ln.n);
+	struct stat st;
+	if (rc == 0 && ln.n.kind == NODE_KEY && node_stat(k, &ln.n, &st) == -ENOENT &&
+	    keyfile_created_open(k, ln.n.name)) {
+		/* touch(1) of a new name through a copy of the closed descriptor:
+		 * the times of a file that holds nothing, not cached */
+		fill_stat(k, &st, S_IFREG, KEY_MODE, clock_wall());
+		st.st_size = KEY_MAX_BYTES + 1;
+		st.st_ino = ino;
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

@@ -27,6 +27,7 @@ struct keyfile {
 	struct secret *written;      /* bytes written so far (writable opens) */
 	bool pending;                /* written bytes not stored yet */
 	bool creating;               /* registered with keyops_creating() */
+	bool created;                /* opened by CREATE (stays after the flush) */
 };
 
 static struct keyfile *keyfile_new(struct mount_state *k, const char *network, bool writable)
@@ -109,6 +110,7 @@ int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_
 		return rc;
 	}
 	f->creating = true;
+	f->created = true;
 	keyops_creating(k, network, true);
 	set_handle(k, fi, f);
 	return 0;
@@ -199,8 +201,28 @@ int keyfile_flush(struct mount_state *k, struct fuse_file_info *fi)
 		if (rc < 0)
 			discard_written(f);
 	}
+	/* The close of a created file: from here on the name exists only if a
+	 * key was stored.  Here, not at RELEASE, which the kernel sends after
+	 * close() has returned (a stat right after the close would find the
+	 * name still being created).  A copy of the descriptor (touch(1) dup2s
+	 * it) may still set times: keyfile_created_open. */
+	if (f->creating) {
+		f->creating = false;
+		keyops_creating(k, f->network, false);
+	}
 	pthread_mutex_unlock(&f->lock);
 	return rc;
+}
+
+bool keyfile_created_open(struct mount_state *k, const char *network)
+{
+	bool found = false;
+	pthread_mutex_lock(&k->handles_lock);
+	for (struct handle *h = k->handles; h && !found; h = h->next)
+		found = h->kind == HANDLE_KEY && ((struct keyfile *)h)->created &&
+		        strcmp(((struct keyfile *)h)->network, network) == 0;
+	pthread_mutex_unlock(&k->handles_lock);
+	return found;
 }
 
 int keyfile_truncate(struct fuse_file_info *fi, off_t size)
@@ -222,7 +244,10 @@ void keyfile_release(struct mount_state *k, struct fuse_file_info *fi)
 	if (!f)
 		return;
 	handle_unregister(k, &f->h);
-	if (f->creating)
+	pthread_mutex_lock(&f->lock);
+	bool creating = f->creating;
+	pthread_mutex_unlock(&f->lock);
+	if (creating)
 		keyops_creating(k, f->network, false);
 	keyfile_free(f);
 	fi->fh = 0;

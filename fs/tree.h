@@ -76,6 +76,9 @@ int keyfile_write(struct mount_state *k, const char *buf, size_t size, off_t off
                   struct fuse_file_info *fi);
 int keyfile_flush(struct mount_state *k, struct fuse_file_info *fi);
 void keyfile_release(struct mount_state *k, struct fuse_file_info *fi);
+/* A file created on network is still open (after its flush: a copy of the
+ * descriptor), so setting its times is not an error. */
+bool keyfile_created_open(struct mount_state *k, const char *network);
 int keyfile_truncate(struct fuse_file_info *fi, off_t size);
 
 int snapshot_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi);
