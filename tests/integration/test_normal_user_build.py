@@ -72,12 +72,16 @@ class NormalUserBuildTest(unittest.TestCase):
             log = f.read()
         summary = {k: int(v) for k, v in re.findall(r"^(Ok|Fail|Skipped|Timeout):\s+(\d+)", log, re.M)}
         print(f"meson test as uid {NOBODY}: {summary}")
-        self.assertEqual(r.returncode, 0, f"meson test as uid {NOBODY} failed:\n{r.stdout[-3000:]}")
+        blocks = re.split(r"\n=+ \d+/\d+ =+\n", log)
+        failed = [b for b in blocks
+                  if re.search(r"^result:\s+(exit status (?!0\b|77\b)|killed|timeout)", b, re.M)]
+        self.assertEqual(r.returncode, 0, f"meson test as uid {NOBODY} failed:\n"
+                         + "\n".join(l for l in r.stdout.splitlines() if "FAIL" in l or "TIMEOUT" in l)
+                         + "".join("\n--- " + b[-2500:] for b in failed))
         self.assertEqual(summary.get("Fail"), 0)
         self.assertEqual(summary.get("Timeout"), 0)
         self.assertGreater(summary.get("Ok", 0), 0, "nothing ran")
         # meson writes one block per test; each skipped one says why.
-        blocks = re.split(r"\n=+ \d+/\d+ =+\n", log)
         skipped = [b for b in blocks if re.search(r"^result:\s+exit status 77", b, re.M)]
         self.assertEqual(len(skipped), summary.get("Skipped", 0))
         for b in skipped:
