@@ -5,6 +5,7 @@
  * library recommends for secret-key operations); secp256k1_ec_pubkey_create
  * only reads it, so concurrent FUSE threads share it without a lock. */
 #include "evm_address.h"
+
 #include "keccak.h"
 #include "keyformat.h"
 #include "secret.h"
@@ -13,6 +14,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <secp256k1.h>
+#include <string.h>
 
 static secp256k1_context *ctx;
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
@@ -60,7 +62,7 @@ void evm_address_checksum(const uint8_t addr[EVM_ADDRESS_BYTES], char out[EVM_AD
 	out[EVM_ADDRESS_TEXT] = 0;
 }
 
-int evm_address_derive(const unsigned char *key, size_t len, char out[EVM_ADDRESS_TEXT + 1])
+int evm_address_derive_raw(const unsigned char *key, size_t len, uint8_t out[EVM_ADDRESS_BYTES])
 {
 	size_t start = 0, n = 0;
 	if (keyformat_validate(KEY_FORMAT_EVM, key, len, &start, &n, NULL) < 0)
@@ -87,11 +89,20 @@ int evm_address_derive(const unsigned char *key, size_t len, char out[EVM_ADDRES
 	}
 	/* point[0] is the 0x04 tag of the uncompressed encoding: X || Y follow. */
 	keccak256(point + 1, 64, hash);
-	evm_address_checksum(hash + KECCAK256_DIGEST_SIZE - EVM_ADDRESS_BYTES, out);
+	memcpy(out, hash + KECCAK256_DIGEST_SIZE - EVM_ADDRESS_BYTES, EVM_ADDRESS_BYTES);
 out:
 	secret_wipe(scalar, sizeof(scalar));
 	secret_wipe(&pub, sizeof(pub));
 	secret_wipe(point, sizeof(point));
 	secret_wipe(hash, sizeof(hash));
+	return rc;
+}
+
+int evm_address_derive(const unsigned char *key, size_t len, char out[EVM_ADDRESS_TEXT + 1])
+{
+	uint8_t raw[EVM_ADDRESS_BYTES];
+	int rc = evm_address_derive_raw(key, len, raw);
+	if (rc == 0)
+		evm_address_checksum(raw, out);
 	return rc;
 }

@@ -19,6 +19,9 @@
  * 0, -EINVAL when key is not a valid secp256k1 key, -ENOMEM. */
 int evm_address_derive(const unsigned char *key, size_t len, char out[EVM_ADDRESS_TEXT + 1]);
 
+/* The same, as the 20 address bytes (no checksum text). */
+int evm_address_derive_raw(const unsigned char *key, size_t len, uint8_t out[EVM_ADDRESS_BYTES]);
+
 /* EIP-55: the 20 address bytes as "0x" + 40 hex digits, a letter upper-case
  * when the matching nibble of keccak256(lower-case hex) is >= 8. */
 void evm_address_checksum(const uint8_t addr[EVM_ADDRESS_BYTES], char out[EVM_ADDRESS_TEXT + 1]);

@@ -94,19 +94,6 @@ static struct netrec *entry_find(struct address_book *b, const char *network)
 	return r && r->in_book ? r : NULL;
 }
 
-/* The 20 bytes of a derived "0x" + 40 hex digits address. */
-static void address_raw(const char text[EVM_ADDRESS_TEXT + 1], uint8_t out[EVM_ADDRESS_BYTES])
-{
-	for (size_t i = 0; i < EVM_ADDRESS_BYTES; i++) {
-		uint8_t v = 0;
-		for (size_t j = 0; j < 2; j++) {
-			char c = text[2 + 2 * i + j];
-			v = (uint8_t)(v << 4 | (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10));
-		}
-		out[i] = v;
-	}
-}
-
 static void fingerprint(const struct address_book *b, const struct secret *key,
                         uint8_t out[KECCAK256_DIGEST_SIZE])
 {
@@ -121,7 +108,6 @@ int address_book_note(struct address_book *b, const char *network, const char *b
                       const struct secret *key, double wall, double seen)
 {
 	uint8_t fp[KECCAK256_DIGEST_SIZE];
-	char address[EVM_ADDRESS_TEXT + 1];
 	uint8_t raw[EVM_ADDRESS_BYTES];
 	int rc = 0;
 
@@ -137,9 +123,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 	if (known || outdated)
 		goto out;
 
-	rc = evm_address_derive(key->data, key->len, address);
-	if (rc == 0)
-		address_raw(address, raw);
+	rc = evm_address_derive_raw(key->data, key->len, raw);
 	netrec_lock(b->networks);
 	e = entry_find(b, network);
 	if (e && seen < e->address_seen) {
