@@ -19,6 +19,9 @@
  * - A cache_put or cache_invalidate during a fetch wins: the fetch's result
  *   is handed to its callers but not cached over the newer state.
  * - max_entries 0 means no bound.
+ * - Parked callers (cache_get_or_park) are answered by the fetching caller
+ *   after the result is published, in the order they parked, each with its
+ *   own copy, before that caller's own cache call returns.
  * cache_free must not race with other calls (the owner stops FUSE first).
  */
 #include "hash.h"
@@ -51,6 +54,7 @@ struct cache_flight {
 	enum cache_result how;  /* what waiters report */
 	struct secret *value;   /* waiters take a copy */
 	struct backend_err err;
+	struct cache_waiter *parked, **parked_tail;   /* answered by the fetcher */
 	struct cache_flight *next;
 };
 
@@ -286,6 +290,33 @@ static int flight_wait(struct cache *c, struct cache_flight *f, struct secret **
 	return rc;
 }
 
+/* Answer the callers parked on a finished flight, without the lock (their
+ * done callbacks audit and reply); the caller's reference keeps f.  The
+ * result fields are not written after done. */
+static void flight_answer_parked(struct cache *c, struct cache_flight *f)
+{
+	struct cache_waiter *w = f->parked;
+	f->parked = NULL;
+	if (!w)
+		return;
+	pthread_mutex_unlock(&c->lock);
+	while (w) {
+		struct cache_waiter *next = w->next;   /* done may free w */
+		struct backend_err err = { .msg = "" };
+		struct secret *value = NULL;
+		int rc = f->rc;
+		if (rc != 0 || f->how == CACHE_STALE)
+			err = f->err;
+		if (rc == 0 && !(value = secret_dup(f->value))) {
+			rc = -ENOMEM;
+			backend_err_set(&err, "out of memory");
+		}
+		w->done(w, rc, value, f->how, &err);
+		w = next;
+	}
+	pthread_mutex_lock(&c->lock);
+}
+
 /* Make the fetch for a flight we own; returns with the lock held again. */
 static int flight_run(struct cache *c, struct cache_flight *f, const char *network,
                       cache_fetch_fn fetch, void *ctx, struct secret **out,
@@ -353,9 +384,9 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	return rc;
 }
 
-int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
-              struct secret **out, enum cache_result *how, bool *changed,
-              struct backend_err *err)
+int cache_get_or_park(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
+                      struct cache_waiter *w, struct secret **out, enum cache_result *how,
+                      bool *changed, struct backend_err *err)
 {
 	enum cache_result how_local;
 	bool changed_local;
@@ -384,6 +415,13 @@ int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *
 	}
 
 	struct cache_flight *f = flight_find(c, network);
+	if (f && w) {
+		w->next = NULL;
+		*f->parked_tail = w;
+		f->parked_tail = &w->next;
+		rc = CACHE_PARKED;
+		goto out;
+	}
 	if (f) {
 		rc = flight_wait(c, f, out, how, err);
 		goto out;
@@ -400,14 +438,23 @@ int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *
 		goto out;
 	}
 	f->refs = 1;
+	f->parked_tail = &f->parked;
 	f->next = c->flights;
 	c->flights = f;
 	rc = flight_run(c, f, network, fetch, ctx, out, how, changed, now);
+	flight_answer_parked(c, f);
 	err_copy(err, &f->err);
 	flight_release(f);
 out:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
+              struct secret **out, enum cache_result *how, bool *changed,
+              struct backend_err *err)
+{
+	return cache_get_or_park(c, network, fetch, ctx, NULL, out, how, changed, err);
 }
 
 void cache_put(struct cache *c, const char *network, const struct secret *key)

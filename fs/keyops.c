@@ -391,8 +391,38 @@ static int address_note(struct instance *in, const char *network, const struct s
  * is fetched is what keys/<network> shows (`key migrate` also reads the
  * instances a network does not route to; those reads leave the mount's
  * view of the network alone). */
-static int fetch(struct instance *in, const char *network, bool refresh, bool routed,
-                 struct secret **out, bool *cached, struct backend_err *err)
+/* A cache call's outcome counted (hit, stale hit or miss), a fetched value
+ * noted: fetch(), and a parked open when its fetch ends. */
+static void cache_account(struct instance *in, const char *network, bool routed, int rc,
+                          enum cache_result how, struct secret **out, bool *cached,
+                          struct backend_err *err)
+{
+	struct mount_state *k = in->k;
+	if (rc == 0 && how == CACHE_HIT) {
+			metrics_cache_hit(in->metrics);
+			*cached = true;
+	} else if (rc == 0 && how == CACHE_STALE) {
+		metrics_cache_stale_hit(in->metrics);
+		*cached = true;
+	} else {
+		metrics_cache_miss(in->metrics);
+	}
+	if (rc == 0 && how == CACHE_MISS && routed) {
+		if (k->cfg->keyfs.metrics_per_network)
+			metrics_last_refresh(network, clock_wall());
+		note_fetched(k, network, *out, err);
+	}
+	metrics_cache_size(in->metrics, (long)cache_size(in->cache));
+}
+
+static int fetch_noted(struct instance *in, const char *network, bool routed, int rc,
+                       const struct secret *value, bool cached, double started);
+
+/* fetch(), parking on a fetch in flight when w is given (CACHE_PARKED:
+ * nothing counted yet, w->done ends it). */
+static int fetch_or_park(struct instance *in, const char *network, bool refresh, bool routed,
+                         struct cache_waiter *w, struct secret **out, bool *cached,
+                         struct backend_err *err)
 {
 	struct mount_state *k = in->k;
 	int rc;
@@ -403,22 +433,11 @@ static int fetch(struct instance *in, const char *network, bool refresh, bool ro
 		bool changed = false;
 		if (refresh)
 			cache_invalidate(in->cache, network);
-		rc = cache_get(in->cache, network, backend_fetch, in, out, &how, &changed, err);
-		if (rc == 0 && how == CACHE_HIT) {
-			metrics_cache_hit(in->metrics);
-			*cached = true;
-		} else if (rc == 0 && how == CACHE_STALE) {
-			metrics_cache_stale_hit(in->metrics);
-			*cached = true;
-		} else {
-			metrics_cache_miss(in->metrics);
-		}
-		if (rc == 0 && how == CACHE_MISS && routed) {
-			if (k->cfg->keyfs.metrics_per_network)
-				metrics_last_refresh(network, clock_wall());
-			note_fetched(k, network, *out, err);
-		}
-		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
+		rc = cache_get_or_park(in->cache, network, backend_fetch, in, w, out, &how, &changed,
+		                       err);
+		if (rc == CACHE_PARKED)
+			return rc;
+		cache_account(in, network, routed, rc, how, out, cached, err);
 	} else {
 		rc = backend_fetch(in, network, out, err);
 		if (rc == 0 && routed) {
@@ -427,14 +446,28 @@ static int fetch(struct instance *in, const char *network, bool refresh, bool ro
 			note_fetched(k, network, *out, err);
 		}
 	}
+	return fetch_noted(in, network, routed, rc, *out, *cached, started);
+}
+
+static int fetch(struct instance *in, const char *network, bool refresh, bool routed,
+                 struct secret **out, bool *cached, struct backend_err *err)
+{
+	return fetch_or_park(in, network, refresh, routed, NULL, out, cached, err);
+}
+
+/* The address book follows what a fetch found (a routed one). */
+static int fetch_noted(struct instance *in, const char *network, bool routed, int rc,
+                       const struct secret *value, bool cached, double started)
+{
+	struct mount_state *k = in->k;
 	if (!routed)
 		return rc;
 	/* A value is noted when it enters the cache (here on a miss, and by
 	 * store_in), so a hit is not noted again: the note's salted Keccak was
 	 * 7 530 of a cached read's 53 283 instructions (bench/profile.py).
 	 * keyops_address notes a hit itself, for a book that lost the entry. */
-	if (rc == 0 && !*cached)
-		address_note(in, network, *out, started);
+	if (rc == 0 && !cached)
+		address_note(in, network, value, started);
 	else if (rc == -ENOENT && k->addresses)
 		address_book_forget(k->addresses, network, started);
 	return rc;
@@ -461,37 +494,95 @@ bool keyops_allowed(struct mount_state *k, const struct caller *c, const char *n
 	return access_allowed(k->access, c, network, op);
 }
 
-static int get_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
-                  const char *network, bool refresh, struct secret **out)
+/* The check part of a read: the access rules, then the anomaly signals.
+ * 0 (*anomaly: the signal to audit with the read, or NULL) or the denial,
+ * counted and audited. */
+static int get_check(struct mount_state *k, const struct caller *c, struct instance *in,
+                     const char *network, double t0, const char **anomaly)
 {
-	double t0 = clock_monotonic();
-	struct backend_err err = { { 0 }, false };
-	bool cached = false;
-	int rc;
-
-	*out = NULL;
 	if (!access_allowed(k->access, c, network, ACCESS_READ))
 		return deny(k, in, c, KEY_OP_GET, network, "access denied", NULL, t0);
-
 	struct anomaly_verdict verdict = anomaly_check_read(k->anomaly, c);
 	if (verdict.kind)
 		metrics_anomaly(verdict.kind);
 	if (verdict.deny)
 		return deny(k, in, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
+	*anomaly = verdict.kind;
+	return 0;
+}
 
-	rc = fetch(in, network, refresh, routed, out, &cached, &err);
-
-	const char *anomaly = verdict.kind;
-	const char *auth_anomaly = note_auth_failure(k, in, &err);
+/* The end of a read: timed, logged, audited; *out dropped on failure. */
+static int get_finish(struct mount_state *k, const struct caller *c, struct instance *in,
+                      const char *network, int rc, bool cached, bool refresh,
+                      const struct backend_err *err, const char *anomaly, double t0,
+                      struct secret **out)
+{
+	const char *auth_anomaly = note_auth_failure(k, in, err);
 	if (auth_anomaly)
 		anomaly = auth_anomaly;
-	rc = fetch_finish(k, in, c, KEY_OP_GET, network, rc, cached, refresh, &err, anomaly, t0,
+	rc = fetch_finish(k, in, c, KEY_OP_GET, network, rc, cached, refresh, err, anomaly, t0,
 	                  "key read failed");
 	if (rc < 0) {
 		secret_free(*out);
 		*out = NULL;
 	}
 	return rc;
+}
+
+static int get_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
+                  const char *network, bool refresh, struct secret **out)
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+	const char *anomaly = NULL;
+	bool cached = false;
+
+	*out = NULL;
+	int rc = get_check(k, c, in, network, t0, &anomaly);
+	if (rc < 0)
+		return rc;
+	rc = fetch(in, network, refresh, routed, out, &cached, &err);
+	return get_finish(k, c, in, network, rc, cached, refresh, &err, anomaly, t0, out);
+}
+
+/* A parked read's fetch ended (on the fetching thread): counted, noted and
+ * audited as the parked caller's own read, then handed to its opener. */
+static void get_parked_done(struct cache_waiter *w, int rc, struct secret *value,
+                            enum cache_result how, const struct backend_err *ferr)
+{
+	struct keyops_park *p = (struct keyops_park *)w;
+	struct backend_err err = *ferr;
+	bool cached = false;
+	cache_account(p->in, p->network, p->routed, rc, how, &value, &cached, &err);
+	rc = fetch_noted(p->in, p->network, p->routed, rc, value, cached, p->t0);
+	rc = get_finish(p->k, p->c, p->in, p->network, rc, cached, false, &err, p->anomaly, p->t0,
+	                &value);
+	p->done(p, rc, value);
+}
+
+int keyops_get_park(struct mount_state *k, const struct caller *c, const char *network,
+                    struct keyops_park *p, struct secret **out)
+{
+	struct instance *in = mount_state_route(k, network);
+	struct backend_err err = { { 0 }, false };
+	bool cached = false;
+
+	*out = NULL;
+	p->w.done = get_parked_done;
+	p->k = k;
+	p->in = in;
+	p->c = c;
+	p->network = network;
+	p->anomaly = NULL;
+	p->t0 = clock_monotonic();
+	p->routed = true;
+	int rc = get_check(k, c, in, network, p->t0, &p->anomaly);
+	if (rc < 0)
+		return rc;
+	rc = fetch_or_park(in, network, false, true, &p->w, out, &cached, &err);
+	if (rc == CACHE_PARKED)
+		return KEYOPS_PARKED;
+	return get_finish(k, c, in, network, rc, cached, false, &err, p->anomaly, p->t0, out);
 }
 
 int keyops_get(struct mount_state *k, const struct caller *c, const char *network, bool refresh,

@@ -589,6 +589,10 @@ static int serve(struct serve *s)
 	/* 0, or the number of the signal (SIGTERM, SIGINT) that ended the loop:
 	 * both are a clean stop.  Negative is an error. */
 	code = fuse_session_loop_mt(se, loop) < 0 ? 1 : 0;
+	/* Opens parked on a fetch (keyfile.c) get their answer from the thread
+	 * making it: the loop joined its workers, a key command's fetch may
+	 * still run.  Before the session goes. */
+	tree_drain_parked(k);
 	stop_watch_end(&stop_watcher, watcher_started);
 	stop_installed = watcher_started = false;
 	sd_notify(0, "STOPPING=1");

@@ -569,3 +569,166 @@ Test(cache, record_keeps_long_names)
 	cache_free(c);
 	secret_free(fb.value);
 }
+
+/* --- parked callers (cache_get_or_park; s5-async) ------------------------ */
+
+#define PARKED 8
+
+static atomic_int gate_open, gate_entered;
+
+/* A fetch held until the test opens the gate (bounded: 30 s). */
+static int gated_fetch(void *ctx, const char *network, struct secret **out,
+                       struct backend_err *err)
+{
+	atomic_store(&gate_entered, 1);
+	for (int i = 0; i < 30000 && !atomic_load(&gate_open); i++)
+		usleep(1000);
+	return fake_fetch(ctx, network, out, err);
+}
+
+struct parked_waiter {
+	struct cache_waiter w;   /* first */
+	int order;
+	atomic_int calls;
+	int rc;
+	enum cache_result how;
+	struct secret *got;
+	struct backend_err err;
+	pthread_t thread;
+};
+
+static atomic_int parked_answered;
+
+static void parked_done(struct cache_waiter *w, int rc, struct secret *value,
+                        enum cache_result how, const struct backend_err *err)
+{
+	struct parked_waiter *p = (struct parked_waiter *)w;
+	atomic_fetch_add(&p->calls, 1);
+	p->order = atomic_fetch_add(&parked_answered, 1);
+	p->rc = rc;
+	p->how = how;
+	p->got = value;
+	p->err = *err;
+	p->thread = pthread_self();
+}
+
+struct owner_arg {
+	struct cache *c;
+	struct fake_backend *fb;
+	int rc;
+	enum cache_result how;
+	struct secret *got;
+	pthread_t self;
+};
+
+static void *owner_thread(void *p)
+{
+	struct owner_arg *a = p;
+	a->self = pthread_self();
+	a->rc = cache_get(a->c, "slow", gated_fetch, a->fb, &a->got, &a->how, NULL, NULL);
+	return NULL;
+}
+
+/* One caller fetches (held at the gate); PARKED callers park on its flight
+ * and return at once; opening the gate answers each exactly once, in the
+ * order they parked, from the fetching thread, each with its own copy.
+ * invalidate: a cache_invalidate lands during the fetch. */
+static void run_parked(struct cache *c, struct fake_backend *fb, struct owner_arg *owner,
+                       struct parked_waiter *w, bool invalidate)
+{
+	pthread_t th;
+	atomic_store(&gate_open, 0);
+	atomic_store(&gate_entered, 0);
+	atomic_store(&parked_answered, 0);
+	*owner = (struct owner_arg){ .c = c, .fb = fb };
+	cr_assert_eq(pthread_create(&th, NULL, owner_thread, owner), 0);
+	for (int i = 0; i < 30000 && !atomic_load(&gate_entered); i++)
+		usleep(1000);
+	cr_assert(atomic_load(&gate_entered), "the fetch started");
+	for (int i = 0; i < PARKED; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].w.done = parked_done;
+		struct secret *out = NULL;
+		int rc = cache_get_or_park(c, "slow", gated_fetch, fb, &w[i].w, &out, NULL, NULL,
+		                           NULL);
+		cr_assert_eq(rc, CACHE_PARKED, "caller %d parks on the flight", i);
+		cr_assert_null(out);
+	}
+	if (invalidate)
+		cache_invalidate(c, "slow");
+	cr_expect_eq(atomic_load(&parked_answered), 0, "nobody answered before the fetch ends");
+	atomic_store(&gate_open, 1);
+	pthread_join(th, NULL);
+	cr_expect_eq(atomic_load(&fb->calls), 1, "one backend call for all of them");
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(atomic_load(&w[i].calls), 1, "caller %d answered exactly once", i);
+		cr_expect_eq(w[i].order, i, "answered in the order they parked");
+		cr_expect(pthread_equal(w[i].thread, owner->self), "answered by the fetching thread");
+	}
+}
+
+Test(cache, parked_callers_get_own_copies)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct owner_arg owner;
+	struct parked_waiter w[PARKED];
+
+	run_parked(c, &fb, &owner, w, false);
+	cr_expect_eq(owner.rc, 0);
+	cr_expect_eq(owner.how, CACHE_MISS);
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(w[i].rc, 0);
+		cr_expect_eq(w[i].how, CACHE_HIT, "a parked caller cost the backend nothing");
+		cr_expect_str_eq(w[i].err.msg, "");
+		cr_assert_not_null(w[i].got);
+		cr_expect(secret_equal(w[i].got, fb.value));
+		cr_expect_neq(w[i].got, owner.got, "its own copy");
+		for (int j = 0; j < i; j++)
+			cr_expect_neq(w[i].got->data, w[j].got->data, "never shared across callers");
+	}
+	for (int i = 0; i < PARKED; i++)
+		secret_free(w[i].got);
+	secret_free(owner.got);
+	cr_expect_eq(cache_size(c), 1, "the fetched value is cached");
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, parked_callers_share_the_error)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .rc = -ETIMEDOUT, .msg = "backend timed out" };
+	struct owner_arg owner;
+	struct parked_waiter w[PARKED];
+
+	run_parked(c, &fb, &owner, w, false);
+	cr_expect_eq(owner.rc, -ETIMEDOUT);
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(w[i].rc, -ETIMEDOUT, "caller %d gets the fetch's errno", i);
+		cr_expect_null(w[i].got);
+		cr_expect_str_eq(w[i].err.msg, "backend timed out");
+	}
+	cr_expect_eq(cache_size(c), 0);
+	cache_free(c);
+}
+
+Test(cache, parked_callers_across_invalidate)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct owner_arg owner;
+	struct parked_waiter w[PARKED];
+
+	run_parked(c, &fb, &owner, w, true);
+	cr_expect_eq(owner.rc, 0);
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(w[i].rc, 0, "the fetch's result is still handed to its callers");
+		cr_expect(secret_equal(w[i].got, fb.value));
+		secret_free(w[i].got);
+	}
+	secret_free(owner.got);
+	cr_expect_eq(cache_size(c), 0, "but not cached over the invalidation");
+	secret_free(fb.value);
+	cache_free(c);
+}
