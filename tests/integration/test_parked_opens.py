@@ -151,6 +151,17 @@ class ParkedOpensTest(unittest.TestCase):
         t.start()
         return t, box
 
+    def assert_daemon_serves(self):
+        """The daemon is still up, with no sanitizer report (ASan, TSan
+        builds)."""
+        self.assertIsNone(self.m.proc.poll(), self.m.daemon_stderr()[-2000:])
+        self.assert_no_sanitizer_report()
+
+    def assert_no_sanitizer_report(self):
+        stderr = self.m.daemon_stderr()
+        for word in ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error"):
+            self.assertNotIn(word, stderr)
+
     def get_lines(self, networks):
         return [x for x in self.m.audit_lines()
                 if x["operation"] == "get" and x["network"] in networks]
@@ -211,6 +222,7 @@ class ParkedOpensTest(unittest.TestCase):
                          - misses0, 2)
         self.assertEqual(metric(after, "omikuji_key_cache_hits_total", backend="vault")
                          - hits0, 398 + 1)   # and the cached read of hot
+        self.assert_daemon_serves()
 
     def test_backend_error_reaches_every_parked_open(self):
         m = self.m
@@ -236,6 +248,7 @@ class ParkedOpensTest(unittest.TestCase):
         # Nothing cached: the next open asks the backend again, and succeeds.
         self.vs.clear_fault()
         self.assertEqual(m.read_key("net-c"), self.keys["net-c"] + "\n")
+        self.assert_daemon_serves()
 
     def test_stop_while_opens_are_parked(self):
         m = self.m
@@ -248,10 +261,8 @@ class ParkedOpensTest(unittest.TestCase):
         self.vs.clear_fault()
         results = readers.results(timeout=60)
         code = m.proc.wait(timeout=30)
-        stderr = m.daemon_stderr()
-        self.assertEqual(code, 0, stderr[-2000:])
-        for word in ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error"):
-            self.assertNotIn(word, stderr)
+        self.assertEqual(code, 0, m.daemon_stderr()[-2000:])
+        self.assert_no_sanitizer_report()
         # Every open was answered (the key, or an error once the mount went:
         # the reads after a stopped loop), none left hanging.
         self.assertEqual(len(results), 50)
@@ -263,6 +274,28 @@ class ParkedOpensTest(unittest.TestCase):
         lines = self.get_lines(["net-d"])
         self.assertEqual(len(lines), 50, "one audit line per open, also at stop")
         self.assertTrue(all(x["status"] for x in lines))
+
+    def test_killed_readers_while_parked(self):
+        m = self.m
+        self.gate()
+        readers = self.start_readers(0, [m.key_path("net-a")] * 30)
+        self.wait_gets(["net-a"])
+        time.sleep(0.5)
+        readers.proc.kill()   # SIGKILL: the kernel keeps the sent opens until answered
+        time.sleep(0.2)
+        self.vs.clear_fault()
+        readers.proc.wait(timeout=30)
+        # Each open was still answered and audited; the handles the dead
+        # process never used were released (LeakSanitizer checks at stop).
+        deadline = time.monotonic() + 10
+        while len(self.get_lines(["net-a"])) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(len(self.get_lines(["net-a"])), 30)
+        self.assertEqual(m.read_key("net-a"), self.keys["net-a"] + "\n")
+        self.assert_daemon_serves()
+        subprocess.run(["fusermount3", "-u", m.mnt], check=True)
+        self.assertEqual(m.proc.wait(timeout=30), 0, m.daemon_stderr()[-2000:])
+        self.assert_no_sanitizer_report()
 
 
 if __name__ == "__main__":
