@@ -385,12 +385,6 @@ static int address_note(struct instance *in, const char *network, const struct s
 	return rc;
 }
 
-/* The key of network from the instance's cache or its backend, counted in
- * the cache and freshness metrics, noted in the address book.  Not checked,
- * not audited: the callers do that.  routed: network routes to in, so what
- * is fetched is what keys/<network> shows (`key migrate` also reads the
- * instances a network does not route to; those reads leave the mount's
- * view of the network alone). */
 /* A cache call's outcome counted (hit, stale hit or miss), a fetched value
  * noted: fetch(), and a parked open when its fetch ends. */
 static void cache_account(struct instance *in, const char *network, bool routed, int rc,
@@ -399,8 +393,8 @@ static void cache_account(struct instance *in, const char *network, bool routed,
 {
 	struct mount_state *k = in->k;
 	if (rc == 0 && how == CACHE_HIT) {
-			metrics_cache_hit(in->metrics);
-			*cached = true;
+		metrics_cache_hit(in->metrics);
+		*cached = true;
 	} else if (rc == 0 && how == CACHE_STALE) {
 		metrics_cache_stale_hit(in->metrics);
 		*cached = true;
@@ -415,11 +409,32 @@ static void cache_account(struct instance *in, const char *network, bool routed,
 	metrics_cache_size(in->metrics, (long)cache_size(in->cache));
 }
 
+/* The address book follows what a routed fetch found. */
 static int fetch_noted(struct instance *in, const char *network, bool routed, int rc,
-                       const struct secret *value, bool cached, double started);
+                       const struct secret *value, bool cached, double started)
+{
+	struct mount_state *k = in->k;
+	if (!routed)
+		return rc;
+	/* A value is noted when it enters the cache (here on a miss, and by
+	 * store_in), so a hit is not noted again: the note's salted Keccak was
+	 * 7 530 of a cached read's 53 283 instructions (bench/profile.py).
+	 * keyops_address notes a hit itself, for a book that lost the entry. */
+	if (rc == 0 && !cached)
+		address_note(in, network, value, started);
+	else if (rc == -ENOENT && k->addresses)
+		address_book_forget(k->addresses, network, started);
+	return rc;
+}
 
-/* fetch(), parking on a fetch in flight when w is given (CACHE_PARKED:
- * nothing counted yet, w->done ends it). */
+/* The key of network from the instance's cache or its backend, counted in
+ * the cache and freshness metrics, noted in the address book.  Not checked,
+ * not audited: the callers do that.  routed: network routes to in, so what
+ * is fetched is what keys/<network> shows (`key migrate` also reads the
+ * instances a network does not route to; those reads leave the mount's
+ * view of the network alone).
+ * With w, a caller that finds the key's fetch in flight parks on it
+ * (CACHE_PARKED: nothing counted yet, w->done ends it). */
 static int fetch_or_park(struct instance *in, const char *network, bool refresh, bool routed,
                          struct cache_waiter *w, struct secret **out, bool *cached,
                          struct backend_err *err)
@@ -453,24 +468,6 @@ static int fetch(struct instance *in, const char *network, bool refresh, bool ro
                  struct secret **out, bool *cached, struct backend_err *err)
 {
 	return fetch_or_park(in, network, refresh, routed, NULL, out, cached, err);
-}
-
-/* The address book follows what a fetch found (a routed one). */
-static int fetch_noted(struct instance *in, const char *network, bool routed, int rc,
-                       const struct secret *value, bool cached, double started)
-{
-	struct mount_state *k = in->k;
-	if (!routed)
-		return rc;
-	/* A value is noted when it enters the cache (here on a miss, and by
-	 * store_in), so a hit is not noted again: the note's salted Keccak was
-	 * 7 530 of a cached read's 53 283 instructions (bench/profile.py).
-	 * keyops_address notes a hit itself, for a book that lost the entry. */
-	if (rc == 0 && !cached)
-		address_note(in, network, value, started);
-	else if (rc == -ENOENT && k->addresses)
-		address_book_forget(k->addresses, network, started);
-	return rc;
 }
 
 /* The end of an operation that fetched a key (get, address): timed into the
@@ -529,22 +526,6 @@ static int get_finish(struct mount_state *k, const struct caller *c, struct inst
 	return rc;
 }
 
-static int get_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
-                  const char *network, bool refresh, struct secret **out)
-{
-	double t0 = clock_monotonic();
-	struct backend_err err = { { 0 }, false };
-	const char *anomaly = NULL;
-	bool cached = false;
-
-	*out = NULL;
-	int rc = get_check(k, c, in, network, t0, &anomaly);
-	if (rc < 0)
-		return rc;
-	rc = fetch(in, network, refresh, routed, out, &cached, &err);
-	return get_finish(k, c, in, network, rc, cached, refresh, &err, anomaly, t0, out);
-}
-
 /* A parked read's fetch ended (on the fetching thread): counted, noted and
  * audited as the parked caller's own read, then handed to its opener. */
 static void get_parked_done(struct cache_waiter *w, int rc, struct secret *value,
@@ -560,29 +541,47 @@ static void get_parked_done(struct cache_waiter *w, int rc, struct secret *value
 	p->done(p, rc, value);
 }
 
-int keyops_get_park(struct mount_state *k, const struct caller *c, const char *network,
-                    struct keyops_park *p, struct secret **out)
+/* A read: checked, fetched, audited.  With p, a read that finds the key's
+ * fetch in flight parks on it once checked (KEYOPS_PARKED). */
+static int get_or_park(struct mount_state *k, const struct caller *c, struct instance *in,
+                       bool routed, const char *network, bool refresh, struct keyops_park *p,
+                       struct secret **out)
 {
-	struct instance *in = mount_state_route(k, network);
+	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
+	const char *anomaly = NULL;
 	bool cached = false;
 
 	*out = NULL;
-	p->w.done = get_parked_done;
-	p->k = k;
-	p->in = in;
-	p->c = c;
-	p->network = network;
-	p->anomaly = NULL;
-	p->t0 = clock_monotonic();
-	p->routed = true;
-	int rc = get_check(k, c, in, network, p->t0, &p->anomaly);
+	int rc = get_check(k, c, in, network, t0, &anomaly);
 	if (rc < 0)
 		return rc;
-	rc = fetch_or_park(in, network, false, true, &p->w, out, &cached, &err);
+	if (p) {   /* filled before it can be answered */
+		p->w.done = get_parked_done;
+		p->k = k;
+		p->in = in;
+		p->c = c;
+		p->network = network;
+		p->anomaly = anomaly;
+		p->t0 = t0;
+		p->routed = routed;
+	}
+	rc = fetch_or_park(in, network, refresh, routed, p ? &p->w : NULL, out, &cached, &err);
 	if (rc == CACHE_PARKED)
 		return KEYOPS_PARKED;
-	return get_finish(k, c, in, network, rc, cached, false, &err, p->anomaly, p->t0, out);
+	return get_finish(k, c, in, network, rc, cached, refresh, &err, anomaly, t0, out);
+}
+
+static int get_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
+                  const char *network, bool refresh, struct secret **out)
+{
+	return get_or_park(k, c, in, routed, network, refresh, NULL, out);
+}
+
+int keyops_get_park(struct mount_state *k, const struct caller *c, const char *network,
+                    struct keyops_park *p, struct secret **out)
+{
+	return get_or_park(k, c, mount_state_route(k, network), true, network, false, p, out);
 }
 
 int keyops_get(struct mount_state *k, const struct caller *c, const char *network, bool refresh,
