@@ -211,6 +211,12 @@ class ParkedOpensTest(unittest.TestCase):
         self.assertEqual(len(ok), 400)
         self.assertEqual(sum(1 for x in ok if x["uid"] == 0), 300)
         self.assertEqual(sum(1 for x in ok if x["uid"] == 65534), 100)
+        # ... and its own caller's pid (the reader thread's id: one open each)
+        # and process: the same fields as any get line.
+        self.assertEqual(len({x["pid"] for x in ok}), 400)
+        self.assertEqual({x["process"] for x in ok}, {"python3"})
+        shapes = {frozenset(x) - {"anomaly"} for x in ok}   # a burst is flagged
+        self.assertEqual(len(shapes), 1, [sorted(x) for x in shapes])
         self.assertEqual(sorted(x["network"] for x in ok if not x["cached"]), nets)
         for net in nets:
             self.assertEqual(sum(1 for x in ok if x["network"] == net), 200)
@@ -226,6 +232,8 @@ class ParkedOpensTest(unittest.TestCase):
 
     def test_backend_error_reaches_every_parked_open(self):
         m = self.m
+        failures0 = metric(m.metrics(), "omikuji_key_operations_total", 0, operation="get",
+                           backend="vault", status="failure")
         self.gate("hang")
         root = self.start_readers(0, [m.key_path("net-c")] * 60)
         nobody = self.start_readers(65534, [m.key_path("net-c")] * 20)
@@ -245,6 +253,9 @@ class ParkedOpensTest(unittest.TestCase):
         self.assertEqual(len({x["error"] for x in lines}), 1, lines[:2])
         self.assertTrue(lines[0]["error"])
         self.assertNotIn(self.keys["net-c"][2:], json.dumps(lines))
+        # Each open counted as a failed get, as a failed read always was.
+        self.assertEqual(metric(m.metrics(), "omikuji_key_operations_total", operation="get",
+                                backend="vault", status="failure") - failures0, 80)
         # Nothing cached: the next open asks the backend again, and succeeds.
         self.vs.clear_fault()
         self.assertEqual(m.read_key("net-c"), self.keys["net-c"] + "\n")
