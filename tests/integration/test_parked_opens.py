@@ -108,7 +108,7 @@ class ParkedOpensTest(unittest.TestCase):
         self.addCleanup(self.m.cleanup)
         os.chmod(self.m.root, 0o755)
         with open(self.m.config, "w") as f:
-            f.write(vault_config(self.m, self.vs, ttl=300, timeout=30, retries=0,
+            f.write(vault_config(self.m, self.vs, ttl=300, timeout=60, retries=0,
                                  keyfs_extra=RULES))
         self.m.start()
         self.readers = []
@@ -178,22 +178,26 @@ class ParkedOpensTest(unittest.TestCase):
         self.wait_gets(nets)
         time.sleep(1.0)   # the 400 opens reach the daemon (or fill its workers)
 
-        # While all 400 are held: a cached key's read, and an open refused
-        # by the rules (65533 may write net-a, not read it), are answered.
+        # While all 400 are held: a cached key's read, metrics, and an open
+        # refused by the rules (65533 may write net-a, not read it), are
+        # answered.
         cached, cached_box = self.open_in_thread(["cat", m.key_path("hot")])
+        metrics, metrics_box = self.open_in_thread(["cat", m.path("metrics")])
         denied, denied_box = self.open_in_thread(
             as_uid(65533, ["cat", m.key_path("net-a")]))
-        cached.join(20)
-        denied.join(20)
+        deadline = time.monotonic() + 15   # well inside the GETs' 60 s timeout
+        for t in (cached, metrics, denied):
+            t.join(max(0.0, deadline - time.monotonic()))
         still_held = root.proc.poll() is None and nobody.proc.poll() is None
-        answered = not cached.is_alive() and not denied.is_alive()
+        answered = not any(t.is_alive() for t in (cached, metrics, denied))
         self.vs.clear_fault()   # open the gate
-        cached.join(60)
-        denied.join(60)
-        self.assertTrue(answered, "a cached read and a denied open waited for the held "
-                                  "fetches: parked opens hold FUSE workers")
+        for t in (cached, metrics, denied):
+            t.join(60)
+        self.assertTrue(answered, "a cached read, metrics or a denied open waited for the "
+                                  "held fetches: parked opens hold FUSE workers")
         self.assertTrue(still_held, "the readers finished while the backend held the GETs")
         self.assertEqual(cached_box["r"].stdout, self.keys["hot"] + "\n")
+        self.assertIn("omikuji_key_cache_hits_total", metrics_box["r"].stdout)
         self.assertIn("Permission denied", denied_box["r"].stderr)
 
         results = root.results() + nobody.results()
