@@ -658,23 +658,28 @@ class TestKeyringModule(unittest.TestCase):
         self.addCleanup(shutil.rmtree, root, True)
         lone = os.path.join(root, "omikuji-keyfs")
         shutil.copy(KEYFS_BIN, lone)
-        r = subprocess.run([lone, "--help"], capture_output=True, text=True, timeout=30)
+        r = subprocess.run([lone, "--help"], capture_output=True, text=True, timeout=30,
+                           env={k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"})
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("key ", r.stdout)
         m = Mount(root=os.path.join(root, "m"))
         self.addCleanup(m.cleanup)
+        # meson test points LD_LIBRARY_PATH at the build directory (the
+        # module's): dlopen would look there too
+        env = dict(m.env)
+        env.pop("LD_LIBRARY_PATH", None)
         key = new_key()
         r = subprocess.run([lone, "key", "import", "--network", "net-f", "-c", m.config], input=key + "\n",
-                           capture_output=True, text=True, env=m.env, timeout=30)
+                           capture_output=True, text=True, env=env, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         r = subprocess.run([lone, "key", "list", "-c", m.config], capture_output=True,
-                           text=True, env=m.env, timeout=30)
+                           text=True, env=env, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("net-f", r.stdout)
         with open(m.config, "w") as f:
             f.write(keyring_config(m))
         r = subprocess.run([lone, "key", "list", "-c", m.config], capture_output=True,
-                           text=True, env=m.env, timeout=30)
+                           text=True, env=env, timeout=30)
         self.assertNotEqual(r.returncode, 0)
         lines = r.stderr.strip().splitlines()
         self.assertEqual(len(lines), 1, r.stderr)
