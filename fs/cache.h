@@ -18,12 +18,31 @@
 #include "clock.h"
 
 struct cache;
+struct netrec_table;
 
 struct cache_config {
 	double ttl_seconds;
 	double max_stale_seconds;
 	size_t max_entries;
 	clock_fn now;          /* NULL = clock_monotonic */
+	/* The mount's per-network records (netrec.h), shared by its caches:
+	 * NULL = the cache keeps a table of its own. */
+	struct netrec_table *networks;
+};
+
+/* One cached value (internal to cache.c).  Every per-network record
+ * (struct netrec) embeds one: the first cache holding a network keeps its
+ * entry there, with no allocation and no copy of the name; a second cache
+ * holding the same network (two instances during `key migrate`) keeps its
+ * entry in a side table of its own (issue 15, goal 3). */
+struct cache_entry {
+	/* In a netrec: the cache holding it, NULL when free (read and written
+	 * with the netrec table's lock).  A side entry: cache.c's mark.  The
+	 * other fields belong to the owning cache (its lock). */
+	const void *owner;
+	struct cache_entry *lru_prev, *lru_next;   /* lru_prev toward most recent */
+	double fetched_at;
+	struct secret value;
 };
 
 enum cache_result {

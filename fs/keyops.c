@@ -318,14 +318,7 @@ static void list_note(struct instance *in, const char *network, bool present)
 			strlist_add(&in->list, network);
 			strlist_sort_unique(&in->list);
 		} else if (!present && has) {
-			size_t out = 0;
-			for (size_t i = 0; i < in->list.n; i++) {
-				if (strcmp(in->list.items[i], network) == 0)
-					free(in->list.items[i]);
-				else
-					in->list.items[out++] = in->list.items[i];
-			}
-			in->list.n = out;
+			strlist_remove(&in->list, network);
 		}
 	}
 	pthread_mutex_unlock(&in->list_lock);
@@ -840,6 +833,10 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 	}
 	strlist_clear(&fresh);
 	strlist_sort_unique(&valid);
+	/* Kept until the next refresh: its names in one block (a failure
+	 * only keeps them apart). */
+	if (rc == 0)
+		strlist_pack(&valid);
 
 	pthread_mutex_lock(&in->list_lock);
 	in->list_refreshing = false;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 #include "cache.h"
+#include "netrec.h"
 
 static _Atomic double fake_time = 1000.0;
 static atomic_int clock_calls;
@@ -731,4 +732,171 @@ Test(cache, parked_callers_across_invalidate)
 	cr_expect_eq(cache_size(c), 0, "but not cached over the invalidation");
 	secret_free(fb.value);
 	cache_free(c);
+}
+
+/* --- issue 15 round 3 (s5-mem): the first cache's entry lives in the
+ * network's record of the mount's table; a second cache holding the same
+ * network (two instances during `key migrate`) has a side entry. ------- */
+
+static struct cache *new_shared_cache(struct netrec_table *t, size_t max_entries)
+{
+	struct cache_config cfg = {
+		.ttl_seconds = 1000, .max_entries = max_entries, .now = fake_clock, .networks = t,
+	};
+	struct cache *c = cache_new(&cfg);
+	cr_assert_not_null(c);
+	return c;
+}
+
+/* Who holds the record's entry of network (NULL: nobody, or no record). */
+static const void *record_owner(struct netrec_table *t, const char *network)
+{
+	netrec_lock(t);
+	struct netrec *r = netrec_find(t, network);
+	const void *owner = r ? r->cache.owner : NULL;
+	netrec_unlock(t);
+	return owner;
+}
+
+Test(cache, entry_lives_in_the_record)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	int cls = key_class();
+	struct fake_backend fb = { .value = random_key() };
+	size_t base = secret_pool_in_use(cls);
+	struct cache *c = new_shared_cache(&t, 0);
+	atomic_store(&fake_time, 0.0);
+
+	cr_assert_eq(get(c, "mainnet", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "mainnet"), c, "the record holds the entry");
+	netrec_lock(&t);
+	struct netrec *r = netrec_find(&t, "mainnet");
+	cr_assert_not_null(r);
+	cr_expect(secret_equal(&r->cache.value, fb.value));
+	netrec_unlock(&t);
+	cr_expect_eq(secret_pool_in_use(cls), base + 1);
+
+	/* Invalidate: the value is wiped and the record's entry is free again. */
+	cache_invalidate(c, "mainnet");
+	cr_expect_null(record_owner(&t, "mainnet"));
+	netrec_lock(&t);
+	cr_expect_null(r->cache.value.data);
+	cr_expect_eq(r->cache.value.len, 0);
+	netrec_unlock(&t);
+	cr_expect_eq(secret_pool_in_use(cls), base);
+
+	cache_put(c, "mainnet", fb.value);
+	cr_expect_eq(record_owner(&t, "mainnet"), c);
+	cache_free(c);
+	cr_expect_null(record_owner(&t, "mainnet"), "cache_free gives the entry back");
+	cr_expect_eq(secret_pool_in_use(cls), base);
+	netrec_table_clear(&t);
+	secret_free(fb.value);
+}
+
+Test(cache, two_caches_hold_one_network)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	int cls = key_class();
+	struct fake_backend fa = { .value = random_key() }, fb = { .value = random_key() };
+	size_t base = secret_pool_in_use(cls);
+	struct cache *a = new_shared_cache(&t, 2), *b = new_shared_cache(&t, 2);
+	enum cache_result how;
+	struct secret *got = NULL;
+	atomic_store(&fake_time, 0.0);
+
+	/* Both instances cache "net" (migrate: the old and the new backend),
+	 * each its own value. */
+	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
+	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "net"), a, "the first cache has the record's entry");
+	cr_expect_eq(secret_pool_in_use(cls), base + 2);
+	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fa.value), "a serves its own value");
+	secret_free(got);
+	cr_assert_eq(get(b, "net", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fb.value), "b serves its own value (side entry)");
+	secret_free(got);
+	cr_expect_eq(atomic_load(&fa.calls), 1);
+	cr_expect_eq(atomic_load(&fb.calls), 1);
+
+	/* a drops it (the migrate's remove from the old backend): b keeps its
+	 * value; the record's entry is free, and a put on b does not move it. */
+	cache_invalidate(a, "net");
+	cr_expect_null(record_owner(&t, "net"));
+	cr_expect(cache_contains(b, "net"));
+	cr_expect_not(cache_contains(a, "net"));
+	cr_assert_eq(get(b, "net", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fb.value));
+	secret_free(got);
+	cache_put(b, "net", fb.value);
+	cr_expect_null(record_owner(&t, "net"), "b's entry stays in its side table");
+	cr_expect_eq(cache_size(b), 1);
+	cr_expect_eq(secret_pool_in_use(cls), base + 1);
+
+	/* Eviction mixes both kinds: b holds "net" (side), then two more
+	 * (records) with max_entries 2: the side entry, least recent, goes. */
+	cr_assert_eq(get(b, "x", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_assert_eq(get(b, "y", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(cache_size(b), 2);
+	cr_expect_not(cache_contains(b, "net"), "side entry evicted, least recently used");
+	cr_expect_eq(record_owner(&t, "x"), b);
+	cr_expect_eq(record_owner(&t, "y"), b);
+	cr_expect_eq(secret_pool_in_use(cls), base + 2);
+	/* now a takes "net" back into the record */
+	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "net"), a);
+	/* a record entry is evicted too, and freed for another cache */
+	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);   /* side, evicts x */
+	cr_expect_not(cache_contains(b, "x"));
+	cr_expect_null(record_owner(&t, "x"));
+	cr_assert_eq(get(a, "x", &fa, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "x"), a);
+	cr_expect_eq(secret_pool_in_use(cls), base + 4);
+
+	cache_free(b);
+	cr_expect_eq(record_owner(&t, "net"), a, "freeing b leaves a's entries");
+	cr_expect_null(record_owner(&t, "y"));
+	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fa.value));
+	secret_free(got);
+	cache_free(a);
+	cr_expect_eq(secret_pool_in_use(cls), base);
+	netrec_table_clear(&t);
+	secret_free(fa.value);
+	secret_free(fb.value);
+}
+
+/* Many networks, some of them in two caches: the side table grows. */
+Test(cache, side_table_grows)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	struct fake_backend fb = { .value = random_key() };
+	struct cache *a = new_shared_cache(&t, 0), *b = new_shared_cache(&t, 0);
+	enum cache_result how;
+	char net[32];
+	atomic_store(&fake_time, 0.0);
+	for (int i = 0; i < 300; i++) {
+		snprintf(net, sizeof(net), "net-%d", i);
+		cr_assert_eq(get(a, net, &fb, NULL, NULL, NULL, NULL), 0);
+		cr_assert_eq(get(b, net, &fb, NULL, NULL, NULL, NULL), 0);
+	}
+	for (int i = 0; i < 300; i++) {
+		snprintf(net, sizeof(net), "net-%d", i);
+		cr_assert_eq(get(b, net, &fb, &how, NULL, NULL, NULL), 0);
+		cr_expect_eq(how, CACHE_HIT, "%s", net);
+	}
+	cr_expect_eq(cache_size(b), 300);
+	cr_expect_eq(atomic_load(&fb.calls), 600);
+	cache_free(a);
+	cache_free(b);
+	netrec_table_clear(&t);
+	secret_free(fb.value);
 }
