@@ -22,7 +22,7 @@
  * attribute are not cached at all. */
 #include "tree.h"
 #include "clock.h"
-#include "hash.h"
+#include "inotab.h"
 #include "log.h"
 #include "keyformat.h"
 
@@ -121,23 +121,10 @@ int tree_resolve(struct mount_state *k, const char *path, struct node *n)
 
 /* --- the inode table of children ------------------------------------------ */
 
-/* One name the kernel holds an inode for: ~40 bytes plus the name, in one
- * allocation, and two bucket pointers. */
-struct ino_rec {
-	struct ino_rec *next_name, *next_ino;
-	uint64_t ino;
-	uint64_t nlookup;        /* the kernel's lookup count (FORGET subtracts) */
-	unsigned char family;    /* index in tree[] of the directory */
-	char name[];
-};
-
 struct tree_table {
 	struct fuse_session *se;
 	pthread_mutex_t lock;
-	struct ino_rec **by_name, **by_ino;
-	size_t nbuckets;         /* a power of two */
-	size_t count;
-	uint64_t next_ino;
+	struct inotab inos;      /* the named children's inode numbers (inotab.h) */
 	/* Invalidation notices, delivered by the notifier thread: never from a
 	 * handler, which may run while the kernel holds the directory's lock
 	 * (a notice there deadlocks).  Queue entries: 'g' name (gone) or 'c'
@@ -154,118 +141,20 @@ struct tree_table {
 	pthread_cond_t parked_done;
 };
 
-static size_t name_bucket(const struct tree_table *t, unsigned family, const char *name)
-{
-	return (hash_string(name) ^ family) & (t->nbuckets - 1);
-}
-
-static size_t ino_bucket(const struct tree_table *t, uint64_t ino)
-{
-	return (size_t)(ino * UINT64_C(0x9E3779B97F4A7C15) >> 32) & (t->nbuckets - 1);
-}
-
-static struct ino_rec *rec_by_name(struct tree_table *t, unsigned family, const char *name)
-{
-	for (struct ino_rec *r = t->by_name[name_bucket(t, family, name)]; r; r = r->next_name)
-		if (r->family == family && strcmp(r->name, name) == 0)
-			return r;
-	return NULL;
-}
-
-static struct ino_rec *rec_by_ino(struct tree_table *t, uint64_t ino)
-{
-	for (struct ino_rec *r = t->by_ino[ino_bucket(t, ino)]; r; r = r->next_ino)
-		if (r->ino == ino)
-			return r;
-	return NULL;
-}
-
-static int table_grow(struct tree_table *t)
-{
-	size_t nb = t->nbuckets * 2;
-	struct ino_rec **bn = calloc(nb, sizeof(*bn)), **bi = calloc(nb, sizeof(*bi));
-	if (!bn || !bi) {
-		free(bn);
-		free(bi);
-		return -ENOMEM;
-	}
-	struct ino_rec **old = t->by_name;
-	size_t onb = t->nbuckets;
-	free(t->by_ino);
-	t->by_name = bn;
-	t->by_ino = bi;
-	t->nbuckets = nb;
-	for (size_t i = 0; i < onb; i++) {
-		for (struct ino_rec *r = old[i], *next; r; r = next) {
-			next = r->next_name;
-			size_t b = name_bucket(t, r->family, r->name);
-			r->next_name = bn[b];
-			bn[b] = r;
-			b = ino_bucket(t, r->ino);
-			r->next_ino = bi[b];
-			bi[b] = r;
-		}
-	}
-	free(old);
-	return 0;
-}
-
 /* The kernel is told about (family, name): its ino, lookup count + 1. */
 static uint64_t rec_ref(struct tree_table *t, unsigned family, const char *name)
 {
-	uint64_t ino = 0;
 	pthread_mutex_lock(&t->lock);
-	struct ino_rec *r = rec_by_name(t, family, name);
-	if (!r && (t->count < t->nbuckets || table_grow(t) == 0)) {
-		size_t len = strlen(name);
-		r = malloc(sizeof(*r) + len + 1);
-		if (r) {
-			memcpy(r->name, name, len + 1);
-			r->family = (unsigned char)family;
-			r->nlookup = 0;
-			r->ino = t->next_ino++;
-			size_t b = name_bucket(t, family, name);
-			r->next_name = t->by_name[b];
-			t->by_name[b] = r;
-			b = ino_bucket(t, r->ino);
-			r->next_ino = t->by_ino[b];
-			t->by_ino[b] = r;
-			t->count++;
-		}
-	}
-	if (r) {
-		r->nlookup++;
-		ino = r->ino;
-	}
+	uint64_t ino = inotab_ref(&t->inos, family, name);
 	pthread_mutex_unlock(&t->lock);
 	return ino;
-}
-
-static void unlink_rec(struct tree_table *t, struct ino_rec *r)
-{
-	struct ino_rec **p = &t->by_name[name_bucket(t, r->family, r->name)];
-	while (*p != r)
-		p = &(*p)->next_name;
-	*p = r->next_name;
-	p = &t->by_ino[ino_bucket(t, r->ino)];
-	while (*p != r)
-		p = &(*p)->next_ino;
-	*p = r->next_ino;
-	t->count--;
 }
 
 /* FORGET: the kernel dropped n lookups of ino. */
 static void rec_unref(struct tree_table *t, uint64_t ino, uint64_t n)
 {
 	pthread_mutex_lock(&t->lock);
-	struct ino_rec *r = rec_by_ino(t, ino);
-	if (r) {
-		r->nlookup = r->nlookup > n ? r->nlookup - n : 0;
-		if (r->nlookup == 0) {
-			unlink_rec(t, r);
-			free(r);
-		}
-	}
+	inotab_unref(&t->inos, ino, n);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -273,8 +162,7 @@ static void rec_unref(struct tree_table *t, uint64_t ino, uint64_t n)
 static uint64_t rec_find(struct tree_table *t, unsigned family, const char *name)
 {
 	pthread_mutex_lock(&t->lock);
-	struct ino_rec *r = rec_by_name(t, family, name);
-	uint64_t ino = r ? r->ino : 0;
+	uint64_t ino = inotab_find(&t->inos, family, name);
 	pthread_mutex_unlock(&t->lock);
 	return ino;
 }
@@ -285,7 +173,7 @@ size_t tree_inode_count(struct mount_state *k)
 	if (!t)
 		return 0;
 	pthread_mutex_lock(&t->lock);
-	size_t n = t->count;
+	size_t n = t->inos.count;
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }
@@ -305,13 +193,11 @@ static int node_of(struct mount_state *k, fuse_ino_t ino, struct lnode *ln)
 		return 0;
 	}
 	struct tree_table *t = k->tree;
+	unsigned family = 0;
 	pthread_mutex_lock(&t->lock);
-	struct ino_rec *r = rec_by_ino(t, ino);
-	unsigned family = r ? r->family : 0;
-	if (r)
-		snprintf(ln->name, sizeof(ln->name), "%s", r->name);
+	bool held = inotab_name(&t->inos, ino, &family, ln->name, sizeof(ln->name));
 	pthread_mutex_unlock(&t->lock);
-	if (!r)
+	if (!held)
 		return -ENOENT;
 	return family_child(k, &tree[family], ln->name, &ln->n);
 }
@@ -1202,7 +1088,8 @@ static void notice(struct mount_state *k, char what, const char *network, bool w
 	pthread_mutex_lock(&t->lock);
 	/* Nothing to tell the kernel about a name it holds no inode for. */
 	if (!t->notifier_started || t->stopping ||
-	    (!rec_by_name(t, INO_KEYS - 1, network) && !rec_by_name(t, INO_ADDRESSES - 1, network))) {
+	    (!inotab_find(&t->inos, INO_KEYS - 1, network) &&
+	     !inotab_find(&t->inos, INO_ADDRESSES - 1, network))) {
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}
@@ -1232,16 +1119,7 @@ int tree_start(struct mount_state *k, struct fuse_session *se)
 	if (!t)
 		return -ENOMEM;
 	t->se = se;
-	t->nbuckets = 64;
-	t->next_ino = TREE_SIZE + 1;
-	t->by_name = calloc(t->nbuckets, sizeof(*t->by_name));
-	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
-	if (!t->by_name || !t->by_ino) {
-		free(t->by_name);
-		free(t->by_ino);
-		free(t);
-		return -ENOMEM;
-	}
+	inotab_init(&t->inos, TREE_SIZE + 1);
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->drained, NULL);
@@ -1299,13 +1177,7 @@ void tree_free(struct mount_state *k)
 	k->tree = NULL;
 	if (t->stuck)
 		return;
-	for (size_t i = 0; i < t->nbuckets; i++)
-		for (struct ino_rec *r = t->by_name[i], *next; r; r = next) {
-			next = r->next_name;
-			free(r);
-		}
-	free(t->by_name);
-	free(t->by_ino);
+	inotab_clear(&t->inos);
 	strlist_clear(&t->queue);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->wake);

@@ -1,0 +1,280 @@
+/* inotab.c - the inode table of named children (see inotab.h). */
+#include "inotab.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include "hash.h"
+
+#define BLOCK_SHIFT 8                       /* 256 entries (8 KiB) a block */
+#define BLOCK (1u << BLOCK_SHIFT)
+#define NONE UINT32_MAX
+
+/* 32 bytes.  A free entry has ino 0 and nlookup = the next free one. */
+struct inotab_entry {
+	uint64_t ino;
+	uint32_t nlookup;
+	uint8_t family;
+	uint8_t len;                        /* > INOTAB_INLINE: name holds a char * */
+	char name[INOTAB_INLINE + 1];
+};
+
+_Static_assert(sizeof(struct inotab_entry) == 32, "an inode entry is 32 bytes");
+
+static struct inotab_entry *entry(const struct inotab *t, uint32_t e)
+{
+	return &t->blocks[e >> BLOCK_SHIFT][e & (BLOCK - 1)];
+}
+
+static const char *entry_name(const struct inotab_entry *r)
+{
+	if (r->len <= INOTAB_INLINE)
+		return r->name;
+	char *p;
+	memcpy(&p, r->name, sizeof(p));
+	return p;
+}
+
+static size_t name_home(const struct inotab *t, unsigned family, const char *name)
+{
+	return (hash_string(name) ^ ((size_t)family * UINT64_C(0x9E3779B97F4A7C15))) & (t->cap - 1);
+}
+
+static size_t ino_home(const struct inotab *t, uint64_t ino)
+{
+	return (size_t)(ino * UINT64_C(0x9E3779B97F4A7C15) >> 32) & (t->cap - 1);
+}
+
+static size_t home_of(const struct inotab *t, bool by_name, uint32_t e)
+{
+	const struct inotab_entry *r = entry(t, e);
+	return by_name ? name_home(t, r->family, entry_name(r)) : ino_home(t, r->ino);
+}
+
+void inotab_init(struct inotab *t, uint64_t first_ino)
+{
+	memset(t, 0, sizeof(*t));
+	t->free_head = NONE;
+	t->next_ino = first_ino;
+}
+
+void inotab_clear(struct inotab *t)
+{
+	for (uint32_t b = 0; b < t->nblocks; b++) {
+		for (uint32_t i = 0; i < BLOCK; i++) {
+			struct inotab_entry *r = &t->blocks[b][i];
+			if (r->ino && r->len > INOTAB_INLINE)
+				free((char *)entry_name(r));
+		}
+		free(t->blocks[b]);
+	}
+	free(t->blocks);
+	free(t->by_name);
+	free(t->by_ino);
+	inotab_init(t, t->next_ino);
+}
+
+static uint32_t find_name(const struct inotab *t, unsigned family, const char *name, size_t *pos)
+{
+	if (!t->cap)
+		return NONE;
+	for (size_t p = name_home(t, family, name);; p = (p + 1) & (t->cap - 1)) {
+		uint32_t e = t->by_name[p];
+		if (e == NONE)
+			return NONE;
+		const struct inotab_entry *r = entry(t, e);
+		if (r->family == family && strcmp(entry_name(r), name) == 0) {
+			if (pos)
+				*pos = p;
+			return e;
+		}
+	}
+}
+
+static uint32_t find_ino(const struct inotab *t, uint64_t ino, size_t *pos)
+{
+	if (!t->cap || !ino)
+		return NONE;
+	for (size_t p = ino_home(t, ino);; p = (p + 1) & (t->cap - 1)) {
+		uint32_t e = t->by_ino[p];
+		if (e == NONE)
+			return NONE;
+		if (entry(t, e)->ino == ino) {
+			if (pos)
+				*pos = p;
+			return e;
+		}
+	}
+}
+
+static void index_put(struct inotab *t, bool by_name, uint32_t e)
+{
+	uint32_t *a = by_name ? t->by_name : t->by_ino;
+	size_t p = home_of(t, by_name, e);
+	while (a[p] != NONE)
+		p = (p + 1) & (t->cap - 1);
+	a[p] = e;
+}
+
+/* Linear probing's deletion: later entries of the run move back over the
+ * hole when their home allows it (no tombstones). */
+static void index_del(struct inotab *t, bool by_name, size_t i)
+{
+	uint32_t *a = by_name ? t->by_name : t->by_ino;
+	size_t m = t->cap - 1;
+	for (size_t j = (i + 1) & m; a[j] != NONE; j = (j + 1) & m) {
+		size_t k = home_of(t, by_name, a[j]);
+		if ((j > i && (k <= i || k > j)) || (j < i && k <= i && k > j)) {
+			a[i] = a[j];
+			i = j;
+		}
+	}
+	a[i] = NONE;
+}
+
+/* Room for one more entry in the indexes (kept at most 3/4 full). */
+static int index_reserve(struct inotab *t)
+{
+	if ((t->count + 1) * 4 <= t->cap * 3)
+		return 0;
+	size_t cap = t->cap ? t->cap * 2 : 64;
+	uint32_t *bn = malloc(cap * sizeof(*bn)), *bi = malloc(cap * sizeof(*bi));
+	if (!bn || !bi) {
+		free(bn);
+		free(bi);
+		return -1;
+	}
+	memset(bn, 0xff, cap * sizeof(*bn));
+	memset(bi, 0xff, cap * sizeof(*bi));
+	free(t->by_name);
+	free(t->by_ino);
+	t->by_name = bn;
+	t->by_ino = bi;
+	t->cap = cap;
+	for (uint32_t b = 0; b < t->nblocks; b++)
+		for (uint32_t i = 0; i < BLOCK; i++)
+			if (t->blocks[b][i].ino) {
+				index_put(t, true, b << BLOCK_SHIFT | i);
+				index_put(t, false, b << BLOCK_SHIFT | i);
+			}
+	return 0;
+}
+
+/* A free entry's number, carving a new block when none is left. */
+static uint32_t entry_alloc(struct inotab *t)
+{
+	if (t->free_head == NONE) {
+		if (t->nblocks >= (NONE >> BLOCK_SHIFT))
+			return NONE;
+		if (t->nblocks == t->blocks_cap) {
+			uint32_t nc = t->blocks_cap ? t->blocks_cap * 2 : 16;
+			struct inotab_entry **nb = realloc(t->blocks, nc * sizeof(*nb));
+			if (!nb)
+				return NONE;
+			t->blocks = nb;
+			t->blocks_cap = nc;
+		}
+		struct inotab_entry *blk = calloc(BLOCK, sizeof(*blk));
+		if (!blk)
+			return NONE;
+		uint32_t base = t->nblocks << BLOCK_SHIFT;
+		t->blocks[t->nblocks++] = blk;
+		for (uint32_t i = BLOCK; i-- > 0;) {
+			blk[i].nlookup = t->free_head;
+			t->free_head = base + i;
+		}
+	}
+	uint32_t e = t->free_head;
+	t->free_head = entry(t, e)->nlookup;
+	return e;
+}
+
+static void entry_release(struct inotab *t, uint32_t e)
+{
+	struct inotab_entry *r = entry(t, e);
+	if (r->len > INOTAB_INLINE)
+		free((char *)entry_name(r));
+	memset(r, 0, sizeof(*r));
+	r->nlookup = t->free_head;
+	t->free_head = e;
+}
+
+uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
+{
+	uint32_t e = find_name(t, family, name, NULL);
+	if (e == NONE) {
+		size_t len = strlen(name);
+		char *copy = NULL;
+		if (len > UINT8_MAX || family > UINT8_MAX || index_reserve(t) < 0)
+			return 0;
+		if (len > INOTAB_INLINE && !(copy = strdup(name)))
+			return 0;
+		e = entry_alloc(t);
+		if (e == NONE) {
+			free(copy);
+			return 0;
+		}
+		struct inotab_entry *r = entry(t, e);
+		r->ino = t->next_ino++;
+		r->nlookup = 0;
+		r->family = (uint8_t)family;
+		r->len = (uint8_t)len;
+		if (copy)
+			memcpy(r->name, &copy, sizeof(copy));
+		else
+			memcpy(r->name, name, len + 1);
+		index_put(t, true, e);
+		index_put(t, false, e);
+		t->count++;
+	}
+	struct inotab_entry *r = entry(t, e);
+	if (r->nlookup < UINT32_MAX)
+		r->nlookup++;
+	return r->ino;
+}
+
+void inotab_unref(struct inotab *t, uint64_t ino, uint64_t n)
+{
+	size_t pi;
+	uint32_t e = find_ino(t, ino, &pi);
+	if (e == NONE)
+		return;
+	struct inotab_entry *r = entry(t, e);
+	if (r->nlookup == UINT32_MAX)
+		return;                      /* saturated: kept for the table's life */
+	r->nlookup = r->nlookup > n ? (uint32_t)(r->nlookup - n) : 0;
+	if (r->nlookup)
+		return;
+	size_t pn = 0;
+	find_name(t, r->family, entry_name(r), &pn);
+	index_del(t, true, pn);
+	index_del(t, false, pi);
+	entry_release(t, e);
+	t->count--;
+}
+
+uint64_t inotab_find(const struct inotab *t, unsigned family, const char *name)
+{
+	uint32_t e = find_name(t, family, name, NULL);
+	return e == NONE ? 0 : entry(t, e)->ino;
+}
+
+bool inotab_name(const struct inotab *t, uint64_t ino, unsigned *family, char *name, size_t size)
+{
+	uint32_t e = find_ino(t, ino, NULL);
+	if (e == NONE)
+		return false;
+	const struct inotab_entry *r = entry(t, e);
+	*family = r->family;
+	if (size) {
+		size_t len = r->len < size ? r->len : size - 1;
+		memcpy(name, entry_name(r), len);
+		name[len] = '\0';
+	}
+	return true;
+}
+
+uint64_t inotab_nlookup(const struct inotab *t, uint64_t ino)
+{
+	uint32_t e = find_ino(t, ino, NULL);
+	return e == NONE ? 0 : entry(t, e)->nlookup;
+}
