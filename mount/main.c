@@ -1239,6 +1239,13 @@ int main(int argc, char **argv)
 	 * At 10 000 cached keys this measured 1.5 MiB of RSS (BENCHMARKS.md,
 	 * round 4); small allocations still come from per-thread caches. */
 	mallopt(M_ARENA_MAX, 1);
+	/* libcrypto's error strings are never loaded (issue 15, goal 3):
+	 * libcurl's OpenSSL start-up would put its ~3 000 reason strings in a
+	 * hash table (57 kB of heap) and fault in ~0.5 MiB of libcrypto's
+	 * pages.  Nothing here shows them: our messages come from
+	 * curl_easy_strerror and our own text, never ERR_error_string.  Once
+	 * refused, OpenSSL ignores a later request to load them (curl's). */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL);
 	secret_json_allocator_install();
 
 	if (argc < 2)
