@@ -350,7 +350,9 @@ static int file_map_parse(const struct secret *plain, struct file_map *out)
 		if (end - p < 1)
 			return -EIO;
 		size_t nlen = *p++;
-		if (nlen == 0 || nlen > FILE_NAME_MAX || (size_t)(end - p) < nlen + 4)
+		/* a NUL inside would cut the name short: the store is damaged */
+		if (nlen == 0 || nlen > FILE_NAME_MAX || (size_t)(end - p) < nlen + 4 ||
+		    memchr(p, '\0', nlen))
 			return -EIO;
 		char name[FILE_NAME_MAX + 1];
 		memcpy(name, p, nlen);

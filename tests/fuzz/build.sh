@@ -11,6 +11,6 @@ libs="$(pkg-config --libs libcurl jansson libcrypto libssl yaml-0.1 libsecret-1 
 # shellcheck disable=SC2086
 clang $flags $inc -o "$here/fuzz_parsers" "$here/fuzz_parsers.c" \
 	util/*.c backends/backend.c backends/keyformat.c backends/vault.c backends/http.c \
-	backends/aws.c backends/aws_credentials.c backends/keyring.c \
-	backends/file.c backends/env.c mount/config.c mount/yamltree.c fs/audit.c fs/metrics.c $libs
+	backends/aws.c backends/aws_credentials.c backends/aws_sigv4.c backends/keyring.c \
+	backends/file.c backends/env.c mount/config.c mount/yamltree.c fs/audit.c fs/metrics.c fs/netrec.c $libs
 echo "built $here/fuzz_parsers"
