@@ -29,6 +29,11 @@
  *     deletes every other unlocked match, so one item per network remains.
  *   - Every secret libsecret hands back is copied into a struct secret and
  *     wiped before it is released.
+ *   - This file is a loadable module (omikuji-keyfs-keyring.so), the only
+ *     code linked against libsecret/GIO/GLib: keyring_load.c loads it when
+ *     a keyring instance is opened, so a mount without one maps none of
+ *     those libraries.  It calls back into the daemon only through the
+ *     symbols listed in keyring_host.list.
  */
 #define SECRET_API_SUBJECT_TO_CHANGE 1
 #include "backend.h"
@@ -48,52 +53,11 @@
 #include <time.h>
 #include <libsecret/secret.h>
 
+extern const struct backend_ops keyring_module_ops;
+
 #define KEYRING_BUS_NAME "org.freedesktop.secrets"
 #define KEYRING_ADDRESS_MAX 512
 #define KEYRING_PATH_MAX 256
-
-/* ---- pure helpers ----------------------------------------------------------- */
-
-int keyring_item_label(const char *service, const char *network, char *out, size_t outlen)
-{
-	int w = snprintf(out, outlen, "%s@%s:default (keyring v%s)", network, service,
-	                 KEYRING_RS_VERSION);
-	return w < 0 || (size_t)w >= outlen ? -ENAMETOOLONG : 0;
-}
-
-int keyring_bus_address(const char *env_address, const char *runtime_dir, char *out,
-                        size_t outlen)
-{
-	struct stat st;
-	char path[KEYRING_ADDRESS_MAX];
-	int w;
-	out[0] = 0;
-	if (env_address && *env_address) {
-		w = snprintf(out, outlen, "%s", env_address);
-		return w < 0 || (size_t)w >= outlen ? -ENAMETOOLONG : 0;
-	}
-	if (!runtime_dir || runtime_dir[0] != '/')
-		return -ENOENT;
-	w = snprintf(path, sizeof(path), "%s/bus", runtime_dir);
-	if (w < 0 || (size_t)w >= sizeof(path))
-		return -ENAMETOOLONG;
-	if (stat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
-		return -ENOENT;
-	/* D-Bus address values escape everything but [-0-9A-Za-z_/.\*]. */
-	size_t o = (size_t)snprintf(out, outlen, "unix:path=");
-	for (const char *p = path; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		bool plain = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		             (c >= 'A' && c <= 'Z') || strchr("-_/.\\*", c);
-		w = snprintf(out + o, outlen - o, plain ? "%c" : "%%%02x", c);
-		if (w < 0 || (size_t)w >= outlen - o) {
-			out[0] = 0;
-			return -ENAMETOOLONG;
-		}
-		o += (size_t)w;
-	}
-	return 0;
-}
 
 /* ---- a libsecret proxy that never prompts and uses our connection ----------- */
 
@@ -964,7 +928,7 @@ static int keyring_open(const struct config_backend *cfg, const char *name,
 		backend_err_set(err, "keyring: out of memory");
 		return -ENOMEM;
 	}
-	k->base.ops = &keyring_backend_ops;
+	k->base.ops = &keyring_module_ops;
 	k->base.cache_ttl_seconds = c->cache_ttl_seconds;
 	k->timeout_seconds = c->timeout_seconds > 0 ? c->timeout_seconds : 5;
 	pthread_mutex_init(&k->lock, NULL);
@@ -980,7 +944,8 @@ static int keyring_open(const struct config_backend *cfg, const char *name,
 	return 0;
 }
 
-const struct backend_ops keyring_backend_ops = {
+/* What keyring_load.c looks up after loading this module. */
+const struct backend_ops keyring_module_ops = {
 	.open = keyring_open,
 	.start = keyring_start,
 	.get = keyring_get,

@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1115,10 +1116,12 @@ key_storage:
             self.vault.reset_stats()
             self.vault.fault("slow", count=-1, delay=delay,
                              path_prefix="/v1/%s/data/%s/conc%d-" % (KV_MOUNT, PREFIX, bound))
+            probe = BurstProbe(m.proc.pid, self.vault.proc.pid)
             try:
                 r = self.barrier_readers(readers, lst)
             finally:
                 self.vault.clear_fault()
+                used = probe.done()
             calls = sum(self.vault.route_count("GET", self.data_route(x)) for x in nets)
             what = "%d readers of %d uncached keys, max_calls_in_flight %d" % (
                 readers, keys, bound)
@@ -1127,11 +1130,16 @@ key_storage:
             self.add("failed reads, " + what, r["errors"], "reads", None, None)
             self.conc_row("%s (budget 2 x %.0f ms + 20 ms)" % (what, delay * 1000), r,
                           budget_ms)
+            self.notes.append("%s: %s" % (what, used))
             # The same readers again, every key now cached: what is left is
             # FUSE and the 1 000 threads, not the backend.
+            probe = BurstProbe(m.proc.pid, self.vault.proc.pid)
             r = self.barrier_readers(readers, lst)
-            self.conc_row("%d readers of the same %d keys, now cached, max_calls_in_flight %d" % (
-                readers, keys, bound), r, budget_ms)
+            used = probe.done()
+            what = "%d readers of the same %d keys, now cached, max_calls_in_flight %d" % (
+                readers, keys, bound)
+            self.conc_row(what, r, budget_ms)
+            self.notes.append("%s: %s" % (what, used))
             pid = m.proc.pid
             self.notes.append("after the bursts (max_calls_in_flight %d): daemon VmRSS %.1f MiB, "
                               "%d threads" % (bound, vmrss_kb(pid) / 1024.0,
@@ -1404,6 +1412,48 @@ def fmt(v, unit):
     if unit == "lines/s":
         return "%.0f lines/s" % v
     return "%g" % v
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads) so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+
+class BurstProbe:
+    """Around one burst of readers: the CPU time the daemon, the Vault test
+    server and the readers (children of this script) spent, and the most
+    threads the daemon had (its FUSE workers), sampled every millisecond."""
+
+    def __init__(self, daemon_pid, server_pid):
+        self.pids = (daemon_pid, server_pid)
+        self.peak = 0
+        self.stop = threading.Event()
+        self.cpu0 = [cpu_seconds(p) for p in self.pids]
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.children0 = ru.ru_utime + ru.ru_stime
+        self.thread = threading.Thread(target=self.sample)
+        self.thread.start()
+
+    def sample(self):
+        path = "/proc/%d/task" % self.pids[0]
+        while not self.stop.is_set():
+            try:
+                self.peak = max(self.peak, len(os.listdir(path)))
+            except OSError:
+                return
+            time.sleep(0.001)
+
+    def done(self):
+        self.stop.set()
+        self.thread.join()
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = [cpu_seconds(p) - c for p, c in zip(self.pids, self.cpu0)]
+        return ("daemon CPU %.0f ms, Vault test server CPU %.0f ms, readers CPU %.0f ms; "
+                "daemon threads at most %d" % (cpu[0] * 1000, cpu[1] * 1000,
+                                              (ru.ru_utime + ru.ru_stime - self.children0) * 1000,
+                                              self.peak))
 
 
 def vmrss_kb(pid):

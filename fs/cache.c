@@ -1,7 +1,14 @@
 /* cache.c - the TTL cache in front of remote backends (see cache.h).
  *
- * One mutex guards a chained hash table keyed by network, an LRU list of the
- * same entries and a short list of fetches in flight.  A hit is a lookup and
+ * One mutex guards the cache's entries, an LRU list of them and a short list
+ * of fetches in flight.  An entry lives in the network's record of the
+ * mount's netrec table (struct netrec's cache, found through that table:
+ * no allocation, no name, no chain of its own) unless another cache holds
+ * that one; then, rarely (two instances caching one network during `key
+ * migrate`, or a table at NETREC_MAX), in this cache's side table, a
+ * chained hash of malloc'ed entries.  The owner of a record's entry is
+ * claimed and given back under the table's lock (lock order: the cache's,
+ * then the table's), and the entry is wiped before it is given back.  A hit is a lookup and
  * a secret_dup under the lock.  A miss registers a "flight" for the network,
  * drops the lock, calls the backend, retakes the lock and publishes the
  * result to every caller that arrived meanwhile (single-flight).
@@ -19,10 +26,14 @@
  * - A cache_put or cache_invalidate during a fetch wins: the fetch's result
  *   is handed to its callers but not cached over the newer state.
  * - max_entries 0 means no bound.
+ * - Parked callers (cache_get_or_park) are answered by the fetching caller
+ *   after the result is published, in the order they parked, each with its
+ *   own copy, before that caller's own cache call returns.
  * cache_free must not race with other calls (the owner stops FUSE first).
  */
 #include "hash.h"
 #include "cache.h"
+#include "netrec.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -30,15 +41,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One allocation per cached network: the value's struct secret and the
- * name live in the entry (the bytes in a locked pool slot sized to them). */
-struct cache_entry {
-	struct cache_entry *hash_next;
-	struct cache_entry *lru_prev, *lru_next;   /* lru_prev toward most recent */
-	double fetched_at;
-	struct secret value;
+/* An entry outside the netrec table: one allocation with its name.  The
+ * value's bytes are in a locked pool slot sized to them, either way. */
+struct cache_side {
+	struct cache_entry e;   /* e.owner == SIDE */
+	struct cache_side *hash_next;
 	char network[];
 };
+static const char side_mark;
+#define SIDE ((const void *)&side_mark)
 
 /* A fetch in progress and, once done, its result until every waiter took it. */
 struct cache_flight {
@@ -51,15 +62,19 @@ struct cache_flight {
 	enum cache_result how;  /* what waiters report */
 	struct secret *value;   /* waiters take a copy */
 	struct backend_err err;
+	struct cache_waiter *parked, **parked_tail;   /* answered by the fetcher */
 	struct cache_flight *next;
 };
 
 struct cache {
 	struct cache_config cfg;
 	pthread_mutex_t lock;
-	struct cache_entry **table;
+	struct netrec_table *networks;     /* cfg.networks or own_networks */
+	struct netrec_table own_networks;
+	struct cache_side **table;         /* the side table */
 	size_t nbuckets;
-	size_t count;
+	size_t sides;                      /* entries in the side table */
+	size_t count;                      /* every entry */
 	struct cache_entry *lru_head, *lru_tail;   /* head = most recently used */
 	struct cache_flight *flights;
 };
@@ -76,9 +91,14 @@ struct cache *cache_new(const struct cache_config *cfg)
 		return NULL;
 	if (cfg)
 		c->cfg = *cfg;
-	c->nbuckets = 64;
+	c->networks = c->cfg.networks;
+	if (!c->networks && netrec_table_init(&c->own_networks, 0) == 0)
+		c->networks = &c->own_networks;
+	c->nbuckets = 16;
 	c->table = calloc(c->nbuckets, sizeof(*c->table));
-	if (!c->table || pthread_mutex_init(&c->lock, NULL) != 0) {
+	if (!c->networks || !c->table || pthread_mutex_init(&c->lock, NULL) != 0) {
+		if (c->networks == &c->own_networks)
+			netrec_table_clear(&c->own_networks);
 		free(c->table);
 		free(c);
 		return NULL;
@@ -86,10 +106,23 @@ struct cache *cache_new(const struct cache_config *cfg)
 	return c;
 }
 
-static void entry_free(struct cache_entry *e)
+static struct cache_side *side_of(struct cache_entry *e)
+{
+	return (struct cache_side *)((char *)e - offsetof(struct cache_side, e));
+}
+
+/* Wipe the value, then free a side entry or give a record's back. */
+static void entry_free(struct cache *c, struct cache_entry *e)
 {
 	secret_release(&e->value);
-	free(e);
+	if (e->owner == SIDE) {
+		free(side_of(e));
+		return;
+	}
+	e->fetched_at = 0;
+	netrec_lock(c->networks);
+	e->owner = NULL;
+	netrec_unlock(c->networks);
 }
 
 void cache_free(struct cache *c)
@@ -99,9 +132,11 @@ void cache_free(struct cache *c)
 	struct cache_entry *e = c->lru_head;
 	while (e) {
 		struct cache_entry *next = e->lru_next;
-		entry_free(e);
+		entry_free(c, e);
 		e = next;
 	}
+	if (c->networks == &c->own_networks)
+		netrec_table_clear(&c->own_networks);
 	free(c->table);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -109,12 +144,24 @@ void cache_free(struct cache *c)
 
 /* --- table and LRU, all with c->lock held ------------------------------- */
 
+static struct cache_side **side_bucket(struct cache *c, const char *network)
+{
+	return &c->table[hash_string(network) & (c->nbuckets - 1)];
+}
+
 static struct cache_entry *entry_find(struct cache *c, const char *network)
 {
-	size_t h = hash_string(network) & (c->nbuckets - 1);
-	for (struct cache_entry *e = c->table[h]; e; e = e->hash_next)
-		if (strcmp(e->network, network) == 0)
-			return e;
+	netrec_lock(c->networks);
+	struct netrec *r = netrec_find(c->networks, network);
+	bool mine = r && r->cache.owner == c;
+	netrec_unlock(c->networks);
+	if (mine)
+		return &r->cache;
+	if (!c->sides)
+		return NULL;
+	for (struct cache_side *s = *side_bucket(c, network); s; s = s->hash_next)
+		if (strcmp(s->network, network) == 0)
+			return &s->e;
 	return NULL;
 }
 
@@ -152,30 +199,66 @@ static void lru_touch(struct cache *c, struct cache_entry *e)
 
 static void entry_remove(struct cache *c, struct cache_entry *e)
 {
-	struct cache_entry **pp = &c->table[hash_string(e->network) & (c->nbuckets - 1)];
-	while (*pp != e)
-		pp = &(*pp)->hash_next;
-	*pp = e->hash_next;
+	if (e->owner == SIDE) {
+		struct cache_side **pp = side_bucket(c, side_of(e)->network);
+		while (*pp != side_of(e))
+			pp = &(*pp)->hash_next;
+		*pp = side_of(e)->hash_next;
+		c->sides--;
+	}
 	lru_unlink(c, e);
 	c->count--;
-	entry_free(e);
+	entry_free(c, e);
 }
 
 /* Growing is best effort: a failed calloc only makes chains longer. */
 static void table_grow(struct cache *c)
 {
 	size_t n = c->nbuckets * 2;
-	struct cache_entry **t = calloc(n, sizeof(*t));
+	struct cache_side **t = calloc(n, sizeof(*t));
 	if (!t)
 		return;
-	for (struct cache_entry *e = c->lru_head; e; e = e->lru_next) {
-		size_t h = hash_string(e->network) & (n - 1);
-		e->hash_next = t[h];
-		t[h] = e;
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		struct cache_side *s = c->table[i], *next;
+		for (; s; s = next) {
+			next = s->hash_next;
+			size_t h = hash_string(s->network) & (n - 1);
+			s->hash_next = t[h];
+			t[h] = s;
+		}
 	}
 	free(c->table);
 	c->table = t;
 	c->nbuckets = n;
+}
+
+/* A new, empty entry for network: the record's when free, else a side one.
+ * NULL when out of memory. */
+static struct cache_entry *entry_new(struct cache *c, const char *network)
+{
+	struct cache_entry *e = NULL;
+	netrec_lock(c->networks);
+	struct netrec *r = netrec_get(c->networks, network);
+	if (r && !r->cache.owner) {
+		r->cache.owner = c;
+		e = &r->cache;
+	}
+	netrec_unlock(c->networks);
+	if (e)
+		return e;
+	size_t len = strlen(network) + 1;
+	struct cache_side *s = calloc(1, sizeof(*s) + len);
+	if (!s)
+		return NULL;
+	memcpy(s->network, network, len);
+	s->e.owner = SIDE;
+	if (c->sides >= c->nbuckets)
+		table_grow(c);
+	struct cache_side **b = side_bucket(c, network);
+	s->hash_next = *b;
+	*b = s;
+	c->sides++;
+	return &s->e;
 }
 
 /* Cache value under network (takes ownership of value, also on failure). */
@@ -189,20 +272,12 @@ static int entry_set(struct cache *c, const char *network, struct secret *value,
 		lru_touch(c, e);
 		return 0;
 	}
-	size_t len = strlen(network) + 1;
-	e = calloc(1, sizeof(*e) + len);
-	if (!e) {
+	if (!(e = entry_new(c, network))) {
 		secret_free(value);
 		return -ENOMEM;
 	}
-	memcpy(e->network, network, len);
 	secret_move(&e->value, value);
 	e->fetched_at = now;
-	if (c->count >= c->nbuckets)
-		table_grow(c);
-	size_t h = hash_string(network) & (c->nbuckets - 1);
-	e->hash_next = c->table[h];
-	c->table[h] = e;
 	lru_push_front(c, e);
 	c->count++;
 	while (c->cfg.max_entries && c->count > c->cfg.max_entries && c->lru_tail != e)
@@ -286,6 +361,33 @@ static int flight_wait(struct cache *c, struct cache_flight *f, struct secret **
 	return rc;
 }
 
+/* Answer the callers parked on a finished flight, without the lock (their
+ * done callbacks audit and reply); the caller's reference keeps f.  The
+ * result fields are not written after done. */
+static void flight_answer_parked(struct cache *c, struct cache_flight *f)
+{
+	struct cache_waiter *w = f->parked;
+	f->parked = NULL;
+	if (!w)
+		return;
+	pthread_mutex_unlock(&c->lock);
+	while (w) {
+		struct cache_waiter *next = w->next;   /* done may free w */
+		struct backend_err err = { .msg = "" };
+		struct secret *value = NULL;
+		int rc = f->rc;
+		if (rc != 0 || f->how == CACHE_STALE)
+			err = f->err;
+		if (rc == 0 && !(value = secret_dup(f->value))) {
+			rc = -ENOMEM;
+			backend_err_set(&err, "out of memory");
+		}
+		w->done(w, rc, value, f->how, &err);
+		w = next;
+	}
+	pthread_mutex_lock(&c->lock);
+}
+
 /* Make the fetch for a flight we own; returns with the lock held again. */
 static int flight_run(struct cache *c, struct cache_flight *f, const char *network,
                       cache_fetch_fn fetch, void *ctx, struct secret **out,
@@ -353,9 +455,9 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	return rc;
 }
 
-int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
-              struct secret **out, enum cache_result *how, bool *changed,
-              struct backend_err *err)
+int cache_get_or_park(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
+                      struct cache_waiter *w, struct secret **out, enum cache_result *how,
+                      bool *changed, struct backend_err *err)
 {
 	enum cache_result how_local;
 	bool changed_local;
@@ -384,6 +486,13 @@ int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *
 	}
 
 	struct cache_flight *f = flight_find(c, network);
+	if (f && w) {
+		w->next = NULL;
+		*f->parked_tail = w;
+		f->parked_tail = &w->next;
+		rc = CACHE_PARKED;
+		goto out;
+	}
 	if (f) {
 		rc = flight_wait(c, f, out, how, err);
 		goto out;
@@ -400,14 +509,23 @@ int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *
 		goto out;
 	}
 	f->refs = 1;
+	f->parked_tail = &f->parked;
 	f->next = c->flights;
 	c->flights = f;
 	rc = flight_run(c, f, network, fetch, ctx, out, how, changed, now);
+	flight_answer_parked(c, f);
 	err_copy(err, &f->err);
 	flight_release(f);
 out:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
+              struct secret **out, enum cache_result *how, bool *changed,
+              struct backend_err *err)
+{
+	return cache_get_or_park(c, network, fetch, ctx, NULL, out, how, changed, err);
 }
 
 void cache_put(struct cache *c, const char *network, const struct secret *key)

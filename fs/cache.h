@@ -18,12 +18,31 @@
 #include "clock.h"
 
 struct cache;
+struct netrec_table;
 
 struct cache_config {
 	double ttl_seconds;
 	double max_stale_seconds;
 	size_t max_entries;
 	clock_fn now;          /* NULL = clock_monotonic */
+	/* The mount's per-network records (netrec.h), shared by its caches:
+	 * NULL = the cache keeps a table of its own. */
+	struct netrec_table *networks;
+};
+
+/* One cached value (internal to cache.c).  Every per-network record
+ * (struct netrec) embeds one: the first cache holding a network keeps its
+ * entry there, with no allocation and no copy of the name; a second cache
+ * holding the same network (two instances during `key migrate`) keeps its
+ * entry in a side table of its own (issue 15, goal 3). */
+struct cache_entry {
+	/* In a netrec: the cache holding it, NULL when free (read and written
+	 * with the netrec table's lock).  A side entry: cache.c's mark.  The
+	 * other fields belong to the owning cache (its lock). */
+	const void *owner;
+	struct cache_entry *lru_prev, *lru_next;   /* lru_prev toward most recent */
+	double fetched_at;
+	struct secret value;
 };
 
 enum cache_result {
@@ -47,6 +66,31 @@ void cache_free(struct cache *c);   /* wipes everything */
 int cache_get(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
               struct secret **out, enum cache_result *how, bool *changed,
               struct backend_err *err);
+
+/* A caller parked on a fetch already in flight (cache_get_or_park), so it
+ * holds no thread while the backend answers.  done is called exactly once,
+ * by the thread that made the fetch, once the fetch's result is published
+ * and without cache locks held: rc 0 with value the waiter's own copy
+ * (which it frees) and how CACHE_HIT or CACHE_STALE (err then holds the
+ * backend's reason), or the fetch's error with value NULL.  A cache_put or
+ * cache_invalidate during the fetch does not change what waiters get (as
+ * for cache_get's waiters). */
+struct cache_waiter {
+	struct cache_waiter *next;   /* the cache's */
+	void (*done)(struct cache_waiter *w, int rc, struct secret *value,
+	             enum cache_result how, const struct backend_err *err);
+};
+
+#define CACHE_PARKED 1
+
+/* cache_get, except that when another caller's fetch for network is in
+ * flight, w is queued on it and CACHE_PARKED returned at once (w->done
+ * reports the result later; w must live until then).  A hit, or no fetch
+ * in flight (this caller makes it, and answers the waiters queued on it
+ * before returning), are as for cache_get. */
+int cache_get_or_park(struct cache *c, const char *network, cache_fetch_fn fetch, void *ctx,
+                      struct cache_waiter *w, struct secret **out, enum cache_result *how,
+                      bool *changed, struct backend_err *err);
 
 /* After a successful store through the mount: cache this value (copied). */
 void cache_put(struct cache *c, const char *network, const struct secret *key);

@@ -148,6 +148,10 @@ struct tree_table {
 	pthread_cond_t wake, drained;
 	struct strlist queue;
 	uint64_t queued, delivered;
+	/* Opens parked on a fetch in flight (tree_parked). */
+	long parked;
+	pthread_mutex_t parked_lock;
+	pthread_cond_t parked_done;
 };
 
 static size_t name_bucket(const struct tree_table *t, unsigned family, const char *name)
@@ -691,7 +695,11 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0) {
 		switch (ln.n.kind) {
 		case NODE_KEY:
-			rc = keyfile_open(k, &ln.n, fi);
+			rc = keyfile_open(k, &ln.n, fi, req);
+			if (rc == KEYFILE_PARKED) {
+				mount_state_request(NULL);   /* answered by another thread */
+				return;
+			}
 			break;
 		case NODE_SNAPSHOT:
 			rc = monitoring_allowed(k, req, &ln.n) ? snapshot_open(k, &ln.n, fi) : -EACCES;
@@ -708,6 +716,38 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 	else if (fuse_reply_open(req, fi) < 0)
 		release_handle(k, fi);
+}
+
+/* The count may dip below zero for a moment (an open answered before its
+ * handler counted it); it is only waited on once no handler runs. */
+void tree_parked(struct mount_state *k, int delta)
+{
+	struct tree_table *t = k->tree;
+	if (!t)
+		return;
+	if (__atomic_add_fetch(&t->parked, delta, __ATOMIC_ACQ_REL) == 0) {
+		pthread_mutex_lock(&t->parked_lock);
+		pthread_cond_broadcast(&t->parked_done);
+		pthread_mutex_unlock(&t->parked_lock);
+	}
+}
+
+void tree_drain_parked(struct mount_state *k)
+{
+	struct tree_table *t = k->tree;
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->parked_lock);
+	long n = __atomic_load_n(&t->parked, __ATOMIC_ACQUIRE);
+	if (n > 0) {
+		char count[24];
+		snprintf(count, sizeof(count), "%ld", n);
+		log_kv(LOG_LEVEL_INFO, "answering the opens still waiting for a fetch",
+		       "opens", count, (char *)NULL);
+	}
+	while (__atomic_load_n(&t->parked, __ATOMIC_ACQUIRE) > 0)
+		pthread_cond_wait(&t->parked_done, &t->parked_lock);
+	pthread_mutex_unlock(&t->parked_lock);
 }
 
 /* A new name in keys/: the handle of a key being created. */
@@ -1205,6 +1245,8 @@ int tree_start(struct mount_state *k, struct fuse_session *se)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->drained, NULL);
+	pthread_mutex_init(&t->parked_lock, NULL);
+	pthread_cond_init(&t->parked_done, NULL);
 	k->tree = t;
 	return 0;
 }
@@ -1268,5 +1310,7 @@ void tree_free(struct mount_state *k)
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->wake);
 	pthread_cond_destroy(&t->drained);
+	pthread_mutex_destroy(&t->parked_lock);
+	pthread_cond_destroy(&t->parked_done);
 	free(t);
 }

@@ -6,11 +6,19 @@
  * are stored as soon as they form a complete line, inside that write(2),
  * so `echo KEY > keys/x` sees the outcome (bash ignores close errors);
  * content without a final newline is stored at flush (close).
+ *
+ * An open of a key whose fetch is already in flight for another opener
+ * parks on that fetch (keyops_get_park) rather than holding a FUSE worker:
+ * the open is answered (fuse_reply_open / fuse_reply_err) by the thread
+ * that made the fetch, once it ends, checked and audited as its own caller,
+ * with its own copy of the key.  Parked opens are counted (tree_parked), so
+ * the daemon answers every one before the session ends.
  */
 #include "tree.h"
 #include "keyformat.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +36,10 @@ struct keyfile {
 	bool pending;                /* written bytes not stored yet */
 	bool creating;               /* registered with keyops_creating() */
 	bool created;                /* opened by CREATE (stays after the flush) */
+	/* A parked open (until it is answered): */
+	struct keyops_park park;
+	fuse_req_t req;
+	struct fuse_file_info fi;    /* the open's, copied: libfuse's is on its stack */
 };
 
 static struct keyfile *keyfile_new(struct mount_state *k, const char *network, bool writable)
@@ -64,7 +76,45 @@ static void set_handle(struct mount_state *k, struct fuse_file_info *fi, struct 
 	fi->keep_cache = 0;
 }
 
-int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi)
+/* The end of an open: its readable content made from key (freed; NULL for
+ * a write-only open) and its handle set, or f freed on failure. */
+static int open_finish(struct mount_state *k, struct keyfile *f, struct fuse_file_info *fi,
+                       int rc, struct secret *key)
+{
+	if (rc == 0 && key) {
+		f->content = keyops_content(k, key);
+		if (!f->content)
+			rc = -ENOMEM;
+	}
+	secret_free(key);
+	if (rc < 0) {
+		keyfile_free(f);
+		return rc;
+	}
+	set_handle(k, fi, f);
+	/* Nothing to store on close of a read-only open: spare the kernel the
+	 * FLUSH round trip (a third of a cached read's cost). */
+	fi->noflush = !f->written;
+	return 0;
+}
+
+/* A parked open's fetch ended (on the fetching thread): answer it. */
+static void keyfile_parked_done(struct keyops_park *p, int rc, struct secret *key)
+{
+	struct keyfile *f = (struct keyfile *)((char *)p - offsetof(struct keyfile, park));
+	struct mount_state *k = p->k;
+	fuse_req_t req = f->req;
+	struct fuse_file_info fi = f->fi;
+	rc = open_finish(k, f, &fi, rc, key);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_open(req, &fi) < 0)   /* interrupted, or unmounted */
+		keyfile_release(k, &fi);
+	tree_parked(k, -1);
+}
+
+int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi,
+                 fuse_req_t req)
 {
 	int acc = fi->flags & O_ACCMODE;
 	bool readable = acc == O_RDONLY || acc == O_RDWR;
@@ -76,25 +126,19 @@ int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_i
 
 	if (writable)
 		rc = keyops_check(k, &f->opener, n->name, KEY_OP_STORE);
+	struct secret *key = NULL;
 	if (rc == 0 && readable) {
-		struct secret *key = NULL;
-		rc = keyops_get(k, &f->opener, n->name, false, &key);
-		if (rc == 0) {
-			f->content = keyops_content(k, key);
-			if (!f->content)
-				rc = -ENOMEM;
+		f->req = req;
+		f->fi = *fi;
+		f->park.done = keyfile_parked_done;
+		rc = keyops_get_park(k, &f->opener, f->network, &f->park, &key);
+		if (rc == KEYOPS_PARKED) {
+			/* f belongs to keyfile_parked_done now (maybe freed already) */
+			tree_parked(k, 1);
+			return KEYFILE_PARKED;
 		}
-		secret_free(key);
 	}
-	if (rc < 0) {
-		keyfile_free(f);
-		return rc;
-	}
-	set_handle(k, fi, f);
-	/* Nothing to store on close of a read-only open: spare the kernel the
-	 * FLUSH round trip (a third of a cached read's cost). */
-	fi->noflush = !writable;
-	return 0;
+	return open_finish(k, f, fi, rc, key);
 }
 
 int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_info *fi)

@@ -321,14 +321,7 @@ static void list_note(struct instance *in, const char *network, bool present)
 			strlist_add(&in->list, network);
 			strlist_sort_unique(&in->list);
 		} else if (!present && has) {
-			size_t out = 0;
-			for (size_t i = 0; i < in->list.n; i++) {
-				if (strcmp(in->list.items[i], network) == 0)
-					free(in->list.items[i]);
-				else
-					in->list.items[out++] = in->list.items[i];
-			}
-			in->list.n = out;
+			strlist_remove(&in->list, network);
 		}
 	}
 	pthread_mutex_unlock(&in->list_lock);
@@ -388,14 +381,59 @@ static int address_note(struct instance *in, const char *network, const struct s
 	return rc;
 }
 
+/* A cache call's outcome counted (hit, stale hit or miss), a fetched value
+ * noted: fetch(), and a parked open when its fetch ends. */
+static void cache_account(struct instance *in, const char *network, bool routed, int rc,
+                          enum cache_result how, struct secret **out, bool *cached,
+                          struct backend_err *err)
+{
+	struct mount_state *k = in->k;
+	if (rc == 0 && how == CACHE_HIT) {
+		metrics_cache_hit(in->metrics);
+		*cached = true;
+	} else if (rc == 0 && how == CACHE_STALE) {
+		metrics_cache_stale_hit(in->metrics);
+		*cached = true;
+	} else {
+		metrics_cache_miss(in->metrics);
+	}
+	if (rc == 0 && how == CACHE_MISS && routed) {
+		if (k->cfg->keyfs.metrics_per_network)
+			metrics_last_refresh(network, clock_wall());
+		note_fetched(k, network, *out, err);
+	}
+	metrics_cache_size(in->metrics, (long)cache_size(in->cache));
+}
+
+/* The address book follows what a routed fetch found. */
+static int fetch_noted(struct instance *in, const char *network, bool routed, int rc,
+                       const struct secret *value, bool cached, double started)
+{
+	struct mount_state *k = in->k;
+	if (!routed)
+		return rc;
+	/* A value is noted when it enters the cache (here on a miss, and by
+	 * store_in), so a hit is not noted again: the note's salted Keccak was
+	 * 7 530 of a cached read's 53 283 instructions (bench/profile.py).
+	 * keyops_address notes a hit itself, for a book that lost the entry. */
+	if (rc == 0 && !cached)
+		address_note(in, network, value, started);
+	else if (rc == -ENOENT && k->addresses)
+		address_book_forget(k->addresses, network, started);
+	return rc;
+}
+
 /* The key of network from the instance's cache or its backend, counted in
  * the cache and freshness metrics, noted in the address book.  Not checked,
  * not audited: the callers do that.  routed: network routes to in, so what
  * is fetched is what keys/<network> shows (`key migrate` also reads the
  * instances a network does not route to; those reads leave the mount's
- * view of the network alone). */
-static int fetch(struct instance *in, const char *network, bool refresh, bool routed,
-                 struct secret **out, bool *cached, struct backend_err *err)
+ * view of the network alone).
+ * With w, a caller that finds the key's fetch in flight parks on it
+ * (CACHE_PARKED: nothing counted yet, w->done ends it). */
+static int fetch_or_park(struct instance *in, const char *network, bool refresh, bool routed,
+                         struct cache_waiter *w, struct secret **out, bool *cached,
+                         struct backend_err *err)
 {
 	struct mount_state *k = in->k;
 	int rc;
@@ -406,22 +444,11 @@ static int fetch(struct instance *in, const char *network, bool refresh, bool ro
 		bool changed = false;
 		if (refresh)
 			cache_invalidate(in->cache, network);
-		rc = cache_get(in->cache, network, backend_fetch, in, out, &how, &changed, err);
-		if (rc == 0 && how == CACHE_HIT) {
-			metrics_cache_hit(in->metrics);
-			*cached = true;
-		} else if (rc == 0 && how == CACHE_STALE) {
-			metrics_cache_stale_hit(in->metrics);
-			*cached = true;
-		} else {
-			metrics_cache_miss(in->metrics);
-		}
-		if (rc == 0 && how == CACHE_MISS && routed) {
-			if (k->cfg->keyfs.metrics_per_network)
-				metrics_last_refresh(network, clock_wall());
-			note_fetched(k, network, *out, err);
-		}
-		metrics_cache_size(in->metrics, (long)cache_size(in->cache));
+		rc = cache_get_or_park(in->cache, network, backend_fetch, in, w, out, &how, &changed,
+		                       err);
+		if (rc == CACHE_PARKED)
+			return rc;
+		cache_account(in, network, routed, rc, how, out, cached, err);
 	} else {
 		rc = backend_fetch(in, network, out, err);
 		if (rc == 0 && routed) {
@@ -430,17 +457,13 @@ static int fetch(struct instance *in, const char *network, bool refresh, bool ro
 			note_fetched(k, network, *out, err);
 		}
 	}
-	if (!routed)
-		return rc;
-	/* A value is noted when it enters the cache (here on a miss, and by
-	 * store_in), so a hit is not noted again: the note's salted Keccak was
-	 * 7 530 of a cached read's 53 283 instructions (bench/profile.py).
-	 * keyops_address notes a hit itself, for a book that lost the entry. */
-	if (rc == 0 && !*cached)
-		address_note(in, network, *out, started);
-	else if (rc == -ENOENT && k->addresses)
-		address_book_forget(k->addresses, network, started);
-	return rc;
+	return fetch_noted(in, network, routed, rc, *out, *cached, started);
+}
+
+static int fetch(struct instance *in, const char *network, bool refresh, bool routed,
+                 struct secret **out, bool *cached, struct backend_err *err)
+{
+	return fetch_or_park(in, network, refresh, routed, NULL, out, cached, err);
 }
 
 /* The end of an operation that fetched a key (get, address): timed into the
@@ -464,37 +487,97 @@ bool keyops_allowed(struct mount_state *k, const struct caller *c, const char *n
 	return access_allowed(k->access, c, network, op);
 }
 
-static int get_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
-                  const char *network, bool refresh, struct secret **out)
+/* The check part of a read: the access rules, then the anomaly signals.
+ * 0 (*anomaly: the signal to audit with the read, or NULL) or the denial,
+ * counted and audited. */
+static int get_check(struct mount_state *k, const struct caller *c, struct instance *in,
+                     const char *network, double t0, const char **anomaly)
 {
-	double t0 = clock_monotonic();
-	struct backend_err err = { { 0 }, false };
-	bool cached = false;
-	int rc;
-
-	*out = NULL;
 	if (!access_allowed(k->access, c, network, ACCESS_READ))
 		return deny(k, in, c, KEY_OP_GET, network, "access denied", NULL, t0);
-
 	struct anomaly_verdict verdict = anomaly_check_read(k->anomaly, c);
 	if (verdict.kind)
 		metrics_anomaly(verdict.kind);
 	if (verdict.deny)
 		return deny(k, in, c, KEY_OP_GET, network, "rate limit exceeded", verdict.kind, t0);
+	*anomaly = verdict.kind;
+	return 0;
+}
 
-	rc = fetch(in, network, refresh, routed, out, &cached, &err);
-
-	const char *anomaly = verdict.kind;
-	const char *auth_anomaly = note_auth_failure(k, in, &err);
+/* The end of a read: timed, logged, audited; *out dropped on failure. */
+static int get_finish(struct mount_state *k, const struct caller *c, struct instance *in,
+                      const char *network, int rc, bool cached, bool refresh,
+                      const struct backend_err *err, const char *anomaly, double t0,
+                      struct secret **out)
+{
+	const char *auth_anomaly = note_auth_failure(k, in, err);
 	if (auth_anomaly)
 		anomaly = auth_anomaly;
-	rc = fetch_finish(k, in, c, KEY_OP_GET, network, rc, cached, refresh, &err, anomaly, t0,
+	rc = fetch_finish(k, in, c, KEY_OP_GET, network, rc, cached, refresh, err, anomaly, t0,
 	                  "key read failed");
 	if (rc < 0) {
 		secret_free(*out);
 		*out = NULL;
 	}
 	return rc;
+}
+
+/* A parked read's fetch ended (on the fetching thread): counted, noted and
+ * audited as the parked caller's own read, then handed to its opener. */
+static void get_parked_done(struct cache_waiter *w, int rc, struct secret *value,
+                            enum cache_result how, const struct backend_err *ferr)
+{
+	struct keyops_park *p = (struct keyops_park *)w;
+	struct backend_err err = *ferr;
+	bool cached = false;
+	cache_account(p->in, p->network, p->routed, rc, how, &value, &cached, &err);
+	rc = fetch_noted(p->in, p->network, p->routed, rc, value, cached, p->t0);
+	rc = get_finish(p->k, p->c, p->in, p->network, rc, cached, false, &err, p->anomaly, p->t0,
+	                &value);
+	p->done(p, rc, value);
+}
+
+/* A read: checked, fetched, audited.  With p, a read that finds the key's
+ * fetch in flight parks on it once checked (KEYOPS_PARKED). */
+static int get_or_park(struct mount_state *k, const struct caller *c, struct instance *in,
+                       bool routed, const char *network, bool refresh, struct keyops_park *p,
+                       struct secret **out)
+{
+	double t0 = clock_monotonic();
+	struct backend_err err = { { 0 }, false };
+	const char *anomaly = NULL;
+	bool cached = false;
+
+	*out = NULL;
+	int rc = get_check(k, c, in, network, t0, &anomaly);
+	if (rc < 0)
+		return rc;
+	if (p) {   /* filled before it can be answered */
+		p->w.done = get_parked_done;
+		p->k = k;
+		p->in = in;
+		p->c = c;
+		p->network = network;
+		p->anomaly = anomaly;
+		p->t0 = t0;
+		p->routed = routed;
+	}
+	rc = fetch_or_park(in, network, refresh, routed, p ? &p->w : NULL, out, &cached, &err);
+	if (rc == CACHE_PARKED)
+		return KEYOPS_PARKED;
+	return get_finish(k, c, in, network, rc, cached, refresh, &err, anomaly, t0, out);
+}
+
+static int get_in(struct mount_state *k, const struct caller *c, struct instance *in, bool routed,
+                  const char *network, bool refresh, struct secret **out)
+{
+	return get_or_park(k, c, in, routed, network, refresh, NULL, out);
+}
+
+int keyops_get_park(struct mount_state *k, const struct caller *c, const char *network,
+                    struct keyops_park *p, struct secret **out)
+{
+	return get_or_park(k, c, mount_state_route(k, network), true, network, false, p, out);
 }
 
 int keyops_get(struct mount_state *k, const struct caller *c, const char *network, bool refresh,
@@ -751,6 +834,10 @@ static int list_refresh(struct instance *in, double deadline, struct backend_err
 	}
 	strlist_clear(&fresh);
 	strlist_sort_unique(&valid);
+	/* Kept until the next refresh: its names in one block (a failure
+	 * only keeps them apart). */
+	if (rc == 0)
+		strlist_pack(&valid);
 
 	pthread_mutex_lock(&in->list_lock);
 	in->list_refreshing = false;

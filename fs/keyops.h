@@ -32,6 +32,29 @@ int keyops_list(struct mount_state *k, const struct caller *c, struct strlist *o
  * still follow, so nothing stale is served once the router points there.
  * keyops_list_in is in's own listing (names routed elsewhere included),
  * filtered by the caller's grants and audited as a list on in. */
+/* keyops_get of a key file's open, which may park instead of waiting: when
+ * the key is not cached and its fetch is already in flight for another
+ * caller, c is checked (a denial is audited and returned now, as by
+ * keyops_get) and p is queued on that fetch: KEYOPS_PARKED is returned at
+ * once and p->done (set by the caller) is called exactly once, by the
+ * thread that made the fetch, with what keyops_get would have returned,
+ * counted and audited as c's own read (rc 0 and key, the caller's own copy
+ * to free; or -errno and NULL).  c and network must live until then.
+ * Otherwise as keyops_get (0 with *out, or -errno). */
+#define KEYOPS_PARKED 1
+struct keyops_park {
+	struct cache_waiter w;   /* keyops' own, as are the fields up to done */
+	struct mount_state *k;
+	struct instance *in;
+	const struct caller *c;
+	const char *network;
+	const char *anomaly;
+	double t0;
+	bool routed;
+	void (*done)(struct keyops_park *p, int rc, struct secret *key);
+};
+int keyops_get_park(struct mount_state *k, const struct caller *c, const char *network,
+                    struct keyops_park *p, struct secret **out);
 int keyops_get_in(struct mount_state *k, const struct caller *c, struct instance *in,
                   const char *network, bool refresh, struct secret **out);
 int keyops_store_in(struct mount_state *k, const struct caller *c, struct instance *in,

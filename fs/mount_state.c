@@ -97,6 +97,7 @@ static int instance_new(struct mount_state *k, const struct config_backend *cb, 
 			.max_stale_seconds = k->cfg->keyfs.max_stale_seconds,
 			.max_entries = (size_t)k->cfg->keyfs.cache_max_entries,
 			.now = NULL,
+			.networks = &k->networks,   /* entries live in the records */
 		};
 		in->cache = cache_new(&cc);
 		if (!in->cache) {

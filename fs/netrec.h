@@ -11,11 +11,13 @@
  * the ones they replace, are never dropped while mounted; at most
  * NETREC_MAX).  The metrics module keeps its freshness series in a table of
  * its own until a mount lends it this one (metrics_use_networks).  The
- * per-instance cache entries (fs/cache.c), which are evicted, are not in
- * here: see BENCHMARKS.md, round 4.
+ * first cache entry of the network (fs/cache.c) is here too, inline: a
+ * cache claims it (and gives it back on eviction); a second cache holding
+ * the same network keeps a side entry of its own.
  *
  * Locking: one mutex per table.  Every field of every record, and the table
- * itself, is read and written only with it held (netrec_lock); a record
+ * itself, is read and written only with it held (netrec_lock), except the
+ * cache entry's fields past its owner (the owning cache's lock); a record
  * pointer is valid until netrec_table_clear (a grow moves the slots, never
  * the records).
  */
@@ -26,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "cache.h"
 
 #define NETREC_MAX 200000   /* bound on records; a lookup past it finds nothing new */
 
@@ -57,6 +60,8 @@ struct netrec {
 	double address_seen;
 	double last_refresh;
 	double updated;
+	/* The cache entry of the first cache holding this network (cache.h). */
+	struct cache_entry cache;
 	char network[];               /* NUL-terminated */
 };
 

@@ -66,8 +66,18 @@ void tree_free(struct mount_state *k);
 /* Children the kernel holds an inode number for. */
 size_t tree_inode_count(struct mount_state *k);
 
-/* Families, implemented in keyfile.c and snapshot.c. */
-int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi);
+/* Opens parked on a fetch in flight (keyfile.c) are counted here;
+ * tree_drain_parked, once the session loop has ended, returns when every
+ * one has been answered (by the threads making their fetches). */
+void tree_parked(struct mount_state *k, int delta);
+void tree_drain_parked(struct mount_state *k);
+
+/* Families, implemented in keyfile.c and snapshot.c.  keyfile_open returns
+ * KEYFILE_PARKED when the open parked on a fetch in flight: it is answered
+ * later (req replied to from another thread), the handler must not reply. */
+#define KEYFILE_PARKED 1
+int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi,
+                 fuse_req_t req);
 int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_info *fi);
 /* Reads: the length (0 at EOF) and *data pointing into the open's buffer,
  * or -errno. */

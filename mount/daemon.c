@@ -566,12 +566,13 @@ static int serve(struct serve *s)
 	}
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	/* Every open of an uncached key holds a worker until its fetch (or the
-	 * fetch it waits on) ends.  With 64 workers, 1 000 readers released at
-	 * once over 100 uncached keys ran 6-7 backend latencies back to back
-	 * (slowest 802 ms); with 128, 487 ms; with 256, 398 ms, close to direct
-	 * GETs plus the FUSE floor (BENCHMARKS.md, issue 15).  Idle workers
-	 * beyond 8 exit. */
+	/* An open of an uncached key holds a worker only while it makes the
+	 * fetch itself: the opens that find its fetch in flight park on it
+	 * (keyfile.c) and free their worker.  Before that, with 64 workers,
+	 * 1 000 readers released at once over 100 uncached keys ran 6-7
+	 * backend latencies back to back (slowest 802 ms); with 128, 487 ms;
+	 * with 256, 398 ms (BENCHMARKS.md, issue 15).  Idle workers beyond 8
+	 * exit. */
 	fuse_loop_cfg_set_max_threads(loop, 256);
 
 	char pid[24];
@@ -589,6 +590,10 @@ static int serve(struct serve *s)
 	/* 0, or the number of the signal (SIGTERM, SIGINT) that ended the loop:
 	 * both are a clean stop.  Negative is an error. */
 	code = fuse_session_loop_mt(se, loop) < 0 ? 1 : 0;
+	/* Opens parked on a fetch (keyfile.c) get their answer from the thread
+	 * making it: the loop joined its workers, a key command's fetch may
+	 * still run.  Before the session goes. */
+	tree_drain_parked(k);
 	stop_watch_end(&stop_watcher, watcher_started);
 	stop_installed = watcher_started = false;
 	sd_notify(0, "STOPPING=1");

@@ -5,6 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Free an item unless it lives in the list's block. */
+static void item_free(struct strlist *l, char *s)
+{
+	if (!(l->block && s >= l->block && s < l->block + l->block_size))
+		free(s);
+}
+
 int strlist_take(struct strlist *l, char *s)
 {
 	if (!s)
@@ -48,7 +55,7 @@ void strlist_sort_unique(struct strlist *l)
 	size_t out = 1;
 	for (size_t i = 1; i < l->n; i++) {
 		if (strcmp(l->items[i], l->items[out - 1]) == 0)
-			free(l->items[i]);
+			item_free(l, l->items[i]);
 		else
 			l->items[out++] = l->items[i];
 	}
@@ -63,11 +70,54 @@ int strlist_contains(const struct strlist *l, const char *s)
 	return 0;
 }
 
+void strlist_remove(struct strlist *l, const char *s)
+{
+	size_t out = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (strcmp(l->items[i], s) == 0)
+			item_free(l, l->items[i]);
+		else
+			l->items[out++] = l->items[i];
+	}
+	l->n = out;
+}
+
+int strlist_pack(struct strlist *l)
+{
+	size_t size = 0;
+	for (size_t i = 0; i < l->n; i++)
+		size += strlen(l->items[i]) + 1;
+	char *block = size ? malloc(size) : NULL;
+	if (size && !block)
+		return -ENOMEM;
+	if (l->n < l->cap) {   /* best effort: a failed shrink keeps the larger array */
+		char **items = realloc(l->items, (l->n ? l->n : 1) * sizeof(*items));
+		if (items) {
+			l->items = items;
+			l->cap = l->n ? l->n : 1;
+		}
+	}
+	char *p = block;
+	for (size_t i = 0; i < l->n; i++) {
+		size_t len = strlen(l->items[i]) + 1;
+		memcpy(p, l->items[i], len);
+		item_free(l, l->items[i]);
+		l->items[i] = p;
+		p += len;
+	}
+	free(l->block);
+	l->block = block;
+	l->block_size = size;
+	return 0;
+}
+
 void strlist_clear(struct strlist *l)
 {
 	for (size_t i = 0; i < l->n; i++)
-		free(l->items[i]);
+		item_free(l, l->items[i]);
 	free(l->items);
+	free(l->block);
 	l->items = NULL;
-	l->n = l->cap = 0;
+	l->block = NULL;
+	l->n = l->cap = l->block_size = 0;
 }

@@ -28,7 +28,8 @@ def meson_prefix():
     r = subprocess.run(["meson", "introspect", "--buildoptions", BUILD], capture_output=True,
                        text=True, check=True)
     opts = {o["name"]: o["value"] for o in json.loads(r.stdout)}
-    return opts["prefix"], opts["mandir"], opts["datadir"], opts["bindir"], opts["logrotatedir"]
+    return (opts["prefix"], opts["mandir"], opts["datadir"], opts["bindir"], opts["logrotatedir"],
+            opts["libdir"])
 
 
 class InstallTest(unittest.TestCase):
@@ -42,7 +43,7 @@ class InstallTest(unittest.TestCase):
         if r.returncode != 0:
             shutil.rmtree(cls.dest)
             raise AssertionError("meson install failed: " + r.stdout + r.stderr)
-        cls.prefix, mandir, datadir, bindir, logrotatedir = meson_prefix()
+        cls.prefix, mandir, datadir, bindir, logrotatedir, cls.libdir = meson_prefix()
         p = lambda *parts: os.path.join(cls.dest + cls.prefix, *parts)  # noqa: E731
         cls.bin = p(bindir, "omikuji-keyfs")
         cls.man = p(mandir, "man1", "omikuji-keyfs.1")
@@ -65,6 +66,13 @@ class InstallTest(unittest.TestCase):
                                        ("omikuji.yaml", "fstab", "promtail.yml", "filebeat.yml"))):
             self.assertTrue(os.path.isfile(path), path)
         self.assertTrue(os.access(self.bin, os.X_OK))
+        # the keyring module, where the installed binary's RUNPATH finds it
+        module = os.path.join(self.dest + self.prefix, self.libdir, "omikuji-keyfs",
+                              "omikuji-keyfs-keyring.so")
+        self.assertTrue(os.path.isfile(module), module)
+        r = subprocess.run(["readelf", "-d", self.bin], capture_output=True, text=True)
+        self.assertIn("[%s]" % os.path.join(self.prefix, self.libdir, "omikuji-keyfs"), r.stdout)
+        self.assertNotIn("libsecret", r.stdout)
         r = subprocess.run([self.bin, "--version"], capture_output=True, text=True)
         self.assertRegex(r.stdout, r"^omikuji-keyfs \d+\.\d+\.\d+\n$")
         for unit in (self.system_unit, self.user_unit):

@@ -614,6 +614,80 @@ class TestNoSessionBus(unittest.TestCase):
         self.assertIn("no D-Bus session bus", r.stderr)
 
 
+def mapped_libraries(pid):
+    """The base names of the shared objects mapped by process pid."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {os.path.basename(line.split()[5]) for line in f if len(line.split()) > 5}
+
+
+KEYRING_STACK = ("libsecret-1", "libgio-2.0", "libgobject-2.0", "libglib-2.0")
+
+
+class TestKeyringModuleLoaded(KeyringCase):
+    def test_keyring_mount_maps_the_module(self):
+        key = new_key()
+        self.m.write_key("net-mod", key)
+        self.assertEqual(self.m.read_key("net-mod"), key + "\n")
+        libs = mapped_libraries(self.m.proc.pid)
+        self.assertIn("omikuji-keyfs-keyring.so", libs)
+        self.assertTrue([x for x in libs if x.startswith("libsecret-1")], libs)
+
+
+class TestKeyringModule(unittest.TestCase):
+    """The Secret Service half of the backend is a module loaded only when a
+    keyring instance is opened (issue 15, goal 3)."""
+
+    def test_mount_without_keyring_maps_no_keyring_library(self):
+        m = Mount()
+        self.addCleanup(m.cleanup)
+        m.start()
+        key = new_key()
+        m.write_key("net-1", key)
+        self.assertEqual(m.read_key("net-1"), key + "\n")
+        libs = mapped_libraries(m.proc.pid)
+        self.assertTrue([x for x in libs if x.startswith("libcurl.so")], libs)   # it sees libraries
+        for lib in KEYRING_STACK:
+            self.assertFalse([x for x in libs if x.startswith(lib)], lib)
+        self.assertNotIn("omikuji-keyfs-keyring.so", libs)
+
+    def test_missing_module_is_one_line_naming_it(self):
+        """A daemon whose module cannot be found (the binary alone in another
+        directory): a keyring config fails with one line; --help and a
+        file-backend `key` command still work."""
+        root = tempfile.mkdtemp(prefix="keyfs-nomod-")
+        self.addCleanup(shutil.rmtree, root, True)
+        lone = os.path.join(root, "omikuji-keyfs")
+        shutil.copy(KEYFS_BIN, lone)
+        r = subprocess.run([lone, "--help"], capture_output=True, text=True, timeout=30,
+                           env={k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("key ", r.stdout)
+        m = Mount(root=os.path.join(root, "m"))
+        self.addCleanup(m.cleanup)
+        # meson test points LD_LIBRARY_PATH at the build directory (the
+        # module's): dlopen would look there too
+        env = dict(m.env)
+        env.pop("LD_LIBRARY_PATH", None)
+        key = new_key()
+        r = subprocess.run([lone, "key", "import", "--network", "net-f", "-c", m.config], input=key + "\n",
+                           capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run([lone, "key", "list", "-c", m.config], capture_output=True,
+                           text=True, env=env, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("net-f", r.stdout)
+        with open(m.config, "w") as f:
+            f.write(keyring_config(m))
+        r = subprocess.run([lone, "key", "list", "-c", m.config], capture_output=True,
+                           text=True, env=env, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("omikuji-keyfs-keyring.so", lines[0])
+        self.assertIn("libsecret-1", lines[0])
+        self.assertIn("cannot open shared object file", lines[0])
+
+
 if __name__ == "__main__":
     reexec_on_private_bus()
     run()

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 #include "cache.h"
+#include "netrec.h"
 
 static _Atomic double fake_time = 1000.0;
 static atomic_int clock_calls;
@@ -567,5 +568,335 @@ Test(cache, record_keeps_long_names)
 	cr_expect_eq(how, CACHE_HIT);
 	cr_expect_eq(atomic_load(&fb.calls), 1);
 	cache_free(c);
+	secret_free(fb.value);
+}
+
+/* --- parked callers (cache_get_or_park; s5-async) ------------------------ */
+
+#define PARKED 8
+
+static atomic_int gate_open, gate_entered;
+
+/* A fetch held until the test opens the gate (bounded: 30 s). */
+static int gated_fetch(void *ctx, const char *network, struct secret **out,
+                       struct backend_err *err)
+{
+	atomic_store(&gate_entered, 1);
+	for (int i = 0; i < 30000 && !atomic_load(&gate_open); i++)
+		usleep(1000);
+	return fake_fetch(ctx, network, out, err);
+}
+
+struct parked_waiter {
+	struct cache_waiter w;   /* first */
+	int order;
+	atomic_int calls;
+	int rc;
+	enum cache_result how;
+	struct secret *got;
+	struct backend_err err;
+	pthread_t thread;
+};
+
+static atomic_int parked_answered;
+
+static void parked_done(struct cache_waiter *w, int rc, struct secret *value,
+                        enum cache_result how, const struct backend_err *err)
+{
+	struct parked_waiter *p = (struct parked_waiter *)w;
+	atomic_fetch_add(&p->calls, 1);
+	p->order = atomic_fetch_add(&parked_answered, 1);
+	p->rc = rc;
+	p->how = how;
+	p->got = value;
+	p->err = *err;
+	p->thread = pthread_self();
+}
+
+struct owner_arg {
+	struct cache *c;
+	struct fake_backend *fb;
+	int rc;
+	enum cache_result how;
+	struct secret *got;
+	pthread_t self;
+};
+
+static void *owner_thread(void *p)
+{
+	struct owner_arg *a = p;
+	a->self = pthread_self();
+	a->rc = cache_get(a->c, "slow", gated_fetch, a->fb, &a->got, &a->how, NULL, NULL);
+	return NULL;
+}
+
+/* One caller fetches (held at the gate); PARKED callers park on its flight
+ * and return at once; opening the gate answers each exactly once, in the
+ * order they parked, from the fetching thread, each with its own copy.
+ * invalidate: a cache_invalidate lands during the fetch. */
+static void run_parked(struct cache *c, struct fake_backend *fb, struct owner_arg *owner,
+                       struct parked_waiter *w, bool invalidate)
+{
+	pthread_t th;
+	atomic_store(&gate_open, 0);
+	atomic_store(&gate_entered, 0);
+	atomic_store(&parked_answered, 0);
+	*owner = (struct owner_arg){ .c = c, .fb = fb };
+	cr_assert_eq(pthread_create(&th, NULL, owner_thread, owner), 0);
+	for (int i = 0; i < 30000 && !atomic_load(&gate_entered); i++)
+		usleep(1000);
+	cr_assert(atomic_load(&gate_entered), "the fetch started");
+	for (int i = 0; i < PARKED; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].w.done = parked_done;
+		struct secret *out = NULL;
+		int rc = cache_get_or_park(c, "slow", gated_fetch, fb, &w[i].w, &out, NULL, NULL,
+		                           NULL);
+		cr_assert_eq(rc, CACHE_PARKED, "caller %d parks on the flight", i);
+		cr_assert_null(out);
+	}
+	if (invalidate)
+		cache_invalidate(c, "slow");
+	cr_expect_eq(atomic_load(&parked_answered), 0, "nobody answered before the fetch ends");
+	atomic_store(&gate_open, 1);
+	pthread_join(th, NULL);
+	cr_expect_eq(atomic_load(&fb->calls), 1, "one backend call for all of them");
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(atomic_load(&w[i].calls), 1, "caller %d answered exactly once", i);
+		cr_expect_eq(w[i].order, i, "answered in the order they parked");
+		cr_expect(pthread_equal(w[i].thread, owner->self), "answered by the fetching thread");
+	}
+}
+
+Test(cache, parked_callers_get_own_copies)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct owner_arg owner;
+	struct parked_waiter w[PARKED];
+
+	run_parked(c, &fb, &owner, w, false);
+	cr_expect_eq(owner.rc, 0);
+	cr_expect_eq(owner.how, CACHE_MISS);
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(w[i].rc, 0);
+		cr_expect_eq(w[i].how, CACHE_HIT, "a parked caller cost the backend nothing");
+		cr_expect_str_eq(w[i].err.msg, "");
+		cr_assert_not_null(w[i].got);
+		cr_expect(secret_equal(w[i].got, fb.value));
+		cr_expect_neq(w[i].got, owner.got, "its own copy");
+		for (int j = 0; j < i; j++)
+			cr_expect_neq(w[i].got->data, w[j].got->data, "never shared across callers");
+	}
+	for (int i = 0; i < PARKED; i++)
+		secret_free(w[i].got);
+	secret_free(owner.got);
+	cr_expect_eq(cache_size(c), 1, "the fetched value is cached");
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+Test(cache, parked_callers_share_the_error)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .rc = -ETIMEDOUT, .msg = "backend timed out" };
+	struct owner_arg owner;
+	struct parked_waiter w[PARKED];
+
+	run_parked(c, &fb, &owner, w, false);
+	cr_expect_eq(owner.rc, -ETIMEDOUT);
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(w[i].rc, -ETIMEDOUT, "caller %d gets the fetch's errno", i);
+		cr_expect_null(w[i].got);
+		cr_expect_str_eq(w[i].err.msg, "backend timed out");
+	}
+	cr_expect_eq(cache_size(c), 0);
+	cache_free(c);
+}
+
+Test(cache, parked_callers_across_invalidate)
+{
+	struct cache *c = new_cache(300, 0, 16);
+	struct fake_backend fb = { .value = random_key() };
+	struct owner_arg owner;
+	struct parked_waiter w[PARKED];
+
+	run_parked(c, &fb, &owner, w, true);
+	cr_expect_eq(owner.rc, 0);
+	for (int i = 0; i < PARKED; i++) {
+		cr_expect_eq(w[i].rc, 0, "the fetch's result is still handed to its callers");
+		cr_expect(secret_equal(w[i].got, fb.value));
+		secret_free(w[i].got);
+	}
+	secret_free(owner.got);
+	cr_expect_eq(cache_size(c), 0, "but not cached over the invalidation");
+	secret_free(fb.value);
+	cache_free(c);
+}
+
+/* --- issue 15 round 3 (s5-mem): the first cache's entry lives in the
+ * network's record of the mount's table; a second cache holding the same
+ * network (two instances during `key migrate`) has a side entry. ------- */
+
+static struct cache *new_shared_cache(struct netrec_table *t, size_t max_entries)
+{
+	struct cache_config cfg = {
+		.ttl_seconds = 1000, .max_entries = max_entries, .now = fake_clock, .networks = t,
+	};
+	struct cache *c = cache_new(&cfg);
+	cr_assert_not_null(c);
+	return c;
+}
+
+/* Who holds the record's entry of network (NULL: nobody, or no record). */
+static const void *record_owner(struct netrec_table *t, const char *network)
+{
+	netrec_lock(t);
+	struct netrec *r = netrec_find(t, network);
+	const void *owner = r ? r->cache.owner : NULL;
+	netrec_unlock(t);
+	return owner;
+}
+
+Test(cache, entry_lives_in_the_record)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	int cls = key_class();
+	struct fake_backend fb = { .value = random_key() };
+	size_t base = secret_pool_in_use(cls);
+	struct cache *c = new_shared_cache(&t, 0);
+	atomic_store(&fake_time, 0.0);
+
+	cr_assert_eq(get(c, "mainnet", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "mainnet"), c, "the record holds the entry");
+	netrec_lock(&t);
+	struct netrec *r = netrec_find(&t, "mainnet");
+	cr_assert_not_null(r);
+	cr_expect(secret_equal(&r->cache.value, fb.value));
+	netrec_unlock(&t);
+	cr_expect_eq(secret_pool_in_use(cls), base + 1);
+
+	/* Invalidate: the value is wiped and the record's entry is free again. */
+	cache_invalidate(c, "mainnet");
+	cr_expect_null(record_owner(&t, "mainnet"));
+	netrec_lock(&t);
+	cr_expect_null(r->cache.value.data);
+	cr_expect_eq(r->cache.value.len, 0);
+	netrec_unlock(&t);
+	cr_expect_eq(secret_pool_in_use(cls), base);
+
+	cache_put(c, "mainnet", fb.value);
+	cr_expect_eq(record_owner(&t, "mainnet"), c);
+	cache_free(c);
+	cr_expect_null(record_owner(&t, "mainnet"), "cache_free gives the entry back");
+	cr_expect_eq(secret_pool_in_use(cls), base);
+	netrec_table_clear(&t);
+	secret_free(fb.value);
+}
+
+Test(cache, two_caches_hold_one_network)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	int cls = key_class();
+	struct fake_backend fa = { .value = random_key() }, fb = { .value = random_key() };
+	size_t base = secret_pool_in_use(cls);
+	struct cache *a = new_shared_cache(&t, 2), *b = new_shared_cache(&t, 2);
+	enum cache_result how;
+	struct secret *got = NULL;
+	atomic_store(&fake_time, 0.0);
+
+	/* Both instances cache "net" (migrate: the old and the new backend),
+	 * each its own value. */
+	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
+	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "net"), a, "the first cache has the record's entry");
+	cr_expect_eq(secret_pool_in_use(cls), base + 2);
+	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fa.value), "a serves its own value");
+	secret_free(got);
+	cr_assert_eq(get(b, "net", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fb.value), "b serves its own value (side entry)");
+	secret_free(got);
+	cr_expect_eq(atomic_load(&fa.calls), 1);
+	cr_expect_eq(atomic_load(&fb.calls), 1);
+
+	/* a drops it (the migrate's remove from the old backend): b keeps its
+	 * value; the record's entry is free, and a put on b does not move it. */
+	cache_invalidate(a, "net");
+	cr_expect_null(record_owner(&t, "net"));
+	cr_expect(cache_contains(b, "net"));
+	cr_expect_not(cache_contains(a, "net"));
+	cr_assert_eq(get(b, "net", &fb, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fb.value));
+	secret_free(got);
+	cache_put(b, "net", fb.value);
+	cr_expect_null(record_owner(&t, "net"), "b's entry stays in its side table");
+	cr_expect_eq(cache_size(b), 1);
+	cr_expect_eq(secret_pool_in_use(cls), base + 1);
+
+	/* Eviction mixes both kinds: b holds "net" (side), then two more
+	 * (records) with max_entries 2: the side entry, least recent, goes. */
+	cr_assert_eq(get(b, "x", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_assert_eq(get(b, "y", &fb, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(cache_size(b), 2);
+	cr_expect_not(cache_contains(b, "net"), "side entry evicted, least recently used");
+	cr_expect_eq(record_owner(&t, "x"), b);
+	cr_expect_eq(record_owner(&t, "y"), b);
+	cr_expect_eq(secret_pool_in_use(cls), base + 2);
+	/* now a takes "net" back into the record */
+	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "net"), a);
+	/* a record entry is evicted too, and freed for another cache */
+	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);   /* side, evicts x */
+	cr_expect_not(cache_contains(b, "x"));
+	cr_expect_null(record_owner(&t, "x"));
+	cr_assert_eq(get(a, "x", &fa, NULL, NULL, NULL, NULL), 0);
+	cr_expect_eq(record_owner(&t, "x"), a);
+	cr_expect_eq(secret_pool_in_use(cls), base + 4);
+
+	cache_free(b);
+	cr_expect_eq(record_owner(&t, "net"), a, "freeing b leaves a's entries");
+	cr_expect_null(record_owner(&t, "y"));
+	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
+	cr_expect_eq(how, CACHE_HIT);
+	cr_expect(secret_equal(got, fa.value));
+	secret_free(got);
+	cache_free(a);
+	cr_expect_eq(secret_pool_in_use(cls), base);
+	netrec_table_clear(&t);
+	secret_free(fa.value);
+	secret_free(fb.value);
+}
+
+/* Many networks, some of them in two caches: the side table grows. */
+Test(cache, side_table_grows)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	struct fake_backend fb = { .value = random_key() };
+	struct cache *a = new_shared_cache(&t, 0), *b = new_shared_cache(&t, 0);
+	enum cache_result how;
+	char net[32];
+	atomic_store(&fake_time, 0.0);
+	for (int i = 0; i < 300; i++) {
+		snprintf(net, sizeof(net), "net-%d", i);
+		cr_assert_eq(get(a, net, &fb, NULL, NULL, NULL, NULL), 0);
+		cr_assert_eq(get(b, net, &fb, NULL, NULL, NULL, NULL), 0);
+	}
+	for (int i = 0; i < 300; i++) {
+		snprintf(net, sizeof(net), "net-%d", i);
+		cr_assert_eq(get(b, net, &fb, &how, NULL, NULL, NULL), 0);
+		cr_expect_eq(how, CACHE_HIT, "%s", net);
+	}
+	cr_expect_eq(cache_size(b), 300);
+	cr_expect_eq(atomic_load(&fb.calls), 600);
+	cache_free(a);
+	cache_free(b);
+	netrec_table_clear(&t);
 	secret_free(fb.value);
 }
