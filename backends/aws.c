@@ -312,6 +312,8 @@ static int aws_send(struct aws_backend *a, enum aws_action act, const struct sec
 	struct http_request req = {
 		.method = "POST", .url = a->url, .headers = headers,
 		.body = body->data, .body_len = body->len,
+		/* Only a ListSecrets page can be large. */
+		.small_answer = act != AWS_LIST,
 	};
 	aws_reply_clear(r);
 	rc = http_perform(a->http, &req, deadline, &r->resp, err, errlen);

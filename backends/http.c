@@ -397,6 +397,10 @@ static int http_setup(CURL *h, const struct http_request *req, struct curl_slist
 	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	SET(CURLOPT_HTTPHEADER, headers);
 	SET(CURLOPT_WRITEDATA, sink);
+	/* Best effort, like the TLS option: libcurl refuses a new size only
+	 * while a transfer's buffer is allocated, and then keeps its size.
+	 * 0 is libcurl's default (16 KiB). */
+	(void)curl_easy_setopt(h, CURLOPT_BUFFERSIZE, req->small_answer ? (long)HTTP_RECV_SMALL : 0L);
 	if (req->aws_sigv4) {
 		SET(CURLOPT_AWS_SIGV4, req->aws_sigv4);
 		SET(CURLOPT_USERNAME, req->aws_access_key ? req->aws_access_key : "");

@@ -82,9 +82,9 @@ key_storage:
 # What the summary breaks a read into: inclusive instructions per read of
 # these functions (where present).  Nested rows are part of the row above.
 PARTS = [
-    ("op_open", "open: keyfs's FUSE open handler (all of the key work)"),
-    ("keyops_get", "  keyops_get: access, cache, fetch, audit"),
-    ("cache_get", "    cache_get (a miss includes the backend fetch)"),
+    ("ll_open", "open: keyfs's FUSE open handler (all of the key work)"),
+    ("keyops_get_park", "  keyops_get_park: access, cache, fetch, audit"),
+    ("cache_get_or_park", "    cache_get_or_park (a miss includes the backend fetch)"),
     ("vault_get", "      vault_get: the backend's get"),
     ("aws_get", "      aws_get: the backend's get"),
     ("http_perform", "        http_perform: one request"),
@@ -95,8 +95,8 @@ PARTS = [
     ("address_book_note", "    address_book_note: addresses/ version check (Keccak)"),
     ("audit_write", "    audit_write: the audit line"),
     ("audit_link_hex", "      audit_link_hex: its SHA-256 link"),
-    ("op_read", "read: keyfs's FUSE read handler"),
-    ("op_release", "release: keyfs's FUSE release handler"),
+    ("ll_read", "read: keyfs's FUSE read handler"),
+    ("ll_release", "release: keyfs's FUSE release handler"),
 ]
 
 

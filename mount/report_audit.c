@@ -24,6 +24,7 @@
  * "via" field "cli") count as CLI, the others as mount.
  */
 #include "report.h"
+#include "clock.h"
 #include "anomaly.h"
 #include "audit.h"
 #include "hash.h"
@@ -229,65 +230,20 @@ struct agg {
 
 /* --- time ---------------------------------------------------------------- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-static int digits(const char *s, int n)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v;
-}
-
 int report_parse_time(const char *s, size_t len, double *out)
 {
-	if (len < 10 || s[4] != '-' || s[7] != '-')
+	if (len != 10)
+		return clock_parse_rfc3339(s, len, out);
+	if (s[4] != '-' || s[7] != '-')
 		return -EINVAL;
-	int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31)
-		return -EINVAL;
-	double t = (double)days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400.0;
-	if (len == 10) {
-		*out = t + 86400.0;    /* a date: up to the end of that day */
-		return 0;
-	}
-	if (len < 20 || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' ||
-	    s[16] != ':')
-		return -EINVAL;
-	int h = digits(s + 11, 2), mi = digits(s + 14, 2), se = digits(s + 17, 2);
-	if (h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60)
-		return -EINVAL;
-	t += h * 3600.0 + mi * 60.0 + se;
-	size_t i = 19;
-	if (i < len && s[i] == '.') {
-		double scale = 0.1;
-		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, scale /= 10)
-			t += (s[i] - '0') * scale;
-	}
-	if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
-		*out = t;
-		return 0;
-	}
-	if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-		int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
-		if (oh < 0 || om < 0)
-			return -EINVAL;
-		double off = oh * 3600.0 + om * 60.0;
-		*out = s[i] == '+' ? t - off : t + off;
-		return 0;
-	}
-	return -EINVAL;
+	/* A date: up to the end of that day. */
+	char day[21];
+	memcpy(day, s, 10);
+	memcpy(day + 10, "T00:00:00Z", 11);
+	int rc = clock_parse_rfc3339(day, 20, out);
+	if (rc == 0)
+		*out += 86400.0;
+	return rc;
 }
 
 int report_day_count(const struct report_period *p)

@@ -209,7 +209,9 @@ struct mini_server {
 	int listen_fd;
 	int port;
 	int mode;             /* 0: huge body, 1: never answer, 2: small 200,
-	                       * 3: small 200 on two connections in turn */
+	                       * 3: small 200 on two connections in turn,
+	                       * 4: a 100 000-byte patterned body, 5: the same
+	                       * body chunked */
 	pthread_t thread;
 };
 
@@ -230,6 +232,14 @@ static void read_request(int fd)
 		if (strstr(buf, "\r\n\r\n"))
 			return;
 	}
+}
+
+#define PATTERN_BYTES 100000
+
+static void pattern_fill(char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (char)('a' + (i * 7 + i / 251) % 26);
 }
 
 static void *mini_serve(void *arg)
@@ -266,6 +276,30 @@ static void *mini_serve(void *arg)
 		for (size_t sent = 0; sent < total; sent += sizeof(chunk))
 			if (write(fd, chunk, sizeof(chunk)) < 0)
 				break;
+	} else if (s->mode == 4 || s->mode == 5) {
+		static char body[PATTERN_BYTES];
+		pattern_fill(body, sizeof(body));
+		char head[160];
+		int n = s->mode == 4
+		        ? snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n",
+		                   PATTERN_BYTES)
+		        : snprintf(head, sizeof(head),
+		                   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+		if (write(fd, head, (size_t)n) != n)
+			goto out;
+		for (size_t off = 0; off < sizeof(body); off += 7000) {
+			size_t len = sizeof(body) - off < 7000 ? sizeof(body) - off : 7000;
+			if (s->mode == 5) {
+				n = snprintf(head, sizeof(head), "%zx\r\n", len);
+				if (write(fd, head, (size_t)n) != n)
+					goto out;
+			}
+			if (write(fd, body + off, len) != (ssize_t)len ||
+			    (s->mode == 5 && write(fd, "\r\n", 2) != 2))
+				goto out;
+		}
+		if (s->mode == 5 && write(fd, "0\r\n\r\n", 5) != 5)
+			goto out;
 	} else if (s->mode == 1) {
 		char b[16];
 		/* Until the client gives up and closes. */
@@ -384,6 +418,33 @@ Test(http_transfer, response_buffer_is_wiped_and_reused)
 	http_response_clear(&r);
 	http_client_free(c);
 	mini_stop(&s);
+}
+
+/* issue 15 (s5-cold): a request marked small_answer gets libcurl's small
+ * receive buffer (HTTP_RECV_SMALL); an answer ~50 times that size, plain or
+ * chunked, still arrives whole and byte for byte. */
+Test(http_transfer, small_answer_buffer_still_takes_a_large_answer)
+{
+	static char want[PATTERN_BYTES];
+	pattern_fill(want, sizeof(want));
+	for (int mode = 4; mode <= 5; mode++) {
+		struct mini_server s;
+		mini_start(&s, mode);
+		struct http_client *c = client(10, 0);
+		char url[64], err[128] = "";
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/secret/data/x", s.port);
+		struct http_request q = { .method = "GET", .url = url, .small_answer = true };
+		struct http_response r = { 0 };
+		cr_assert_eq(http_perform(c, &q, 0, &r, err, sizeof(err)), 0, "mode %d: %s", mode, err);
+		cr_expect_eq(r.status, 200);
+		cr_assert_not_null(r.body);
+		cr_expect_eq(r.body->len, sizeof(want), "mode %d: %zu bytes", mode, r.body->len);
+		cr_expect(r.body->len == sizeof(want) && memcmp(r.body->data, want, sizeof(want)) == 0,
+		          "mode %d: the body arrived intact", mode);
+		http_response_clear(&r);
+		http_client_free(c);
+		mini_stop(&s);
+	}
 }
 
 /* ---- the one loop with fail-over --------------------------------------------------- */

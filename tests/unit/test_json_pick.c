@@ -243,3 +243,31 @@ Test(json_pick, decodes_what_strbuf_json_escape_writes)
 	roundtrip("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
 	roundtrip("bad\xff\xc3(end", "bad\xef\xbf\xbd\xef\xbf\xbd(end");
 }
+
+/* issue 15 (s5-cold): path names are measured once per call; a member
+ * name matches only a path name of exactly its length, at the 128-byte
+ * bound of the compared names too. */
+Test(json_pick, long_member_names_match_exactly)
+{
+	char n128[129], n200[201], text[800], why[200] = "";
+	memset(n128, 'a', 128);
+	n128[128] = 0;
+	memset(n200, 'a', 200);
+	n200[200] = 0;
+	const char *const p128[] = { n128, NULL };
+	const char *const p200[] = { n200, NULL };
+	const char *const pshort[] = { "aaa", NULL };
+	/* one member of 128 'a's: only the 128-byte path name is it */
+	snprintf(text, sizeof(text), "{\"%s\":1,\"aa\":2}", n128);
+	struct json_pick p[] = { { .path = p128 }, { .path = p200 }, { .path = pshort } };
+	cr_assert_eq(pick(text, p, 3, why), 0, "%s", why);
+	cr_expect_eq(p[0].type, JSON_PICK_NUMBER);
+	cr_expect_eq(p[1].type, JSON_PICK_ABSENT, "a 200-byte name is not its 128-byte prefix");
+	cr_expect_eq(p[2].type, JSON_PICK_ABSENT, "aaa is neither aa nor 128 a's");
+	/* one member of 200 'a's: longer than the names compared, no pick */
+	snprintf(text, sizeof(text), "{\"%s\":1}", n200);
+	struct json_pick q[] = { { .path = p128 }, { .path = p200 } };
+	cr_assert_eq(pick(text, q, 2, why), 0, "%s", why);
+	cr_expect_eq(q[0].type, JSON_PICK_ABSENT);
+	cr_expect_eq(q[1].type, JSON_PICK_ABSENT, "longer member names match no pick");
+}

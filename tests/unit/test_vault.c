@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -634,4 +635,53 @@ Test(vault_parse_read, key_and_created_time_in_one_pass)
 	cr_expect_not_null(strstr(why, "at byte"), "%s", why);
 	cr_expect_null(strstr(why, k), "the reason never quotes the body");
 	free(b);
+}
+
+/* issue 15 (s5-cold): created_time is read digit by digit
+ * (clock_parse_rfc3339); every UTC form gives what strptime + timegm +
+ * strtod gave, anything else still goes that general way, and an offset
+ * is now honoured instead of ignored. */
+static double created_reference(const char *text)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *rest = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!rest)
+		return 0;
+	double t = (double)timegm(&tm);
+	if (*rest == '.')
+		t += strtod(rest, NULL);
+	return t;
+}
+
+static double created_of(const char *text)
+{
+	char *s = NULL;
+	cr_assert(asprintf(&s, "{\"data\":{\"data\":{\"private_key\":\"x\"},\"metadata\":"
+	                       "{\"created_time\":\"%s\",\"deletion_time\":\"\",\"destroyed\":false}}}",
+	                   text) > 0);
+	double t = vault_parse_kv_created(s, strlen(s));
+	free(s);
+	return t;
+}
+
+Test(vault_parse_read, created_time_forms)
+{
+	static const char *const forms[] = {
+		"2024-01-01T00:00:00Z", "2026-11-29T21:45:11.123456789Z", "2024-02-29T23:59:59.5Z",
+		"2000-03-01T00:00:00.000000001Z", "1970-01-01T00:00:00Z", "2100-02-28T12:00:00Z",
+		"2023-12-31T23:59:60Z", "2024-02-31T01:02:03Z", "2038-01-19T03:14:08.999999999Z",
+		"2018-03-22T02:24:06.945319214Z", "2024-01-01T00:00:00.123456789012345678Z",
+		/* not the usual form: the general way (or 0) */
+		"2024-01-01T00:00:00", "2024-01-01T00:00:00.Z",
+		"2024-1-01T00:00:00Z", "garbage", "",
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+		cr_expect_eq(created_of(forms[i]), created_reference(forms[i]), "%s: %.9f vs %.9f",
+		             forms[i], created_of(forms[i]), created_reference(forms[i]));
+	cr_expect_eq(created_of("2026-11-29T21:45:11.25Z"), 1795988711.25);
+	cr_expect_eq(created_of("2024-01-01T01:00:00+01:00"), 1704067200.0);
+	cr_expect_eq(created_of("2023-12-31T23:30:00.5-00:30"), 1704067200.5);   /* calendar.timegm */
+	/* a year-2000 leap day, by hand: 11 016 days after 1970-01-01 */
+	cr_expect_eq(created_of("2000-02-29T00:00:00Z"), 11016.0 * 86400);
 }
