@@ -14,7 +14,8 @@ struct inotab_entry {
 	uint64_t ino;
 	uint32_t nlookup;
 	uint8_t family;
-	uint8_t len;                        /* > INOTAB_INLINE: name holds a char * */
+	uint8_t len;                        /* > INOTAB_INLINE: name holds a char *;
+	                                     * UINT8_MAX: that long or longer */
 	char name[INOTAB_INLINE + 1];
 };
 
@@ -204,7 +205,7 @@ uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
 	if (e == NONE) {
 		size_t len = strlen(name);
 		char *copy = NULL;
-		if (len > UINT8_MAX || family > UINT8_MAX || index_reserve(t) < 0)
+		if (family > UINT8_MAX || index_reserve(t) < 0)
 			return 0;
 		if (len > INOTAB_INLINE && !(copy = strdup(name)))
 			return 0;
@@ -217,7 +218,7 @@ uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
 		r->ino = t->next_ino++;
 		r->nlookup = 0;
 		r->family = (uint8_t)family;
-		r->len = (uint8_t)len;
+		r->len = (uint8_t)(len < UINT8_MAX ? len : UINT8_MAX);
 		if (copy)
 			memcpy(r->name, &copy, sizeof(copy));
 		else
@@ -266,7 +267,9 @@ bool inotab_name(const struct inotab *t, uint64_t ino, unsigned *family, char *n
 	const struct inotab_entry *r = entry(t, e);
 	*family = r->family;
 	if (size) {
-		size_t len = r->len < size ? r->len : size - 1;
+		size_t len = r->len < UINT8_MAX ? r->len : strlen(entry_name(r));
+		if (len >= size)
+			len = size - 1;
 		memcpy(name, entry_name(r), len);
 		name[len] = '\0';
 	}

@@ -50,13 +50,16 @@ Test(inotab, long_names)
 	char lname[65];
 	memset(lname, 'x', 64);
 	lname[64] = '\0';
-	const char *names[] = { "a", "seventeen-chars-x", "eighteen-chars-xyz", lname };
-	uint64_t inos[4];
-	for (int i = 0; i < 4; i++)
+	char huge[301];                          /* past the entry's 8-bit length */
+	memset(huge, 'y', 300);
+	huge[300] = '\0';
+	const char *names[] = { "a", "seventeen-chars-x", "eighteen-chars-xyz", lname, huge };
+	uint64_t inos[5];
+	for (int i = 0; i < 5; i++)
 		inos[i] = inotab_ref(&t, 3, names[i]);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		unsigned fam;
-		char got[65];
+		char got[301];
 		cr_assert(inotab_name(&t, inos[i], &fam, got, sizeof(got)));
 		cr_expect_str_eq(got, names[i]);
 		cr_expect_eq(inotab_find(&t, 3, names[i]), inos[i]);
