@@ -24,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* How long the mount waits for the first health checks (mount_state_start). */
+#define HEALTH_FIRST_CHECK_WAIT 1.0
+
 extern char **environ;
 
 /* keyfs.audit_log_mode and audit_log_group (a name or a gid). */
@@ -537,6 +540,15 @@ int mount_state_start(struct mount_state *k, char *err, size_t errlen)
 		}
 		in->health_thread_started = true;
 	}
+	/* The first checks run now, in parallel: wait a moment for them, so
+	 * that health/<name> read right after the mount says what the backend
+	 * is rather than "down" for a check not made yet.  Bounded: a slow or
+	 * hung backend delays the mount by at most this, never more (its file
+	 * says down, and why, once its check ends or passes its deadline). */
+	double until = clock_monotonic() + HEALTH_FIRST_CHECK_WAIT;
+	for (size_t i = 0; i < k->n_instances; i++)
+		while (!atomic_load(&k->instances[i]->health.checked) && clock_monotonic() < until)
+			usleep(1000);
 	int rc = pthread_create(&k->maintenance_thread, NULL, maintenance_main, k);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the maintenance thread: %s", strerror(rc));
