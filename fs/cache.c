@@ -338,6 +338,24 @@ static int value_out(const struct secret *v, struct secret **out, struct backend
 	return -ENOMEM;
 }
 
+/* A waiter's share of a finished flight: its own copy of the value and how
+ * (a stale hit with the backend's reason in err), or the fetch's error. */
+static int flight_take(const struct cache_flight *f, struct secret **out,
+                       enum cache_result *how, struct backend_err *err)
+{
+	if (f->rc != 0) {
+		err_copy(err, &f->err);
+		return f->rc;
+	}
+	int rc = value_out(f->value, out, err);
+	if (rc == 0) {
+		*how = f->how;
+		if (f->how == CACHE_STALE)
+			err_copy(err, &f->err);
+	}
+	return rc;
+}
+
 /* Wait for another caller's fetch and take its result.  Lock held. */
 static int flight_wait(struct cache *c, struct cache_flight *f, struct secret **out,
                        enum cache_result *how, struct backend_err *err)
@@ -346,17 +364,7 @@ static int flight_wait(struct cache *c, struct cache_flight *f, struct secret **
 	f->refs++;
 	while (!f->done)
 		pthread_cond_wait(&f->done_cond, &c->lock);
-	if (f->rc == 0) {
-		rc = value_out(f->value, out, err);
-		if (rc == 0) {
-			*how = f->how;
-			if (f->how == CACHE_STALE)
-				err_copy(err, &f->err);
-		}
-	} else {
-		rc = f->rc;
-		err_copy(err, &f->err);
-	}
+	rc = flight_take(f, out, how, err);
 	flight_release(f);
 	return rc;
 }
@@ -375,14 +383,9 @@ static void flight_answer_parked(struct cache *c, struct cache_flight *f)
 		struct cache_waiter *next = w->next;   /* done may free w */
 		struct backend_err err = { .msg = "" };
 		struct secret *value = NULL;
-		int rc = f->rc;
-		if (rc != 0 || f->how == CACHE_STALE)
-			err = f->err;
-		if (rc == 0 && !(value = secret_dup(f->value))) {
-			rc = -ENOMEM;
-			backend_err_set(&err, "out of memory");
-		}
-		w->done(w, rc, value, f->how, &err);
+		enum cache_result how = f->how;
+		int rc = flight_take(f, &value, &how, &err);
+		w->done(w, rc, value, how, &err);
 		w = next;
 	}
 	pthread_mutex_lock(&c->lock);

@@ -24,14 +24,6 @@ int keyops_remove(struct mount_state *k, const struct caller *c, const char *net
  * audited; only names the caller has some grant on.  *out must be empty;
  * caller clears it. */
 int keyops_list(struct mount_state *k, const struct caller *c, struct strlist *out);
-/* The same operations on a named instance rather than the one network
- * routes to (`key migrate`, contract section 8): the same access rules,
- * cache, bound, metrics and audit (storage_type = in->name).  When network
- * does not route to in, the mount's view of keys/<network> (mtime,
- * rotation notices, address book) is left alone; in's cache and listing
- * still follow, so nothing stale is served once the router points there.
- * keyops_list_in is in's own listing (names routed elsewhere included),
- * filtered by the caller's grants and audited as a list on in. */
 /* keyops_get of a key file's open, which may park instead of waiting: when
  * the key is not cached and its fetch is already in flight for another
  * caller, c is checked (a denial is audited and returned now, as by
@@ -55,6 +47,14 @@ struct keyops_park {
 };
 int keyops_get_park(struct mount_state *k, const struct caller *c, const char *network,
                     struct keyops_park *p, struct secret **out);
+/* The same operations on a named instance rather than the one network
+ * routes to (`key migrate`, contract section 8): the same access rules,
+ * cache, bound, metrics and audit (storage_type = in->name).  When network
+ * does not route to in, the mount's view of keys/<network> (mtime,
+ * rotation notices, address book) is left alone; in's cache and listing
+ * still follow, so nothing stale is served once the router points there.
+ * keyops_list_in is in's own listing (names routed elsewhere included),
+ * filtered by the caller's grants and audited as a list on in. */
 int keyops_get_in(struct mount_state *k, const struct caller *c, struct instance *in,
                   const char *network, bool refresh, struct secret **out);
 int keyops_store_in(struct mount_state *k, const struct caller *c, struct instance *in,
