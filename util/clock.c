@@ -33,7 +33,9 @@ void clock_rfc3339(double wall_seconds, char *buf, unsigned long size)
 	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
 }
 
-long long clock_days_from_civil(long long y, unsigned m, unsigned d)
+/* Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil); month 1-12. */
+static long long clock_days_from_civil(long long y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
 	long long era = (y >= 0 ? y : y - 399) / 400;

@@ -15,10 +15,6 @@ typedef double (*clock_fn)(void);
  * buf must hold at least 32 bytes. */
 void clock_rfc3339(double wall_seconds, char *buf, unsigned long size);
 
-/* Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
- * days_from_civil); month 1-12. */
-long long clock_days_from_civil(long long year, unsigned month, unsigned day);
-
 /* An RFC 3339 date-time, s[0..len): "YYYY-MM-DDTHH:MM:SS", an optional
  * fraction, then "Z" or "+HH:MM"/"-HH:MM" ('t' or ' ' for the 'T', 'z'
  * for the 'Z'), as seconds since the epoch in *out.  0, or -EINVAL for
