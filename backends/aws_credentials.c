@@ -280,37 +280,8 @@ void aws_profile_clear(struct aws_profile *p)
 
 double aws_parse_iso8601(const char *s)
 {
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	if (!s)
-		return -1;
-	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return -1;
-	double frac = 0;
-	if (*p == '.') {
-		char *e;
-		frac = strtod(p, &e);
-		p = e;
-	}
-	long offset = 0;
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int hh, mm;
-		if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-			return -1;
-		offset = (hh * 3600L + mm * 60L) * (*p == '+' ? 1 : -1);
-		p += 6;
-	} else {
-		return -1;
-	}
-	if (*p)
-		return -1;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1)
-		return -1;
-	return (double)t - (double)offset + frac;
+	double t;
+	return s && clock_parse_rfc3339(s, strlen(s), &t) == 0 ? t : -1;
 }
 
 static bool aws_key_id_ok(const char *s, size_t len)

@@ -100,7 +100,7 @@ const char *aws_profile_name(const char *configured);
 /* ---- parsers ------------------------------------------------------------------ */
 
 /* "2026-11-29T19:00:00Z", with optional fraction and "+00:00" style offset ->
- * wall seconds; -1 when malformed. */
+ * wall seconds; -1 when malformed (clock_parse_rfc3339, NULL-safe). */
 double aws_parse_iso8601(const char *s);
 
 /* The credentials JSON of IMDS and the container endpoint:
