@@ -314,6 +314,9 @@ static int aws_send(struct aws_backend *a, enum aws_action act, const struct sec
 		.body = body->data, .body_len = body->len,
 		/* Only a ListSecrets page can be large. */
 		.small_answer = act != AWS_LIST,
+		/* ListSecrets and DescribeSecret answer names and metadata, never
+		 * a value: see http_request.public_answer. */
+		.public_answer = act == AWS_LIST || act == AWS_DESCRIBE,
 	};
 	aws_reply_clear(r);
 	rc = http_perform(a->http, &req, deadline, &r->resp, err, errlen);

@@ -340,8 +340,9 @@ static size_t http_write_cb(char *p, size_t size, size_t n, void *ctx)
 		s->no_memory = true;
 		return 0;
 	}
-	/* p is curl's receive buffer: the bytes now live in a locked secret,
-	 * and curl does not read delivered data again. */
+	/* p is curl's receive buffer: the bytes now live in the body (a locked
+	 * secret, unless the answer is public: wiped all the same), and curl
+	 * does not read delivered data again. */
 	secret_wipe(p, len);
 	return len;
 }
@@ -491,7 +492,9 @@ int http_perform(struct http_client *c, const struct http_request *req, double d
 		}
 		headers = t;
 	}
-	sink.body = http_body_take(c);
+	/* A public answer's buffer is not one of the locked spares, and is
+	 * freed rather than kept (owner NULL below). */
+	sink.body = req->public_answer ? secret_new_unlocked(HTTP_BODY_INITIAL) : http_body_take(c);
 	h = http_pool_take(c);
 	if (!sink.body || !h) {
 		rc = -ENOMEM;
@@ -513,7 +516,7 @@ int http_perform(struct http_client *c, const struct http_request *req, double d
 		resp->status = status;
 		resp->reused_connection = connects == 0;
 		resp->body = sink.body;
-		resp->owner = c;
+		resp->owner = req->public_answer ? NULL : c;
 		sink.body = NULL;
 		rc = 0;
 		break;
@@ -576,7 +579,9 @@ out:
 	if (h)
 		http_pool_put(c, h, dirty);
 	http_slist_wipe_free(headers);
-	if (sink.body)
+	if (sink.body && req->public_answer)
+		secret_free(sink.body);
+	else if (sink.body)
 		http_body_give(c, sink.body);
 	return rc;
 }

@@ -20,7 +20,10 @@
  *     tokens) and capped at HTTP_BODY_MAX bytes: a larger body fails the
  *     request with -EMSGSIZE.  The client keeps up to HTTP_POOL_MAX of these
  *     locked buffers between requests (wiped when given back by
- *     http_response_clear()), so a request does not mlock and munlock one.  Request bodies are borrowed, never copied by
+ *     http_response_clear()), so a request does not mlock and munlock one.
+ *     An answer that cannot hold a secret (http_request.public_answer: a
+ *     listing) is read into ordinary memory instead, wiped all the same.
+ *     Request bodies are borrowed, never copied by
  *     this layer; header lines this layer copies are wiped before release.
  *     Nothing here logs a URL, header or body.
  *   - curl_global_init runs once per process (pthread_once).
@@ -124,14 +127,25 @@ struct http_request {
 	 * ~14 000 instructions per uncached read under callgrind).  A larger
 	 * answer still arrives whole, in more recv calls. */
 	bool small_answer;
+	/* Neither the request's body nor its answer can hold a secret (a
+	 * listing of names, metadata, a health status): the body is received
+	 * into ordinary memory (secret_new_unlocked: wiped when freed, never
+	 * locked) rather than a locked buffer.  A Vault LIST or AWS
+	 * ListSecrets answer of 100 000 names is ~1 MiB, an eighth of the
+	 * default RLIMIT_MEMLOCK that the cached keys need (issue 15).  Leave
+	 * it false for anything that answers a key, a token or a credential,
+	 * and for requests that send one (an error answer may echo it). */
+	bool public_answer;
 };
 
 struct http_response {
 	long status;                /* HTTP status, 0 when no response */
-	struct secret *body;        /* owned; NULL before any answer.  Free with
-	                             * http_response_clear(). */
+	struct secret *body;        /* owned; NULL before any answer; locked
+	                             * unless the request was public_answer.
+	                             * Free with http_response_clear(). */
 	bool reused_connection;     /* the request went over a kept-alive connection */
-	struct http_client *owner;  /* internal: the client body goes back to */
+	struct http_client *owner;  /* internal: the client body goes back to
+	                             * (NULL: body is freed, not kept) */
 };
 
 /* Wipe the body and give it back to its client (or free it); the response

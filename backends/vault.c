@@ -642,8 +642,10 @@ static void vault_moved(void *ctx, size_t from, size_t to, int rc, long status)
 	}
 }
 
+/* public_answer: the answer holds no secret (a listing, metadata), see
+ * http_request.public_answer. */
 static int vault_send(struct vault_backend *v, const char *method, const char *path,
-                      const struct secret *token, const struct secret *body,
+                      const struct secret *token, const struct secret *body, bool public_answer,
                       double deadline, struct http_response *resp,
                       char *why, size_t whylen)
 {
@@ -687,6 +689,7 @@ static int vault_send(struct vault_backend *v, const char *method, const char *p
 		.idempotent = true,
 		/* Only a LIST answer (a listing) can be large in Vault's API. */
 		.small_answer = strcmp(method, "LIST") != 0,
+		.public_answer = public_answer,
 	};
 	struct http_failover fo = {
 		.bases = (const char *const *)v->urls, .n = v->n_urls, .start = idx,
@@ -750,7 +753,7 @@ static int vault_login(struct vault_backend *v, double deadline, char *why, size
 	if (rc)
 		goto out;
 	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->approle_mount);  /* fits: mount < VAULT_PATH_MAX */
-	rc = vault_send(v, "POST", path, NULL, body, deadline, &resp, why, whylen);
+	rc = vault_send(v, "POST", path, NULL, body, false, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
 	struct credential_timing timing;
@@ -792,7 +795,7 @@ static int vault_token_refresh_timing(struct vault_backend *v, bool lookup, doub
 	}
 	rc = vault_send(v, lookup ? "GET" : "POST",
 	                lookup ? "/v1/auth/token/lookup-self" : "/v1/auth/token/renew-self",
-	                tok, body, deadline, &resp, why, whylen);
+	                tok, body, false, deadline, &resp, why, whylen);
 	if (rc)
 		goto out;
 	struct credential_timing timing;
@@ -875,7 +878,7 @@ static int vault_reauth(struct vault_backend *v, unsigned used, double deadline,
  * Returns 0 with the final answer in resp, or -errno with err filled.  A
  * final 403 (or failed login) returns -EACCES with err->auth_failure. */
 static int vault_call(struct vault_backend *v, const char *method, const char *path,
-                      const struct secret *body, double deadline,
+                      const struct secret *body, bool public_answer, double deadline,
                       struct http_response *resp, struct backend_err *err)
 {
 	char why[VAULT_WHY] = "";
@@ -891,7 +894,8 @@ static int vault_call(struct vault_backend *v, const char *method, const char *p
 			rc = -EACCES;
 			break;
 		}
-		rc = vault_send(v, method, path, tok, body, deadline, resp, why, sizeof(why));
+		rc = vault_send(v, method, path, tok, body, public_answer, deadline, resp, why,
+		                sizeof(why));
 		secret_free(tok);
 		if (rc || (resp->status != 403 && resp->status != 401))
 			break;
@@ -947,7 +951,7 @@ static int vault_fetch(struct vault_backend *v, const char *network, double dead
 		backend_err_set(err, "vault: path too long");
 		return -EINVAL;
 	}
-	int rc = vault_call(v, "GET", path, NULL, deadline, &resp, err);
+	int rc = vault_call(v, "GET", path, NULL, false, deadline, &resp, err);
 	if (rc)
 		return rc;
 	if (resp.status == 200 || resp.status == 404) {
@@ -1001,7 +1005,7 @@ static int vault_store(struct backend *b, const char *network, const struct secr
 		backend_err_set(err, "vault: out of memory");
 		return rc;
 	}
-	rc = vault_call(v, "POST", path, body, vault_call_deadline(v, deadline), &resp, err);
+	rc = vault_call(v, "POST", path, body, false, vault_call_deadline(v, deadline), &resp, err);
 	if (!rc && (resp.status < 200 || resp.status > 299))
 		rc = vault_fail_status(resp.status, err);
 	http_response_clear(&resp);
@@ -1033,7 +1037,7 @@ static int vault_remove(struct backend *b, const char *network, double call_dead
 		return rc;
 	if (err)
 		err->msg[0] = 0;   /* a malformed old version is not this call's error */
-	rc = vault_call(v, "DELETE", path, NULL, deadline, &resp, err);
+	rc = vault_call(v, "DELETE", path, NULL, true, deadline, &resp, err);
 	if (!rc && (resp.status < 200 || resp.status > 299))
 		rc = vault_fail_status(resp.status, err);
 	http_response_clear(&resp);
@@ -1097,7 +1101,7 @@ static void vault_list_drop_deleted(struct vault_backend *v, struct strlist *nam
 		struct backend_err ignored = { { 0 }, false };
 		bool deleted = false;
 		if (vault_kv_path(v->mount, v->prefix, "metadata", names->items[i], path, sizeof(path)) == 0 &&
-		    vault_call(v, "GET", path, NULL, deadline, &resp, &ignored) == 0)
+		    vault_call(v, "GET", path, NULL, true, deadline, &resp, &ignored) == 0)
 			deleted = vault_metadata_latest_deleted(&resp);
 		http_response_clear(&resp);
 		if (deleted)
@@ -1119,7 +1123,7 @@ static int vault_list(struct backend *b, struct strlist *out, double call_deadli
 		return -EINVAL;
 	}
 	double deadline = vault_call_deadline(v, call_deadline);
-	int rc = vault_call(v, "LIST", path, NULL, deadline, &resp, err);
+	int rc = vault_call(v, "LIST", path, NULL, true, deadline, &resp, err);
 	if (rc)
 		return rc;
 	if (resp.status == 200 || resp.status == 404) {
@@ -1149,7 +1153,7 @@ static enum vault_node_status vault_node_probe(struct vault_backend *v, size_t i
 	static const char *const hdrs[] = { "X-Vault-Request: true", NULL };
 	snprintf(url, sizeof(url), "%s/v1/sys/health?standbyok=false", v->urls[i]);  /* fits */
 	struct http_request req = { .method = "GET", .url = url, .headers = hdrs,
-	                            .idempotent = true };
+	                            .idempotent = true, .public_answer = true };
 	int rc = http_perform(v->http, &req, deadline, &resp, NULL, 0);
 	enum vault_node_status st = vault_node_status_from_health(rc ? 0 : resp.status);
 	http_response_clear(&resp);

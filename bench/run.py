@@ -973,6 +973,42 @@ keyfs:
         self.add("stat keys/NET while the listing of %d keys in %s is stale" % (n, what),
                  stale_ms, "ms", "`ls keys/` from the backend", first_ms)
 
+    def listing_peak_vmlck(self, m, pid, n):
+        """The peak VmLck while `ls keys/` of n keys is answered from the
+        backend (the listing cache expired first): /proc/PID/status read
+        every millisecond from before the listing until it returned, against
+        VmLck just before it and the 8 MiB default RLIMIT_MEMLOCK."""
+        def vmlck():
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmLck:"):
+                        return int(line.split()[1])
+            return 0
+        time.sleep(5.5)                  # list_cache_seconds: the next ls asks Vault
+        before = vmlck()
+        peak = [before, 0]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], vmlck())
+                peak[1] += 1
+                time.sleep(0.001)
+        t = threading.Thread(target=sample)
+        t.start()
+        t0 = time.perf_counter()
+        names = os.listdir(m.path("keys"))
+        ms_ = (time.perf_counter() - t0) * 1e3
+        stop.set()
+        t.join()
+        if len(names) < n:
+            raise BenchError("peak VmLck: keys/ listed %d names, expected %d" % (len(names), n))
+        self.add("VmLck peak during `ls keys/` of %d keys from Vault" % n, peak[0] / 1024.0,
+                 "MiB", "VmLck before it", before / 1024.0, ratio=peak[0] / 1024.0 / 8.0,
+                 target=1.0)
+        self.notes.append("peak VmLck during the listing from Vault: %d kB (before %d kB), "
+                          "%d samples over %.0f ms" % (peak[0], before, peak[1], ms_))
+
     def memory(self):
         """--only memory: VmRSS and VmLck of a Vault mount (TTL 3600) after
         reading 1 000, 10 000 and 100 000 distinct keys, preloaded into the
@@ -1039,6 +1075,7 @@ keyfs:
                      "with %d" % n0, l0 / 1024.0,
                      ratio=l1 / 1024.0 / 8.0 if n1 == steps[-1] else None,
                      target=1.0 if n1 == steps[-1] else None)
+        self.listing_peak_vmlck(m, pid, len(nets))
         self.listing_figures(m, "Vault", len(nets))
         self.stop_mount(m)
 

@@ -41,7 +41,8 @@ static json_t *prom_get(struct prom *pr, const char *path)
 		return NULL;
 	}
 	snprintf(url, n, "%.*s%s", (int)blen, pr->url, path);
-	struct http_request req = { .method = "GET", .url = url, .idempotent = true };
+	struct http_request req = { .method = "GET", .url = url, .idempotent = true,
+	                            .public_answer = true };   /* metrics, never a key */
 	struct http_response resp = { 0 };
 	int rc = http_request(pr->http, &req, 0, &resp, herr, sizeof(herr));
 	free(url);

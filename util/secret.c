@@ -148,10 +148,14 @@ int secret_relock(void)
 	return rc;
 }
 
-/* Locked, zeroed storage for cap + 1 bytes.  *pooled: 0 = malloc'ed, else
- * 1 + the pool class. */
+#define UNLOCKED (-1)   /* struct secret.pooled of secret_new_unlocked's buffers */
+
+/* Zeroed storage for cap + 1 bytes, locked unless *pooled is UNLOCKED on
+ * entry.  *pooled: 0 = malloc'ed, UNLOCKED, else 1 + the pool class. */
 static unsigned char *data_alloc(size_t cap, int *pooled)
 {
+	if (*pooled == UNLOCKED)
+		return calloc(1, cap + 1);
 	int cls = pool_class(cap + 1);
 	if (cls < POOL_CLASSES) {
 		*pooled = 1 + cls;
@@ -169,27 +173,39 @@ static void data_free(unsigned char *d, size_t cap, int pooled)
 {
 	if (!d)
 		return;
-	if (pooled) {
+	if (pooled > 0) {
 		pool_give(d, pooled - 1);
 		return;
 	}
 	secret_wipe(d, cap + 1);
-	munlock(d, cap + 1);
+	if (pooled == 0)
+		munlock(d, cap + 1);
 	free(d);
 }
 
-struct secret *secret_new(size_t cap)
+static struct secret *secret_alloc(size_t cap, int pooled)
 {
 	struct secret *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->data = data_alloc(cap, &s->pooled);
+	s->data = data_alloc(cap, &pooled);
 	if (!s->data) {
 		free(s);
 		return NULL;
 	}
 	s->cap = cap;
+	s->pooled = pooled;
 	return s;
+}
+
+struct secret *secret_new(size_t cap)
+{
+	return secret_alloc(cap, 0);
+}
+
+struct secret *secret_new_unlocked(size_t cap)
+{
+	return secret_alloc(cap, UNLOCKED);
 }
 
 struct secret *secret_from(const void *p, size_t len)
@@ -217,7 +233,7 @@ int secret_append(struct secret *s, const void *p, size_t len)
 				return -ENOMEM;
 			cap *= 2;
 		}
-		int pooled;
+		int pooled = s->pooled == UNLOCKED ? UNLOCKED : 0;
 		unsigned char *d = data_alloc(cap, &pooled);
 		if (!d)
 			return -ENOMEM;

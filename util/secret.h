@@ -20,12 +20,20 @@ struct secret {
 	size_t len;           /* bytes of key material in data */
 	size_t cap;           /* usable bytes in data (excluding the final NUL) */
 	unsigned char *data;  /* locked, zero-filled beyond len */
-	int pooled;           /* internal: 0 = malloc'ed, else 1 + the pool class */
+	int pooled;           /* internal: 0 = malloc'ed, -1 unlocked, else 1 + the pool class */
 };
 
 /* A zero-filled secret with room for cap bytes.  NULL on ENOMEM.
  * Caller frees with secret_free(). */
 struct secret *secret_new(size_t cap);
+
+/* A buffer with a secret's wiping (when freed, and when secret_append
+ * grows it) but in ordinary memory, never locked, for bytes that by the
+ * caller's knowledge hold no key: a backend's listing answer (1 MiB for
+ * 100 000 names) would otherwise take an eighth of the default
+ * RLIMIT_MEMLOCK while it is read.  Freed with secret_free().  NULL on
+ * ENOMEM. */
+struct secret *secret_new_unlocked(size_t cap);
 
 /* A secret holding a copy of len bytes at p.  NULL on ENOMEM. */
 struct secret *secret_from(const void *p, size_t len);

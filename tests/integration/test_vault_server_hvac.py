@@ -15,6 +15,7 @@ import inspect
 import os
 import secrets
 import sys
+import threading
 import unittest
 
 try:
@@ -450,6 +451,32 @@ class VaultServerHvacTest(unittest.TestCase):
                 read_kv(c, path)
                 self.vs.fault("slow", delay=0.2, count=1)
                 self.assertEqual(read_kv(c, path)["data"]["data"], {"x": "1"})
+
+        def test_fault_stall_holds_the_last_byte(self):
+                # A large listing held with all but its last byte sent: hvac's
+                # read does not end until the gate opens, then it gets the
+                # whole answer.
+                names = ["stall-%05d" % i for i in range(3000)]
+                self.vs.preload({"%s/stall/%s" % (PREFIX, n): {"x": "1"} for n in names})
+                self.vs.fault("stall", delay=60, path_prefix="/v1/secret/metadata/%s/stall" % PREFIX)
+                box = {}
+
+                def go():
+                        box["r"] = self.client().secrets.kv.v2.list_secrets(path=PREFIX + "/stall")
+                t = threading.Thread(target=go)
+                t.start()
+                t.join(1.0)
+                held = t.is_alive()
+                self.vs.clear_fault()
+                t.join(30)
+                self.assertTrue(held, "the stalled answer ended before its gate opened")
+                self.assertEqual(box["r"]["data"]["keys"], names)
+                # A timeout on the client sees the stall as an unfinished read.
+                self.vs.fault("stall", delay=60, count=1)
+                # (requests reports a read timeout in the body as a ConnectionError)
+                with self.assertRaises((requests.exceptions.Timeout,
+                                        requests.exceptions.ConnectionError)):
+                        read_kv(self.client(timeout=1), "%s/stall/%s" % (PREFIX, names[0]))
 
         def test_fault_hang_times_out(self):
                 path = "%s/%s" % (PREFIX, unique("hang"))

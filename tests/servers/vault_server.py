@@ -39,6 +39,9 @@ Where this server deliberately differs from real Vault, or where the interface
     number of matching requests affected; at 0 the fault clears itself.
     Setting a new fault (or mode "none") releases requests held by "hang".
     "hang" closes the connection when its delay ends.
+    "stall" answers as usual but holds the answer's last body byte until
+    its delay ends or the next fault is set (a client has then received all
+    but one byte of a large answer: tests look at the client meanwhile).
   * renew-self: the new TTL is "increment" when given, else the token's
     creation TTL, capped at 768h (Vault's default max TTL).  Renewing the
     root token (not renewable) answers 400 {"errors":["lease is not renewable"]}.
@@ -77,7 +80,7 @@ from serverbase import FaultState, PlumbingHandler, TestHTTPServer, serve
 VAULT_VERSION = "1.15.0"
 MAX_TTL = 768 * 3600          # Vault's default system max lease TTL (32 days)
 MAX_BODY = 1 << 20
-FAULT_MODES = ("none", "500", "503", "403", "429", "slow", "hang", "sealed",
+FAULT_MODES = ("none", "500", "503", "403", "429", "slow", "hang", "stall", "sealed",
                "standby", "uninit", "close")
 UNAUTHENTICATED = ("sys/health", "sys/seal-status", "sys/init")
 
@@ -244,6 +247,13 @@ class Handler(PlumbingHandler, BaseHTTPRequestHandler):
                         self.send_header("Connection", "close")
                 self.end_headers()
                 if body and self.command != "HEAD":
+                        stall = self.stall
+                        if stall is not None and len(body) > 1:
+                                self.wfile.write(body[:-1])
+                                self.wfile.flush()
+                                stall["release"].wait(stall["delay"] if stall["delay"] is not None
+                                                      else 3600)
+                                body = body[-1:]
                         self.wfile.write(body)
 
         def errors(self, status, *msgs):
@@ -252,6 +262,7 @@ class Handler(PlumbingHandler, BaseHTTPRequestHandler):
         # --- request routing -------------------------------------------------
 
         def dispatch(self):
+                self.stall = None       # fault "stall": this request's, see send_json
                 split = urlsplit(self.path)
                 raw_path = split.path
                 self.query = parse_qs(split.query, keep_blank_values=True)
@@ -298,6 +309,7 @@ class Handler(PlumbingHandler, BaseHTTPRequestHandler):
                         return
                 if mode == "slow":
                         fault["release"].wait(fault["delay"] or 0)
+                self.stall = fault if mode == "stall" else None
                 if mode in ("sealed", "standby", "uninit"):
                         if rel == "sys/health":
                                 self.sys_health(mode)
