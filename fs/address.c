@@ -10,8 +10,9 @@
  * The family: readdir lists the networks of the keys/ listing the caller
  * may ask the address of; getattr answers from the book or the listing and
  * never fetches a key; open renders the address into a per-open snapshot
- * (snapshot.c serves and frees it) through keyops_address(), which checks,
- * counts and, when it has to fetch the key, audits.
+ * (snapshot.c serves and frees it) through keyops_address_park(), which
+ * checks, counts and, when it has to fetch the key, audits; an open that
+ * would wait for the key's fetch in flight parks on it instead.
  */
 #include "address.h"
 #include "hash.h"
@@ -19,6 +20,8 @@
 #include "tree.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -240,17 +243,68 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 
 /* --- the addresses/ family ------------------------------------------------ */
 
-int address_render(struct mount_state *k, const struct node *n, struct strbuf *out)
-{
-	struct caller c;
+/* An open of addresses/<network>: the address, rendered into the open's
+ * snapshot.  One that must wait for the key's fetch already in flight parks
+ * on it (keyops_address_park) as a key file's open does (keyfile.c): it is
+ * answered by the fetching thread and counted with tree_parked meanwhile. */
+struct address_open {
+	struct keyops_park park;
+	fuse_req_t req;
+	struct fuse_file_info fi;    /* the open's, copied: libfuse's is on its stack */
+	struct caller opener;
+	char network[65];
 	char address[EVM_ADDRESS_TEXT + 1];
-	mount_state_caller_current(k, &c);
-	int rc = keyops_address(k, &c, n->name, address);
+};
+
+/* The end of an open: fi's snapshot of the address, and a freed. */
+static int address_open_finish(struct mount_state *k, struct address_open *a,
+                               struct fuse_file_info *fi, int rc)
+{
+	char *text = NULL;
+	if (rc == 0 && asprintf(&text, "%s\n", a->address) < 0)
+		rc = -ENOMEM;
+	else if (rc == 0)
+		rc = snapshot_adopt(k, fi, text, strlen(text));
+	free(a);
+	return rc;
+}
+
+/* A parked open's fetch ended (on the fetching thread): answer it. */
+static void address_parked_done(struct keyops_park *p, int rc, struct secret *key)
+{
+	(void)key;   /* always NULL: the key stays in keyops */
+	struct address_open *a = (struct address_open *)((char *)p - offsetof(struct address_open, park));
+	struct mount_state *k = p->k;
+	fuse_req_t req = a->req;
+	struct fuse_file_info fi = a->fi;
+	rc = address_open_finish(k, a, &fi, rc);
 	if (rc < 0)
-		return rc;
-	strbuf_puts(out, address);
-	strbuf_puts(out, "\n");
-	return out->error;
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_open(req, &fi) < 0)   /* interrupted, or unmounted */
+		snapshot_release(k, &fi);
+	tree_parked(k, -1);
+}
+
+int address_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi,
+                 fuse_req_t req)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return -EACCES;
+	struct address_open *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	snprintf(a->network, sizeof(a->network), "%s", n->name);
+	mount_state_caller_current(k, &a->opener);
+	a->req = req;
+	a->fi = *fi;
+	a->park.done = address_parked_done;
+	int rc = keyops_address_park(k, &a->opener, a->network, &a->park, a->address);
+	if (rc == KEYOPS_PARKED) {
+		/* a belongs to address_parked_done now (maybe freed already) */
+		tree_parked(k, 1);
+		return OPEN_PARKED;
+	}
+	return address_open_finish(k, a, fi, rc);
 }
 
 /* addresses/<net> exists when keys/<net> has a key (the cached listing,

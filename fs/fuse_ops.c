@@ -67,7 +67,7 @@ static const struct tree_entry health_file = {
 
 /* addresses/<network> files: rendered at open, like health files. */
 static const struct tree_entry address_file = {
-	"/addresses/*", NODE_ADDRESS, VIRT_MODE, address_render, 0, false, false
+	"/addresses/*", NODE_ADDRESS, VIRT_MODE, NULL, 0, false, false
 };
 
 /* Length of the parent part of an absolute path: "/keys/x" -> 5, "/metrics" -> 1. */
@@ -581,17 +581,16 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0) {
 		switch (ln.n.kind) {
 		case NODE_KEY:
-			rc = keyfile_open(k, &ln.n, fi, req);
-			if (rc == KEYFILE_PARKED) {
+		case NODE_ADDRESS:
+			rc = ln.n.kind == NODE_KEY ? keyfile_open(k, &ln.n, fi, req)
+			                           : address_open(k, &ln.n, fi, req);
+			if (rc == OPEN_PARKED) {
 				mount_state_request(NULL);   /* answered by another thread */
 				return;
 			}
 			break;
 		case NODE_SNAPSHOT:
 			rc = monitoring_allowed(k, req, &ln.n) ? snapshot_open(k, &ln.n, fi) : -EACCES;
-			break;
-		case NODE_ADDRESS:
-			rc = snapshot_open(k, &ln.n, fi);
 			break;
 		case NODE_DIR:
 			rc = -EISDIR;

@@ -135,7 +135,7 @@ int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_i
 		if (rc == KEYOPS_PARKED) {
 			/* f belongs to keyfile_parked_done now (maybe freed already) */
 			tree_parked(k, 1);
-			return KEYFILE_PARKED;
+			return OPEN_PARKED;
 		}
 	}
 	return open_finish(k, f, fi, rc, key);

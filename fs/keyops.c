@@ -382,7 +382,7 @@ static int address_note(struct instance *in, const char *network, const struct s
 }
 
 /* A cache call's outcome counted (hit, stale hit or miss), a fetched value
- * noted: fetch(), and a parked open when its fetch ends. */
+ * noted: fetch_or_park, and a parked open when its fetch ends. */
 static void cache_account(struct instance *in, const char *network, bool routed, int rc,
                           enum cache_result how, struct secret **out, bool *cached,
                           struct backend_err *err)
@@ -460,12 +460,6 @@ static int fetch_or_park(struct instance *in, const char *network, bool refresh,
 	return fetch_noted(in, network, routed, rc, *out, *cached, started);
 }
 
-static int fetch(struct instance *in, const char *network, bool refresh, bool routed,
-                 struct secret **out, bool *cached, struct backend_err *err)
-{
-	return fetch_or_park(in, network, refresh, routed, NULL, out, cached, err);
-}
-
 /* The end of an operation that fetched a key (get, address): timed into the
  * instance's metrics, a failure logged, the audit line written. */
 static int fetch_finish(struct mount_state *k, struct instance *in, const struct caller *c,
@@ -522,19 +516,24 @@ static int get_finish(struct mount_state *k, const struct caller *c, struct inst
 	return rc;
 }
 
-/* A parked read's fetch ended (on the fetching thread): counted, noted and
- * audited as the parked caller's own read, then handed to its opener. */
-static void get_parked_done(struct cache_waiter *w, int rc, struct secret *value,
-                            enum cache_result how, const struct backend_err *ferr)
+/* Fill p before it can be answered: once queued on a flight it may be
+ * answered at once, by the fetching thread. */
+static void parked_done(struct cache_waiter *w, int rc, struct secret *value,
+                        enum cache_result how, const struct backend_err *ferr);
+
+static void park_fill(struct keyops_park *p, struct mount_state *k, struct instance *in,
+                      const struct caller *c, const char *network, const char *anomaly,
+                      double t0, bool routed, char *address)
 {
-	struct keyops_park *p = (struct keyops_park *)w;
-	struct backend_err err = *ferr;
-	bool cached = false;
-	cache_account(p->in, p->network, p->routed, rc, how, &value, &cached, &err);
-	rc = fetch_noted(p->in, p->network, p->routed, rc, value, cached, p->t0);
-	rc = get_finish(p->k, p->c, p->in, p->network, rc, cached, false, &err, p->anomaly, p->t0,
-	                &value);
-	p->done(p, rc, value);
+	p->w.done = parked_done;
+	p->k = k;
+	p->in = in;
+	p->c = c;
+	p->network = network;
+	p->anomaly = anomaly;
+	p->t0 = t0;
+	p->routed = routed;
+	p->address = address;
 }
 
 /* A read: checked, fetched, audited.  With p, a read that finds the key's
@@ -552,16 +551,8 @@ static int get_or_park(struct mount_state *k, const struct caller *c, struct ins
 	int rc = get_check(k, c, in, network, t0, &anomaly);
 	if (rc < 0)
 		return rc;
-	if (p) {   /* filled before it can be answered */
-		p->w.done = get_parked_done;
-		p->k = k;
-		p->in = in;
-		p->c = c;
-		p->network = network;
-		p->anomaly = anomaly;
-		p->t0 = t0;
-		p->routed = routed;
-	}
+	if (p)
+		park_fill(p, k, in, c, network, anomaly, t0, routed, NULL);
 	rc = fetch_or_park(in, network, refresh, routed, p ? &p->w : NULL, out, &cached, &err);
 	if (rc == CACHE_PARKED)
 		return KEYOPS_PARKED;
@@ -723,8 +714,51 @@ int keyops_remove_in(struct mount_state *k, const struct caller *c, struct insta
 	return remove_in(k, c, in, in == mount_state_route(k, network), network);
 }
 
-int keyops_address(struct mount_state *k, const struct caller *c, const char *network,
-                     char out[EVM_ADDRESS_TEXT + 1])
+/* The end of an address request that fetched the key (its own fetch or,
+ * parked, another caller's): a key that came from the cache is noted (the
+ * book may have lost its entry), the address looked up, the request timed
+ * and audited.  key is freed. */
+static int address_finish(struct mount_state *k, const struct caller *c, struct instance *in,
+                          const char *network, int rc, bool cached, struct secret *key,
+                          struct backend_err *err, double t0, char out[EVM_ADDRESS_TEXT + 1])
+{
+	if (rc == 0 && cached)
+		address_note(in, network, key, t0);
+	secret_free(key);
+	if (rc == 0 && address_book_lookup(k->addresses, network, out, NULL) < 0)
+		rc = -EILSEQ;   /* the stored key is not an EVM key (or no memory) */
+	rc = fetch_finish(k, in, c, KEY_OP_ADDRESS, network, rc, cached, false, err,
+	                  note_auth_failure(k, in, err), t0, "address not derived");
+	/* The FUSE layer sees EIO for a key it cannot make an address of. */
+	return rc == -EILSEQ ? -EIO : rc;
+}
+
+/* A parked read's or address request's fetch ended (on the fetching
+ * thread): counted, noted and audited as the parked caller's own, then
+ * handed to its opener. */
+static void parked_done(struct cache_waiter *w, int rc, struct secret *value,
+                        enum cache_result how, const struct backend_err *ferr)
+{
+	struct keyops_park *p = (struct keyops_park *)w;
+	struct backend_err err = *ferr;
+	bool cached = false;
+	cache_account(p->in, p->network, p->routed, rc, how, &value, &cached, &err);
+	rc = fetch_noted(p->in, p->network, p->routed, rc, value, cached, p->t0);
+	if (p->address) {
+		rc = address_finish(p->k, p->c, p->in, p->network, rc, cached, value, &err, p->t0,
+		                    p->address);
+		value = NULL;   /* freed there */
+	} else {
+		rc = get_finish(p->k, p->c, p->in, p->network, rc, cached, false, &err, p->anomaly,
+		                p->t0, &value);
+	}
+	p->done(p, rc, value);
+}
+
+/* An address: checked, from the book, else the key fetched as the daemon
+ * (or, with p, parked on its fetch in flight: KEYOPS_PARKED). */
+static int address_or_park(struct mount_state *k, const struct caller *c, const char *network,
+                           struct keyops_park *p, char out[EVM_ADDRESS_TEXT + 1])
 {
 	double t0 = clock_monotonic();
 	struct backend_err err = { { 0 }, false };
@@ -742,18 +776,26 @@ int keyops_address(struct mount_state *k, const struct caller *c, const char *ne
 		metrics_observe_op(in->metrics, KEY_OP_ADDRESS, true, clock_monotonic() - t0);
 		return 0;
 	}
+	if (p)
+		park_fill(p, k, in, c, network, NULL, t0, true, out);
 
 	/* Not seen yet: fetch as the daemon, derive, keep; the key stays here. */
-	int rc = fetch(in, network, false, true, &key, &cached, &err);
-	if (rc == 0 && cached)
-		address_note(in, network, key, t0);
-	secret_free(key);
-	if (rc == 0 && address_book_lookup(k->addresses, network, out, NULL) < 0)
-		rc = -EILSEQ;   /* the stored key is not an EVM key (or no memory) */
-	rc = fetch_finish(k, in, c, KEY_OP_ADDRESS, network, rc, cached, false, &err,
-	                  note_auth_failure(k, in, &err), t0, "address not derived");
-	/* The FUSE layer sees EIO for a key it cannot make an address of. */
-	return rc == -EILSEQ ? -EIO : rc;
+	int rc = fetch_or_park(in, network, false, true, p ? &p->w : NULL, &key, &cached, &err);
+	if (rc == CACHE_PARKED)
+		return KEYOPS_PARKED;
+	return address_finish(k, c, in, network, rc, cached, key, &err, t0, out);
+}
+
+int keyops_address(struct mount_state *k, const struct caller *c, const char *network,
+                     char out[EVM_ADDRESS_TEXT + 1])
+{
+	return address_or_park(k, c, network, NULL, out);
+}
+
+int keyops_address_park(struct mount_state *k, const struct caller *c, const char *network,
+                        struct keyops_park *p, char out[EVM_ADDRESS_TEXT + 1])
+{
+	return address_or_park(k, c, network, p, out);
 }
 
 /* Names of the old listing (sorted) missing from the new one, routed to

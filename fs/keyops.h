@@ -43,10 +43,19 @@ struct keyops_park {
 	const char *anomaly;
 	double t0;
 	bool routed;
+	char *address;           /* keyops_address_park's out; NULL for a read */
 	void (*done)(struct keyops_park *p, int rc, struct secret *key);
 };
 int keyops_get_park(struct mount_state *k, const struct caller *c, const char *network,
                     struct keyops_park *p, struct secret **out);
+/* keyops_address of an addresses/ open, parking the same way: when the
+ * address is not known yet, the key is not cached and its fetch is already
+ * in flight, p is queued on that fetch (KEYOPS_PARKED) and p->done is
+ * called once, by the fetching thread, with keyops_address's result (key
+ * always NULL; on 0 the address is in out, which must live until then, as
+ * c and network must).  Otherwise as keyops_address. */
+int keyops_address_park(struct mount_state *k, const struct caller *c, const char *network,
+                        struct keyops_park *p, char out[EVM_ADDRESS_TEXT + 1]);
 /* The same operations on a named instance rather than the one network
  * routes to (`key migrate`, contract section 8): the same access rules,
  * cache, bound, metrics and audit (storage_type = in->name).  When network

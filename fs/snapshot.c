@@ -54,13 +54,21 @@ int snapshot_open(struct mount_state *k, const struct node *n, struct fuse_file_
 		strbuf_reset(&b);
 		return rc;
 	}
+	size_t len;
+	char *text = strbuf_detach(&b, &len);
+	return snapshot_adopt(k, fi, text, len);
+}
+
+int snapshot_adopt(struct mount_state *k, struct fuse_file_info *fi, char *text, size_t len)
+{
 	struct snapshot *s = calloc(1, sizeof(*s));
 	if (!s) {
-		strbuf_reset(&b);
+		free(text);
 		return -ENOMEM;
 	}
 	handle_register(k, &s->h, HANDLE_SNAPSHOT);
-	s->text = strbuf_detach(&b, &s->len);
+	s->text = text;
+	s->len = len;
 	fi->fh = (uint64_t)(uintptr_t)s;
 	fi->direct_io = 1;
 	fi->noflush = 1;

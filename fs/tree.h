@@ -66,16 +66,17 @@ void tree_free(struct mount_state *k);
 /* Children the kernel holds an inode number for. */
 size_t tree_inode_count(struct mount_state *k);
 
-/* Opens parked on a fetch in flight (keyfile.c) are counted here;
+/* Opens parked on a fetch in flight (keyfile.c, address.c) are counted here;
  * tree_drain_parked, once the session loop has ended, returns when every
  * one has been answered (by the threads making their fetches). */
 void tree_parked(struct mount_state *k, int delta);
 void tree_drain_parked(struct mount_state *k);
 
-/* Families, implemented in keyfile.c and snapshot.c.  keyfile_open returns
- * KEYFILE_PARKED when the open parked on a fetch in flight: it is answered
- * later (req replied to from another thread), the handler must not reply. */
-#define KEYFILE_PARKED 1
+/* Families, implemented in keyfile.c and snapshot.c.  keyfile_open (and
+ * address_open) return OPEN_PARKED when the open parked on a fetch in
+ * flight: it is answered later (req replied to from another thread), the
+ * handler must not reply. */
+#define OPEN_PARKED 1
 int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi,
                  fuse_req_t req);
 int keyfile_create(struct mount_state *k, const char *network, struct fuse_file_info *fi);
@@ -94,12 +95,18 @@ int keyfile_truncate(struct fuse_file_info *fi, off_t size);
 int snapshot_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi);
 int snapshot_read(size_t size, off_t off, struct fuse_file_info *fi, const char **data);
 void snapshot_release(struct mount_state *k, struct fuse_file_info *fi);
+/* Give fi a snapshot handle serving len bytes of text (malloc'ed; the
+ * snapshot owns it, freed on failure too).  0 or -ENOMEM. */
+int snapshot_adopt(struct mount_state *k, struct fuse_file_info *fi, char *text, size_t len);
 int snapshot_render_metrics(struct mount_state *k, const struct node *n, struct strbuf *out);
 int snapshot_render_health(struct mount_state *k, const struct node *n, struct strbuf *out);
 
-/* The addresses/ family, in address.c.  address_render is the snapshot
- * renderer of addresses/<network> (checked, and audited when it fetches). */
-int address_render(struct mount_state *k, const struct node *n, struct strbuf *out);
+/* The addresses/ family, in address.c.  address_open renders
+ * addresses/<network> into a snapshot handle (checked, and audited when it
+ * fetches the key); it parks on the key's fetch in flight as keyfile_open
+ * does (OPEN_PARKED). */
+int address_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi,
+                 fuse_req_t req);
 /* getattr: 0 with the mtime to show, or -ENOENT (no key, or as for keys/,
  * a network the caller has no grant for); never fetches a key. */
 int address_stat(struct mount_state *k, const struct caller *c, const char *network, double *mtime);
