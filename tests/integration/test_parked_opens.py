@@ -371,6 +371,14 @@ class ParkedOpensTest(unittest.TestCase):
         keyfiles = self.start_readers(0, [m.key_path(nets[i % 2]) for i in range(20)])
         self.wait_gets(nets)
         time.sleep(1.0)   # the 420 opens reach the daemon (or fill its workers)
+        # `key export` beside the mount (the control socket's get, on its own
+        # thread, not a FUSE worker) waits on the same fetch: no second GET.
+        export_box = {}
+        export = threading.Thread(target=lambda: export_box.update(
+            r=m.cli("key", "export", "--network", "net-a", "--yes")))
+        export.start()
+        time.sleep(1.0)   # it reaches the daemon and waits there
+        self.assertTrue(export.is_alive(), "key export did not wait for the held fetch")
 
         # While all are held: a cached key's read, a known address, metrics,
         # and an address open refused by the rules (65533 may write net-a,
@@ -387,7 +395,10 @@ class ParkedOpensTest(unittest.TestCase):
         self.assert_all_ok(root.results() + nobody.results(), 400,
                            lambda net: sha_address(self.keys[net]))
         self.assert_all_ok(keyfiles.results(), 20, lambda net: sha(self.keys[net]))
-        # Single-flight: one backend call per key for the 420 opens.
+        export.join(60)
+        self.assertEqual((export_box["r"].returncode, export_box["r"].stdout == self.keys["net-a"]
+                          + "\n"), (0, True), export_box["r"].stderr)
+        # Single-flight: one backend call per key for the 420 opens and the export.
         self.assertEqual([self.gets(n) for n in nets], [1, 1])
 
         # Every address open has its own audit line with its own uid and pid.
@@ -395,11 +406,11 @@ class ParkedOpensTest(unittest.TestCase):
         self.assert_own_lines([x for x in lines if x["status"]], nets, {0: 300, 65534: 100})
         denied_lines = [x for x in lines if not x["status"]]
         self.assertEqual([(x["uid"], x["network"]) for x in denied_lines], [(65533, "net-a")])
-        self.assertEqual(len([x for x in self.get_lines(nets) if x["status"]]), 20)
+        self.assertEqual(len([x for x in self.get_lines(nets) if x["status"]]), 20 + 1)
         self.assertNotIn(self.keys["net-a"][2:], json.dumps(lines))
         # Counted as reads are: the two fetches are misses, every parked
-        # open a hit (and the cached read of hot).
-        self.assert_cache_counts(before, 2, 418 + 1)
+        # open and the export a hit (and the cached read of hot).
+        self.assert_cache_counts(before, 2, 418 + 1 + 1)
         self.assert_daemon_serves()
 
     def test_backend_error_reaches_every_parked_address_open(self):
