@@ -23,8 +23,8 @@
  *     http_response_clear()), so a request does not mlock and munlock one.
  *     An answer that cannot hold a secret (http_request.public_answer: a
  *     listing) is read into ordinary memory instead, wiped all the same.
- *     Request bodies are borrowed, never copied by
- *     this layer; header lines this layer copies are wiped before release.
+ *     Request bodies are borrowed, never copied by this layer; header lines
+ *     this layer copies are wiped before release.
  *     Nothing here logs a URL, header or body.
  *   - curl_global_init runs once per process (pthread_once).
  *

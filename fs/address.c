@@ -256,7 +256,8 @@ struct address_open {
 	char address[EVM_ADDRESS_TEXT + 1];
 };
 
-/* The end of an open: fi's snapshot of the address, and a freed. */
+/* The end of an open: on success fi gets a snapshot of the address; a is
+ * freed either way. */
 static int address_open_finish(struct mount_state *k, struct address_open *a,
                                struct fuse_file_info *fi, int rc)
 {
@@ -273,7 +274,8 @@ static int address_open_finish(struct mount_state *k, struct address_open *a,
 static void address_parked_done(struct keyops_park *p, int rc, struct secret *key)
 {
 	(void)key;   /* always NULL: the key stays in keyops */
-	struct address_open *a = (struct address_open *)((char *)p - offsetof(struct address_open, park));
+	struct address_open *a =
+		(struct address_open *)((char *)p - offsetof(struct address_open, park));
 	struct mount_state *k = p->k;
 	fuse_req_t req = a->req;
 	struct fuse_file_info fi = a->fi;
