@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include "http.h"
+#include "vmlck.h"
 
 /* ---- retry schedule ------------------------------------------------------- */
 
@@ -445,6 +446,38 @@ Test(http_transfer, small_answer_buffer_still_takes_a_large_answer)
 		http_client_free(c);
 		mini_stop(&s);
 	}
+}
+
+/* s6-lock: a public answer (a listing) is received into ordinary memory,
+ * any other into locked memory: VmLck with a 100 000-byte body held. */
+Test(http_transfer, public_answer_is_not_locked)
+{
+	if (!vmlck_works())
+		cr_skip_test("mlock() locks nothing here (sanitizer build, or no RLIMIT_MEMLOCK)");
+	static char want[PATTERN_BYTES];
+	pattern_fill(want, sizeof(want));
+	long grew[2];
+	for (int pub = 1; pub >= 0; pub--) {
+		struct mini_server s;
+		mini_start(&s, 4);
+		struct http_client *c = client(10, 0);
+		char url[64], err[128] = "";
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/secret/metadata/", s.port);
+		struct http_request q = { .method = "GET", .url = url, .public_answer = pub };
+		struct http_response r = { 0 };
+		long base = vmlck_kb();
+		cr_assert_eq(http_perform(c, &q, 0, &r, err, sizeof(err)), 0, "%s", err);
+		grew[pub] = vmlck_kb() - base;
+		cr_assert_not_null(r.body);
+		cr_expect(r.body->len == sizeof(want) && memcmp(r.body->data, want, sizeof(want)) == 0,
+		          "public %d: the body arrived intact", pub);
+		http_response_clear(&r);
+		cr_expect_null(r.body);
+		http_client_free(c);
+		mini_stop(&s);
+	}
+	cr_expect_lt(grew[1], 16, "a public answer locked %ld kB", grew[1]);
+	cr_expect_geq(grew[0], 96, "an answer that may hold a key locked only %ld kB", grew[0]);
 }
 
 /* ---- the one loop with fail-over --------------------------------------------------- */

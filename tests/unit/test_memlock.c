@@ -1,6 +1,7 @@
 /* Issue 15: more keys than RLIMIT_MEMLOCK can lock stay readable, and the
  * daemon says once that key memory is no longer locked. */
 #include "secret.h"
+#include "vmlck.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -78,38 +79,18 @@ Test(memlock, keys_past_the_limit_stay_readable_with_one_warning)
 	cr_expect_not_null(strstr(out, "RLIMIT_MEMLOCK"), "%s", out);
 }
 
-/* VmLck of this process, in kB (-1 when unreadable). */
-static long vmlck_kb(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmLck: %ld", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb;
-}
-
 /* s6-lock: a buffer for an answer that holds no key (secret_new_unlocked)
  * grows to 1 MiB without locking a page, keeps its bytes across the
  * growths and stays unlocked; the same growth of a secret locks it. */
 Test(memlock, unlocked_buffers_lock_nothing)
 {
-	void *probe = malloc(1 << 20);
-	cr_assert_not_null(probe);
-	long base = vmlck_kb();
-	int locked = mlock(probe, 1 << 20) == 0 && vmlck_kb() >= base + 1024;
-	munlock(probe, 1 << 20);
-	free(probe);
-	if (!locked)
+	if (!vmlck_works())
 		cr_skip_test("mlock() locks nothing here (sanitizer build, or no RLIMIT_MEMLOCK)");
 
 	char chunk[4096];
 	struct secret *list = secret_new_unlocked(4096);
 	cr_assert_not_null(list);
-	base = vmlck_kb();
+	long base = vmlck_kb();
 	for (int i = 0; i < 256; i++) {
 		memset(chunk, 'a' + i % 26, sizeof(chunk));
 		cr_assert_eq(secret_append(list, chunk, sizeof(chunk)), 0);
