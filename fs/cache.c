@@ -48,8 +48,7 @@ struct cache_side {
 	struct cache_side *hash_next;
 	char network[];
 };
-static const char side_mark;
-#define SIDE ((const void *)&side_mark)
+#define SIDE UINT16_MAX   /* the owner of a side entry; a cache's id is below */
 
 /* A fetch in progress and, once done, its result until every waiter took it. */
 struct cache_flight {
@@ -71,6 +70,7 @@ struct cache {
 	pthread_mutex_t lock;
 	struct netrec_table *networks;     /* cfg.networks or own_networks */
 	struct netrec_table own_networks;
+	uint16_t id;                       /* the owner of this cache's record entries */
 	struct cache_side **table;         /* the side table */
 	size_t nbuckets;
 	size_t sides;                      /* entries in the side table */
@@ -94,9 +94,15 @@ struct cache *cache_new(const struct cache_config *cfg)
 	c->networks = c->cfg.networks;
 	if (!c->networks && netrec_table_init(&c->own_networks, 0) == 0)
 		c->networks = &c->own_networks;
+	if (c->networks) {
+		netrec_lock(c->networks);
+		if (c->networks->cache_ids < SIDE - 1)
+			c->id = ++c->networks->cache_ids;
+		netrec_unlock(c->networks);
+	}
 	c->nbuckets = 16;
 	c->table = calloc(c->nbuckets, sizeof(*c->table));
-	if (!c->networks || !c->table || pthread_mutex_init(&c->lock, NULL) != 0) {
+	if (!c->networks || !c->id || !c->table || pthread_mutex_init(&c->lock, NULL) != 0) {
 		if (c->networks == &c->own_networks)
 			netrec_table_clear(&c->own_networks);
 		free(c->table);
@@ -111,17 +117,57 @@ static struct cache_side *side_of(struct cache_entry *e)
 	return (struct cache_side *)((char *)e - offsetof(struct cache_side, e));
 }
 
+/* The entry's value as a struct secret (its cap is its len), to read, or
+ * to release through. */
+static struct secret entry_value(const struct cache_entry *e)
+{
+	return (struct secret){ .len = e->len, .cap = e->len, .data = e->data,
+	                        .pooled = e->pooled };
+}
+
+/* Wipe and free the entry's value; it is left empty. */
+static void value_release(struct cache_entry *e)
+{
+	struct secret v = entry_value(e);
+	secret_release(&v);
+	e->data = NULL;
+	e->len = 0;
+	e->pooled = 0;
+}
+
+/* value (taken), or a copy of it whose cap is its len (what an entry can
+ * hold); NULL when out of memory or too long (value freed). */
+static struct secret *value_exact(struct secret *value)
+{
+	if (value->cap == value->len && value->len <= UINT32_MAX)
+		return value;
+	struct secret *exact = value->len <= UINT32_MAX ? secret_dup(value) : NULL;
+	secret_free(value);
+	return exact;
+}
+
+/* Give the (empty) entry the bytes of value (from value_exact), whose
+ * shell is freed. */
+static void value_store(struct cache_entry *e, struct secret *value)
+{
+	struct secret v;
+	secret_move(&v, value);
+	e->data = v.data;
+	e->len = (uint32_t)v.len;
+	e->pooled = (uint8_t)v.pooled;
+}
+
 /* Wipe the value, then free a side entry or give a record's back. */
 static void entry_free(struct cache *c, struct cache_entry *e)
 {
-	secret_release(&e->value);
+	value_release(e);
 	if (e->owner == SIDE) {
 		free(side_of(e));
 		return;
 	}
 	e->fetched_at = 0;
 	netrec_lock(c->networks);
-	e->owner = NULL;
+	e->owner = 0;
 	netrec_unlock(c->networks);
 }
 
@@ -153,7 +199,7 @@ static struct cache_entry *entry_find(struct cache *c, const char *network)
 {
 	netrec_lock(c->networks);
 	struct netrec *r = netrec_find(c->networks, network);
-	bool mine = r && r->cache.owner == c;
+	bool mine = r && r->cache.owner == c->id;
 	netrec_unlock(c->networks);
 	if (mine)
 		return &r->cache;
@@ -240,7 +286,7 @@ static struct cache_entry *entry_new(struct cache *c, const char *network)
 	netrec_lock(c->networks);
 	struct netrec *r = netrec_get(c->networks, network);
 	if (r && !r->cache.owner) {
-		r->cache.owner = c;
+		r->cache.owner = c->id;
 		e = &r->cache;
 	}
 	netrec_unlock(c->networks);
@@ -265,9 +311,14 @@ static struct cache_entry *entry_new(struct cache *c, const char *network)
 static int entry_set(struct cache *c, const char *network, struct secret *value, double now)
 {
 	struct cache_entry *e = entry_find(c, network);
+	if (!(value = value_exact(value))) {
+		if (e)
+			entry_remove(c, e);   /* never leave the old value behind */
+		return -ENOMEM;
+	}
 	if (e) {
-		secret_release(&e->value);
-		secret_move(&e->value, value);
+		value_release(e);
+		value_store(e, value);
 		e->fetched_at = now;
 		lru_touch(c, e);
 		return 0;
@@ -276,7 +327,7 @@ static int entry_set(struct cache *c, const char *network, struct secret *value,
 		secret_free(value);
 		return -ENOMEM;
 	}
-	secret_move(&e->value, value);
+	value_store(e, value);
 	e->fetched_at = now;
 	lru_push_front(c, e);
 	c->count++;
@@ -417,7 +468,8 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	struct cache_entry *e = entry_find(c, network);
 	f->err = ferr;
 	if (rc == 0) {
-		*changed = !f->superseded && e && !secret_equal(&e->value, value);
+		struct secret old = e ? entry_value(e) : (struct secret){ 0 };
+		*changed = !f->superseded && e && !secret_equal(&old, value);
 		f->how = CACHE_HIT;
 		*how = CACHE_MISS;
 		f->value = value;
@@ -438,7 +490,8 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 		f->how = now < e->fetched_at + c->cfg.ttl_seconds ? CACHE_HIT : CACHE_STALE;
 		*how = f->how;
 		lru_touch(c, e);
-		f->value = secret_dup(&e->value);
+		struct secret v = entry_value(e);
+		f->value = secret_dup(&v);
 		if (f->value) {
 			rc = 0;
 		} else {
@@ -483,7 +536,8 @@ int cache_get_or_park(struct cache *c, const char *network, cache_fetch_fn fetch
 	struct cache_entry *e = entry_find(c, network);
 	if (e && now < e->fetched_at + c->cfg.ttl_seconds) {
 		lru_touch(c, e);
-		rc = value_out(&e->value, out, err);
+		struct secret v = entry_value(e);
+		rc = value_out(&v, out, err);
 		*how = CACHE_HIT;
 		goto out;
 	}
@@ -569,4 +623,9 @@ size_t cache_size(struct cache *c)
 	size_t n = c->count;
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+unsigned cache_id(const struct cache *c)
+{
+	return c->id;
 }

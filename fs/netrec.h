@@ -73,6 +73,7 @@ struct netrec_table {
 	size_t capacity;              /* 0 or a power of two */
 	size_t count;
 	double initial_mtime;         /* mtime of a new record (the mount's start) */
+	uint16_t cache_ids;           /* ids given to the caches sharing the table (cache.c) */
 	struct netrec_block *blocks;  /* where the records are carved from */
 };
 

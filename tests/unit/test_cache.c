@@ -748,12 +748,13 @@ static struct cache *new_shared_cache(struct netrec_table *t, size_t max_entries
 	return c;
 }
 
-/* Who holds the record's entry of network (NULL: nobody, or no record). */
-static const void *record_owner(struct netrec_table *t, const char *network)
+/* The id of the cache holding the record's entry of network (0: nobody,
+ * or no record). */
+static unsigned record_owner(struct netrec_table *t, const char *network)
 {
 	netrec_lock(t);
 	struct netrec *r = netrec_find(t, network);
-	const void *owner = r ? r->cache.owner : NULL;
+	unsigned owner = r ? r->cache.owner : 0;
 	netrec_unlock(t);
 	return owner;
 }
@@ -769,27 +770,29 @@ Test(cache, entry_lives_in_the_record)
 	atomic_store(&fake_time, 0.0);
 
 	cr_assert_eq(get(c, "mainnet", &fb, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "mainnet"), c, "the record holds the entry");
+	cr_expect_eq(record_owner(&t, "mainnet"), cache_id(c), "the record holds the entry");
 	netrec_lock(&t);
 	struct netrec *r = netrec_find(&t, "mainnet");
 	cr_assert_not_null(r);
-	cr_expect(secret_equal(&r->cache.value, fb.value));
+	struct secret held = { .len = r->cache.len, .cap = r->cache.len, .data = r->cache.data };
+	cr_expect(secret_equal(&held, fb.value));
 	netrec_unlock(&t);
 	cr_expect_eq(secret_pool_in_use(cls), base + 1);
 
 	/* Invalidate: the value is wiped and the record's entry is free again. */
 	cache_invalidate(c, "mainnet");
-	cr_expect_null(record_owner(&t, "mainnet"));
+	cr_expect_eq(record_owner(&t, "mainnet"), 0);
 	netrec_lock(&t);
-	cr_expect_null(r->cache.value.data);
-	cr_expect_eq(r->cache.value.len, 0);
+	cr_expect_null(r->cache.data);
+	cr_expect_eq(r->cache.len, 0);
+	cr_expect_eq(r->cache.pooled, 0);
 	netrec_unlock(&t);
 	cr_expect_eq(secret_pool_in_use(cls), base);
 
 	cache_put(c, "mainnet", fb.value);
-	cr_expect_eq(record_owner(&t, "mainnet"), c);
+	cr_expect_eq(record_owner(&t, "mainnet"), cache_id(c));
 	cache_free(c);
-	cr_expect_null(record_owner(&t, "mainnet"), "cache_free gives the entry back");
+	cr_expect_eq(record_owner(&t, "mainnet"), 0, "cache_free gives the entry back");
 	cr_expect_eq(secret_pool_in_use(cls), base);
 	netrec_table_clear(&t);
 	secret_free(fb.value);
@@ -811,7 +814,7 @@ Test(cache, two_caches_hold_one_network)
 	 * each its own value. */
 	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
 	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "net"), a, "the first cache has the record's entry");
+	cr_expect_eq(record_owner(&t, "net"), cache_id(a), "the first cache has the record's entry");
 	cr_expect_eq(secret_pool_in_use(cls), base + 2);
 	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
 	cr_expect_eq(how, CACHE_HIT);
@@ -827,7 +830,7 @@ Test(cache, two_caches_hold_one_network)
 	/* a drops it (the migrate's remove from the old backend): b keeps its
 	 * value; the record's entry is free, and a put on b does not move it. */
 	cache_invalidate(a, "net");
-	cr_expect_null(record_owner(&t, "net"));
+	cr_expect_eq(record_owner(&t, "net"), 0);
 	cr_expect(cache_contains(b, "net"));
 	cr_expect_not(cache_contains(a, "net"));
 	cr_assert_eq(get(b, "net", &fb, &how, NULL, &got, NULL), 0);
@@ -835,7 +838,7 @@ Test(cache, two_caches_hold_one_network)
 	cr_expect(secret_equal(got, fb.value));
 	secret_free(got);
 	cache_put(b, "net", fb.value);
-	cr_expect_null(record_owner(&t, "net"), "b's entry stays in its side table");
+	cr_expect_eq(record_owner(&t, "net"), 0, "b's entry stays in its side table");
 	cr_expect_eq(cache_size(b), 1);
 	cr_expect_eq(secret_pool_in_use(cls), base + 1);
 
@@ -845,23 +848,23 @@ Test(cache, two_caches_hold_one_network)
 	cr_assert_eq(get(b, "y", &fb, NULL, NULL, NULL, NULL), 0);
 	cr_expect_eq(cache_size(b), 2);
 	cr_expect_not(cache_contains(b, "net"), "side entry evicted, least recently used");
-	cr_expect_eq(record_owner(&t, "x"), b);
-	cr_expect_eq(record_owner(&t, "y"), b);
+	cr_expect_eq(record_owner(&t, "x"), cache_id(b));
+	cr_expect_eq(record_owner(&t, "y"), cache_id(b));
 	cr_expect_eq(secret_pool_in_use(cls), base + 2);
 	/* now a takes "net" back into the record */
 	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "net"), a);
+	cr_expect_eq(record_owner(&t, "net"), cache_id(a));
 	/* a record entry is evicted too, and freed for another cache */
 	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);   /* side, evicts x */
 	cr_expect_not(cache_contains(b, "x"));
-	cr_expect_null(record_owner(&t, "x"));
+	cr_expect_eq(record_owner(&t, "x"), 0);
 	cr_assert_eq(get(a, "x", &fa, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "x"), a);
+	cr_expect_eq(record_owner(&t, "x"), cache_id(a));
 	cr_expect_eq(secret_pool_in_use(cls), base + 4);
 
 	cache_free(b);
-	cr_expect_eq(record_owner(&t, "net"), a, "freeing b leaves a's entries");
-	cr_expect_null(record_owner(&t, "y"));
+	cr_expect_eq(record_owner(&t, "net"), cache_id(a), "freeing b leaves a's entries");
+	cr_expect_eq(record_owner(&t, "y"), 0);
 	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
 	cr_expect_eq(how, CACHE_HIT);
 	cr_expect(secret_equal(got, fa.value));
