@@ -117,9 +117,9 @@ static struct cache_side *side_of(struct cache_entry *e)
 	return (struct cache_side *)((char *)e - offsetof(struct cache_side, e));
 }
 
-/* The entry's value as a struct secret (its cap is its len), to read, or
- * to release through. */
-static struct secret entry_value(const struct cache_entry *e)
+/* The bytes the entry holds, as a struct secret (its cap is its len): the
+ * value itself, or its 32 raw bytes when packed.  To release through. */
+static struct secret entry_bytes(const struct cache_entry *e)
 {
 	return (struct secret){ .len = e->len, .cap = e->len, .data = e->data,
 	                        .pooled = e->pooled };
@@ -128,17 +128,57 @@ static struct secret entry_value(const struct cache_entry *e)
 /* Wipe and free the entry's value; it is left empty. */
 static void value_release(struct cache_entry *e)
 {
-	struct secret v = entry_value(e);
+	struct secret v = entry_bytes(e);
 	secret_release(&v);
 	e->data = NULL;
 	e->len = 0;
 	e->pooled = 0;
+	e->packed = 0;
 }
 
-/* value (taken), or a copy of it whose cap is its len (what an entry can
- * hold); NULL when out of memory or too long (value freed). */
-static struct secret *value_exact(struct secret *value)
+/* A value of 64 lowercase hex digits, alone or after "0x" (an EVM key in
+ * its canonical form, the usual value), is kept as its 32 raw bytes in a
+ * 40-byte slot instead of its text in a 72-byte one, and made text again
+ * for every copy out of the cache: the same bytes come out.  No branch or
+ * table lookup depends on a digit's value. */
+#define PACKED_RAW 32
+
+static unsigned nibble_of(unsigned char c, unsigned *bad)
 {
+	unsigned d = (unsigned)c - '0', a = (unsigned)c - 'a';
+	unsigned is_d = (d < 10), is_a = (a < 6);
+	*bad |= !(is_d | is_a);
+	return (d & -is_d) | ((a + 10) & -is_a);
+}
+
+static unsigned char hex_digit(unsigned n)
+{
+	/* '0' + n for n < 10, 'a' + n - 10 above */
+	return (unsigned char)('0' + n + ((((9u - n) >> 8) & 1u) * ('a' - '0' - 10)));
+}
+
+/* value (taken) in the form an entry keeps: *packed is CACHE_PACKED_HEX
+ * or CACHE_PACKED_0X with the raw bytes, or 0 with a copy whose cap is its
+ * len; NULL when out of memory or too long (value freed either way). */
+static struct secret *value_pack(struct secret *value, uint8_t *packed)
+{
+	size_t pre = value->len == 2 + 2 * PACKED_RAW && value->data[0] == '0' &&
+	             value->data[1] == 'x' ? 2 : 0;
+	*packed = 0;
+	if (value->len == pre + 2 * PACKED_RAW) {
+		unsigned char raw[PACKED_RAW];
+		unsigned bad = 0;
+		for (size_t i = 0; i < PACKED_RAW; i++)
+			raw[i] = (unsigned char)(nibble_of(value->data[pre + 2 * i], &bad) << 4 |
+			                         nibble_of(value->data[pre + 2 * i + 1], &bad));
+		struct secret *r = bad ? NULL : secret_from(raw, sizeof(raw));
+		secret_wipe(raw, sizeof(raw));
+		if (r) {
+			*packed = pre ? CACHE_PACKED_0X : CACHE_PACKED_HEX;
+			secret_free(value);
+			return r;
+		}
+	}
 	if (value->cap == value->len && value->len <= UINT32_MAX)
 		return value;
 	struct secret *exact = value->len <= UINT32_MAX ? secret_dup(value) : NULL;
@@ -146,15 +186,36 @@ static struct secret *value_exact(struct secret *value)
 	return exact;
 }
 
-/* Give the (empty) entry the bytes of value (from value_exact), whose
- * shell is freed. */
-static void value_store(struct cache_entry *e, struct secret *value)
+/* A copy of the entry's value, as it was stored (the text of a packed
+ * one).  NULL when out of memory. */
+static struct secret *entry_copy(const struct cache_entry *e)
+{
+	struct secret v = entry_bytes(e);
+	if (!e->packed)
+		return secret_dup(&v);
+	size_t pre = e->packed == CACHE_PACKED_0X ? 2 : 0;
+	struct secret *t = secret_new(pre + 2 * PACKED_RAW);
+	if (!t)
+		return NULL;
+	memcpy(t->data, "0x", pre);
+	for (size_t i = 0; i < PACKED_RAW; i++) {
+		t->data[pre + 2 * i] = hex_digit(e->data[i] >> 4);
+		t->data[pre + 2 * i + 1] = hex_digit(e->data[i] & 15u);
+	}
+	t->len = pre + 2 * PACKED_RAW;
+	return t;
+}
+
+/* Give the (empty) entry the bytes of value (from value_pack, with its
+ * packed), whose shell is freed. */
+static void value_store(struct cache_entry *e, struct secret *value, uint8_t packed)
 {
 	struct secret v;
 	secret_move(&v, value);
 	e->data = v.data;
 	e->len = (uint32_t)v.len;
 	e->pooled = (uint8_t)v.pooled;
+	e->packed = packed;
 }
 
 /* Wipe the value, then free a side entry or give a record's back. */
@@ -311,14 +372,15 @@ static struct cache_entry *entry_new(struct cache *c, const char *network)
 static int entry_set(struct cache *c, const char *network, struct secret *value, double now)
 {
 	struct cache_entry *e = entry_find(c, network);
-	if (!(value = value_exact(value))) {
+	uint8_t packed;
+	if (!(value = value_pack(value, &packed))) {
 		if (e)
 			entry_remove(c, e);   /* never leave the old value behind */
 		return -ENOMEM;
 	}
 	if (e) {
 		value_release(e);
-		value_store(e, value);
+		value_store(e, value, packed);
 		e->fetched_at = now;
 		lru_touch(c, e);
 		return 0;
@@ -327,7 +389,7 @@ static int entry_set(struct cache *c, const char *network, struct secret *value,
 		secret_free(value);
 		return -ENOMEM;
 	}
-	value_store(e, value);
+	value_store(e, value, packed);
 	e->fetched_at = now;
 	lru_push_front(c, e);
 	c->count++;
@@ -468,8 +530,10 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	struct cache_entry *e = entry_find(c, network);
 	f->err = ferr;
 	if (rc == 0) {
-		struct secret old = e ? entry_value(e) : (struct secret){ 0 };
-		*changed = !f->superseded && e && !secret_equal(&old, value);
+		struct secret *old = e && !f->superseded ? entry_copy(e) : NULL;
+		/* without memory to compare, a change is not claimed */
+		*changed = old && !secret_equal(old, value);
+		secret_free(old);
 		f->how = CACHE_HIT;
 		*how = CACHE_MISS;
 		f->value = value;
@@ -490,8 +554,7 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 		f->how = now < e->fetched_at + c->cfg.ttl_seconds ? CACHE_HIT : CACHE_STALE;
 		*how = f->how;
 		lru_touch(c, e);
-		struct secret v = entry_value(e);
-		f->value = secret_dup(&v);
+		f->value = entry_copy(e);
 		if (f->value) {
 			rc = 0;
 		} else {
@@ -536,8 +599,9 @@ int cache_get_or_park(struct cache *c, const char *network, cache_fetch_fn fetch
 	struct cache_entry *e = entry_find(c, network);
 	if (e && now < e->fetched_at + c->cfg.ttl_seconds) {
 		lru_touch(c, e);
-		struct secret v = entry_value(e);
-		rc = value_out(&v, out, err);
+		rc = (*out = entry_copy(e)) ? 0 : -ENOMEM;
+		if (rc)
+			backend_err_set(err, "out of memory");
 		*how = CACHE_HIT;
 		goto out;
 	}

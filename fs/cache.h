@@ -46,12 +46,20 @@ struct cache_entry {
 	unsigned char *data;
 	uint32_t len;
 	uint8_t pooled;
+	/* CACHE_PACKED_*: data holds the 32 raw bytes of a value that was 64
+	 * lowercase hex digits, with "0x" before them or not (cache.c); 0: data
+	 * holds the value itself. */
+	uint8_t packed;
 	/* In a netrec: the id of the cache holding it (cache.c), 0 when free
 	 * (read and written with the netrec table's lock).  A side entry:
 	 * cache.c's mark.  The other fields belong to the owning cache (its
 	 * lock). */
 	uint16_t owner;
 };
+
+#define CACHE_PACKED_HEX 1
+#define CACHE_PACKED_0X 2
+_Static_assert(sizeof(struct cache_entry) == 40, "a cache entry is 40 bytes (issue 15, goal 3)");
 
 enum cache_result {
 	CACHE_HIT,     /* fresh entry */
