@@ -67,14 +67,22 @@ struct netrec {
 
 struct netrec_block;
 
+/* A record's number in its table: its block and its offset there in
+ * 8-byte units (NETREC_OFF_BITS bits), so a slot of the table is 4 bytes
+ * rather than an 8-byte pointer (issue 15, goal 3). */
+typedef uint32_t netrec_no;
+#define NETREC_NONE UINT32_MAX        /* an empty slot */
+#define NETREC_OFF_BITS 13            /* a block is under 64 KiB */
+
 struct netrec_table {
 	pthread_mutex_t lock;
-	struct netrec **slots;        /* open addressing, linear probing; NULL = empty */
+	netrec_no *slots;             /* open addressing, linear probing */
 	size_t capacity;              /* 0 or a power of two */
 	size_t count;
 	double initial_mtime;         /* mtime of a new record (the mount's start) */
 	uint16_t cache_ids;           /* ids given to the caches sharing the table (cache.c) */
-	struct netrec_block *blocks;  /* where the records are carved from */
+	uint32_t nblocks, blocks_cap;
+	struct netrec_block **blocks; /* where the records are carved from, in order */
 };
 
 /* 0 or -ENOMEM.  The table starts empty; slots are allocated on the first
@@ -92,11 +100,14 @@ struct netrec *netrec_find(struct netrec_table *t, const char *network);
  * initial_mtime) when missing; NULL when out of memory or at NETREC_MAX. */
 struct netrec *netrec_get(struct netrec_table *t, const char *network);
 
+/* The record numbered no (not NETREC_NONE) in t. */
+struct netrec *netrec_at(const struct netrec_table *t, netrec_no no);
+
 /* With the lock held: slot i (i < t->capacity) or NULL; for walking every
  * record (rendering). */
 static inline struct netrec *netrec_slot(const struct netrec_table *t, size_t i)
 {
-	return t->slots[i];
+	return t->slots[i] == NETREC_NONE ? NULL : netrec_at(t, t->slots[i]);
 }
 
 #endif

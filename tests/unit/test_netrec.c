@@ -256,3 +256,42 @@ Test(netrec, freshness_series_share_the_record)
 	netrec_table_clear(&other);
 	netrec_table_clear(&t);
 }
+
+/* Issue 15 round 6 (s6-diet): a slot is a 4-byte record number (block and
+ * offset), not a pointer; numbers name the same records after every grow,
+ * across many blocks. */
+Test(netrec, slots_are_record_numbers)
+{
+	_Static_assert(sizeof(netrec_no) == 4, "a slot is 4 bytes");
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	netrec_lock(&t);
+	enum { N = 30000 };
+	static struct netrec *rec[N];
+	char name[80];
+	for (unsigned i = 0; i < N; i++) {
+		/* names of many lengths, so records straddle no block */
+		snprintf(name, sizeof(name), "n%u-%.*s", i, (int)(i % 60), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		cr_assert_not_null(rec[i] = netrec_get(&t, name));
+		rec[i]->size = i;
+	}
+	cr_expect_gt(t.nblocks, 10, "records in many blocks");
+	size_t seen = 0;
+	for (size_t i = 0; i < t.capacity; i++) {
+		if (t.slots[i] == NETREC_NONE) {
+			cr_expect_null(netrec_slot(&t, i));
+			continue;
+		}
+		struct netrec *r = netrec_at(&t, t.slots[i]);
+		cr_assert_eq(netrec_slot(&t, i), r);
+		cr_assert_lt(r->size, N);
+		cr_assert_eq(rec[r->size], r, "slot %zu names record %u", i, r->size);
+		cr_assert_eq(netrec_find(&t, r->network), r);
+		seen++;
+	}
+	cr_expect_eq(seen, N);
+	netrec_unlock(&t);
+	netrec_table_clear(&t);
+	cr_expect_eq(t.nblocks, 0);
+	cr_expect_null(t.blocks);
+}
