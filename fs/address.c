@@ -109,6 +109,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 {
 	uint8_t fp[KECCAK256_DIGEST_SIZE];
 	uint8_t raw[EVM_ADDRESS_BYTES];
+	uint16_t backend_id;
 	int rc = 0;
 
 	fingerprint(b, key, fp);
@@ -131,6 +132,8 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 	} else if (rc < 0) {
 		if (e && rc == -EINVAL)
 			entry_clear(e, seen);
+	} else if (!(backend_id = netrec_backend_id(b->networks, backend))) {
+		rc = -ENOMEM;
 	} else if (!e) {
 		if (!(e = entry_add(b, network))) {
 			rc = -ENOMEM;
@@ -138,7 +141,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			memcpy(e->address, raw, sizeof(raw));
 			e->has_address = true;
 			memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
-			e->backend = backend;
+			e->backend = backend_id;
 			e->address_mtime = wall;
 			e->address_seen = seen;
 		}
@@ -149,7 +152,7 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			e->address_mtime = wall;
 		}
 		memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
-		e->backend = backend;
+		e->backend = backend_id;
 		e->address_seen = seen;
 	}
 	netrec_unlock(b->networks);
@@ -212,7 +215,8 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 			if (!e || !e->in_book || !e->has_address)
 				continue;
 			snprintf(rows[n].network, sizeof(rows[n].network), "%s", e->network);
-			snprintf(rows[n].backend, sizeof(rows[n].backend), "%s", e->backend);
+			snprintf(rows[n].backend, sizeof(rows[n].backend), "%s",
+			         netrec_backend_name(b->networks, e->backend));
 			memcpy(rows[n].raw, e->address, sizeof(rows[n].raw));
 			n++;
 		}

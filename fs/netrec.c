@@ -46,6 +46,9 @@ void netrec_table_clear(struct netrec_table *t)
 	}
 	free(t->blocks);
 	t->blocks = NULL;
+	free(t->backends);
+	t->backends = NULL;
+	t->nbackends = t->backends_cap = 0;
 	t->nblocks = t->blocks_cap = 0;
 	free(t->slots);
 	t->slots = NULL;
@@ -152,4 +155,30 @@ struct netrec *netrec_get(struct netrec_table *t, const char *network)
 	t->slots[probe(t, network)] = no;
 	t->count++;
 	return r;
+}
+
+uint16_t netrec_backend_id(struct netrec_table *t, const char *backend)
+{
+	for (uint16_t i = 0; i < t->nbackends; i++)
+		if (t->backends[i] == backend)
+			return (uint16_t)(i + 1);
+	if (t->nbackends == UINT16_MAX)
+		return 0;
+	if (t->nbackends == t->backends_cap) {
+		size_t cap = t->backends_cap ? (size_t)t->backends_cap * 2 : 4;
+		if (cap > UINT16_MAX)
+			cap = UINT16_MAX;
+		const char **nb = realloc(t->backends, cap * sizeof(*nb));
+		if (!nb)
+			return 0;
+		t->backends = nb;
+		t->backends_cap = (uint16_t)cap;
+	}
+	t->backends[t->nbackends++] = backend;
+	return t->nbackends;
+}
+
+const char *netrec_backend_name(const struct netrec_table *t, uint16_t id)
+{
+	return id && id <= t->nbackends ? t->backends[id - 1] : "";
 }

@@ -43,8 +43,9 @@ struct netrec {
 	 * (an address, or a tombstone when !has_address); the address as its
 	 * 20 raw bytes (the EIP-55 text is made when it is read), when it last
 	 * changed (wall), the newest note applied (monotonic), the instance the
-	 * key came from (borrowed, see address_book_note) and the first 128
-	 * bits of the salted Keccak fingerprint of the key version. */
+	 * key came from (backend: its number in the table, netrec_backend_id;
+	 * the name is borrowed, see address_book_note) and the first 128 bits
+	 * of the salted Keccak fingerprint of the key version. */
 	bool in_book;
 	bool has_address;
 	/* metrics (metrics.c), when this table holds the process's freshness
@@ -55,7 +56,7 @@ struct netrec {
 	unsigned char mac[16];
 	uint8_t fingerprint[16];
 	uint8_t address[20];
-	const char *backend;
+	uint16_t backend;             /* 2 bytes where a pointer took 8 */
 	double address_mtime;
 	double address_seen;
 	double last_refresh;
@@ -64,6 +65,10 @@ struct netrec {
 	struct cache_entry cache;
 	char network[];               /* NUL-terminated */
 };
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(offsetof(struct netrec, network) == 144,
+               "a record is 144 bytes and its name (issue 15, goal 3)");
+#endif
 
 struct netrec_block;
 
@@ -83,6 +88,8 @@ struct netrec_table {
 	uint16_t cache_ids;           /* ids given to the caches sharing the table (cache.c) */
 	uint32_t nblocks, blocks_cap;
 	struct netrec_block **blocks; /* where the records are carved from, in order */
+	const char **backends;        /* netrec_backend_id's names (borrowed) */
+	uint16_t nbackends, backends_cap;
 };
 
 /* 0 or -ENOMEM.  The table starts empty; slots are allocated on the first
@@ -99,6 +106,14 @@ struct netrec *netrec_find(struct netrec_table *t, const char *network);
 /* With the lock held.  The record of network, added (zeroed, mtime =
  * initial_mtime) when missing; NULL when out of memory or at NETREC_MAX. */
 struct netrec *netrec_get(struct netrec_table *t, const char *network);
+
+/* With the lock held.  The number (1 or more) that a record keeps for the
+ * instance name backend (compared as a pointer: the name must outlive the
+ * table, as the instances' names do); 0 when out of memory or past
+ * UINT16_MAX names. */
+uint16_t netrec_backend_id(struct netrec_table *t, const char *backend);
+/* With the lock held.  The name of id (from netrec_backend_id), or "". */
+const char *netrec_backend_name(const struct netrec_table *t, uint16_t id);
 
 /* The record numbered no (not NETREC_NONE) in t. */
 struct netrec *netrec_at(const struct netrec_table *t, netrec_no no);

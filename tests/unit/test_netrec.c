@@ -295,3 +295,31 @@ Test(netrec, slots_are_record_numbers)
 	cr_expect_eq(t.nblocks, 0);
 	cr_expect_null(t.blocks);
 }
+
+/* A record keeps the instance a key came from as a 2-byte number: one per
+ * name pointer, the same pointer back, "" for no number. */
+Test(netrec, backend_ids)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	static const char vault[] = "vault", file[] = "file";
+	char names[40][8];
+	netrec_lock(&t);
+	cr_expect_str_eq(netrec_backend_name(&t, 0), "");
+	uint16_t v = netrec_backend_id(&t, vault), f = netrec_backend_id(&t, file);
+	cr_expect_geq(v, 1);
+	cr_expect_neq(v, f);
+	cr_expect_eq(netrec_backend_id(&t, vault), v, "the same name, the same number");
+	cr_expect_eq(netrec_backend_name(&t, v), vault, "the name itself, borrowed");
+	cr_expect_eq(netrec_backend_name(&t, f), file);
+	for (int i = 0; i < 40; i++) {   /* past a few grows of the name array */
+		snprintf(names[i], sizeof(names[i]), "b%d", i);
+		uint16_t id = netrec_backend_id(&t, names[i]);
+		cr_assert_eq(netrec_backend_name(&t, id), names[i]);
+	}
+	cr_expect_eq(netrec_backend_name(&t, v), vault);
+	cr_expect_str_eq(netrec_backend_name(&t, (uint16_t)(t.nbackends + 1)), "");
+	netrec_unlock(&t);
+	netrec_table_clear(&t);
+	cr_expect_eq(t.nbackends, 0);
+}
