@@ -24,6 +24,7 @@
 #ifndef OMIKUJI_NETREC_H
 #define OMIKUJI_NETREC_H
 
+#include <nettle/hmac.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,11 +32,12 @@
 #include "cache.h"
 
 #define NETREC_MAX 200000   /* bound on records; a lookup past it finds nothing new */
+#define NETREC_DIGEST 16    /* bytes of a value's digest (netrec_digest) */
 
 struct netrec {
 	/* keys/<network> (keyops.c): the mtime shown, the size a read returns
-	 * (0 = not known yet) and the first 128 bits of a keyed HMAC of the
-	 * value as read, to tell a rotation. */
+	 * (0 = not known yet) and the digest of the value as read
+	 * (netrec_digest), to tell a rotation. */
 	double mtime;                 /* wall seconds */
 	uint32_t size;
 	bool has_mac;
@@ -44,8 +46,11 @@ struct netrec {
 	 * 20 raw bytes (the EIP-55 text is made when it is read), when it last
 	 * changed (wall), the newest note applied (monotonic), the instance the
 	 * key came from (backend: its number in the table, netrec_backend_id;
-	 * the name is borrowed, see address_book_note) and the first 128 bits
-	 * of the salted Keccak fingerprint of the key version. */
+	 * the name is borrowed, see address_book_note); address_of_mac: the
+	 * address was derived from the value whose digest is mac (set when
+	 * derived from a value of that digest, cleared whenever mac changes or
+	 * goes), so the book tells a known version with the one digest that
+	 * keys/ keeps rather than a second one of its own (issue 15, goal 3). */
 	bool in_book;
 	bool has_address;
 	/* metrics (metrics.c), when this table holds the process's freshness
@@ -53,8 +58,8 @@ struct netrec {
 	 * the last fetch, updated = the backend's own time of the value, each
 	 * NAN when unknown. */
 	bool fresh;
-	unsigned char mac[16];
-	uint8_t fingerprint[16];
+	bool address_of_mac;
+	unsigned char mac[NETREC_DIGEST];
 	uint8_t address[20];
 	uint16_t backend;             /* 2 bytes where a pointer took 8 */
 	double address_mtime;
@@ -66,8 +71,8 @@ struct netrec {
 	char network[];               /* NUL-terminated */
 };
 #if UINTPTR_MAX == UINT64_MAX
-_Static_assert(offsetof(struct netrec, network) == 144,
-               "a record is 144 bytes and its name (issue 15, goal 3)");
+_Static_assert(offsetof(struct netrec, network) == 128,
+               "a record is 128 bytes and its name (issue 15, goal 3)");
 #endif
 
 struct netrec_block;
@@ -89,12 +94,21 @@ struct netrec_table {
 	uint32_t nblocks, blocks_cap;
 	struct netrec_block **blocks; /* where the records are carved from, in order */
 	const char **backends;        /* netrec_backend_id's names (borrowed) */
+	struct hmac_sha256_ctx digest_key;   /* keyed once at init (netrec_digest) */
 	uint16_t nbackends, backends_cap;
 };
 
-/* 0 or -ENOMEM.  The table starts empty; slots are allocated on the first
- * insert. */
+/* 0, -ENOMEM or -EIO (no random bytes for the digest key).  The table
+ * starts empty; slots are allocated on the first insert. */
 int netrec_table_init(struct netrec_table *t, double initial_mtime);
+
+/* The digest of a key version, as the records keep it: the first
+ * NETREC_DIGEST bytes of HMAC-SHA256, keyed with random bytes per table
+ * (a digest means nothing outside it), over the key and a newline (the
+ * key file's content).  No lock needed; out is wiped by the caller when
+ * done. */
+void netrec_digest(const struct netrec_table *t, const struct secret *key,
+                   unsigned char out[NETREC_DIGEST]);
 /* Wipes and frees every record and the table (no other call may race). */
 void netrec_table_clear(struct netrec_table *t);
 
