@@ -1119,7 +1119,7 @@ int tree_start(struct mount_state *k, struct fuse_session *se)
 	if (!t)
 		return -ENOMEM;
 	t->se = se;
-	inotab_init(&t->inos, TREE_SIZE + 1);
+	inotab_init(&t->inos);   /* numbers above UINT32_MAX: never a fixed one */
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->drained, NULL);
