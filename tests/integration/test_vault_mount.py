@@ -68,7 +68,13 @@ class VaultMountCase(unittest.TestCase):
                             "SECRET_ID": self.role[1]})
         self.addCleanup(self.m.cleanup)   # runs first (last registered)
         self.write_config()
+        self.before_start()
+        self.m.started_after = time.monotonic()
         self.m.start()
+        self.m.started_after = time.monotonic() - self.m.started_after
+
+    def before_start(self):
+        """Set up the server before the daemon starts (a subclass's hook)."""
 
     def write_config(self, **kw):
         kw.setdefault("ttl", self.ttl)
@@ -283,6 +289,49 @@ class VaultKeysTest(VaultMountCase):
         self.assertEqual(fields["vault_status"], "active")
         self.assertIn("token_expires", fields)
         self.assertNotIn(self.vs.root_token, text)
+
+
+class VaultSlowFirstHealthTest(VaultMountCase):
+    """The README's first screen: health/<backend> reads "up" as soon as the
+    mount is there.  The mount waits up to 1 s for the first health checks
+    before it reports ready; here the first sys/health answer takes 0.4 s, so
+    a mount that did not wait would show "down" (checked_at: never)."""
+
+    def before_start(self):
+        self.vs.fault("slow", count=1, delay=0.4, path_prefix="/v1/sys/health")
+
+    def test_health_is_up_when_the_mount_is_ready(self):
+        with open(self.m.path("health", "vault")) as f:
+            lines = f.read().splitlines()
+        fields = dict(l.split(": ", 1) for l in lines[1:])
+        self.assertEqual(lines[0], "up", fields)
+        self.assertNotEqual(fields["checked_at"], "never")
+        self.assertGreaterEqual(self.vs.route_count("GET", "/v1/sys/health"), 1)
+
+
+class VaultHungFirstHealthTest(VaultMountCase):
+    """A backend whose health check hangs delays the mount by at most the 1 s
+    wait, not by the check's timeout (10 s here), and the mount then says so
+    honestly: down, never checked, while keys still read."""
+
+    def before_start(self):
+        self.vs.fault("hang", delay=30, path_prefix="/v1/sys/health")
+
+    def write_config(self, **kw):
+        kw.setdefault("timeout", 10)
+        super().write_config(**kw)
+
+    def test_mount_does_not_wait_for_a_hung_check(self):
+        self.assertLess(self.m.started_after, 8, "the 10 s check timeout was waited for")
+        with open(self.m.path("health", "vault")) as f:
+            lines = f.read().splitlines()
+        fields = dict(l.split(": ", 1) for l in lines[1:])
+        self.assertEqual(lines[0], "down")
+        self.assertEqual(fields["checked_at"], "never")
+        key = new_key()
+        self.hv_put("eth", key)
+        self.assertEqual(self.m.read_key("eth"), key + "\n")
+        self.vs.clear_fault()
 
 
 class VaultAppRoleTest(VaultMountCase):
