@@ -157,33 +157,46 @@ static unsigned char hex_digit(unsigned n)
 	return (unsigned char)('0' + n + ((((9u - n) >> 8) & 1u) * ('a' - '0' - 10)));
 }
 
-/* value (taken) in the form an entry keeps: *packed is CACHE_PACKED_HEX
- * or CACHE_PACKED_0X with the raw bytes, or 0 with a copy whose cap is its
- * len; NULL when out of memory or too long (value freed either way). */
-static struct secret *value_pack(struct secret *value, uint8_t *packed)
+/* The packed kind of value (CACHE_PACKED_*) with its raw bytes in raw
+ * (the caller wipes them), or 0 when it is not 64 lowercase hex digits. */
+static uint8_t value_raw(const struct secret *value, unsigned char raw[PACKED_RAW])
 {
 	size_t pre = value->len == 2 + 2 * PACKED_RAW && value->data[0] == '0' &&
 	             value->data[1] == 'x' ? 2 : 0;
-	*packed = 0;
-	if (value->len == pre + 2 * PACKED_RAW) {
-		unsigned char raw[PACKED_RAW];
-		unsigned bad = 0;
-		for (size_t i = 0; i < PACKED_RAW; i++)
-			raw[i] = (unsigned char)(nibble_of(value->data[pre + 2 * i], &bad) << 4 |
-			                         nibble_of(value->data[pre + 2 * i + 1], &bad));
-		struct secret *r = bad ? NULL : secret_from(raw, sizeof(raw));
-		secret_wipe(raw, sizeof(raw));
-		if (r) {
-			*packed = pre ? CACHE_PACKED_0X : CACHE_PACKED_HEX;
-			secret_free(value);
-			return r;
-		}
-	}
-	if (value->cap == value->len && value->len <= UINT32_MAX)
-		return value;
-	struct secret *exact = value->len <= UINT32_MAX ? secret_dup(value) : NULL;
-	secret_free(value);
-	return exact;
+	if (value->len != pre + 2 * PACKED_RAW)
+		return 0;
+	unsigned bad = 0;
+	for (size_t i = 0; i < PACKED_RAW; i++)
+		raw[i] = (unsigned char)(nibble_of(value->data[pre + 2 * i], &bad) << 4 |
+		                         nibble_of(value->data[pre + 2 * i + 1], &bad));
+	return bad ? 0 : pre ? CACHE_PACKED_0X : CACHE_PACKED_HEX;
+}
+
+/* A copy of value in the form an entry keeps: *packed is CACHE_PACKED_*
+ * with the raw bytes, or 0 with the text (its cap its len).  NULL when out
+ * of memory or too long. */
+static struct secret *value_pack(const struct secret *value, uint8_t *packed)
+{
+	unsigned char raw[PACKED_RAW];
+	*packed = value_raw(value, raw);
+	struct secret *r = *packed ? secret_from(raw, sizeof(raw)) :
+	                   value->len <= UINT32_MAX ? secret_dup(value) : NULL;
+	secret_wipe(raw, sizeof(raw));
+	return r;
+}
+
+/* Does the entry hold the same text as value?  (Constant time in the
+ * bytes compared.) */
+static bool entry_equals(const struct cache_entry *e, const struct secret *value)
+{
+	struct secret held = entry_bytes(e);
+	if (!e->packed)
+		return secret_equal(&held, value);
+	unsigned char raw[PACKED_RAW];
+	struct secret given = { .len = PACKED_RAW, .cap = PACKED_RAW, .data = raw };
+	bool same = value_raw(value, raw) == e->packed && secret_equal(&given, &held);
+	secret_wipe(raw, sizeof(raw));
+	return same;
 }
 
 /* A copy of the entry's value, as it was stored (the text of a packed
@@ -368,12 +381,15 @@ static struct cache_entry *entry_new(struct cache *c, const char *network)
 	return &s->e;
 }
 
-/* Cache value under network (takes ownership of value, also on failure). */
-static int entry_set(struct cache *c, const char *network, struct secret *value, double now)
+/* Cache a copy of value under network.  Out of memory: nothing cached,
+ * and no older value left behind. */
+static int entry_set(struct cache *c, const char *network, const struct secret *given,
+                     double now)
 {
 	struct cache_entry *e = entry_find(c, network);
 	uint8_t packed;
-	if (!(value = value_pack(value, &packed))) {
+	struct secret *value = value_pack(given, &packed);
+	if (!value) {
 		if (e)
 			entry_remove(c, e);   /* never leave the old value behind */
 		return -ENOMEM;
@@ -530,21 +546,14 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	struct cache_entry *e = entry_find(c, network);
 	f->err = ferr;
 	if (rc == 0) {
-		struct secret *old = e && !f->superseded ? entry_copy(e) : NULL;
-		/* without memory to compare, a change is not claimed */
-		*changed = old && !secret_equal(old, value);
-		secret_free(old);
+		*changed = !f->superseded && e && !entry_equals(e, value);
 		f->how = CACHE_HIT;
 		*how = CACHE_MISS;
 		f->value = value;
 		if (!f->superseded) {
 			/* Fresh from when the fetch started: the backend may have
 			 * changed since, never earlier. */
-			struct secret *kept = secret_dup(value);
-			if (kept)
-				entry_set(c, network, kept, started);
-			else if (e)
-				entry_remove(c, e);   /* never leave the old value behind */
+			entry_set(c, network, value, started);
 		}
 	} else if (rc == -ENOENT) {
 		if (e && !f->superseded)
@@ -653,13 +662,8 @@ void cache_put(struct cache *c, const char *network, const struct secret *key)
 {
 	pthread_mutex_lock(&c->lock);
 	flight_supersede(c, network);
-	struct secret *copy = secret_dup(key);
-	if (!copy || entry_set(c, network, copy, cache_now(c)) != 0) {
-		/* Without the new value, the old one must not be served. */
-		struct cache_entry *e = entry_find(c, network);
-		if (e)
-			entry_remove(c, e);
-	}
+	/* Without the new value, the old one is not served (entry_set). */
+	entry_set(c, network, key, cache_now(c));
 	pthread_mutex_unlock(&c->lock);
 }
 
