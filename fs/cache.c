@@ -172,31 +172,43 @@ static uint8_t value_raw(const struct secret *value, unsigned char raw[PACKED_RA
 	return bad ? 0 : pre ? CACHE_PACKED_0X : CACHE_PACKED_HEX;
 }
 
-/* A copy of value in the form an entry keeps: *packed is CACHE_PACKED_*
- * with the raw bytes, or 0 with the text (its cap its len).  NULL when out
- * of memory or too long. */
-static struct secret *value_pack(const struct secret *value, uint8_t *packed)
-{
+/* A value on its way into the cache, decoded once: its packed kind
+ * (value_raw) and raw bytes.  Wiped by value_done. */
+struct value_in {
+	const struct secret *text;
+	uint8_t packed;
 	unsigned char raw[PACKED_RAW];
-	*packed = value_raw(value, raw);
-	struct secret *r = *packed ? secret_from(raw, sizeof(raw)) :
-	                   value->len <= UINT32_MAX ? secret_dup(value) : NULL;
-	secret_wipe(raw, sizeof(raw));
-	return r;
+};
+
+static void value_in(struct value_in *v, const struct secret *text)
+{
+	v->text = text;
+	v->packed = value_raw(text, v->raw);
 }
 
-/* Does the entry hold the same text as value?  (Constant time in the
- * bytes compared.) */
-static bool entry_equals(const struct cache_entry *e, const struct secret *value)
+static void value_done(struct value_in *v)
+{
+	secret_wipe(v->raw, sizeof(v->raw));
+}
+
+/* A copy of v in the form an entry keeps: the raw bytes when packed, or
+ * the text (its cap its len).  NULL when out of memory or too long. */
+static struct secret *value_pack(const struct value_in *v)
+{
+	if (v->packed)
+		return secret_from(v->raw, sizeof(v->raw));
+	return v->text->len <= UINT32_MAX ? secret_dup(v->text) : NULL;
+}
+
+/* Does the entry hold the same text as v?  (Constant time in the bytes
+ * compared.) */
+static bool entry_equals(const struct cache_entry *e, const struct value_in *v)
 {
 	struct secret held = entry_bytes(e);
 	if (!e->packed)
-		return secret_equal(&held, value);
-	unsigned char raw[PACKED_RAW];
-	struct secret given = { .len = PACKED_RAW, .cap = PACKED_RAW, .data = raw };
-	bool same = value_raw(value, raw) == e->packed && secret_equal(&given, &held);
-	secret_wipe(raw, sizeof(raw));
-	return same;
+		return secret_equal(&held, v->text);
+	struct secret raw = { .len = PACKED_RAW, .cap = PACKED_RAW, .data = (unsigned char *)v->raw };
+	return v->packed == e->packed && secret_equal(&raw, &held);
 }
 
 /* A copy of the entry's value, as it was stored (the text of a packed
@@ -381,14 +393,14 @@ static struct cache_entry *entry_new(struct cache *c, const char *network)
 	return &s->e;
 }
 
-/* Cache a copy of value under network.  Out of memory: nothing cached,
- * and no older value left behind. */
-static int entry_set(struct cache *c, const char *network, const struct secret *given,
+/* Cache a copy of v under network.  Out of memory: nothing cached, and no
+ * older value left behind. */
+static int entry_set(struct cache *c, const char *network, const struct value_in *v,
                      double now)
 {
 	struct cache_entry *e = entry_find(c, network);
-	uint8_t packed;
-	struct secret *value = value_pack(given, &packed);
+	uint8_t packed = v->packed;
+	struct secret *value = value_pack(v);
 	if (!value) {
 		if (e)
 			entry_remove(c, e);   /* never leave the old value behind */
@@ -546,15 +558,18 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	struct cache_entry *e = entry_find(c, network);
 	f->err = ferr;
 	if (rc == 0) {
-		*changed = !f->superseded && e && !entry_equals(e, value);
+		struct value_in in;
+		value_in(&in, value);
+		*changed = !f->superseded && e && !entry_equals(e, &in);
 		f->how = CACHE_HIT;
 		*how = CACHE_MISS;
 		f->value = value;
 		if (!f->superseded) {
 			/* Fresh from when the fetch started: the backend may have
 			 * changed since, never earlier. */
-			entry_set(c, network, value, started);
+			entry_set(c, network, &in, started);
 		}
+		value_done(&in);
 	} else if (rc == -ENOENT) {
 		if (e && !f->superseded)
 			entry_remove(c, e);
@@ -663,7 +678,10 @@ void cache_put(struct cache *c, const char *network, const struct secret *key)
 	pthread_mutex_lock(&c->lock);
 	flight_supersede(c, network);
 	/* Without the new value, the old one is not served (entry_set). */
-	entry_set(c, network, key, cache_now(c));
+	struct value_in in;
+	value_in(&in, key);
+	entry_set(c, network, &in, cache_now(c));
+	value_done(&in);
 	pthread_mutex_unlock(&c->lock);
 }
 
