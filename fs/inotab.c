@@ -9,10 +9,10 @@
 #define BLOCK (1u << BLOCK_SHIFT)
 #define NONE UINT32_MAX
 
-/* 32 bytes.  A free entry has ino 0 and nlookup = the next free one.  ino
- * is next_serial << 32 | the entry's number. */
+/* 28 bytes.  A free entry has serial 0 and nlookup = the next free one.
+ * Its inode number is serial << 32 | the entry's number (ino_of). */
 struct inotab_entry {
-	uint64_t ino;
+	uint32_t serial;
 	uint32_t nlookup;
 	uint8_t family;
 	uint8_t len;                        /* > INOTAB_INLINE: name holds a char *;
@@ -20,11 +20,16 @@ struct inotab_entry {
 	char name[INOTAB_INLINE + 1];
 };
 
-_Static_assert(sizeof(struct inotab_entry) == 32, "an inode entry is 32 bytes");
+_Static_assert(sizeof(struct inotab_entry) == 28, "an inode entry is 28 bytes");
 
 static struct inotab_entry *entry(const struct inotab *t, uint32_t e)
 {
 	return &t->blocks[e >> BLOCK_SHIFT][e & (BLOCK - 1)];
+}
+
+static uint64_t ino_of(const struct inotab *t, uint32_t e)
+{
+	return (uint64_t)entry(t, e)->serial << 32 | e;
 }
 
 static const char *entry_name(const struct inotab_entry *r)
@@ -64,7 +69,7 @@ void inotab_clear(struct inotab *t)
 	for (uint32_t b = 0; b < t->nblocks; b++) {
 		for (uint32_t i = 0; i < BLOCK; i++) {
 			struct inotab_entry *r = &t->blocks[b][i];
-			if (r->ino && r->len > INOTAB_INLINE)
+			if (r->serial && r->len > INOTAB_INLINE)
 				free((char *)entry_name(r));
 		}
 		free(t->blocks[b]);
@@ -94,8 +99,8 @@ static uint32_t find_name(const struct inotab *t, unsigned family, const char *n
 /* The entry that ino names, if it is held under that number. */
 static uint32_t find_ino(const struct inotab *t, uint64_t ino)
 {
-	uint32_t e = (uint32_t)ino;
-	if (!ino || e >= (uint64_t)t->nblocks << BLOCK_SHIFT || entry(t, e)->ino != ino)
+	uint32_t e = (uint32_t)ino, serial = (uint32_t)(ino >> 32);
+	if (!serial || e >= (uint64_t)t->nblocks << BLOCK_SHIFT || entry(t, e)->serial != serial)
 		return NONE;
 	return e;
 }
@@ -140,7 +145,7 @@ static int index_reserve(struct inotab *t)
 	t->cap = cap;
 	for (uint32_t b = 0; b < t->nblocks; b++)
 		for (uint32_t i = 0; i < BLOCK; i++)
-			if (t->blocks[b][i].ino)
+			if (t->blocks[b][i].serial)
 				index_put(t, b << BLOCK_SHIFT | i);
 	return 0;
 }
@@ -200,7 +205,7 @@ uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
 			return 0;
 		}
 		struct inotab_entry *r = entry(t, e);
-		r->ino = (uint64_t)t->next_serial++ << 32 | e;
+		r->serial = t->next_serial++;
 		r->nlookup = 0;
 		r->family = (uint8_t)family;
 		r->len = (uint8_t)(len < UINT8_MAX ? len : UINT8_MAX);
@@ -214,7 +219,7 @@ uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
 	struct inotab_entry *r = entry(t, e);
 	if (r->nlookup < UINT32_MAX)
 		r->nlookup++;
-	return r->ino;
+	return ino_of(t, e);
 }
 
 void inotab_unref(struct inotab *t, uint64_t ino, uint64_t n)
@@ -238,7 +243,7 @@ void inotab_unref(struct inotab *t, uint64_t ino, uint64_t n)
 uint64_t inotab_find(const struct inotab *t, unsigned family, const char *name)
 {
 	uint32_t e = find_name(t, family, name, NULL);
-	return e == NONE ? 0 : entry(t, e)->ino;
+	return e == NONE ? 0 : ino_of(t, e);
 }
 
 bool inotab_name(const struct inotab *t, uint64_t ino, unsigned *family, char *name, size_t size)

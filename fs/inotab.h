@@ -1,8 +1,8 @@
 /* inotab.h - the inode numbers the kernel holds for named children
  * (keys/<network>, addresses/<network>, health/<instance>): issue 15, goal 3.
  *
- * Each name the kernel looked up has one 32-byte entry carved from blocks
- * (its number, the kernel's lookup count, its family and the name inline
+ * Each name the kernel looked up has one 28-byte entry carved from blocks
+ * (its number's serial, the kernel's lookup count, its family and the name inline
  * up to INOTAB_INLINE characters; a longer name in a malloc'ed copy), and
  * an open-addressing index of 4-byte entry numbers by (family, name).  An
  * inode number names its entry itself (its low 32 bits are the entry's
