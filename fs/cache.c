@@ -151,10 +151,40 @@ static unsigned nibble_of(unsigned char c, unsigned *bad)
 	return (d & -is_d) | ((a + 10) & -is_a);
 }
 
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
 static unsigned char hex_digit(unsigned n)
 {
 	/* '0' + n for n < 10, 'a' + n - 10 above */
 	return (unsigned char)('0' + n + ((((9u - n) >> 8) & 1u) * ('a' - '0' - 10)));
+}
+#endif
+
+/* The 64 hex digits of raw into out.  Four bytes at a time in a 64-bit
+ * word where the byte order allows (each byte's two nibbles spread to two
+ * bytes, then '0' + n, or 'a' + n - 10 where n + 6 carries into bit 4),
+ * one digit at a time elsewhere: the same digits, no branch or table
+ * lookup on a nibble either way. */
+static void hex_encode(unsigned char *out, const unsigned char raw[PACKED_RAW])
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (size_t i = 0; i < PACKED_RAW; i += 4) {
+		uint32_t v;
+		memcpy(&v, raw + i, sizeof(v));
+		uint64_t x = v;
+		x = (x | x << 16) & UINT64_C(0x0000ffff0000ffff);
+		x = (x | x << 8) & UINT64_C(0x00ff00ff00ff00ff);   /* a byte per 16 bits */
+		uint64_t n = (x >> 4 & UINT64_C(0x000f000f000f000f)) |
+		             (x & UINT64_C(0x000f000f000f000f)) << 8;   /* high nibble first */
+		uint64_t letter = (n + UINT64_C(0x0606060606060606)) >> 4 & UINT64_C(0x0101010101010101);
+		uint64_t digits = n + UINT64_C(0x3030303030303030) + letter * ('a' - '0' - 10);
+		memcpy(out + 2 * i, &digits, sizeof(digits));
+	}
+#else
+	for (size_t i = 0; i < PACKED_RAW; i++) {
+		out[2 * i] = hex_digit(raw[i] >> 4);
+		out[2 * i + 1] = hex_digit(raw[i] & 15u);
+	}
+#endif
 }
 
 /* The packed kind of value (CACHE_PACKED_*) with its raw bytes in raw
@@ -223,10 +253,7 @@ static struct secret *entry_copy(const struct cache_entry *e)
 	if (!t)
 		return NULL;
 	memcpy(t->data, "0x", pre);
-	for (size_t i = 0; i < PACKED_RAW; i++) {
-		t->data[pre + 2 * i] = hex_digit(e->data[i] >> 4);
-		t->data[pre + 2 * i + 1] = hex_digit(e->data[i] & 15u);
-	}
+	hex_encode(t->data + pre, e->data);
 	t->len = pre + 2 * PACKED_RAW;
 	return t;
 }

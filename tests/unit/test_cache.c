@@ -1029,3 +1029,38 @@ Test(cache, packed_values_tell_a_rotation)
 	cache_free(c);
 	netrec_table_clear(&t);
 }
+
+/* Many random keys, each nibble value in each position many times: the
+ * text that comes out of the cache is the text that went in. */
+Test(cache, packed_random_round_trips)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	struct cache *c = new_shared_cache(&t, 0);
+	atomic_store(&fake_time, 0.0);
+	for (int i = 0; i < 2000; i++) {
+		struct fake_backend fb = { .value = random_key() };
+		if (i % 2) {   /* with 0x as well */
+			struct secret *x = secret_new(66);
+			cr_assert_not_null(x);
+			cr_assert_eq(secret_append(x, "0x", 2), 0);
+			cr_assert_eq(secret_append(x, fb.value->data, fb.value->len), 0);
+			secret_free(fb.value);
+			fb.value = x;
+		}
+		char net[16];
+		snprintf(net, sizeof(net), "r%d", i);
+		struct secret *got = NULL;
+		enum cache_result how;
+		cr_assert_eq(get(c, net, &fb, NULL, NULL, NULL, NULL), 0);
+		cr_assert_eq(get(c, net, &fb, &how, NULL, &got, NULL), 0);
+		cr_assert_eq(how, CACHE_HIT);
+		cr_assert(secret_equal(got, fb.value), "key %d", i);
+		size_t len;
+		cr_assert_eq(packed_of(&t, net, &len), i % 2 ? CACHE_PACKED_0X : CACHE_PACKED_HEX);
+		secret_free(got);
+		secret_free(fb.value);
+	}
+	cache_free(c);
+	netrec_table_clear(&t);
+}
