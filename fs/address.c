@@ -2,9 +2,9 @@
  * the book of addresses the mount has derived (see address.h).
  *
  * The book's entries are fields of the mount's per-network records
- * (netrec.h), under that table's mutex.  A note computes the
- * fingerprint and, for a new version, derives the address without holding
- * the lock (a derivation is a scalar multiplication: tens of microseconds),
+ * (netrec.h), under that table's mutex.  A note computes the key's
+ * digest (netrec_digest) and, for a new version, derives the address
+ * without holding the lock (a derivation is a scalar multiplication: tens of microseconds),
  * so concurrent key reads of other networks never wait for it.
  *
  * The family: readdir lists the networks of the keys/ listing the caller
@@ -16,27 +16,25 @@
  */
 #include "address.h"
 #include "hash.h"
-#include "keccak.h"
 #include "tree.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define ADDRESS_BOOK_MAX 100000   /* bound on entries, as the metrics tables */
-#define SALT_BYTES 32
 
 /* The entries are the book's fields of the mount's per-network records
  * (netrec.h), under that table's lock.  An entry (in_book) without an
  * address is a tombstone: the key is gone (or not an EVM key) as of
- * address_seen, so older notes are refused. */
+ * address_seen, so older notes are refused.  The version an address was
+ * derived from is known by the record's digest (mac, which keys/ keeps
+ * for the value as read) and address_of_mac: no digest of the book's own. */
 struct address_book {
 	struct netrec_table *networks;   /* borrowed: the mount's */
-	struct secret *salt;
 	size_t count;                    /* records in_book */
 };
 
@@ -46,16 +44,6 @@ int address_book_new(struct netrec_table *networks, struct address_book **out)
 	if (!b)
 		return -ENOMEM;
 	b->networks = networks;
-	b->salt = secret_new(SALT_BYTES);
-	if (!b->salt) {
-		address_book_free(b);
-		return -ENOMEM;
-	}
-	if (RAND_bytes(b->salt->data, SALT_BYTES) != 1) {
-		address_book_free(b);
-		return -EIO;
-	}
-	b->salt->len = SALT_BYTES;
 	*out = b;
 	return 0;
 }
@@ -64,15 +52,14 @@ void address_book_free(struct address_book *b)
 {
 	if (!b)
 		return;
-	secret_free(b->salt);   /* the records are the table's: wiped with it */
-	free(b);
+	free(b);   /* the records are the table's: wiped with it */
 }
 
 /* Make r a tombstone as of seen.  Lock held. */
 static void entry_clear(struct netrec *r, double seen)
 {
 	r->has_address = false;
-	secret_wipe(r->fingerprint, sizeof(r->fingerprint));
+	r->address_of_mac = false;
 	r->address_seen = seen;
 }
 
@@ -97,28 +84,27 @@ static struct netrec *entry_find(struct address_book *b, const char *network)
 	return r && r->in_book ? r : NULL;
 }
 
-static void fingerprint(const struct address_book *b, const struct secret *key,
-                        uint8_t out[KECCAK256_DIGEST_SIZE])
+/* An address derived from a key of digest fp is the address of the
+ * version the record's digest names (keys/ noted it first, the usual order
+ * on a fetch), or not known to be.  Lock held. */
+static void address_version(struct netrec *e, const unsigned char fp[NETREC_DIGEST])
 {
-	struct keccak256 h;
-	keccak256_init(&h);
-	keccak256_update(&h, b->salt->data, b->salt->len);
-	keccak256_update(&h, key->data, key->len);
-	keccak256_final(&h, out);   /* wipes h */
+	e->address_of_mac = e->has_mac && memcmp(e->mac, fp, NETREC_DIGEST) == 0;
 }
 
 int address_book_note(struct address_book *b, const char *network, const char *backend,
                       const struct secret *key, double wall, double seen)
 {
-	uint8_t fp[KECCAK256_DIGEST_SIZE];
+	unsigned char fp[NETREC_DIGEST];
 	uint8_t raw[EVM_ADDRESS_BYTES];
+	uint16_t backend_id;
 	int rc = 0;
 
-	fingerprint(b, key, fp);
+	netrec_digest(b->networks, key, fp);
 	netrec_lock(b->networks);
 	struct netrec *e = entry_find(b, network);
-	bool known = e && e->has_address &&
-	             memcmp(e->fingerprint, fp, sizeof(e->fingerprint)) == 0;
+	bool known = e && e->has_address && e->address_of_mac &&
+	             memcmp(e->mac, fp, sizeof(fp)) == 0;
 	bool outdated = e && seen < e->address_seen;
 	if (known && !outdated)
 		e->address_seen = seen;
@@ -134,14 +120,16 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 	} else if (rc < 0) {
 		if (e && rc == -EINVAL)
 			entry_clear(e, seen);
+	} else if (!(backend_id = netrec_backend_id(b->networks, backend))) {
+		rc = -ENOMEM;
 	} else if (!e) {
 		if (!(e = entry_add(b, network))) {
 			rc = -ENOMEM;
 		} else {
 			memcpy(e->address, raw, sizeof(raw));
 			e->has_address = true;
-			memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
-			e->backend = backend;
+			address_version(e, fp);
+			e->backend = backend_id;
 			e->address_mtime = wall;
 			e->address_seen = seen;
 		}
@@ -151,8 +139,8 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 			e->has_address = true;
 			e->address_mtime = wall;
 		}
-		memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
-		e->backend = backend;
+		address_version(e, fp);
+		e->backend = backend_id;
 		e->address_seen = seen;
 	}
 	netrec_unlock(b->networks);
@@ -215,7 +203,8 @@ int address_book_render_info(struct address_book *b, struct strbuf *out)
 			if (!e || !e->in_book || !e->has_address)
 				continue;
 			snprintf(rows[n].network, sizeof(rows[n].network), "%s", e->network);
-			snprintf(rows[n].backend, sizeof(rows[n].backend), "%s", e->backend);
+			snprintf(rows[n].backend, sizeof(rows[n].backend), "%s",
+			         netrec_backend_name(b->networks, e->backend));
 			memcpy(rows[n].raw, e->address, sizeof(rows[n].raw));
 			n++;
 		}

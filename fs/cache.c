@@ -48,8 +48,7 @@ struct cache_side {
 	struct cache_side *hash_next;
 	char network[];
 };
-static const char side_mark;
-#define SIDE ((const void *)&side_mark)
+#define SIDE UINT16_MAX   /* the owner of a side entry; a cache's id is below */
 
 /* A fetch in progress and, once done, its result until every waiter took it. */
 struct cache_flight {
@@ -71,6 +70,7 @@ struct cache {
 	pthread_mutex_t lock;
 	struct netrec_table *networks;     /* cfg.networks or own_networks */
 	struct netrec_table own_networks;
+	uint16_t id;                       /* the owner of this cache's record entries */
 	struct cache_side **table;         /* the side table */
 	size_t nbuckets;
 	size_t sides;                      /* entries in the side table */
@@ -94,9 +94,15 @@ struct cache *cache_new(const struct cache_config *cfg)
 	c->networks = c->cfg.networks;
 	if (!c->networks && netrec_table_init(&c->own_networks, 0) == 0)
 		c->networks = &c->own_networks;
+	if (c->networks) {
+		netrec_lock(c->networks);
+		if (c->networks->cache_ids < SIDE - 1)
+			c->id = ++c->networks->cache_ids;
+		netrec_unlock(c->networks);
+	}
 	c->nbuckets = 16;
 	c->table = calloc(c->nbuckets, sizeof(*c->table));
-	if (!c->networks || !c->table || pthread_mutex_init(&c->lock, NULL) != 0) {
+	if (!c->networks || !c->id || !c->table || pthread_mutex_init(&c->lock, NULL) != 0) {
 		if (c->networks == &c->own_networks)
 			netrec_table_clear(&c->own_networks);
 		free(c->table);
@@ -111,17 +117,170 @@ static struct cache_side *side_of(struct cache_entry *e)
 	return (struct cache_side *)((char *)e - offsetof(struct cache_side, e));
 }
 
+/* The bytes the entry holds, as a struct secret (its cap is its len): the
+ * value itself, or its 32 raw bytes when packed.  To release through. */
+static struct secret entry_bytes(const struct cache_entry *e)
+{
+	return (struct secret){ .len = e->len, .cap = e->len, .data = e->data,
+	                        .pooled = e->pooled };
+}
+
+/* Wipe and free the entry's value; it is left empty. */
+static void value_release(struct cache_entry *e)
+{
+	struct secret v = entry_bytes(e);
+	secret_release(&v);
+	e->data = NULL;
+	e->len = 0;
+	e->pooled = 0;
+	e->packed = 0;
+}
+
+/* A value of 64 lowercase hex digits, alone or after "0x" (an EVM key in
+ * its canonical form, the usual value), is kept as its 32 raw bytes in a
+ * 40-byte slot instead of its text in a 72-byte one, and made text again
+ * for every copy out of the cache: the same bytes come out.  No branch or
+ * table lookup depends on a digit's value. */
+#define PACKED_RAW 32
+
+static unsigned nibble_of(unsigned char c, unsigned *bad)
+{
+	unsigned d = (unsigned)c - '0', a = (unsigned)c - 'a';
+	unsigned is_d = (d < 10), is_a = (a < 6);
+	*bad |= !(is_d | is_a);
+	return (d & -is_d) | ((a + 10) & -is_a);
+}
+
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+static unsigned char hex_digit(unsigned n)
+{
+	/* '0' + n for n < 10, 'a' + n - 10 above */
+	return (unsigned char)('0' + n + ((((9u - n) >> 8) & 1u) * ('a' - '0' - 10)));
+}
+#endif
+
+/* The 64 hex digits of raw into out.  Four bytes at a time in a 64-bit
+ * word where the byte order allows (each byte's two nibbles spread to two
+ * bytes, then '0' + n, or 'a' + n - 10 where n + 6 carries into bit 4),
+ * one digit at a time elsewhere: the same digits, no branch or table
+ * lookup on a nibble either way. */
+static void hex_encode(unsigned char *out, const unsigned char raw[PACKED_RAW])
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (size_t i = 0; i < PACKED_RAW; i += 4) {
+		uint32_t v;
+		memcpy(&v, raw + i, sizeof(v));
+		uint64_t x = v;
+		x = (x | x << 16) & UINT64_C(0x0000ffff0000ffff);
+		x = (x | x << 8) & UINT64_C(0x00ff00ff00ff00ff);   /* a byte per 16 bits */
+		uint64_t n = (x >> 4 & UINT64_C(0x000f000f000f000f)) |
+		             (x & UINT64_C(0x000f000f000f000f)) << 8;   /* high nibble first */
+		uint64_t letter = (n + UINT64_C(0x0606060606060606)) >> 4 & UINT64_C(0x0101010101010101);
+		uint64_t digits = n + UINT64_C(0x3030303030303030) + letter * ('a' - '0' - 10);
+		memcpy(out + 2 * i, &digits, sizeof(digits));
+	}
+#else
+	for (size_t i = 0; i < PACKED_RAW; i++) {
+		out[2 * i] = hex_digit(raw[i] >> 4);
+		out[2 * i + 1] = hex_digit(raw[i] & 15u);
+	}
+#endif
+}
+
+/* The packed kind of value (CACHE_PACKED_*) with its raw bytes in raw
+ * (the caller wipes them), or 0 when it is not 64 lowercase hex digits. */
+static uint8_t value_raw(const struct secret *value, unsigned char raw[PACKED_RAW])
+{
+	size_t pre = value->len == 2 + 2 * PACKED_RAW && value->data[0] == '0' &&
+	             value->data[1] == 'x' ? 2 : 0;
+	if (value->len != pre + 2 * PACKED_RAW)
+		return 0;
+	unsigned bad = 0;
+	for (size_t i = 0; i < PACKED_RAW; i++)
+		raw[i] = (unsigned char)(nibble_of(value->data[pre + 2 * i], &bad) << 4 |
+		                         nibble_of(value->data[pre + 2 * i + 1], &bad));
+	return bad ? 0 : pre ? CACHE_PACKED_0X : CACHE_PACKED_HEX;
+}
+
+/* A value on its way into the cache, decoded once: its packed kind
+ * (value_raw) and raw bytes.  Wiped by value_done. */
+struct value_in {
+	const struct secret *text;
+	uint8_t packed;
+	unsigned char raw[PACKED_RAW];
+};
+
+static void value_in(struct value_in *v, const struct secret *text)
+{
+	v->text = text;
+	v->packed = value_raw(text, v->raw);
+}
+
+static void value_done(struct value_in *v)
+{
+	secret_wipe(v->raw, sizeof(v->raw));
+}
+
+/* A copy of v in the form an entry keeps: the raw bytes when packed, or
+ * the text (its cap its len).  NULL when out of memory or too long. */
+static struct secret *value_pack(const struct value_in *v)
+{
+	if (v->packed)
+		return secret_from(v->raw, sizeof(v->raw));
+	return v->text->len <= UINT32_MAX ? secret_dup(v->text) : NULL;
+}
+
+/* Does the entry hold the same text as v?  (Constant time in the bytes
+ * compared.) */
+static bool entry_equals(const struct cache_entry *e, const struct value_in *v)
+{
+	struct secret held = entry_bytes(e);
+	if (!e->packed)
+		return secret_equal(&held, v->text);
+	struct secret raw = { .len = PACKED_RAW, .cap = PACKED_RAW, .data = (unsigned char *)v->raw };
+	return v->packed == e->packed && secret_equal(&raw, &held);
+}
+
+/* A copy of the entry's value, as it was stored (the text of a packed
+ * one).  NULL when out of memory. */
+static struct secret *entry_copy(const struct cache_entry *e)
+{
+	struct secret v = entry_bytes(e);
+	if (!e->packed)
+		return secret_dup(&v);
+	size_t pre = e->packed == CACHE_PACKED_0X ? 2 : 0;
+	struct secret *t = secret_new(pre + 2 * PACKED_RAW);
+	if (!t)
+		return NULL;
+	memcpy(t->data, "0x", pre);
+	hex_encode(t->data + pre, e->data);
+	t->len = pre + 2 * PACKED_RAW;
+	return t;
+}
+
+/* Give the (empty) entry the bytes of value (from value_pack, with its
+ * packed), whose shell is freed. */
+static void value_store(struct cache_entry *e, struct secret *value, uint8_t packed)
+{
+	struct secret v;
+	secret_move(&v, value);
+	e->data = v.data;
+	e->len = (uint32_t)v.len;
+	e->pooled = (uint8_t)v.pooled;
+	e->packed = packed;
+}
+
 /* Wipe the value, then free a side entry or give a record's back. */
 static void entry_free(struct cache *c, struct cache_entry *e)
 {
-	secret_release(&e->value);
+	value_release(e);
 	if (e->owner == SIDE) {
 		free(side_of(e));
 		return;
 	}
 	e->fetched_at = 0;
 	netrec_lock(c->networks);
-	e->owner = NULL;
+	e->owner = 0;
 	netrec_unlock(c->networks);
 }
 
@@ -153,7 +312,7 @@ static struct cache_entry *entry_find(struct cache *c, const char *network)
 {
 	netrec_lock(c->networks);
 	struct netrec *r = netrec_find(c->networks, network);
-	bool mine = r && r->cache.owner == c;
+	bool mine = r && r->cache.owner == c->id;
 	netrec_unlock(c->networks);
 	if (mine)
 		return &r->cache;
@@ -240,7 +399,7 @@ static struct cache_entry *entry_new(struct cache *c, const char *network)
 	netrec_lock(c->networks);
 	struct netrec *r = netrec_get(c->networks, network);
 	if (r && !r->cache.owner) {
-		r->cache.owner = c;
+		r->cache.owner = c->id;
 		e = &r->cache;
 	}
 	netrec_unlock(c->networks);
@@ -261,13 +420,22 @@ static struct cache_entry *entry_new(struct cache *c, const char *network)
 	return &s->e;
 }
 
-/* Cache value under network (takes ownership of value, also on failure). */
-static int entry_set(struct cache *c, const char *network, struct secret *value, double now)
+/* Cache a copy of v under network.  Out of memory: nothing cached, and no
+ * older value left behind. */
+static int entry_set(struct cache *c, const char *network, const struct value_in *v,
+                     double now)
 {
 	struct cache_entry *e = entry_find(c, network);
+	uint8_t packed = v->packed;
+	struct secret *value = value_pack(v);
+	if (!value) {
+		if (e)
+			entry_remove(c, e);   /* never leave the old value behind */
+		return -ENOMEM;
+	}
 	if (e) {
-		secret_release(&e->value);
-		secret_move(&e->value, value);
+		value_release(e);
+		value_store(e, value, packed);
 		e->fetched_at = now;
 		lru_touch(c, e);
 		return 0;
@@ -276,7 +444,7 @@ static int entry_set(struct cache *c, const char *network, struct secret *value,
 		secret_free(value);
 		return -ENOMEM;
 	}
-	secret_move(&e->value, value);
+	value_store(e, value, packed);
 	e->fetched_at = now;
 	lru_push_front(c, e);
 	c->count++;
@@ -417,19 +585,18 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 	struct cache_entry *e = entry_find(c, network);
 	f->err = ferr;
 	if (rc == 0) {
-		*changed = !f->superseded && e && !secret_equal(&e->value, value);
+		struct value_in in;
+		value_in(&in, value);
+		*changed = !f->superseded && e && !entry_equals(e, &in);
 		f->how = CACHE_HIT;
 		*how = CACHE_MISS;
 		f->value = value;
 		if (!f->superseded) {
 			/* Fresh from when the fetch started: the backend may have
 			 * changed since, never earlier. */
-			struct secret *kept = secret_dup(value);
-			if (kept)
-				entry_set(c, network, kept, started);
-			else if (e)
-				entry_remove(c, e);   /* never leave the old value behind */
+			entry_set(c, network, &in, started);
 		}
+		value_done(&in);
 	} else if (rc == -ENOENT) {
 		if (e && !f->superseded)
 			entry_remove(c, e);
@@ -438,7 +605,7 @@ static int flight_run(struct cache *c, struct cache_flight *f, const char *netwo
 		f->how = now < e->fetched_at + c->cfg.ttl_seconds ? CACHE_HIT : CACHE_STALE;
 		*how = f->how;
 		lru_touch(c, e);
-		f->value = secret_dup(&e->value);
+		f->value = entry_copy(e);
 		if (f->value) {
 			rc = 0;
 		} else {
@@ -483,7 +650,9 @@ int cache_get_or_park(struct cache *c, const char *network, cache_fetch_fn fetch
 	struct cache_entry *e = entry_find(c, network);
 	if (e && now < e->fetched_at + c->cfg.ttl_seconds) {
 		lru_touch(c, e);
-		rc = value_out(&e->value, out, err);
+		rc = (*out = entry_copy(e)) ? 0 : -ENOMEM;
+		if (rc)
+			backend_err_set(err, "out of memory");
 		*how = CACHE_HIT;
 		goto out;
 	}
@@ -535,13 +704,11 @@ void cache_put(struct cache *c, const char *network, const struct secret *key)
 {
 	pthread_mutex_lock(&c->lock);
 	flight_supersede(c, network);
-	struct secret *copy = secret_dup(key);
-	if (!copy || entry_set(c, network, copy, cache_now(c)) != 0) {
-		/* Without the new value, the old one must not be served. */
-		struct cache_entry *e = entry_find(c, network);
-		if (e)
-			entry_remove(c, e);
-	}
+	/* Without the new value, the old one is not served (entry_set). */
+	struct value_in in;
+	value_in(&in, key);
+	entry_set(c, network, &in, cache_now(c));
+	value_done(&in);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -569,4 +736,9 @@ size_t cache_size(struct cache *c)
 	size_t n = c->count;
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+unsigned cache_id(const struct cache *c)
+{
+	return c->id;
 }

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "backend.h"
 #include "clock.h"
 
@@ -36,14 +37,29 @@ struct cache_config {
  * holding the same network (two instances during `key migrate`) keeps its
  * entry in a side table of its own (issue 15, goal 3). */
 struct cache_entry {
-	/* In a netrec: the cache holding it, NULL when free (read and written
-	 * with the netrec table's lock).  A side entry: cache.c's mark.  The
-	 * other fields belong to the owning cache (its lock). */
-	const void *owner;
 	struct cache_entry *lru_prev, *lru_next;   /* lru_prev toward most recent */
 	double fetched_at;
-	struct secret value;
+	/* The value: a struct secret whose cap is its len (what secret_dup
+	 * makes), kept as its three fields so that the entry is 40 bytes,
+	 * not 64 (issue 15, goal 3): its locked bytes, their count and the
+	 * pool class (secret.h's pooled); data NULL when empty. */
+	unsigned char *data;
+	uint32_t len;
+	uint8_t pooled;
+	/* CACHE_PACKED_*: data holds the 32 raw bytes of a value that was 64
+	 * lowercase hex digits, with "0x" before them or not (cache.c); 0: data
+	 * holds the value itself. */
+	uint8_t packed;
+	/* In a netrec: the id of the cache holding it (cache.c), 0 when free
+	 * (read and written with the netrec table's lock).  A side entry:
+	 * cache.c's mark.  The other fields belong to the owning cache (its
+	 * lock). */
+	uint16_t owner;
 };
+
+#define CACHE_PACKED_HEX 1
+#define CACHE_PACKED_0X 2
+_Static_assert(sizeof(struct cache_entry) == 40, "a cache entry is 40 bytes (issue 15, goal 3)");
 
 enum cache_result {
 	CACHE_HIT,     /* fresh entry */
@@ -97,6 +113,9 @@ void cache_put(struct cache *c, const char *network, const struct secret *key);
 /* Drop one entry (remove, touch-refresh). */
 void cache_invalidate(struct cache *c, const char *network);
 size_t cache_size(struct cache *c);
+/* The id that marks this cache's entries in the records of its netrec
+ * table (struct cache_entry's owner), 1 or more: for tests. */
+unsigned cache_id(const struct cache *c);
 /* Is there an entry for network (fresh or expired)?  Does not touch the LRU. */
 bool cache_contains(struct cache *c, const char *network);
 

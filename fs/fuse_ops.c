@@ -8,7 +8,8 @@
  * in table order.  Children (keys/<network>, addresses/<network>,
  * health/<backend>) get a number from a table (name <-> ino, with the
  * kernel's lookup count) when a LOOKUP, CREATE or MKNOD answers them, and
- * leave it when the kernel FORGETs them.  Numbers are never reused.
+ * leave it when the kernel FORGETs them.  Numbers are never reused.  The
+ * st_ino shown for a child is a 32-bit form of its number (st_ino_of).
  *
  * Entry cache: fixed entries and health/<backend> never stop existing and
  * are cached for an hour.  keys/<network> and addresses/<network> are
@@ -344,6 +345,17 @@ static double attr_timeout(const struct mount_state *k)
 	return k->other_users ? 0 : 1.0;
 }
 
+/* The st_ino users see for inode ino.  A named child's FUSE node id is
+ * inotab's serial << 32 | entry number (above 2^32), but a 32-bit program
+ * built without large-file support gets EOVERFLOW from stat() on a number
+ * that does not fit its ino_t; so it is shown as TREE_SIZE + its serial:
+ * below 2^32 for the first ~4 billion lookups of a mount, and as unique
+ * and never reused as the node id (the serial only grows). */
+static ino_t st_ino_of(fuse_ino_t ino)
+{
+	return ino <= TREE_SIZE ? (ino_t)ino : (ino_t)(TREE_SIZE + (ino >> 32));
+}
+
 /* Answer a LOOKUP, CREATE or MKNOD of node n: its ino (counted), attributes
  * and timeouts.  fixed: the cache-for-long entries; `uncached`: a name
  * that exists only while a file is being created on it. */
@@ -366,7 +378,7 @@ static int entry_for(struct mount_state *k, const struct node *n, bool uncached,
 		else if (!uncached && !k->other_users)
 			e->entry_timeout = KEY_ENTRY_SECONDS;
 	}
-	e->attr.st_ino = e->ino;
+	e->attr.st_ino = st_ino_of(e->ino);
 	e->attr_timeout = uncached ? 0 : attr_timeout(k);
 	return 0;
 }
@@ -417,7 +429,7 @@ static void reply_attr(struct mount_state *k, fuse_req_t req, fuse_ino_t ino, co
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	st.st_ino = ino;
+	st.st_ino = st_ino_of(ino);
 	fuse_reply_attr(req, &st, attr_timeout(k));
 }
 
@@ -847,7 +859,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		 * the times of a file that holds nothing, not cached */
 		fill_stat(k, &st, S_IFREG, KEY_MODE, clock_wall());
 		st.st_size = KEY_MAX_BYTES + 1;
-		st.st_ino = ino;
+		st.st_ino = st_ino_of(ino);
 		fuse_reply_attr(req, &st, 0);
 		return;
 	}
@@ -1118,7 +1130,7 @@ int tree_start(struct mount_state *k, struct fuse_session *se)
 	if (!t)
 		return -ENOMEM;
 	t->se = se;
-	inotab_init(&t->inos, TREE_SIZE + 1);
+	inotab_init(&t->inos);   /* numbers above UINT32_MAX: never a fixed one */
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->drained, NULL);

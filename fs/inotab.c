@@ -9,9 +9,10 @@
 #define BLOCK (1u << BLOCK_SHIFT)
 #define NONE UINT32_MAX
 
-/* 32 bytes.  A free entry has ino 0 and nlookup = the next free one. */
+/* 28 bytes.  A free entry has serial 0 and nlookup = the next free one.
+ * Its inode number is serial << 32 | the entry's number (ino_of). */
 struct inotab_entry {
-	uint64_t ino;
+	uint32_t serial;
 	uint32_t nlookup;
 	uint8_t family;
 	uint8_t len;                        /* > INOTAB_INLINE: name holds a char *;
@@ -19,11 +20,16 @@ struct inotab_entry {
 	char name[INOTAB_INLINE + 1];
 };
 
-_Static_assert(sizeof(struct inotab_entry) == 32, "an inode entry is 32 bytes");
+_Static_assert(sizeof(struct inotab_entry) == 28, "an inode entry is 28 bytes");
 
 static struct inotab_entry *entry(const struct inotab *t, uint32_t e)
 {
 	return &t->blocks[e >> BLOCK_SHIFT][e & (BLOCK - 1)];
+}
+
+static uint64_t ino_of(const struct inotab *t, uint32_t e)
+{
+	return (uint64_t)entry(t, e)->serial << 32 | e;
 }
 
 static const char *entry_name(const struct inotab_entry *r)
@@ -40,22 +46,22 @@ static size_t name_home(const struct inotab *t, unsigned family, const char *nam
 	return (hash_string(name) ^ ((size_t)family * UINT64_C(0x9E3779B97F4A7C15))) & (t->cap - 1);
 }
 
-static size_t ino_home(const struct inotab *t, uint64_t ino)
-{
-	return (size_t)(ino * UINT64_C(0x9E3779B97F4A7C15) >> 32) & (t->cap - 1);
-}
-
-static size_t home_of(const struct inotab *t, bool by_name, uint32_t e)
+static size_t home_of(const struct inotab *t, uint32_t e)
 {
 	const struct inotab_entry *r = entry(t, e);
-	return by_name ? name_home(t, r->family, entry_name(r)) : ino_home(t, r->ino);
+	return name_home(t, r->family, entry_name(r));
 }
 
-void inotab_init(struct inotab *t, uint64_t first_ino)
+static void init_serial(struct inotab *t, uint32_t serial)
 {
 	memset(t, 0, sizeof(*t));
 	t->free_head = NONE;
-	t->next_ino = first_ino;
+	t->next_serial = serial;
+}
+
+void inotab_init(struct inotab *t)
+{
+	init_serial(t, 1);
 }
 
 void inotab_clear(struct inotab *t)
@@ -63,15 +69,14 @@ void inotab_clear(struct inotab *t)
 	for (uint32_t b = 0; b < t->nblocks; b++) {
 		for (uint32_t i = 0; i < BLOCK; i++) {
 			struct inotab_entry *r = &t->blocks[b][i];
-			if (r->ino && r->len > INOTAB_INLINE)
+			if (r->serial && r->len > INOTAB_INLINE)
 				free((char *)entry_name(r));
 		}
 		free(t->blocks[b]);
 	}
 	free(t->blocks);
 	free(t->by_name);
-	free(t->by_ino);
-	inotab_init(t, t->next_ino);
+	init_serial(t, t->next_serial);
 }
 
 static uint32_t find_name(const struct inotab *t, unsigned family, const char *name, size_t *pos)
@@ -91,26 +96,19 @@ static uint32_t find_name(const struct inotab *t, unsigned family, const char *n
 	}
 }
 
-static uint32_t find_ino(const struct inotab *t, uint64_t ino, size_t *pos)
+/* The entry that ino names, if it is held under that number. */
+static uint32_t find_ino(const struct inotab *t, uint64_t ino)
 {
-	if (!t->cap || !ino)
+	uint32_t e = (uint32_t)ino, serial = (uint32_t)(ino >> 32);
+	if (!serial || e >= (uint64_t)t->nblocks << BLOCK_SHIFT || entry(t, e)->serial != serial)
 		return NONE;
-	for (size_t p = ino_home(t, ino);; p = (p + 1) & (t->cap - 1)) {
-		uint32_t e = t->by_ino[p];
-		if (e == NONE)
-			return NONE;
-		if (entry(t, e)->ino == ino) {
-			if (pos)
-				*pos = p;
-			return e;
-		}
-	}
+	return e;
 }
 
-static void index_put(struct inotab *t, bool by_name, uint32_t e)
+static void index_put(struct inotab *t, uint32_t e)
 {
-	uint32_t *a = by_name ? t->by_name : t->by_ino;
-	size_t p = home_of(t, by_name, e);
+	uint32_t *a = t->by_name;
+	size_t p = home_of(t, e);
 	while (a[p] != NONE)
 		p = (p + 1) & (t->cap - 1);
 	a[p] = e;
@@ -118,12 +116,12 @@ static void index_put(struct inotab *t, bool by_name, uint32_t e)
 
 /* Linear probing's deletion: later entries of the run move back over the
  * hole when their home allows it (no tombstones). */
-static void index_del(struct inotab *t, bool by_name, size_t i)
+static void index_del(struct inotab *t, size_t i)
 {
-	uint32_t *a = by_name ? t->by_name : t->by_ino;
+	uint32_t *a = t->by_name;
 	size_t m = t->cap - 1;
 	for (size_t j = (i + 1) & m; a[j] != NONE; j = (j + 1) & m) {
-		size_t k = home_of(t, by_name, a[j]);
+		size_t k = home_of(t, a[j]);
 		if ((j > i && (k <= i || k > j)) || (j < i && k <= i && k > j)) {
 			a[i] = a[j];
 			i = j;
@@ -132,31 +130,23 @@ static void index_del(struct inotab *t, bool by_name, size_t i)
 	a[i] = NONE;
 }
 
-/* Room for one more entry in the indexes (kept at most 3/4 full). */
+/* Room for one more entry in the index (kept at most 3/4 full). */
 static int index_reserve(struct inotab *t)
 {
 	if ((t->count + 1) * 4 <= t->cap * 3)
 		return 0;
 	size_t cap = t->cap ? t->cap * 2 : 64;
-	uint32_t *bn = malloc(cap * sizeof(*bn)), *bi = malloc(cap * sizeof(*bi));
-	if (!bn || !bi) {
-		free(bn);
-		free(bi);
+	uint32_t *bn = malloc(cap * sizeof(*bn));
+	if (!bn)
 		return -1;
-	}
 	memset(bn, 0xff, cap * sizeof(*bn));
-	memset(bi, 0xff, cap * sizeof(*bi));
 	free(t->by_name);
-	free(t->by_ino);
 	t->by_name = bn;
-	t->by_ino = bi;
 	t->cap = cap;
 	for (uint32_t b = 0; b < t->nblocks; b++)
 		for (uint32_t i = 0; i < BLOCK; i++)
-			if (t->blocks[b][i].ino) {
-				index_put(t, true, b << BLOCK_SHIFT | i);
-				index_put(t, false, b << BLOCK_SHIFT | i);
-			}
+			if (t->blocks[b][i].serial)
+				index_put(t, b << BLOCK_SHIFT | i);
 	return 0;
 }
 
@@ -205,8 +195,8 @@ uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
 	if (e == NONE) {
 		size_t len = strlen(name);
 		char *copy = NULL;
-		if (family > UINT8_MAX || index_reserve(t) < 0)
-			return 0;
+		if (family > UINT8_MAX || t->next_serial == 0 || index_reserve(t) < 0)
+			return 0;   /* (serial 0: every number was given) */
 		if (len > INOTAB_INLINE && !(copy = strdup(name)))
 			return 0;
 		e = entry_alloc(t);
@@ -215,7 +205,7 @@ uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
 			return 0;
 		}
 		struct inotab_entry *r = entry(t, e);
-		r->ino = t->next_ino++;
+		r->serial = t->next_serial++;
 		r->nlookup = 0;
 		r->family = (uint8_t)family;
 		r->len = (uint8_t)(len < UINT8_MAX ? len : UINT8_MAX);
@@ -223,20 +213,18 @@ uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name)
 			memcpy(r->name, &copy, sizeof(copy));
 		else
 			memcpy(r->name, name, len + 1);
-		index_put(t, true, e);
-		index_put(t, false, e);
+		index_put(t, e);
 		t->count++;
 	}
 	struct inotab_entry *r = entry(t, e);
 	if (r->nlookup < UINT32_MAX)
 		r->nlookup++;
-	return r->ino;
+	return ino_of(t, e);
 }
 
 void inotab_unref(struct inotab *t, uint64_t ino, uint64_t n)
 {
-	size_t pi;
-	uint32_t e = find_ino(t, ino, &pi);
+	uint32_t e = find_ino(t, ino);
 	if (e == NONE)
 		return;
 	struct inotab_entry *r = entry(t, e);
@@ -247,8 +235,7 @@ void inotab_unref(struct inotab *t, uint64_t ino, uint64_t n)
 		return;
 	size_t pn = 0;
 	find_name(t, r->family, entry_name(r), &pn);
-	index_del(t, true, pn);
-	index_del(t, false, pi);
+	index_del(t, pn);
 	entry_release(t, e);
 	t->count--;
 }
@@ -256,12 +243,12 @@ void inotab_unref(struct inotab *t, uint64_t ino, uint64_t n)
 uint64_t inotab_find(const struct inotab *t, unsigned family, const char *name)
 {
 	uint32_t e = find_name(t, family, name, NULL);
-	return e == NONE ? 0 : entry(t, e)->ino;
+	return e == NONE ? 0 : ino_of(t, e);
 }
 
 bool inotab_name(const struct inotab *t, uint64_t ino, unsigned *family, char *name, size_t size)
 {
-	uint32_t e = find_ino(t, ino, NULL);
+	uint32_t e = find_ino(t, ino);
 	if (e == NONE)
 		return false;
 	const struct inotab_entry *r = entry(t, e);
@@ -278,6 +265,6 @@ bool inotab_name(const struct inotab *t, uint64_t ino, unsigned *family, char *n
 
 uint64_t inotab_nlookup(const struct inotab *t, uint64_t ino)
 {
-	uint32_t e = find_ino(t, ino, NULL);
+	uint32_t e = find_ino(t, ino);
 	return e == NONE ? 0 : entry(t, e)->nlookup;
 }

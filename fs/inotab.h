@@ -1,16 +1,19 @@
 /* inotab.h - the inode numbers the kernel holds for named children
  * (keys/<network>, addresses/<network>, health/<instance>): issue 15, goal 3.
  *
- * Each name the kernel looked up has one 32-byte entry carved from blocks
- * (its number, the kernel's lookup count, its family and the name inline
+ * Each name the kernel looked up has one 28-byte entry carved from blocks
+ * (its number's serial, the kernel's lookup count, its family and the name inline
  * up to INOTAB_INLINE characters; a longer name in a malloc'ed copy), and
- * two open-addressing indexes of 4-byte entry numbers: by (family, name)
- * and by inode number.  No malloc per name, no chain pointers.
+ * an open-addressing index of 4-byte entry numbers by (family, name).  An
+ * inode number names its entry itself (its low 32 bits are the entry's
+ * number, the high ones a serial that only grows), so no index by number
+ * is kept (issue 15, goal 3).  No malloc per name, no chain pointers.
  *
  * Rules (fs/fuse_ops.c relies on them):
  * - an inode number is never given out twice in a table's life: a name
  *   forgotten (its count back to 0) and looked up again gets a new one;
- *   the entry's slot is reused, its number never;
+ *   the entry's slot is reused, its number never; each number is larger
+ *   than every one given before it, and above UINT32_MAX;
  * - the lookup count is the kernel's: inotab_ref adds 1, inotab_unref
  *   subtracts what FORGET says; the entry goes at 0.  A count that would
  *   pass UINT32_MAX sticks there and the entry is kept for the table's life
@@ -34,14 +37,14 @@ struct inotab {
 	struct inotab_entry **blocks;  /* INOTAB_BLOCK entries each */
 	uint32_t nblocks, blocks_cap;
 	uint32_t free_head;            /* free entry chain (UINT32_MAX = none) */
-	uint32_t *by_name, *by_ino;    /* entry numbers; UINT32_MAX = empty */
+	uint32_t *by_name;             /* entry numbers; UINT32_MAX = empty */
 	size_t cap;                    /* index size: 0 or a power of two */
 	size_t count;                  /* entries in use */
-	uint64_t next_ino;
+	uint32_t next_serial;          /* the high half of the next number */
 };
 
-/* first_ino: the number of the first name (every later one is larger). */
-void inotab_init(struct inotab *t, uint64_t first_ino);
+/* The numbers given are above UINT32_MAX (so above any fixed inode). */
+void inotab_init(struct inotab *t);
 /* Frees everything (the external name copies too). */
 void inotab_clear(struct inotab *t);
 

@@ -228,37 +228,32 @@ static void mtime_set(struct mount_state *k, const char *network, double wall)
 static bool seen_note(struct mount_state *k, const char *network, const struct secret *key,
                       bool forget)
 {
-	/* HMAC-SHA256 from the keyed state made once per mount: a one-shot
-	 * HMAC() fetched the digest and set the key on every call (22 800
-	 * instructions per cold read under callgrind, BENCHMARKS.md).  Over
-	 * the key and then the newline, the same MAC as over the file's
-	 * content, without building that content in a locked buffer first. */
-	unsigned char mac[SHA256_DIGEST_SIZE];
+	unsigned char mac[NETREC_DIGEST];
 	size_t content_len = key ? key->len + 1 : 0;
-	if (key) {
-		struct hmac_sha256_ctx c = k->seen_mac;
-		hmac_sha256_update(&c, key->len, (const uint8_t *)key->data);
-		hmac_sha256_update(&c, 1, (const uint8_t *)"\n");
-		hmac_sha256_digest(&c, sizeof(mac), mac);
-		explicit_bzero(&c, sizeof(c));
-	}
+	if (key)
+		netrec_digest(&k->networks, key, mac);
 	bool changed = false;
 	double now = clock_wall();
 	netrec_lock(&k->networks);
 	struct netrec *r = netrec_get(&k->networks, network);
 	if (r && forget) {
 		r->has_mac = false;
+		r->address_of_mac = false;
 		r->size = 0;
 		r->mtime = now;
 	} else if (r && key) {
-		changed = r->has_mac && memcmp(r->mac, mac, sizeof(r->mac)) != 0;
+		bool same = r->has_mac && memcmp(r->mac, mac, sizeof(r->mac)) == 0;
+		changed = r->has_mac && !same;
 		if (changed)
 			r->mtime = now;
+		if (!same)   /* the book's address is of another version, if any */
+			r->address_of_mac = false;
 		memcpy(r->mac, mac, sizeof(r->mac));
 		r->has_mac = true;
 		r->size = content_len <= UINT32_MAX ? (uint32_t)content_len : UINT32_MAX;
 	}
 	netrec_unlock(&k->networks);
+	explicit_bzero(mac, sizeof(mac));
 	return changed;
 }
 

@@ -13,7 +13,6 @@
 #include <fuse_lowlevel.h>
 #include <grp.h>
 #include <limits.h>
-#include <openssl/rand.h>
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -172,7 +171,7 @@ int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, 
 	k->mount_uid = mount_uid;
 	k->mount_gid = mount_gid;
 	k->start_wall = clock_wall();
-	netrec_table_init(&k->networks, k->start_wall);
+	int networks_rc = netrec_table_init(&k->networks, k->start_wall);
 	metrics_use_networks(&k->networks);
 	k->wake_pipe[0] = k->wake_pipe[1] = -1;
 	pthread_mutex_init(&k->creating_lock, NULL);
@@ -186,12 +185,11 @@ int mount_state_new(const struct config *cfg, uid_t mount_uid, gid_t mount_gid, 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if (RAND_bytes(k->seen_key, sizeof(k->seen_key)) != 1) {
-		rc = -EIO;
+	if (networks_rc < 0) {   /* the digests' key (netrec_digest) */
+		rc = networks_rc;
 		snprintf(err, errlen, "cannot get random bytes for the key fingerprints");
 		goto fail;
 	}
-	hmac_sha256_set_key(&k->seen_mac, sizeof(k->seen_key), k->seen_key);
 	for (size_t i = 0; i < cfg->warnings.n; i++)
 		log_kv(LOG_LEVEL_WARN, "configuration", "warning", cfg->warnings.items[i], (char *)NULL);
 	for (size_t i = 0; i < n; i++) {

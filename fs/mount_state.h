@@ -13,7 +13,6 @@
 #define OMIKUJI_MOUNT_STATE_H
 
 #include <fuse_lowlevel.h>
-#include <nettle/hmac.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -117,11 +116,10 @@ struct mount_state {
 
 	/* What the mount has seen of each network (netrec.h): for keyops.c the
 	 * mtime shown (wall seconds of the last change seen), the size a read
-	 * returns, and a keyed fingerprint of the value to notice rotations;
-	 * for the address book its entry.  One record per network. */
+	 * returns, and a keyed digest of the value to notice rotations
+	 * (netrec_digest, keyed per mount); for the address book its entry.
+	 * One record per network. */
 	struct netrec_table networks;
-	unsigned char seen_key[32];   /* random per mount: fingerprints mean nothing elsewhere */
-	struct hmac_sha256_ctx seen_mac;   /* keyed with seen_key once; copied per fingerprint */
 
 	/* Rotation notices (keys whose value changed), delivered by the
 	 * maintenance thread: kernel caches dropped and an IN_ATTRIB raised by

@@ -22,14 +22,17 @@ void secret_wipe(void *p, size_t len)
 /* The pool: slots in size classes carved from CHUNK_SIZE chunks that are
  * mmap()ed, mlock()ed and marked MADV_DONTDUMP once.  Each class has its
  * own chunks and free list (the link lives in the wiped slot).  The classes
- * fit what the mount holds most of (issue 15): a raw 32-byte key in 48, an
- * evm key in canonical form ("0x" + 64 hex, 66 bytes + NUL) or as a file's
+ * fit what the mount holds most of (issue 15): a raw 32-byte key (how the
+ * cache keeps an evm key, fs/cache.c) in 40, up to 47 bytes in 48, an evm
+ * key in canonical form ("0x" + 64 hex, 66 bytes + NUL) or as a file's
  * content (67 with the newline) in 72, anything up to 159 bytes in 96 or
  * 160.  One 160-byte slot per cached key made the locked memory of 100 000
- * keys twice the default RLIMIT_MEMLOCK (8 MiB); 72 bytes keep it under. */
+ * keys twice the default RLIMIT_MEMLOCK (8 MiB); 72 bytes kept it under,
+ * 40 keep it at about half. */
 #define CHUNK_SIZE (64 * 1024)
 #define POOL_CLASSES SECRET_POOL_CLASSES
-static const size_t slot_sizes[POOL_CLASSES] = { 48, 72, 96, 160 };
+static const size_t slot_sizes[POOL_CLASSES] = { 40, 48, 72, 96, 160 };
+#define FIRST_CLASS 2   /* secret_relock's first chunk: the keys' text */
 static size_t pool_in_use[POOL_CLASSES];   /* under pool_lock */
 
 struct free_slot {
@@ -139,7 +142,7 @@ int secret_relock(void)
 {
 	int rc = 0;
 	pthread_mutex_lock(&pool_lock);
-	if (!pool_chunks && pool_grow(1) < 0)
+	if (!pool_chunks && pool_grow(FIRST_CLASS) < 0)
 		rc = -ENOMEM;
 	for (struct pool_chunk *c = pool_chunks; c; c = c->next)
 		if (mlock(c->base, CHUNK_SIZE) < 0 && rc == 0)

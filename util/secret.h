@@ -77,7 +77,7 @@ int secret_relock(void);
 /* The locked pool, for tests and benchmarks: SECRET_POOL_CLASSES size
  * classes; the slot size of class i and how many of its slots hold a
  * secret now. */
-#define SECRET_POOL_CLASSES 4
+#define SECRET_POOL_CLASSES 5
 size_t secret_pool_slot_size(int cls);
 size_t secret_pool_in_use(int cls);
 

@@ -532,3 +532,109 @@ Test(address_book, concurrent_notes_lookups_forgets)
 	address_book_free(b);
 	netrec_table_clear(&nets);
 }
+
+/* --- issue 15 round 6 (s6-diet): one digest per record.  The book knows
+ * the version its address was derived from by the digest keys/ keeps for
+ * the value as read (netrec_digest), not by a fingerprint of its own. --- */
+
+/* What keyops.c's seen_note does with a value read: the record's digest
+ * now names it; an address of another version is no longer known to be
+ * this one's. */
+static void seen(struct netrec_table *t, const char *network, const struct secret *key)
+{
+	unsigned char d[NETREC_DIGEST];
+	netrec_digest(t, key, d);
+	netrec_lock(t);
+	struct netrec *r = netrec_get(t, network);
+	cr_assert_not_null(r);
+	if (!r->has_mac || memcmp(r->mac, d, sizeof(d)) != 0)
+		r->address_of_mac = false;
+	memcpy(r->mac, d, sizeof(d));
+	r->has_mac = true;
+	netrec_unlock(t);
+}
+
+/* The instance the book names for network, and whether its address is
+ * known to be of the version the digest names. */
+static const char *book_backend(struct netrec_table *t, const char *network, bool *of_mac)
+{
+	netrec_lock(t);
+	struct netrec *r = netrec_find(t, network);
+	cr_assert_not_null(r);
+	const char *name = netrec_backend_name(t, r->backend);
+	*of_mac = r->address_of_mac;
+	netrec_unlock(t);
+	return name;
+}
+
+Test(address_book, one_digest_tells_the_version)
+{
+	struct netrec_table nets, other;
+	cr_assert_eq(netrec_table_init(&nets, 0), 0);
+	cr_assert_eq(netrec_table_init(&other, 0), 0);
+	struct address_book *b = NULL;
+	cr_assert_eq(address_book_new(&nets, &b), 0);
+	struct secret *a = key_of(KEY_A), *bkey = key_of(KEY_B);
+	static const char file[] = "file", vault[] = "vault";
+	char out[EVM_ADDRESS_TEXT + 1];
+	bool of_mac;
+
+	/* The digest: the same for the same key in one table, another for
+	 * another key or in another table (keyed per table). */
+	unsigned char d1[NETREC_DIGEST], d2[NETREC_DIGEST], d3[NETREC_DIGEST];
+	netrec_digest(&nets, a, d1);
+	netrec_digest(&nets, a, d2);
+	cr_expect_eq(memcmp(d1, d2, sizeof(d1)), 0);
+	netrec_digest(&nets, bkey, d2);
+	cr_expect_neq(memcmp(d1, d2, sizeof(d1)), 0);
+	netrec_digest(&other, a, d3);
+	cr_expect_neq(memcmp(d1, d3, sizeof(d1)), 0);
+
+	/* keys/ saw a, then the book derives its address: known as a's. */
+	seen(&nets, "eth", a);
+	cr_expect_eq(address_book_note(b, "eth", file, a, 100.0, 100.0), 0);
+	cr_expect_str_eq(book_backend(&nets, "eth", &of_mac), file);
+	cr_expect(of_mac);
+	/* a again: known, not derived again (the instance stays, only the
+	 * note's time moves). */
+	cr_expect_eq(address_book_note(b, "eth", vault, a, 200.0, 200.0), 0);
+	cr_expect_str_eq(book_backend(&nets, "eth", &of_mac), file, "a known version is not derived again");
+	netrec_lock(&nets);
+	cr_expect_eq(netrec_find(&nets, "eth")->address_seen, 200.0);
+	netrec_unlock(&nets);
+
+	/* keys/ saw b: the address (a's) is no longer known to be the
+	 * version read, so a note of a derives again (same address). */
+	seen(&nets, "eth", bkey);
+	book_backend(&nets, "eth", &of_mac);
+	cr_expect_not(of_mac, "a new digest: the address is of another version");
+	cr_expect_eq(address_book_note(b, "eth", vault, a, 300.0, 300.0), 0);
+	cr_expect_str_eq(book_backend(&nets, "eth", &of_mac), vault, "derived again");
+	cr_expect_not(of_mac, "a's address is not b's");
+	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), 0);
+	cr_expect_str_eq(out, ADDR_A);
+	/* b's note: b's address, known as the version read. */
+	cr_expect_eq(address_book_note(b, "eth", file, bkey, 400.0, 400.0), 0);
+	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), 0);
+	cr_expect_str_eq(out, ADDR_B);
+	cr_expect_str_eq(book_backend(&nets, "eth", &of_mac), file);
+	cr_expect(of_mac);
+
+	/* A tombstone forgets which version it was. */
+	address_book_forget(b, "eth", 500.0);
+	book_backend(&nets, "eth", &of_mac);
+	cr_expect_not(of_mac);
+
+	/* Without a digest from keys/, every note derives (never a wrong
+	 * "known"). */
+	cr_expect_eq(address_book_note(b, "base", file, a, 100.0, 100.0), 0);
+	cr_expect_eq(address_book_note(b, "base", vault, a, 200.0, 200.0), 0);
+	cr_expect_str_eq(book_backend(&nets, "base", &of_mac), vault);
+	cr_expect_not(of_mac);
+
+	secret_free(a);
+	secret_free(bkey);
+	address_book_free(b);
+	netrec_table_clear(&nets);
+	netrec_table_clear(&other);
+}

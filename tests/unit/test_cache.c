@@ -3,6 +3,7 @@
  * injected clock; keys are random throwaway bytes. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -480,11 +481,12 @@ Test(cache, many_networks)
 /* --- issue 15: one allocation per cached network, its bytes in a pool slot
  * sized to them; every way out of the cache gives the slot back. -------- */
 
-/* Slots of the class that holds a 64-hex-digit key (65 bytes with the NUL). */
+/* Slots of the class that holds a cached 64-hex-digit key: its 32 raw
+ * bytes (33 with the NUL; fs/cache.c packs it). */
 static int key_class(void)
 {
 	int cls = 0;
-	while (secret_pool_slot_size(cls) < 65)
+	while (secret_pool_slot_size(cls) < 33)
 		cls++;
 	return cls;
 }
@@ -492,9 +494,10 @@ static int key_class(void)
 Test(cache, record_sized_slot_and_life_cycle)
 {
 	int cls = key_class();
-	cr_expect_eq(secret_pool_slot_size(cls), 72, "a 64-byte key takes a 72-byte slot, not 160");
+	cr_expect_eq(secret_pool_slot_size(cls), 40,
+	             "a cached 64-hex-digit key takes a 40-byte slot (its raw bytes), not 72 or 160");
 	struct fake_backend fb = { .value = random_key() };
-	size_t base = secret_pool_in_use(cls);   /* fb.value */
+	size_t base = secret_pool_in_use(cls);
 	struct cache *c = new_cache(1000, 0, 2);
 	enum cache_result how;
 	bool changed;
@@ -748,12 +751,13 @@ static struct cache *new_shared_cache(struct netrec_table *t, size_t max_entries
 	return c;
 }
 
-/* Who holds the record's entry of network (NULL: nobody, or no record). */
-static const void *record_owner(struct netrec_table *t, const char *network)
+/* The id of the cache holding the record's entry of network (0: nobody,
+ * or no record). */
+static unsigned record_owner(struct netrec_table *t, const char *network)
 {
 	netrec_lock(t);
 	struct netrec *r = netrec_find(t, network);
-	const void *owner = r ? r->cache.owner : NULL;
+	unsigned owner = r ? r->cache.owner : 0;
 	netrec_unlock(t);
 	return owner;
 }
@@ -769,27 +773,34 @@ Test(cache, entry_lives_in_the_record)
 	atomic_store(&fake_time, 0.0);
 
 	cr_assert_eq(get(c, "mainnet", &fb, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "mainnet"), c, "the record holds the entry");
+	cr_expect_eq(record_owner(&t, "mainnet"), cache_id(c), "the record holds the entry");
 	netrec_lock(&t);
 	struct netrec *r = netrec_find(&t, "mainnet");
 	cr_assert_not_null(r);
-	cr_expect(secret_equal(&r->cache.value, fb.value));
+	cr_expect_eq(r->cache.packed, CACHE_PACKED_HEX, "64 hex digits are kept packed");
+	unsigned char raw[32];
+	cr_assert_eq(r->cache.len, sizeof(raw));
+	for (size_t i = 0; i < sizeof(raw); i++)
+		cr_assert_eq(sscanf((const char *)fb.value->data + 2 * i, "%2hhx", &raw[i]), 1);
+	cr_expect_eq(memcmp(r->cache.data, raw, sizeof(raw)), 0, "the record holds the raw bytes");
+	secret_wipe(raw, sizeof(raw));
 	netrec_unlock(&t);
 	cr_expect_eq(secret_pool_in_use(cls), base + 1);
 
 	/* Invalidate: the value is wiped and the record's entry is free again. */
 	cache_invalidate(c, "mainnet");
-	cr_expect_null(record_owner(&t, "mainnet"));
+	cr_expect_eq(record_owner(&t, "mainnet"), 0);
 	netrec_lock(&t);
-	cr_expect_null(r->cache.value.data);
-	cr_expect_eq(r->cache.value.len, 0);
+	cr_expect_null(r->cache.data);
+	cr_expect_eq(r->cache.len, 0);
+	cr_expect_eq(r->cache.pooled, 0);
 	netrec_unlock(&t);
 	cr_expect_eq(secret_pool_in_use(cls), base);
 
 	cache_put(c, "mainnet", fb.value);
-	cr_expect_eq(record_owner(&t, "mainnet"), c);
+	cr_expect_eq(record_owner(&t, "mainnet"), cache_id(c));
 	cache_free(c);
-	cr_expect_null(record_owner(&t, "mainnet"), "cache_free gives the entry back");
+	cr_expect_eq(record_owner(&t, "mainnet"), 0, "cache_free gives the entry back");
 	cr_expect_eq(secret_pool_in_use(cls), base);
 	netrec_table_clear(&t);
 	secret_free(fb.value);
@@ -811,7 +822,7 @@ Test(cache, two_caches_hold_one_network)
 	 * each its own value. */
 	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
 	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "net"), a, "the first cache has the record's entry");
+	cr_expect_eq(record_owner(&t, "net"), cache_id(a), "the first cache has the record's entry");
 	cr_expect_eq(secret_pool_in_use(cls), base + 2);
 	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
 	cr_expect_eq(how, CACHE_HIT);
@@ -827,7 +838,7 @@ Test(cache, two_caches_hold_one_network)
 	/* a drops it (the migrate's remove from the old backend): b keeps its
 	 * value; the record's entry is free, and a put on b does not move it. */
 	cache_invalidate(a, "net");
-	cr_expect_null(record_owner(&t, "net"));
+	cr_expect_eq(record_owner(&t, "net"), 0);
 	cr_expect(cache_contains(b, "net"));
 	cr_expect_not(cache_contains(a, "net"));
 	cr_assert_eq(get(b, "net", &fb, &how, NULL, &got, NULL), 0);
@@ -835,7 +846,7 @@ Test(cache, two_caches_hold_one_network)
 	cr_expect(secret_equal(got, fb.value));
 	secret_free(got);
 	cache_put(b, "net", fb.value);
-	cr_expect_null(record_owner(&t, "net"), "b's entry stays in its side table");
+	cr_expect_eq(record_owner(&t, "net"), 0, "b's entry stays in its side table");
 	cr_expect_eq(cache_size(b), 1);
 	cr_expect_eq(secret_pool_in_use(cls), base + 1);
 
@@ -845,23 +856,23 @@ Test(cache, two_caches_hold_one_network)
 	cr_assert_eq(get(b, "y", &fb, NULL, NULL, NULL, NULL), 0);
 	cr_expect_eq(cache_size(b), 2);
 	cr_expect_not(cache_contains(b, "net"), "side entry evicted, least recently used");
-	cr_expect_eq(record_owner(&t, "x"), b);
-	cr_expect_eq(record_owner(&t, "y"), b);
+	cr_expect_eq(record_owner(&t, "x"), cache_id(b));
+	cr_expect_eq(record_owner(&t, "y"), cache_id(b));
 	cr_expect_eq(secret_pool_in_use(cls), base + 2);
 	/* now a takes "net" back into the record */
 	cr_assert_eq(get(a, "net", &fa, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "net"), a);
+	cr_expect_eq(record_owner(&t, "net"), cache_id(a));
 	/* a record entry is evicted too, and freed for another cache */
 	cr_assert_eq(get(b, "net", &fb, NULL, NULL, NULL, NULL), 0);   /* side, evicts x */
 	cr_expect_not(cache_contains(b, "x"));
-	cr_expect_null(record_owner(&t, "x"));
+	cr_expect_eq(record_owner(&t, "x"), 0);
 	cr_assert_eq(get(a, "x", &fa, NULL, NULL, NULL, NULL), 0);
-	cr_expect_eq(record_owner(&t, "x"), a);
+	cr_expect_eq(record_owner(&t, "x"), cache_id(a));
 	cr_expect_eq(secret_pool_in_use(cls), base + 4);
 
 	cache_free(b);
-	cr_expect_eq(record_owner(&t, "net"), a, "freeing b leaves a's entries");
-	cr_expect_null(record_owner(&t, "y"));
+	cr_expect_eq(record_owner(&t, "net"), cache_id(a), "freeing b leaves a's entries");
+	cr_expect_eq(record_owner(&t, "y"), 0);
 	cr_assert_eq(get(a, "net", &fa, &how, NULL, &got, NULL), 0);
 	cr_expect_eq(how, CACHE_HIT);
 	cr_expect(secret_equal(got, fa.value));
@@ -899,4 +910,157 @@ Test(cache, side_table_grows)
 	cache_free(b);
 	netrec_table_clear(&t);
 	secret_free(fb.value);
+}
+
+/* --- issue 15 round 6 (s6-diet): a value of 64 lowercase hex digits, with
+ * "0x" or without, is kept as its 32 raw bytes in a 40-byte slot; every
+ * copy out of the cache is the text that went in, byte for byte, and any
+ * other value is kept as it is. ------------------------------------------ */
+
+static struct secret *text_of(const char *s)
+{
+	struct secret *v = secret_from(s, strlen(s));
+	cr_assert_not_null(v);
+	return v;
+}
+
+/* How the record of network keeps its value (CACHE_PACKED_*, or 0). */
+static int packed_of(struct netrec_table *t, const char *network, size_t *len)
+{
+	netrec_lock(t);
+	struct netrec *r = netrec_find(t, network);
+	cr_assert_not_null(r);
+	int packed = r->cache.packed;
+	*len = r->cache.len;
+	netrec_unlock(t);
+	return packed;
+}
+
+Test(cache, packed_values_come_out_as_they_went_in)
+{
+	static const struct {
+		const char *value;
+		int packed;
+	} cases[] = {
+		{ "0x00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba987601", CACHE_PACKED_0X },
+		{ "00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba987601", CACHE_PACKED_HEX },
+		{ "0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", CACHE_PACKED_0X },
+		{ "0x0000000000000000000000000000000000000000000000000000000000000000", CACHE_PACKED_0X },
+		/* not the canonical form: kept as text */
+		{ "0x00FF10A9B8C7D6E5F4031234567890ABCDEFABCDEF0123456789FEDCBA987601", 0 },
+		{ "0X00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba987601", 0 },
+		{ "0x00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba98760g", 0 },
+		{ "0x00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba98760", 0 },
+		{ "0x00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba9876011", 0 },
+		{ "1x00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba987601", 0 },
+		{ "00ff10a9b8c7d6e5f4031234567890abcdefabcdef0123456789fedcba98760 ", 0 },
+		{ "not a key", 0 },
+	};
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	struct cache *c = new_shared_cache(&t, 0);
+	atomic_store(&fake_time, 0.0);
+	int raw_class = key_class();
+	size_t base = secret_pool_in_use(raw_class);
+	size_t n = sizeof(cases) / sizeof(cases[0]), nsmall = 0;
+	for (size_t i = 0; i < n; i++) {
+		char net[16];
+		snprintf(net, sizeof(net), "net-%zu", i);
+		struct fake_backend fb = { .value = text_of(cases[i].value) };
+		struct secret *got = NULL;
+		enum cache_result how;
+		cr_assert_eq(get(c, net, &fb, &how, NULL, &got, NULL), 0);
+		cr_expect_eq(how, CACHE_MISS);
+		cr_expect(secret_equal(got, fb.value), "%s: the fetch's copy", cases[i].value);
+		secret_free(got);
+		got = NULL;
+		cr_assert_eq(get(c, net, &fb, &how, NULL, &got, NULL), 0);
+		cr_expect_eq(how, CACHE_HIT);
+		cr_expect(secret_equal(got, fb.value), "%s: a hit's copy", cases[i].value);
+		cr_expect_eq(got->len, strlen(cases[i].value));
+		cr_expect_eq(got->data[got->len], 0, "NUL-terminated");
+		secret_free(got);
+		size_t len;
+		cr_expect_eq(packed_of(&t, net, &len), cases[i].packed, "%s", cases[i].value);
+		cr_expect_eq(len, cases[i].packed ? 32 : strlen(cases[i].value));
+		/* a packed value, or a short one kept as text, takes a 40-byte slot */
+		nsmall += cases[i].packed || strlen(cases[i].value) < secret_pool_slot_size(raw_class);
+		/* cache_put keeps the same form */
+		cache_put(c, net, fb.value);
+		cr_expect_eq(packed_of(&t, net, &len), cases[i].packed);
+		cr_assert_eq(get(c, net, &fb, &how, NULL, &got, NULL), 0);
+		cr_expect(secret_equal(got, fb.value), "%s: after a put", cases[i].value);
+		secret_free(got);
+		secret_free(fb.value);
+	}
+	cr_expect_eq(secret_pool_in_use(raw_class), base + nsmall, "one 40-byte slot each");
+	cache_free(c);
+	cr_expect_eq(secret_pool_in_use(raw_class), base);
+	netrec_table_clear(&t);
+}
+
+Test(cache, packed_values_tell_a_rotation)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	struct cache *c = new_shared_cache(&t, 0);
+	atomic_store(&fake_time, 0.0);
+	const char *a = "0x1111111111111111111111111111111111111111111111111111111111111111";
+	const char *versions[] = {
+		a,
+		"0x1111111111111111111111111111111111111111111111111111111111111112", /* last digit */
+		"1111111111111111111111111111111111111111111111111111111111111112",   /* no 0x */
+		"0x1111111111111111111111111111111111111111111111111111111111111112", /* 0x again */
+		"0x111111111111111111111111111111111111111111111111111111111111111A", /* text */
+		a,
+		a,
+	};
+	bool expect[] = { false, true, true, true, true, true, false };
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		struct fake_backend fb = { .value = text_of(versions[i]) };
+		bool changed = true;
+		enum cache_result how;
+		atomic_store(&fake_time, 2000.0 * (double)(i + 1));   /* past the TTL */
+		cr_assert_eq(get(c, "net", &fb, &how, &changed, NULL, NULL), 0);
+		cr_expect_eq(how, CACHE_MISS);
+		cr_expect_eq(changed, expect[i], "version %zu", i);
+		secret_free(fb.value);
+	}
+	cache_free(c);
+	netrec_table_clear(&t);
+}
+
+/* Many random keys, each nibble value in each position many times: the
+ * text that comes out of the cache is the text that went in. */
+Test(cache, packed_random_round_trips)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	struct cache *c = new_shared_cache(&t, 0);
+	atomic_store(&fake_time, 0.0);
+	for (int i = 0; i < 2000; i++) {
+		struct fake_backend fb = { .value = random_key() };
+		if (i % 2) {   /* with 0x as well */
+			struct secret *x = secret_new(66);
+			cr_assert_not_null(x);
+			cr_assert_eq(secret_append(x, "0x", 2), 0);
+			cr_assert_eq(secret_append(x, fb.value->data, fb.value->len), 0);
+			secret_free(fb.value);
+			fb.value = x;
+		}
+		char net[16];
+		snprintf(net, sizeof(net), "r%d", i);
+		struct secret *got = NULL;
+		enum cache_result how;
+		cr_assert_eq(get(c, net, &fb, NULL, NULL, NULL, NULL), 0);
+		cr_assert_eq(get(c, net, &fb, &how, NULL, &got, NULL), 0);
+		cr_assert_eq(how, CACHE_HIT);
+		cr_assert(secret_equal(got, fb.value), "key %d", i);
+		size_t len;
+		cr_assert_eq(packed_of(&t, net, &len), i % 2 ? CACHE_PACKED_0X : CACHE_PACKED_HEX);
+		secret_free(got);
+		secret_free(fb.value);
+	}
+	cache_free(c);
+	netrec_table_clear(&t);
 }

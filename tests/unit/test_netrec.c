@@ -256,3 +256,70 @@ Test(netrec, freshness_series_share_the_record)
 	netrec_table_clear(&other);
 	netrec_table_clear(&t);
 }
+
+/* Issue 15 round 6 (s6-diet): a slot is a 4-byte record number (block and
+ * offset), not a pointer; numbers name the same records after every grow,
+ * across many blocks. */
+Test(netrec, slots_are_record_numbers)
+{
+	_Static_assert(sizeof(netrec_no) == 4, "a slot is 4 bytes");
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	netrec_lock(&t);
+	enum { N = 30000 };
+	static struct netrec *rec[N];
+	char name[80];
+	for (unsigned i = 0; i < N; i++) {
+		/* names of many lengths, so records straddle no block */
+		snprintf(name, sizeof(name), "n%u-%.*s", i, (int)(i % 60), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		cr_assert_not_null(rec[i] = netrec_get(&t, name));
+		rec[i]->size = i;
+	}
+	cr_expect_gt(t.nblocks, 10, "records in many blocks");
+	size_t seen = 0;
+	for (size_t i = 0; i < t.capacity; i++) {
+		if (t.slots[i] == NETREC_NONE) {
+			cr_expect_null(netrec_slot(&t, i));
+			continue;
+		}
+		struct netrec *r = netrec_at(&t, t.slots[i]);
+		cr_assert_eq(netrec_slot(&t, i), r);
+		cr_assert_lt(r->size, N);
+		cr_assert_eq(rec[r->size], r, "slot %zu names record %u", i, r->size);
+		cr_assert_eq(netrec_find(&t, r->network), r);
+		seen++;
+	}
+	cr_expect_eq(seen, N);
+	netrec_unlock(&t);
+	netrec_table_clear(&t);
+	cr_expect_eq(t.nblocks, 0);
+	cr_expect_null(t.blocks);
+}
+
+/* A record keeps the instance a key came from as a 2-byte number: one per
+ * name pointer, the same pointer back, "" for no number. */
+Test(netrec, backend_ids)
+{
+	struct netrec_table t;
+	cr_assert_eq(netrec_table_init(&t, 0), 0);
+	static const char vault[] = "vault", file[] = "file";
+	char names[40][8];
+	netrec_lock(&t);
+	cr_expect_str_eq(netrec_backend_name(&t, 0), "");
+	uint16_t v = netrec_backend_id(&t, vault), f = netrec_backend_id(&t, file);
+	cr_expect_geq(v, 1);
+	cr_expect_neq(v, f);
+	cr_expect_eq(netrec_backend_id(&t, vault), v, "the same name, the same number");
+	cr_expect_eq(netrec_backend_name(&t, v), vault, "the name itself, borrowed");
+	cr_expect_eq(netrec_backend_name(&t, f), file);
+	for (int i = 0; i < 40; i++) {   /* past a few grows of the name array */
+		snprintf(names[i], sizeof(names[i]), "b%d", i);
+		uint16_t id = netrec_backend_id(&t, names[i]);
+		cr_assert_eq(netrec_backend_name(&t, id), names[i]);
+	}
+	cr_expect_eq(netrec_backend_name(&t, v), vault);
+	cr_expect_str_eq(netrec_backend_name(&t, (uint16_t)(t.nbackends + 1)), "");
+	netrec_unlock(&t);
+	netrec_table_clear(&t);
+	cr_expect_eq(t.nbackends, 0);
+}
