@@ -92,7 +92,7 @@ PARTS = [
     ("http_wipe_free", "          http_wipe_free: wiping every block libcurl frees"),
     ("json_pick", "        json_pick: the answer's JSON"),
     ("seen_note", "    seen_note: key-change fingerprint (HMAC-SHA256)"),
-    ("address_book_note", "    address_book_note: addresses/ version check (Keccak)"),
+    ("address_book_note", "    address_book_note: addresses/ version check (the HMAC digest)"),
     ("audit_write", "    audit_write: the audit line"),
     ("audit_link_hex", "      audit_link_hex: its SHA-256 link"),
     ("ll_read", "read: keyfs's FUSE read handler"),
