@@ -93,6 +93,7 @@ PARTS = [
     ("json_pick", "        json_pick: the answer's JSON"),
     ("seen_note", "    seen_note: key-change fingerprint (HMAC-SHA256)"),
     ("address_book_note", "    address_book_note: addresses/ version check (the HMAC digest)"),
+    ("address_book_note_digest", "    address_book_note_digest: the same, with keys/'s digest"),
     ("audit_write", "    audit_write: the audit line"),
     ("audit_link_hex", "      audit_link_hex: its SHA-256 link"),
     ("ll_read", "read: keyfs's FUSE read handler"),

@@ -96,15 +96,24 @@ int address_book_note(struct address_book *b, const char *network, const char *b
                       const struct secret *key, double wall, double seen)
 {
 	unsigned char fp[NETREC_DIGEST];
+	netrec_digest(b->networks, key, fp);
+	int rc = address_book_note_digest(b, network, backend, key, fp, wall, seen);
+	secret_wipe(fp, sizeof(fp));
+	return rc;
+}
+
+int address_book_note_digest(struct address_book *b, const char *network, const char *backend,
+                             const struct secret *key, const unsigned char fp[NETREC_DIGEST],
+                             double wall, double seen)
+{
 	uint8_t raw[EVM_ADDRESS_BYTES];
 	uint16_t backend_id;
 	int rc = 0;
 
-	netrec_digest(b->networks, key, fp);
 	netrec_lock(b->networks);
 	struct netrec *e = entry_find(b, network);
 	bool known = e && e->has_address && e->address_of_mac &&
-	             memcmp(e->mac, fp, sizeof(fp)) == 0;
+	             memcmp(e->mac, fp, NETREC_DIGEST) == 0;
 	bool outdated = e && seen < e->address_seen;
 	if (known && !outdated)
 		e->address_seen = seen;
@@ -145,7 +154,6 @@ int address_book_note(struct address_book *b, const char *network, const char *b
 	}
 	netrec_unlock(b->networks);
 out:
-	secret_wipe(fp, sizeof(fp));
 	return rc;
 }
 

@@ -43,6 +43,11 @@ void address_book_free(struct address_book *b);   /* NULL allowed; wipes the sal
  * dropped: it no longer describes the key), -ENOMEM. */
 int address_book_note(struct address_book *b, const char *network, const char *backend,
                       const struct secret *key, double wall, double seen);
+/* The same, with key's digest (netrec_digest of key, on the book's table)
+ * already computed by the caller: keys/ has just noted the same value. */
+int address_book_note_digest(struct address_book *b, const char *network, const char *backend,
+                             const struct secret *key, const unsigned char digest[NETREC_DIGEST],
+                             double wall, double seen);
 /* The key of network is gone (removed, or the backend said not found) as of
  * `seen` (monotonic): its address is dropped, and a note older than that
  * (a fetch that read the key before the removal) cannot bring it back. */

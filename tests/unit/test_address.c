@@ -638,3 +638,51 @@ Test(address_book, one_digest_tells_the_version)
 	netrec_table_clear(&nets);
 	netrec_table_clear(&other);
 }
+
+/* address_book_note_digest: the note with the digest keys/ computed for the
+ * same value (keyops hands it on instead of computing the HMAC twice) does
+ * what address_book_note does: derives a new version, knows a seen one, and
+ * with another key's digest never calls that key's address known. */
+Test(address_book, note_with_the_digest_of_keys)
+{
+	struct netrec_table nets;
+	cr_assert_eq(netrec_table_init(&nets, 0), 0);
+	struct address_book *b = NULL;
+	cr_assert_eq(address_book_new(&nets, &b), 0);
+	struct secret *a = key_of(KEY_A), *bkey = key_of(KEY_B);
+	static const char file[] = "file", vault[] = "vault";
+	char out[EVM_ADDRESS_TEXT + 1];
+	unsigned char da[NETREC_DIGEST], db[NETREC_DIGEST];
+	bool of_mac;
+	netrec_digest(&nets, a, da);
+	netrec_digest(&nets, bkey, db);
+
+	seen(&nets, "eth", a);
+	cr_expect_eq(address_book_note_digest(b, "eth", file, a, da, 100.0, 100.0), 0);
+	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), 0);
+	cr_expect_str_eq(out, ADDR_A);
+	cr_expect_str_eq(book_backend(&nets, "eth", &of_mac), file);
+	cr_expect(of_mac, "derived from the version keys/ read");
+	/* the same version again: known, not derived again */
+	cr_expect_eq(address_book_note_digest(b, "eth", vault, a, da, 200.0, 200.0), 0);
+	cr_expect_str_eq(book_backend(&nets, "eth", &of_mac), file);
+	/* keys/ read b: b's digest derives b's address */
+	seen(&nets, "eth", bkey);
+	cr_expect_eq(address_book_note_digest(b, "eth", vault, bkey, db, 300.0, 300.0), 0);
+	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), 0);
+	cr_expect_str_eq(out, ADDR_B);
+	cr_expect_str_eq(book_backend(&nets, "eth", &of_mac), vault);
+	cr_expect(of_mac);
+	/* a's note with a's digest while keys/ holds b's: derived, and not
+	 * called the version keys/ read */
+	cr_expect_eq(address_book_note_digest(b, "eth", file, a, da, 400.0, 400.0), 0);
+	cr_expect_eq(address_book_lookup(b, "eth", out, NULL), 0);
+	cr_expect_str_eq(out, ADDR_A);
+	book_backend(&nets, "eth", &of_mac);
+	cr_expect_not(of_mac);
+
+	secret_free(a);
+	secret_free(bkey);
+	address_book_free(b);
+	netrec_table_clear(&nets);
+}
