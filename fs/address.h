@@ -3,12 +3,12 @@
  *
  * An entry holds the address (its 20 bytes, in the mount's record of the
  * network, netrec.h; the EIP-55 text is made when read), when it last
- * changed (the mtime of addresses/<network>) and a fingerprint of the key
- * version it was derived from: Keccak-256 over a random per-mount salt and
- * the key text, so a key read can tell "same version" (no work) from "new
- * version" (derive again) without keeping a second copy of the key.  The
- * fingerprint never leaves the process and is wiped with its entry.
- * Thread-safe.
+ * changed (the mtime of addresses/<network>) and whether it was derived
+ * from the key version whose digest the record holds (netrec_digest: a
+ * keyed HMAC-SHA256 that keys/ also uses to tell a rotation), so a key read
+ * can tell "same version" (no work) from "new version" (derive again)
+ * without keeping a second copy of the key.  The digest never leaves the
+ * process and is wiped with its record.  Thread-safe.
  */
 #ifndef OMIKUJI_ADDRESS_H
 #define OMIKUJI_ADDRESS_H
@@ -28,7 +28,7 @@ struct address_book;
  * table, which must outlive the book and wipes the entries when cleared).
  * 0 or -ENOMEM (or -EIO when no random salt could be had). */
 int address_book_new(struct netrec_table *networks, struct address_book **out);
-void address_book_free(struct address_book *b);   /* NULL allowed; wipes the salt */
+void address_book_free(struct address_book *b);   /* NULL allowed */
 
 /* The mount saw this version of network's key (a read, a store, a
  * refetch), from the backend instance named backend (borrowed: it must

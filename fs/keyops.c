@@ -430,8 +430,9 @@ static int fetch_noted(struct instance *in, const char *network, bool routed, in
 	if (!routed)
 		return rc;
 	/* A value is noted when it enters the cache (here on a miss, and by
-	 * store_in), so a hit is not noted again: the note's salted Keccak was
-	 * 7 530 of a cached read's 53 283 instructions (bench/profile.py).
+	 * store_in), so a hit is not noted again: the note's digest (then a
+	 * salted Keccak) was 7 530 of a cached read's 53 283 instructions
+	 * (bench/profile.py).
 	 * keyops_address notes a hit itself, for a book that lost the entry. */
 	if (rc == 0 && !cached)
 		address_note(in, network, value, started, nd);
