@@ -277,11 +277,7 @@ static void address_parked_done(struct keyops_park *p, int rc, struct secret *ke
 	fuse_req_t req = a->req;
 	struct fuse_file_info fi = a->fi;
 	rc = address_open_finish(k, a, &fi, rc);
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else if (fuse_reply_open(req, &fi) < 0)   /* interrupted, or unmounted */
-		snapshot_release(k, &fi);
-	tree_parked(k, -1);
+	tree_parked_answer(k, req, &fi, rc, snapshot_release);
 }
 
 int address_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi,

@@ -26,7 +26,7 @@ struct address_book;
 
 /* A book keeping its entries in networks (borrowed: the mount's record
  * table, which must outlive the book and wipes the entries when cleared).
- * 0 or -ENOMEM (or -EIO when no random salt could be had). */
+ * 0 or -ENOMEM. */
 int address_book_new(struct netrec_table *networks, struct address_book **out);
 void address_book_free(struct address_book *b);   /* NULL allowed */
 

@@ -629,6 +629,16 @@ void tree_parked(struct mount_state *k, int delta)
 	}
 }
 
+void tree_parked_answer(struct mount_state *k, fuse_req_t req, struct fuse_file_info *fi, int rc,
+                        void (*release)(struct mount_state *k, struct fuse_file_info *fi))
+{
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_open(req, fi) < 0)   /* interrupted, or unmounted */
+		release(k, fi);
+	tree_parked(k, -1);
+}
+
 void tree_drain_parked(struct mount_state *k)
 {
 	struct tree_table *t = k->tree;

@@ -106,11 +106,7 @@ static void keyfile_parked_done(struct keyops_park *p, int rc, struct secret *ke
 	fuse_req_t req = f->req;
 	struct fuse_file_info fi = f->fi;
 	rc = open_finish(k, f, &fi, rc, key);
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else if (fuse_reply_open(req, &fi) < 0)   /* interrupted, or unmounted */
-		keyfile_release(k, &fi);
-	tree_parked(k, -1);
+	tree_parked_answer(k, req, &fi, rc, keyfile_release);
 }
 
 int keyfile_open(struct mount_state *k, const struct node *n, struct fuse_file_info *fi,

@@ -70,6 +70,12 @@ size_t tree_inode_count(struct mount_state *k);
  * tree_drain_parked, once the session loop has ended, returns when every
  * one has been answered (by the threads making their fetches). */
 void tree_parked(struct mount_state *k, int delta);
+/* Answer a parked open, on the thread that ended its fetch: rc's error, or
+ * fi; a reply the kernel no longer takes (the reader was interrupted, the
+ * mount is going) releases fi's handle with release.  The open then no
+ * longer counts as parked. */
+void tree_parked_answer(struct mount_state *k, fuse_req_t req, struct fuse_file_info *fi, int rc,
+                        void (*release)(struct mount_state *k, struct fuse_file_info *fi));
 void tree_drain_parked(struct mount_state *k);
 
 /* Families, implemented in keyfile.c and snapshot.c.  keyfile_open (and
