@@ -346,14 +346,14 @@ static double attr_timeout(const struct mount_state *k)
 }
 
 /* The st_ino users see for inode ino.  A named child's FUSE node id is
- * inotab's serial << 32 | entry number (above 2^32), but a 32-bit program
- * built without large-file support gets EOVERFLOW from stat() on a number
- * that does not fit its ino_t; so it is shown as TREE_SIZE + its serial:
- * below 2^32 for the first ~4 billion lookups of a mount, and as unique
- * and never reused as the node id (the serial only grows). */
+ * above 2^32 (inotab.h), but a 32-bit program built without large-file
+ * support gets EOVERFLOW from stat() on a number that does not fit its
+ * ino_t; so it is shown as TREE_SIZE + its serial: below 2^32 for the first
+ * ~4 billion lookups of a mount, and as unique and never reused as the node
+ * id (the serial only grows). */
 static ino_t st_ino_of(fuse_ino_t ino)
 {
-	return ino <= TREE_SIZE ? (ino_t)ino : (ino_t)(TREE_SIZE + (ino >> 32));
+	return ino <= TREE_SIZE ? (ino_t)ino : (ino_t)(TREE_SIZE + inotab_serial(ino));
 }
 
 /* Answer a LOOKUP, CREATE or MKNOD of node n: its ino (counted), attributes

@@ -99,7 +99,7 @@ static uint32_t find_name(const struct inotab *t, unsigned family, const char *n
 /* The entry that ino names, if it is held under that number. */
 static uint32_t find_ino(const struct inotab *t, uint64_t ino)
 {
-	uint32_t e = (uint32_t)ino, serial = (uint32_t)(ino >> 32);
+	uint32_t e = (uint32_t)ino, serial = inotab_serial(ino);
 	if (!serial || e >= (uint64_t)t->nblocks << BLOCK_SHIFT || entry(t, e)->serial != serial)
 		return NONE;
 	return e;

@@ -48,6 +48,13 @@ void inotab_init(struct inotab *t);
 /* Frees everything (the external name copies too). */
 void inotab_clear(struct inotab *t);
 
+/* A number's serial: unique to it in the table's life, from 1, growing
+ * (the number itself is above 2^32; the serial fits a 32-bit st_ino). */
+static inline uint32_t inotab_serial(uint64_t ino)
+{
+	return (uint32_t)(ino >> 32);
+}
+
 /* The kernel is told about (family, name): its number, lookup count + 1;
  * 0 when out of memory (nothing changed). */
 uint64_t inotab_ref(struct inotab *t, unsigned family, const char *name);
